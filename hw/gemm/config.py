@@ -1,0 +1,104 @@
+"""Configuration of the GEMM engine: the single source of every size and width."""
+
+from dataclasses import asdict, dataclass, fields
+import json
+
+__all__ = ["GemmConfig", "OPERAND_BITS", "BIAS_BITS", "MULTIPLIER_BITS", "SHIFT_BITS"]
+
+
+#: Width of every operand and of every requantized result (signed int8).
+OPERAND_BITS = 8
+#: Width of the per-output-channel bias (signed int32).
+BIAS_BITS = 32
+#: Width of the per-output-channel requantization multiplier (unsigned).
+MULTIPLIER_BITS = 16
+#: Width of the per-output-channel right shift (unsigned, 0..63).
+SHIFT_BITS = 6
+
+# Largest magnitude of one int8 x int8 product: (-128) * (-128).
+_MAX_PRODUCT = 1 << (2 * OPERAND_BITS - 2)
+
+
+def _check_positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GemmConfig:
+    """Sizes of one GEMM engine.
+
+    Parameters
+    ----------
+    rows : int
+        PE rows ``R``: output rows (tokens) computed per tile, and lanes of an
+        activation-buffer word.
+    cols : int
+        PE columns ``C``: output columns (channels) computed per tile, and lanes
+        of a weight-buffer word.
+    k_max : int
+        Largest reduction depth ``K`` of one GEMM command. It bounds the
+        accumulator: ``|acc| <= k_max * 128 * 128``.
+    a_depth, b_depth, c_depth : int
+        Words in the activation (A), weight (B) and output (C) buffers. An A or
+        C word holds ``rows`` int8 lanes, a B word ``cols`` int8 lanes.
+    param_depth : int
+        Output channels held by the requantization parameter buffer.
+    acc_width : int
+        Accumulator width in bits, at least :attr:`required_acc_width` and at
+        most 32 (the accumulator is int32 in ``docs/numerics.md``).
+    """
+
+    rows: int = 16
+    cols: int = 16
+    k_max: int = 768
+    a_depth: int = 16384
+    b_depth: int = 16384
+    c_depth: int = 16384
+    param_depth: int = 1024
+    acc_width: int = 32
+
+    def __post_init__(self):
+        for field in fields(self):
+            _check_positive_int(field.name, getattr(self, field.name))
+        if self.acc_width > 32:
+            raise ValueError(f"acc_width must be at most 32, not {self.acc_width!r}")
+        if self.acc_width < self.required_acc_width:
+            raise ValueError(
+                f"acc_width must be at least {self.required_acc_width} to hold "
+                f"k_max * 128 * 128 = {self.acc_bound}, not {self.acc_width!r}")
+
+    @property
+    def acc_bound(self):
+        """Largest accumulator magnitude a command of depth ``k_max`` can reach."""
+        return self.k_max * _MAX_PRODUCT
+
+    @property
+    def required_acc_width(self):
+        """Smallest signed width that holds ``+-acc_bound``."""
+        return self.acc_bound.bit_length() + 1
+
+    @property
+    def pes(self):
+        """Number of processing elements, ``rows * cols``."""
+        return self.rows * self.cols
+
+    def to_dict(self):
+        return asdict(self)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data):
+        """Build a config from a mapping, rejecting unknown keys by name."""
+        if not isinstance(data, dict):
+            raise TypeError(f"GEMM config must be a mapping, not {data!r}")
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"GEMM config has unknown key {unknown[0]!r}; "
+                             f"known keys are {sorted(known)}")
+        return cls(**data)

@@ -1,0 +1,143 @@
+"""GEMM engine: buffers, PE array, tile controller and writeback."""
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from .array import PEArray
+from .buffer import DualPortBuffer
+from .config import OPERAND_BITS
+from .descriptor import descriptor_layout
+from .requantize import RequantParams
+from .tile_controller import TileController
+from .writeback import Writeback
+
+__all__ = ["GemmEngine", "COUNTER_BITS"]
+
+
+#: Width of the performance counters.
+COUNTER_BITS = 32
+
+
+def _load_port(shape, depth):
+    return Out(memory.WritePort.Signature(addr_width=max(1, (depth - 1).bit_length()),
+                                         shape=shape))
+
+
+class GemmEngine(wiring.Component):
+    """int8 GEMM with int32 accumulation and per-channel requantization.
+
+    Executes :class:`GemmDescriptor` commands over four on-chip buffers: A
+    (activations, ``rows`` int8 per word), B (weights, ``cols`` int8 per word),
+    P (per-channel :class:`RequantParams`) and C (results, ``rows`` int8 per
+    word). Loads through the ``*_load`` ports and reads through ``c_read`` may
+    run while a command executes (double buffering by address region).
+
+    Throughput: ``rows * cols`` MACs per cycle; a command takes
+    ``m_tiles * ceil(n / cols) * max(k, cols)`` cycles plus a drain of
+    ``cols + 6`` cycles. A new command is accepted once the previous one has
+    issued its last tile, so drains overlap the next command.
+
+    Parameters
+    ----------
+    config : GemmConfig
+
+    Attributes
+    ----------
+    cmd : ``In(stream.Signature(descriptor_layout(config)))``
+    a_load, b_load, p_load : ``Out(memory.WritePort.Signature)``
+        Load ports, as a memory's write port (``addr``, ``data``, ``en`` in).
+    c_read : ``Out(memory.ReadPort.Signature)``
+        Result words, one cycle read latency.
+    busy : ``Out(1)``
+        A command is running or its results are not all written yet.
+    done : ``Out(1)``
+        Pulses in the cycle ``busy`` falls.
+    busy_cycles, mac_cycles : ``Out(32)``
+        Cycles with ``busy`` high, and cycles in which the array did a MAC
+        step (``rows * cols`` MACs each); both count from reset and wrap.
+    """
+
+    def __init__(self, config):
+        self._config = config
+        rows_word = data.ArrayLayout(signed(OPERAND_BITS), config.rows)
+        cols_word = data.ArrayLayout(signed(OPERAND_BITS), config.cols)
+        super().__init__({
+            "cmd": In(stream.Signature(descriptor_layout(config))),
+            "a_load": _load_port(rows_word, config.a_depth),
+            "b_load": _load_port(cols_word, config.b_depth),
+            "p_load": _load_port(RequantParams, config.param_depth),
+            "c_read": Out(memory.ReadPort.Signature(
+                addr_width=max(1, (config.c_depth - 1).bit_length()), shape=rows_word)),
+            "busy": Out(1),
+            "done": Out(1),
+            "busy_cycles": Out(COUNTER_BITS),
+            "mac_cycles": Out(COUNTER_BITS),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self._config
+
+        m.submodules.a_buffer = a_buffer = DualPortBuffer(
+            shape=data.ArrayLayout(signed(OPERAND_BITS), config.rows), depth=config.a_depth)
+        m.submodules.b_buffer = b_buffer = DualPortBuffer(
+            shape=data.ArrayLayout(signed(OPERAND_BITS), config.cols), depth=config.b_depth)
+        m.submodules.p_buffer = p_buffer = DualPortBuffer(
+            shape=RequantParams, depth=config.param_depth)
+        m.submodules.c_buffer = c_buffer = DualPortBuffer(
+            shape=data.ArrayLayout(signed(OPERAND_BITS), config.rows), depth=config.c_depth)
+        m.submodules.controller = controller = TileController(config)
+        m.submodules.array = array = PEArray(rows=config.rows, cols=config.cols,
+                                             acc_width=config.acc_width)
+        m.submodules.writeback = writeback = Writeback(config)
+
+        connect(m, flipped(self.a_load), a_buffer.write)
+        connect(m, flipped(self.b_load), b_buffer.write)
+        connect(m, flipped(self.p_load), p_buffer.write)
+        connect(m, flipped(self.c_read), c_buffer.read)
+        connect(m, flipped(self.cmd), controller.cmd)
+
+        m.d.comb += [
+            a_buffer.read.addr.eq(controller.a_read.addr),
+            a_buffer.read.en.eq(controller.a_read.en),
+            b_buffer.read.addr.eq(controller.b_read.addr),
+            b_buffer.read.en.eq(controller.b_read.en),
+
+            array.a.eq(a_buffer.read.data),
+            array.b.eq(b_buffer.read.data),
+            array.valid.eq(controller.valid),
+            array.first.eq(controller.first),
+            array.last.eq(controller.last),
+            array.shift.eq(writeback.shift),
+
+            writeback.tile_done.eq(controller.tile_done),
+            writeback.tile.eq(controller.tile),
+            writeback.column.eq(array.column),
+            p_buffer.read.addr.eq(writeback.p_read.addr),
+            p_buffer.read.en.eq(writeback.p_read.en),
+            writeback.p_read.data.eq(p_buffer.read.data),
+            c_buffer.write.addr.eq(writeback.c_write.addr),
+            c_buffer.write.data.eq(writeback.c_write.data),
+            c_buffer.write.en.eq(writeback.c_write.en),
+        ]
+
+        # In flight: tiles being issued, and finished tiles until their last
+        # word is written (the writeback sees a tile from its tile_done on).
+        busy = Signal()
+        busy_before = Signal()
+        m.d.comb += [
+            busy.eq(controller.running | writeback.busy),
+            self.busy.eq(busy),
+            self.done.eq(busy_before & ~busy),
+        ]
+        m.d.sync += busy_before.eq(busy)
+        with m.If(busy):
+            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
+        with m.If(controller.valid):
+            m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
+        return m

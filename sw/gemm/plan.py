@@ -1,0 +1,152 @@
+"""Placing a GEMM on the engine: buffer regions, command, words to load."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vitforge.hw.gemm.descriptor import GemmDescriptor
+from vitforge.sw.golden.gemm.requantize import check_requant_params, requantize
+
+from .layout import pack_activations, pack_weights, tiles, unpack_activations
+
+__all__ = ["GemmProblem", "GemmJob", "plan_gemm", "ideal_cycles", "expected_cycles"]
+
+#: Cycles the engine needs after its last tile is issued (array, drain, requantizer).
+_DRAIN_SLACK = 8
+
+
+@dataclass(frozen=True)
+class GemmProblem:
+    """``Y = requantize(A @ B, bias, multiplier, shift)``, all integers.
+
+    Parameters
+    ----------
+    a : int8 ``M x K``
+    b : int8 ``K x N``
+    bias : int32-range ``N``
+    multiplier : ``N`` values in ``[0, 2**16)``
+    shift : ``N`` values in ``[0, 63]``
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    bias: np.ndarray
+    multiplier: np.ndarray
+    shift: np.ndarray
+
+    def __post_init__(self):
+        for name in ("a", "b"):
+            matrix = getattr(self, name)
+            if not isinstance(matrix, np.ndarray) or matrix.ndim != 2:
+                raise ValueError(f"{name} must be a 2-D numpy array, not {type(matrix).__name__}"
+                                 f" of shape {np.shape(matrix)}")
+            if matrix.dtype != np.int8:
+                raise TypeError(f"{name} must have dtype int8, not {matrix.dtype}")
+            if 0 in matrix.shape:
+                raise ValueError(f"{name} must not be empty, not of shape {matrix.shape}")
+        if self.a.shape[1] != self.b.shape[0]:
+            raise ValueError(f"a columns must equal b rows, not {self.a.shape[1]} and "
+                             f"{self.b.shape[0]}")
+        for name in ("bias", "multiplier", "shift"):
+            if np.shape(getattr(self, name)) != (self.n,):
+                raise ValueError(f"{name} must have shape ({self.n},), not "
+                                 f"{np.shape(getattr(self, name))}")
+        check_requant_params(self.bias, self.multiplier, self.shift)
+
+    @property
+    def m(self):
+        return self.a.shape[0]
+
+    @property
+    def k(self):
+        return self.a.shape[1]
+
+    @property
+    def n(self):
+        return self.b.shape[1]
+
+    def reference(self):
+        """The result straight from ``docs/numerics.md``, without buffers or tiles."""
+        sums = self.a.astype(np.int64) @ self.b.astype(np.int64)
+        return requantize(sums, self.bias, self.multiplier, self.shift)
+
+
+@dataclass(frozen=True)
+class GemmJob:
+    """A :class:`GemmProblem` placed in the buffers: words to load, command, result region."""
+
+    problem: GemmProblem
+    descriptor: GemmDescriptor
+    a_words: np.ndarray
+    b_words: np.ndarray
+
+    def result(self, c_words):
+        """The ``M x N`` result from the words read at ``descriptor.c_addr``."""
+        return unpack_activations(c_words, self.problem.m, self.problem.n,
+                                  c_words.shape[1])
+
+    @property
+    def c_word_count(self):
+        return self.descriptor.m_tiles * self.descriptor.c_stride
+
+
+def ideal_cycles(config, m, k, n):
+    """MAC-bound cycles of an ``m x k`` by ``k x n`` GEMM: ``m*k*n / (rows*cols)``."""
+    return m * k * n / config.pes
+
+
+def expected_cycles(config, descriptor):
+    """Busy cycles of one command on the engine (exact up to a few drain cycles)."""
+    return (descriptor.m_tiles * descriptor.n_tiles(config) * max(descriptor.k, config.cols)
+            + config.cols + _DRAIN_SLACK)
+
+
+def _region(name, words, depth, depth_name, slot):
+    """Base address of ``words`` words in buffer half ``slot`` (or the whole buffer)."""
+    capacity = depth if slot is None else depth // 2
+    if words > capacity:
+        where = f"{depth_name}={depth}" if slot is None else f"half of {depth_name}={depth}"
+        raise ValueError(f"GEMM needs {words} {name} words, but {where} holds {capacity}")
+    return 0 if slot is None else slot * capacity
+
+
+def plan_gemm(config, problem, slot=None):
+    """Place ``problem`` on ``config``'s engine.
+
+    Parameters
+    ----------
+    config : GemmConfig
+    problem : GemmProblem
+    slot : None, 0 or 1
+        ``None`` uses each buffer from address 0; 0 or 1 uses that half of
+        every buffer, so two jobs in different slots can be loaded and run at
+        once (double buffering).
+
+    Raises
+    ------
+    ValueError
+        If ``k`` exceeds ``k_max`` or an operand, the result or the
+        parameters do not fit their buffer (or half of it).
+    """
+    if slot not in (None, 0, 1):
+        raise ValueError(f"slot must be None, 0 or 1, not {slot!r}")
+    if problem.k > config.k_max:
+        raise ValueError(f"GEMM reduction depth k must be at most k_max={config.k_max}, "
+                         f"not {problem.k}")
+    m_tiles = tiles(problem.m, config.rows)
+    a_words = pack_activations(problem.a, config.rows)
+    b_words = pack_weights(problem.b, config.cols)
+    descriptor = GemmDescriptor(
+        a_addr=_region("A-buffer", len(a_words), config.a_depth, "a_depth", slot),
+        a_stride=problem.k,
+        b_addr=_region("B-buffer", len(b_words), config.b_depth, "b_depth", slot),
+        b_stride=problem.k,
+        c_addr=_region("C-buffer", m_tiles * problem.n, config.c_depth, "c_depth", slot),
+        c_stride=problem.n,
+        p_addr=_region("parameter", problem.n, config.param_depth, "param_depth", slot),
+        k=problem.k,
+        m_tiles=m_tiles,
+        n=problem.n,
+    )
+    descriptor.check(config)
+    return GemmJob(problem=problem, descriptor=descriptor, a_words=a_words, b_words=b_words)
