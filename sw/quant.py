@@ -27,11 +27,12 @@ def fixed_point_multiplier(scale):
     """
     scale = np.asarray(scale, dtype=np.float64)
     if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-        bad = scale[~(np.isfinite(scale) & (scale > 0))].flat[0]
+        bad = float(scale[~(np.isfinite(scale) & (scale > 0))].flat[0])
         raise ValueError(f"scale must be positive and finite, not {bad!r}")
     multiplier = np.zeros(scale.shape, dtype=np.int64)
     shift = np.zeros(scale.shape, dtype=np.int64)
     for index, value in np.ndenumerate(scale):
+        value = float(value)
         mantissa, exponent = math.frexp(value)         # value = mantissa * 2**exponent
         m = round(mantissa * (1 << MULTIPLIER_BITS))
         s = MULTIPLIER_BITS - exponent

@@ -57,7 +57,7 @@ class GemmConfig:
     a_depth: int = 16384
     b_depth: int = 16384
     c_depth: int = 16384
-    param_depth: int = 1024
+    param_depth: int = 4096
     acc_width: int = 32
 
     def __post_init__(self):

@@ -73,6 +73,7 @@ class JobReport:
     cycles: int
     mac_cycles: int
     ideal_cycles: float
+    run_seconds: float         # wall time of the autonomous run in Verilator
 
     @property
     def utilization(self):
@@ -105,7 +106,7 @@ def first_mismatch(rtl, golden):
     return row, col, int(rtl[row, col]), int(golden[row, col])
 
 
-def simulate(config, jobs, *, overlap=False, log=None):
+def simulate(config, jobs, *, overlap=False, watchdog_cycles=None, log=None):
     """Run ``jobs`` on the RTL (Verilator) and on the golden model.
 
     Returns a :class:`SimulationReport`; raises
@@ -121,7 +122,7 @@ def simulate(config, jobs, *, overlap=False, log=None):
     scratch = Path(tempfile.mkdtemp(prefix="vitforge-gemm-"))
     session_path = scratch / "session.npz"
     results_path = scratch / "results.npz"
-    save_session(session_path, config, jobs, overlap=overlap)
+    save_session(session_path, config, jobs, overlap=overlap, watchdog_cycles=watchdog_cycles)
     if log:
         log(f"simulating {len(jobs)} GEMM command(s)")
     started = time.monotonic()
@@ -141,7 +142,8 @@ def simulate(config, jobs, *, overlap=False, log=None):
             rtl=job.result(result.c_words), golden=job.result(golden_words),
             match=bool(np.array_equal(result.c_words, golden_words)),
             cycles=result.busy_cycles, mac_cycles=result.mac_cycles,
-            ideal_cycles=ideal_cycles(config, p.m, p.k, p.n)))
+            ideal_cycles=ideal_cycles(config, p.m, p.k, p.n),
+            run_seconds=result.run_seconds))
     return SimulationReport(jobs=reports, verilog_seconds=verilog.seconds,
                             build_seconds=built.seconds, build_cached=built.cached,
                             sim_seconds=sim_seconds)

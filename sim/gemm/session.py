@@ -9,6 +9,7 @@ halves), which is how double buffering hides load time.
 
 from dataclasses import dataclass
 import json
+import time
 
 import numpy as np
 from amaranth.lib import data
@@ -16,7 +17,7 @@ from amaranth.lib import data
 from vitforge.hw.gemm.config import GemmConfig
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.gemm.requantize import RequantParams
-from vitforge.sw.gemm.plan import GemmJob, GemmProblem, expected_cycles
+from vitforge.sw.gemm.plan import GemmJob, GemmProblem, command_cycles
 
 __all__ = ["JobResult", "run_session", "save_session", "load_session",
            "save_results", "load_results"]
@@ -33,6 +34,7 @@ class JobResult:
     c_words: np.ndarray      # int8, (c_word_count, rows)
     busy_cycles: int
     mac_cycles: int
+    run_seconds: float       # wall time of the autonomous run (command to idle)
 
 
 def _word_to_int(word):
@@ -89,7 +91,7 @@ async def _load(pins, job):
 async def _submit(pins, config, job):
     pins.set("cmd.payload", job.descriptor.encode(config))
     pins.set("cmd.valid", 1)
-    await pins.wait_until("cmd.ready", 1, expected_cycles(config, job.descriptor))
+    await pins.wait_until("cmd.ready", 1, command_cycles(config, job.descriptor))
     await pins.tick()
     pins.set("cmd.valid", 0)
 
@@ -104,14 +106,19 @@ async def _read_results(pins, config, job):
     return words
 
 
-async def run_session(pins, config, jobs, *, overlap=False):
+async def run_session(pins, config, jobs, *, overlap=False, watchdog_cycles=None):
     """Run ``jobs`` on the engine behind ``pins``; return a :class:`JobResult` each.
+
+    Parameters
+    ----------
+    watchdog_cycles : int or None
+        Cycle budget of each command; by default ``WATCHDOG_FACTOR`` times its
+        expected cycles plus ``WATCHDOG_MARGIN``.
 
     Raises
     ------
     WatchdogError
-        If a command does not finish within ``WATCHDOG_FACTOR`` times its
-        expected cycles (plus ``WATCHDOG_MARGIN``).
+        If a command does not finish within its budget.
     ValueError
         If ``overlap`` is set and consecutive jobs share buffer regions.
     """
@@ -124,27 +131,32 @@ async def run_session(pins, config, jobs, *, overlap=False):
         await _load(pins, jobs[0])
     for index, job in enumerate(jobs):
         busy_before, macs_before = pins.get("busy_cycles"), pins.get("mac_cycles")
+        started = time.perf_counter()
         await _submit(pins, config, job)
         following = jobs[index + 1] if index + 1 < len(jobs) else None
         if overlap and following is not None:
             await _load(pins, following)
-        budget = WATCHDOG_FACTOR * expected_cycles(config, job.descriptor) + WATCHDOG_MARGIN
+        budget = watchdog_cycles or (WATCHDOG_FACTOR * command_cycles(config, job.descriptor)
+                                     + WATCHDOG_MARGIN)
         await pins.wait_until("busy", 0, budget)
+        run_seconds = time.perf_counter() - started
         wrap = 1 << 32
         results.append(JobResult(
             c_words=await _read_results(pins, config, job),
             busy_cycles=(pins.get("busy_cycles") - busy_before) % wrap,
             mac_cycles=(pins.get("mac_cycles") - macs_before) % wrap,
+            run_seconds=run_seconds,
         ))
         if not overlap and following is not None:
             await _load(pins, following)
     return results
 
 
-def save_session(path, config, jobs, *, overlap=False):
+def save_session(path, config, jobs, *, overlap=False, watchdog_cycles=None):
     """Write a session to ``path`` (``.npz``) for a testbench in another process."""
     arrays = {}
-    meta = {"config": config.to_dict(), "overlap": overlap, "jobs": []}
+    meta = {"config": config.to_dict(), "overlap": overlap, "watchdog_cycles": watchdog_cycles,
+            "jobs": []}
     for index, job in enumerate(jobs):
         meta["jobs"].append(vars(job.descriptor))
         for name in ("a", "b", "bias", "multiplier", "shift"):
@@ -155,7 +167,10 @@ def save_session(path, config, jobs, *, overlap=False):
 
 
 def load_session(path):
-    """Inverse of :func:`save_session`: ``(config, jobs, overlap)``."""
+    """Inverse of :func:`save_session`: ``(config, jobs, options)``.
+
+    ``options`` are the keyword arguments of :func:`run_session`.
+    """
     with np.load(path) as archive:
         meta = json.loads(str(archive["meta"]))
         jobs = []
@@ -166,7 +181,8 @@ def load_session(path):
                                   multiplier=array("multiplier"), shift=array("shift"))
             jobs.append(GemmJob(problem=problem, descriptor=GemmDescriptor(**descriptor),
                                 a_words=array("a_words"), b_words=array("b_words")))
-    return GemmConfig.from_dict(meta["config"]), jobs, meta["overlap"]
+    options = {"overlap": meta["overlap"], "watchdog_cycles": meta["watchdog_cycles"]}
+    return GemmConfig.from_dict(meta["config"]), jobs, options
 
 
 def save_results(path, results):
@@ -174,6 +190,7 @@ def save_results(path, results):
     for index, result in enumerate(results):
         arrays[f"job{index}_c_words"] = result.c_words
         arrays[f"job{index}_cycles"] = np.array([result.busy_cycles, result.mac_cycles])
+        arrays[f"job{index}_seconds"] = np.array(result.run_seconds)
     np.savez(path, count=len(results), **arrays)
 
 
@@ -181,5 +198,6 @@ def load_results(path):
     with np.load(path) as archive:
         return [JobResult(c_words=archive[f"job{index}_c_words"],
                           busy_cycles=int(archive[f"job{index}_cycles"][0]),
-                          mac_cycles=int(archive[f"job{index}_cycles"][1]))
+                          mac_cycles=int(archive[f"job{index}_cycles"][1]),
+                          run_seconds=float(archive[f"job{index}_seconds"]))
                 for index in range(int(archive["count"]))]

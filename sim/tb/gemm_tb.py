@@ -20,7 +20,7 @@ CLOCK_PERIOD_NS = 10
 
 @cocotb.test()
 async def run_saved_session(dut):
-    config, jobs, overlap = load_session(os.environ["VITFORGE_SESSION"])
+    config, jobs, options = load_session(os.environ["VITFORGE_SESSION"])
     Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
     pins = CocotbPins(dut, CLOCK_PERIOD_NS)
     for port in ("cmd.valid", "a_load.en", "b_load.en", "p_load.en"):
@@ -29,5 +29,5 @@ async def run_saved_session(dut):
     for _ in range(2):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
-    results = await run_session(pins, config, jobs, overlap=overlap)
+    results = await run_session(pins, config, jobs, **options)
     save_results(os.environ["VITFORGE_RESULTS"], results)

@@ -9,10 +9,13 @@ from vitforge.sw.golden.gemm.requantize import check_requant_params, requantize
 
 from .layout import pack_activations, pack_weights, tiles, unpack_activations
 
-__all__ = ["GemmProblem", "GemmJob", "plan_gemm", "ideal_cycles", "expected_cycles"]
+__all__ = ["GemmProblem", "GemmJob", "plan_gemm", "ideal_cycles", "command_cycles"]
 
-#: Cycles the engine needs after its last tile is issued (array, drain, requantizer).
-_DRAIN_SLACK = 8
+#: After a tile's last issue: the drain starts 3 cycles later (buffer read,
+#: product, accumulate) and lasts ``cols`` cycles; a drained column is written
+#: 4 cycles later (column register, three requantizer stages).
+_DRAIN_START = 3
+_WRITE_DELAY = 4
 
 
 @dataclass(frozen=True)
@@ -95,10 +98,21 @@ def ideal_cycles(config, m, k, n):
     return m * k * n / config.pes
 
 
-def expected_cycles(config, descriptor):
-    """Busy cycles of one command on the engine (exact up to a few drain cycles)."""
-    return (descriptor.m_tiles * descriptor.n_tiles(config) * max(descriptor.k, config.cols)
-            + config.cols + _DRAIN_SLACK)
+def command_cycles(config, descriptor):
+    """Busy cycles of one command, exactly as the engine's ``busy_cycles`` counts them.
+
+    The controller issues ``max(k, cols)`` cycles per tile (the final tile
+    counts up to its last issue). The engine stays busy until the final
+    tile's drain has ended and its last valid column is written. The
+    Verilator tests check this against the hardware counter for every GEMM.
+    """
+    d = descriptor
+    period = max(d.k, config.cols)
+    last_issue = d.m_tiles * d.n_tiles(config) * period - (period - d.k)
+    last_tile_columns = d.n - (d.n_tiles(config) - 1) * config.cols
+    drain_end = _DRAIN_START + config.cols - 1
+    last_write = _DRAIN_START + last_tile_columns - 1 + _WRITE_DELAY
+    return last_issue + max(drain_end, last_write)
 
 
 def _region(name, words, depth, depth_name, slot):

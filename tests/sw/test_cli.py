@@ -1,0 +1,65 @@
+"""The command line: exit codes, one-line errors, JSON output."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vitforge.sw import cli
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "vitforge.sw.cli", *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["gemm", "--rows", "0"], "rows must be a positive integer, not 0"),
+    (["gemm", "--rows", "4", "--cols", "4", "--m", "-2"], "m must be a positive integer, not -2"),
+    (["gemm", "--rows", "4", "--cols", "4", "--k", "769"],
+     "GEMM reduction depth k must be at most k_max=768, not 769"),
+    (["gemm", "--rows", "x"], "argument --rows: invalid int value: 'x'"),
+    (["gemm", "--pattern", "noise"], "pattern must be one of random, min, max, alternating, "
+                                     "zeros, not 'noise'"),
+    (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(args, message):
+    completed = run(*args)
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    assert completed.stderr.startswith(f"vitforge: error: {message}")
+    assert completed.stderr.count("\n") == 1, completed.stderr
+
+
+def test_unwritable_json_is_refused_before_simulating(tmp_path, capsys, monkeypatch):
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("simulated although the output cannot be written")
+    monkeypatch.setattr("vitforge.sim.gemm.cosim.simulate", no_simulation)
+    missing = tmp_path / "missing"
+    code = cli.main(["gemm", "--rows", "4", "--cols", "4", "--json", str(missing / "out.json")])
+    assert code == 2
+    assert capsys.readouterr().err == f"vitforge: error: --json folder must exist, " \
+                                      f"not {str(missing)!r}\n"
+
+
+def test_doctor_lists_the_toolchain():
+    completed = run("doctor")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    for tool in ("python", "amaranth", "cocotb", "verilator", "yosys"):
+        assert any(line.startswith(tool) for line in completed.stdout.splitlines()), tool
+
+
+@pytest.mark.verilator
+def test_gemm_runs_verifies_and_writes_json(tmp_path):
+    out = tmp_path / "gemm.json"
+    completed = run("gemm", "--rows", "4", "--cols", "4", "--m", "37", "--k", "48", "--n", "29",
+                    "--seed", "3", "--json", str(out))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    summary = json.loads(out.read_text())
+    assert summary["match"] is True
+    assert summary["ideal_cycles"] == 37 * 48 * 29 / 16
+    assert summary["cycles"] >= summary["ideal_cycles"]
+    assert summary["utilization"] == pytest.approx(summary["ideal_cycles"] / summary["cycles"])
+    assert f"cycles          {summary['cycles']}" in completed.stdout
+    assert "RTL == golden   yes" in completed.stdout
