@@ -75,11 +75,11 @@ def main(argv=None):
           f"({summary['sim_cycles_per_second']:.0f} engine cycles/s while running)")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gemm_utilization.json").write_text(json.dumps(summary, indent=2))
-    _plot(rows, args.out / "gemm_utilization.png")
+    _plot(rows, f"DeiT-T GEMMs on a {args.rows}x{args.cols} array", args.out / "gemm_utilization.png")
     return 0 if report.match else 1
 
 
-def _plot(rows, path):
+def _plot(rows, title, path):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -96,7 +96,7 @@ def _plot(rows, path):
         axis.text(x, value + 1, f"{value:.1f}%", ha="center")
     axis.set_ylim(0, 105)
     axis.set_ylabel("PE utilization (%)")
-    axis.set_title("DeiT-T GEMMs on a 16x16 array")
+    axis.set_title(title)
     axis.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)

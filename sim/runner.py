@@ -155,6 +155,26 @@ def _patched_environment(values, remove=()):
                 os.environ[name] = value
 
 
+def _verilator_runner():
+    """cocotb's Verilator runner, exposing only the top level's ports to VPI.
+
+    cocotb builds with ``--public-flat-rw``, which makes every internal signal
+    public: for a 16x16 array that is ~2 MB of symbol tables and code Verilator
+    may not optimise, and a build 10x slower. vitforge's testbenches touch
+    only top-level ports, so the build marks just those public through a
+    Verilator control file (see :func:`build`).
+    """
+    from cocotb_tools.runner import Verilator
+
+    class TopPortsVerilator(Verilator):
+        def _build_command(self):
+            commands = super()._build_command()
+            commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
+            return commands
+
+    return TopPortsVerilator()
+
+
 def build(verilog, toplevel, *, build_args=(), log=None):
     """Compile ``verilog`` with Verilator for cocotb, or reuse a cached build.
 
@@ -173,8 +193,6 @@ def build(verilog, toplevel, *, build_args=(), log=None):
     ------
     ToolchainError, SimulationError
     """
-    from cocotb_tools.runner import get_runner
-
     toolchain = find_toolchain()
     build_args = ["-Wno-fatal", "-O3", *build_args]
     key = _build_key(toolchain, verilog, toplevel, build_args)
@@ -191,11 +209,13 @@ def build(verilog, toplevel, *, build_args=(), log=None):
         directory.mkdir(parents=True)
         source = directory / f"{toplevel}.v"
         source.write_text(verilog)
+        control = directory / "ports.vlt"
+        control.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n')
         started = time.monotonic()
-        runner = get_runner("verilator")
+        runner = _verilator_runner()
         with _patched_environment(toolchain.environment()):
             try:
-                runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=directory,
+                runner.build(sources=[control, source], hdl_toplevel=toplevel, build_dir=directory,
                              build_args=build_args, log_file=directory / "build.log")
             except (RuntimeError, SystemExit) as error:
                 tail = _tail(directory / "build.log")
@@ -224,14 +244,14 @@ def run_test(built, test_module, *, env=None, testcase=None, keep_dir=None):
     SimulationError
         If the simulator exits abnormally or any cocotb test fails.
     """
-    from cocotb_tools.runner import get_results, get_runner
+    from cocotb_tools.runner import get_results
 
     toolchain = find_toolchain()
     run_dir = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="vitforge-run-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     results_xml = run_dir / "results.xml"
     log_file = run_dir / "sim.log"
-    runner = get_runner("verilator")
+    runner = _verilator_runner()
     variables = {**toolchain.environment(), **(env or {})}
     # The runner exits the process on failures when it thinks pytest called it.
     with _patched_environment(variables, remove=("PYTEST_CURRENT_TEST",)):

@@ -39,8 +39,9 @@ class GemmConfig:
         PE columns ``C``: output columns (channels) computed per tile, and lanes
         of a weight-buffer word.
     k_max : int
-        Largest reduction depth ``K`` of one GEMM command. It bounds the
-        accumulator: ``|acc| <= k_max * 128 * 128``.
+        Largest reduction depth ``K`` of one GEMM command, at most ``a_depth``
+        and ``b_depth`` (one tile of depth ``K`` takes ``K`` words). It bounds
+        the accumulator: ``|acc| <= k_max * 128 * 128``.
     a_depth, b_depth, c_depth : int
         Words in the activation (A), weight (B) and output (C) buffers. An A or
         C word holds ``rows`` int8 lanes, a B word ``cols`` int8 lanes.
@@ -63,6 +64,11 @@ class GemmConfig:
     def __post_init__(self):
         for field in fields(self):
             _check_positive_int(field.name, getattr(self, field.name))
+        for depth_name in ("a_depth", "b_depth"):
+            depth = getattr(self, depth_name)
+            if self.k_max > depth:
+                raise ValueError(f"k_max must be at most {depth_name}={depth}, the deepest "
+                                 f"tile that buffer holds, not {self.k_max}")
         if self.acc_width > 32:
             raise ValueError(f"acc_width must be at most 32, not {self.acc_width!r}")
         if self.acc_width < self.required_acc_width:

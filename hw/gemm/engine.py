@@ -34,9 +34,10 @@ class GemmEngine(wiring.Component):
     run while a command executes (double buffering by address region).
 
     Throughput: ``rows * cols`` MACs per cycle; a command takes
-    ``m_tiles * ceil(n / cols) * max(k, cols)`` cycles plus a drain of
-    ``cols + 6`` cycles. A new command is accepted once the previous one has
-    issued its last tile, so drains overlap the next command.
+    ``m_tiles * ceil(n / cols) * max(k, cols)`` issue cycles plus a tail of at
+    most ``cols + 6`` cycles (``vitforge.sw.gemm.plan.command_cycles`` is
+    exact). A new command is accepted once the previous one has issued its
+    last tile, so its drain overlaps the next command.
 
     Parameters
     ----------

@@ -32,26 +32,27 @@ class GemmVerilog:
 def _hw_source_digest():
     """Digest of the generator sources, so edited hardware is never served from cache."""
     import amaranth
-    from vitforge.hw import gemm as hw_gemm
+    from vitforge import hw
 
     digest = hashlib.sha256(amaranth.__version__.encode())
-    for path in sorted(Path(hw_gemm.__file__).parent.glob("*.py")):
-        digest.update(path.name.encode())
+    root = Path(hw.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 def engine_verilog(config):
     """Verilog of ``GemmEngine(config)``, generated once per config and generator version."""
-    from amaranth.back import verilog
     from vitforge.hw.gemm.engine import GemmEngine
+    from vitforge.hw.verilog import to_verilog
 
     key = hashlib.sha256((config.to_json() + _hw_source_digest()).encode()).hexdigest()[:20]
     path = runner.cache_root() / "verilog" / f"{TOPLEVEL}-{key}.v"
     if path.exists():
         return GemmVerilog(text=path.read_text(), seconds=0.0, cached=True)
     started = time.monotonic()
-    text = verilog.convert(GemmEngine(config), name=TOPLEVEL, emit_src=False)
+    text = to_verilog(GemmEngine(config), TOPLEVEL)
     seconds = time.monotonic() - started
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:

@@ -54,7 +54,7 @@ def _params_to_int(bias, multiplier, shift):
     return value
 
 
-def _check_overlap(config, current, following):
+def _check_overlap(current, following):
     spans = (("A", "a_addr", "a_words"), ("B", "b_addr", "b_words"))
     for buffer, address, words in spans:
         start_1 = getattr(current.descriptor, address)
@@ -124,7 +124,7 @@ async def run_session(pins, config, jobs, *, overlap=False, watchdog_cycles=None
     """
     if overlap:
         for current, following in zip(jobs, jobs[1:]):
-            _check_overlap(config, current, following)
+            _check_overlap(current, following)
     pins.set("c_read.en", 1)
     results = []
     if jobs:

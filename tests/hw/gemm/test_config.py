@@ -37,8 +37,17 @@ def test_accumulator_must_hold_the_bound():
 def test_accumulator_is_at_most_int32():
     with pytest.raises(ValueError, match=r"^acc_width must be at most 32, not 33$"):
         GemmConfig(acc_width=33)
+    deep = dict(a_depth=1 << 17, b_depth=1 << 17)
+    assert GemmConfig(k_max=(1 << 17) - 1, **deep).required_acc_width == 32
     with pytest.raises(ValueError, match=r"^acc_width must be at least 33 to hold"):
-        GemmConfig(k_max=1 << 17)
+        GemmConfig(k_max=1 << 17, **deep)
+
+
+@pytest.mark.parametrize("depth_name", ["a_depth", "b_depth"])
+def test_k_max_must_fit_the_operand_buffers(depth_name):
+    with pytest.raises(ValueError, match=rf"^k_max must be at most {depth_name}=512, the "
+                                         rf"deepest tile that buffer holds, not 768$"):
+        GemmConfig(**{depth_name: 512})
 
 
 def test_json_round_trip_and_unknown_keys():
