@@ -94,7 +94,7 @@ class Writeback(wiring.Component):
             with m.If(column_index == config.cols - 1):
                 m.d.sync += draining.eq(0)
 
-        output_column = Signal.like(tile.n)
+        output_column = Signal(range(config.param_depth + config.cols))   # never wraps
         m.d.comb += [
             output_column.eq(tile.n_base + column_index),
             self.shift.eq(draining),

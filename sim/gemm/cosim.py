@@ -42,7 +42,7 @@ def _hw_source_digest():
     return digest.hexdigest()
 
 
-def engine_verilog(config):
+def engine_verilog(config, log=None):
     """Verilog of ``GemmEngine(config)``, generated once per config and generator version."""
     from vitforge.hw.gemm.engine import GemmEngine
     from vitforge.hw.verilog import to_verilog
@@ -51,6 +51,8 @@ def engine_verilog(config):
     path = runner.cache_root() / "verilog" / f"{TOPLEVEL}-{key}.v"
     if path.exists():
         return GemmVerilog(text=path.read_text(), seconds=0.0, cached=True)
+    if log:
+        log(f"generating Verilog for a {config.rows}x{config.cols} engine")
     started = time.monotonic()
     text = to_verilog(GemmEngine(config), TOPLEVEL)
     seconds = time.monotonic() - started
@@ -117,7 +119,7 @@ def simulate(config, jobs, *, overlap=False, watchdog_cycles=None, log=None):
     """
     if not isinstance(config, GemmConfig):
         raise TypeError(f"config must be a GemmConfig, not {config!r}")
-    verilog = engine_verilog(config)
+    verilog = engine_verilog(config, log=log)
     built = runner.build(verilog.text, TOPLEVEL, log=log)
     # Kept on failure, so the simulation log named in the error stays readable.
     scratch = Path(tempfile.mkdtemp(prefix="vitforge-gemm-"))

@@ -124,3 +124,13 @@ def test_problem_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match=r"^bias must have shape \(2,\), not \(3,\)$"):
         GemmProblem(a=a, b=np.zeros((3, 2), np.int8), bias=np.zeros(3, int),
                     multiplier=np.ones(2, int), shift=np.zeros(2, int))
+
+
+def test_columns_past_a_full_parameter_buffer_are_dropped():
+    # n = param_depth = 7 on 3 columns: the last tile's columns 7 and 8 lie past
+    # the end; their index must not wrap around onto columns 0 and 1.
+    config = GemmConfig(rows=2, cols=3, k_max=8, a_depth=16, b_depth=16, c_depth=16,
+                        param_depth=7)
+    rng = np.random.default_rng(9)
+    jobs = [plan_gemm(config, random_problem(rng, 2, 4, 7))]
+    assert_matches_golden(config, jobs, simulate(config, jobs), seed=9)
