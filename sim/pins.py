@@ -7,7 +7,8 @@ tests) and under cocotb/Verilator (cycle-accurate co-simulation).
 Ports are named by their Amaranth path with dots (``"a_load.addr"``); in
 Verilog the same port is ``a_load__addr``. Values are unsigned integers of the
 port's bits. Inputs are set between clock edges and sampled at the next rising
-edge; :meth:`Pins.tick` returns once the outputs show that edge's results.
+edge; :meth:`Pins.tick` returns once the outputs show that edge's results, and
+:meth:`Pins.settle` once combinational outputs follow inputs set since.
 """
 
 __all__ = ["WatchdogError", "AmaranthPins", "CocotbPins"]
@@ -45,6 +46,9 @@ class AmaranthPins:
 
     async def tick(self):
         await self._context.tick()
+
+    async def settle(self):
+        """Let combinational outputs follow inputs set in this cycle (instant here)."""
 
     async def wait_until(self, path, value, max_cycles):
         """Tick until port ``path`` equals ``value``; return the cycles waited."""
@@ -94,6 +98,11 @@ class CocotbPins:
     async def tick(self):
         from cocotb.triggers import FallingEdge
         await FallingEdge(self._dut.clk)
+
+    async def settle(self):
+        """Let combinational outputs follow inputs set in this cycle (one time step)."""
+        from cocotb.triggers import Timer
+        await Timer(1, "step")
 
     async def wait_until(self, path, value, max_cycles):
         """Sleep until the 1-bit port ``path`` equals ``value``; return the cycles waited."""

@@ -3,6 +3,8 @@
 from dataclasses import asdict, dataclass, fields
 import json
 
+from ..checks import check_positive_int
+
 __all__ = ["GemmConfig", "OPERAND_BITS", "BIAS_BITS", "MULTIPLIER_BITS", "SHIFT_BITS"]
 
 
@@ -17,13 +19,6 @@ SHIFT_BITS = 6
 
 # Largest magnitude of one int8 x int8 product: (-128) * (-128).
 _MAX_PRODUCT = 1 << (2 * OPERAND_BITS - 2)
-
-
-def _check_positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +58,7 @@ class GemmConfig:
 
     def __post_init__(self):
         for field in fields(self):
-            _check_positive_int(field.name, getattr(self, field.name))
+            check_positive_int(field.name, getattr(self, field.name))
         for depth_name in ("a_depth", "b_depth"):
             depth = getattr(self, depth_name)
             if self.k_max > depth:

@@ -1,12 +1,6 @@
 """Co-simulation of the GEMM engine: RTL in Verilator next to the golden model."""
 
 from dataclasses import dataclass
-import hashlib
-import os
-from pathlib import Path
-import shutil
-import tempfile
-import time
 
 import numpy as np
 
@@ -15,52 +9,21 @@ from vitforge.sw.gemm.plan import ideal_cycles
 from vitforge.sw.golden.gemm.run import run_jobs
 
 from .. import runner
+from ..jobs import run_job
+from ..verilog_cache import cached_verilog
 from .session import load_results, save_session
 
-__all__ = ["GemmVerilog", "engine_verilog", "simulate", "JobReport", "first_mismatch"]
+__all__ = ["engine_verilog", "simulate", "JobReport", "first_mismatch"]
 
 TOPLEVEL = "gemm_engine"
-
-
-@dataclass(frozen=True)
-class GemmVerilog:
-    text: str
-    seconds: float      # generation time now; 0.0 when cached
-    cached: bool
-
-
-def _hw_source_digest():
-    """Digest of the generator sources, so edited hardware is never served from cache."""
-    import amaranth
-    from vitforge import hw
-
-    digest = hashlib.sha256(amaranth.__version__.encode())
-    root = Path(hw.__file__).parent
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def engine_verilog(config, log=None):
     """Verilog of ``GemmEngine(config)``, generated once per config and generator version."""
     from vitforge.hw.gemm.engine import GemmEngine
-    from vitforge.hw.verilog import to_verilog
 
-    key = hashlib.sha256((config.to_json() + _hw_source_digest()).encode()).hexdigest()[:20]
-    path = runner.cache_root() / "verilog" / f"{TOPLEVEL}-{key}.v"
-    if path.exists():
-        return GemmVerilog(text=path.read_text(), seconds=0.0, cached=True)
-    if log:
-        log(f"generating Verilog for a {config.rows}x{config.cols} engine")
-    started = time.monotonic()
-    text = to_verilog(GemmEngine(config), TOPLEVEL)
-    seconds = time.monotonic() - started
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:
-        out.write(text)
-    os.replace(out.name, path)
-    return GemmVerilog(text=text, seconds=seconds, cached=False)
+    return cached_verilog(TOPLEVEL, config.to_json(), lambda: GemmEngine(config), log=log,
+                          what=f"a {config.rows}x{config.cols} GEMM engine")
 
 
 @dataclass
@@ -121,21 +84,13 @@ def simulate(config, jobs, *, overlap=False, watchdog_cycles=None, log=None):
         raise TypeError(f"config must be a GemmConfig, not {config!r}")
     verilog = engine_verilog(config, log=log)
     built = runner.build(verilog.text, TOPLEVEL, log=log)
-    # Kept on failure, so the simulation log named in the error stays readable.
-    scratch = Path(tempfile.mkdtemp(prefix="vitforge-gemm-"))
-    session_path = scratch / "session.npz"
-    results_path = scratch / "results.npz"
-    save_session(session_path, config, jobs, overlap=overlap, watchdog_cycles=watchdog_cycles)
     if log:
         log(f"simulating {len(jobs)} GEMM command(s)")
-    started = time.monotonic()
-    runner.run_test(built, "vitforge.sim.tb.gemm_tb",
-                    env={"VITFORGE_SESSION": str(session_path),
-                         "VITFORGE_RESULTS": str(results_path)},
-                    keep_dir=scratch / "run")
-    sim_seconds = time.monotonic() - started
-    results = load_results(results_path)
-    shutil.rmtree(scratch, ignore_errors=True)
+    results, sim_seconds = run_job(
+        built, "vitforge.sim.tb.gemm_tb",
+        lambda path: save_session(path, config, jobs, overlap=overlap,
+                                  watchdog_cycles=watchdog_cycles),
+        load_results)
     golden = run_jobs(config, jobs)
     reports = []
     for job, result, golden_words in zip(jobs, results, golden):

@@ -19,6 +19,8 @@ from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.gemm.requantize import RequantParams
 from vitforge.sw.gemm.plan import GemmJob, GemmProblem, command_cycles
 
+from ..words import pack_int8, unpack_int8
+
 __all__ = ["JobResult", "run_session", "save_session", "load_session",
            "save_results", "load_results"]
 
@@ -35,14 +37,6 @@ class JobResult:
     busy_cycles: int
     mac_cycles: int
     run_seconds: float       # wall time of the autonomous run (command to idle)
-
-
-def _word_to_int(word):
-    return int.from_bytes(np.ascontiguousarray(word, dtype=np.int8).tobytes(), "little")
-
-
-def _int_to_word(value, lanes):
-    return np.frombuffer(value.to_bytes(lanes, "little"), dtype=np.int8)
 
 
 def _params_to_int(bias, multiplier, shift):
@@ -73,8 +67,8 @@ async def _load(pins, job):
     d = job.descriptor
     params = [_params_to_int(*values) for values in
               zip(job.problem.bias, job.problem.multiplier, job.problem.shift)]
-    streams = (("a_load", d.a_addr, [_word_to_int(w) for w in job.a_words]),
-               ("b_load", d.b_addr, [_word_to_int(w) for w in job.b_words]),
+    streams = (("a_load", d.a_addr, [pack_int8(w) for w in job.a_words]),
+               ("b_load", d.b_addr, [pack_int8(w) for w in job.b_words]),
                ("p_load", d.p_addr, params))
     for index in range(max(len(values) for _, _, values in streams)):
         for port, base, values in streams:
@@ -102,7 +96,7 @@ async def _read_results(pins, config, job):
     for index in range(count):
         pins.set("c_read.addr", base + index)
         await pins.tick()
-        words[index] = _int_to_word(pins.get("c_read.data"), config.rows)
+        words[index] = unpack_int8(pins.get("c_read.data"), config.rows)
     return words
 
 

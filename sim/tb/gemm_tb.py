@@ -1,6 +1,6 @@
 """cocotb testbench of the GEMM engine: runs one saved session.
 
-Reads the session from ``$VITFORGE_SESSION`` and writes the results to
+Reads the session from ``$VITFORGE_JOB`` and writes the results to
 ``$VITFORGE_RESULTS`` (see :mod:`vitforge.sim.gemm.session`); comparing them
 with the golden model is the caller's job, so mismatches can be reported with
 their location.
@@ -20,7 +20,7 @@ CLOCK_PERIOD_NS = 10
 
 @cocotb.test()
 async def run_saved_session(dut):
-    config, jobs, options = load_session(os.environ["VITFORGE_SESSION"])
+    config, jobs, options = load_session(os.environ["VITFORGE_JOB"])
     Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
     pins = CocotbPins(dut, CLOCK_PERIOD_NS)
     for port in ("cmd.valid", "a_load.en", "b_load.en", "p_load.en"):

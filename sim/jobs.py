@@ -1,0 +1,38 @@
+"""Running a cocotb testbench on a job file and collecting its result file."""
+
+from pathlib import Path
+import shutil
+import tempfile
+import time
+
+from . import runner
+
+__all__ = ["run_job"]
+
+
+def run_job(built, test_module, write_job, read_results):
+    """Run cocotb ``test_module`` on ``built`` with a job written by ``write_job(path)``.
+
+    The testbench finds the job at ``$VITFORGE_JOB`` and writes its results to
+    ``$VITFORGE_RESULTS``. The scratch folder is removed on success and kept on
+    failure, so the simulation log named in the error stays readable.
+
+    Returns
+    -------
+    results
+        What ``read_results(path)`` returns.
+    seconds : float
+        Wall time of the simulation.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="vitforge-job-"))
+    job_path = scratch / "job.npz"
+    results_path = scratch / "results.npz"
+    write_job(job_path)
+    started = time.monotonic()
+    runner.run_test(built, test_module,
+                    env={"VITFORGE_JOB": str(job_path), "VITFORGE_RESULTS": str(results_path)},
+                    keep_dir=scratch / "run")
+    seconds = time.monotonic() - started
+    results = read_results(results_path)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return results, seconds

@@ -1,0 +1,64 @@
+"""Generated Verilog, cached by design parameters and generator source."""
+
+from dataclasses import dataclass
+import hashlib
+import os
+from pathlib import Path
+import tempfile
+import time
+
+from .runner import cache_root
+
+__all__ = ["GeneratedVerilog", "cached_verilog"]
+
+
+@dataclass(frozen=True)
+class GeneratedVerilog:
+    text: str
+    seconds: float      # generation time now; 0.0 when cached
+    cached: bool
+
+
+def _hw_source_digest():
+    """Digest of the generator sources, so edited hardware is never served from cache."""
+    import amaranth
+    from vitforge import hw
+
+    digest = hashlib.sha256(amaranth.__version__.encode())
+    root = Path(hw.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cached_verilog(toplevel, parameters, make_component, *, log=None, what=None):
+    """Verilog of ``make_component()`` as module ``toplevel``, generated once.
+
+    Parameters
+    ----------
+    toplevel : str
+    parameters : str
+        Everything the component depends on besides the generator source
+        (e.g. its config as JSON); part of the cache key.
+    make_component : callable
+        Builds the component when the cache does not have it.
+    log : callable or None
+        Told ``"generating Verilog for <what>"`` before a generation.
+    """
+    from vitforge.hw.verilog import to_verilog
+
+    key = hashlib.sha256((toplevel + parameters + _hw_source_digest()).encode())
+    path = cache_root() / "verilog" / f"{toplevel}-{key.hexdigest()[:20]}.v"
+    if path.exists():
+        return GeneratedVerilog(text=path.read_text(), seconds=0.0, cached=True)
+    if log:
+        log(f"generating Verilog for {what or toplevel}")
+    started = time.monotonic()
+    text = to_verilog(make_component(), toplevel)
+    seconds = time.monotonic() - started
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:
+        out.write(text)
+    os.replace(out.name, path)
+    return GeneratedVerilog(text=text, seconds=seconds, cached=False)

@@ -1,0 +1,54 @@
+"""GELU: table contents for the hardware unit, and I-BERT's polynomial as a baseline."""
+
+import math
+
+import numpy as np
+
+from . import reference
+from .reference import check_scale
+
+__all__ = ["INPUTS", "gelu_table", "ibert_gelu"]
+
+#: Every int8 input, in table order (the input's two's-complement bits as index).
+INPUTS = np.concatenate([np.arange(0, 128), np.arange(-128, 0)]).astype(np.int8)
+
+
+def gelu_table(scale_in, scale_out):
+    """Table of :class:`~vitforge.hw.nonlinear.gelu.GeluUnit` for the given scales.
+
+    Entry ``i`` is ``round(GELU(x * scale_in) / scale_out)`` clipped to int8,
+    where ``x`` is the int8 value whose bits are ``i``; ties round half away
+    from zero (NumPy's ``round`` is half-to-even, so it is done explicitly).
+
+    Returns
+    -------
+    numpy.ndarray of int8, shape (256,)
+    """
+    scale_in = check_scale("scale_in", scale_in)
+    scale_out = check_scale("scale_out", scale_out)
+    exact = reference.gelu(INPUTS.astype(np.float64) * scale_in) / scale_out
+    rounded = np.sign(exact) * np.floor(np.abs(exact) + 0.5)
+    return np.clip(rounded, -128, 127).astype(np.int8)
+
+
+def ibert_gelu(q, scale_in, scale_out):
+    """I-BERT's integer GELU (i-GELU) on int8 ``q``, requantized to int8, for comparison.
+
+    ``erf(x) ~ sign(x) * (1 - a * (min(|x|, b) - b)**2)`` with a = 0.2888,
+    b = 1.769 (Kim et al., 2021), evaluated in integers after scaling the
+    input by ``2**f`` so the clip point has about 13 bits; the float
+    requantization at the end is the best the polynomial allows.
+    """
+    scale_in = check_scale("scale_in", scale_in)
+    scale_out = check_scale("scale_out", scale_out)
+    a, b = 0.2888, 1.769
+    erf_scale = scale_in / math.sqrt(2.0)
+    f = max(0, math.ceil(math.log2(4096 * erf_scale / b)))
+    erf_scale /= 2 ** f
+    clip = round(b / erf_scale)
+    c = round(1.0 / (a * erf_scale ** 2))
+    q = np.asarray(q, dtype=np.int64)
+    t = (clip - np.minimum(np.abs(q) << f, clip)) ** 2
+    h = np.where(q >= 0, q * (2 * c - t), q * t)            # = GELU / (scale_in*a*s^2/2)
+    real = h * (scale_in * a * erf_scale ** 2 / 2)
+    return np.clip(np.round(real / scale_out), -128, 127).astype(np.int8)

@@ -1,0 +1,38 @@
+"""Float references of the nonlinear functions: what the integer units approximate."""
+
+import math
+
+import numpy as np
+
+__all__ = ["gelu", "softmax", "layernorm", "check_scale"]
+
+
+def check_scale(name, scale):
+    """Raise unless ``scale`` is a positive finite real number."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)):
+        raise TypeError(f"{name} must be a real number, not {scale!r}")
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"{name} must be positive and finite, not {scale!r}")
+    return float(scale)
+
+
+def gelu(x):
+    """Exact GELU, ``x * Phi(x)``, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+def softmax(x):
+    """Softmax over the last axis, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def layernorm(x, gamma, beta, eps):
+    """LayerNorm over the last axis with population variance, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=-1, keepdims=True)
+    variance = x.var(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(variance + eps) * gamma + beta
