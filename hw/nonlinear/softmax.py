@@ -1,12 +1,14 @@
 """Row softmax of int8 values with run-time row lengths."""
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
 from ..checks import check_positive_int
+from .divider import SequentialDivider
 from .exp import EXP_LATENCY, ExpParams, ExpUnit
+from .reduce import reduce_tree
 
 __all__ = ["SoftmaxUnit", "softmax_beat_layout", "SLOTS", "RECIPROCAL_BITS"]
 
@@ -16,7 +18,7 @@ SLOTS = 4
 RECIPROCAL_BITS = 32
 
 # Where a row buffer is: free, or which phase may take it next (or has it in flight).
-_FREE, _INGESTED, _SUMMING, _SUMMED, _READY, _OUTPUTTING = range(6)
+_FREE, _INGESTED, _SUMMING, _SUMMED, _DIVIDING, _READY, _OUTPUTTING = range(7)
 
 
 def softmax_beat_layout(lanes, element_shape):
@@ -39,8 +41,8 @@ class SoftmaxUnit(wiring.Component):
 
     1. *ingest*: store the beats, running maximum over the row;
     2. *sum*: ``e_i = exp_q15(max - q_i)`` (:class:`ExpUnit`), summed;
-    3. *reciprocal*: ``r = floor(one * 2**32 / sum)``, restoring division,
-       ``out_bits + 31`` cycles;
+    3. *reciprocal*: ``r = floor(one * 2**32 / sum)`` by a
+       :class:`SequentialDivider`, ``out_bits + 32`` cycles;
     4. *output*: ``e_i`` again, ``p_i = min((e_i * r + 2**31) >> 32, one)``.
 
     ``one = 2**(out_bits-1) - 1``; ``docs/numerics.md`` defines every step and
@@ -103,7 +105,7 @@ class SoftmaxUnit(wiring.Component):
 
         slot_bits = range(SLOTS)
         beat_bits = range(max_beats)
-        stage = Array(Signal(range(6), name=f"stage_{slot}") for slot in range(SLOTS))
+        stage = Array(Signal(range(7), name=f"stage_{slot}") for slot in range(SLOTS))
         row_beats = Array(Signal(range(max_beats + 1), name=f"beats_{s}") for s in range(SLOTS))
         row_count = Array(Signal(bits_for(lanes), name=f"count_{s}") for s in range(SLOTS))
         row_max = Array(Signal(signed(8), name=f"max_{s}") for s in range(SLOTS))
@@ -124,7 +126,7 @@ class SoftmaxUnit(wiring.Component):
         mask = lane_mask(payload.last | force_last,
                          Mux(payload.last, payload.count, lanes))
         candidates = [Mux(mask[lane], payload.data[lane], -128) for lane in range(lanes)]
-        m.d.comb += beat_max.eq(_tree(candidates, lambda a, b: Mux(a > b, a, b)))
+        m.d.comb += beat_max.eq(reduce_tree(candidates, lambda a, b: Mux(a > b, a, b)))
         row_max_now = Mux(ingest_beat == 0, beat_max,
                           Mux(beat_max > running_max, beat_max, running_max))
         m.d.comb += [
@@ -153,37 +155,20 @@ class SoftmaxUnit(wiring.Component):
                         _sum_beat(m, valid, mask, e, first, last, slot, row_sum, stage,
                                   sum_width))
 
-        # Phase 3: reciprocal by restoring division, one quotient bit per cycle.
+        # Phase 3: reciprocal, one row at a time.
         divide_slot = Signal(slot_bits)
-        dividend_width = out_bits - 1 + RECIPROCAL_BITS
-        remainder = Signal(sum_width + 1)
-        quotient = Signal(dividend_width)
-        bit = Signal(range(dividend_width))             # dividend bit taken next
-        dividing = Signal()
-        divisor = row_sum[divide_slot]
-        with m.If(~dividing & (stage[divide_slot] == _SUMMED)):
-            m.d.sync += [dividing.eq(1), bit.eq(dividend_width - 1), remainder.eq(0),
-                         quotient.eq(0)]
-        with m.Elif(dividing):
-            dividend_bit = Signal()
-            trial = Signal(sum_width + 1)
-            m.d.comb += [
-                dividend_bit.eq((Const(one << RECIPROCAL_BITS) >> bit)[0]),
-                trial.eq(Cat(dividend_bit, remainder)),
-            ]
-            fits = trial >= divisor
-            m.d.sync += [
-                remainder.eq(Mux(fits, trial - divisor, trial)),
-                quotient.eq(Cat(fits, quotient)),
-                bit.eq(bit - 1),
-            ]
-            with m.If(bit == 0):
-                m.d.sync += [
-                    dividing.eq(0),
-                    row_reciprocal[divide_slot].eq(Cat(fits, quotient)),
-                    stage[divide_slot].eq(_READY),
-                    divide_slot.eq(divide_slot + 1),
-                ]
+        m.submodules.divider = divider = SequentialDivider(
+            dividend_width=out_bits - 1 + RECIPROCAL_BITS, divisor_width=sum_width)
+        m.d.comb += [
+            divider.start.eq(stage[divide_slot] == _SUMMED),
+            divider.dividend.eq(one << RECIPROCAL_BITS),
+            divider.divisor.eq(row_sum[divide_slot]),
+        ]
+        with m.If(divider.start & ~divider.busy):
+            m.d.sync += stage[divide_slot].eq(_DIVIDING)
+        with m.If(divider.done):
+            m.d.sync += [row_reciprocal[divide_slot].eq(divider.quotient),
+                         stage[divide_slot].eq(_READY), divide_slot.eq(divide_slot + 1)]
 
         # Phase 4: exp again, scale by the reciprocal, output with back-pressure.
         advance = ~self.o.valid | self.o.ready
@@ -243,17 +228,10 @@ class SoftmaxUnit(wiring.Component):
         on_beat(valid[-1], mask, exp.e, first[-1], valid[-1] & is_last[-1], tag[-1])
 
 
-def _tree(values, combine):
-    while len(values) > 1:
-        values = [combine(values[i], values[i + 1]) if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]
-
-
 def _sum_beat(m, valid, mask, e, first, last, slot, row_sum, stage, sum_width):
     """Phase 2 consumer: accumulate the masked exps of a row; store the sum on its last beat."""
     total = Signal(sum_width)
-    beat_sum = _tree([Mux(mask[lane], e[lane], 0) for lane in range(len(mask))],
+    beat_sum = reduce_tree([Mux(mask[lane], e[lane], 0) for lane in range(len(mask))],
                      lambda a, b: a + b)
     running = Mux(first, beat_sum, total + beat_sum)
     with m.If(valid):

@@ -25,9 +25,10 @@ class StreamRun:
 
 def _component(op, parameters):
     from vitforge.hw.nonlinear.gelu import GeluUnit
+    from vitforge.hw.nonlinear.layernorm import LayerNormUnit
     from vitforge.hw.nonlinear.softmax import SoftmaxUnit
 
-    factories = {"gelu": GeluUnit, "softmax": SoftmaxUnit}
+    factories = {"gelu": GeluUnit, "softmax": SoftmaxUnit, "layernorm": LayerNormUnit}
     return factories[op](**parameters)
 
 

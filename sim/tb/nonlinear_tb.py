@@ -9,11 +9,12 @@ from cocotb.triggers import FallingEdge
 
 from vitforge.sim.nonlinear.cosim import load_job, save_results
 from vitforge.sim.nonlinear.gelu_session import run_gelu
+from vitforge.sim.nonlinear.layernorm_session import run_layernorm
 from vitforge.sim.nonlinear.softmax_session import run_softmax
 from vitforge.sim.pins import CocotbPins
 
 CLOCK_PERIOD_NS = 10
-SESSIONS = {"gelu": run_gelu, "softmax": run_softmax}
+SESSIONS = {"gelu": run_gelu, "softmax": run_softmax, "layernorm": run_layernorm}
 
 
 @cocotb.test()

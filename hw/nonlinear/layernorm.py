@@ -1,0 +1,240 @@
+"""LayerNorm of int8 rows over a configured hidden size."""
+
+from amaranth import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import EnableInserter
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from ..checks import check_positive_int
+from ..gemm.requantize import REQUANT_LATENCY, Requantizer
+from .divider import SequentialDivider
+from .isqrt import SequentialSqrt
+from .reduce import reduce_tree
+
+__all__ = ["LayerNormUnit", "LayerNormParams", "ChannelParams", "LAYERNORM_SLOTS",
+           "MAX_CHANNELS"]
+
+#: Rows in flight: one per phase (ingest, statistics, output).
+LAYERNORM_SLOTS = 3
+#: Widths hold hidden sizes up to this (``|z| < 2**15``, ``|z * gamma| < 2**31``).
+MAX_CHANNELS = 1024
+# Fixed-point steps of docs/numerics.md (LayerNorm).
+_SQRT_GUARD_BITS = 16
+_RECIPROCAL_BITS = 40
+_NORMALIZE_SHIFT = 22
+
+_FREE, _INGESTED, _STATISTICS, _READY, _OUTPUTTING = range(5)
+
+
+class LayerNormParams(data.Struct):
+    """Row-independent run-time parameters (``vitforge.sw.nonlinear.layernorm``)."""
+    eps: unsigned(32)
+    multiplier: unsigned(16)
+    shift: unsigned(6)
+
+
+class ChannelParams(data.Struct):
+    """Per-channel run-time parameters."""
+    gamma: signed(16)
+    beta: signed(32)
+
+
+class LayerNormUnit(wiring.Component):
+    """LayerNorm over rows of ``channels`` int8 values, to int8.
+
+    Computes ``layernorm`` of ``docs/numerics.md`` exactly: sums ``s1``,
+    ``s2``; ``D = C*s2 - s1**2 + eps`` (never divided by when zero: a constant
+    row with ``eps = 0`` gives ``r = 0`` and outputs ``beta``);
+    ``r = floor(2**40 / isqrt(D << 16))``; ``z = ((C*x - s1) * r) >> 22``;
+    ``y = requantize(z * gamma_c, beta_c, multiplier, shift)``.
+
+    A row is ``channels / lanes`` beats. Three phases work on three rows at
+    once (:data:`LAYERNORM_SLOTS` row buffers): *ingest* (store, sum),
+    *statistics* (``D``, a :class:`SequentialSqrt` then a
+    :class:`SequentialDivider`: about 70 cycles) and *output*.
+
+    Throughput: one beat per cycle while a row has at least as many beats as
+    the statistics take cycles; shorter rows are limited to one row per
+    statistics time. Output latency of a beat once its row is ready:
+    :data:`REQUANT_LATENCY` + 3 cycles. ``o.ready`` low stalls the output
+    phase; input is taken while a row buffer is free.
+
+    Parameters
+    ----------
+    lanes : int
+    channels : int
+        Hidden size, a multiple of ``lanes``, at most :data:`MAX_CHANNELS`.
+
+    Attributes
+    ----------
+    i, o : streams of ``ArrayLayout(signed(8), lanes)``
+    params : ``In(LayerNormParams)``
+    channel_write : ``Out(memory.WritePort.Signature)`` of ``ArrayLayout(ChannelParams, lanes)``
+        Word ``k`` holds the parameters of channels ``k*lanes .. k*lanes + lanes - 1``.
+    """
+
+    def __init__(self, *, lanes, channels):
+        check_positive_int("lanes", lanes)
+        check_positive_int("channels", channels)
+        if channels > MAX_CHANNELS:
+            raise ValueError(f"channels must be at most {MAX_CHANNELS}, not {channels}")
+        if channels % lanes:
+            raise ValueError(f"channels must be a multiple of lanes={lanes}, not {channels}")
+        self._lanes = lanes
+        self._channels = channels
+        self._beats = channels // lanes
+        beat = data.ArrayLayout(signed(8), lanes)
+        super().__init__({
+            "i": In(stream.Signature(beat)),
+            "o": Out(stream.Signature(beat)),
+            "params": In(LayerNormParams),
+            "channel_write": Out(memory.WritePort.Signature(
+                addr_width=max(1, bits_for(self._beats - 1)),
+                shape=data.ArrayLayout(ChannelParams, lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, channels, beats = self._lanes, self._channels, self._beats
+        beat_shape = data.ArrayLayout(signed(8), lanes)
+
+        m.submodules.rows = rows = memory.Memory(shape=beat_shape,
+                                                 depth=LAYERNORM_SLOTS * beats, init=[])
+        row_write = rows.write_port()
+        row_read = rows.read_port()
+        m.submodules.channel_params = channel_params = memory.Memory(
+            shape=data.ArrayLayout(ChannelParams, lanes), depth=beats, init=[])
+        channel_write = channel_params.write_port()
+        channel_read = channel_params.read_port()
+        m.d.comb += [channel_write.addr.eq(self.channel_write.addr),
+                     channel_write.data.eq(self.channel_write.data),
+                     channel_write.en.eq(self.channel_write.en)]
+
+        sum_shape = signed(bits_for(128 * channels) + 1)
+        square_sum_shape = unsigned(bits_for(128 * 128 * channels))
+        stage = Array(Signal(range(5), name=f"stage_{s}") for s in range(LAYERNORM_SLOTS))
+        row_sum = Array(Signal(sum_shape, name=f"sum_{s}") for s in range(LAYERNORM_SLOTS))
+        row_square_sum = Array(Signal(square_sum_shape, name=f"square_sum_{s}")
+                               for s in range(LAYERNORM_SLOTS))
+        row_reciprocal = Array(Signal(_RECIPROCAL_BITS + 1, name=f"reciprocal_{s}")
+                               for s in range(LAYERNORM_SLOTS))
+
+        # Phase 1: ingest and sum.
+        ingest_slot = Signal(range(LAYERNORM_SLOTS))
+        ingest_beat = Signal(range(beats))
+        total = Signal(sum_shape)
+        square_total = Signal(square_sum_shape)
+        values = [self.i.payload[lane] for lane in range(lanes)]
+        beat_sum = reduce_tree(values, lambda a, b: a + b)
+        beat_square_sum = reduce_tree([v * v for v in values], lambda a, b: a + b)
+        first = ingest_beat == 0
+        new_total = Mux(first, 0, total) + beat_sum
+        new_square_total = Mux(first, 0, square_total) + beat_square_sum
+        accept = self.i.valid & self.i.ready
+        m.d.comb += [
+            self.i.ready.eq(stage[ingest_slot] == _FREE),
+            row_write.addr.eq(ingest_slot * beats + ingest_beat),
+            row_write.data.eq(self.i.payload),
+            row_write.en.eq(accept),
+        ]
+        with m.If(accept):
+            m.d.sync += [total.eq(new_total), square_total.eq(new_square_total),
+                         ingest_beat.eq(ingest_beat + 1)]
+            with m.If(ingest_beat == beats - 1):
+                m.d.sync += [
+                    row_sum[ingest_slot].eq(new_total),
+                    row_square_sum[ingest_slot].eq(new_square_total),
+                    stage[ingest_slot].eq(_INGESTED),
+                    ingest_slot.eq(Mux(ingest_slot == LAYERNORM_SLOTS - 1, 0, ingest_slot + 1)),
+                    ingest_beat.eq(0),
+                ]
+
+        # Phase 2: statistics, one row at a time.
+        statistics_slot = Signal(range(LAYERNORM_SLOTS))
+        deviation_width = max(square_sum_shape.width + bits_for(channels), 32) + 1
+        m.submodules.sqrt = sqrt = SequentialSqrt(width=deviation_width + _SQRT_GUARD_BITS)
+        m.submodules.divider = divider = SequentialDivider(
+            dividend_width=_RECIPROCAL_BITS + 1, divisor_width=len(sqrt.root))
+        s1 = row_sum[statistics_slot]
+        deviation = channels * row_square_sum[statistics_slot] - s1 * s1 + self.params.eps
+        m.d.comb += [
+            sqrt.start.eq(stage[statistics_slot] == _INGESTED),
+            sqrt.value.eq(deviation << _SQRT_GUARD_BITS),
+            divider.start.eq(sqrt.done & (sqrt.root != 0)),
+            divider.dividend.eq(1 << _RECIPROCAL_BITS),
+            divider.divisor.eq(sqrt.root),
+        ]
+        with m.If(sqrt.start & ~sqrt.busy):
+            m.d.sync += stage[statistics_slot].eq(_STATISTICS)
+        finished = divider.done | (sqrt.done & (sqrt.root == 0))
+        with m.If(finished):
+            m.d.sync += [
+                row_reciprocal[statistics_slot].eq(Mux(divider.done, divider.quotient, 0)),
+                stage[statistics_slot].eq(_READY),
+                statistics_slot.eq(Mux(statistics_slot == LAYERNORM_SLOTS - 1, 0,
+                                       statistics_slot + 1)),
+            ]
+
+        # Phase 3: normalize, scale, requantize; stalls with the output.
+        advance = ~self.o.valid | self.o.ready
+        out_slot = Signal(range(LAYERNORM_SLOTS))
+        out_beat = Signal(range(beats))
+        issue = stage[out_slot] == _READY
+        last = out_beat == beats - 1
+        m.d.comb += [
+            row_read.addr.eq(out_slot * beats + out_beat),
+            row_read.en.eq(advance),
+            channel_read.addr.eq(out_beat),
+            channel_read.en.eq(advance),
+        ]
+        with m.If(advance & issue):
+            m.d.sync += out_beat.eq(out_beat + 1)
+            with m.If(last):
+                m.d.sync += [
+                    out_beat.eq(0), stage[out_slot].eq(_OUTPUTTING),
+                    out_slot.eq(Mux(out_slot == LAYERNORM_SLOTS - 1, 0, out_slot + 1)),
+                ]
+
+        # Side band through read (1), product (2), scale (3), requantizer.
+        depth = 3 + REQUANT_LATENCY
+        valid = [Signal(name=f"valid_{i}") for i in range(depth)]
+        row_end = [Signal(name=f"row_end_{i}") for i in range(depth)]
+        tag = [Signal(range(LAYERNORM_SLOTS), name=f"tag_{i}") for i in range(depth)]
+        with m.If(advance):
+            m.d.sync += [valid[0].eq(issue), row_end[0].eq(issue & last), tag[0].eq(out_slot)]
+            for i in range(1, depth):
+                m.d.sync += [valid[i].eq(valid[i - 1]), row_end[i].eq(row_end[i - 1]),
+                             tag[i].eq(tag[i - 1])]
+            with m.If(valid[-1] & row_end[-1]):
+                m.d.sync += stage[tag[-1]].eq(_FREE)
+
+        products = [Signal(signed(20 + _RECIPROCAL_BITS + 2), name=f"product_{lane}")
+                    for lane in range(lanes)]
+        gammas = [Signal(signed(16), name=f"gamma_{lane}") for lane in range(lanes)]
+        betas = [Signal(signed(32), name=f"beta_{lane}") for lane in range(lanes)]
+        scaled = [Signal(signed(32), name=f"scaled_{lane}") for lane in range(lanes)]
+        betas_2 = [Signal(signed(32), name=f"beta2_{lane}") for lane in range(lanes)]
+        for lane in range(lanes):
+            centred = channels * row_read.data[lane] - row_sum[tag[0]]
+            normalized = (products[lane] >> _NORMALIZE_SHIFT)[:18].as_signed()
+            requantizer = EnableInserter(advance)(Requantizer(lanes=1, acc_width=32))
+            m.submodules[f"requantizer_{lane}"] = requantizer
+            with m.If(advance):
+                m.d.sync += [
+                    products[lane].eq(centred * row_reciprocal[tag[0]]),
+                    gammas[lane].eq(channel_read.data[lane].gamma),
+                    betas[lane].eq(channel_read.data[lane].beta),
+                    scaled[lane].eq(normalized * gammas[lane]),
+                    betas_2[lane].eq(betas[lane]),
+                ]
+            m.d.comb += [
+                requantizer.i_valid.eq(valid[2]),
+                requantizer.i_acc[0].eq(scaled[lane]),
+                requantizer.i_params.bias.eq(betas_2[lane]),
+                requantizer.i_params.multiplier.eq(self.params.multiplier),
+                requantizer.i_params.shift.eq(self.params.shift),
+                self.o.payload[lane].eq(requantizer.o_data[0]),
+            ]
+        m.d.comb += self.o.valid.eq(valid[-1])
+        return m
