@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
+
 __all__ = ["main"]
 
 EXIT_MISMATCH = 1
@@ -84,8 +86,6 @@ def _check_output_folder(path):
 
 def gemm(args):
     """Generate the engine, simulate one GEMM, compare with the golden model."""
-    import numpy as np
-
     from vitforge.hw.gemm.config import GemmConfig
     from vitforge.sim.gemm.cosim import first_mismatch, simulate
     from vitforge.sw.files import write_atomic
@@ -130,6 +130,33 @@ def gemm(args):
     return 0 if result.match else EXIT_MISMATCH
 
 
+def nonlinear(args):
+    """Run a nonlinear unit in simulation against its golden twin and the float reference."""
+    from vitforge.sim.nonlinear.evaluate import evaluate
+    from vitforge.sw.files import write_atomic
+
+    _check_output_folder(args.json)
+    result = evaluate(args.op, scale=args.scale, length=args.length, rows=args.rows,
+                      lanes=args.lanes, seed=args.seed, log=_log)
+    summary = result.summary()
+    summary.update({"scale": args.scale, "seed": args.seed})
+    print(f"{args.op} unit, {args.lanes} lane(s), input scale {args.scale}, "
+          f"{result.elements} elements (seed {args.seed})")
+    print(f"  RTL == golden     {'yes' if result.match else 'NO'}")
+    print(f"  error vs float    max {result.max_abs_err:.3g}, mean {result.mean_abs_err:.3g} "
+          f"(real units); max {result.max_err_lsb:.2f} output LSB")
+    print(f"  throughput        {result.elements_per_cycle:.3f} elements/cycle "
+          f"({result.elements_per_cycle / args.lanes:.3f} per lane, {result.cycles} cycles "
+          f"including pipeline fill)")
+    if not result.match:
+        where = int(np.argmax(result.rtl != result.golden)) if result.rtl.shape == \
+            result.golden.shape else 0
+        print(f"  first mismatch    element {where}")
+    if args.json:
+        write_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+    return 0 if result.match else EXIT_MISMATCH
+
+
 def _parser():
     parser = _Parser(prog="vitforge",
                      description="Generate, simulate and co-verify ViT accelerators.")
@@ -148,13 +175,27 @@ def _parser():
     gemm_parser.add_argument("--pattern", default="random",
                              help="operands: random, min, max, alternating or zeros")
     gemm_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+
+    nonlinear_parser = commands.add_parser(
+        "nonlinear", help="simulate GELU, softmax or LayerNorm against golden and float")
+    nonlinear_parser.add_argument("--op", required=True, choices=("gelu", "softmax", "layernorm"))
+    nonlinear_parser.add_argument("--scale", type=float, default=0.05,
+                                  help="real value of one input LSB (default 0.05)")
+    nonlinear_parser.add_argument("--length", type=int, default=None,
+                                  help="row length: softmax 197, LayerNorm 192 channels "
+                                       "(default); GELU: passes over all 256 inputs")
+    nonlinear_parser.add_argument("--rows", type=int, default=8, help="rows (default 8)")
+    nonlinear_parser.add_argument("--lanes", type=int, default=1,
+                                  help="elements per beat (default 1)")
+    nonlinear_parser.add_argument("--seed", type=int, default=0, help="random seed")
+    nonlinear_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     return parser
 
 
 def main(argv=None):
     from vitforge.sim.runner import SimulationError, ToolchainError
 
-    handlers = {"doctor": doctor, "gemm": gemm}
+    handlers = {"doctor": doctor, "gemm": gemm, "nonlinear": nonlinear}
     try:
         args = _parser().parse_args(argv)
         return handlers[args.command](args)
