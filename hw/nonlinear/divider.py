@@ -12,35 +12,44 @@ __all__ = ["SequentialDivider"]
 class SequentialDivider(wiring.Component):
     """``quotient = dividend // divisor`` for unsigned integers.
 
-    Restoring long division over the dividend's bits, most significant first.
+    Restoring long division, one quotient bit per cycle, most significant
+    first. When the caller knows the quotient has at most ``quotient_width``
+    bits (``dividend >> quotient_width < divisor``), only those are computed.
     ``start`` (while not :attr:`busy`) latches both operands; :attr:`done`
-    pulses ``dividend_width`` cycles later with :attr:`quotient` valid, which
+    pulses ``quotient_width`` cycles later with :attr:`quotient` valid, which
     then holds until the next start. Throughput: one division per
-    ``dividend_width + 1`` cycles. A zero divisor gives an all-ones quotient;
-    callers exclude it.
+    ``quotient_width + 1`` cycles. The result is undefined for a zero divisor
+    or a quotient wider than ``quotient_width``; callers exclude both.
 
     Parameters
     ----------
     dividend_width, divisor_width : int
-        Operand widths; the quotient is ``dividend_width`` bits wide.
+        Operand widths.
+    quotient_width : int or None
+        Bits of the quotient; ``dividend_width`` when not given.
     """
 
-    def __init__(self, *, dividend_width, divisor_width):
+    def __init__(self, *, dividend_width, divisor_width, quotient_width=None):
         check_positive_int("dividend_width", dividend_width)
         check_positive_int("divisor_width", divisor_width)
-        self._dividend_width = dividend_width
+        quotient_width = dividend_width if quotient_width is None else quotient_width
+        check_positive_int("quotient_width", quotient_width)
+        if quotient_width > dividend_width:
+            raise ValueError(f"quotient_width must be at most dividend_width="
+                             f"{dividend_width}, not {quotient_width}")
+        self._quotient_width = quotient_width
         super().__init__({
             "start": In(1),
             "dividend": In(dividend_width),
             "divisor": In(divisor_width),
             "busy": Out(1),
             "done": Out(1),
-            "quotient": Out(dividend_width),
+            "quotient": Out(quotient_width),
         })
 
     def elaborate(self, platform):
         m = Module()
-        width = self._dividend_width
+        width = self._quotient_width
         dividend = Signal(width)
         divisor = Signal.like(self.divisor)
         remainder = Signal(len(self.divisor) + 1)
@@ -50,8 +59,9 @@ class SequentialDivider(wiring.Component):
         fits = trial >= divisor
         m.d.sync += self.done.eq(0)
         with m.If(~self.busy & self.start):
-            m.d.sync += [self.busy.eq(1), dividend.eq(self.dividend), divisor.eq(self.divisor),
-                         remainder.eq(0), bit.eq(width - 1)]
+            m.d.sync += [self.busy.eq(1), dividend.eq(self.dividend[:width]),
+                         divisor.eq(self.divisor), remainder.eq(self.dividend[width:]),
+                         bit.eq(width - 1)]
         with m.Elif(self.busy):
             m.d.sync += [
                 remainder.eq(Mux(fits, trial - divisor, trial)),

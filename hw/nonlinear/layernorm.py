@@ -11,20 +11,23 @@ from ..gemm.requantize import REQUANT_LATENCY, Requantizer
 from .divider import SequentialDivider
 from .isqrt import SequentialSqrt
 from .reduce import reduce_tree
+from .ring import next_slot
 
 __all__ = ["LayerNormUnit", "LayerNormParams", "ChannelParams", "LAYERNORM_SLOTS",
            "MAX_CHANNELS"]
 
-#: Rows in flight: one per phase (ingest, statistics, output).
-LAYERNORM_SLOTS = 3
+#: Row buffers: one per phase (ingest, square root, reciprocal, output) and
+#: one more, so latencies between phases never stall the ingest.
+LAYERNORM_SLOTS = 5
 #: Widths hold hidden sizes up to this (``|z| < 2**15``, ``|z * gamma| < 2**31``).
 MAX_CHANNELS = 1024
 # Fixed-point steps of docs/numerics.md (LayerNorm).
 _SQRT_GUARD_BITS = 16
 _RECIPROCAL_BITS = 40
+_QUOTIENT_BITS = 33
 _NORMALIZE_SHIFT = 22
 
-_FREE, _INGESTED, _STATISTICS, _READY, _OUTPUTTING = range(5)
+_FREE, _INGESTED, _ROOTING, _ROOTED, _DIVIDING, _READY, _OUTPUTTING = range(7)
 
 
 class LayerNormParams(data.Struct):
@@ -49,14 +52,13 @@ class LayerNormUnit(wiring.Component):
     ``r = floor(2**40 / isqrt(D << 16))``; ``z = ((C*x - s1) * r) >> 22``;
     ``y = requantize(z * gamma_c, beta_c, multiplier, shift)``.
 
-    A row is ``channels / lanes`` beats. Three phases work on three rows at
-    once (:data:`LAYERNORM_SLOTS` row buffers): *ingest* (store, sum),
-    *statistics* (``D``, a :class:`SequentialSqrt` then a
-    :class:`SequentialDivider`: about 70 cycles) and *output*.
+    A row is ``channels / lanes`` beats. Four phases work on different rows
+    at once (:data:`LAYERNORM_SLOTS` row buffers): *ingest* (store, sum),
+    *square root* (``D``, a :class:`SequentialSqrt`, about 26 cycles),
+    *reciprocal* (a :class:`SequentialDivider`, 33 cycles) and *output*.
 
-    Throughput: one beat per cycle while a row has at least as many beats as
-    the statistics take cycles; shorter rows are limited to one row per
-    statistics time. Output latency of a beat once its row is ready:
+    Throughput: one beat per cycle while a row has at least 34 beats; shorter
+    rows are limited to one row per 34 cycles (the divider). Output latency of a beat once its row is ready:
     :data:`REQUANT_LATENCY` + 3 cycles. ``o.ready`` low stalls the output
     phase; input is taken while a row buffer is free.
 
@@ -113,11 +115,11 @@ class LayerNormUnit(wiring.Component):
 
         sum_shape = signed(bits_for(128 * channels) + 1)
         square_sum_shape = unsigned(bits_for(128 * 128 * channels))
-        stage = Array(Signal(range(5), name=f"stage_{s}") for s in range(LAYERNORM_SLOTS))
+        stage = Array(Signal(range(7), name=f"stage_{s}") for s in range(LAYERNORM_SLOTS))
         row_sum = Array(Signal(sum_shape, name=f"sum_{s}") for s in range(LAYERNORM_SLOTS))
         row_square_sum = Array(Signal(square_sum_shape, name=f"square_sum_{s}")
                                for s in range(LAYERNORM_SLOTS))
-        row_reciprocal = Array(Signal(_RECIPROCAL_BITS + 1, name=f"reciprocal_{s}")
+        row_reciprocal = Array(Signal(_QUOTIENT_BITS, name=f"reciprocal_{s}")
                                for s in range(LAYERNORM_SLOTS))
 
         # Phase 1: ingest and sum.
@@ -146,37 +148,49 @@ class LayerNormUnit(wiring.Component):
                     row_sum[ingest_slot].eq(new_total),
                     row_square_sum[ingest_slot].eq(new_square_total),
                     stage[ingest_slot].eq(_INGESTED),
-                    ingest_slot.eq(Mux(ingest_slot == LAYERNORM_SLOTS - 1, 0, ingest_slot + 1)),
+                    ingest_slot.eq(next_slot(ingest_slot, LAYERNORM_SLOTS)),
                     ingest_beat.eq(0),
                 ]
 
-        # Phase 2: statistics, one row at a time.
-        statistics_slot = Signal(range(LAYERNORM_SLOTS))
+        # Phase 2: square root of D, one row at a time.
+        sqrt_slot = Signal(range(LAYERNORM_SLOTS))
         deviation_width = max(square_sum_shape.width + bits_for(channels), 32) + 1
         m.submodules.sqrt = sqrt = SequentialSqrt(width=deviation_width + _SQRT_GUARD_BITS)
-        m.submodules.divider = divider = SequentialDivider(
-            dividend_width=_RECIPROCAL_BITS + 1, divisor_width=len(sqrt.root))
-        s1 = row_sum[statistics_slot]
-        deviation = channels * row_square_sum[statistics_slot] - s1 * s1 + self.params.eps
-        m.d.comb += [
-            sqrt.start.eq(stage[statistics_slot] == _INGESTED),
-            sqrt.value.eq(deviation << _SQRT_GUARD_BITS),
-            divider.start.eq(sqrt.done & (sqrt.root != 0)),
-            divider.dividend.eq(1 << _RECIPROCAL_BITS),
-            divider.divisor.eq(sqrt.root),
-        ]
+        row_root = Array(Signal(len(sqrt.root), name=f"root_{s}")
+                         for s in range(LAYERNORM_SLOTS))
+        s1 = row_sum[sqrt_slot]
+        deviation = channels * row_square_sum[sqrt_slot] - s1 * s1 + self.params.eps
+        m.d.comb += [sqrt.start.eq(stage[sqrt_slot] == _INGESTED),
+                     sqrt.value.eq(deviation << _SQRT_GUARD_BITS)]
         with m.If(sqrt.start & ~sqrt.busy):
-            m.d.sync += stage[statistics_slot].eq(_STATISTICS)
-        finished = divider.done | (sqrt.done & (sqrt.root == 0))
-        with m.If(finished):
+            m.d.sync += stage[sqrt_slot].eq(_ROOTING)
+        with m.If(sqrt.done):
+            m.d.sync += [row_root[sqrt_slot].eq(sqrt.root), stage[sqrt_slot].eq(_ROOTED),
+                         sqrt_slot.eq(next_slot(sqrt_slot, LAYERNORM_SLOTS))]
+
+        # Phase 3: reciprocal of the root (0 for a zero root), one row at a time.
+        # A root is 0 or at least 256 (D >= 1 after the guard bits), so the
+        # quotient 2**40 // root has at most 33 bits.
+        divide_slot = Signal(range(LAYERNORM_SLOTS))
+        m.submodules.divider = divider = SequentialDivider(
+            dividend_width=_RECIPROCAL_BITS + 1, divisor_width=len(sqrt.root),
+            quotient_width=_QUOTIENT_BITS)
+        root = row_root[divide_slot]
+        waiting = stage[divide_slot] == _ROOTED
+        m.d.comb += [divider.start.eq(waiting & (root != 0)),
+                     divider.dividend.eq(1 << _RECIPROCAL_BITS),
+                     divider.divisor.eq(root)]
+        with m.If(divider.start & ~divider.busy):
+            m.d.sync += stage[divide_slot].eq(_DIVIDING)
+        zero_root = waiting & (root == 0)
+        with m.If(divider.done | zero_root):
             m.d.sync += [
-                row_reciprocal[statistics_slot].eq(Mux(divider.done, divider.quotient, 0)),
-                stage[statistics_slot].eq(_READY),
-                statistics_slot.eq(Mux(statistics_slot == LAYERNORM_SLOTS - 1, 0,
-                                       statistics_slot + 1)),
+                row_reciprocal[divide_slot].eq(Mux(zero_root, 0, divider.quotient)),
+                stage[divide_slot].eq(_READY),
+                divide_slot.eq(next_slot(divide_slot, LAYERNORM_SLOTS)),
             ]
 
-        # Phase 3: normalize, scale, requantize; stalls with the output.
+        # Phase 4: normalize, scale, requantize; stalls with the output.
         advance = ~self.o.valid | self.o.ready
         out_slot = Signal(range(LAYERNORM_SLOTS))
         out_beat = Signal(range(beats))
@@ -193,7 +207,7 @@ class LayerNormUnit(wiring.Component):
             with m.If(last):
                 m.d.sync += [
                     out_beat.eq(0), stage[out_slot].eq(_OUTPUTTING),
-                    out_slot.eq(Mux(out_slot == LAYERNORM_SLOTS - 1, 0, out_slot + 1)),
+                    out_slot.eq(next_slot(out_slot, LAYERNORM_SLOTS)),
                 ]
 
         # Side band through read (1), product (2), scale (3), requantizer.

@@ -9,11 +9,13 @@ from ..checks import check_positive_int
 from .divider import SequentialDivider
 from .exp import EXP_LATENCY, ExpParams, ExpUnit
 from .reduce import reduce_tree
+from .ring import next_slot
 
 __all__ = ["SoftmaxUnit", "softmax_beat_layout", "SLOTS", "RECIPROCAL_BITS"]
 
-#: Rows in flight: one per phase (ingest, sum, reciprocal, output).
-SLOTS = 4
+#: Row buffers: one per phase (ingest, sum, reciprocal, output) and one more,
+#: so a row's pipeline latencies between phases never stall the ingest.
+SLOTS = 5
 #: The reciprocal is ``floor(one * 2**32 / sum)``.
 RECIPROCAL_BITS = 32
 
@@ -42,16 +44,16 @@ class SoftmaxUnit(wiring.Component):
     1. *ingest*: store the beats, running maximum over the row;
     2. *sum*: ``e_i = exp_q15(max - q_i)`` (:class:`ExpUnit`), summed;
     3. *reciprocal*: ``r = floor(one * 2**32 / sum)`` by a
-       :class:`SequentialDivider`, ``out_bits + 32`` cycles;
+       :class:`SequentialDivider`, ``out_bits + 19`` cycles;
     4. *output*: ``e_i`` again, ``p_i = min((e_i * r + 2**31) >> 32, one)``.
 
     ``one = 2**(out_bits-1) - 1``; ``docs/numerics.md`` defines every step and
     ``vitforge.sw.golden.nonlinear.softmax`` is its twin.
 
-    Throughput: one beat per cycle while rows have at least ``out_bits + 32``
+    Throughput: one beat per cycle while rows have at least ``out_bits + 19``
     beats (the division of one row overlaps the other phases; shorter rows
-    are limited to one row per ``out_bits + 32`` cycles). Latency of a row:
-    its beats twice, the division, and ``EXP_LATENCY + 3`` cycles.
+    are limited to one row per ``out_bits + 19`` cycles). Latency of a row:
+    its beats twice, the division, and about ``2 * EXP_LATENCY + 6`` cycles.
 
     A row longer than ``max_length`` raises the sticky :attr:`overflow` flag
     and is cut at ``max_length`` elements.
@@ -143,7 +145,7 @@ class SoftmaxUnit(wiring.Component):
                     row_beats[ingest_slot].eq(ingest_beat + 1),
                     row_count[ingest_slot].eq(Mux(payload.last, payload.count, lanes)),
                     stage[ingest_slot].eq(_INGESTED),
-                    ingest_slot.eq(ingest_slot + 1),
+                    ingest_slot.eq(next_slot(ingest_slot, SLOTS)),
                     ingest_beat.eq(0),
                 ]
                 with m.If(force_last & ~payload.last):
@@ -157,8 +159,10 @@ class SoftmaxUnit(wiring.Component):
 
         # Phase 3: reciprocal, one row at a time.
         divide_slot = Signal(slot_bits)
+        # exp(0) >= 2**14 keeps sum >= 2**14, so the quotient has out_bits + 17 bits.
         m.submodules.divider = divider = SequentialDivider(
-            dividend_width=out_bits - 1 + RECIPROCAL_BITS, divisor_width=sum_width)
+            dividend_width=out_bits - 1 + RECIPROCAL_BITS, divisor_width=sum_width,
+            quotient_width=reciprocal_width)
         m.d.comb += [
             divider.start.eq(stage[divide_slot] == _SUMMED),
             divider.dividend.eq(one << RECIPROCAL_BITS),
@@ -168,7 +172,7 @@ class SoftmaxUnit(wiring.Component):
             m.d.sync += stage[divide_slot].eq(_DIVIDING)
         with m.If(divider.done):
             m.d.sync += [row_reciprocal[divide_slot].eq(divider.quotient),
-                         stage[divide_slot].eq(_READY), divide_slot.eq(divide_slot + 1)]
+                         stage[divide_slot].eq(_READY), divide_slot.eq(next_slot(divide_slot, SLOTS))]
 
         # Phase 4: exp again, scale by the reciprocal, output with back-pressure.
         advance = ~self.o.valid | self.o.ready
@@ -201,7 +205,7 @@ class SoftmaxUnit(wiring.Component):
         with m.If(enable & issue):
             m.d.sync += beat.eq(beat + 1)
             with m.If(last):
-                m.d.sync += [beat.eq(0), slot.eq(slot + 1)]
+                m.d.sync += [beat.eq(0), slot.eq(next_slot(slot, SLOTS))]
 
         # Side band, one register per pipeline stage (read + exp).
         depth = 1 + EXP_LATENCY

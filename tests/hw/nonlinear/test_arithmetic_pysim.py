@@ -45,6 +45,17 @@ def test_divider_matches_floor_division():
     assert quotients == [a // b for a, b in cases], f"seed {seed}"
 
 
+def test_divider_with_a_narrow_quotient():
+    seed = 5
+    rng = np.random.default_rng(seed)
+    divisors = [1 << 14, (1 << 14) + 1, (1 << 27) - 1] + \
+        [int(d) for d in rng.integers(1 << 14, 1 << 27, 30)]
+    cases = [(127 << 32, d) for d in divisors]
+    quotients = run(SequentialDivider(dividend_width=39, divisor_width=27, quotient_width=25),
+                    cases, ("dividend", "divisor"), "quotient", latency=25)
+    assert quotients == [a // b for a, b in cases], f"seed {seed}"
+
+
 def test_square_root_matches_math_isqrt():
     seed = 6
     rng = np.random.default_rng(seed)
@@ -60,3 +71,6 @@ def test_widths_are_checked():
         SequentialSqrt(width=0)
     with pytest.raises(ValueError, match=r"^divisor_width must be a positive integer, not -1$"):
         SequentialDivider(dividend_width=8, divisor_width=-1)
+    with pytest.raises(ValueError, match=r"^quotient_width must be at most dividend_width=8, "
+                                         r"not 9$"):
+        SequentialDivider(dividend_width=8, divisor_width=4, quotient_width=9)
