@@ -74,13 +74,17 @@ def softmax_errors(rng, length=197, rows=64):
         matrix[1, 0] = 127
         params = exp_params(scale)
         probabilities = np.stack([softmax(row, params) for row in matrix])
+        wide = np.stack([softmax(row, params, out_bits=16) for row in matrix])
         exact = reference.softmax(matrix * scale)
         best = np.round(exact * 127)
         sums = probabilities.sum(axis=1) / 127
         result.append({"scale": scale, "length": length,
                        "unit": _stats(probabilities / 127, exact, 1 / 127),
                        "best int8 rounding": _stats(best / 127, exact, 1 / 127),
+                       "unit, out_bits=16": _stats(wide / 32767, exact, 1 / 32767),
                        "row sum deviation max": float(np.abs(sums - 1).max()),
+                       "row sum deviation max, out_bits=16": float(
+                           np.abs(wide.sum(axis=1) / 32767 - 1).max()),
                        "row sum deviation of best rounding": float(
                            np.abs(best.sum(axis=1) / 127 - 1).max())})
     return result
@@ -159,6 +163,30 @@ def throughput(rng, quick):
     return result
 
 
+def resources():
+    """Yosys synth_xilinx estimates of each unit at 1 and 4 lanes (None without Yosys)."""
+    from vitforge.hw.nonlinear.gelu import GeluUnit
+    from vitforge.hw.nonlinear.layernorm import LayerNormUnit
+    from vitforge.hw.nonlinear.softmax import SoftmaxUnit
+    from vitforge.hw.verilog import to_verilog
+    from vitforge.sw.resources import YosysMissing, estimate
+
+    designs = [("gelu", lambda lanes: GeluUnit(lanes=lanes)),
+               ("softmax", lambda lanes: SoftmaxUnit(lanes=lanes, max_length=256)),
+               ("layernorm", lambda lanes: LayerNormUnit(lanes=lanes, channels=192))]
+    result = []
+    for op, make in designs:
+        for lanes in (1, 4):
+            try:
+                found = estimate(to_verilog(make(lanes), f"{op}_unit"), f"{op}_unit")
+            except YosysMissing as error:
+                print(f"  no resource estimate: {error}")
+                return None
+            result.append({"op": op, "lanes": lanes, **found.as_dict()})
+            print(f"  {op:9} lanes {lanes}: {found.as_dict()}", flush=True)
+    return result
+
+
 def _print_table(title, rows, columns):
     print(f"\n{title}")
     for row in rows:
@@ -216,14 +244,19 @@ def main(argv=None):
     _print_table("exp(-n * scale), n = 0..255", results["exp"],
                  ["unit (minimax coefficients)", "I-BERT coefficients, same pipeline",
                   "lookup table (Q0.15)"])
-    _print_table("softmax, 64 rows of 197", results["softmax"], ["unit", "best int8 rounding"])
+    _print_table("softmax, 64 rows of 197", results["softmax"],
+                 ["unit", "best int8 rounding", "unit, out_bits=16"])
     for row in results["softmax"]:
         print(f"  scale {row['scale']:<6} row sums within {row['row sum deviation max']:.3f} "
-              f"of 1 (best rounding: {row['row sum deviation of best rounding']:.3f})")
+              f"of 1 (best int8 rounding: {row['row sum deviation of best rounding']:.3f}; "
+              f"16-bit: {row['row sum deviation max, out_bits=16']:.4f})")
     _print_table("LayerNorm, 64 rows of 192, output scale 4/127", results["layernorm"],
                  ["unit", "best int8 rounding"])
     print("\nthroughput (Verilator, fed continuously, steady state)")
     results["throughput"] = throughput(rng, args.quick)
+    print("\nresources (Yosys synth_xilinx -family xcup; softmax max_length 256, "
+          "LayerNorm 192 channels)")
+    results["resources"] = resources()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "nonlinear.json").write_text(json.dumps(results, indent=2))
     _plot(results, args.out / "nonlinear_errors.png")

@@ -63,3 +63,35 @@ def test_gemm_runs_verifies_and_writes_json(tmp_path):
     assert summary["utilization"] == pytest.approx(summary["ideal_cycles"] / summary["cycles"])
     assert f"cycles          {summary['cycles']}" in completed.stdout
     assert "RTL == golden   yes" in completed.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nonlinear", "--op", "tanh"], "argument --op: invalid choice: 'tanh'"),
+    (["nonlinear", "--op", "gelu", "--scale", "0"], "scale must be positive and finite, not 0.0"),
+    (["nonlinear", "--op", "softmax", "--lanes", "0"], "lanes must be a positive integer, not 0"),
+    (["nonlinear", "--op", "layernorm", "--length", "2000"],
+     "length must be at most 1024, not 2000"),
+    (["nonlinear", "--op", "layernorm", "--length", "10", "--lanes", "4"],
+     "length must be a multiple of lanes=4, not 10"),
+])
+def test_nonlinear_bad_arguments(args, message):
+    completed = run(*args)
+    assert completed.returncode == 2
+    assert completed.stderr.startswith(f"vitforge: error: {message}"), completed.stderr
+    assert completed.stderr.count("\n") == 1, completed.stderr
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("op, options", [("gelu", ["--lanes", "4"]),
+                                         ("softmax", ["--lanes", "3", "--length", "40"]),
+                                         ("layernorm", ["--lanes", "4", "--length", "32"])])
+def test_nonlinear_runs_and_reports(tmp_path, op, options):
+    out = tmp_path / f"{op}.json"
+    completed = run("nonlinear", "--op", op, "--rows", "3", *options, "--json", str(out))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    summary = json.loads(out.read_text())
+    assert summary["match"] is True
+    assert 0 < summary["mean_abs_err"] <= summary["max_abs_err"]
+    assert summary["max_err_lsb"] < 1.0
+    assert 0 < summary["elements_per_cycle"] <= summary["lanes"]
+    assert "RTL == golden     yes" in completed.stdout
