@@ -11,7 +11,7 @@ edge; :meth:`Pins.tick` returns once the outputs show that edge's results, and
 :meth:`Pins.settle` once combinational outputs follow inputs set since.
 """
 
-__all__ = ["WatchdogError", "AmaranthPins", "CocotbPins"]
+__all__ = ["WatchdogError", "AmaranthPins", "CocotbPins", "run_in_amaranth"]
 
 
 class WatchdogError(RuntimeError):
@@ -58,6 +58,26 @@ class AmaranthPins:
                 return cycle
             await self._context.tick()
         raise WatchdogError(f"{path} did not become {value} within {max_cycles} cycles")
+
+
+def run_in_amaranth(component, session, *, period=1e-8):
+    """Run ``await session(pins)`` on ``component`` in Amaranth's simulator; return its result.
+
+    ``session`` is testbench logic written against :class:`AmaranthPins` (or
+    any pins); the simulation ends when it returns.
+    """
+    from amaranth.sim import Simulator
+
+    outcome = {}
+
+    async def testbench(context):
+        outcome["result"] = await session(AmaranthPins(context, component))
+
+    simulator = Simulator(component)
+    simulator.add_clock(period)
+    simulator.add_testbench(testbench)
+    simulator.run()
+    return outcome["result"]
 
 
 def _unsigned(value):

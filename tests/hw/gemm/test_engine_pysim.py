@@ -6,12 +6,11 @@ without a build, so corner cases of the controller are cheap to cover.
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from vitforge.hw.gemm.config import GemmConfig
 from vitforge.hw.gemm.engine import GemmEngine
 from vitforge.sim.gemm.session import run_session
-from vitforge.sim.pins import AmaranthPins, WatchdogError
+from vitforge.sim.pins import WatchdogError, run_in_amaranth
 from vitforge.sw.gemm.plan import GemmProblem, command_cycles, plan_gemm
 from vitforge.sw.gemm.problems import random_problem
 from vitforge.sw.golden.gemm.run import run_jobs
@@ -20,17 +19,8 @@ SMALL = dict(k_max=40, a_depth=512, b_depth=512, c_depth=256, param_depth=64)
 
 
 def simulate(config, jobs, **options):
-    dut = GemmEngine(config)
-    outcome = {}
-
-    async def testbench(ctx):
-        outcome["results"] = await run_session(AmaranthPins(ctx, dut), config, jobs, **options)
-
-    simulator = Simulator(dut)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(testbench)
-    simulator.run()
-    return outcome["results"]
+    return run_in_amaranth(GemmEngine(config),
+                           lambda pins: run_session(pins, config, jobs, **options))
 
 
 def assert_matches_golden(config, jobs, results, seed):

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from vitforge.hw.nonlinear.gelu import GeluUnit
 from vitforge.sim.nonlinear.gelu_session import run_gelu
+from vitforge.sim.pins import run_in_amaranth
 from vitforge.sw.golden.nonlinear.gelu import gelu
 from vitforge.sw.nonlinear.gelu import gelu_table
 
@@ -13,19 +13,8 @@ ALL_INT8 = np.arange(-128, 128).astype(np.int8)
 
 
 def simulate(lanes, table, values, **stalls):
-    dut = GeluUnit(lanes=lanes)
-    outcome = {}
-
-    async def testbench(ctx):
-        from vitforge.sim.pins import AmaranthPins
-        outcome["result"] = await run_gelu(AmaranthPins(ctx, dut), lanes=lanes, table=table,
-                                           values=values, **stalls)
-
-    simulator = Simulator(dut)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(testbench)
-    simulator.run()
-    return outcome["result"]
+    return run_in_amaranth(GeluUnit(lanes=lanes), lambda pins: run_gelu(
+        pins, lanes=lanes, table=table, values=values, **stalls))
 
 
 @pytest.mark.parametrize("lanes", [1, 3, 4])

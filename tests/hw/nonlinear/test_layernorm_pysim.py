@@ -2,32 +2,24 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from vitforge.hw.nonlinear.layernorm import LayerNormUnit
 from vitforge.sim.nonlinear.layernorm_session import run_layernorm
-from vitforge.sim.pins import AmaranthPins
+from vitforge.sim.pins import run_in_amaranth
 from vitforge.sw.golden.nonlinear.layernorm import layernorm
 from vitforge.sw.nonlinear.layernorm import layernorm_params
 
 
 def simulate(rows, params, *, lanes, **stalls):
     channels = params.gamma.size
-    dut = LayerNormUnit(lanes=lanes, channels=channels)
-    outcome = {}
-
-    async def testbench(ctx):
-        outcome["result"] = await run_layernorm(
-            AmaranthPins(ctx, dut), lanes=lanes, channels=channels,
-            values=np.concatenate(rows), gamma=params.gamma, beta=params.beta,
-            scalars=[params.eps, params.multiplier, params.shift], **stalls)
-
-    simulator = Simulator(dut)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(testbench)
-    simulator.run()
+    result = run_in_amaranth(
+        LayerNormUnit(lanes=lanes, channels=channels),
+        lambda pins: run_layernorm(
+            pins, lanes=lanes, channels=channels, values=np.concatenate(rows),
+            gamma=params.gamma, beta=params.beta,
+            scalars=[params.eps, params.multiplier, params.shift], **stalls))
     golden = np.concatenate([layernorm(row, params) for row in rows])
-    return outcome["result"], golden
+    return result, golden
 
 
 def make_params(rng, channels, scale_in=0.05, eps=1e-6):

@@ -2,32 +2,24 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from vitforge.hw.nonlinear.softmax import SoftmaxUnit
 from vitforge.sim.nonlinear.softmax_session import run_softmax
-from vitforge.sim.pins import AmaranthPins
+from vitforge.sim.pins import run_in_amaranth
 from vitforge.sw.golden.nonlinear.softmax import softmax
 from vitforge.sw.nonlinear.softmax import exp_params
 
 
 def simulate(rows, *, lanes, max_length, scale, out_bits=8, **stalls):
-    dut = SoftmaxUnit(lanes=lanes, max_length=max_length, out_bits=out_bits)
     params = exp_params(scale)
-    outcome = {}
-
-    async def testbench(ctx):
-        outcome["result"] = await run_softmax(
-            AmaranthPins(ctx, dut), lanes=lanes, max_length=max_length, out_bits=out_bits,
+    result = run_in_amaranth(
+        SoftmaxUnit(lanes=lanes, max_length=max_length, out_bits=out_bits),
+        lambda pins: run_softmax(
+            pins, lanes=lanes, max_length=max_length, out_bits=out_bits,
             values=np.concatenate(rows), lengths=[len(row) for row in rows],
-            exp_params=[params.ratio, params.alpha, params.beta, params.gamma], **stalls)
-
-    simulator = Simulator(dut)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(testbench)
-    simulator.run()
+            exp_params=[params.ratio, params.alpha, params.beta, params.gamma], **stalls))
     golden = np.concatenate([softmax(row, params, out_bits) for row in rows])
-    return outcome["result"], golden
+    return result, golden
 
 
 def adversarial_rows(rng, max_length):
