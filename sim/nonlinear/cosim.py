@@ -39,6 +39,9 @@ def simulate_unit(op, parameters, arrays, *, seed=None, valid_rate=1.0, ready_ra
     ``seed`` turns on random stalls (input valid with probability
     ``valid_rate``, output ready with ``ready_rate``).
     """
+    if op == "softmax":
+        from .softmax_session import check_row_lengths
+        check_row_lengths(arrays["lengths"], parameters["max_length"])
     toplevel = f"{op}_unit"
     verilog = cached_verilog(toplevel, json.dumps(parameters, sort_keys=True),
                              lambda: _component(op, parameters), log=log,

@@ -7,7 +7,15 @@ from amaranth.lib import data
 from ..stream import stream_through
 from ..words import pack_fields, pack_int8, unpack_fields
 
-__all__ = ["run_softmax", "row_beats"]
+__all__ = ["run_softmax", "row_beats", "check_row_lengths"]
+
+
+def check_row_lengths(lengths, max_length):
+    """Raise :exc:`ValueError` unless every row length lies in ``[1, max_length]``."""
+    for length in lengths:
+        if not 1 <= length <= max_length:
+            raise ValueError(f"softmax row length must lie in [1, max_length={max_length}], "
+                             f"not {length}")
 
 
 def row_beats(row, lanes):
@@ -34,6 +42,7 @@ async def run_softmax(pins, *, lanes, max_length, out_bits, values, lengths, exp
     from vitforge.hw.nonlinear.exp import ExpParams
     from vitforge.hw.nonlinear.softmax import softmax_beat_layout
 
+    check_row_lengths(lengths, max_length)
     in_layout = data.Layout.cast(softmax_beat_layout(lanes, signed(8)))
     out_layout = data.Layout.cast(softmax_beat_layout(lanes, signed(out_bits)))
     names = ("ratio", "alpha", "beta", "gamma")

@@ -51,3 +51,39 @@ def test_random_stalls_on_both_sides(seed):
     (outputs, _), golden = simulate(rows, lanes=2, max_length=16, scale=0.05, rng=rng,
                                     valid_rate=0.7, ready_rate=0.4)
     np.testing.assert_array_equal(outputs, golden, err_msg=f"seed {seed}")
+
+
+def test_rows_longer_than_the_maximum_are_refused_before_simulating():
+    with pytest.raises(ValueError, match=r"^softmax row length must lie in \[1, "
+                                         r"max_length=16\], not 17$"):
+        simulate([np.zeros(17, np.int8)], lanes=2, max_length=16, scale=0.05)
+
+
+def test_hardware_flags_a_row_past_its_buffer():
+    from amaranth.sim import Simulator
+    from vitforge.sim.nonlinear.softmax_session import row_beats
+    from vitforge.sim.words import pack_fields
+    from amaranth import signed
+    from amaranth.lib import data
+    from vitforge.hw.nonlinear.softmax import softmax_beat_layout
+
+    dut = SoftmaxUnit(lanes=2, max_length=4)
+    layout = data.Layout.cast(softmax_beat_layout(2, signed(8)))
+    beats = [pack_fields(layout, beat) for beat in row_beats(np.arange(6, dtype=np.int8), 2)]
+    flags = []
+
+    async def testbench(ctx):
+        assert ctx.get(dut.overflow) == 0
+        for beat in beats:                       # 3 beats into a 2-beat row buffer
+            ctx.set(dut.i.payload.as_value(), beat)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+        await ctx.tick()
+        flags.append(ctx.get(dut.overflow))
+
+    simulator = Simulator(dut)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(testbench)
+    simulator.run()
+    assert flags == [1]
