@@ -64,3 +64,16 @@ def test_layernorm_params_and_their_errors():
         layernorm_params(0.05, np.ones(2), np.ones(2), -1.0, 0.03)
     with pytest.raises(ValueError, match=r"^gamma must not be all zero$"):
         layernorm_params(0.05, np.zeros(2), np.ones(2), 1e-5, 0.03)
+
+
+def test_vectorized_isqrt_is_exact_near_squares():
+    import math
+    from vitforge.sw.golden.nonlinear.layernorm import isqrt
+    seed = 12
+    rng = np.random.default_rng(seed)
+    roots = rng.integers(0, 1 << 31, 2000)
+    values = np.concatenate([roots * roots, roots * roots - 1, roots * roots + 1,
+                             rng.integers(0, 1 << 62, 2000)])
+    values = values[values >= 0]
+    expected = np.array([math.isqrt(int(v)) for v in values])
+    np.testing.assert_array_equal(isqrt(values), expected, err_msg=f"seed {seed}")

@@ -4,16 +4,16 @@ import numpy as np
 
 from .exp import exp_q15
 
-__all__ = ["softmax", "RECIPROCAL_BITS"]
+__all__ = ["softmax", "softmax_rows", "RECIPROCAL_BITS"]
 
 #: The row's reciprocal is ``floor(one * 2**32 / sum)``.
 RECIPROCAL_BITS = 32
 
 
-def softmax(q, params, out_bits=8):
-    """Softmax of one row of int8 ``q``, as unsigned probabilities of scale ``1 / one``.
+def softmax_rows(q, params, out_bits=8):
+    """Softmax of each row of the 2-D int8 array ``q``, as probabilities of scale ``1 / one``.
 
-    ``one = 2**(out_bits-1) - 1`` (127 for int8)::
+    ``one = 2**(out_bits-1) - 1`` (127 for int8); per row::
 
         n_i  = max(q) - q_i
         e_i  = exp_q15(n_i)
@@ -22,13 +22,22 @@ def softmax(q, params, out_bits=8):
 
     Returns
     -------
-    numpy.ndarray of int64 in ``[0, one]``
+    numpy.ndarray of int64 in ``[0, one]``, the shape of ``q``
     """
     q = np.asarray(q)
-    if q.dtype != np.int8 or q.ndim != 1 or q.size == 0:
-        raise ValueError(f"softmax row must be a non-empty 1-D int8 array, not {q.dtype} of "
+    if q.dtype != np.int8 or q.ndim != 2 or q.size == 0:
+        raise ValueError(f"softmax rows must be a non-empty 2-D int8 array, not {q.dtype} of "
                          f"shape {q.shape}")
     one = (1 << (out_bits - 1)) - 1
-    e = exp_q15(int(q.max()) - q.astype(np.int64), params)
-    reciprocal = (one << RECIPROCAL_BITS) // int(e.sum())
+    wide = q.astype(np.int64)
+    e = exp_q15(wide.max(axis=1, keepdims=True) - wide, params)
+    reciprocal = (one << RECIPROCAL_BITS) // e.sum(axis=1, keepdims=True)
     return np.minimum((e * reciprocal + (1 << (RECIPROCAL_BITS - 1))) >> RECIPROCAL_BITS, one)
+
+
+def softmax(q, params, out_bits=8):
+    """:func:`softmax_rows` of one 1-D row."""
+    q = np.asarray(q)
+    if q.ndim != 1:
+        raise ValueError(f"softmax row must be 1-D, not of shape {q.shape}")
+    return softmax_rows(q[None, :], params, out_bits)[0]

@@ -1,0 +1,51 @@
+"""The integer encoder block computed directly from its parameters (not via a program).
+
+It cross-checks the compiler: a compiled program run by the golden interpreter
+must give exactly this.
+"""
+
+import numpy as np
+
+from .accel.residual import residual_add
+from .gemm.requantize import requantize
+from .nonlinear.gelu import gelu
+from .nonlinear.layernorm import layernorm_rows
+from .nonlinear.softmax import softmax_rows
+
+__all__ = ["encoder_block", "linear"]
+
+
+def linear(x, layer):
+    """``requantize(x @ weight, bias, multiplier, shift)`` for int8 ``x`` (tokens, in)."""
+    sums = x.astype(np.float64) @ layer.weight.astype(np.float64)    # exact below 2**53
+    return requantize(sums.astype(np.int64), layer.bias, layer.multiplier, layer.shift)
+
+
+def _matmul_requant(a, b, requant):
+    sums = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return requantize(sums, 0, requant.multiplier, requant.shift)
+
+
+def encoder_block(x, block):
+    """One :class:`QuantizedEncoderBlock` on int8 tokens ``x`` (N, C); returns int8 (N, C)."""
+    x = np.asarray(x)
+    if x.dtype != np.int8 or x.ndim != 2 or x.shape[1] != block.dim:
+        raise ValueError(f"block input must be int8 of shape (tokens, {block.dim}), not "
+                         f"{x.dtype} of shape {x.shape}")
+    dim, head_dim = block.dim, block.head_dim
+    qkv = linear(layernorm_rows(x, block.ln1), block.qkv)
+    heads = []
+    for head in range(block.heads):
+        columns = slice(head * head_dim, (head + 1) * head_dim)
+        q = qkv[:, columns]
+        k = qkv[:, dim:][:, columns]
+        v = qkv[:, 2 * dim:][:, columns]
+        scores = _matmul_requant(q, k.T, block.score)
+        probabilities = softmax_rows(scores, block.softmax).astype(np.int8)
+        heads.append(_matmul_requant(probabilities, v, block.context))
+    attention = linear(np.concatenate(heads, axis=1), block.proj)
+    r = block.residual1
+    x1 = residual_add(x, attention, r.x_multiplier, r.y_multiplier, r.shift)
+    hidden = gelu(linear(layernorm_rows(x1, block.ln2), block.fc1), block.gelu_table)
+    r = block.residual2
+    return residual_add(x1, linear(hidden, block.fc2), r.x_multiplier, r.y_multiplier, r.shift)

@@ -1,0 +1,92 @@
+"""An integer ViT encoder block: every parameter the hardware needs, nothing in float."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vitforge.sw.golden.gemm.requantize import check_requant_params
+from vitforge.sw.nonlinear.layernorm import LayerNormParams
+from vitforge.sw.nonlinear.softmax import ExpParams
+
+__all__ = ["QuantizedLinear", "Requant", "ResidualParams", "QuantizedEncoderBlock"]
+
+
+@dataclass(frozen=True)
+class QuantizedLinear:
+    """``y = requantize(x @ weight, bias, multiplier, shift)``; weight int8 ``(in, out)``."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    multiplier: np.ndarray
+    shift: np.ndarray
+
+    def __post_init__(self):
+        if self.weight.dtype != np.int8 or self.weight.ndim != 2:
+            raise ValueError(f"weight must be a 2-D int8 matrix, not {self.weight.dtype} of "
+                             f"shape {self.weight.shape}")
+        for name in ("bias", "multiplier", "shift"):
+            if np.shape(getattr(self, name)) != (self.weight.shape[1],):
+                raise ValueError(f"{name} must have shape ({self.weight.shape[1]},), not "
+                                 f"{np.shape(getattr(self, name))}")
+        check_requant_params(self.bias, self.multiplier, self.shift)
+
+
+@dataclass(frozen=True)
+class Requant:
+    """Per-tensor requantization without bias (attention scores and context)."""
+
+    multiplier: int
+    shift: int
+
+
+@dataclass(frozen=True)
+class ResidualParams:
+    """``clip((x * x_multiplier + y * y_multiplier + round) >> shift)``."""
+
+    x_multiplier: int
+    y_multiplier: int
+    shift: int
+
+
+@dataclass(frozen=True)
+class QuantizedEncoderBlock:
+    """Pre-norm encoder block: ``x + Attn(LN1(x))``, then ``x + MLP(LN2(x))``.
+
+    Attention of head ``h``: ``S = requant(Q_h K_h^T, score)``,
+    ``P = softmax(S)`` (int8 probabilities, scale 1/127), ``O_h = requant(P V_h,
+    context)``; ``Q, K, V`` are columns ``[0, C)``, ``[C, 2C)``, ``[2C, 3C)`` of
+    ``qkv(LN1(x))``.
+    """
+
+    dim: int
+    heads: int
+    ln1: LayerNormParams
+    qkv: QuantizedLinear
+    score: Requant
+    softmax: ExpParams
+    context: Requant
+    proj: QuantizedLinear
+    residual1: ResidualParams
+    ln2: LayerNormParams
+    fc1: QuantizedLinear
+    gelu_table: np.ndarray
+    fc2: QuantizedLinear
+    residual2: ResidualParams
+
+    def __post_init__(self):
+        if self.dim % self.heads:
+            raise ValueError(f"dim must be a multiple of heads={self.heads}, not {self.dim}")
+        shapes = {"qkv": (self.dim, 3 * self.dim), "proj": (self.dim, self.dim),
+                  "fc1": (self.dim, self.hidden), "fc2": (self.hidden, self.dim)}
+        for name, shape in shapes.items():
+            if getattr(self, name).weight.shape != shape:
+                raise ValueError(f"{name} weight must have shape {shape}, not "
+                                 f"{getattr(self, name).weight.shape}")
+
+    @property
+    def head_dim(self):
+        return self.dim // self.heads
+
+    @property
+    def hidden(self):
+        return self.fc1.weight.shape[1]
