@@ -1,0 +1,130 @@
+"""Compiled programs on the golden interpreter == the directly computed integer encoder block."""
+
+import numpy as np
+import pytest
+
+from vitforge.hw.accel.config import AcceleratorConfig
+from vitforge.hw.accel.isa import Opcode, Space, encode
+from vitforge.sw.accel.compiler import compile_blocks
+from vitforge.sw.golden.accel.interpreter import Machine, ProgramError, run_program
+from vitforge.sw.golden.encoder import encoder_block
+from vitforge.sw.model.random_block import random_block, random_tokens
+
+
+def make_blocks(seed, tokens, dim, heads, hidden, count):
+    rng = np.random.default_rng(seed)
+    x = random_tokens(rng, tokens, dim)
+    blocks, calibration = [], x
+    for _ in range(count):
+        blocks.append(random_block(rng, dim=dim, heads=heads, hidden=hidden,
+                                   calibration=calibration))
+        calibration = encoder_block(calibration, blocks[-1])
+    return x, blocks
+
+
+def reference(x, blocks):
+    for block in blocks:
+        x = encoder_block(x, block)
+    return x
+
+
+def run(config, program):
+    machine = Machine(config, program.image)
+    run_program(machine, program.program_addr)
+    return program.read_output(machine.dram)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("array, blocks_count", [(4, 2), (8, 1), (16, 1)])
+def test_program_equals_reference_block(seed, array, blocks_count):
+    x, blocks = make_blocks(seed, 17, 32, 2, 128, blocks_count)
+    config = AcceleratorConfig(array=array, act_depth=4096, wgt_depth=4096, prm_depth=1024,
+                               lnp_depth=256, k_max=256)
+    program = compile_blocks(config, blocks, x)
+    expected = reference(x, blocks)
+    np.testing.assert_array_equal(run(config, program), expected,
+                                  err_msg=f"seed {seed}, array {array}")
+    assert np.abs(expected).max() > 20 and np.unique(expected).size > 50   # not degenerate
+
+
+def test_token_count_is_a_program_operand():
+    config = AcceleratorConfig(array=4, act_depth=4096, wgt_depth=4096, prm_depth=1024,
+                               lnp_depth=256, k_max=256)
+    x, blocks = make_blocks(5, 23, 32, 2, 64, 1)
+    for tokens in (23, 9, 1):
+        program = compile_blocks(config, blocks, x[:tokens])
+        np.testing.assert_array_equal(run(config, program), reference(x[:tokens], blocks),
+                                      err_msg=f"{tokens} tokens")
+
+
+def test_deit_tiny_block_runs_quickly():
+    import time
+    x, blocks = make_blocks(0, 197, 192, 3, 768, 1)
+    config = AcceleratorConfig()
+    program = compile_blocks(config, blocks, x)
+    started = time.perf_counter()
+    output = run(config, program)
+    elapsed = time.perf_counter() - started
+    np.testing.assert_array_equal(output, reference(x, blocks))
+    assert program.macs == 197 * 192 * 576 + 3 * 2 * 197 * 197 * 64 + 197 * 192 * 192 \
+        + 2 * 197 * 192 * 768
+    assert elapsed < 2.0      # goal 0.2 s, measured in bench; generous for a loaded CI machine
+
+
+@pytest.mark.parametrize("config, message", [
+    # 5 token tiles: x, normalized (160 each), qkv (480), scores, probabilities (85 each),
+    # then context needs 970..1129.
+    (dict(act_depth=1000), r"^activation region context needs ACT words 970\.\.1129, "
+                           r"beyond act_depth=1000$"),
+    (dict(wgt_depth=512), r"^block 0 qkv needs 768 WGT words, but half of wgt_depth=512 "
+                          r"holds 256$"),
+    # qkv 96 + proj 32 + fc1 128 = 256 entries, so fc2 overflows.
+    (dict(prm_depth=256), r"^block 0 fc2 params needs PRM words 256\.\.287, beyond "
+                          r"prm_depth=256$"),
+    (dict(k_max=100), r"^hidden 128 exceeds k_max=100: a GEMM reduces over it$"),
+    (dict(array=32), r"^head dimension must be a multiple of the array size 32, not 16 "
+                     r"\(block 0\)$"),
+])
+def test_shapes_that_do_not_fit_are_rejected(config, message):
+    x, blocks = make_blocks(0, 17, 32, 2, 128, 1)
+    settings = dict(array=4, act_depth=4096, wgt_depth=4096, prm_depth=1024, lnp_depth=256,
+                    k_max=256)
+    settings.update(config)
+    with pytest.raises(ValueError, match=message):
+        compile_blocks(AcceleratorConfig(**settings), blocks, x)
+
+
+CONFIG = AcceleratorConfig(array=4, act_depth=64, wgt_depth=64, prm_depth=16, lnp_depth=16,
+                           k_max=32)
+
+
+def machine_with(*words):
+    image = b"".join(word.to_bytes(32, "little") for word in words)
+    return Machine(CONFIG, image)
+
+
+@pytest.mark.parametrize("words, message", [
+    ([0x7E], r"^instruction 0: unknown opcode 0x7e$"),
+    ([encode(Opcode.GELU, src=60, dst=0, count=8)],
+     r"^instruction 0 \(GELU\): ACT words 60\.\.67 are beyond its depth 64$"),
+    ([encode(Opcode.LOAD, space=Space.ACT, dram_addr=100, spad_addr=0, count=4)],
+     r"^instruction 0 \(LOAD\): external words 100\.\.103 are beyond the image \(2 words\)$"),
+    ([encode(Opcode.LOAD, space=7, dram_addr=0, spad_addr=0, count=1)],
+     r"^instruction 0 \(LOAD\): unknown space 7$"),
+    ([encode(Opcode.GEMM, a_addr=0, a_stride=4, b_addr=0, b_stride=4, c_addr=2, c_stride=4,
+             p_addr=0, k=4, m_tiles=1, n=4)],
+     r"^instruction 0 \(GEMM\): result words 2\.\.5 overlap operand words 0\.\.3$"),
+    ([encode(Opcode.GEMM, a_addr=0, a_stride=4, b_addr=0, b_stride=40, c_addr=8, c_stride=4,
+             p_addr=0, k=40, m_tiles=1, n=4)],
+     r"^instruction 0 \(GEMM\): descriptor field k must be at most k_max=32, not 40$"),
+    ([encode(Opcode.NOP)], r"^instruction 1: program runs past the image without DONE$"),
+])
+def test_malformed_programs_are_rejected_with_their_location(words, message):
+    with pytest.raises(ProgramError, match=message):
+        run_program(machine_with(*words), 0)
+
+
+def test_a_program_that_never_finishes_is_stopped():
+    nops = [encode(Opcode.NOP)] * 4
+    with pytest.raises(ProgramError, match=r"^no DONE within 3 instructions$"):
+        run_program(machine_with(*nops), 0, max_instructions=3)
