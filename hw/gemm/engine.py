@@ -1,22 +1,16 @@
 """GEMM engine: buffers, PE array, tile controller and writeback."""
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
-from .array import PEArray
 from .buffer import DualPortBuffer
 from .config import OPERAND_BITS
+from .core import COUNTER_BITS, GemmCore
 from .descriptor import descriptor_layout
 from .requantize import RequantParams
-from .tile_controller import TileController
-from .writeback import Writeback
 
 __all__ = ["GemmEngine", "COUNTER_BITS"]
-
-
-#: Width of the performance counters.
-COUNTER_BITS = 32
 
 
 def _load_port(shape, depth):
@@ -92,53 +86,24 @@ class GemmEngine(wiring.Component):
             shape=RequantParams, depth=config.param_depth)
         m.submodules.c_buffer = c_buffer = DualPortBuffer(
             shape=data.ArrayLayout(signed(OPERAND_BITS), config.rows), depth=config.c_depth)
-        m.submodules.controller = controller = TileController(config)
-        m.submodules.array = array = PEArray(rows=config.rows, cols=config.cols,
-                                             acc_width=config.acc_width)
-        m.submodules.writeback = writeback = Writeback(config)
+        m.submodules.core = core = GemmCore(config)
 
         connect(m, flipped(self.a_load), a_buffer.write)
         connect(m, flipped(self.b_load), b_buffer.write)
         connect(m, flipped(self.p_load), p_buffer.write)
         connect(m, flipped(self.c_read), c_buffer.read)
-        connect(m, flipped(self.cmd), controller.cmd)
-
+        connect(m, flipped(self.cmd), core.cmd)
+        for buffer, port in ((a_buffer, core.a_read), (b_buffer, core.b_read),
+                             (p_buffer, core.p_read)):
+            m.d.comb += [buffer.read.addr.eq(port.addr), buffer.read.en.eq(port.en),
+                         port.data.eq(buffer.read.data)]
         m.d.comb += [
-            a_buffer.read.addr.eq(controller.a_read.addr),
-            a_buffer.read.en.eq(controller.a_read.en),
-            b_buffer.read.addr.eq(controller.b_read.addr),
-            b_buffer.read.en.eq(controller.b_read.en),
-
-            array.a.eq(a_buffer.read.data),
-            array.b.eq(b_buffer.read.data),
-            array.valid.eq(controller.valid),
-            array.first.eq(controller.first),
-            array.last.eq(controller.last),
-            array.shift.eq(writeback.shift),
-
-            writeback.tile_done.eq(controller.tile_done),
-            writeback.tile.eq(controller.tile),
-            writeback.column.eq(array.column),
-            p_buffer.read.addr.eq(writeback.p_read.addr),
-            p_buffer.read.en.eq(writeback.p_read.en),
-            writeback.p_read.data.eq(p_buffer.read.data),
-            c_buffer.write.addr.eq(writeback.c_write.addr),
-            c_buffer.write.data.eq(writeback.c_write.data),
-            c_buffer.write.en.eq(writeback.c_write.en),
+            c_buffer.write.addr.eq(core.c_write.addr),
+            c_buffer.write.data.eq(core.c_write.data),
+            c_buffer.write.en.eq(core.c_write.en),
+            self.busy.eq(core.busy),
+            self.done.eq(core.done),
+            self.busy_cycles.eq(core.busy_cycles),
+            self.mac_cycles.eq(core.mac_cycles),
         ]
-
-        # In flight: tiles being issued, and finished tiles until their last
-        # word is written (the writeback sees a tile from its tile_done on).
-        busy = Signal()
-        busy_before = Signal()
-        m.d.comb += [
-            busy.eq(controller.running | writeback.busy),
-            self.busy.eq(busy),
-            self.done.eq(busy_before & ~busy),
-        ]
-        m.d.sync += busy_before.eq(busy)
-        with m.If(busy):
-            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
-        with m.If(controller.valid):
-            m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
         return m
