@@ -1,0 +1,123 @@
+"""LOAD and STORE: moves between external memory and the scratchpads."""
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..gemm.requantize import RequantParams
+from ..nonlinear.layernorm import ChannelParams
+from .isa import INSTRUCTION_BITS, Opcode, Space
+from .ports import MEMORY_DATA_BITS, field, memory_port, read_request, write_request
+
+__all__ = ["Dma", "TABLE_WORDS"]
+
+#: The GELU table is 16 external words of 16 entries.
+TABLE_WORDS = 16
+
+
+class Dma(wiring.Component):
+    """Executes one LOAD or STORE (``docs/isa.md``).
+
+    LOAD issues one external read per entry as fast as the memory accepts
+    them and writes each response into the target scratchpad as it arrives
+    (entries are the low bits of a 16-byte word, see ``vitforge.sw.accel.memory``).
+    STORE reads an activation word and writes it out: two cycles per word.
+    ``done`` pulses when the last entry is written.
+
+    Requires ``array <= 16`` (one external word per activation word).
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    """
+
+    def __init__(self, config):
+        if config.array > 16:
+            raise ValueError(f"array must be at most 16 for the DMA, not {config.array}")
+        word = data.ArrayLayout(signed(8), config.array)
+        self._config = config
+        super().__init__({
+            "start": In(1),
+            "instruction": In(INSTRUCTION_BITS),
+            "busy": Out(1),
+            "done": Out(1),
+            "mem": memory_port(),
+            "act_read": read_request(range(config.act_depth), word),
+            "act_write": write_request(range(config.act_depth), word),
+            "wgt_write": write_request(range(config.wgt_depth), word),
+            "prm_write": write_request(range(config.prm_depth), RequantParams),
+            "lnp_write": write_request(range(config.lnp_depth), ChannelParams),
+            "tbl_write": write_request(range(TABLE_WORDS), MEMORY_DATA_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        inst = self.instruction
+        is_store = inst[:8] == Opcode.STORE
+        space = field(inst, Opcode.LOAD, "space")
+        load_count = field(inst, Opcode.LOAD, "count")
+        load_dram = field(inst, Opcode.LOAD, "dram_addr")
+        load_spad = field(inst, Opcode.LOAD, "spad_addr")
+        store_count = field(inst, Opcode.STORE, "count")
+        store_dram = field(inst, Opcode.STORE, "dram_addr")
+        store_spad = field(inst, Opcode.STORE, "spad_addr")
+
+        issued = Signal(20)
+        received = Signal(20)
+        m.d.sync += self.done.eq(0)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [self.busy.eq(1), issued.eq(0), received.eq(0)]
+                    with m.If(is_store):
+                        m.next = "STORE_READ"
+                    with m.Else():
+                        m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += [
+                    self.mem.req.valid.eq(issued < load_count),
+                    self.mem.req.payload.addr.eq(load_dram + issued),
+                    self.mem.req.payload.write.eq(0),
+                    self.mem.resp.ready.eq(1),
+                ]
+                with m.If(self.mem.req.valid & self.mem.req.ready):
+                    m.d.sync += issued.eq(issued + 1)
+                response = self.mem.resp.payload
+                target = load_spad + received
+                arrived = self.mem.resp.valid
+                m.d.comb += [
+                    self.act_write.addr.eq(target), self.act_write.data.eq(response),
+                    self.act_write.en.eq(arrived & (space == Space.ACT)),
+                    self.wgt_write.addr.eq(target), self.wgt_write.data.eq(response),
+                    self.wgt_write.en.eq(arrived & (space == Space.WGT)),
+                    self.prm_write.addr.eq(target), self.prm_write.data.eq(response),
+                    self.prm_write.en.eq(arrived & (space == Space.PRM)),
+                    self.lnp_write.addr.eq(target), self.lnp_write.data.eq(response),
+                    self.lnp_write.en.eq(arrived & (space == Space.LNP)),
+                    self.tbl_write.addr.eq((load_spad >> 4) + received),
+                    self.tbl_write.data.eq(response),
+                    self.tbl_write.en.eq(arrived & (space == Space.TBL)),
+                ]
+                with m.If(arrived):
+                    m.d.sync += received.eq(received + 1)
+                    with m.If(received + 1 == load_count):
+                        m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                        m.next = "IDLE"
+            with m.State("STORE_READ"):
+                m.d.comb += [self.act_read.addr.eq(store_spad + issued), self.act_read.en.eq(1)]
+                m.next = "STORE_WRITE"
+            with m.State("STORE_WRITE"):
+                m.d.comb += [
+                    self.mem.req.valid.eq(1),
+                    self.mem.req.payload.addr.eq(store_dram + issued),
+                    self.mem.req.payload.write.eq(1),
+                    self.mem.req.payload.wdata.eq(self.act_read.data.as_value()),
+                ]
+                with m.If(self.mem.req.ready):
+                    m.d.sync += issued.eq(issued + 1)
+                    with m.If(issued + 1 == store_count):
+                        m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "STORE_READ"
+        return m

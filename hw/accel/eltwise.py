@@ -1,0 +1,99 @@
+"""GELU and ADD: element-wise over activation words, one word per cycle."""
+
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .dma import TABLE_WORDS
+from .isa import INSTRUCTION_BITS, Opcode
+from .ports import MEMORY_DATA_BITS, field, read_request, write_request
+
+__all__ = ["Eltwise"]
+
+
+class Eltwise(wiring.Component):
+    """Executes GELU (table lookup) or ADD (rescaled residual sum), ``docs/isa.md``.
+
+    Owns the GELU table: 16 words of 16 entries, written by LOAD into TBL,
+    read by every lane at once. Pipeline: activation read, table read or
+    multiply-add, write: one word per cycle, two cycles of latency.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    """
+
+    def __init__(self, config):
+        word = data.ArrayLayout(signed(8), config.array)
+        self._config = config
+        super().__init__({
+            "start": In(1),
+            "instruction": In(INSTRUCTION_BITS),
+            "busy": Out(1),
+            "done": Out(1),
+            "x_read": read_request(range(config.act_depth), word),
+            "y_read": read_request(range(config.act_depth), word),
+            "act_write": write_request(range(config.act_depth), word),
+            "tbl_write": Out(memory.WritePort.Signature(addr_width=4, shape=MEMORY_DATA_BITS)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self._config.array
+        inst = self.instruction
+        is_add = inst[:8] == Opcode.ADD
+        count = Mux(is_add, field(inst, Opcode.ADD, "count"), field(inst, Opcode.GELU, "count"))
+        source = Mux(is_add, field(inst, Opcode.ADD, "x"), field(inst, Opcode.GELU, "src"))
+        destination = Mux(is_add, field(inst, Opcode.ADD, "dst"),
+                          field(inst, Opcode.GELU, "dst"))
+        x_multiplier = field(inst, Opcode.ADD, "x_multiplier")
+        y_multiplier = field(inst, Opcode.ADD, "y_multiplier")
+        shift = field(inst, Opcode.ADD, "shift")
+
+        m.submodules.table = table = memory.Memory(shape=MEMORY_DATA_BITS, depth=TABLE_WORDS,
+                                                   init=[])
+        table_write = table.write_port()
+        m.d.comb += [table_write.addr.eq(self.tbl_write.addr),
+                     table_write.data.eq(self.tbl_write.data),
+                     table_write.en.eq(self.tbl_write.en)]
+
+        index = Signal(20)
+        issuing = Signal()
+        valid = [Signal(name=f"valid_{i}") for i in range(2)]
+        address = [Signal(20, name=f"address_{i}") for i in range(2)]
+        m.d.sync += self.done.eq(0)
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [self.busy.eq(1), issuing.eq(1), index.eq(0)]
+        with m.If(issuing):
+            m.d.sync += index.eq(index + 1)
+            with m.If(index + 1 == count):
+                m.d.sync += issuing.eq(0)
+        m.d.comb += [
+            self.x_read.addr.eq(source + index), self.x_read.en.eq(issuing),
+            self.y_read.addr.eq(field(inst, Opcode.ADD, "y") + index),
+            self.y_read.en.eq(issuing & is_add),
+        ]
+        m.d.sync += [valid[0].eq(issuing), address[0].eq(destination + index),
+                     valid[1].eq(valid[0]), address[1].eq(address[0])]
+        with m.If(self.busy & ~issuing & ~valid[0] & ~valid[1]):
+            m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+
+        # Stage 1: table reads (GELU) or the rescaled sum (ADD), registered.
+        results = Signal(data.ArrayLayout(signed(8), lanes))
+        for lane in range(lanes):
+            x = self.x_read.data[lane]
+            y = self.y_read.data[lane]
+            reader = table.read_port()
+            byte = Signal(4, name=f"byte_{lane}")
+            m.d.comb += reader.addr.eq(x.as_unsigned()[4:])
+            m.d.sync += byte.eq(x.as_unsigned()[:4])
+            total = Signal(signed(26), name=f"total_{lane}")
+            summed = Signal(signed(8), name=f"sum_{lane}")
+            m.d.comb += total.eq((x * x_multiplier + y * y_multiplier
+                                  + ((1 << shift) >> 1)) >> shift)
+            m.d.sync += summed.eq(Mux(total > 127, 127, Mux(total < -128, -128, total)))
+            entry = reader.data.word_select(byte, 8)
+            m.d.comb += results[lane].eq(Mux(is_add, summed, entry))
+        m.d.comb += [self.act_write.addr.eq(address[1]), self.act_write.data.eq(results),
+                     self.act_write.en.eq(valid[1])]
+        return m

@@ -1,0 +1,124 @@
+"""COPY_TO_WGT and TRANSPOSE_TO_WGT: activation words into the weight scratchpad."""
+
+from amaranth import Array, Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .isa import INSTRUCTION_BITS, Opcode
+from .ports import field, read_request, write_request
+
+__all__ = ["Moves"]
+
+
+class Moves(wiring.Component):
+    """Executes COPY_TO_WGT (one word per cycle) and TRANSPOSE_TO_WGT.
+
+    A transpose turns ``array x array`` blocks around through a register
+    block: ``array`` reads, one cycle for the last word, then ``array``
+    writes (``2 * array + 1`` cycles per block). Semantics in ``docs/isa.md``.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    """
+
+    def __init__(self, config):
+        word = data.ArrayLayout(signed(8), config.array)
+        self._config = config
+        super().__init__({
+            "start": In(1),
+            "instruction": In(INSTRUCTION_BITS),
+            "busy": Out(1),
+            "done": Out(1),
+            "act_read": read_request(range(config.act_depth), word),
+            "wgt_write": write_request(range(config.wgt_depth), word),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self._config.array
+        inst = self.instruction
+        copy = {name: field(inst, Opcode.COPY_TO_WGT, name)
+                for name in ("src", "src_stride", "dst", "tiles", "words")}
+        turn = {name: field(inst, Opcode.TRANSPOSE_TO_WGT, name)
+                for name in ("src", "src_stride", "dst", "dst_stride", "token_tiles",
+                             "channel_tiles")}
+
+        tile = Signal(16)          # copy: tile; transpose: token tile
+        outer = Signal(16)         # transpose: channel tile
+        step = Signal(16)          # copy: word in tile; transpose: channel or token in block
+        written = Signal(20)
+        pending = Signal()         # a copied word is on its way to the weight scratchpad
+        pending_address = Signal(20)
+        block = Array(Signal(data.ArrayLayout(signed(8), lanes), name=f"block_{c}")
+                      for c in range(lanes))
+
+        m.d.sync += [self.done.eq(0), pending.eq(0)]
+        m.d.comb += [self.wgt_write.addr.eq(pending_address),
+                     self.wgt_write.data.eq(self.act_read.data),
+                     self.wgt_write.en.eq(pending)]
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [self.busy.eq(1), tile.eq(0), outer.eq(0), step.eq(0),
+                                 written.eq(0)]
+                    with m.If(inst[:8] == Opcode.COPY_TO_WGT):
+                        m.next = "COPY"
+                    with m.Else():
+                        m.next = "GATHER"
+            with m.State("COPY"):
+                m.d.comb += [
+                    self.act_read.addr.eq(copy["src"] + tile * copy["src_stride"] + step),
+                    self.act_read.en.eq(1),
+                ]
+                m.d.sync += [pending.eq(1), pending_address.eq(copy["dst"] + written),
+                             written.eq(written + 1), step.eq(step + 1)]
+                with m.If(step + 1 == copy["words"]):
+                    m.d.sync += [step.eq(0), tile.eq(tile + 1)]
+                    with m.If(tile + 1 == copy["tiles"]):
+                        m.next = "FINISH"
+            with m.State("GATHER"):
+                # Read channel `step` of token tile `tile`, channel tile `outer`.
+                m.d.comb += [
+                    self.act_read.addr.eq(turn["src"] + tile * turn["src_stride"]
+                                          + outer * lanes + step),
+                    self.act_read.en.eq(1),
+                ]
+                m.d.sync += step.eq(step + 1)
+                with m.If(step == lanes - 1):
+                    m.d.sync += step.eq(0)
+                    m.next = "SETTLE"
+            with m.State("SETTLE"):
+                # The last gathered word is captured in this cycle.
+                m.next = "SCATTER"
+            with m.State("SCATTER"):
+                token_word = Signal(data.ArrayLayout(signed(8), lanes))
+                for channel in range(lanes):
+                    m.d.comb += token_word[channel].eq(block[channel][step])
+                m.d.comb += [
+                    self.wgt_write.addr.eq(turn["dst"] + outer * turn["dst_stride"]
+                                           + tile * lanes + step),
+                    self.wgt_write.data.eq(token_word),
+                    self.wgt_write.en.eq(1),
+                ]
+                m.d.sync += step.eq(step + 1)
+                with m.If(step == lanes - 1):
+                    m.d.sync += [step.eq(0), tile.eq(tile + 1)]
+                    m.next = "GATHER"
+                    with m.If(tile + 1 == turn["token_tiles"]):
+                        m.d.sync += [tile.eq(0), outer.eq(outer + 1)]
+                        with m.If(outer + 1 == turn["channel_tiles"]):
+                            m.next = "FINISH"
+            with m.State("FINISH"):
+                m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                m.next = "IDLE"
+
+        # Capture gathered words: the word read in GATHER step c arrives a cycle later.
+        capture = Signal()
+        capture_channel = Signal(range(lanes))
+        m.d.sync += [capture.eq(0)]
+        with m.If(self.act_read.en & (inst[:8] == Opcode.TRANSPOSE_TO_WGT)):
+            m.d.sync += [capture.eq(1), capture_channel.eq(step)]
+        with m.If(capture):
+            m.d.sync += block[capture_channel].eq(self.act_read.data)
+        return m

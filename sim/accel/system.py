@@ -1,0 +1,77 @@
+"""The accelerator with a model of external memory, for simulation."""
+
+from amaranth import Module, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from vitforge.hw.accel.accelerator import Accelerator, COUNTER_CLASSES
+from vitforge.hw.accel.ports import MEMORY_DATA_BITS
+from vitforge.hw.gemm.core import COUNTER_BITS
+
+__all__ = ["SimulatedSystem"]
+
+
+class SimulatedSystem(wiring.Component):
+    """:class:`Accelerator` plus ``memory_words`` words of external memory.
+
+    The memory accepts a request every cycle and answers reads one cycle
+    later, in order. While the accelerator is idle, the testbench reads and
+    writes the memory through ``host_*`` (one word per cycle, read data one
+    cycle later): it loads the image, starts the program and reads the
+    results, and never drives the accelerator cycle by cycle.
+    """
+
+    def __init__(self, config, memory_words):
+        self._config = config
+        self._memory_words = memory_words
+        super().__init__({
+            "host_addr": In(32),
+            "host_wdata": In(MEMORY_DATA_BITS),
+            "host_we": In(1),
+            "host_rdata": Out(MEMORY_DATA_BITS),
+            "start": In(1),
+            "program_addr": In(32),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(2),
+            "error_pc": Out(32),
+            "cycles": Out(COUNTER_BITS),
+            **{f"cycles_{name}": Out(COUNTER_BITS) for name in COUNTER_CLASSES},
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.accelerator = accelerator = Accelerator(self._config)
+        m.submodules.dram = dram = memory.Memory(shape=MEMORY_DATA_BITS,
+                                                 depth=self._memory_words, init=[])
+        read = dram.read_port()
+        write = dram.write_port()
+        request = accelerator.mem.req
+        responding = Signal()
+        m.d.comb += [
+            accelerator.start.eq(self.start),
+            accelerator.program_addr.eq(self.program_addr),
+            self.busy.eq(accelerator.busy),
+            self.done.eq(accelerator.done),
+            self.error.eq(accelerator.error),
+            self.error_pc.eq(accelerator.error_pc),
+            self.cycles.eq(accelerator.cycles),
+            request.ready.eq(1),
+            accelerator.mem.resp.valid.eq(responding),
+            accelerator.mem.resp.payload.eq(read.data),
+            self.host_rdata.eq(read.data),
+        ]
+        m.d.comb += [getattr(self, f"cycles_{name}").eq(accelerator.class_cycles[index])
+                     for index, name in enumerate(COUNTER_CLASSES)]
+        m.d.sync += responding.eq(request.valid & ~request.payload.write)
+        with m.If(accelerator.busy):
+            m.d.comb += [
+                read.addr.eq(request.payload.addr),
+                write.addr.eq(request.payload.addr),
+                write.data.eq(request.payload.wdata),
+                write.en.eq(request.valid & request.payload.write),
+            ]
+        with m.Else():
+            m.d.comb += [read.addr.eq(self.host_addr), write.addr.eq(self.host_addr),
+                         write.data.eq(self.host_wdata), write.en.eq(self.host_we)]
+        return m
