@@ -157,6 +157,62 @@ def nonlinear(args):
     return 0 if result.match else EXIT_MISMATCH
 
 
+def block(args):
+    """Compile random integer encoder blocks, run them on the RTL and the golden interpreter."""
+    from vitforge.sim.accel.cosim import coverify
+    from vitforge.sw.accel.compiler import compile_blocks, config_for
+    from vitforge.sw.files import write_atomic
+    from vitforge.sw.golden.encoder import encoder_block
+    from vitforge.sw.model.random_block import random_block, random_tokens
+
+    _check_output_folder(args.json)
+    for name in ("tokens", "dim", "heads", "mlp", "blocks", "rows"):
+        value = getattr(args, name)
+        if value <= 0:
+            raise ValueError(f"{name} must be a positive integer, not {value}")
+    if args.cols is not None and args.cols != args.rows:
+        raise ValueError(f"cols must equal rows (the accelerator's array is square), not "
+                         f"{args.cols} and {args.rows}")
+    if args.dim % args.heads:
+        raise ValueError(f"dim must be a multiple of heads={args.heads}, not {args.dim}")
+    rng = np.random.default_rng(args.seed)
+    x = random_tokens(rng, args.tokens, args.dim)
+    blocks, calibration = [], x
+    for _ in range(args.blocks):
+        blocks.append(random_block(rng, dim=args.dim, heads=args.heads, hidden=args.mlp,
+                                   calibration=calibration))
+        calibration = encoder_block(calibration, blocks[-1])
+    config = config_for(blocks, args.tokens, args.rows)
+    program = compile_blocks(config, blocks, x)
+    report = coverify(program, log=_log)
+    pes = args.rows * args.rows
+    ideal = program.macs / pes
+    summary = {"match": report.match and report.error == 0, "cycles": report.cycles,
+               "ideal_cycles": ideal, "utilization": ideal / report.cycles if report.cycles else 0,
+               "class_cycles": report.class_cycles, "macs": program.macs,
+               "instructions": len(program.instructions), "error": report.error,
+               "tokens": args.tokens, "dim": args.dim, "heads": args.heads, "mlp": args.mlp,
+               "blocks": args.blocks, "rows": args.rows, "seed": args.seed,
+               "config": config.to_dict(), "sim_seconds": report.sim_seconds}
+    print(f"{args.blocks} encoder block(s): {args.tokens} tokens, dim {args.dim}, {args.heads} "
+          f"heads, MLP {args.mlp}, on a {args.rows}x{args.rows} array (seed {args.seed})")
+    print(f"  RTL == golden     {'yes' if summary['match'] else 'NO'} (whole external memory, "
+          f"{len(program.instructions)} instructions)")
+    if report.error:
+        print(f"  hardware error    code {report.error} at instruction {report.error_pc}")
+    if report.mismatch:
+        print(f"  first mismatch    {report.mismatch}")
+    print(f"  cycles            {report.cycles}")
+    print(f"  ideal cycles      {ideal:.0f}  (MACs / PEs)")
+    print(f"  utilization       {summary['utilization']:.1%}")
+    for name, cycles in report.class_cycles.items():
+        share = cycles / report.cycles if report.cycles else 0
+        print(f"    {name:12} {cycles:10d}  {share:6.1%}")
+    if args.json:
+        write_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+    return 0 if summary["match"] else EXIT_MISMATCH
+
+
 def _parser():
     parser = _Parser(prog="vitforge",
                      description="Generate, simulate and co-verify ViT accelerators.")
@@ -189,13 +245,26 @@ def _parser():
                                   help="elements per beat (default 1)")
     nonlinear_parser.add_argument("--seed", type=int, default=0, help="random seed")
     nonlinear_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+
+    block_parser = commands.add_parser(
+        "block", help="run random integer encoder blocks on the accelerator and the golden model")
+    block_parser.add_argument("--tokens", type=int, default=17, help="tokens N (default 17)")
+    block_parser.add_argument("--dim", type=int, default=32, help="embedding C (default 32)")
+    block_parser.add_argument("--heads", type=int, default=2, help="heads (default 2)")
+    block_parser.add_argument("--mlp", type=int, default=128, help="MLP hidden size (default 128)")
+    block_parser.add_argument("--blocks", type=int, default=1, help="stacked blocks (default 1)")
+    block_parser.add_argument("--rows", type=int, default=4, help="PE array size (default 4)")
+    block_parser.add_argument("--cols", type=int, default=None,
+                              help="PE columns: must equal --rows")
+    block_parser.add_argument("--seed", type=int, default=0, help="random seed")
+    block_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     return parser
 
 
 def main(argv=None):
     from vitforge.sim.runner import SimulationError, ToolchainError
 
-    handlers = {"doctor": doctor, "gemm": gemm, "nonlinear": nonlinear}
+    handlers = {"doctor": doctor, "gemm": gemm, "nonlinear": nonlinear, "block": block}
     try:
         args = _parser().parse_args(argv)
         return handlers[args.command](args)

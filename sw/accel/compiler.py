@@ -10,7 +10,7 @@ from vitforge.sw.gemm.layout import pack_activations, pack_weights, tiles, unpac
 
 from .memory import TABLE_ENTRIES_PER_WORD, pack_entries
 
-__all__ = ["CompiledProgram", "compile_blocks"]
+__all__ = ["CompiledProgram", "compile_blocks", "config_for"]
 
 
 @dataclass
@@ -252,3 +252,30 @@ def compile_blocks(config, blocks, x):
         for opcode, fields in program.instructions))
     program.image = bytes(image.data)
     return program
+
+
+def _power_of_two(value, minimum=16):
+    return 1 << (max(value, minimum) - 1).bit_length()
+
+
+def config_for(blocks, tokens, array):
+    """The smallest power-of-two scratchpads that hold ``blocks`` on ``tokens`` tokens.
+
+    The compiler's own allocation decides; this only sizes the buffers so a
+    simulation does not carry megabytes of unused memory.
+    """
+    from vitforge.hw.accel.config import AcceleratorConfig
+
+    dim = blocks[0].dim
+    hidden = max(block.hidden for block in blocks)
+    token_tiles = tiles(tokens, array)
+    act = token_tiles * (9 * dim + 2 * tokens + hidden)      # the regions compile_blocks takes
+    weights = max(max(tiles(layer.weight.shape[1], array) * layer.weight.shape[0]
+                      for layer in (block.qkv, block.proj, block.fc1, block.fc2))
+                  for block in blocks)
+    weights = max(weights, token_tiles * max(block.head_dim for block in blocks))
+    params = max(5 * block.dim + block.hidden + tokens + block.head_dim for block in blocks)
+    return AcceleratorConfig(array=array, act_depth=_power_of_two(act),
+                             wgt_depth=_power_of_two(2 * weights),
+                             prm_depth=_power_of_two(params), lnp_depth=_power_of_two(2 * dim),
+                             k_max=_power_of_two(max(dim, hidden, tokens)))

@@ -1,0 +1,128 @@
+"""Co-verification: a compiled program on the RTL (Verilator) and on the golden interpreter."""
+
+from dataclasses import dataclass
+import json
+
+import numpy as np
+
+from vitforge.hw.accel.config import DRAM_WORD_BYTES
+from vitforge.sw.golden.accel.interpreter import Machine, run_program
+
+from .. import runner
+from ..jobs import run_job
+from ..verilog_cache import cached_verilog
+
+__all__ = ["CoverificationReport", "coverify", "describe_mismatch", "memory_words_for",
+           "load_job", "save_results", "load_results"]
+
+TOPLEVEL = "accelerator_system"
+TEST_MODULE = "vitforge.sim.tb.accel_tb"
+#: Smallest external memory of a simulated system, in words.
+_MIN_MEMORY_WORDS = 1 << 12
+
+
+def memory_words_for(image):
+    """External memory for an image: the next power of two (so similar programs share a build)."""
+    words = max(-(-len(image) // DRAM_WORD_BYTES), _MIN_MEMORY_WORDS)
+    return 1 << (words - 1).bit_length()
+
+
+@dataclass
+class CoverificationReport:
+    match: bool                   # the whole external memory equals the interpreter's
+    done: bool
+    error: int
+    error_pc: int
+    cycles: int
+    class_cycles: dict
+    rtl_output: np.ndarray
+    golden_output: np.ndarray
+    mismatch: str                 # where the images first differ ("" when they match)
+    sim_seconds: float
+    build_seconds: float
+    verilog_seconds: float
+
+
+def describe_mismatch(program, rtl, golden):
+    """Where two external-memory images first differ, in terms of the program's sections."""
+    rtl = np.frombuffer(bytes(rtl), np.uint8)
+    golden = np.frombuffer(bytes(golden), np.uint8)
+    differ = np.nonzero(rtl != golden)[0]
+    if not differ.size:
+        return ""
+    offset = int(differ[0])
+    word = offset // DRAM_WORD_BYTES
+    entry = program.config.act_entry_words
+    if program.output_addr <= word < program.output_addr + program.activation_words * entry:
+        output_word = (word - program.output_addr) // entry
+        lane = offset % (entry * DRAM_WORD_BYTES)
+        tokens_per_tile = program.config.array
+        tile, channel = divmod(output_word, program.dim)
+        token = tile * tokens_per_tile + lane
+        return (f"output token {token}, channel {channel} (written by the final STORE): RTL "
+                f"{rtl[offset].view(np.int8)}, golden {golden[offset].view(np.int8)}; "
+                f"{differ.size} bytes differ")
+    return (f"external byte {offset} (word {word}): RTL {rtl[offset]}, golden {golden[offset]}; "
+            f"{differ.size} bytes differ")
+
+
+def coverify(program, *, max_cycles=None, log=None):
+    """Run ``program`` (a :class:`CompiledProgram`) on both executors and compare.
+
+    Raises
+    ------
+    SimulationError
+        If the RTL hangs past ``max_cycles`` (default: 20x the program's MACs
+        over the array, plus 100,000) or the testbench fails.
+    """
+    from .system import SimulatedSystem
+
+    config = program.config
+    if max_cycles is None:
+        max_cycles = 20 * program.macs // (config.array ** 2) + 100_000
+    machine = Machine(config, program.image)
+    run_program(machine, program.program_addr)
+    memory_words = memory_words_for(program.image)
+    verilog = cached_verilog(TOPLEVEL, json.dumps({**config.to_dict(),
+                                                   "memory_words": memory_words},
+                                                  sort_keys=True),
+                             lambda: SimulatedSystem(config, memory_words), log=log,
+                             what=f"the accelerator ({config.array}x{config.array} array)")
+    built = runner.build(verilog.text, TOPLEVEL, log=log)
+    if log:
+        log("simulating the program")
+
+    def write_job(path):
+        np.savez(path, image=np.frombuffer(program.image, np.uint8),
+                 program_addr=program.program_addr, max_cycles=max_cycles,
+                 memory_words=memory_words)
+
+    result, seconds = run_job(built, TEST_MODULE, write_job, load_results)
+    rtl_image = result["dram"]
+    return CoverificationReport(
+        match=bytes(rtl_image) == bytes(machine.dram), done=result["done"],
+        error=result["error"], error_pc=result["error_pc"], cycles=result["cycles"],
+        class_cycles=result["class_cycles"], rtl_output=program.read_output(rtl_image),
+        golden_output=program.read_output(machine.dram),
+        mismatch=describe_mismatch(program, rtl_image, machine.dram), sim_seconds=seconds,
+        build_seconds=built.seconds, verilog_seconds=verilog.seconds)
+
+
+def load_job(path):
+    with np.load(path) as archive:
+        return (archive["image"].tobytes(), int(archive["program_addr"]),
+                int(archive["max_cycles"]), int(archive["memory_words"]))
+
+
+def save_results(path, result):
+    np.savez(path, dram=np.frombuffer(result.dram, np.uint8),
+             meta=json.dumps({"done": result.done, "error": result.error,
+                              "error_pc": result.error_pc, "cycles": result.cycles,
+                              "class_cycles": result.class_cycles}))
+
+
+def load_results(path):
+    with np.load(path) as archive:
+        meta = json.loads(str(archive["meta"]))
+        meta["dram"] = archive["dram"].tobytes()
+        return meta

@@ -1,0 +1,64 @@
+"""The accelerator in Amaranth's simulator: a small compiled block, and error statuses."""
+
+import numpy as np
+import pytest
+
+from vitforge.hw.accel.accelerator import ERROR_EMPTY, ERROR_NONE, ERROR_OPCODE
+from vitforge.hw.accel.config import AcceleratorConfig
+from vitforge.hw.accel.isa import Opcode, encode
+from vitforge.sim.accel.session import run_system
+from vitforge.sim.accel.system import SimulatedSystem
+from vitforge.sim.pins import WatchdogError, run_in_amaranth
+from vitforge.sw.accel.compiler import compile_blocks, config_for
+from vitforge.sw.golden.accel.interpreter import Machine, run_program
+from vitforge.sw.golden.encoder import encoder_block
+from vitforge.sw.model.random_block import random_block, random_tokens
+
+SMALL = AcceleratorConfig(array=4, act_depth=256, wgt_depth=256, prm_depth=64, lnp_depth=32,
+                          k_max=64)
+
+
+def simulate(config, image, program_addr, max_cycles=100_000):
+    words = max(len(image) // 16, 16)
+    return run_in_amaranth(SimulatedSystem(config, words), lambda pins: run_system(
+        pins, image, program_addr, memory_words=words, max_cycles=max_cycles))
+
+
+def program_image(*instructions):
+    return b"".join(word.to_bytes(32, "little") for word in instructions)
+
+
+def test_small_block_equals_the_interpreter_byte_for_byte():
+    seed = 3
+    rng = np.random.default_rng(seed)
+    x = random_tokens(rng, 5, 16)
+    block = random_block(rng, dim=16, heads=1, hidden=32, calibration=x)
+    config = config_for([block], 5, 4)
+    program = compile_blocks(config, [block], x)
+    machine = Machine(config, program.image)
+    run_program(machine, program.program_addr)
+    result = simulate(config, program.image, program.program_addr)
+    assert (result.done, result.error) == (True, ERROR_NONE)
+    np.testing.assert_array_equal(np.frombuffer(result.dram, np.uint8), machine.dram,
+                                  err_msg=f"seed {seed}: external memory, RTL vs golden")
+    np.testing.assert_array_equal(program.read_output(result.dram), encoder_block(x, block))
+    assert result.cycles == sum(result.class_cycles.values())
+    assert result.class_cycles["gemm"] > 0 and result.class_cycles["softmax"] > 0
+
+
+@pytest.mark.parametrize("instructions, error, pc", [
+    ([encode(Opcode.NOP), 0x7E], ERROR_OPCODE, 1),
+    ([int(Opcode.TOKEN_SELECT)], ERROR_OPCODE, 0),
+    ([encode(Opcode.GELU, src=0, dst=0, count=0)], ERROR_EMPTY, 0),
+    ([encode(Opcode.SYNC), encode(Opcode.GEMM, a_addr=0, a_stride=4, b_addr=0, b_stride=4,
+                                  c_addr=8, c_stride=4, p_addr=0, k=4, m_tiles=0, n=4)],
+     ERROR_EMPTY, 1),
+])
+def test_malformed_instructions_end_with_an_error_status(instructions, error, pc):
+    result = simulate(SMALL, program_image(*instructions, encode(Opcode.DONE)), 0)
+    assert (result.done, result.error, result.error_pc) == (True, error, pc)
+
+
+def test_program_without_done_trips_the_watchdog():
+    with pytest.raises(WatchdogError, match=r"^busy did not become 0 within 300 cycles$"):
+        simulate(SMALL, program_image(*[encode(Opcode.NOP)] * 4), 0, max_cycles=300)
