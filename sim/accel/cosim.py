@@ -12,7 +12,7 @@ from .. import runner
 from ..jobs import run_job
 from ..verilog_cache import cached_verilog
 
-__all__ = ["CoverificationReport", "coverify", "describe_mismatch", "memory_words_for",
+__all__ = ["CoverificationReport", "coverify", "run_rtl", "describe_mismatch", "memory_words_for",
            "load_job", "save_results", "load_results"]
 
 TOPLEVEL = "accelerator_system"
@@ -75,14 +75,33 @@ def coverify(program, *, max_cycles=None, log=None):
         If the RTL hangs past ``max_cycles`` (default: 20x the program's MACs
         over the array, plus 100,000) or the testbench fails.
     """
-    from .system import SimulatedSystem
-
     config = program.config
     if max_cycles is None:
         max_cycles = 20 * program.macs // (config.array ** 2) + 100_000
     machine = Machine(config, program.image)
     run_program(machine, program.program_addr)
-    memory_words = memory_words_for(program.image)
+    result, seconds, built, verilog = run_rtl(config, program.image, program.program_addr,
+                                              max_cycles=max_cycles, log=log)
+    rtl_image = result["dram"]
+    return CoverificationReport(
+        match=bytes(rtl_image) == bytes(machine.dram), done=result["done"],
+        error=result["error"], error_pc=result["error_pc"], cycles=result["cycles"],
+        class_cycles=result["class_cycles"], rtl_output=program.read_output(rtl_image),
+        golden_output=program.read_output(machine.dram),
+        mismatch=describe_mismatch(program, rtl_image, machine.dram), sim_seconds=seconds,
+        build_seconds=built.seconds, verilog_seconds=verilog.seconds)
+
+
+def run_rtl(config, image, program_addr, *, max_cycles, log=None):
+    """Run the program at ``program_addr`` of ``image`` on the RTL in Verilator.
+
+    Returns ``(result, sim_seconds, build, verilog)`` where ``result`` has the
+    keys ``dram`` (the whole memory image afterwards), ``done``, ``error``,
+    ``error_pc``, ``cycles`` and ``class_cycles``.
+    """
+    from .system import SimulatedSystem
+
+    memory_words = memory_words_for(image)
     verilog = cached_verilog(TOPLEVEL, json.dumps({**config.to_dict(),
                                                    "memory_words": memory_words},
                                                   sort_keys=True),
@@ -93,19 +112,11 @@ def coverify(program, *, max_cycles=None, log=None):
         log("simulating the program")
 
     def write_job(path):
-        np.savez(path, image=np.frombuffer(program.image, np.uint8),
-                 program_addr=program.program_addr, max_cycles=max_cycles,
-                 memory_words=memory_words)
+        np.savez(path, image=np.frombuffer(bytes(image), np.uint8), program_addr=program_addr,
+                 max_cycles=max_cycles, memory_words=memory_words)
 
     result, seconds = run_job(built, TEST_MODULE, write_job, load_results)
-    rtl_image = result["dram"]
-    return CoverificationReport(
-        match=bytes(rtl_image) == bytes(machine.dram), done=result["done"],
-        error=result["error"], error_pc=result["error_pc"], cycles=result["cycles"],
-        class_cycles=result["class_cycles"], rtl_output=program.read_output(rtl_image),
-        golden_output=program.read_output(machine.dram),
-        mismatch=describe_mismatch(program, rtl_image, machine.dram), sim_seconds=seconds,
-        build_seconds=built.seconds, verilog_seconds=verilog.seconds)
+    return result, seconds, built, verilog
 
 
 def load_job(path):
