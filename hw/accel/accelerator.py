@@ -9,7 +9,7 @@ from ..gemm.requantize import RequantParams
 from ..nonlinear.layernorm import ChannelParams
 from .dma import Dma
 from .eltwise import Eltwise
-from .isa import FIELDS, INSTRUCTION_BITS, Opcode
+from .isa import FIELDS, INSTRUCTION_BITS, Opcode, Space
 from .moves import Moves
 from .ports import MEMORY_DATA_BITS, arbitrate_reads, arbitrate_writes, field, memory_port
 from .row_layernorm import RowLayerNorm
@@ -132,8 +132,12 @@ class Accelerator(wiring.Component):
         pc = Signal(32)
         fetched = Signal(2)
         requested = Signal(2)
-        for unit in units.values():
-            m.d.comb += unit.instruction.eq(instruction)
+        # The DMA may run the looked-ahead weight load beside a GEMM.
+        next_instruction = Signal(INSTRUCTION_BITS)
+        side_active = Signal()
+        for name, unit in units.items():
+            m.d.comb += unit.instruction.eq(
+                Mux(side_active, next_instruction, instruction) if name == "dma" else instruction)
         start_unit = Signal()
         unit_done = Signal()
         unit_starts = {name: Signal(name=f"start_{name}") for name in [*units, "gemm"]}
@@ -145,6 +149,23 @@ class Accelerator(wiring.Component):
                     m.d.comb += unit_starts[name].eq(start_unit)
                     done = gemm.done if name == "gemm" else units[name].done
                     m.d.comb += unit_done.eq(done)
+
+        # Look-ahead: while a GEMM runs, the next instruction is fetched; a LOAD
+        # into weight words the GEMM does not read starts at once (double
+        # buffering: the compiler alternates the halves of WGT).
+        array = config.array
+        b_tiles = (field(instruction, Opcode.GEMM, "n") + array - 1) // array
+        b_first = field(instruction, Opcode.GEMM, "b_addr")
+        b_end = b_first + (b_tiles - 1) * field(instruction, Opcode.GEMM, "b_stride") \
+            + field(instruction, Opcode.GEMM, "k")
+        load_first = field(next_instruction, Opcode.LOAD, "spad_addr")
+        load_end = load_first + field(next_instruction, Opcode.LOAD, "count")
+        side_load = Signal()
+        m.d.comb += side_load.eq(
+            (next_instruction[:8] == Opcode.LOAD)
+            & (field(next_instruction, Opcode.LOAD, "space") == Space.WGT)
+            & (field(next_instruction, Opcode.LOAD, "count") != 0)
+            & ((load_end <= b_first) | (load_first >= b_end)))
         m.d.comb += [
             gemm.cmd.valid.eq(unit_starts["gemm"]),
             *[getattr(gemm.cmd.payload, name).eq(field(instruction, Opcode.GEMM, name))
@@ -163,10 +184,15 @@ class Accelerator(wiring.Component):
                         m.d.comb += empty.eq(Cat(*checks).any())
 
         fetching = Signal()
+        fetch_pc = Signal(32)
+        main_done = Signal()          # the main unit's done pulse, kept while a side load runs
+        looked_ahead = Signal()       # next_instruction holds instruction pc + 1
+        side_started = Signal()       # ... and it is a LOAD now running beside the GEMM
+        m.d.comb += side_active.eq(side_started)
         m.d.comb += [
             self.mem.req.valid.eq(Mux(fetching, requested < 2, dma.mem.req.valid)),
-            self.mem.req.payload.addr.eq(Mux(fetching, self.program_addr + pc * 2 + requested,
-                                             dma.mem.req.payload.addr)),
+            self.mem.req.payload.addr.eq(Mux(fetching, self.program_addr + fetch_pc * 2
+                                             + requested, dma.mem.req.payload.addr)),
             self.mem.req.payload.write.eq(Mux(fetching, 0, dma.mem.req.payload.write)),
             self.mem.req.payload.wdata.eq(dma.mem.req.payload.wdata),
             dma.mem.req.ready.eq(~fetching & self.mem.req.ready),
@@ -191,19 +217,13 @@ class Accelerator(wiring.Component):
                     m.d.sync += [self.class_cycles[i].eq(0) for i in range(len(COUNTER_CLASSES))]
                     m.next = "FETCH"
             with m.State("FETCH"):
-                m.d.comb += [fetching.eq(1), active_class.eq(COUNTER_CLASSES.index("fetch"))]
-                with m.If(self.mem.req.valid & self.mem.req.ready):
-                    m.d.sync += requested.eq(requested + 1)
-                with m.If(self.mem.resp.valid):
-                    m.d.sync += fetched.eq(fetched + 1)
-                    with m.If(fetched == 0):
-                        m.d.sync += instruction[:MEMORY_DATA_BITS].eq(self.mem.resp.payload)
-                    with m.Else():
-                        m.d.sync += instruction[MEMORY_DATA_BITS:].eq(self.mem.resp.payload)
-                        m.next = "DECODE"
+                m.d.comb += [fetching.eq(1), fetch_pc.eq(pc),
+                             active_class.eq(COUNTER_CLASSES.index("fetch"))]
+                self._receive(m, requested, fetched, instruction, "DECODE")
             with m.State("DECODE"):
                 m.d.comb += active_class.eq(COUNTER_CLASSES.index("fetch"))
-                m.d.sync += [requested.eq(0), fetched.eq(0)]
+                m.d.sync += [requested.eq(0), fetched.eq(0), main_done.eq(0),
+                             looked_ahead.eq(0), side_started.eq(0)]
                 with m.If(~known | empty):
                     m.d.sync += [self.error.eq(Mux(known, ERROR_EMPTY, ERROR_OPCODE)),
                                  self.error_pc.eq(pc), self.busy.eq(0), self.done.eq(1)]
@@ -218,12 +238,51 @@ class Accelerator(wiring.Component):
                     m.d.comb += start_unit.eq(1)
                     m.next = "EXECUTE"
             with m.State("EXECUTE"):
-                with m.Switch(opcode):
-                    for code, name in _UNIT_OF.items():
-                        with m.Case(code):
-                            m.d.comb += active_class.eq(
-                                COUNTER_CLASSES.index(_CLASS_OF_UNIT[name]))
+                self._count_class(m, opcode, active_class)
                 with m.If(unit_done):
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                    m.d.sync += main_done.eq(1)
+                finished = (unit_done | main_done) & ~(side_started & dma.busy)
+                with m.If(finished):
+                    m.d.sync += pc.eq(pc + 1 + side_started)
+                    with m.If(looked_ahead & ~side_started):
+                        m.d.sync += instruction.eq(next_instruction)
+                        m.next = "DECODE"
+                    with m.Else():
+                        m.next = "FETCH"
+                with m.Elif((opcode == Opcode.GEMM) & ~looked_ahead):
+                    m.next = "LOOK_AHEAD"
+            with m.State("LOOK_AHEAD"):
+                self._count_class(m, opcode, active_class)
+                m.d.comb += [fetching.eq(1), fetch_pc.eq(pc + 1)]
+                with m.If(unit_done):
+                    m.d.sync += main_done.eq(1)
+                self._receive(m, requested, fetched, next_instruction, "SIDE_START")
+            with m.State("SIDE_START"):
+                self._count_class(m, opcode, active_class)
+                with m.If(unit_done):
+                    m.d.sync += main_done.eq(1)
+                m.d.sync += [looked_ahead.eq(1), requested.eq(0), fetched.eq(0)]
+                with m.If(side_load):
+                    m.d.comb += [dma.start.eq(1), side_active.eq(1)]
+                    m.d.sync += side_started.eq(1)
+                m.next = "EXECUTE"
         return m
+
+    @staticmethod
+    def _count_class(m, opcode, active_class):
+        with m.Switch(opcode):
+            for code, name in _UNIT_OF.items():
+                with m.Case(code):
+                    m.d.comb += active_class.eq(COUNTER_CLASSES.index(_CLASS_OF_UNIT[name]))
+
+    def _receive(self, m, requested, fetched, target, next_state):
+        """Count the two requests and responses of an instruction fetch into ``target``."""
+        with m.If(self.mem.req.valid & self.mem.req.ready):
+            m.d.sync += requested.eq(requested + 1)
+        with m.If(self.mem.resp.valid):
+            m.d.sync += fetched.eq(fetched + 1)
+            with m.If(fetched == 0):
+                m.d.sync += target[:MEMORY_DATA_BITS].eq(self.mem.resp.payload)
+            with m.Else():
+                m.d.sync += target[MEMORY_DATA_BITS:].eq(self.mem.resp.payload)
+                m.next = next_state

@@ -163,11 +163,13 @@ def compile_blocks(config, blocks, x):
              c_stride=c_width, p_addr=p, k=k, m_tiles=token_tiles, n=n)
         program.macs += tokens * k * n
 
-    def linear(layer, src, src_width, dst, prm, what):
-        base = load_weights(layer.weight, what)
-        gemm(src, src_width, base, layer.weight.shape[0], dst, layer.weight.shape[1], prm,
+    def linear(layer, weights, src, src_width, dst, prm):
+        gemm(src, src_width, weights, layer.weight.shape[0], dst, layer.weight.shape[1], prm,
              layer.weight.shape[0], layer.weight.shape[1])
 
+    # Each weight load is emitted right after the GEMM before it (into the
+    # other half of WGT), where the hardware runs it during that GEMM.
+    next_qkv = load_weights(blocks[0].qkv.weight, "block 0 qkv")
     for index, block in enumerate(blocks):
         head_dim = block.head_dim
         prm = _Allocator("PRM", config.prm_depth)
@@ -203,8 +205,8 @@ def compile_blocks(config, blocks, x):
 
         # Attention.
         layernorm(block.ln1, 0, regions["x"], regions["normalized"])
-        linear(block.qkv, regions["normalized"], dim, regions["qkv"], prm_regions["qkv"],
-               f"block {index} qkv")
+        linear(block.qkv, next_qkv, regions["normalized"], dim, regions["qkv"],
+               prm_regions["qkv"])
         for head in range(block.heads):
             q = regions["qkv"] + head * head_dim
             keys = take_weight_slot(token_tiles * head_dim, f"block {index} keys")
@@ -223,20 +225,24 @@ def compile_blocks(config, blocks, x):
             gemm(regions["probabilities"], tokens, values, token_tiles * lanes,
                  regions["context"] + head * head_dim, dim, prm_regions["context"], tokens,
                  head_dim)
-        linear(block.proj, regions["context"], dim, regions["sublayer"], prm_regions["proj"],
-               f"block {index} proj")
+        proj = load_weights(block.proj.weight, f"block {index} proj")
+        linear(block.proj, proj, regions["context"], dim, regions["sublayer"],
+               prm_regions["proj"])
+        fc1 = load_weights(block.fc1.weight, f"block {index} fc1")
         r = block.residual1
         emit(Opcode.ADD, x=regions["x"], y=regions["sublayer"], dst=regions["x1"],
              count=token_tiles * dim, x_multiplier=r.x_multiplier,
              y_multiplier=r.y_multiplier, shift=r.shift)
         # MLP.
         layernorm(block.ln2, dim, regions["x1"], regions["normalized"])
-        linear(block.fc1, regions["normalized"], dim, regions["mlp"], prm_regions["fc1"],
-               f"block {index} fc1")
+        linear(block.fc1, fc1, regions["normalized"], dim, regions["mlp"], prm_regions["fc1"])
+        fc2 = load_weights(block.fc2.weight, f"block {index} fc2")
         emit(Opcode.GELU, src=regions["mlp"], dst=regions["mlp"],
              count=token_tiles * block.hidden)
-        linear(block.fc2, regions["mlp"], block.hidden, regions["sublayer"],
-               prm_regions["fc2"], f"block {index} fc2")
+        linear(block.fc2, fc2, regions["mlp"], block.hidden, regions["sublayer"],
+               prm_regions["fc2"])
+        if index + 1 < len(blocks):
+            next_qkv = load_weights(blocks[index + 1].qkv.weight, f"block {index + 1} qkv")
         r = block.residual2
         emit(Opcode.ADD, x=regions["x1"], y=regions["sublayer"], dst=regions["x2"],
              count=token_tiles * dim, x_multiplier=r.x_multiplier,
