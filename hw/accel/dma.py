@@ -21,7 +21,8 @@ class Dma(wiring.Component):
     LOAD issues one external read per entry as fast as the memory accepts
     them and writes each response into the target scratchpad as it arrives
     (entries are the low bits of a 16-byte word, see ``vitforge.sw.accel.memory``).
-    STORE reads an activation word and writes it out: two cycles per word.
+    STORE reads the next activation word while writing the previous one: one
+    word per cycle.
     ``done`` pulses when the last entry is written.
 
     Requires ``array <= 16`` (one external word per activation word).
@@ -62,15 +63,16 @@ class Dma(wiring.Component):
         store_dram = field(inst, Opcode.STORE, "dram_addr")
         store_spad = field(inst, Opcode.STORE, "spad_addr")
 
-        issued = Signal(20)
-        received = Signal(20)
+        issued = Signal(20)            # LOAD: requests sent; STORE: words read
+        received = Signal(20)          # LOAD: responses written; STORE: words written
+        pending = Signal()             # STORE: a word read last cycle waits to be written
         m.d.sync += self.done.eq(0)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [self.busy.eq(1), issued.eq(0), received.eq(0)]
                     with m.If(is_store):
-                        m.next = "STORE_READ"
+                        m.next = "STORE"
                     with m.Else():
                         m.next = "LOAD"
             with m.State("LOAD"):
@@ -103,21 +105,23 @@ class Dma(wiring.Component):
                     with m.If(received + 1 == load_count):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                         m.next = "IDLE"
-            with m.State("STORE_READ"):
-                m.d.comb += [self.act_read.addr.eq(store_spad + issued), self.act_read.en.eq(1)]
-                m.next = "STORE_WRITE"
-            with m.State("STORE_WRITE"):
+            with m.State("STORE"):
+                # Read word i + 1 while word i is written: one word per cycle.
+                advance = ~pending | self.mem.req.ready
+                reading = advance & (issued < store_count)
                 m.d.comb += [
-                    self.mem.req.valid.eq(1),
-                    self.mem.req.payload.addr.eq(store_dram + issued),
+                    self.act_read.addr.eq(store_spad + issued),
+                    self.act_read.en.eq(reading),
+                    self.mem.req.valid.eq(pending),
+                    self.mem.req.payload.addr.eq(store_dram + received),
                     self.mem.req.payload.write.eq(1),
                     self.mem.req.payload.wdata.eq(self.act_read.data.as_value()),
                 ]
-                with m.If(self.mem.req.ready):
-                    m.d.sync += issued.eq(issued + 1)
-                    with m.If(issued + 1 == store_count):
-                        m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                with m.If(advance):
+                    m.d.sync += [pending.eq(reading), issued.eq(issued + reading)]
+                with m.If(pending & self.mem.req.ready):
+                    m.d.sync += received.eq(received + 1)
+                    with m.If(received + 1 == store_count):
+                        m.d.sync += [self.busy.eq(0), self.done.eq(1), pending.eq(0)]
                         m.next = "IDLE"
-                    with m.Else():
-                        m.next = "STORE_READ"
         return m

@@ -95,3 +95,32 @@ def test_nonlinear_runs_and_reports(tmp_path, op, options):
     assert summary["max_err_lsb"] < 1.0
     assert 0 < summary["elements_per_cycle"] <= summary["lanes"]
     assert "RTL == golden     yes" in completed.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["block", "--rows", "4", "--cols", "8"],
+     "cols must equal rows (the accelerator's array is square), not 8 and 4"),
+    (["block", "--dim", "30", "--heads", "4"], "dim must be a multiple of heads=4, not 30"),
+    (["block", "--tokens", "0"], "tokens must be a positive integer, not 0"),
+    (["block", "--rows", "8", "--dim", "32", "--heads", "8"],
+     "head dimension must be a multiple of the array size 8, not 4 (block 0)"),
+])
+def test_block_bad_arguments(args, message):
+    completed = run(*args)
+    assert completed.returncode == 2
+    assert completed.stderr.startswith(f"vitforge: error: {message}"), completed.stderr
+    assert completed.stderr.count("\n") == 1, completed.stderr
+
+
+@pytest.mark.verilator
+def test_block_runs_and_reports(tmp_path):
+    out = tmp_path / "block.json"
+    completed = run("block", "--tokens", "9", "--dim", "16", "--heads", "1", "--mlp", "32",
+                    "--blocks", "2", "--rows", "4", "--seed", "4", "--json", str(out))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    summary = json.loads(out.read_text())
+    assert summary["match"] is True and summary["error"] == 0
+    assert summary["ideal_cycles"] == summary["macs"] / 16
+    assert summary["cycles"] == sum(summary["class_cycles"].values())
+    assert 0 < summary["utilization"] < 1
+    assert "RTL == golden     yes" in completed.stdout
