@@ -23,6 +23,8 @@ test: $(STAMP)          ## the whole test suite
 
 bench: $(STAMP)         ## benchmarks (not timed tests); results in bench/results/
 	$(BIN)/python bench/gemm_utilization.py
+	$(BIN)/python bench/nonlinear.py
+	$(BIN)/python bench/accel_block.py
 
 doctor: $(STAMP)
 	$(BIN)/vitforge doctor

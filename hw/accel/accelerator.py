@@ -24,7 +24,8 @@ ERROR_OPCODE = 1
 ERROR_EMPTY = 2
 
 #: Per-class cycle counters, in this order.
-COUNTER_CLASSES = ("fetch", "load_store", "gemm", "softmax", "layernorm", "eltwise", "move")
+COUNTER_CLASSES = ("fetch", "load_store", "gemm", "softmax", "layernorm", "eltwise", "move",
+                   "stall")
 
 _UNIT_OF = {Opcode.LOAD: "dma", Opcode.STORE: "dma", Opcode.GEMM: "gemm",
             Opcode.GELU: "eltwise", Opcode.ADD: "eltwise", Opcode.SOFTMAX: "softmax",
@@ -65,8 +66,10 @@ class Accelerator(wiring.Component):
         Index of the instruction that raised the error.
     cycles : ``Out(32)``
         Cycles from start to done.
-    class_cycles : ``Out(ArrayLayout(32, 7))``
-        Cycles per :data:`COUNTER_CLASSES` entry.
+    class_cycles : ``Out(ArrayLayout(32, 8))``
+        Cycles per :data:`COUNTER_CLASSES` entry; ``stall`` counts cycles in
+        which an instruction has finished but the weight load running beside
+        it has not.
     """
 
     def __init__(self, config):
@@ -239,6 +242,9 @@ class Accelerator(wiring.Component):
                     m.next = "EXECUTE"
             with m.State("EXECUTE"):
                 self._count_class(m, opcode, active_class)
+                with m.If(main_done):
+                    # The instruction has finished; the weight load beside it has not.
+                    m.d.comb += active_class.eq(COUNTER_CLASSES.index("stall"))
                 with m.If(unit_done):
                     m.d.sync += main_done.eq(1)
                 finished = (unit_done | main_done) & ~(side_started & dma.busy)
