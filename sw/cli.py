@@ -183,7 +183,7 @@ def block(args):
                                    calibration=calibration))
         calibration = encoder_block(calibration, blocks[-1])
     config = config_for(blocks, args.tokens, args.rows)
-    program = compile_blocks(config, blocks, x)
+    program = compile_blocks(config, blocks, x, trace=args.trace)
     report = coverify(program, log=_log)
     pes = args.rows * args.rows
     ideal = program.macs / pes
@@ -257,6 +257,9 @@ def _parser():
     block_parser.add_argument("--cols", type=int, default=None,
                               help="PE columns: must equal --rows")
     block_parser.add_argument("--seed", type=int, default=0, help="random seed")
+    block_parser.add_argument("--trace", action="store_true",
+                              help="store every intermediate result, so a mismatch names the "
+                                   "first wrong instruction")
     block_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     return parser
 

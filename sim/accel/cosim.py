@@ -44,26 +44,43 @@ class CoverificationReport:
 
 
 def describe_mismatch(program, rtl, golden):
-    """Where two external-memory images first differ, in terms of the program's sections."""
+    """Where two external-memory images first differ, in terms of the program.
+
+    In trace mode (``compile_blocks(..., trace=True)``) that is the first
+    instruction whose result differs, with the tile, word and lane (token) and
+    both values; otherwise the output token and channel, or the byte.
+    """
     rtl = np.frombuffer(bytes(rtl), np.uint8)
     golden = np.frombuffer(bytes(golden), np.uint8)
     differ = np.nonzero(rtl != golden)[0]
     if not differ.size:
         return ""
+    entry_bytes = program.config.act_entry_words * DRAM_WORD_BYTES
+    lanes = program.config.array
+    regions = [(t.dram_addr, t.words, f"instruction {t.index} ({t.opcode.name})", t.act_addr,
+                t.stride) for t in program.trace]
+    regions.append((program.output_addr, program.activation_words,
+                    "the output (final STORE)", None, program.dim))
+    for offset in differ:
+        offset = int(offset)
+        for dram_addr, words, what, act_addr, stride in regions:
+            start = dram_addr * DRAM_WORD_BYTES
+            if start <= offset < start + words * entry_bytes:
+                word, lane = divmod(offset - start, entry_bytes)
+                if lane >= lanes:
+                    continue
+                values = (f"RTL {rtl[offset:offset + 1].view(np.int8)[0]}, golden "
+                          f"{golden[offset:offset + 1].view(np.int8)[0]}")
+                if not stride:
+                    where = f"activation word {act_addr + word}, lane {lane}"
+                else:
+                    tile, column = divmod(word, stride)
+                    where = (f"tile {tile}, column {column}, lane {lane} (token "
+                             f"{tile * lanes + lane})")
+                return f"{what}: {where}: {values}; {differ.size} bytes differ in all"
     offset = int(differ[0])
-    word = offset // DRAM_WORD_BYTES
-    entry = program.config.act_entry_words
-    if program.output_addr <= word < program.output_addr + program.activation_words * entry:
-        output_word = (word - program.output_addr) // entry
-        lane = offset % (entry * DRAM_WORD_BYTES)
-        tokens_per_tile = program.config.array
-        tile, channel = divmod(output_word, program.dim)
-        token = tile * tokens_per_tile + lane
-        return (f"output token {token}, channel {channel} (written by the final STORE): RTL "
-                f"{rtl[offset].view(np.int8)}, golden {golden[offset].view(np.int8)}; "
-                f"{differ.size} bytes differ")
-    return (f"external byte {offset} (word {word}): RTL {rtl[offset]}, golden {golden[offset]}; "
-            f"{differ.size} bytes differ")
+    return (f"external byte {offset}: RTL {rtl[offset]}, golden {golden[offset]}; "
+            f"{differ.size} bytes differ in all")
 
 
 def coverify(program, *, max_cycles=None, log=None):

@@ -10,7 +10,19 @@ from vitforge.sw.gemm.layout import pack_activations, pack_weights, tiles, unpac
 
 from .memory import TABLE_ENTRIES_PER_WORD, pack_entries
 
-__all__ = ["CompiledProgram", "compile_blocks", "config_for"]
+__all__ = ["CompiledProgram", "TraceEntry", "compile_blocks", "config_for"]
+
+
+@dataclass(frozen=True)
+class TraceEntry:
+    """An instruction's result copied to external memory right after it (trace mode)."""
+
+    index: int            # of the traced instruction in the program
+    opcode: Opcode
+    act_addr: int         # first activation word of the copied range
+    words: int
+    dram_addr: int
+    stride: int           # activation words per tile of the destination (0: elementwise)
 
 
 @dataclass
@@ -33,6 +45,7 @@ class CompiledProgram:
     activation_words: int
     instructions: list = field(default_factory=list)     # (opcode, fields) in order
     macs: int = 0                                          # MACs the GEMMs do on real data
+    trace: list = field(default_factory=list)             # TraceEntry per traced instruction
 
     def read_output(self, dram):
         """The final ``tokens x dim`` int8 activations from an external-memory image."""
@@ -72,13 +85,39 @@ class _Allocator:
         return start
 
 
+#: Where each computing instruction writes: (first word, last word + 1, tile stride).
+_DESTINATIONS = {
+    Opcode.GEMM: lambda f: (f["c_addr"], f["c_addr"] + (f["m_tiles"] - 1) * f["c_stride"]
+                            + f["n"], f["c_stride"]),
+    Opcode.SOFTMAX: lambda f: (f["dst"], f["dst"] + (f["m_tiles"] - 1) * f["dst_stride"]
+                               + f["length"], f["dst_stride"]),
+    Opcode.LAYERNORM: lambda f: (f["dst"], f["dst"] + (f["m_tiles"] - 1) * f["dst_stride"]
+                                 + f["channels"], f["dst_stride"]),
+    Opcode.ADD: lambda f: (f["dst"], f["dst"] + f["count"], 0),
+    Opcode.GELU: lambda f: (f["dst"], f["dst"] + f["count"], 0),
+}
+
+
 class _Emitter:
-    def __init__(self, program):
+    """Appends instructions; in trace mode, copies each result to external memory."""
+
+    def __init__(self, program, image, trace):
         self.program = program
+        self.image = image
+        self.trace = trace
 
     def __call__(self, opcode, **fields):
         encode(opcode, **fields)      # checks every field now, not at run time
         self.program.instructions.append((Opcode(opcode), fields))
+        if self.trace and opcode in _DESTINATIONS:
+            first, end, stride = _DESTINATIONS[opcode](fields)
+            config = self.program.config
+            address = self.image.reserve((end - first) * config.act_entry_words)
+            self.program.trace.append(TraceEntry(
+                index=len(self.program.instructions) - 1, opcode=Opcode(opcode),
+                act_addr=first, words=end - first, dram_addr=address, stride=stride))
+            self.program.instructions.append((Opcode.STORE, dict(
+                spad_addr=first, dram_addr=address, count=end - first)))
 
 
 def _check_shapes(config, blocks, tokens):
@@ -102,8 +141,12 @@ def _check_shapes(config, blocks, tokens):
     return dim
 
 
-def compile_blocks(config, blocks, x):
+def compile_blocks(config, blocks, x, *, trace=False):
     """Compile ``blocks`` applied in turn to int8 tokens ``x`` (N x C).
+
+    With ``trace``, every computing instruction is followed by a STORE of the
+    words it wrote, so a co-verification mismatch can be traced to the first
+    instruction whose result differs (:attr:`CompiledProgram.trace`).
 
     Raises
     ------
@@ -126,7 +169,7 @@ def compile_blocks(config, blocks, x):
     program = CompiledProgram(config=config, tokens=tokens, dim=dim, image=b"",
                               program_addr=0, input_addr=0, output_addr=0,
                               activation_words=token_tiles * dim)
-    emit = _Emitter(program)
+    emit = _Emitter(program, image, trace)
 
     act = _Allocator("ACT", config.act_depth)
     hidden = max(block.hidden for block in blocks)

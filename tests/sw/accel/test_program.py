@@ -128,3 +128,25 @@ def test_a_program_that_never_finishes_is_stopped():
     nops = [encode(Opcode.NOP)] * 4
     with pytest.raises(ProgramError, match=r"^no DONE within 3 instructions$"):
         run_program(machine_with(*nops), 0, max_instructions=3)
+
+
+def test_trace_mode_keeps_the_result_and_locates_a_wrong_instruction():
+    from vitforge.sim.accel.cosim import describe_mismatch
+
+    x, blocks = make_blocks(2, 17, 32, 2, 128, 1)
+    config = AcceleratorConfig(array=4, act_depth=4096, wgt_depth=4096, prm_depth=1024,
+                               lnp_depth=256, k_max=256)
+    program = compile_blocks(config, blocks, x, trace=True)
+    machine = Machine(config, program.image)
+    run_program(machine, program.program_addr)
+    np.testing.assert_array_equal(program.read_output(machine.dram), reference(x, blocks))
+    assert describe_mismatch(program, machine.dram, machine.dram) == ""
+    softmax = next(t for t in program.trace if t.opcode == Opcode.SOFTMAX)
+    corrupted = machine.dram.copy()
+    # Tile 2, column 5, lane 3 of the first softmax's result.
+    offset = (softmax.dram_addr + 2 * softmax.stride + 5) * 16 + 3
+    corrupted[offset] ^= 0x40
+    message = describe_mismatch(program, corrupted, machine.dram)
+    assert message.startswith(f"instruction {softmax.index} (SOFTMAX): tile 2, column 5, "
+                              f"lane 3 (token 11): RTL "), message
+    assert "1 bytes differ in all" in message
