@@ -1,0 +1,92 @@
+"""Post-training quantization of float encoder blocks to :class:`QuantizedEncoderBlock`.
+
+Observer: symmetric max-abs per tensor over the calibration images (the scale of
+a tensor is ``max|t| / 127``); weights are symmetric per output channel. Every
+integer parameter then follows from the scales as ``docs/numerics.md`` defines
+it: requantization multipliers from scale ratios, the softmax exp parameters from
+the score scale, the GELU table from the input and output scales of GELU, and
+residual adds rescaling both operands to the sum's scale.
+"""
+
+import math
+
+import numpy as np
+
+from vitforge.sw.nonlinear.gelu import gelu_table
+from vitforge.sw.nonlinear.layernorm import layernorm_params
+from vitforge.sw.nonlinear.softmax import exp_params
+from vitforge.sw.quant import fixed_point_multiplier
+
+from .quantized import QuantizedEncoderBlock, QuantizedLinear, Requant, ResidualParams
+from .vit import LAYERNORM_EPS
+
+__all__ = ["tensor_scale", "quantize_tensor", "quantize_block", "RESIDUAL_SHIFT_MAX"]
+
+RESIDUAL_SHIFT_MAX = 30
+
+
+def tensor_scale(values):
+    """Symmetric max-abs scale of a tensor (or a list of them): ``max|t| / 127``."""
+    peak = max(float(np.abs(np.asarray(value)).max()) for value in
+               (values if isinstance(values, list) else [values]))
+    return max(peak, 1e-12) / 127
+
+
+def quantize_tensor(values, scale):
+    """``clip(round(values / scale), -128, 127)`` as int8."""
+    return np.clip(np.round(np.asarray(values) / scale), -128, 127).astype(np.int8)
+
+
+def _linear(weight, bias, scale_in, scale_out):
+    weight_scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127
+    weight_q = np.clip(np.round(weight / weight_scale), -127, 127).astype(np.int8)
+    acc_scale = scale_in * weight_scale
+    bias_q = np.round(bias / acc_scale).astype(np.int64)
+    multiplier, shift = fixed_point_multiplier(acc_scale / scale_out)
+    return QuantizedLinear(weight=weight_q, bias=bias_q, multiplier=multiplier, shift=shift)
+
+
+def _requant(scale):
+    multiplier, shift = fixed_point_multiplier(scale)
+    return Requant(multiplier=int(multiplier), shift=int(shift))
+
+
+def _residual(scale_x, scale_y, scale_out):
+    ratios = (scale_x / scale_out, scale_y / scale_out)
+    shift = RESIDUAL_SHIFT_MAX
+    while shift and max(round(r * 2 ** shift) for r in ratios) >= 1 << 16:
+        shift -= 1
+    return ResidualParams(x_multiplier=round(ratios[0] * 2 ** shift),
+                          y_multiplier=round(ratios[1] * 2 ** shift), shift=shift)
+
+
+def quantize_block(block, heads, record, index, scale_in):
+    """Quantize float block ``index`` whose input tokens have scale ``scale_in``.
+
+    ``record`` holds the float activations of the calibration images
+    (``vit.forward(..., record=...)``). Returns the integer block and the
+    scale of its output.
+    """
+    def scale(name):
+        return tensor_scale(record[f"{index}.{name}"])
+
+    dim = block.qkv_weight.shape[0]
+    head_dim = dim // heads
+    s_ln1, s_qkv, s_scores = scale("ln1"), scale("qkv"), scale("scores")
+    s_context, s_proj, s_x1 = scale("context"), scale("proj"), scale("x1")
+    s_ln2, s_fc1, s_gelu, s_fc2, s_x2 = (scale(n) for n in ("ln2", "fc1", "gelu", "fc2", "x2"))
+    quantized = QuantizedEncoderBlock(
+        dim=dim, heads=heads,
+        ln1=layernorm_params(scale_in, block.ln1_gamma, block.ln1_beta, LAYERNORM_EPS, s_ln1),
+        qkv=_linear(block.qkv_weight, block.qkv_bias, s_ln1, s_qkv),
+        score=_requant(s_qkv * s_qkv / math.sqrt(head_dim) / s_scores),
+        softmax=exp_params(s_scores),
+        context=_requant(s_qkv / 127 / s_context),
+        proj=_linear(block.proj_weight, block.proj_bias, s_context, s_proj),
+        residual1=_residual(scale_in, s_proj, s_x1),
+        ln2=layernorm_params(s_x1, block.ln2_gamma, block.ln2_beta, LAYERNORM_EPS, s_ln2),
+        fc1=_linear(block.fc1_weight, block.fc1_bias, s_ln2, s_fc1),
+        gelu_table=gelu_table(s_fc1, s_gelu),
+        fc2=_linear(block.fc2_weight, block.fc2_bias, s_gelu, s_fc2),
+        residual2=_residual(s_x1, s_fc2, s_x2))
+    return quantized, s_x2
