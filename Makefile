@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)          ## generate, simulate and verify a DeiT-T sized GEMM on the default engine
-	$(BIN)/vitforge gemm
+demo: $(STAMP)          ## the embedded digits ViT: generate, simulate, verify; report in build/demo
+	$(BIN)/vitforge demo
 
 test: $(STAMP)          ## the whole test suite
 	$(BIN)/python -m pytest

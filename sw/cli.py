@@ -213,6 +213,95 @@ def block(args):
     return 0 if summary["match"] else EXIT_MISMATCH
 
 
+def _model_summary(run, clock_mhz):
+    cycles = sum(run.cycles) / len(run.cycles)
+    return {
+        "model": run.model, "images": run.images, "bit_exact": run.bit_exact,
+        "error": run.error, "cycles": cycles, "cycles_per_image": run.cycles,
+        "per_layer": {name: value / len(run.cycles) for name, value in run.class_cycles.items()},
+        "utilization": run.utilization, "macs": run.macs, "array": run.array,
+        "clock_mhz": clock_mhz, "latency_ms": cycles / (clock_mhz * 1e3),
+        "fps": clock_mhz * 1e6 / cycles,
+        "float_accuracy": run.float_accuracy, "int8_accuracy": run.int8_accuracy,
+        "top1_agreement": run.top1_agreement, "logit_cosine": run.logit_cosine,
+        "predictions": run.predictions,
+    }
+
+
+def _print_model_summary(summary, verify):
+    print(f"model {summary['model']} on a {summary['array']}x{summary['array']} array, "
+          f"{summary['images']} image(s) simulated")
+    print(f"  RTL == golden        {'yes' if summary['bit_exact'] else 'NO'} (whole external "
+          f"memory, every image)")
+    print(f"  cycles per image     {summary['cycles']:.0f}  ({summary['latency_ms']:.3f} ms, "
+          f"{summary['fps']:.0f} images/s at {summary['clock_mhz']} MHz)")
+    print(f"  PE utilization       {summary['utilization']:.1%}")
+    for name, cycles in summary["per_layer"].items():
+        print(f"    {name:12} {cycles:10.0f}  {cycles / summary['cycles']:6.1%}")
+    if verify:
+        if summary["float_accuracy"] is not None:
+            print(f"  accuracy             float {summary['float_accuracy']:.2%}, int8 "
+                  f"{summary['int8_accuracy']:.2%} (held-out split, golden model)")
+        print(f"  top-1 agreement      {summary['top1_agreement']:.2%}; logit cosine "
+              f"{summary['logit_cosine']:.4f}")
+
+
+def _run_model(args, compare_float):
+    from vitforge.sim.model_run import run_model
+
+    _check_output_folder(args.json)
+    if args.clock_mhz <= 0:
+        raise ValueError(f"clock-mhz must be positive, not {args.clock_mhz}")
+    run = run_model(args.model, images=args.images, array=args.rows, seed=args.seed,
+                    compare_float=compare_float, log=_log)
+    return run, _model_summary(run, args.clock_mhz)
+
+
+def simulate(args):
+    """Cycle-accurate run of a quantized model: cycles per class, utilization, latency, FPS."""
+    from vitforge.sw.files import write_atomic
+
+    run, summary = _run_model(args, compare_float=False)
+    _print_model_summary(summary, verify=False)
+    if args.json:
+        write_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+    return 0 if run.bit_exact and not run.error else EXIT_MISMATCH
+
+
+def verify(args):
+    """RTL vs golden (bit-exact) and golden vs float (accuracy, agreement)."""
+    from vitforge.sw.files import write_atomic
+
+    run, summary = _run_model(args, compare_float=True)
+    _print_model_summary(summary, verify=True)
+    if run.mismatch:
+        print(f"  first mismatch       {run.mismatch}")
+    if args.json:
+        write_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+    return 0 if run.bit_exact and not run.error else EXIT_MISMATCH
+
+
+def demo(args):
+    """The embedded digits model end to end, with a report and plots in a folder."""
+    from vitforge.sim.report import write_demo_report
+
+    args.model, args.json = "tiny", None
+    run, summary = _run_model(args, compare_float=True)
+    _print_model_summary(summary, verify=True)
+    folder = write_demo_report(args.out, run, summary)
+    print(f"  report               {folder}/report.md (plots beside it)")
+    return 0 if run.bit_exact and not run.error else EXIT_MISMATCH
+
+
+def _add_model_options(parser, images):
+    parser.add_argument("--images", type=int, default=images,
+                        help=f"test images to simulate (default {images})")
+    parser.add_argument("--rows", type=int, default=4, help="PE array size (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--clock-mhz", type=float, default=300.0,
+                        help="clock for latency and FPS (default 300)")
+
+
 def _parser():
     parser = _Parser(prog="vitforge",
                      description="Generate, simulate and co-verify ViT accelerators.")
@@ -261,13 +350,27 @@ def _parser():
                               help="store every intermediate result, so a mismatch names the "
                                    "first wrong instruction")
     block_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+
+    for name, text in (("simulate", "cycle-accurate run: cycles per class, utilization, FPS"),
+                       ("verify", "RTL vs golden (bit-exact) and golden vs float accuracy")):
+        model_parser = commands.add_parser(name, help=text)
+        model_parser.add_argument("--model", default="tiny",
+                                  help="tiny (embedded digits model), deit-tiny, deit-small, "
+                                       "deit-base (random weights) or a .npz weights file")
+        _add_model_options(model_parser, images=4)
+        model_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+    demo_parser = commands.add_parser(
+        "demo", help="the embedded digits ViT end to end, report and plots in a folder")
+    _add_model_options(demo_parser, images=6)
+    demo_parser.add_argument("--out", default="build/demo", help="report folder")
     return parser
 
 
 def main(argv=None):
     from vitforge.sim.runner import SimulationError, ToolchainError
 
-    handlers = {"doctor": doctor, "gemm": gemm, "nonlinear": nonlinear, "block": block}
+    handlers = {"doctor": doctor, "gemm": gemm, "nonlinear": nonlinear, "block": block,
+                "simulate": simulate, "verify": verify, "demo": demo}
     try:
         args = _parser().parse_args(argv)
         return handlers[args.command](args)

@@ -38,6 +38,7 @@ class CoverificationReport:
     rtl_output: np.ndarray
     golden_output: np.ndarray
     mismatch: str                 # where the images first differ ("" when they match)
+    rtl_dram: bytes               # the RTL's whole external memory afterwards
     sim_seconds: float
     build_seconds: float
     verilog_seconds: float
@@ -59,8 +60,9 @@ def describe_mismatch(program, rtl, golden):
     lanes = program.config.array
     regions = [(t.dram_addr, t.words, f"instruction {t.index} ({t.opcode.name})", t.act_addr,
                 t.stride) for t in program.trace]
-    regions.append((program.output_addr, program.activation_words,
-                    "the output (final STORE)", None, program.dim))
+    regions.append((program.output_addr, program.output_words,
+                    "the output (final STORE)", None,
+                    program.output_words if program.model_classes else program.dim))
     for offset in differ:
         offset = int(offset)
         for dram_addr, words, what, act_addr, stride in regions:
@@ -103,9 +105,10 @@ def coverify(program, *, max_cycles=None, log=None):
     return CoverificationReport(
         match=bytes(rtl_image) == bytes(machine.dram), done=result["done"],
         error=result["error"], error_pc=result["error_pc"], cycles=result["cycles"],
-        class_cycles=result["class_cycles"], rtl_output=program.read_output(rtl_image),
-        golden_output=program.read_output(machine.dram),
-        mismatch=describe_mismatch(program, rtl_image, machine.dram), sim_seconds=seconds,
+        class_cycles=result["class_cycles"], rtl_output=program.result(rtl_image),
+        golden_output=program.result(machine.dram),
+        mismatch=describe_mismatch(program, rtl_image, machine.dram), rtl_dram=rtl_image,
+        sim_seconds=seconds,
         build_seconds=built.seconds, verilog_seconds=verilog.seconds)
 
 

@@ -10,7 +10,8 @@ from vitforge.sw.gemm.layout import pack_activations, pack_weights, tiles, unpac
 
 from .memory import TABLE_ENTRIES_PER_WORD, pack_entries
 
-__all__ = ["CompiledProgram", "TraceEntry", "compile_blocks", "config_for"]
+__all__ = ["CompiledProgram", "TraceEntry", "compile_blocks", "compile_model", "read_logits",
+           "config_for", "config_for_model"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,13 @@ class CompiledProgram:
     instructions: list = field(default_factory=list)     # (opcode, fields) in order
     macs: int = 0                                          # MACs the GEMMs do on real data
     trace: list = field(default_factory=list)             # TraceEntry per traced instruction
+    logit_lane: int = 0                                    # model programs: the class token's
+    model_classes: int = 0                                 # lane, and the logits' count
+    output_words: int = 0                                  # activation words stored at the end
+
+    def result(self, dram):
+        """What the program computes: the final tokens, or a model's logits."""
+        return read_logits(self, dram) if self.model_classes else self.read_output(dram)
 
     def read_output(self, dram):
         """The final ``tokens x dim`` int8 activations from an external-memory image."""
@@ -141,6 +149,179 @@ def _check_shapes(config, blocks, tokens):
     return dim
 
 
+class _Builder:
+    """Emits a program over activation regions; shared by :func:`compile_blocks` and
+    :func:`compile_model`."""
+
+    def __init__(self, config, blocks, tokens, trace, extra_regions=()):
+        self.config = config
+        self.lanes = config.array
+        self.tokens = tokens
+        self.token_tiles = tiles(tokens, self.lanes)
+        self.dim = _check_shapes(config, blocks, tokens)
+        self.image = _Image()
+        self.program = CompiledProgram(config=config, tokens=tokens, dim=self.dim, image=b"",
+                                       program_addr=0, input_addr=0, output_addr=0,
+                                       activation_words=self.token_tiles * self.dim)
+        self.emit = _Emitter(self.program, self.image, trace)
+        act = _Allocator("ACT", config.act_depth)
+        dim, hidden = self.dim, max(block.hidden for block in blocks)
+        widths = (("x", dim), ("normalized", dim), ("qkv", 3 * dim), ("scores", tokens),
+                  ("probabilities", tokens), ("context", dim), ("sublayer", dim),
+                  ("x1", dim), ("mlp", hidden), ("x2", dim), *extra_regions)
+        self.regions = {name: act.take(self.token_tiles * width, f"activation region {name}")
+                        for name, width in widths}
+        self.weight_slot = 0
+
+    def load_activations(self, matrix, region):
+        words = pack_activations(matrix, self.lanes)
+        address = self.image.append(pack_entries(Space.ACT, words, self.config))
+        self.emit(Opcode.LOAD, space=Space.ACT, dram_addr=address,
+                  spad_addr=self.regions[region], count=len(words))
+        return address
+
+    def take_weight_slot(self, words, what):
+        """The other half of the weight scratchpad, so the next operand can be
+        loaded while the current GEMM reads."""
+        half = self.config.wgt_depth // 2
+        if words > half:
+            raise ValueError(f"{what} needs {words} WGT words, but half of "
+                             f"wgt_depth={self.config.wgt_depth} holds {half}")
+        base = self.weight_slot * half
+        self.weight_slot ^= 1
+        return base
+
+    def load_weights(self, matrix, what):
+        words = pack_weights(matrix, self.lanes)
+        base = self.take_weight_slot(len(words), what)
+        self.emit(Opcode.LOAD, space=Space.WGT, dram_addr=self.image.append(
+            pack_entries(Space.WGT, words, self.config)), spad_addr=base, count=len(words))
+        return base
+
+    def gemm(self, a, a_width, b, b_stride, c, c_width, p, k, n, m_tiles=None, rows=None):
+        self.emit(Opcode.GEMM, a_addr=a, a_stride=a_width, b_addr=b, b_stride=b_stride,
+                  c_addr=c, c_stride=c_width, p_addr=p, k=k,
+                  m_tiles=m_tiles or self.token_tiles, n=n)
+        self.program.macs += (rows or self.tokens) * k * n
+
+    def linear(self, layer, weights, src, src_width, dst, prm, m_tiles=None, rows=None):
+        k, n = layer.weight.shape
+        self.gemm(src, src_width, weights, k, dst, n, prm, k, n, m_tiles, rows)
+
+    def load_params(self, layers, requants, what):
+        """PRM entries for ``layers`` then per-tensor ``requants``; returns their offsets."""
+        prm = _Allocator("PRM", self.config.prm_depth)
+        offsets, entries = {}, []
+        for name, layer in layers:
+            offsets[name] = prm.take(layer.weight.shape[1], f"{what} {name} params")
+            entries.append((layer.bias, layer.multiplier, layer.shift))
+        for name, requant, count in requants:
+            offsets[name] = prm.take(count, f"{what} {name} params")
+            entries.append((np.zeros(count, np.int64), np.full(count, requant.multiplier),
+                            np.full(count, requant.shift)))
+        merged = [np.concatenate([entry[i] for entry in entries]) for i in range(3)]
+        self.emit(Opcode.LOAD, space=Space.PRM, dram_addr=self.image.append(
+            pack_entries(Space.PRM, merged, self.config)), spad_addr=0, count=prm.next)
+        return offsets
+
+    def load_layernorms(self, params_list):
+        gamma = np.concatenate([p.gamma for p in params_list])
+        beta = np.concatenate([p.beta for p in params_list])
+        if len(gamma) > self.config.lnp_depth:
+            raise ValueError(f"LayerNorm parameters need {len(gamma)} LNP entries, beyond "
+                             f"lnp_depth={self.config.lnp_depth}")
+        self.emit(Opcode.LOAD, space=Space.LNP, dram_addr=self.image.append(
+            pack_entries(Space.LNP, (gamma, beta), self.config)), spad_addr=0,
+            count=len(gamma))
+
+    def layernorm(self, params, lnp_addr, src, dst):
+        self.emit(Opcode.LAYERNORM, src=src, src_stride=self.dim, dst=dst, dst_stride=self.dim,
+                  m_tiles=self.token_tiles, channels=self.dim, lnp_addr=lnp_addr,
+                  eps=params.eps, multiplier=params.multiplier, shift=params.shift)
+
+    def add(self, x, y, dst, residual):
+        self.emit(Opcode.ADD, x=x, y=y, dst=dst, count=self.token_tiles * self.dim,
+                  x_multiplier=residual.x_multiplier, y_multiplier=residual.y_multiplier,
+                  shift=residual.shift)
+
+    def block(self, index, block, qkv_weights, next_block=None):
+        """One encoder block on region ``x``, result in region ``x`` again.
+
+        Returns the weight address of ``next_block``'s QKV, loaded beside this
+        block's last GEMM.
+        """
+        regions, dim, head_dim = self.regions, self.dim, block.head_dim
+        tokens, token_tiles, lanes = self.tokens, self.token_tiles, self.lanes
+        prm = self.load_params(
+            (("qkv", block.qkv), ("proj", block.proj), ("fc1", block.fc1), ("fc2", block.fc2)),
+            (("score", block.score, tokens), ("context", block.context, head_dim)),
+            f"block {index}")
+        self.load_layernorms((block.ln1, block.ln2))
+        self.emit(Opcode.LOAD, space=Space.TBL, dram_addr=self.image.append(
+            pack_entries(Space.TBL, block.gelu_table, self.config)), spad_addr=0,
+            count=256 // TABLE_ENTRIES_PER_WORD)
+        # Attention.
+        self.layernorm(block.ln1, 0, regions["x"], regions["normalized"])
+        self.linear(block.qkv, qkv_weights, regions["normalized"], dim, regions["qkv"],
+                    prm["qkv"])
+        for head in range(block.heads):
+            q = regions["qkv"] + head * head_dim
+            keys = self.take_weight_slot(token_tiles * head_dim, f"block {index} keys")
+            self.emit(Opcode.COPY_TO_WGT, src=q + dim, src_stride=3 * dim, dst=keys,
+                      tiles=token_tiles, words=head_dim)
+            self.gemm(q, 3 * dim, keys, head_dim, regions["scores"], tokens, prm["score"],
+                      head_dim, tokens)
+            e = block.softmax
+            self.emit(Opcode.SOFTMAX, src=regions["scores"], src_stride=tokens,
+                      dst=regions["probabilities"], dst_stride=tokens, m_tiles=token_tiles,
+                      length=tokens, ratio=e.ratio, alpha=e.alpha, beta=e.beta, gamma=e.gamma)
+            values = self.take_weight_slot(token_tiles * head_dim, f"block {index} values")
+            self.emit(Opcode.TRANSPOSE_TO_WGT, src=q + 2 * dim, src_stride=3 * dim, dst=values,
+                      dst_stride=token_tiles * lanes, token_tiles=token_tiles,
+                      channel_tiles=head_dim // lanes)
+            self.gemm(regions["probabilities"], tokens, values, token_tiles * lanes,
+                      regions["context"] + head * head_dim, dim, prm["context"], tokens,
+                      head_dim)
+        proj = self.load_weights(block.proj.weight, f"block {index} proj")
+        self.linear(block.proj, proj, regions["context"], dim, regions["sublayer"], prm["proj"])
+        fc1 = self.load_weights(block.fc1.weight, f"block {index} fc1")
+        self.add(regions["x"], regions["sublayer"], regions["x1"], block.residual1)
+        # MLP.
+        self.layernorm(block.ln2, dim, regions["x1"], regions["normalized"])
+        self.linear(block.fc1, fc1, regions["normalized"], dim, regions["mlp"], prm["fc1"])
+        fc2 = self.load_weights(block.fc2.weight, f"block {index} fc2")
+        self.emit(Opcode.GELU, src=regions["mlp"], dst=regions["mlp"],
+                  count=token_tiles * block.hidden)
+        self.linear(block.fc2, fc2, regions["mlp"], block.hidden, regions["sublayer"],
+                    prm["fc2"])
+        next_qkv = None
+        if next_block is not None:
+            next_qkv = self.load_weights(next_block.qkv.weight, f"block {index + 1} qkv")
+        self.add(regions["x1"], regions["sublayer"], regions["x2"], block.residual2)
+        regions["x"], regions["x2"] = regions["x2"], regions["x"]
+        return next_qkv
+
+    def blocks(self, blocks, first_qkv):
+        qkv = first_qkv
+        for index, block in enumerate(blocks):
+            following = blocks[index + 1] if index + 1 < len(blocks) else None
+            qkv = self.block(index, block, qkv, following)
+
+    def finish(self, region, words):
+        """STORE ``words`` activation words of ``region``, DONE, and lay out the program."""
+        config, program = self.config, self.program
+        program.output_addr = self.image.reserve(words * config.act_entry_words)
+        program.output_words = words
+        self.emit(Opcode.STORE, spad_addr=self.regions[region], dram_addr=program.output_addr,
+                  count=words)
+        self.emit(Opcode.DONE)
+        program.program_addr = self.image.append(b"".join(
+            encode(opcode, **fields).to_bytes(32, "little")
+            for opcode, fields in program.instructions))
+        program.image = bytes(self.image.data)
+        return program
+
+
 def compile_blocks(config, blocks, x, *, trace=False):
     """Compile ``blocks`` applied in turn to int8 tokens ``x`` (N x C).
 
@@ -159,172 +340,103 @@ def compile_blocks(config, blocks, x, *, trace=False):
     if x.dtype != np.int8 or x.ndim != 2:
         raise ValueError(f"input tokens must be a 2-D int8 array, not {x.dtype} of shape "
                          f"{x.shape}")
-    tokens = x.shape[0]
-    dim = _check_shapes(config, blocks, tokens)
-    if x.shape[1] != dim:
-        raise ValueError(f"input tokens must have {dim} channels, not {x.shape[1]}")
-    lanes = config.array
-    token_tiles = tiles(tokens, lanes)
-    image = _Image()
-    program = CompiledProgram(config=config, tokens=tokens, dim=dim, image=b"",
-                              program_addr=0, input_addr=0, output_addr=0,
-                              activation_words=token_tiles * dim)
-    emit = _Emitter(program, image, trace)
-
-    act = _Allocator("ACT", config.act_depth)
-    hidden = max(block.hidden for block in blocks)
-    regions = {name: act.take(token_tiles * width, f"activation region {name}") for name, width
-               in (("x", dim), ("normalized", dim), ("qkv", 3 * dim), ("scores", tokens),
-                   ("probabilities", tokens), ("context", dim), ("sublayer", dim),
-                   ("x1", dim), ("mlp", hidden), ("x2", dim))}
-    program.input_addr = image.append(pack_entries(Space.ACT, pack_activations(x, lanes),
-                                                   config))
-    emit(Opcode.LOAD, space=Space.ACT, dram_addr=program.input_addr, spad_addr=regions["x"],
-         count=program.activation_words)
-    weight_slot = [0]
-
-    def take_weight_slot(words, what):
-        """The other half of the weight scratchpad, so the next operand can be
-        loaded while the current GEMM reads."""
-        half = config.wgt_depth // 2
-        if words > half:
-            raise ValueError(f"{what} needs {words} WGT words, but half of "
-                             f"wgt_depth={config.wgt_depth} holds {half}")
-        base = weight_slot[0] * half
-        weight_slot[0] ^= 1
-        return base
-
-    def load_weights(matrix, what):
-        words = pack_weights(matrix, lanes)
-        base = take_weight_slot(len(words), what)
-        emit(Opcode.LOAD, space=Space.WGT, dram_addr=image.append(
-            pack_entries(Space.WGT, words, config)), spad_addr=base, count=len(words))
-        return base
-
-    def gemm(a, a_width, b, b_stride, c, c_width, p, k, n):
-        emit(Opcode.GEMM, a_addr=a, a_stride=a_width, b_addr=b, b_stride=b_stride, c_addr=c,
-             c_stride=c_width, p_addr=p, k=k, m_tiles=token_tiles, n=n)
-        program.macs += tokens * k * n
-
-    def linear(layer, weights, src, src_width, dst, prm):
-        gemm(src, src_width, weights, layer.weight.shape[0], dst, layer.weight.shape[1], prm,
-             layer.weight.shape[0], layer.weight.shape[1])
-
+    builder = _Builder(config, blocks, x.shape[0], trace)
+    if x.shape[1] != builder.dim:
+        raise ValueError(f"input tokens must have {builder.dim} channels, not {x.shape[1]}")
+    builder.program.input_addr = builder.load_activations(x, "x")
     # Each weight load is emitted right after the GEMM before it (into the
     # other half of WGT), where the hardware runs it during that GEMM.
-    next_qkv = load_weights(blocks[0].qkv.weight, "block 0 qkv")
-    for index, block in enumerate(blocks):
-        head_dim = block.head_dim
-        prm = _Allocator("PRM", config.prm_depth)
-        prm_regions = {}
-        entries = []
-        for name, layer in (("qkv", block.qkv), ("proj", block.proj), ("fc1", block.fc1),
-                            ("fc2", block.fc2)):
-            prm_regions[name] = prm.take(layer.weight.shape[1], f"block {index} {name} params")
-            entries.append((layer.bias, layer.multiplier, layer.shift))
-        for name, requant, count in (("score", block.score, tokens),
-                                     ("context", block.context, head_dim)):
-            prm_regions[name] = prm.take(count, f"block {index} {name} params")
-            entries.append((np.zeros(count, np.int64), np.full(count, requant.multiplier),
-                            np.full(count, requant.shift)))
-        merged = [np.concatenate([entry[i] for entry in entries]) for i in range(3)]
-        emit(Opcode.LOAD, space=Space.PRM, dram_addr=image.append(
-            pack_entries(Space.PRM, merged, config)), spad_addr=0, count=prm.next)
-        if 2 * dim > config.lnp_depth:
-            raise ValueError(f"LayerNorm parameters need {2 * dim} LNP entries, beyond "
-                             f"lnp_depth={config.lnp_depth}")
-        emit(Opcode.LOAD, space=Space.LNP, dram_addr=image.append(pack_entries(
-            Space.LNP, (np.concatenate([block.ln1.gamma, block.ln2.gamma]),
-                        np.concatenate([block.ln1.beta, block.ln2.beta])), config)),
-             spad_addr=0, count=2 * dim)
-        emit(Opcode.LOAD, space=Space.TBL, dram_addr=image.append(
-            pack_entries(Space.TBL, block.gelu_table, config)), spad_addr=0,
-             count=256 // TABLE_ENTRIES_PER_WORD)
+    builder.blocks(blocks, builder.load_weights(blocks[0].qkv.weight, "block 0 qkv"))
+    return builder.finish("x", builder.program.activation_words)
 
-        def layernorm(params, lnp_addr, src, dst):
-            emit(Opcode.LAYERNORM, src=src, src_stride=dim, dst=dst, dst_stride=dim,
-                 m_tiles=token_tiles, channels=dim, lnp_addr=lnp_addr, eps=params.eps,
-                 multiplier=params.multiplier, shift=params.shift)
 
-        # Attention.
-        layernorm(block.ln1, 0, regions["x"], regions["normalized"])
-        linear(block.qkv, next_qkv, regions["normalized"], dim, regions["qkv"],
-               prm_regions["qkv"])
-        for head in range(block.heads):
-            q = regions["qkv"] + head * head_dim
-            keys = take_weight_slot(token_tiles * head_dim, f"block {index} keys")
-            emit(Opcode.COPY_TO_WGT, src=q + dim, src_stride=3 * dim, dst=keys,
-                 tiles=token_tiles, words=head_dim)
-            gemm(q, 3 * dim, keys, head_dim, regions["scores"], tokens, prm_regions["score"],
-                 head_dim, tokens)
-            e = block.softmax
-            emit(Opcode.SOFTMAX, src=regions["scores"], src_stride=tokens,
-                 dst=regions["probabilities"], dst_stride=tokens, m_tiles=token_tiles,
-                 length=tokens, ratio=e.ratio, alpha=e.alpha, beta=e.beta, gamma=e.gamma)
-            values = take_weight_slot(token_tiles * head_dim, f"block {index} values")
-            emit(Opcode.TRANSPOSE_TO_WGT, src=q + 2 * dim, src_stride=3 * dim, dst=values,
-                 dst_stride=token_tiles * lanes, token_tiles=token_tiles,
-                 channel_tiles=head_dim // lanes)
-            gemm(regions["probabilities"], tokens, values, token_tiles * lanes,
-                 regions["context"] + head * head_dim, dim, prm_regions["context"], tokens,
-                 head_dim)
-        proj = load_weights(block.proj.weight, f"block {index} proj")
-        linear(block.proj, proj, regions["context"], dim, regions["sublayer"],
-               prm_regions["proj"])
-        fc1 = load_weights(block.fc1.weight, f"block {index} fc1")
-        r = block.residual1
-        emit(Opcode.ADD, x=regions["x"], y=regions["sublayer"], dst=regions["x1"],
-             count=token_tiles * dim, x_multiplier=r.x_multiplier,
-             y_multiplier=r.y_multiplier, shift=r.shift)
-        # MLP.
-        layernorm(block.ln2, dim, regions["x1"], regions["normalized"])
-        linear(block.fc1, fc1, regions["normalized"], dim, regions["mlp"], prm_regions["fc1"])
-        fc2 = load_weights(block.fc2.weight, f"block {index} fc2")
-        emit(Opcode.GELU, src=regions["mlp"], dst=regions["mlp"],
-             count=token_tiles * block.hidden)
-        linear(block.fc2, fc2, regions["mlp"], block.hidden, regions["sublayer"],
-               prm_regions["fc2"])
-        if index + 1 < len(blocks):
-            next_qkv = load_weights(blocks[index + 1].qkv.weight, f"block {index + 1} qkv")
-        r = block.residual2
-        emit(Opcode.ADD, x=regions["x1"], y=regions["sublayer"], dst=regions["x2"],
-             count=token_tiles * dim, x_multiplier=r.x_multiplier,
-             y_multiplier=r.y_multiplier, shift=r.shift)
-        regions["x"], regions["x2"] = regions["x2"], regions["x"]
+def compile_model(config, model, patches, *, trace=False):
+    """Compile a whole :class:`QuantizedVit` for one image's int8 patch features.
 
-    program.output_addr = image.reserve(program.activation_words * config.act_entry_words)
-    emit(Opcode.STORE, spad_addr=regions["x"], dram_addr=program.output_addr,
-         count=program.activation_words)
-    emit(Opcode.DONE)
-    program.program_addr = image.append(b"".join(
-        encode(opcode, **fields).to_bytes(32, "little")
-        for opcode, fields in program.instructions))
-    program.image = bytes(image.data)
+    Patch embedding (a GEMM over the patches plus a zero row for the class
+    token), the ADD of the position table, every block, the final LayerNorm,
+    and the head GEMM on the class token's tile; the logits tile is stored.
+    Read the class token's logits with :func:`read_logits`.
+    """
+    shape = model.shape
+    patches = np.asarray(patches)
+    if patches.dtype != np.int8 or patches.shape != (shape.patches, shape.patch_features):
+        raise ValueError(f"patches must be int8 of shape {(shape.patches, shape.patch_features)}"
+                         f", not {patches.dtype} of shape {patches.shape}")
+    if shape.patch_features > config.k_max:
+        raise ValueError(f"patch features {shape.patch_features} exceed k_max={config.k_max}")
+    builder = _Builder(config, list(model.blocks), shape.tokens, trace,
+                       extra_regions=(("patches", shape.patch_features),
+                                      ("logits", shape.classes)))
+    regions, dim = builder.regions, builder.dim
+    rows = np.concatenate([patches, np.zeros((1, shape.patch_features), np.int8)])
+    builder.program.input_addr = builder.load_activations(rows, "patches")
+    builder.load_activations(model.position, "x1")
+    prm = builder.load_params((("patch", model.patch),), (), "patch embedding")
+    weights = builder.load_weights(model.patch.weight, "patch embedding")
+    builder.linear(model.patch, weights, regions["patches"], shape.patch_features,
+                   regions["sublayer"], prm["patch"])
+    qkv = builder.load_weights(model.blocks[0].qkv.weight, "block 0 qkv")
+    builder.add(regions["sublayer"], regions["x1"], regions["x"], model.embed)
+    builder.blocks(list(model.blocks), qkv)
+    builder.load_layernorms((model.norm,))
+    builder.layernorm(model.norm, 0, regions["x"], regions["normalized"])
+    prm = builder.load_params((("head", model.head),), (), "head")
+    head = builder.load_weights(model.head.weight, "head")
+    class_tile = shape.patches // config.array
+    builder.linear(model.head, head, regions["normalized"] + class_tile * dim, dim,
+                   regions["logits"], prm["head"], m_tiles=1, rows=1)
+    program = builder.finish("logits", shape.classes)
+    program.logit_lane = shape.patches % config.array
+    program.model_classes = shape.classes
     return program
+
+
+def read_logits(program, dram):
+    """The class token's int8 logits from a model program's external memory."""
+    entry = program.config.act_entry_words * DRAM_WORD_BYTES
+    start = program.output_addr * DRAM_WORD_BYTES
+    classes = program.model_classes
+    raw = np.frombuffer(bytes(dram[start:start + classes * entry]), np.int8)
+    return raw.reshape(classes, entry)[:, program.logit_lane].copy()
 
 
 def _power_of_two(value, minimum=16):
     return 1 << (max(value, minimum) - 1).bit_length()
 
 
-def config_for(blocks, tokens, array):
+def config_for_model(model, array):
+    """:func:`config_for` for a whole :class:`QuantizedVit`."""
+    shape = model.shape
+    return config_for(list(model.blocks), shape.tokens, array,
+                      extra_width=shape.patch_features + shape.classes,
+                      extra_depth=max(shape.patch_features, shape.classes),
+                      extra_weights=max(tiles(shape.dim, array) * shape.patch_features,
+                                        tiles(shape.classes, array) * shape.dim))
+
+
+def config_for(blocks, tokens, array, *, extra_width=0, extra_depth=0, extra_weights=0):
     """The smallest power-of-two scratchpads that hold ``blocks`` on ``tokens`` tokens.
 
     The compiler's own allocation decides; this only sizes the buffers so a
-    simulation does not carry megabytes of unused memory.
+    simulation does not carry megabytes of unused memory. ``extra_width``
+    adds activation words per token tile, ``extra_depth`` a reduction depth
+    and parameter count, ``extra_weights`` a weight matrix's words (patch
+    embedding and head of a whole model).
     """
     from vitforge.hw.accel.config import AcceleratorConfig
 
     dim = blocks[0].dim
     hidden = max(block.hidden for block in blocks)
     token_tiles = tiles(tokens, array)
-    act = token_tiles * (9 * dim + 2 * tokens + hidden)      # the regions compile_blocks takes
+    act = token_tiles * (9 * dim + 2 * tokens + hidden + extra_width)   # compile_blocks' regions
     weights = max(max(tiles(layer.weight.shape[1], array) * layer.weight.shape[0]
                       for layer in (block.qkv, block.proj, block.fc1, block.fc2))
                   for block in blocks)
-    weights = max(weights, token_tiles * max(block.head_dim for block in blocks))
-    params = max(5 * block.dim + block.hidden + tokens + block.head_dim for block in blocks)
+    weights = max(weights, token_tiles * max(block.head_dim for block in blocks), extra_weights)
+    params = max(max(5 * block.dim + block.hidden + tokens + block.head_dim
+                     for block in blocks), extra_depth)
     return AcceleratorConfig(array=array, act_depth=_power_of_two(act),
                              wgt_depth=_power_of_two(2 * weights),
                              prm_depth=_power_of_two(params), lnp_depth=_power_of_two(2 * dim),
-                             k_max=_power_of_two(max(dim, hidden, tokens)))
+                             k_max=_power_of_two(max(dim, hidden, tokens, extra_depth)))

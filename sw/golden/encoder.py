@@ -12,7 +12,7 @@ from .nonlinear.gelu import gelu
 from .nonlinear.layernorm import layernorm_rows
 from .nonlinear.softmax import softmax_rows
 
-__all__ = ["encoder_block", "linear"]
+__all__ = ["encoder_block", "linear", "vit_logits"]
 
 
 def linear(x, layer):
@@ -49,3 +49,24 @@ def encoder_block(x, block):
     hidden = gelu(linear(layernorm_rows(x1, block.ln2), block.fc1), block.gelu_table)
     r = block.residual2
     return residual_add(x1, linear(hidden, block.fc2), r.x_multiplier, r.y_multiplier, r.shift)
+
+
+def vit_logits(model, patches):
+    """Integer logits (int8, ``classes``) of one image's int8 patch features.
+
+    ``patches`` is ``(patches, features)``; the class token row is appended
+    with zero features, as the accelerator sees it.
+    """
+    patches = np.asarray(patches)
+    if patches.dtype != np.int8 or patches.shape != (model.shape.patches,
+                                                     model.shape.patch_features):
+        raise ValueError(f"patches must be int8 of shape "
+                         f"{(model.shape.patches, model.shape.patch_features)}, not "
+                         f"{patches.dtype} of shape {patches.shape}")
+    rows = np.concatenate([patches, np.zeros((1, patches.shape[1]), np.int8)])
+    e = model.embed
+    x = residual_add(linear(rows, model.patch), model.position, e.x_multiplier,
+                     e.y_multiplier, e.shift)
+    for block in model.blocks:
+        x = encoder_block(x, block)
+    return linear(layernorm_rows(x, model.norm), model.head)[-1]

@@ -20,7 +20,8 @@ from vitforge.sw.quant import fixed_point_multiplier
 from .quantized import QuantizedEncoderBlock, QuantizedLinear, Requant, ResidualParams
 from .vit import LAYERNORM_EPS
 
-__all__ = ["tensor_scale", "quantize_tensor", "quantize_block", "RESIDUAL_SHIFT_MAX"]
+__all__ = ["tensor_scale", "quantize_tensor", "quantize_block", "quantize_vit",
+           "RESIDUAL_SHIFT_MAX"]
 
 RESIDUAL_SHIFT_MAX = 30
 
@@ -90,3 +91,56 @@ def quantize_block(block, heads, record, index, scale_in):
         fc2=_linear(block.fc2_weight, block.fc2_bias, s_gelu, s_fc2),
         residual2=_residual(s_x1, s_fc2, s_x2))
     return quantized, s_x2
+
+
+def quantize_vit(vit, calibration_images):
+    """Quantize a :class:`FloatVit` with its activations on ``calibration_images``.
+
+    Returns a :class:`QuantizedVit`; see the module notes for the observer.
+    """
+    from vitforge.sw.golden.encoder import linear as integer_linear
+
+    from .quantized import QuantizedVit
+    from .vit import forward
+
+    record = {}
+    forward(vit, calibration_images, record=record)
+    shape = vit.shape
+    input_scale = tensor_scale(record["patches"])
+    embedded = [patches @ vit.patch_weight + vit.patch_bias for patches in record["patches"]]
+    embed_scale = tensor_scale(embedded)
+    patch = _linear(vit.patch_weight, vit.patch_bias, input_scale, embed_scale)
+    token_scale = tensor_scale(record["tokens"])
+    position_scale = tensor_scale(vit.position)
+    embed = _residual(embed_scale, position_scale, token_scale)
+    # Token order [patches..., class]: the class row's embedding is the patch GEMM
+    # of zero features; pick its "position" so the ADD lands on cls + pos[0].
+    position = quantize_tensor(np.concatenate([vit.position[1:], vit.position[:1]]),
+                               position_scale)
+    zero_row = integer_linear(np.zeros((1, shape.patch_features), np.int8), patch)[0]
+    target = quantize_tensor(vit.cls_token + vit.position[0], token_scale).astype(np.int64)
+    wanted = (target << embed.shift) - zero_row.astype(np.int64) * embed.x_multiplier
+    position[-1] = np.clip(np.round(wanted / embed.y_multiplier), -128, 127).astype(np.int8)
+
+    blocks, scale = [], token_scale
+    for index, block in enumerate(vit.blocks):
+        quantized, scale = quantize_block(block, shape.heads, record, index, scale)
+        blocks.append(quantized)
+    final = _final_norms(vit, record)
+    norm_scale = tensor_scale(final)
+    norm = layernorm_params(scale, vit.norm_gamma, vit.norm_beta, LAYERNORM_EPS, norm_scale)
+    logits = [row @ vit.head_weight + vit.head_bias for row in final]
+    logit_scale = tensor_scale(logits)
+    head = _linear(vit.head_weight, vit.head_bias, norm_scale, logit_scale)
+    return QuantizedVit(shape=shape, input_scale=input_scale, patch=patch, position=position,
+                        embed=embed, blocks=tuple(blocks), norm=norm, head=head,
+                        logit_scale=logit_scale)
+
+
+def _final_norms(vit, record):
+    """The float final LayerNorm of every calibration image's tokens."""
+    from vitforge.sw.nonlinear import reference
+
+    last = f"{vit.shape.depth - 1}.x2"
+    return [reference.layernorm(x, vit.norm_gamma, vit.norm_beta, LAYERNORM_EPS)
+            for x in record[last]]

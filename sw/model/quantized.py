@@ -8,7 +8,8 @@ from vitforge.sw.golden.gemm.requantize import check_requant_params
 from vitforge.sw.nonlinear.layernorm import LayerNormParams
 from vitforge.sw.nonlinear.softmax import ExpParams
 
-__all__ = ["QuantizedLinear", "Requant", "ResidualParams", "QuantizedEncoderBlock"]
+__all__ = ["QuantizedLinear", "Requant", "ResidualParams", "QuantizedEncoderBlock",
+           "QuantizedVit"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,26 @@ class QuantizedEncoderBlock:
     @property
     def hidden(self):
         return self.fc1.weight.shape[1]
+
+
+@dataclass(frozen=True)
+class QuantizedVit:
+    """A whole integer ViT.
+
+    Token order inside the accelerator is ``[patches..., class token]``: the
+    patch embedding GEMM writes the first rows, and the class token takes the
+    row after them (attention does not depend on token order; the position
+    table follows the same order). The patch GEMM's row for the class token
+    sees zero features, and ``position[-1]`` is chosen so that the embedding
+    ADD turns it into the quantized class token plus its position embedding.
+    """
+
+    shape: object                 # VitShape
+    input_scale: float            # of the patch features
+    patch: QuantizedLinear
+    position: np.ndarray          # int8 (tokens, dim), token order as above
+    embed: ResidualParams         # patch embedding + position table -> tokens
+    blocks: tuple
+    norm: LayerNormParams
+    head: QuantizedLinear
+    logit_scale: float

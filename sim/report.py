@@ -1,0 +1,83 @@
+"""The demo's report folder: a Markdown summary, JSON and plots, written atomically."""
+
+import json
+import os
+from pathlib import Path
+import shutil
+import tempfile
+
+import numpy as np
+
+__all__ = ["write_demo_report"]
+
+
+def write_demo_report(folder, run, summary):
+    """Write ``report.md``, ``summary.json`` and plots into ``folder`` (replaced whole)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        plots = _plots(staging, run, summary)
+        (staging / "report.md").write_text(_markdown(summary, plots))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def _markdown(summary, plots):
+    lines = [
+        "# vitforge demo: the embedded digits ViT", "",
+        f"- model: {summary['model']} ({summary['images']} test images simulated on a "
+        f"{summary['array']}x{summary['array']} array)",
+        f"- RTL == golden model, bit for bit: **{'yes' if summary['bit_exact'] else 'NO'}**",
+        f"- cycles per image: {summary['cycles']:.0f} ({summary['latency_ms']:.3f} ms, "
+        f"{summary['fps']:.0f} images/s at {summary['clock_mhz']} MHz)",
+        f"- PE utilization: {summary['utilization']:.1%}",
+        f"- float accuracy {summary['float_accuracy']:.2%}, int8 accuracy "
+        f"{summary['int8_accuracy']:.2%}, top-1 agreement {summary['top1_agreement']:.2%} "
+        f"(held-out digits, golden model)", "",
+        "| instruction class | cycles per image | share |", "| --- | ---: | ---: |",
+    ]
+    for name, cycles in summary["per_layer"].items():
+        lines.append(f"| {name} | {cycles:.0f} | {cycles / summary['cycles']:.1%} |")
+    lines.append("")
+    lines += [f"![{name}]({name}.png)" for name in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(folder, run, summary):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    figure, axis = plt.subplots(figsize=(6.5, 3))
+    names = list(summary["per_layer"])
+    axis.barh(names, [summary["per_layer"][n] for n in names], color="#4c72b0")
+    axis.set_xlabel("cycles per image")
+    axis.set_title(f"Cycles per instruction class (utilization {summary['utilization']:.0%})")
+    figure.tight_layout()
+    figure.savefig(folder / "cycles.png", dpi=110)
+    plt.close(figure)
+
+    from vitforge.sw.model.digits import digits_split
+    (_, _), (images, _) = digits_split()
+    count = len(run.predictions)
+    figure, axes = plt.subplots(1, count, figsize=(1.6 * count, 2.1))
+    for axis, image, (rtl, golden, floating, label) in zip(np.atleast_1d(axes), images,
+                                                           run.predictions):
+        axis.imshow(image[0], cmap="gray_r")
+        axis.set_title(f"RTL {rtl} | float {floating}\nlabel {label}", fontsize=8,
+                       color="black" if rtl == label else "red")
+        axis.axis("off")
+    figure.suptitle("Held-out digits: RTL prediction, float prediction, label", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(folder / "digits.png", dpi=110)
+    plt.close(figure)
+    return ["cycles", "digits"]

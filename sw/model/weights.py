@@ -1,0 +1,87 @@
+"""Float ViT weights on disk: one ``.npz`` with a JSON ``meta`` entry, no pickles."""
+
+from dataclasses import asdict, fields
+import json
+import os
+from pathlib import Path
+import tempfile
+
+import numpy as np
+
+from .vit import FloatBlock, FloatVit, VitShape
+
+__all__ = ["save_vit", "load_vit", "FORMAT", "EMBEDDED_WEIGHTS"]
+
+FORMAT = "vitforge-float-vit-1"
+#: The embedded default: the ``tiny`` ViT trained on scikit-learn's digits.
+EMBEDDED_WEIGHTS = Path(__file__).parent / "data" / "digits_vit.npz"
+_TOP = ("patch_weight", "patch_bias", "cls_token", "position", "norm_gamma", "norm_beta",
+        "head_weight", "head_bias")
+
+
+def _expected_shapes(shape):
+    d, m = shape.dim, shape.mlp
+    top = {"patch_weight": (shape.patch_features, d), "patch_bias": (d,), "cls_token": (d,),
+           "position": (shape.tokens, d), "norm_gamma": (d,), "norm_beta": (d,),
+           "head_weight": (d, shape.classes), "head_bias": (shape.classes,)}
+    block = {"ln1_gamma": (d,), "ln1_beta": (d,), "qkv_weight": (d, 3 * d),
+             "qkv_bias": (3 * d,), "proj_weight": (d, d), "proj_bias": (d,), "ln2_gamma": (d,),
+             "ln2_beta": (d,), "fc1_weight": (d, m), "fc1_bias": (m,), "fc2_weight": (m, d),
+             "fc2_bias": (d,)}
+    return top, block
+
+
+def save_vit(path, vit, extra_meta=None):
+    """Write ``vit`` to ``path`` atomically."""
+    arrays = {name: getattr(vit, name) for name in _TOP}
+    for index, block in enumerate(vit.blocks):
+        for item in fields(FloatBlock):
+            arrays[f"blocks.{index}.{item.name}"] = getattr(block, item.name)
+    meta = {"format": FORMAT, "shape": asdict(vit.shape), **(extra_meta or {})}
+    path = Path(path)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as out:
+        np.savez_compressed(out, meta=np.array(json.dumps(meta)),
+                            **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
+    os.chmod(out.name, 0o644)
+    os.replace(out.name, path)
+
+
+def load_vit(path):
+    """Read a model written by :func:`save_vit`; returns ``(FloatVit, meta)``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not such a model, or a key is missing, unexpected or of
+        the wrong shape (naming the key and both shapes).
+    """
+    path = Path(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a vitforge model file ({error})") from None
+    with archive:
+        if "meta" not in archive.files:
+            raise ValueError(f"{path} has no 'meta' entry: not a vitforge model file")
+        meta = json.loads(str(archive["meta"]))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+        shape = VitShape(**meta["shape"])
+        top, block = _expected_shapes(shape)
+        expected = dict(top)
+        for index in range(shape.depth):
+            expected.update({f"blocks.{index}.{name}": size for name, size in block.items()})
+        present = set(archive.files) - {"meta"}
+        for key in sorted(set(expected) - present):
+            raise ValueError(f"{path}: key {key!r} is missing (expected shape {expected[key]})")
+        for key in sorted(present - set(expected)):
+            raise ValueError(f"{path}: unexpected key {key!r} for a model of shape {shape}")
+        values = {}
+        for key, size in expected.items():
+            value = archive[key]
+            if value.shape != size:
+                raise ValueError(f"{path}: key {key!r} has shape {value.shape}, expected {size}")
+            values[key] = value.astype(np.float64)
+    blocks = [FloatBlock(**{name: values[f"blocks.{index}.{name}"] for name in block})
+              for index in range(shape.depth)]
+    return FloatVit(shape=shape, blocks=blocks, **{name: values[name] for name in _TOP}), meta
