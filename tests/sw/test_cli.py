@@ -124,3 +124,37 @@ def test_block_runs_and_reports(tmp_path):
     assert summary["cycles"] == sum(summary["class_cycles"].values())
     assert 0 < summary["utilization"] < 1
     assert "RTL == golden     yes" in completed.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["verify", "--images", "0"], "images must be a positive integer, not 0"),
+    (["verify", "--model", "resnet"], "model must be one of tiny, deit-tiny, deit-small, "
+                                      "deit-base or an existing .npz file, not 'resnet'"),
+    (["simulate", "--clock-mhz", "0"], "clock-mhz must be positive, not 0.0"),
+    (["verify", "--images", "400"], "images must be at most 359 for model 'tiny', not 400"),
+])
+def test_model_commands_bad_arguments(args, message):
+    completed = run(*args)
+    assert completed.returncode == 2
+    assert completed.stderr.startswith(f"vitforge: error: {message}"), completed.stderr
+    assert completed.stderr.count("\n") == 1, completed.stderr
+
+
+@pytest.mark.verilator
+def test_verify_and_demo_on_the_embedded_model(tmp_path):
+    out = tmp_path / "verify.json"
+    completed = run("verify", "--images", "2", "--json", str(out))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    summary = json.loads(out.read_text())
+    for key in ("bit_exact", "images", "float_accuracy", "int8_accuracy", "top1_agreement",
+                "cycles", "per_layer"):
+        assert key in summary, key
+    assert summary["bit_exact"] is True and summary["images"] == 2
+    assert abs(summary["int8_accuracy"] - summary["float_accuracy"]) <= 0.01
+    assert summary["cycles"] == sum(summary["per_layer"].values())
+    folder = tmp_path / "demo"
+    completed = run("demo", "--images", "2", "--out", str(folder))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert {p.name for p in folder.iterdir()} == {"report.md", "summary.json", "cycles.png",
+                                                   "digits.png"}
+    assert "RTL == golden model, bit for bit: **yes**" in (folder / "report.md").read_text()
