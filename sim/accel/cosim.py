@@ -119,15 +119,16 @@ def run_rtl(config, image, program_addr, *, max_cycles, log=None):
     keys ``dram`` (the whole memory image afterwards), ``done``, ``error``,
     ``error_pc``, ``cycles`` and ``class_cycles``.
     """
-    from .system import SimulatedSystem
+    from .system import VERILOG_MEMORY_MODULE, SimulatedSystem
 
     memory_words = memory_words_for(image)
     verilog = cached_verilog(TOPLEVEL, json.dumps({**config.to_dict(),
                                                    "memory_words": memory_words},
                                                   sort_keys=True),
-                             lambda: SimulatedSystem(config, memory_words), log=log,
+                             lambda: SimulatedSystem(config, memory_words, verilog_memory=True),
+                             log=log,
                              what=f"the accelerator ({config.array}x{config.array} array)")
-    built = runner.build(verilog.text, TOPLEVEL, log=log)
+    built = runner.build(verilog.text + VERILOG_MEMORY_MODULE, TOPLEVEL, log=log)
     if log:
         log("simulating the program")
 

@@ -1,6 +1,6 @@
 """The accelerator with a model of external memory, for simulation."""
 
-from amaranth import Module, Signal
+from amaranth import ClockSignal, Instance, Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,7 +8,26 @@ from vitforge.hw.accel.accelerator import Accelerator, COUNTER_CLASSES
 from vitforge.hw.accel.ports import MEMORY_DATA_BITS
 from vitforge.hw.gemm.core import COUNTER_BITS
 
-__all__ = ["SimulatedSystem"]
+__all__ = ["SimulatedSystem", "VERILOG_MEMORY_MODULE"]
+
+#: External memory as plain Verilog, for Verilator runs: Amaranth would spell out
+#: the initial contents of every word, which costs minutes for megabytes.
+VERILOG_MEMORY_MODULE = """
+module vitforge_sim_memory #(parameter WORDS = 1024, parameter ADDR_BITS = 10) (
+  input clk,
+  input [ADDR_BITS-1:0] read_addr,
+  output reg [127:0] read_data,
+  input [ADDR_BITS-1:0] write_addr,
+  input [127:0] write_data,
+  input write_en
+);
+  reg [127:0] storage [0:WORDS-1];
+  always @(posedge clk) begin
+    if (write_en) storage[write_addr] <= write_data;
+    read_data <= storage[read_addr];
+  end
+endmodule
+"""
 
 
 class SimulatedSystem(wiring.Component):
@@ -21,9 +40,10 @@ class SimulatedSystem(wiring.Component):
     results, and never drives the accelerator cycle by cycle.
     """
 
-    def __init__(self, config, memory_words):
+    def __init__(self, config, memory_words, *, verilog_memory=False):
         self._config = config
         self._memory_words = memory_words
+        self._verilog_memory = verilog_memory
         super().__init__({
             "host_addr": In(32),
             "host_wdata": In(MEMORY_DATA_BITS),
@@ -42,10 +62,7 @@ class SimulatedSystem(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.accelerator = accelerator = Accelerator(self._config)
-        m.submodules.dram = dram = memory.Memory(shape=MEMORY_DATA_BITS,
-                                                 depth=self._memory_words, init=[])
-        read = dram.read_port()
-        write = dram.write_port()
+        read, write = self._memory(m)
         request = accelerator.mem.req
         responding = Signal()
         m.d.comb += [
@@ -75,3 +92,19 @@ class SimulatedSystem(wiring.Component):
             m.d.comb += [read.addr.eq(self.host_addr), write.addr.eq(self.host_addr),
                          write.data.eq(self.host_wdata), write.en.eq(self.host_we)]
         return m
+
+    def _memory(self, m):
+        """Read and write ports of the external memory (Amaranth or plain Verilog)."""
+        if not self._verilog_memory:
+            m.submodules.dram = dram = memory.Memory(shape=MEMORY_DATA_BITS,
+                                                     depth=self._memory_words, init=[])
+            return dram.read_port(), dram.write_port()
+        bits = max(1, (self._memory_words - 1).bit_length())
+        read = wiring.Signature({"addr": Out(bits), "data": In(MEMORY_DATA_BITS)}).create()
+        write = wiring.Signature({"addr": Out(bits), "data": Out(MEMORY_DATA_BITS),
+                                  "en": Out(1)}).create()
+        m.submodules.dram = Instance(
+            "vitforge_sim_memory", p_WORDS=self._memory_words, p_ADDR_BITS=bits,
+            i_clk=ClockSignal(), i_read_addr=read.addr, o_read_data=read.data,
+            i_write_addr=write.addr, i_write_data=write.data, i_write_en=write.en)
+        return read, write
