@@ -57,6 +57,7 @@ class ModelRun:
     error: int
     cycles: list                 # per simulated image
     class_cycles: dict           # summed over images
+    section_cycles: dict         # per layer (compiler section), summed over images
     macs: int                    # per image
     array: int
     float_accuracy: float = None
@@ -91,7 +92,7 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, log=None):
         return quantize_tensor(patchify(image[None], shape)[0], model.input_scale)
 
     run = ModelRun(model=name, images=images, bit_exact=True, error=0, cycles=[],
-                   class_cycles={}, macs=0, array=array)
+                   class_cycles={}, section_cycles={}, macs=0, array=array)
     if compare_float:
         golden = np.array([vit_logits(model, patches_of(image)) for image in test_images])
         floats = forward(vit, test_images)
@@ -119,6 +120,8 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, log=None):
         run.cycles.append(report.cycles)
         for key, value in report.class_cycles.items():
             run.class_cycles[key] = run.class_cycles.get(key, 0) + value
+        for key, value in report.section_cycles.items():
+            run.section_cycles[key] = run.section_cycles.get(key, 0) + value
         label = None if test_labels is None else int(test_labels[index])
         float_class = int(forward(vit, image[None])[0].argmax()) if compare_float else None
         run.predictions.append((int(rtl.argmax()), int(expected.argmax()), float_class, label))

@@ -41,9 +41,12 @@ def _markdown(summary, plots):
         f"- float accuracy {summary['float_accuracy']:.2%}, int8 accuracy "
         f"{summary['int8_accuracy']:.2%}, top-1 agreement {summary['top1_agreement']:.2%} "
         f"(held-out digits, golden model)", "",
-        "| instruction class | cycles per image | share |", "| --- | ---: | ---: |",
+        "| layer | cycles per image | share |", "| --- | ---: | ---: |",
     ]
     for name, cycles in summary["per_layer"].items():
+        lines.append(f"| {name} | {cycles:.0f} | {cycles / summary['cycles']:.1%} |")
+    lines += ["", "| instruction class | cycles per image | share |", "| --- | ---: | ---: |"]
+    for name, cycles in summary["per_class"].items():
         lines.append(f"| {name} | {cycles:.0f} | {cycles / summary['cycles']:.1%} |")
     lines.append("")
     lines += [f"![{name}]({name}.png)" for name in plots]
@@ -57,11 +60,13 @@ def _plots(folder, run, summary):
         import matplotlib.pyplot as plt
     except ImportError:
         return []
-    figure, axis = plt.subplots(figsize=(6.5, 3))
-    names = list(summary["per_layer"])
-    axis.barh(names, [summary["per_layer"][n] for n in names], color="#4c72b0")
-    axis.set_xlabel("cycles per image")
-    axis.set_title(f"Cycles per instruction class (utilization {summary['utilization']:.0%})")
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    for axis, key, title in ((axes[0], "per_layer", "Cycles per layer"),
+                             (axes[1], "per_class", "Cycles per instruction class")):
+        names = list(summary[key])[::-1]
+        axis.barh(names, [summary[key][n] for n in names], color="#4c72b0")
+        axis.set_xlabel("cycles per image")
+        axis.set_title(f"{title} (utilization {summary['utilization']:.0%})", fontsize=10)
     figure.tight_layout()
     figure.savefig(folder / "cycles.png", dpi=110)
     plt.close(figure)

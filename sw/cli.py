@@ -218,7 +218,9 @@ def _model_summary(run, clock_mhz):
     return {
         "model": run.model, "images": run.images, "bit_exact": run.bit_exact,
         "error": run.error, "cycles": cycles, "cycles_per_image": run.cycles,
-        "per_layer": {name: value / len(run.cycles) for name, value in run.class_cycles.items()},
+        "per_layer": {name: value / len(run.cycles)
+                      for name, value in run.section_cycles.items()},
+        "per_class": {name: value / len(run.cycles) for name, value in run.class_cycles.items()},
         "utilization": run.utilization, "macs": run.macs, "array": run.array,
         "clock_mhz": clock_mhz, "latency_ms": cycles / (clock_mhz * 1e3),
         "fps": clock_mhz * 1e6 / cycles,
@@ -236,8 +238,12 @@ def _print_model_summary(summary, verify):
     print(f"  cycles per image     {summary['cycles']:.0f}  ({summary['latency_ms']:.3f} ms, "
           f"{summary['fps']:.0f} images/s at {summary['clock_mhz']} MHz)")
     print(f"  PE utilization       {summary['utilization']:.1%}")
+    print("  cycles per layer")
     for name, cycles in summary["per_layer"].items():
-        print(f"    {name:12} {cycles:10.0f}  {cycles / summary['cycles']:6.1%}")
+        print(f"    {name:22} {cycles:10.0f}  {cycles / summary['cycles']:6.1%}")
+    print("  cycles per instruction class")
+    for name, cycles in summary["per_class"].items():
+        print(f"    {name:22} {cycles:10.0f}  {cycles / summary['cycles']:6.1%}")
     if verify:
         if summary["float_accuracy"] is not None:
             print(f"  accuracy             float {summary['float_accuracy']:.2%}, int8 "

@@ -66,6 +66,10 @@ class Accelerator(wiring.Component):
         Index of the instruction that raised the error.
     cycles : ``Out(32)``
         Cycles from start to done.
+    retire, retire_pc : ``Out(1)``, ``Out(32)``
+        Pulses when instruction ``retire_pc`` has finished (a weight load run
+        beside a GEMM retires with it), with :attr:`cycles` counting it: a
+        profiler can log per-instruction cycles without touching the run.
     class_cycles : ``Out(ArrayLayout(32, 8))``
         Cycles per :data:`COUNTER_CLASSES` entry; ``stall`` counts cycles in
         which an instruction has finished but the weight load running beside
@@ -84,6 +88,8 @@ class Accelerator(wiring.Component):
             "error_pc": Out(32),
             "cycles": Out(COUNTER_BITS),
             "class_cycles": Out(data.ArrayLayout(COUNTER_BITS, len(COUNTER_CLASSES))),
+            "retire": Out(1),
+            "retire_pc": Out(32),
         })
 
     def elaborate(self, platform):
@@ -204,6 +210,7 @@ class Accelerator(wiring.Component):
             dma.mem.resp.payload.eq(self.mem.resp.payload),
         ]
 
+        m.d.comb += self.retire_pc.eq(pc)
         active_class = Signal(range(len(COUNTER_CLASSES) + 1), init=len(COUNTER_CLASSES))
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -235,6 +242,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                     m.next = "IDLE"
                 with m.Elif((opcode == Opcode.NOP) | (opcode == Opcode.SYNC)):
+                    m.d.comb += self.retire.eq(1)
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
                 with m.Else():
@@ -249,6 +257,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += main_done.eq(1)
                 finished = (unit_done | main_done) & ~(side_started & dma.busy)
                 with m.If(finished):
+                    m.d.comb += self.retire.eq(1)
                     m.d.sync += pc.eq(pc + 1 + side_started)
                     with m.If(looked_ahead & ~side_started):
                         m.d.sync += instruction.eq(next_instruction)

@@ -37,6 +37,7 @@ class CoverificationReport:
     class_cycles: dict
     rtl_output: np.ndarray
     golden_output: np.ndarray
+    section_cycles: dict          # cycles per compiler section (layer), from the profile
     mismatch: str                 # where the images first differ ("" when they match)
     rtl_dram: bytes               # the RTL's whole external memory afterwards
     sim_seconds: float
@@ -100,19 +101,21 @@ def coverify(program, *, max_cycles=None, log=None):
     machine = Machine(config, program.image)
     run_program(machine, program.program_addr)
     result, seconds, built, verilog = run_rtl(config, program.image, program.program_addr,
-                                              max_cycles=max_cycles, log=log)
+                                              max_cycles=max_cycles,
+                                              instructions=len(program.instructions), log=log)
     rtl_image = result["dram"]
     return CoverificationReport(
         match=bytes(rtl_image) == bytes(machine.dram), done=result["done"],
         error=result["error"], error_pc=result["error_pc"], cycles=result["cycles"],
         class_cycles=result["class_cycles"], rtl_output=program.result(rtl_image),
         golden_output=program.result(machine.dram),
+        section_cycles=program.section_cycles(result["retired_at"], result["cycles"]),
         mismatch=describe_mismatch(program, rtl_image, machine.dram), rtl_dram=rtl_image,
         sim_seconds=seconds,
         build_seconds=built.seconds, verilog_seconds=verilog.seconds)
 
 
-def run_rtl(config, image, program_addr, *, max_cycles, log=None):
+def run_rtl(config, image, program_addr, *, max_cycles, instructions=0, log=None):
     """Run the program at ``program_addr`` of ``image`` on the RTL in Verilator.
 
     Returns ``(result, sim_seconds, build, verilog)`` where ``result`` has the
@@ -134,7 +137,7 @@ def run_rtl(config, image, program_addr, *, max_cycles, log=None):
 
     def write_job(path):
         np.savez(path, image=np.frombuffer(bytes(image), np.uint8), program_addr=program_addr,
-                 max_cycles=max_cycles, memory_words=memory_words)
+                 max_cycles=max_cycles, memory_words=memory_words, instructions=instructions)
 
     result, seconds = run_job(built, TEST_MODULE, write_job, load_results)
     return result, seconds, built, verilog
@@ -143,14 +146,16 @@ def run_rtl(config, image, program_addr, *, max_cycles, log=None):
 def load_job(path):
     with np.load(path) as archive:
         return (archive["image"].tobytes(), int(archive["program_addr"]),
-                int(archive["max_cycles"]), int(archive["memory_words"]))
+                int(archive["max_cycles"]), int(archive["memory_words"]),
+                int(archive["instructions"]))
 
 
 def save_results(path, result):
     np.savez(path, dram=np.frombuffer(result.dram, np.uint8),
              meta=json.dumps({"done": result.done, "error": result.error,
                               "error_pc": result.error_pc, "cycles": result.cycles,
-                              "class_cycles": result.class_cycles}))
+                              "class_cycles": result.class_cycles,
+                              "retired_at": result.retired_at}))
 
 
 def load_results(path):

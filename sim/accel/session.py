@@ -6,6 +6,8 @@ import numpy as np
 
 from vitforge.hw.accel.accelerator import COUNTER_CLASSES
 
+from .system import PROFILE_DEPTH
+
 __all__ = ["SystemResult", "run_system"]
 
 
@@ -17,6 +19,7 @@ class SystemResult:
     error_pc: int
     cycles: int
     class_cycles: dict
+    retired_at: list = None   # cycle count when each instruction retired (0: retired with another)
 
 
 def _words(image):
@@ -24,8 +27,10 @@ def _words(image):
     return [int.from_bytes(row.tobytes(), "little") for row in raw]
 
 
-async def run_system(pins, image, program_addr, *, memory_words, max_cycles):
-    """Load ``image``, run the program at ``program_addr``, read all memory back.
+async def run_system(pins, image, program_addr, *, memory_words, max_cycles,
+                     instructions=0):
+    """Load ``image``, run the program at ``program_addr``, read all memory back,
+    and the retirement cycles of its first ``instructions`` instructions.
 
     Raises
     ------
@@ -56,4 +61,9 @@ async def run_system(pins, image, program_addr, *, memory_words, max_cycles):
         await pins.tick()
         out += pins.get("host_rdata").to_bytes(16, "little")
     result.dram = bytes(out)
+    result.retired_at = []
+    for index in range(min(instructions, PROFILE_DEPTH)):
+        pins.set("profile_addr", index)
+        await pins.tick()
+        result.retired_at.append(pins.get("profile_data"))
     return result

@@ -8,7 +8,10 @@ from vitforge.hw.accel.accelerator import Accelerator, COUNTER_CLASSES
 from vitforge.hw.accel.ports import MEMORY_DATA_BITS
 from vitforge.hw.gemm.core import COUNTER_BITS
 
-__all__ = ["SimulatedSystem", "VERILOG_MEMORY_MODULE"]
+__all__ = ["SimulatedSystem", "VERILOG_MEMORY_MODULE", "PROFILE_DEPTH"]
+
+#: Instructions whose retirement cycle the profile keeps.
+PROFILE_DEPTH = 4096
 
 #: External memory as plain Verilog, for Verilator runs: Amaranth would spell out
 #: the initial contents of every word, which costs minutes for megabytes.
@@ -37,7 +40,8 @@ class SimulatedSystem(wiring.Component):
     later, in order. While the accelerator is idle, the testbench reads and
     writes the memory through ``host_*`` (one word per cycle, read data one
     cycle later): it loads the image, starts the program and reads the
-    results, and never drives the accelerator cycle by cycle.
+    results, and never drives the accelerator cycle by cycle. A profile memory
+    logs the cycle count at which each instruction retired.
     """
 
     def __init__(self, config, memory_words, *, verilog_memory=False):
@@ -57,6 +61,8 @@ class SimulatedSystem(wiring.Component):
             "error_pc": Out(32),
             "cycles": Out(COUNTER_BITS),
             **{f"cycles_{name}": Out(COUNTER_BITS) for name in COUNTER_CLASSES},
+            "profile_addr": In(range(PROFILE_DEPTH)),
+            "profile_data": Out(COUNTER_BITS),
         })
 
     def elaborate(self, platform):
@@ -80,6 +86,19 @@ class SimulatedSystem(wiring.Component):
         ]
         m.d.comb += [getattr(self, f"cycles_{name}").eq(accelerator.class_cycles[index])
                      for index, name in enumerate(COUNTER_CLASSES)]
+
+        # Profile: the cycle counter when each instruction retired.
+        m.submodules.profile = profile = memory.Memory(shape=COUNTER_BITS, depth=PROFILE_DEPTH,
+                                                       init=[])
+        log = profile.write_port()
+        report = profile.read_port()
+        m.d.comb += [
+            log.addr.eq(accelerator.retire_pc),
+            log.data.eq(accelerator.cycles),
+            log.en.eq(accelerator.retire & (accelerator.retire_pc < PROFILE_DEPTH)),
+            report.addr.eq(self.profile_addr),
+            self.profile_data.eq(report.data),
+        ]
         m.d.sync += responding.eq(request.valid & ~request.payload.write)
         with m.If(accelerator.busy):
             m.d.comb += [

@@ -50,6 +50,23 @@ class CompiledProgram:
     logit_lane: int = 0                                    # model programs: the class token's
     model_classes: int = 0                                 # lane, and the logits' count
     output_words: int = 0                                  # activation words stored at the end
+    sections: list = field(default_factory=list)          # the layer each instruction serves
+
+    def section_cycles(self, retired_at, total):
+        """Cycles per section (layer) from the retirement cycle of each instruction.
+
+        An instruction that retired together with the one before it (a weight
+        load run beside a GEMM) costs nothing of its own; fetching the final
+        DONE counts to the last section, so the sections add up to ``total``.
+        """
+        totals, previous = {}, 0
+        for section, retired in zip(self.sections, retired_at):
+            cost = retired - previous if retired else 0
+            previous = retired or previous
+            totals[section] = totals.get(section, 0) + cost
+        if self.sections:
+            totals[self.sections[-1]] += total - previous
+        return totals
 
     def result(self, dram):
         """What the program computes: the final tokens, or a model's logits."""
@@ -113,10 +130,12 @@ class _Emitter:
         self.program = program
         self.image = image
         self.trace = trace
+        self.section = "input"
 
     def __call__(self, opcode, **fields):
         encode(opcode, **fields)      # checks every field now, not at run time
         self.program.instructions.append((Opcode(opcode), fields))
+        self.program.sections.append(self.section)
         if self.trace and opcode in _DESTINATIONS:
             first, end, stride = _DESTINATIONS[opcode](fields)
             config = self.program.config
@@ -126,6 +145,7 @@ class _Emitter:
                 act_addr=first, words=end - first, dram_addr=address, stride=stride))
             self.program.instructions.append((Opcode.STORE, dict(
                 spad_addr=first, dram_addr=address, count=end - first)))
+            self.program.sections.append("trace")
 
 
 def _check_shapes(config, blocks, tokens):
@@ -252,6 +272,7 @@ class _Builder:
         """
         regions, dim, head_dim = self.regions, self.dim, block.head_dim
         tokens, token_tiles, lanes = self.tokens, self.token_tiles, self.lanes
+        self.emit.section = f"block {index} attention"
         prm = self.load_params(
             (("qkv", block.qkv), ("proj", block.proj), ("fc1", block.fc1), ("fc2", block.fc2)),
             (("score", block.score, tokens), ("context", block.context, head_dim)),
@@ -284,6 +305,7 @@ class _Builder:
                       head_dim)
         proj = self.load_weights(block.proj.weight, f"block {index} proj")
         self.linear(block.proj, proj, regions["context"], dim, regions["sublayer"], prm["proj"])
+        self.emit.section = f"block {index} mlp"
         fc1 = self.load_weights(block.fc1.weight, f"block {index} fc1")
         self.add(regions["x"], regions["sublayer"], regions["x1"], block.residual1)
         # MLP.
@@ -310,6 +332,7 @@ class _Builder:
     def finish(self, region, words):
         """STORE ``words`` activation words of ``region``, DONE, and lay out the program."""
         config, program = self.config, self.program
+        self.emit.section = "output"
         program.output_addr = self.image.reserve(words * config.act_entry_words)
         program.output_words = words
         self.emit(Opcode.STORE, spad_addr=self.regions[region], dram_addr=program.output_addr,
@@ -372,6 +395,7 @@ def compile_model(config, model, patches, *, trace=False):
     rows = np.concatenate([patches, np.zeros((1, shape.patch_features), np.int8)])
     builder.program.input_addr = builder.load_activations(rows, "patches")
     builder.load_activations(model.position, "x1")
+    builder.emit.section = "patch embedding"
     prm = builder.load_params((("patch", model.patch),), (), "patch embedding")
     weights = builder.load_weights(model.patch.weight, "patch embedding")
     builder.linear(model.patch, weights, regions["patches"], shape.patch_features,
@@ -379,6 +403,7 @@ def compile_model(config, model, patches, *, trace=False):
     qkv = builder.load_weights(model.blocks[0].qkv.weight, "block 0 qkv")
     builder.add(regions["sublayer"], regions["x1"], regions["x"], model.embed)
     builder.blocks(list(model.blocks), qkv)
+    builder.emit.section = "head"
     builder.load_layernorms((model.norm,))
     builder.layernorm(model.norm, 0, regions["x"], regions["normalized"])
     prm = builder.load_params((("head", model.head),), (), "head")

@@ -41,6 +41,8 @@ def test_stacked_blocks_match_golden(seed, array, count):
     np.testing.assert_array_equal(report.rtl_output, expected,
                                   err_msg=f"seed {seed}, array {array}")
     assert report.cycles == sum(report.class_cycles.values())
+    assert report.cycles == sum(report.section_cycles.values())
+    assert set(report.section_cycles) >= {"input", "block 0 attention", "block 0 mlp", "output"}
 
 
 def test_token_counts_change_between_programs_on_one_build():

@@ -152,6 +152,9 @@ def test_verify_and_demo_on_the_embedded_model(tmp_path):
     assert summary["bit_exact"] is True and summary["images"] == 2
     assert abs(summary["int8_accuracy"] - summary["float_accuracy"]) <= 0.01
     assert summary["cycles"] == sum(summary["per_layer"].values())
+    assert summary["cycles"] == sum(summary["per_class"].values())
+    assert {"patch embedding", "block 0 attention", "block 1 mlp", "head"} <= set(
+        summary["per_layer"])
     folder = tmp_path / "demo"
     completed = run("demo", "--images", "2", "--out", str(folder))
     assert completed.returncode == 0, completed.stdout + completed.stderr
