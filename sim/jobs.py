@@ -10,12 +10,15 @@ from . import runner
 __all__ = ["run_job"]
 
 
-def run_job(built, test_module, write_job, read_results):
+def run_job(built, test_module, write_job, read_results, *, waves_to=None):
     """Run cocotb ``test_module`` on ``built`` with a job written by ``write_job(path)``.
 
     The testbench finds the job at ``$VITFORGE_JOB`` and writes its results to
     ``$VITFORGE_RESULTS``. The scratch folder is removed on success and kept on
     failure, so the simulation log named in the error stays readable.
+
+    With ``waves_to`` (a path; ``built`` must be a waves build) the run's
+    VCD trace is moved there.
 
     Returns
     -------
@@ -31,8 +34,10 @@ def run_job(built, test_module, write_job, read_results):
     started = time.monotonic()
     runner.run_test(built, test_module,
                     env={"VITFORGE_JOB": str(job_path), "VITFORGE_RESULTS": str(results_path)},
-                    keep_dir=scratch / "run")
+                    keep_dir=scratch / "run", waves=waves_to is not None)
     seconds = time.monotonic() - started
     results = read_results(results_path)
+    if waves_to is not None:
+        shutil.move(scratch / "run" / "dump.vcd", waves_to)
     shutil.rmtree(scratch, ignore_errors=True)
     return results, seconds

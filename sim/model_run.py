@@ -72,11 +72,13 @@ class ModelRun:
         return self.macs * self.images / (self.array ** 2) / sum(self.cycles)
 
 
-def run_model(name, *, images=4, array=4, seed=0, compare_float=True, log=None):
+def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=None,
+              log=None):
     """Quantize model ``name``, run ``images`` test images on the RTL and the golden model.
 
     The float and int8 accuracies use the whole test split (golden model, no
     simulation); RTL == golden is checked on the first ``images`` test images.
+    ``waves_to`` receives a VCD trace of the first image.
     """
     if not isinstance(images, int) or images <= 0:
         raise ValueError(f"images must be a positive integer, not {images!r}")
@@ -109,7 +111,8 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, log=None):
             log(f"image {index + 1}/{images}")
         program = compile_model(config, model, patches_of(image))
         run.macs = program.macs
-        report = coverify(program, log=log if index == 0 else None)
+        report = coverify(program, waves_to=waves_to if index == 0 else None,
+                          log=log if index == 0 else None)
         machine = Machine(config, program.image)
         run_program(machine, program.program_addr)
         rtl = read_logits(program, report.rtl_dram)

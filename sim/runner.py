@@ -175,7 +175,7 @@ def _verilator_runner():
     return TopPortsVerilator()
 
 
-def build(verilog, toplevel, *, build_args=(), log=None):
+def build(verilog, toplevel, *, build_args=(), waves=False, log=None):
     """Compile ``verilog`` with Verilator for cocotb, or reuse a cached build.
 
     Parameters
@@ -186,6 +186,9 @@ def build(verilog, toplevel, *, build_args=(), log=None):
         Name of the top module.
     build_args : sequence of str
         Extra Verilator arguments (part of the cache key).
+    waves : bool
+        Build with signal tracing (VCD, the top two levels of hierarchy), so
+        :func:`run_test` can dump waves (a separate cached build).
     log : callable or None
         Called with one-line progress messages.
 
@@ -195,7 +198,13 @@ def build(verilog, toplevel, *, build_args=(), log=None):
     """
     toolchain = find_toolchain()
     build_args = ["-Wno-fatal", "-O3", *build_args]
-    key = _build_key(toolchain, verilog, toplevel, build_args)
+    lines = ["`verilator_config", f'public_flat_rw -module "{toplevel}" -var "*"']
+    if waves:
+        # A full-depth VCD of even the tiny demo model is over half a gigabyte.
+        lines.append(f'tracing_off -scope "{toplevel}.*.*"')
+    control_text = "\n".join(lines) + "\n"
+    key = _build_key(toolchain, verilog + control_text, toplevel,
+                     [*build_args, f"waves={waves}"])
     directory = cache_root() / "verilator" / f"{toplevel}-{key}"
     directory.parent.mkdir(parents=True, exist_ok=True)
     with open(directory.parent / f"{directory.name}.lock", "w") as lock:
@@ -210,13 +219,14 @@ def build(verilog, toplevel, *, build_args=(), log=None):
         source = directory / f"{toplevel}.v"
         source.write_text(verilog)
         control = directory / "ports.vlt"
-        control.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n')
+        control.write_text(control_text)
         started = time.monotonic()
         runner = _verilator_runner()
         with _patched_environment(toolchain.environment()):
             try:
                 runner.build(sources=[control, source], hdl_toplevel=toplevel, build_dir=directory,
-                             build_args=build_args, log_file=directory / "build.log")
+                             build_args=build_args, waves=waves,
+                             log_file=directory / "build.log")
             except (RuntimeError, SystemExit) as error:
                 tail = _tail(directory / "build.log")
                 raise SimulationError(f"Verilator build of {toplevel} failed ({error}); "
@@ -233,11 +243,12 @@ def _tail(path, lines=20):
         return "(no log)"
 
 
-def run_test(built, test_module, *, env=None, testcase=None, keep_dir=None):
+def run_test(built, test_module, *, env=None, testcase=None, keep_dir=None, waves=False):
     """Run cocotb ``test_module`` against ``built``; return its run directory.
 
     The run directory (fresh, under the system temp directory unless
-    ``keep_dir`` is given) holds ``results.xml`` and ``sim.log``.
+    ``keep_dir`` is given) holds ``results.xml``, ``sim.log`` and, with
+    ``waves`` (a build made with ``waves=True``), ``dump.vcd``.
 
     Raises
     ------
@@ -259,7 +270,7 @@ def run_test(built, test_module, *, env=None, testcase=None, keep_dir=None):
             runner.test(test_module=test_module, hdl_toplevel=built.toplevel,
                         hdl_toplevel_lang="verilog",
                         testcase=testcase, build_dir=built.directory, test_dir=run_dir,
-                        results_xml=str(results_xml), log_file=log_file)
+                        results_xml=str(results_xml), log_file=log_file, waves=waves)
         except SystemExit as error:
             raise SimulationError(f"simulator exited with status {error.code}; "
                                   f"log {log_file}:\n{_tail(log_file)}") from None

@@ -79,9 +79,9 @@ def _check_output_folder(path):
         return
     folder = Path(path).resolve().parent
     if not folder.is_dir():
-        raise ValueError(f"--json folder must exist, not {str(folder)!r}")
+        raise ValueError(f"output folder must exist, not {str(folder)!r}")
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"--json folder must be writable, not {str(folder)!r}")
+        raise ValueError(f"output folder must be writable, not {str(folder)!r}")
 
 
 def gemm(args):
@@ -258,8 +258,9 @@ def _run_model(args, compare_float):
     _check_output_folder(args.json)
     if args.clock_mhz <= 0:
         raise ValueError(f"clock-mhz must be positive, not {args.clock_mhz}")
+    _check_output_folder(args.waves)
     run = run_model(args.model, images=args.images, array=args.rows, seed=args.seed,
-                    compare_float=compare_float, log=_log)
+                    compare_float=compare_float, waves_to=args.waves, log=_log)
     return run, _model_summary(run, args.clock_mhz)
 
 
@@ -306,6 +307,9 @@ def _add_model_options(parser, images):
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--clock-mhz", type=float, default=300.0,
                         help="clock for latency and FPS (default 300)")
+    parser.add_argument("--waves", metavar="FILE.vcd",
+                        help="dump a VCD trace (top two hierarchy levels) of the first "
+                             "image's run")
 
 
 def _parser():

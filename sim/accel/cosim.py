@@ -86,7 +86,7 @@ def describe_mismatch(program, rtl, golden):
             f"{differ.size} bytes differ in all")
 
 
-def coverify(program, *, max_cycles=None, log=None):
+def coverify(program, *, max_cycles=None, waves_to=None, log=None):
     """Run ``program`` (a :class:`CompiledProgram`) on both executors and compare.
 
     Raises
@@ -102,7 +102,8 @@ def coverify(program, *, max_cycles=None, log=None):
     run_program(machine, program.program_addr)
     result, seconds, built, verilog = run_rtl(config, program.image, program.program_addr,
                                               max_cycles=max_cycles,
-                                              instructions=len(program.instructions), log=log)
+                                              instructions=len(program.instructions),
+                                              waves_to=waves_to, log=log)
     rtl_image = result["dram"]
     return CoverificationReport(
         match=bytes(rtl_image) == bytes(machine.dram), done=result["done"],
@@ -115,7 +116,8 @@ def coverify(program, *, max_cycles=None, log=None):
         build_seconds=built.seconds, verilog_seconds=verilog.seconds)
 
 
-def run_rtl(config, image, program_addr, *, max_cycles, instructions=0, log=None):
+def run_rtl(config, image, program_addr, *, max_cycles, instructions=0, waves_to=None,
+            log=None):
     """Run the program at ``program_addr`` of ``image`` on the RTL in Verilator.
 
     Returns ``(result, sim_seconds, build, verilog)`` where ``result`` has the
@@ -131,15 +133,16 @@ def run_rtl(config, image, program_addr, *, max_cycles, instructions=0, log=None
                              lambda: SimulatedSystem(config, memory_words, verilog_memory=True),
                              log=log,
                              what=f"the accelerator ({config.array}x{config.array} array)")
-    built = runner.build(verilog.text + VERILOG_MEMORY_MODULE, TOPLEVEL, log=log)
+    built = runner.build(verilog.text + VERILOG_MEMORY_MODULE, TOPLEVEL,
+                         waves=waves_to is not None, log=log)
     if log:
-        log("simulating the program")
+        log("simulating the program" + (f", waves to {waves_to}" if waves_to else ""))
 
     def write_job(path):
         np.savez(path, image=np.frombuffer(bytes(image), np.uint8), program_addr=program_addr,
                  max_cycles=max_cycles, memory_words=memory_words, instructions=instructions)
 
-    result, seconds = run_job(built, TEST_MODULE, write_job, load_results)
+    result, seconds = run_job(built, TEST_MODULE, write_job, load_results, waves_to=waves_to)
     return result, seconds, built, verilog
 
 

@@ -39,7 +39,7 @@ def test_unwritable_json_is_refused_before_simulating(tmp_path, capsys, monkeypa
     missing = tmp_path / "missing"
     code = cli.main(["gemm", "--rows", "4", "--cols", "4", "--json", str(missing / "out.json")])
     assert code == 2
-    assert capsys.readouterr().err == f"vitforge: error: --json folder must exist, " \
+    assert capsys.readouterr().err == f"vitforge: error: output folder must exist, " \
                                       f"not {str(missing)!r}\n"
 
 
@@ -161,3 +161,13 @@ def test_verify_and_demo_on_the_embedded_model(tmp_path):
     assert {p.name for p in folder.iterdir()} == {"report.md", "summary.json", "cycles.png",
                                                    "digits.png"}
     assert "RTL == golden model, bit for bit: **yes**" in (folder / "report.md").read_text()
+
+
+@pytest.mark.verilator
+def test_simulate_dumps_waves(tmp_path):
+    waves = tmp_path / "tiny.vcd"
+    completed = run("simulate", "--images", "1", "--waves", str(waves))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert waves.stat().st_size < 200_000_000
+    head = waves.read_bytes()[:100_000]
+    assert b"$enddefinitions" in head and b"retire" in head
