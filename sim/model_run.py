@@ -73,12 +73,13 @@ class ModelRun:
 
 
 def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=None,
-              log=None):
+              log=None, progress=None):
     """Quantize model ``name``, run ``images`` test images on the RTL and the golden model.
 
     The float and int8 accuracies use the whole test split (golden model, no
     simulation); RTL == golden is checked on the first ``images`` test images.
-    ``waves_to`` receives a VCD trace of the first image.
+    ``waves_to`` receives a VCD trace of the first image; ``progress(done,
+    total)`` is called as images finish.
     """
     if not isinstance(images, int) or images <= 0:
         raise ValueError(f"images must be a positive integer, not {images!r}")
@@ -107,8 +108,8 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
             run.float_accuracy = float((floats.argmax(1) == test_labels).mean())
             run.int8_accuracy = float((golden.argmax(1) == test_labels).mean())
     for index, image in enumerate(test_images[:images]):
-        if log:
-            log(f"image {index + 1}/{images}")
+        if progress:
+            progress(index, images)
         program = compile_model(config, model, patches_of(image))
         run.macs = program.macs
         report = coverify(program, waves_to=waves_to if index == 0 else None,
@@ -128,5 +129,7 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
         label = None if test_labels is None else int(test_labels[index])
         float_class = int(forward(vit, image[None])[0].argmax()) if compare_float else None
         run.predictions.append((int(rtl.argmax()), int(expected.argmax()), float_class, label))
+    if progress:
+        progress(images, images)
     return run
 

@@ -34,6 +34,13 @@ def _log(line):
     print(f"vitforge: {line}", file=sys.stderr, flush=True)
 
 
+def _progress(done, total, width=30):
+    """A progress bar on stderr: ``vitforge: [#####.....] 3/6 images``."""
+    filled = width * done // total
+    print(f"vitforge: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} images",
+          file=sys.stderr, flush=True)
+
+
 def _package_version(name):
     from importlib import metadata
     try:
@@ -260,7 +267,8 @@ def _run_model(args, compare_float):
         raise ValueError(f"clock-mhz must be positive, not {args.clock_mhz}")
     _check_output_folder(args.waves)
     run = run_model(args.model, images=args.images, array=args.rows, seed=args.seed,
-                    compare_float=compare_float, waves_to=args.waves, log=_log)
+                    compare_float=compare_float, waves_to=args.waves, log=_log,
+                    progress=_progress)
     return run, _model_summary(run, args.clock_mhz)
 
 

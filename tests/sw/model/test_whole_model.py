@@ -79,3 +79,31 @@ def test_compiled_model_equals_the_direct_integer_model(array):
         run_program(machine, program.program_addr)
         np.testing.assert_array_equal(read_logits(program, machine.dram),
                                       vit_logits(model, patches), err_msg=f"seed {seed}")
+
+
+def test_quantized_model_round_trips_through_one_file(tmp_path):
+    from vitforge.sw.model.quantized_io import load_quantized, save_quantized
+
+    rng = np.random.default_rng(4)
+    vit = random_vit(PRESETS["tiny"], rng, scale=0.2)
+    images = rng.uniform(0, 1, (12, 1, 8, 8))
+    model = quantize_vit(vit, images[:10])
+    save_quantized(tmp_path / "q.npz", model)
+    loaded = load_quantized(tmp_path / "q.npz")
+    assert loaded.shape == model.shape and loaded.input_scale == model.input_scale
+    for image in images[10:]:
+        patches = quantize_tensor(patchify(image[None], vit.shape)[0], model.input_scale)
+        np.testing.assert_array_equal(vit_logits(loaded, patches), vit_logits(model, patches))
+    config = config_for_model(model, 4)
+    assert compile_model(config, loaded, patches).image == \
+        compile_model(config, model, patches).image
+
+
+def test_malformed_quantized_files_are_rejected(tmp_path):
+    from vitforge.sw.model.quantized_io import load_quantized
+
+    vit = random_vit(PRESETS["tiny"], np.random.default_rng(0))
+    save_vit(tmp_path / "float.npz", vit)
+    with pytest.raises(ValueError, match=r"float\.npz has format 'vitforge-float-vit-1', "
+                                         r"expected 'vitforge-int8-vit-1'$"):
+        load_quantized(tmp_path / "float.npz")

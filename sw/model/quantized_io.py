@@ -1,0 +1,100 @@
+"""A quantized ViT on disk: one ``.npz`` of integer arrays plus JSON metadata, no pickles."""
+
+from dataclasses import asdict, fields, is_dataclass
+import json
+import os
+from pathlib import Path
+import tempfile
+
+import numpy as np
+
+from vitforge.sw.nonlinear.layernorm import LayerNormParams
+from vitforge.sw.nonlinear.softmax import ExpParams
+
+from .quantized import (QuantizedEncoderBlock, QuantizedLinear, QuantizedVit, Requant,
+                        ResidualParams)
+from .vit import VitShape
+
+__all__ = ["save_quantized", "load_quantized", "QUANTIZED_FORMAT"]
+
+QUANTIZED_FORMAT = "vitforge-int8-vit-1"
+_TYPES = {cls.__name__: cls for cls in (QuantizedLinear, Requant, ResidualParams,
+                                        LayerNormParams, ExpParams, QuantizedEncoderBlock)}
+
+
+def _flatten(value, prefix, arrays):
+    """JSON description of ``value``; its arrays go to ``arrays`` under dotted keys."""
+    if isinstance(value, np.ndarray):
+        arrays[prefix] = value
+        return {"array": prefix}
+    if is_dataclass(value) and type(value).__name__ in _TYPES:
+        return {"type": type(value).__name__,
+                "fields": {f.name: _flatten(getattr(value, f.name), f"{prefix}.{f.name}", arrays)
+                           for f in fields(value)}}
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return {"value": value.item() if hasattr(value, "item") else value}
+    raise TypeError(f"cannot store {prefix} of type {type(value).__name__}")
+
+
+def _unflatten(description, arrays, where):
+    if "array" in description:
+        key = description["array"]
+        if key not in arrays:
+            raise ValueError(f"{where}: array {key!r} is missing")
+        return arrays[key]
+    if "type" in description:
+        cls = _TYPES.get(description["type"])
+        if cls is None:
+            raise ValueError(f"{where}: unknown type {description['type']!r}")
+        values = {name: _unflatten(item, arrays, where)
+                  for name, item in description["fields"].items()}
+        return cls(**values)
+    return description["value"]
+
+
+def save_quantized(path, model):
+    """Write ``model`` (a :class:`QuantizedVit`) to ``path`` atomically."""
+    arrays = {}
+    parts = {name: _flatten(getattr(model, name), name, arrays)
+             for name in ("patch", "position", "embed", "norm", "head")}
+    parts["blocks"] = [_flatten(block, f"blocks.{i}", arrays)
+                       for i, block in enumerate(model.blocks)]
+    meta = {"format": QUANTIZED_FORMAT, "shape": asdict(model.shape),
+            "input_scale": model.input_scale, "logit_scale": model.logit_scale, "parts": parts}
+    path = Path(path)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as out:
+        np.savez_compressed(out, meta=np.array(json.dumps(meta)), **arrays)
+    os.chmod(out.name, 0o644)
+    os.replace(out.name, path)
+
+
+def load_quantized(path):
+    """Read a model written by :func:`save_quantized`.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a quantized vitforge model or parts of it are missing
+        or malformed (the block and field are named).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a vitforge quantized model file ({error})") from None
+    if "meta" not in arrays:
+        raise ValueError(f"{path} has no 'meta' entry: not a vitforge quantized model file")
+    meta = json.loads(str(arrays.pop("meta")))
+    if meta.get("format") != QUANTIZED_FORMAT:
+        raise ValueError(f"{path} has format {meta.get('format')!r}, expected "
+                         f"{QUANTIZED_FORMAT!r}")
+    parts = meta["parts"]
+    try:
+        values = {name: _unflatten(parts[name], arrays, f"{path}: {name}")
+                  for name in ("patch", "position", "embed", "norm", "head")}
+        blocks = tuple(_unflatten(block, arrays, f"{path}: block {i}")
+                       for i, block in enumerate(parts["blocks"]))
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{path}: malformed model description ({error})") from None
+    return QuantizedVit(shape=VitShape(**meta["shape"]), input_scale=meta["input_scale"],
+                        blocks=blocks, logit_scale=meta["logit_scale"], **values)
