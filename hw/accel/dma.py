@@ -1,13 +1,12 @@
 """LOAD and STORE: moves between external memory and the scratchpads."""
 
-from amaranth import Module, Signal, signed
-from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth import Module, Signal
 
 from ..gemm.requantize import RequantParams
 from ..nonlinear.layernorm import ChannelParams
-from .isa import INSTRUCTION_BITS, Opcode, Space
-from .ports import MEMORY_DATA_BITS, field, memory_port, read_request, write_request
+from .isa import Opcode, Space
+from .ports import (MEMORY_DATA_BITS, Unit, act_word, field, memory_port, read_request,
+                    write_request)
 
 __all__ = ["Dma", "TABLE_WORDS"]
 
@@ -15,7 +14,7 @@ __all__ = ["Dma", "TABLE_WORDS"]
 TABLE_WORDS = 16
 
 
-class Dma(wiring.Component):
+class Dma(Unit):
     """Executes one LOAD or STORE (``docs/isa.md``).
 
     LOAD issues one external read per entry as fast as the memory accepts
@@ -35,13 +34,8 @@ class Dma(wiring.Component):
     def __init__(self, config):
         if config.array > 16:
             raise ValueError(f"array must be at most 16 for the DMA, not {config.array}")
-        word = data.ArrayLayout(signed(8), config.array)
-        self._config = config
-        super().__init__({
-            "start": In(1),
-            "instruction": In(INSTRUCTION_BITS),
-            "busy": Out(1),
-            "done": Out(1),
+        word = act_word(config)
+        super().__init__(config, {
             "mem": memory_port(),
             "act_read": read_request(range(config.act_depth), word),
             "act_write": write_request(range(config.act_depth), word),

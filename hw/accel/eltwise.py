@@ -1,17 +1,17 @@
 """GELU and ADD: element-wise over activation words, one word per cycle."""
 
 from amaranth import Module, Mux, Signal, signed
-from amaranth.lib import data, memory, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data, memory
+from amaranth.lib.wiring import Out
 
 from .dma import TABLE_WORDS
-from .isa import INSTRUCTION_BITS, Opcode
-from .ports import MEMORY_DATA_BITS, field, read_request, write_request
+from .isa import Opcode
+from .ports import MEMORY_DATA_BITS, Unit, act_word, field, read_request, write_request
 
 __all__ = ["Eltwise"]
 
 
-class Eltwise(wiring.Component):
+class Eltwise(Unit):
     """Executes GELU (table lookup) or ADD (rescaled residual sum), ``docs/isa.md``.
 
     Owns the GELU table: 16 words of 16 entries, written by LOAD into TBL,
@@ -24,13 +24,8 @@ class Eltwise(wiring.Component):
     """
 
     def __init__(self, config):
-        word = data.ArrayLayout(signed(8), config.array)
-        self._config = config
-        super().__init__({
-            "start": In(1),
-            "instruction": In(INSTRUCTION_BITS),
-            "busy": Out(1),
-            "done": Out(1),
+        word = act_word(config)
+        super().__init__(config, {
             "x_read": read_request(range(config.act_depth), word),
             "y_read": read_request(range(config.act_depth), word),
             "act_write": write_request(range(config.act_depth), word),

@@ -1,16 +1,15 @@
 """COPY_TO_WGT and TRANSPOSE_TO_WGT: activation words into the weight scratchpad."""
 
 from amaranth import Array, Module, Signal, signed
-from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
-from .isa import INSTRUCTION_BITS, Opcode
-from .ports import field, read_request, write_request
+from .isa import Opcode
+from .ports import Unit, act_word, field, read_request, write_request
 
 __all__ = ["Moves"]
 
 
-class Moves(wiring.Component):
+class Moves(Unit):
     """Executes COPY_TO_WGT (one word per cycle) and TRANSPOSE_TO_WGT.
 
     A transpose turns ``array x array`` blocks around through a register
@@ -23,13 +22,8 @@ class Moves(wiring.Component):
     """
 
     def __init__(self, config):
-        word = data.ArrayLayout(signed(8), config.array)
-        self._config = config
-        super().__init__({
-            "start": In(1),
-            "instruction": In(INSTRUCTION_BITS),
-            "busy": Out(1),
-            "done": Out(1),
+        word = act_word(config)
+        super().__init__(config, {
             "act_read": read_request(range(config.act_depth), word),
             "wgt_write": write_request(range(config.wgt_depth), word),
         })

@@ -1,17 +1,36 @@
 """Port signatures and helpers shared by the accelerator's units."""
 
-from amaranth import Mux
+from amaranth import Mux, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import FIELDS
+from .isa import FIELDS, INSTRUCTION_BITS
 
-__all__ = ["read_request", "write_request", "memory_port", "field", "arbitrate_reads",
-           "arbitrate_writes", "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS"]
+__all__ = ["Unit", "act_word", "read_request", "write_request", "memory_port", "field",
+           "arbitrate_reads", "arbitrate_writes", "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS"]
 
 #: External memory: 128-bit words, word addresses.
 MEMORY_DATA_BITS = 128
 MEMORY_ADDRESS_BITS = 32
+
+
+def act_word(config):
+    """An activation (or weight) scratchpad word: ``array`` int8 lanes."""
+    return data.ArrayLayout(signed(8), config.array)
+
+
+class Unit(wiring.Component):
+    """An execution unit of the accelerator.
+
+    The controller puts an instruction on ``instruction`` (held while the unit
+    runs) and pulses ``start``; the unit raises ``busy`` and pulses ``done``
+    when it has finished. ``ports`` are the unit's own memory ports.
+    """
+
+    def __init__(self, config, ports):
+        self._config = config
+        super().__init__({"start": In(1), "instruction": In(INSTRUCTION_BITS), "busy": Out(1),
+                          "done": Out(1), **ports})
 
 
 def read_request(address_width, shape):

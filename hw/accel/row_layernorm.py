@@ -1,15 +1,14 @@
 """LAYERNORM over activation words: one token per lane, its channels in consecutive words."""
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
 from ..gemm.requantize import REQUANT_LATENCY, Requantizer
 from ..nonlinear.divider import SequentialDivider
 from ..nonlinear.isqrt import SequentialSqrt
 from ..nonlinear.layernorm import ChannelParams
-from .isa import INSTRUCTION_BITS, Opcode
-from .ports import field, read_request, write_request
+from .isa import Opcode
+from .ports import Unit, act_word, field, read_request, write_request
 
 __all__ = ["RowLayerNorm"]
 
@@ -21,7 +20,7 @@ _NORMALIZE_SHIFT = 22
 _MAX_CHANNELS = 1024
 
 
-class RowLayerNorm(wiring.Component):
+class RowLayerNorm(Unit):
     """Executes LAYERNORM: ``layernorm_rows`` of ``docs/numerics.md`` on ``array`` tokens at once.
 
     For each tile of ``array`` tokens: a pass summing ``x`` and ``x**2`` per
@@ -37,13 +36,8 @@ class RowLayerNorm(wiring.Component):
     """
 
     def __init__(self, config):
-        word = data.ArrayLayout(signed(8), config.array)
-        self._config = config
-        super().__init__({
-            "start": In(1),
-            "instruction": In(INSTRUCTION_BITS),
-            "busy": Out(1),
-            "done": Out(1),
+        word = act_word(config)
+        super().__init__(config, {
             "act_read": read_request(range(config.act_depth), word),
             "lnp_read": read_request(range(config.lnp_depth), ChannelParams),
             "act_write": write_request(range(config.act_depth), word),

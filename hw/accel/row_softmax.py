@@ -1,13 +1,12 @@
 """SOFTMAX over activation words: one row per lane, a row's elements in consecutive words."""
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
 from ..nonlinear.divider import SequentialDivider
 from ..nonlinear.exp import EXP_LATENCY, ExpUnit
-from .isa import INSTRUCTION_BITS, Opcode
-from .ports import field, read_request, write_request
+from .isa import Opcode
+from .ports import Unit, act_word, field, read_request, write_request
 
 __all__ = ["RowSoftmax"]
 
@@ -15,7 +14,7 @@ _ONE = 127                 # int8 probabilities, scale 1/127
 _RECIPROCAL_BITS = 32
 
 
-class RowSoftmax(wiring.Component):
+class RowSoftmax(Unit):
     """Executes SOFTMAX: ``softmax_rows`` of ``docs/numerics.md`` on ``array`` rows at once.
 
     For each tile of ``array`` rows: a pass over the row's words for the
@@ -30,13 +29,8 @@ class RowSoftmax(wiring.Component):
     """
 
     def __init__(self, config):
-        word = data.ArrayLayout(signed(8), config.array)
-        self._config = config
-        super().__init__({
-            "start": In(1),
-            "instruction": In(INSTRUCTION_BITS),
-            "busy": Out(1),
-            "done": Out(1),
+        word = act_word(config)
+        super().__init__(config, {
             "act_read": read_request(range(config.act_depth), word),
             "act_write": write_request(range(config.act_depth), word),
         })

@@ -14,8 +14,6 @@ import math
 from pathlib import Path
 import sys
 
-import numpy as np
-
 from .digits import digits_split
 from .vit import PRESETS, FloatBlock, FloatVit, forward, patchify
 from .weights import EMBEDDED_WEIGHTS, save_vit

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.sw.accel.compiler import compile_blocks, config_for
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sw.golden.encoder import encoder_block
