@@ -166,6 +166,7 @@ def nonlinear(args):
 
 def block(args):
     """Compile random integer encoder blocks, run them on the RTL and the golden interpreter."""
+    from vitforge.hw.checks import check_positive_int
     from vitforge.sim.accel.cosim import coverify
     from vitforge.sw.accel.compiler import compile_blocks, config_for
     from vitforge.sw.files import write_atomic
@@ -174,9 +175,7 @@ def block(args):
 
     _check_output_folder(args.json)
     for name in ("tokens", "dim", "heads", "mlp", "blocks", "rows"):
-        value = getattr(args, name)
-        if value <= 0:
-            raise ValueError(f"{name} must be a positive integer, not {value}")
+        check_positive_int(name, getattr(args, name))
     if args.cols is not None and args.cols != args.rows:
         raise ValueError(f"cols must equal rows (the accelerator's array is square), not "
                          f"{args.cols} and {args.rows}")

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vitforge.hw.checks import check_positive_int
 from vitforge.sw.golden.nonlinear.gelu import gelu as golden_gelu
 from vitforge.sw.golden.nonlinear.layernorm import layernorm as golden_layernorm
 from vitforge.sw.golden.nonlinear.softmax import softmax as golden_softmax
@@ -50,8 +51,7 @@ class Evaluation:
 
 
 def _check_count(name, value, maximum=None):
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    check_positive_int(name, value)
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be at most {maximum}, not {value}")
 

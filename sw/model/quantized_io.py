@@ -2,11 +2,10 @@
 
 from dataclasses import asdict, fields, is_dataclass
 import json
-import os
-from pathlib import Path
-import tempfile
 
 import numpy as np
+
+from vitforge.sw.files import atomic_output
 
 from vitforge.sw.nonlinear.layernorm import LayerNormParams
 from vitforge.sw.nonlinear.softmax import ExpParams
@@ -61,11 +60,8 @@ def save_quantized(path, model):
                        for i, block in enumerate(model.blocks)]
     meta = {"format": QUANTIZED_FORMAT, "shape": asdict(model.shape),
             "input_scale": model.input_scale, "logit_scale": model.logit_scale, "parts": parts}
-    path = Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as out:
+    with atomic_output(path, suffix=".npz") as out:
         np.savez_compressed(out, meta=np.array(json.dumps(meta)), **arrays)
-    os.chmod(out.name, 0o644)
-    os.replace(out.name, path)
 
 
 def load_quantized(path):

@@ -2,11 +2,11 @@
 
 from dataclasses import asdict, fields
 import json
-import os
 from pathlib import Path
-import tempfile
 
 import numpy as np
+
+from vitforge.sw.files import atomic_output
 
 from .vit import FloatBlock, FloatVit, VitShape
 
@@ -38,12 +38,9 @@ def save_vit(path, vit, extra_meta=None):
         for item in fields(FloatBlock):
             arrays[f"blocks.{index}.{item.name}"] = getattr(block, item.name)
     meta = {"format": FORMAT, "shape": asdict(vit.shape), **(extra_meta or {})}
-    path = Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as out:
+    with atomic_output(path, suffix=".npz") as out:
         np.savez_compressed(out, meta=np.array(json.dumps(meta)),
                             **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
-    os.chmod(out.name, 0o644)
-    os.replace(out.name, path)
 
 
 def load_vit(path):
