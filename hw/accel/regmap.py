@@ -1,0 +1,54 @@
+"""The accelerator's control and status registers: the one source of the register map.
+
+The AXI4-Lite register block, ``regmap.json``, ``regmap.h`` and the drivers are all
+generated from :data:`REGISTERS`.
+"""
+
+from dataclasses import asdict, dataclass
+import json
+
+from .accelerator import COUNTER_CLASSES
+
+__all__ = ["Register", "REGISTERS", "regmap_json", "regmap_header", "REGISTER_BYTES"]
+
+REGISTER_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    offset: int
+    access: str        # "rw", "ro", or "w1c" (write 1 to clear)
+    description: str
+
+
+REGISTERS = (
+    Register("CONTROL", 0x00, "rw", "bit 0: start (write 1; reads 0); bit 1: interrupt enable"),
+    Register("STATUS", 0x04, "ro", "bit 0: busy; bit 1: done; bits 3..2: error code"),
+    Register("PROGRAM_ADDR", 0x08, "rw", "index of the first instruction's 16-byte word"),
+    Register("IMAGE_BASE_LO", 0x0C, "rw", "byte address of the memory image, bits 31..0"),
+    Register("IMAGE_BASE_HI", 0x10, "rw", "byte address of the memory image, bits 63..32"),
+    Register("IRQ_STATUS", 0x14, "w1c", "bit 0: the program finished (write 1 to clear)"),
+    Register("ERROR_PC", 0x18, "ro", "index of the instruction that raised the error"),
+    Register("CYCLES", 0x1C, "ro", "cycles from start to done"),
+    *(Register(f"CYCLES_{name.upper()}", 0x20 + REGISTER_BYTES * index, "ro",
+               f"cycles spent in the {name} instruction class")
+      for index, name in enumerate(COUNTER_CLASSES)),
+)
+
+
+def regmap_json():
+    """The register map as JSON text."""
+    return json.dumps({"register_bytes": REGISTER_BYTES,
+                       "registers": [asdict(register) for register in REGISTERS]}, indent=2) + "\n"
+
+
+def regmap_header():
+    """The register map as a C header (byte offsets)."""
+    lines = ["/* vitforge accelerator registers: generated from vitforge.hw.accel.regmap. */",
+             "#ifndef VITFORGE_REGMAP_H", "#define VITFORGE_REGMAP_H", ""]
+    for register in REGISTERS:
+        lines.append(f"/* {register.access}: {register.description} */")
+        lines.append(f"#define VITFORGE_{register.name} 0x{register.offset:02X}u")
+    lines += ["", "#endif", ""]
+    return "\n".join(lines)
