@@ -3,7 +3,6 @@
 import json
 import re
 
-import pytest
 
 from vitforge.hw.accel.regmap import REGISTERS, regmap_header, regmap_json
 from vitforge.hw.axi.lite_registers import RESP_OKAY, RESP_SLVERR, AxiLiteRegisters
