@@ -80,6 +80,14 @@ def doctor(args):
     return EXIT_TOOLCHAIN if required_missing else 0
 
 
+def _write_json(path, summary):
+    """Write ``summary`` as JSON to ``path`` (atomically), if a path was given."""
+    from vitforge.sw.files import write_atomic
+
+    if path:
+        write_atomic(path, json.dumps(summary, indent=2) + "\n")
+
+
 def _check_output_folder(path):
     """Fail before a long run, not after it, when an output cannot be written."""
     if path is None:
@@ -95,7 +103,6 @@ def gemm(args):
     """Generate the engine, simulate one GEMM, compare with the golden model."""
     from vitforge.hw.gemm.config import GemmConfig
     from vitforge.sim.gemm.cosim import first_mismatch, simulate
-    from vitforge.sw.files import write_atomic
     from vitforge.sw.gemm.plan import plan_gemm
     from vitforge.sw.gemm.problems import random_problem
 
@@ -132,15 +139,13 @@ def gemm(args):
         else:
             row, col, rtl, golden = mismatch
             print(f"  first mismatch  C[{row}, {col}]: RTL {rtl}, golden {golden}")
-    if args.json:
-        write_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+    _write_json(args.json, summary)
     return 0 if result.match else EXIT_MISMATCH
 
 
 def nonlinear(args):
     """Run a nonlinear unit in simulation against its golden twin and the float reference."""
     from vitforge.sim.nonlinear.evaluate import evaluate
-    from vitforge.sw.files import write_atomic
 
     _check_output_folder(args.json)
     result = evaluate(args.op, scale=args.scale, length=args.length, rows=args.rows,
@@ -159,8 +164,7 @@ def nonlinear(args):
         where = int(np.argmax(result.rtl != result.golden)) if result.rtl.shape == \
             result.golden.shape else 0
         print(f"  first mismatch    element {where}")
-    if args.json:
-        write_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+    _write_json(args.json, summary)
     return 0 if result.match else EXIT_MISMATCH
 
 
@@ -169,7 +173,6 @@ def block(args):
     from vitforge.hw.checks import check_positive_int
     from vitforge.sim.accel.cosim import coverify
     from vitforge.sw.accel.compiler import compile_blocks, config_for
-    from vitforge.sw.files import write_atomic
     from vitforge.sw.golden.encoder import encoder_block
     from vitforge.sw.model.random_block import random_block, random_tokens
 
@@ -214,8 +217,7 @@ def block(args):
     for name, cycles in report.class_cycles.items():
         share = cycles / report.cycles if report.cycles else 0
         print(f"    {name:12} {cycles:10d}  {share:6.1%}")
-    if args.json:
-        write_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+    _write_json(args.json, summary)
     return 0 if summary["match"] else EXIT_MISMATCH
 
 
@@ -273,25 +275,21 @@ def _run_model(args, compare_float):
 
 def simulate(args):
     """Cycle-accurate run of a quantized model: cycles per class, utilization, latency, FPS."""
-    from vitforge.sw.files import write_atomic
 
     run, summary = _run_model(args, compare_float=False)
     _print_model_summary(summary, verify=False)
-    if args.json:
-        write_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+    _write_json(args.json, summary)
     return 0 if run.bit_exact and not run.error else EXIT_MISMATCH
 
 
 def verify(args):
     """RTL vs golden (bit-exact) and golden vs float (accuracy, agreement)."""
-    from vitforge.sw.files import write_atomic
 
     run, summary = _run_model(args, compare_float=True)
     _print_model_summary(summary, verify=True)
     if run.mismatch:
         print(f"  first mismatch       {run.mismatch}")
-    if args.json:
-        write_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+    _write_json(args.json, summary)
     return 0 if run.bit_exact and not run.error else EXIT_MISMATCH
 
 
