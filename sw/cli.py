@@ -173,8 +173,7 @@ def block(args):
     from vitforge.hw.checks import check_positive_int
     from vitforge.sim.accel.cosim import coverify
     from vitforge.sw.accel.compiler import compile_blocks, config_for
-    from vitforge.sw.golden.encoder import encoder_block
-    from vitforge.sw.model.random_block import random_block, random_tokens
+    from vitforge.sw.model.random_block import random_blocks
 
     _check_output_folder(args.json)
     for name in ("tokens", "dim", "heads", "mlp", "blocks", "rows"):
@@ -184,13 +183,9 @@ def block(args):
                          f"{args.cols} and {args.rows}")
     if args.dim % args.heads:
         raise ValueError(f"dim must be a multiple of heads={args.heads}, not {args.dim}")
-    rng = np.random.default_rng(args.seed)
-    x = random_tokens(rng, args.tokens, args.dim)
-    blocks, calibration = [], x
-    for _ in range(args.blocks):
-        blocks.append(random_block(rng, dim=args.dim, heads=args.heads, hidden=args.mlp,
-                                   calibration=calibration))
-        calibration = encoder_block(calibration, blocks[-1])
+    x, blocks, _ = random_blocks(np.random.default_rng(args.seed), tokens=args.tokens,
+                                 dim=args.dim, heads=args.heads, hidden=args.mlp,
+                                 count=args.blocks)
     config = config_for(blocks, args.tokens, args.rows)
     program = compile_blocks(config, blocks, x, trace=args.trace)
     report = coverify(program, log=_log)

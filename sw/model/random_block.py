@@ -9,7 +9,7 @@ or collapses to zero.
 import numpy as np
 
 from vitforge.sw.golden.accel.residual import residual_add
-from vitforge.sw.golden.encoder import linear
+from vitforge.sw.golden.encoder import encoder_block, linear
 from vitforge.sw.golden.gemm.requantize import requantize
 from vitforge.sw.golden.nonlinear.gelu import gelu
 from vitforge.sw.golden.nonlinear.layernorm import layernorm_rows
@@ -21,7 +21,7 @@ from vitforge.sw.quant import fixed_point_multiplier
 
 from .quantized import QuantizedEncoderBlock, QuantizedLinear, Requant, ResidualParams
 
-__all__ = ["random_block", "random_tokens"]
+__all__ = ["random_block", "random_blocks", "random_tokens"]
 
 _TARGET = 100.0
 _HALF_SUM = ResidualParams(x_multiplier=1 << 14, y_multiplier=1 << 14, shift=15)
@@ -82,3 +82,18 @@ def random_block(rng, *, dim, heads, hidden, calibration):
                                  softmax=softmax, context=context, proj=proj,
                                  residual1=_HALF_SUM, ln2=ln2, fc1=fc1, gelu_table=table,
                                  fc2=fc2, residual2=_HALF_SUM)
+
+
+def random_blocks(rng, *, tokens, dim, heads, hidden, count):
+    """Random tokens and ``count`` blocks, each calibrated on the previous one's output.
+
+    Returns ``(tokens, blocks, output)``: the int8 input, the blocks, and the
+    int8 result of applying them in turn (the reference a program must match).
+    """
+    x = random_tokens(rng, tokens, dim)
+    blocks, output = [], x
+    for _ in range(count):
+        blocks.append(random_block(rng, dim=dim, heads=heads, hidden=hidden,
+                                   calibration=output))
+        output = encoder_block(output, blocks[-1])
+    return x, blocks, output

@@ -13,20 +13,14 @@ from vitforge.sim.accel.cosim import coverify, run_rtl
 from vitforge.sim.runner import SimulationError
 from vitforge.sw.accel.compiler import compile_blocks, config_for
 from vitforge.sw.golden.encoder import encoder_block
-from vitforge.sw.model.random_block import random_block, random_tokens
+from vitforge.sw.model.random_block import random_blocks
 
 pytestmark = pytest.mark.verilator
 
 
 def make(seed, tokens, dim, heads, hidden, count):
-    rng = np.random.default_rng(seed)
-    x = random_tokens(rng, tokens, dim)
-    blocks, calibration = [], x
-    for _ in range(count):
-        blocks.append(random_block(rng, dim=dim, heads=heads, hidden=hidden,
-                                   calibration=calibration))
-        calibration = encoder_block(calibration, blocks[-1])
-    return x, blocks, calibration
+    return random_blocks(np.random.default_rng(seed), tokens=tokens, dim=dim, heads=heads,
+                         hidden=hidden, count=count)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

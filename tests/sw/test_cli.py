@@ -9,6 +9,15 @@ import pytest
 from vitforge.sw import cli
 
 
+def assert_usage_error(args, message):
+    """The command exits 2 with exactly one line on stderr, starting with ``message``."""
+    completed = run(*args)
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    assert completed.stderr.startswith(f"vitforge: error: {message}"), completed.stderr
+    assert completed.stderr.count("\n") == 1, completed.stderr
+
+
 def run(*args):
     return subprocess.run([sys.executable, "-m", "vitforge.sw.cli", *args],
                           capture_output=True, text=True, timeout=900)
@@ -25,11 +34,7 @@ def run(*args):
     (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args, message):
-    completed = run(*args)
-    assert completed.returncode == 2
-    assert completed.stdout == ""
-    assert completed.stderr.startswith(f"vitforge: error: {message}")
-    assert completed.stderr.count("\n") == 1, completed.stderr
+    assert_usage_error(args, message)
 
 
 def test_unwritable_json_is_refused_before_simulating(tmp_path, capsys, monkeypatch):
@@ -75,10 +80,7 @@ def test_gemm_runs_verifies_and_writes_json(tmp_path):
      "length must be a multiple of lanes=4, not 10"),
 ])
 def test_nonlinear_bad_arguments(args, message):
-    completed = run(*args)
-    assert completed.returncode == 2
-    assert completed.stderr.startswith(f"vitforge: error: {message}"), completed.stderr
-    assert completed.stderr.count("\n") == 1, completed.stderr
+    assert_usage_error(args, message)
 
 
 @pytest.mark.verilator
@@ -106,10 +108,7 @@ def test_nonlinear_runs_and_reports(tmp_path, op, options):
      "head dimension must be a multiple of the array size 8, not 4 (block 0)"),
 ])
 def test_block_bad_arguments(args, message):
-    completed = run(*args)
-    assert completed.returncode == 2
-    assert completed.stderr.startswith(f"vitforge: error: {message}"), completed.stderr
-    assert completed.stderr.count("\n") == 1, completed.stderr
+    assert_usage_error(args, message)
 
 
 @pytest.mark.verilator
@@ -134,10 +133,7 @@ def test_block_runs_and_reports(tmp_path):
     (["verify", "--images", "400"], "images must be at most 359 for model 'tiny', not 400"),
 ])
 def test_model_commands_bad_arguments(args, message):
-    completed = run(*args)
-    assert completed.returncode == 2
-    assert completed.stderr.startswith(f"vitforge: error: {message}"), completed.stderr
-    assert completed.stderr.count("\n") == 1, completed.stderr
+    assert_usage_error(args, message)
 
 
 @pytest.mark.verilator

@@ -8,17 +8,12 @@ from vitforge.hw.accel.isa import Opcode, Space, encode
 from vitforge.sw.accel.compiler import compile_blocks
 from vitforge.sw.golden.accel.interpreter import Machine, ProgramError, run_program
 from vitforge.sw.golden.encoder import encoder_block
-from vitforge.sw.model.random_block import random_block, random_tokens
+from vitforge.sw.model.random_block import random_blocks
 
 
 def make_blocks(seed, tokens, dim, heads, hidden, count):
-    rng = np.random.default_rng(seed)
-    x = random_tokens(rng, tokens, dim)
-    blocks, calibration = [], x
-    for _ in range(count):
-        blocks.append(random_block(rng, dim=dim, heads=heads, hidden=hidden,
-                                   calibration=calibration))
-        calibration = encoder_block(calibration, blocks[-1])
+    x, blocks, _ = random_blocks(np.random.default_rng(seed), tokens=tokens, dim=dim,
+                                 heads=heads, hidden=hidden, count=count)
     return x, blocks
 
 
