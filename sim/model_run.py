@@ -5,8 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitforge.sw.accel.compiler import compile_model, config_for_model, read_logits
-from vitforge.sw.golden.accel.interpreter import Machine, run_program
+from vitforge.sw.accel.compiler import compile_model, config_for_model
 from vitforge.sw.golden.encoder import vit_logits
 from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
 from vitforge.sw.model.vit import PRESETS, forward, patchify, random_vit
@@ -114,10 +113,6 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
         run.macs = program.macs
         report = coverify(program, waves_to=waves_to if index == 0 else None,
                           log=log if index == 0 else None)
-        machine = Machine(config, program.image)
-        run_program(machine, program.program_addr)
-        rtl = read_logits(program, report.rtl_dram)
-        expected = read_logits(program, machine.dram)
         run.bit_exact &= report.match
         run.error = run.error or report.error
         run.mismatch = run.mismatch or report.mismatch
@@ -127,8 +122,9 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
         for key, value in report.section_cycles.items():
             run.section_cycles[key] = run.section_cycles.get(key, 0) + value
         label = None if test_labels is None else int(test_labels[index])
-        float_class = int(forward(vit, image[None])[0].argmax()) if compare_float else None
-        run.predictions.append((int(rtl.argmax()), int(expected.argmax()), float_class, label))
+        float_class = int(floats[index].argmax()) if compare_float else None
+        run.predictions.append((int(report.rtl_output.argmax()),
+                                int(report.golden_output.argmax()), float_class, label))
     if progress:
         progress(images, images)
     return run

@@ -39,7 +39,6 @@ class CoverificationReport:
     golden_output: np.ndarray
     section_cycles: dict          # cycles per compiler section (layer), from the profile
     mismatch: str                 # where the images first differ ("" when they match)
-    rtl_dram: bytes               # the RTL's whole external memory afterwards
     sim_seconds: float
     build_seconds: float
     verilog_seconds: float
@@ -111,7 +110,7 @@ def coverify(program, *, max_cycles=None, waves_to=None, log=None):
         class_cycles=result["class_cycles"], rtl_output=program.result(rtl_image),
         golden_output=program.result(machine.dram),
         section_cycles=program.section_cycles(result["retired_at"], result["cycles"]),
-        mismatch=describe_mismatch(program, rtl_image, machine.dram), rtl_dram=rtl_image,
+        mismatch=describe_mismatch(program, rtl_image, machine.dram),
         sim_seconds=seconds,
         build_seconds=built.seconds, verilog_seconds=verilog.seconds)
 
