@@ -19,7 +19,7 @@ from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.gemm.requantize import RequantParams
 from vitforge.sw.gemm.plan import GemmJob, GemmProblem, command_cycles
 
-from ..words import pack_int8, unpack_int8
+from ..words import pack_fields, pack_int8, unpack_int8
 
 __all__ = ["JobResult", "run_session", "save_session", "load_session",
            "save_results", "load_results"]
@@ -39,15 +39,6 @@ class JobResult:
     run_seconds: float       # wall time of the autonomous run (command to idle)
 
 
-def _params_to_int(bias, multiplier, shift):
-    layout = data.Layout.cast(RequantParams)
-    value = 0
-    for name, field_value in (("bias", bias), ("multiplier", multiplier), ("shift", shift)):
-        field = layout[name]
-        value |= (int(field_value) & ((1 << field.width) - 1)) << field.offset
-    return value
-
-
 def _check_overlap(current, following):
     spans = (("A", "a_addr", "a_words"), ("B", "b_addr", "b_words"))
     for buffer, address, words in spans:
@@ -65,8 +56,9 @@ def _check_overlap(current, following):
 
 async def _load(pins, job):
     d = job.descriptor
-    params = [_params_to_int(*values) for values in
-              zip(job.problem.bias, job.problem.multiplier, job.problem.shift)]
+    layout = data.Layout.cast(RequantParams)
+    params = [pack_fields(layout, {"bias": b, "multiplier": m, "shift": s})
+              for b, m, s in zip(job.problem.bias, job.problem.multiplier, job.problem.shift)]
     streams = (("a_load", d.a_addr, [pack_int8(w) for w in job.a_words]),
                ("b_load", d.b_addr, [pack_int8(w) for w in job.b_words]),
                ("p_load", d.p_addr, params))
