@@ -4,10 +4,11 @@ The AXI4-Lite register block, ``regmap.json``, ``regmap.h`` and the drivers are 
 generated from :data:`REGISTERS`.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 import json
 
 from .accelerator import COUNTER_CLASSES
+from .config import AcceleratorConfig
 
 __all__ = ["Register", "REGISTERS", "regmap_json", "regmap_header", "REGISTER_BYTES"]
 
@@ -24,7 +25,8 @@ class Register:
 
 REGISTERS = (
     Register("CONTROL", 0x00, "rw", "bit 0: start (write 1; reads 0); bit 1: interrupt enable"),
-    Register("STATUS", 0x04, "ro", "bit 0: busy; bit 1: done; bits 3..2: error code"),
+    Register("STATUS", 0x04, "ro", "bit 0: busy; bit 1: done (every write acknowledged); "
+             "bits 3..2: error code; bit 4: AXI bus error since start"),
     Register("PROGRAM_ADDR", 0x08, "rw", "index of the first instruction's 16-byte word"),
     Register("IMAGE_BASE_LO", 0x0C, "rw", "byte address of the memory image, bits 31..0"),
     Register("IMAGE_BASE_HI", 0x10, "rw", "byte address of the memory image, bits 63..32"),
@@ -34,6 +36,9 @@ REGISTERS = (
     *(Register(f"CYCLES_{name.upper()}", 0x20 + REGISTER_BYTES * index, "ro",
                f"cycles spent in the {name} instruction class")
       for index, name in enumerate(COUNTER_CLASSES)),
+    *(Register(f"HW_{name.upper()}", 0x60 + REGISTER_BYTES * index, "ro",
+               f"the hardware's AcceleratorConfig.{name}")
+      for index, name in enumerate(field.name for field in fields(AcceleratorConfig))),
 )
 
 

@@ -4,10 +4,9 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AxiLiteRegisters", "RESP_OKAY", "RESP_SLVERR"]
+from .signals import RESP_OKAY, RESP_SLVERR, axi_lite_slave_members
 
-RESP_OKAY = 0
-RESP_SLVERR = 2
+__all__ = ["AxiLiteRegisters"]
 
 
 class AxiLiteRegisters(wiring.Component):
@@ -22,8 +21,8 @@ class AxiLiteRegisters(wiring.Component):
     One transaction at a time: a write completes when address and data have
     both arrived (in either order), a read one cycle after its address. An
     address outside the table answers ``SLVERR`` and changes nothing.
-    Registers are written whole (``wstrb`` is ignored) and the two low
-    address bits are ignored.
+    Registers are written whole (``wstrb`` and ``*prot`` are ignored) and the
+    two low address bits are ignored.
 
     Parameters
     ----------
@@ -33,13 +32,7 @@ class AxiLiteRegisters(wiring.Component):
 
     def __init__(self, registers, address_width=8):
         self._registers = tuple(registers)
-        members = {
-            "awaddr": In(address_width), "awvalid": In(1), "awready": Out(1),
-            "wdata": In(32), "wstrb": In(4), "wvalid": In(1), "wready": Out(1),
-            "bresp": Out(2), "bvalid": Out(1), "bready": In(1),
-            "araddr": In(address_width), "arvalid": In(1), "arready": Out(1),
-            "rdata": Out(32), "rresp": Out(2), "rvalid": Out(1), "rready": In(1),
-        }
+        members = axi_lite_slave_members(address_width)
         for register in self._registers:
             members[f"reg_{register.name}"] = Out(32) if register.access == "rw" else In(32)
             if register.access == "w1c":

@@ -4,7 +4,8 @@ import json
 import re
 
 from vitforge.hw.accel.regmap import REGISTERS, regmap_header, regmap_json
-from vitforge.hw.axi.lite_registers import RESP_OKAY, RESP_SLVERR, AxiLiteRegisters
+from vitforge.hw.axi.lite_registers import AxiLiteRegisters
+from vitforge.hw.axi.signals import RESP_OKAY, RESP_SLVERR
 from vitforge.sim.pins import run_in_amaranth
 
 

@@ -1,0 +1,105 @@
+"""The accelerator as the processing system sees it: registers, a memory master, an interrupt."""
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
+
+from ..axi.burst_master import AxiBurstMaster
+from ..axi.lite_registers import AxiLiteRegisters
+from ..axi.signals import axi_lite_slave_members, axi_master_members, connect_flat, prefixed
+from .accelerator import COUNTER_CLASSES, Accelerator
+from .ports import MEMORY_DATA_BITS
+from .regmap import REGISTERS
+
+__all__ = ["AcceleratorShell", "REGISTER_ADDRESS_BITS"]
+
+#: The register block answers a 4 KB window.
+REGISTER_ADDRESS_BITS = 12
+
+
+class AcceleratorShell(wiring.Component):
+    """:class:`Accelerator` behind an AXI4-Lite slave and an AXI4 master.
+
+    The host writes the memory image's byte address (``IMAGE_BASE_*``) and the
+    program's first word (``PROGRAM_ADDR``), then sets ``CONTROL`` bit 0; the
+    accelerator reads and writes the image through ``m_axi`` in bursts
+    (:class:`AxiBurstMaster`). ``STATUS`` reports done once the program has
+    ended *and* every write has been acknowledged; at that moment
+    ``IRQ_STATUS`` bit 0 is set, and ``irq`` is high while it is set and
+    ``CONTROL`` bit 1 enables it. A start while busy is ignored. The register
+    map is :data:`vitforge.hw.accel.regmap.REGISTERS`; ``HW_*`` registers read
+    back the :class:`AcceleratorConfig`, so a driver can check a program
+    against the bitstream.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    address_width : int
+        Byte-address width of ``m_axi`` (the ZCU102's HP ports take 49 bits;
+        40 cover its DDR).
+    max_burst, max_outstanding : int
+        See :class:`AxiBurstMaster`.
+
+    Attributes
+    ----------
+    ``s_axil_*`` : AXI4-Lite slave (32-bit data, 12-bit addresses)
+    ``m_axi_*`` : AXI4 master (128-bit data)
+    irq : ``Out(1)``
+        Level-high interrupt.
+    led : ``Out(2)``
+        Bit 0: busy; bit 1: the last program ended with an error.
+    """
+
+    def __init__(self, config, *, address_width=40, max_burst=16, max_outstanding=4):
+        self._config = config
+        self._master = dict(address_width=address_width, max_burst=max_burst,
+                            max_outstanding=max_outstanding)
+        AxiBurstMaster(**self._master)         # checks the parameters now
+        super().__init__({
+            **prefixed("s_axil", axi_lite_slave_members(REGISTER_ADDRESS_BITS)),
+            **prefixed("m_axi", axi_master_members(address_width, MEMORY_DATA_BITS)),
+            "irq": Out(1),
+            "led": Out(2),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.registers = registers = AxiLiteRegisters(
+            REGISTERS, address_width=REGISTER_ADDRESS_BITS)
+        m.submodules.accelerator = accelerator = Accelerator(self._config)
+        m.submodules.master = master = AxiBurstMaster(**self._master)
+        connect_flat(m, self, "s_axil", registers,
+                     axi_lite_slave_members(REGISTER_ADDRESS_BITS))
+        connect_flat(m, self, "m_axi", master,
+                     axi_master_members(self._master["address_width"], MEMORY_DATA_BITS))
+        wiring.connect(m, accelerator.mem, master.mem)
+
+        control = registers.reg_CONTROL
+        start = control[0]
+        busy = accelerator.busy | ~master.idle
+        finished = accelerator.done & master.idle
+        was_finished = Signal()
+        irq_pending = Signal()
+        m.d.sync += was_finished.eq(finished)
+        with m.If(registers.clear_IRQ_STATUS[0]):
+            m.d.sync += irq_pending.eq(0)
+        with m.If(finished & ~was_finished):
+            m.d.sync += irq_pending.eq(1)
+        m.d.comb += [
+            accelerator.start.eq(start & ~busy),
+            accelerator.program_addr.eq(registers.reg_PROGRAM_ADDR),
+            master.base.eq(Cat(registers.reg_IMAGE_BASE_LO, registers.reg_IMAGE_BASE_HI)),
+            master.clear_error.eq(start & ~busy),
+            registers.reg_STATUS.eq(Cat(busy, finished, accelerator.error, master.bus_error)),
+            registers.reg_IRQ_STATUS.eq(irq_pending),
+            registers.reg_ERROR_PC.eq(accelerator.error_pc),
+            registers.reg_CYCLES.eq(accelerator.cycles),
+            self.irq.eq(irq_pending & control[1]),
+            self.led.eq(Cat(busy, accelerator.error != 0)),
+        ]
+        for index, name in enumerate(COUNTER_CLASSES):
+            m.d.comb += getattr(registers, f"reg_CYCLES_{name.upper()}").eq(
+                accelerator.class_cycles[index])
+        for name, value in self._config.to_dict().items():
+            m.d.comb += getattr(registers, f"reg_HW_{name.upper()}").eq(value)
+        return m

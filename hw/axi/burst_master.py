@@ -1,0 +1,190 @@
+"""An AXI4 master that gathers word requests into bursts."""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..accel.ports import MEMORY_ADDRESS_BITS, MEMORY_DATA_BITS, memory_port
+from ..checks import check_positive_int
+from .signals import BURST_INCR, RESP_OKAY, axi_master_members
+
+__all__ = ["AxiBurstMaster", "BEAT_BYTES"]
+
+#: Bytes per data beat: the 128-bit HP ports of the Zynq UltraScale+.
+BEAT_BYTES = MEMORY_DATA_BITS // 8
+#: AxCACHE "normal non-cacheable bufferable", what the HP ports expect from a DMA master.
+_CACHE = 0b0011
+
+
+class AxiBurstMaster(wiring.Component):
+    """Serves the accelerator's external-memory port over AXI4, in bursts.
+
+    The accelerator asks for one 16-byte word at a time (``mem.req``); runs of
+    requests to consecutive words in the same direction are gathered into one
+    INCR burst of up to ``max_burst`` beats. A burst never crosses a
+    ``max_burst``-word boundary, so it never crosses a 4 KB page. A burst is
+    issued as soon as the run ends: the next request is not consecutive, is of
+    the other direction, the burst is full, or no request came this cycle.
+
+    Throughput: one word per cycle in either direction, given a slave that
+    keeps up (gathering costs no cycles between bursts). Latency: a read
+    burst's address goes out one cycle after its last word was requested.
+
+    Ordering: read data return in request order (a single AXI ID). A read is
+    not accepted while writes are in flight and a write is not accepted while
+    reads are in flight, so a load always sees an earlier store, and
+    :attr:`idle` means every write has been acknowledged.
+
+    Parameters
+    ----------
+    address_width : int
+        AXI byte-address width.
+    max_burst : int
+        Beats per burst, a power of two from 1 to 256.
+    max_outstanding : int
+        Bursts in flight per direction (address sent, last response not yet
+        received).
+
+    Attributes
+    ----------
+    mem : the accelerator's memory port (word addresses)
+    base : ``In(address_width)``
+        Byte address of word 0; it must be 16-byte aligned.
+    idle : ``Out(1)``
+        No request is gathered, queued or in flight.
+    bus_error : ``Out(1)``
+        A response other than OKAY has arrived since :attr:`clear_error`.
+    clear_error : ``In(1)``
+    ``aw*``, ``w*``, ``b*``, ``ar*``, ``r*`` : the AXI4 master ports
+    """
+
+    def __init__(self, *, address_width=40, max_burst=16, max_outstanding=4):
+        check_positive_int("address_width", address_width)
+        check_positive_int("max_burst", max_burst)
+        check_positive_int("max_outstanding", max_outstanding)
+        if max_burst > 256 or max_burst & (max_burst - 1):
+            raise ValueError(f"max_burst must be a power of two from 1 to 256, not {max_burst}")
+        self._max_burst = max_burst
+        self._max_outstanding = max_outstanding
+        super().__init__({
+            "mem": memory_port().flip(),
+            "base": In(address_width),
+            "idle": Out(1),
+            "bus_error": Out(1),
+            "clear_error": In(1),
+            **axi_master_members(address_width, MEMORY_DATA_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        max_burst, max_outstanding = self._max_burst, self._max_outstanding
+        request = self.mem.req
+
+        # Bursts in flight per direction.
+        reads_in_flight = Signal(range(max_outstanding + 1))
+        writes_in_flight = Signal(range(max_outstanding + 1))
+
+        # The burst being gathered ...
+        gathering = Signal()
+        gather_write = Signal()
+        gather_first = Signal(MEMORY_ADDRESS_BITS)
+        gather_count = Signal(range(max_burst + 1))
+        # ... and the one whose address is on AW or AR.
+        address_valid = Signal()
+        address_write = Signal()
+        address_first = Signal(MEMORY_ADDRESS_BITS)
+        address_count = Signal(range(max_burst + 1))
+
+        # Write data wait here until their burst's address has been accepted.
+        m.submodules.write_data = write_data = fifo.SyncFIFOBuffered(
+            width=MEMORY_DATA_BITS, depth=2 * max_burst)
+        m.submodules.write_lengths = write_lengths = fifo.SyncFIFOBuffered(
+            width=len(address_count), depth=max_outstanding)
+
+        # AW / AR.
+        byte_address = self.base + (address_first << 4)
+        m.d.comb += [
+            self.awaddr.eq(byte_address), self.araddr.eq(byte_address),
+            self.awlen.eq(address_count - 1), self.arlen.eq(address_count - 1),
+            self.awsize.eq(4), self.arsize.eq(4),
+            self.awburst.eq(BURST_INCR), self.arburst.eq(BURST_INCR),
+            self.awcache.eq(_CACHE), self.arcache.eq(_CACHE),
+            # Held back while the direction has max_outstanding bursts in flight;
+            # that count only falls while an address waits, so valid never drops.
+            self.awvalid.eq(address_valid & address_write
+                            & (writes_in_flight < max_outstanding)),
+            self.arvalid.eq(address_valid & ~address_write
+                            & (reads_in_flight < max_outstanding)),
+        ]
+        address_taken = (self.awvalid & self.awready) | (self.arvalid & self.arready)
+        with m.If(address_taken):
+            m.d.sync += address_valid.eq(0)
+        m.d.comb += [write_lengths.w_data.eq(address_count),
+                     write_lengths.w_en.eq(self.awvalid & self.awready)]
+
+        # Gathering. A burst starting on a max_burst boundary fills up exactly at
+        # the next boundary, so "the next word does not follow" covers "full".
+        follows = ((request.payload.write == gather_write)
+                   & (request.payload.addr == gather_first + gather_count)
+                   & (request.payload.addr % max_burst != 0))
+        joins = request.valid & gathering & follows
+        issue = Signal()
+        m.d.comb += issue.eq(gathering & (~address_valid | address_taken) & ~joins)
+        with m.If(issue):
+            m.d.sync += [address_valid.eq(1), address_write.eq(gather_write),
+                         address_first.eq(gather_first), address_count.eq(gather_count),
+                         gathering.eq(0)]
+
+        # A request of one direction waits until the other direction is quiet.
+        other_busy = Mux(request.payload.write,
+                         (reads_in_flight != 0) | (address_valid & ~address_write)
+                         | (gathering & ~gather_write),
+                         (writes_in_flight != 0) | (address_valid & address_write)
+                         | (gathering & gather_write))
+        starts = request.valid & (~gathering | issue) & ~joins & ~other_busy
+        data_room = ~request.payload.write | write_data.w_rdy
+        m.d.comb += request.ready.eq((starts | joins) & data_room)
+        with m.If(request.valid & request.ready):
+            with m.If(starts):
+                m.d.sync += [gathering.eq(1), gather_write.eq(request.payload.write),
+                             gather_first.eq(request.payload.addr), gather_count.eq(1)]
+            with m.Else():
+                m.d.sync += gather_count.eq(gather_count + 1)
+        m.d.comb += [write_data.w_data.eq(request.payload.wdata),
+                     write_data.w_en.eq(request.valid & request.ready & request.payload.write)]
+
+        # W: the data of bursts whose address has gone out.
+        beat = Signal(range(max_burst))
+        last = beat == write_lengths.r_data - 1
+        m.d.comb += [
+            self.wdata.eq(write_data.r_data),
+            self.wstrb.eq(-1),
+            self.wlast.eq(last),
+            self.wvalid.eq(write_lengths.r_rdy & write_data.r_rdy),
+            write_data.r_en.eq(self.wvalid & self.wready),
+            write_lengths.r_en.eq(self.wvalid & self.wready & last),
+        ]
+        with m.If(self.wvalid & self.wready):
+            m.d.sync += beat.eq(Mux(last, 0, beat + 1))
+
+        # B and R.
+        m.d.comb += [
+            self.bready.eq(1),
+            self.mem.resp.valid.eq(self.rvalid),
+            self.mem.resp.payload.eq(self.rdata),
+            self.rready.eq(self.mem.resp.ready),
+        ]
+        read_done = self.rvalid & self.rready & self.rlast
+        m.d.sync += reads_in_flight.eq(reads_in_flight + (self.arvalid & self.arready)
+                                       - read_done)
+        m.d.sync += writes_in_flight.eq(writes_in_flight + (self.awvalid & self.awready)
+                                        - self.bvalid)
+        with m.If(self.clear_error):
+            m.d.sync += self.bus_error.eq(0)
+        with m.If((self.bvalid & (self.bresp != RESP_OKAY))
+                  | (self.rvalid & self.rready & (self.rresp != RESP_OKAY))):
+            m.d.sync += self.bus_error.eq(1)
+
+        m.d.comb += self.idle.eq(~gathering & ~address_valid & (reads_in_flight == 0)
+                                 & (writes_in_flight == 0))
+        return m
