@@ -52,9 +52,8 @@ class AcceleratorShell(wiring.Component):
 
     def __init__(self, config, *, address_width=40, max_burst=16, max_outstanding=4):
         self._config = config
-        self._master = dict(address_width=address_width, max_burst=max_burst,
-                            max_outstanding=max_outstanding)
-        AxiBurstMaster(**self._master)         # checks the parameters now
+        self._master = AxiBurstMaster(address_width=address_width, max_burst=max_burst,
+                                      max_outstanding=max_outstanding)
         super().__init__({
             **prefixed("s_axil", axi_lite_slave_members(REGISTER_ADDRESS_BITS)),
             **prefixed("m_axi", axi_master_members(address_width, MEMORY_DATA_BITS)),
@@ -67,11 +66,11 @@ class AcceleratorShell(wiring.Component):
         m.submodules.registers = registers = AxiLiteRegisters(
             REGISTERS, address_width=REGISTER_ADDRESS_BITS)
         m.submodules.accelerator = accelerator = Accelerator(self._config)
-        m.submodules.master = master = AxiBurstMaster(**self._master)
+        m.submodules.master = master = self._master
         connect_flat(m, self, "s_axil", registers,
                      axi_lite_slave_members(REGISTER_ADDRESS_BITS))
         connect_flat(m, self, "m_axi", master,
-                     axi_master_members(self._master["address_width"], MEMORY_DATA_BITS))
+                     axi_master_members(len(master.base), MEMORY_DATA_BITS))
         wiring.connect(m, accelerator.mem, master.mem)
 
         control = registers.reg_CONTROL

@@ -1,6 +1,6 @@
 """An AXI4 master that gathers word requests into bursts."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import C, Cat, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,7 +22,8 @@ class AxiBurstMaster(wiring.Component):
     The accelerator asks for one 16-byte word at a time (``mem.req``); runs of
     requests to consecutive words in the same direction are gathered into one
     INCR burst of up to ``max_burst`` beats. A burst never crosses a
-    ``max_burst``-word boundary, so it never crosses a 4 KB page. A burst is
+    ``max_burst``-word boundary of the bus address space, so it never crosses
+    a 4 KB page. A burst is
     issued as soon as the run ends: the next request is not consecutive, is of
     the other direction, the burst is full, or no request came this cycle.
 
@@ -49,7 +50,7 @@ class AxiBurstMaster(wiring.Component):
     ----------
     mem : the accelerator's memory port (word addresses)
     base : ``In(address_width)``
-        Byte address of word 0; it must be 16-byte aligned.
+        Byte address of word 0; its four low bits are ignored (16-byte aligned).
     idle : ``Out(1)``
         No request is gathered, queued or in flight.
     bus_error : ``Out(1)``
@@ -102,7 +103,7 @@ class AxiBurstMaster(wiring.Component):
             width=len(address_count), depth=max_outstanding)
 
         # AW / AR.
-        byte_address = self.base + (address_first << 4)
+        byte_address = Cat(C(0, 4), self.base[4:] + address_first)
         m.d.comb += [
             self.awaddr.eq(byte_address), self.araddr.eq(byte_address),
             self.awlen.eq(address_count - 1), self.arlen.eq(address_count - 1),
@@ -124,9 +125,11 @@ class AxiBurstMaster(wiring.Component):
 
         # Gathering. A burst starting on a max_burst boundary fills up exactly at
         # the next boundary, so "the next word does not follow" covers "full".
+        # Boundaries count in absolute words: the image base need only be 16-byte aligned.
+        absolute_word = self.base[4:] + request.payload.addr
         follows = ((request.payload.write == gather_write)
                    & (request.payload.addr == gather_first + gather_count)
-                   & (request.payload.addr % max_burst != 0))
+                   & (absolute_word % max_burst != 0))
         joins = request.valid & gathering & follows
         issue = Signal()
         m.d.comb += issue.eq(gathering & (~address_valid | address_taken) & ~joins)

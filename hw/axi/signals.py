@@ -26,19 +26,19 @@ def axi_lite_slave_members(address_width):
 
 
 def axi_master_members(address_width, data_width):
-    """AXI4 master without IDs (all transactions use ID 0): ``{signal: In/Out(width)}``."""
+    """AXI4 master with one-bit IDs, all transactions on ID 0: ``{signal: In/Out(width)}``."""
     members = {}
     for channel in ("aw", "ar"):
         members.update({
-            f"{channel}addr": Out(address_width), f"{channel}len": Out(8),
+            f"{channel}id": Out(1), f"{channel}addr": Out(address_width), f"{channel}len": Out(8),
             f"{channel}size": Out(3), f"{channel}burst": Out(2), f"{channel}cache": Out(4),
             f"{channel}prot": Out(3), f"{channel}valid": Out(1), f"{channel}ready": In(1),
         })
     members.update({
         "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
         "wvalid": Out(1), "wready": In(1),
-        "bresp": In(2), "bvalid": In(1), "bready": Out(1),
-        "rdata": In(data_width), "rresp": In(2), "rlast": In(1), "rvalid": In(1),
+        "bid": In(1), "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        "rid": In(1), "rdata": In(data_width), "rresp": In(2), "rlast": In(1), "rvalid": In(1),
         "rready": Out(1),
     })
     return members

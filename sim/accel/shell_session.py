@@ -1,0 +1,86 @@
+"""The accelerator shell in Verilator, driven by the runtime driver through AXI models."""
+
+from dataclasses import dataclass
+import json
+
+import numpy as np
+
+from vitforge.hw.accel.shell import AcceleratorShell
+
+from .. import runner
+from ..jobs import run_job
+from ..verilog_cache import cached_verilog
+
+__all__ = ["ShellRun", "run_on_shell", "shell_verilog", "load_job", "save_results"]
+
+TOPLEVEL = "vitforge_accelerator"
+TEST_MODULE = "vitforge.sim.tb.shell_tb"
+
+
+@dataclass
+class ShellRun:
+    runs: list               # per program: image, cycles, class_cycles, driver_error
+    registers: dict          # what the testbench read from the register block
+    guards_damaged: list     # (buffer address, side) of overwritten guard bands
+    bursts: dict             # "read" / "write": the length of every burst
+    sim_seconds: float
+
+
+def shell_verilog(config, log=None):
+    """Verilog of :class:`AcceleratorShell` for ``config`` (cached)."""
+    return cached_verilog(TOPLEVEL, json.dumps(config.to_dict(), sort_keys=True),
+                          lambda: AcceleratorShell(config), log=log,
+                          what=f"the accelerator shell ({config.array}x{config.array} array)")
+
+
+def run_on_shell(config, programs, *, back_pressure=False, seed=0, use_interrupt=True,
+                 max_cycles=1_000_000, log=None):
+    """Run ``programs`` (``(image, program_addr)`` pairs) one after another on the shell.
+
+    Each goes through :class:`AcceleratorDriver` over :class:`AxiSimTransport`
+    into a fresh buffer of an ``AxiRam``.
+    """
+    verilog = shell_verilog(config, log)
+    built = runner.build(verilog.text, TOPLEVEL, log=log)
+    memory_bytes = 0x1000 + sum(len(image) + 1024 for image, _ in programs)
+    memory_bytes = 1 << (memory_bytes - 1).bit_length()
+
+    def write_job(path):
+        arrays = {f"image_{index}": np.frombuffer(bytes(image), np.uint8)
+                  for index, (image, _) in enumerate(programs)}
+        meta = {"program_addrs": [addr for _, addr in programs], "memory_bytes": memory_bytes,
+                "max_cycles": max_cycles, "back_pressure": back_pressure, "seed": seed,
+                "use_interrupt": use_interrupt}
+        np.savez(path, meta=json.dumps(meta), **arrays)
+
+    results, seconds = run_job(built, TEST_MODULE, write_job, _load_results)
+    return ShellRun(sim_seconds=seconds, **results)
+
+
+def load_job(path):
+    with np.load(path) as archive:
+        job = json.loads(str(archive["meta"]))
+        job["programs"] = [(archive[f"image_{index}"].tobytes(), addr)
+                           for index, addr in enumerate(job.pop("program_addrs"))]
+    return job
+
+
+def save_results(path, results):
+    arrays = {}
+    runs = []
+    for index, run in enumerate(results["runs"]):
+        run = dict(run)
+        if "image" in run:
+            arrays[f"image_{index}"] = np.frombuffer(run.pop("image"), np.uint8)
+        runs.append(run)
+    np.savez(path, meta=json.dumps({**results, "runs": runs}), **arrays)
+
+
+def _load_results(path):
+    with np.load(path) as archive:
+        results = json.loads(str(archive["meta"]))
+        for index, run in enumerate(results["runs"]):
+            if f"image_{index}" in archive:
+                run["image"] = archive[f"image_{index}"].tobytes()
+    results["guards_damaged"] = [tuple(item) for item in results["guards_damaged"]]
+    return results

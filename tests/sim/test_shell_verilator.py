@@ -1,0 +1,77 @@
+"""The accelerator shell in Verilator: the runtime driver through cocotbext-axi models.
+
+Every program is compared with the golden interpreter over the whole memory
+image; guard bands around each buffer must survive, and the AXI4 master must
+really burst.
+"""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from vitforge.hw.accel.isa import Opcode, encode
+from vitforge.sim.accel.shell_session import run_on_shell
+from vitforge.sim.model_run import load_model
+from vitforge.sw.accel.compiler import compile_blocks, compile_model, config_for, config_for_model
+from vitforge.sw.golden.accel.interpreter import Machine, run_program
+from vitforge.sw.golden.encoder import vit_logits
+from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
+from vitforge.sw.model.random_block import random_blocks
+from vitforge.sw.model.vit import patchify
+
+pytestmark = pytest.mark.verilator
+
+
+def golden_image(program):
+    machine = Machine(program.config, program.image)
+    run_program(machine, program.program_addr)
+    return bytes(machine.dram)
+
+
+def test_registers_and_a_block_with_and_without_back_pressure():
+    x, blocks, expected = random_blocks(np.random.default_rng(5), tokens=17, dim=32, heads=2,
+                                        hidden=128, count=1)
+    config = config_for(blocks, 17, 4)
+    program = compile_blocks(config, blocks, x)
+    bad = b"".join(word.to_bytes(32, "little") for word in (encode(Opcode.NOP), 0x7E))
+    cycles = {}
+    for back_pressure in (False, True):
+        run = run_on_shell(config, [(program.image, program.program_addr), (bad, 0)],
+                           back_pressure=back_pressure, seed=5)
+        assert run.registers == {"hw_config": config.to_dict(),
+                                 "program_addr_round_trip": 0x1234_5678,
+                                 "cycles_after_write": 0, "status_idle": 0,
+                                 "bad_read_slverr": True, "bad_write_slverr": True}
+        good, failed = run.runs
+        assert good["driver_error"] == "", good["driver_error"]
+        assert good["image"] == golden_image(program), f"back_pressure={back_pressure}, seed 5"
+        np.testing.assert_array_equal(program.result(good["image"]), expected)
+        assert good["cycles"] == sum(good["class_cycles"].values())
+        assert failed["driver_error"] == ("the program stopped with error 1 at instruction 1 "
+                                          "(see docs/isa.md)")
+        assert run.guards_damaged == []
+        reads = Counter(run.bursts["read"])
+        assert max(reads) == 16 and reads[16] > len(run.bursts["read"]) / 2, reads
+        assert max(run.bursts["write"]) == 16
+        cycles[back_pressure] = good["cycles"]
+    assert cycles[True] > cycles[False]
+
+
+def test_tiny_model_runs_through_the_driver_bit_exactly():
+    vit, calibration, test_images, _ = load_model("tiny")
+    model = quantize_vit(vit, calibration)
+    config = config_for_model(model, 4)
+    programs, expected = [], []
+    for image in test_images[:2]:
+        patches = quantize_tensor(patchify(image[None], vit.shape)[0], model.input_scale)
+        programs.append(compile_model(config, model, patches))
+        expected.append(vit_logits(model, patches))
+    run = run_on_shell(config, [(p.image, p.program_addr) for p in programs],
+                       back_pressure=True, seed=1, use_interrupt=False)
+    for index, (program, logits, result) in enumerate(zip(programs, expected, run.runs)):
+        assert result["driver_error"] == ""
+        assert result["image"] == golden_image(program), f"test image {index}"
+        np.testing.assert_array_equal(program.result(result["image"]), logits,
+                                      err_msg=f"test image {index}")
+    assert run.guards_damaged == []
