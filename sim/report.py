@@ -1,10 +1,7 @@
 """The demo's report folder: a Markdown summary, JSON and plots, written atomically."""
 
 import json
-import os
 from pathlib import Path
-import shutil
-import tempfile
 
 import numpy as np
 
@@ -13,20 +10,13 @@ __all__ = ["write_demo_report"]
 
 def write_demo_report(folder, run, summary):
     """Write ``report.md``, ``summary.json`` and plots into ``folder`` (replaced whole)."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    from vitforge.sw.files import atomic_folder
+
+    with atomic_folder(folder) as staging:
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         plots = _plots(staging, run, summary)
         (staging / "report.md").write_text(_markdown(summary, plots))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return folder
+    return Path(folder)
 
 
 def _markdown(summary, plots):

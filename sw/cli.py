@@ -300,6 +300,51 @@ def demo(args):
     return 0 if run.bit_exact and not run.error else EXIT_MISMATCH
 
 
+def generate_command(args):
+    """Verilog, constraints, Vivado scripts, register map and resource estimate for a board."""
+    from vitforge.boards.presets import PRESETS, load_shell_config
+    from vitforge.sw.generate import generate
+
+    if args.config and args.preset:
+        raise ValueError("give --preset or --config, not both")
+    if args.config:
+        config = load_shell_config(args.config)
+    elif (args.preset or "zcu102") in PRESETS:
+        config = PRESETS[args.preset or "zcu102"]
+    else:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, not {args.preset!r}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out must be a folder, not the file {str(out)!r}")
+    try:
+        out.resolve().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"out must be a folder that can be created, not {str(out)!r} "
+                         f"({error.strerror})") from None
+    _check_output_folder(out)
+    result = generate(args.board, config, out, resources=not args.no_resources, log=_log)
+    accelerator = config.accelerator
+    print(f"vitforge generate: {args.board}, {accelerator.array}x{accelerator.array} array at "
+          f"{config.clock_mhz} MHz -> {out}")
+    for relative in result.files:
+        print(f"  {relative}")
+    print(f"  Verilog and scripts  {result.seconds['verilog']:.1f} s")
+    estimate = result.resources
+    if estimate is not None and estimate.get("available", True):
+        used = estimate["utilization"]
+        print(f"  resources (yosys)    {estimate['lut']} LUT ({used['lut']:.1%}), "
+              f"{estimate['ff']} FF ({used['ff']:.1%}), {estimate['dsp']} DSP48E2 "
+              f"({used['dsp']:.1%}), {estimate['bram36']:g} BRAM36 ({used['bram36']:.1%}) "
+              f"in {result.seconds['resources']:.0f} s")
+        print(f"  fits XCZU9EG         {'yes' if estimate['fits'] else 'NO'}"
+              f"{'' if estimate['routing_headroom'] else ' (LUT or BRAM above 80%)'}; "
+              f"{estimate['mac_dsp_fraction']:.0%} of the DSPs do MACs")
+    elif estimate is not None:
+        print(f"  resources            not estimated: {estimate['reason']}")
+    print(f"  next                 {out}/build.sh (needs Vivado)")
+    return 0
+
+
 def _add_model_options(parser, images):
     parser.add_argument("--images", type=int, default=images,
                         help=f"test images to simulate (default {images})")
@@ -369,6 +414,17 @@ def _parser():
                                        "deit-base (random weights) or a .npz weights file")
         _add_model_options(model_parser, images=4)
         model_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+    generate_parser = commands.add_parser(
+        "generate", help="Verilog, XDC, Vivado scripts, register map and resource estimate")
+    generate_parser.add_argument("--board", default="zcu102", help="target board (zcu102)")
+    generate_parser.add_argument("--preset", help="hardware preset: small or zcu102 (default)")
+    generate_parser.add_argument("--config", metavar="FILE",
+                                 help="hardware config as JSON (a generated config.json works)")
+    generate_parser.add_argument("--out", required=True, metavar="DIR",
+                                 help="output folder (replaced whole)")
+    generate_parser.add_argument("--no-resources", action="store_true",
+                                 help="skip the yosys resource estimate")
+
     demo_parser = commands.add_parser(
         "demo", help="the embedded digits ViT end to end, report and plots in a folder")
     _add_model_options(demo_parser, images=6)
@@ -380,7 +436,8 @@ def main(argv=None):
     from vitforge.sim.runner import SimulationError, ToolchainError
 
     handlers = {"doctor": doctor, "gemm": gemm, "nonlinear": nonlinear, "block": block,
-                "simulate": simulate, "verify": verify, "demo": demo}
+                "simulate": simulate, "verify": verify, "demo": demo,
+                "generate": generate_command}
     try:
         args = _parser().parse_args(argv)
         return handlers[args.command](args)

@@ -3,9 +3,10 @@
 import contextlib
 import os
 from pathlib import Path
+import shutil
 import tempfile
 
-__all__ = ["atomic_output", "write_atomic"]
+__all__ = ["atomic_output", "write_atomic", "atomic_folder"]
 
 
 @contextlib.contextmanager
@@ -38,3 +39,34 @@ def write_atomic(path, text):
     """Write ``text`` to ``path`` through :func:`atomic_output`."""
     with atomic_output(path) as out:
         out.write(text.encode())
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield an empty staging folder beside ``path``; it replaces ``path`` whole on success.
+
+    On an exception the staging folder is removed and ``path`` is left as it
+    was: a reader sees the old folder or the complete new one, never a mix.
+    The parent folder is created if needed.
+
+    Raises
+    ------
+    OSError
+        If the parent folder cannot be created or written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield staging
+        os.chmod(staging, 0o755)
+        if path.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, retired / path.name)
+            os.replace(staging, path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,13 +1,19 @@
 """FPGA resource estimates from Yosys ``synth_xilinx`` (UltraScale+)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["YosysMissing", "Resources", "estimate", "parse_stat"]
+__all__ = ["YosysMissing", "Resources", "estimate", "estimate_by_module", "parse_stat",
+           "merge_identical_modules", "yosys_version", "METHODS"]
+
+#: ``per-module``: each replicated module synthesized once and counted once per
+#: instance, the rest flat (:func:`estimate_by_module`); ``flat``: the whole
+#: design flattened and optimised across module boundaries.
+METHODS = ("per-module", "flat")
 
 _INSTALL_HINT = "apt-get install yosys (Debian's yosys 0.23 runs synth_xilinx -family xcup)"
 
@@ -40,8 +46,78 @@ def _count(cells, names):
     return sum(count for name, count in cells.items() if name in names)
 
 
-def estimate(verilog, top):
+_MODULE = re.compile(r"^module (\\\S+ |\w+)\s*\(.*?^endmodule\n", re.M | re.S)
+_IDENTIFIER = re.compile(r"\\\S+ |[A-Za-z_][\w$]*")
+
+
+def _modules(verilog):
+    """``{name: text}`` of every module in ``verilog`` (escaped names keep their space)."""
+    return {match[1]: match[0] for match in _MODULE.finditer(verilog)}
+
+
+def _children(bodies, name):
+    """The modules ``name`` instantiates, once per instance."""
+    return [token[0] for token in _IDENTIFIER.finditer(bodies[name])
+            if token[0] in bodies and token[0] != name]
+
+
+def merge_identical_modules(verilog):
+    """``verilog`` with every set of identical modules reduced to one definition.
+
+    Amaranth writes one module per instance (256 PEs are 256 modules that
+    differ only in name). Two modules are identical when their texts are
+    equal after their own name and the names of the modules they instantiate
+    are replaced by those modules' identities (so identity is decided
+    bottom-up), and Yosys' globally numbered ``$auto$`` names by their order
+    of appearance. Instances then name the first module of their set.
+
+    Returns
+    -------
+    text : str
+    instances : dict
+        Instances of each remaining module in the whole design.
+    """
+    bodies = _modules(verilog)
+    children = {name: _children(bodies, name) for name in bodies}
+    identity, first_of = {}, {}
+
+    def identify(name):
+        if name not in identity:
+            generated = {}
+
+            def canonical(token):
+                if token[0] == name:
+                    return "<self>"
+                if token[0].startswith("\\$auto$"):          # Yosys' global counter
+                    return generated.setdefault(token[0], f"<auto {len(generated)}>")
+                return f"<{identify(token[0])}>" if token[0] in bodies else token[0]
+            identity[name] = first_of.setdefault(_IDENTIFIER.sub(canonical, bodies[name]), name)
+        return identity[name]
+
+    kept = []
+    for name, body in bodies.items():
+        if identify(name) == name:
+            kept.append(_IDENTIFIER.sub(
+                lambda token: token[0] if token[0] == name else identity.get(token[0], token[0]),
+                body))
+    instances = dict.fromkeys(first_of.values(), 0)
+
+    def count(name):
+        instances[identity[name]] += 1
+        for child in children[name]:
+            count(child)
+
+    instantiated = {child for names in children.values() for child in names}
+    for top in bodies.keys() - instantiated:
+        count(top)
+    return "".join(kept), instances
+
+
+def estimate(verilog, top, *, method="per-module"):
     """Synthesize ``verilog`` (module ``top``) for UltraScale+ and count its cells.
+
+    ``method`` is one of :data:`METHODS`; ``per-module`` first merges
+    identical modules (:func:`merge_identical_modules`).
 
     Raises
     ------
@@ -50,20 +126,83 @@ def estimate(verilog, top):
     RuntimeError
         If synthesis fails (the message ends with Yosys' last lines).
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method == "flat":
+        return parse_stat(_synthesize(verilog, top, flatten=True))
+    return estimate_by_module(verilog, top)[0]
+
+
+def estimate_by_module(verilog, top):
+    """The ``per-module`` estimate, and what each part costs.
+
+    Identical modules are merged (:func:`merge_identical_modules`); every
+    module with more than one instance is synthesized once on its own (with
+    the other replicated modules as black boxes) and counted once per
+    instance; the rest of the design is synthesized flat around black boxes,
+    so the logic that exists once keeps its cross-module optimisation.
+
+    Returns
+    -------
+    total : Resources
+    parts : dict
+        ``{module: (instances, Resources of one instance)}``; ``top`` stands for
+        everything that is not replicated.
+    """
+    merged, instances = merge_identical_modules(verilog)
+    bodies = _modules(merged)
+    replicated = [name for name, count in instances.items() if count > 1]
+    plain = {name: name.strip().lstrip("\\") for name in bodies}
+    parts = {top: (1, parse_stat(_synthesize(
+        merged, top, flatten=True, black_boxes=[plain[name] for name in replicated])))}
+    for name in replicated:
+        # Only the module and what it instantiates; replicated children are boxes.
+        needed, pending = {}, [name]
+        while pending:
+            module = pending.pop()
+            if module not in needed:
+                needed[module] = bodies[module]
+                pending += [child for child in _children(bodies, module)
+                            if child not in replicated]
+        boxes = {child for module in needed for child in _children(bodies, module)
+                 if child in replicated and child != name}
+        text = "".join(needed.values()) + "".join(bodies[box] for box in boxes)
+        parts[plain[name]] = (instances[name], parse_stat(_synthesize(
+            text, plain[name], flatten=True, black_boxes=[plain[box] for box in boxes])))
+    total = Resources(**{field.name: sum(count * getattr(part, field.name)
+                                         for count, part in parts.values())
+                         for field in fields(Resources)})
+    return total, parts
+
+
+def yosys_version():
+    """The first line of ``yosys -V``, or ``None`` without Yosys."""
+    yosys = shutil.which("yosys")
+    if yosys is None:
+        return None
+    return subprocess.run([yosys, "-V"], capture_output=True, text=True,
+                          check=False).stdout.strip() or None
+
+
+def _synthesize(verilog, top, *, flatten, black_boxes=()):
+    """The log of ``synth_xilinx -family xcup`` and ``stat`` on ``verilog``."""
     yosys = shutil.which("yosys")
     if yosys is None:
         raise YosysMissing(f"yosys not found; install it with: {_INSTALL_HINT}")
     with tempfile.TemporaryDirectory(prefix="vitforge-yosys-") as scratch:
         source = Path(scratch) / "design.v"
         source.write_text(verilog)
-        script = f"read_verilog {source}; synth_xilinx -family xcup -top {top}; stat"
+        boxes = "".join(f"blackbox {name}; " for name in black_boxes)
+        script = (f"read_verilog {source}; {boxes}"
+                  f"synth_xilinx -family xcup{' -flatten' if flatten else ''} -top {top}; "
+                  f"stat -top {top}")
         completed = subprocess.run([yosys, "-q", "-p", script, "-l", f"{scratch}/log"],
                                    capture_output=True, text=True, check=False)
         log = (Path(scratch) / "log").read_text() if (Path(scratch) / "log").exists() else ""
     if completed.returncode != 0:
         tail = "\n".join((completed.stderr or log).splitlines()[-10:])
         raise RuntimeError(f"yosys synth_xilinx of {top} failed:\n{tail}")
-    return parse_stat(log)
+    return log
 
 
 def parse_stat(log):

@@ -8,12 +8,21 @@ from ..accel.ports import MEMORY_ADDRESS_BITS, MEMORY_DATA_BITS, memory_port
 from ..checks import check_positive_int
 from .signals import BURST_INCR, RESP_OKAY, axi_master_members
 
-__all__ = ["AxiBurstMaster", "BEAT_BYTES"]
+__all__ = ["AxiBurstMaster", "BEAT_BYTES", "check_burst_parameters"]
 
 #: Bytes per data beat: the 128-bit HP ports of the Zynq UltraScale+.
 BEAT_BYTES = MEMORY_DATA_BITS // 8
 #: AxCACHE "normal non-cacheable bufferable", what the HP ports expect from a DMA master.
 _CACHE = 0b0011
+
+
+def check_burst_parameters(address_width, max_burst, max_outstanding):
+    """Raise ``TypeError``/``ValueError`` for invalid :class:`AxiBurstMaster` parameters."""
+    check_positive_int("address_width", address_width)
+    check_positive_int("max_burst", max_burst)
+    check_positive_int("max_outstanding", max_outstanding)
+    if max_burst > 256 or max_burst & (max_burst - 1):
+        raise ValueError(f"max_burst must be a power of two from 1 to 256, not {max_burst}")
 
 
 class AxiBurstMaster(wiring.Component):
@@ -60,11 +69,7 @@ class AxiBurstMaster(wiring.Component):
     """
 
     def __init__(self, *, address_width=40, max_burst=16, max_outstanding=4):
-        check_positive_int("address_width", address_width)
-        check_positive_int("max_burst", max_burst)
-        check_positive_int("max_outstanding", max_outstanding)
-        if max_burst > 256 or max_burst & (max_burst - 1):
-            raise ValueError(f"max_burst must be a power of two from 1 to 256, not {max_burst}")
+        check_burst_parameters(address_width, max_burst, max_outstanding)
         self._max_burst = max_burst
         self._max_outstanding = max_outstanding
         super().__init__({

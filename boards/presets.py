@@ -1,0 +1,89 @@
+"""Hardware presets: everything ``vitforge generate`` builds a bitstream from."""
+
+from dataclasses import asdict, dataclass, fields
+import json
+from pathlib import Path
+
+from vitforge.hw.accel.config import AcceleratorConfig
+from vitforge.hw.axi.burst_master import check_burst_parameters
+from vitforge.hw.checks import check_positive_int
+
+__all__ = ["ShellConfig", "PRESETS", "load_shell_config"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShellConfig:
+    """The accelerator, its AXI shell and its clock.
+
+    Parameters
+    ----------
+    accelerator : AcceleratorConfig
+    clock_mhz : int
+        ``pl_clk0`` in the block design (the estimate of latency and FPS uses it too).
+    max_burst, max_outstanding : int
+        Of the AXI4 master (:class:`vitforge.hw.axi.burst_master.AxiBurstMaster`).
+    address_width : int
+        AXI byte-address width of the master.
+    """
+
+    accelerator: AcceleratorConfig
+    clock_mhz: int = 250
+    max_burst: int = 16
+    max_outstanding: int = 4
+    address_width: int = 40
+
+    def __post_init__(self):
+        if not isinstance(self.accelerator, AcceleratorConfig):
+            raise TypeError(f"accelerator must be an AcceleratorConfig, not "
+                            f"{type(self.accelerator).__name__}")
+        for field in fields(self)[1:]:
+            check_positive_int(field.name, getattr(self, field.name))
+        if not 10 <= self.clock_mhz <= 500:
+            raise ValueError(f"clock_mhz must be from 10 to 500, not {self.clock_mhz}")
+        check_burst_parameters(self.address_width, self.max_burst, self.max_outstanding)
+
+    def shell(self):
+        """The :class:`AcceleratorShell` component."""
+        from vitforge.hw.accel.shell import AcceleratorShell
+
+        return AcceleratorShell(self.accelerator, address_width=self.address_width,
+                                max_burst=self.max_burst, max_outstanding=self.max_outstanding)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values, where="config"):
+        """Build from :meth:`to_dict`'s form; unknown or missing keys raise ``ValueError``."""
+        if not isinstance(values, dict) or not isinstance(values.get("accelerator"), dict):
+            raise ValueError(f"{where} must be a JSON object with an 'accelerator' object")
+        for known, given, what in ((cls, values, where),
+                                   (AcceleratorConfig, values["accelerator"],
+                                    f"{where}['accelerator']")):
+            unknown = set(given) - {field.name for field in fields(known)}
+            if unknown:
+                raise ValueError(f"{what} has unknown keys: {', '.join(sorted(unknown))}")
+        return cls(**{**values, "accelerator": AcceleratorConfig(**values["accelerator"])})
+
+
+PRESETS = {
+    # Runs the embedded digits model (and random-block tests); builds in seconds.
+    "small": ShellConfig(accelerator=AcceleratorConfig(
+        array=4, act_depth=4096, wgt_depth=2048, prm_depth=512, lnp_depth=64, k_max=128)),
+    # The 16x16 engine with scratchpads for DeiT-T and DeiT-S (see docs/performance.md).
+    "zcu102": ShellConfig(accelerator=AcceleratorConfig(
+        array=16, act_depth=98304, wgt_depth=73728, prm_depth=4096, lnp_depth=1024,
+        k_max=2048)),
+}
+
+
+def load_shell_config(path):
+    """A :class:`ShellConfig` from a JSON file (the ``config.json`` generate writes, or by hand)."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {str(path)!r} does not exist") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"config file {str(path)!r} is not valid JSON: {error}") from None
+    return ShellConfig.from_dict(values, where=f"config file {str(path)!r}")

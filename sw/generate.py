@@ -1,0 +1,129 @@
+"""``vitforge generate``: a folder with everything needed to build the accelerator for a board."""
+
+from dataclasses import dataclass, field
+import json
+import time
+
+__all__ = ["BOARDS", "DEVICE", "HEADROOM", "Generated", "generate", "resource_report"]
+
+#: Boards generate knows.
+BOARDS = ("zcu102",)
+#: XCZU9EG capacity.
+DEVICE = {"lut": 274_080, "ff": 548_160, "dsp": 2_520, "bram36": 912}
+#: Share of LUTs and BRAM a design may use and still leave room for routing.
+HEADROOM = 0.8
+#: Modules whose DSPs multiply-accumulate (the PE array).
+_MAC_MODULE = ".gemm.array.pe_"
+
+
+@dataclass
+class Generated:
+    folder: object
+    files: list                         # paths relative to the folder
+    resources: dict = None              # resources.json's content
+    seconds: dict = field(default_factory=dict)   # "verilog", "resources"
+
+
+def _json(value):
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def resource_report(total, parts, method, yosys):
+    """``resources.json``: totals, device use, fit, and the share of DSPs doing MACs."""
+    counts = total.as_dict()
+    mac_dsp = sum(count * part.dsp for name, (count, part) in parts.items()
+                  if _MAC_MODULE in name)
+    utilization = {key: counts[key] / capacity for key, capacity in DEVICE.items()}
+    return {
+        **counts,
+        "method": method,
+        "tool": f"{yosys}: synth_xilinx -family xcup",
+        "device": {"part": "xczu9eg-ffvb1156-2-e", **DEVICE},
+        "utilization": {key: round(value, 4) for key, value in utilization.items()},
+        "fits": all(value <= 1 for value in utilization.values()),
+        "routing_headroom": utilization["lut"] <= HEADROOM and utilization["bram36"] <= HEADROOM,
+        "mac_dsp": mac_dsp,
+        "mac_dsp_fraction": round(mac_dsp / counts["dsp"], 4) if counts["dsp"] else 0.0,
+        "parts": {name: {"instances": count, **part.as_dict()}
+                  for name, (count, part) in sorted(parts.items())},
+    }
+
+
+def generate(board, config, out, *, resources=True, log=None):
+    """Write the Verilog, constraints, Vivado scripts, register map and estimates to ``out``.
+
+    ``out`` is replaced whole, and only once everything is written: a failed
+    generate leaves the previous folder (or none). The same inputs give
+    byte-identical files.
+
+    Parameters
+    ----------
+    board : str
+        One of :data:`BOARDS`.
+    config : ShellConfig
+    out : str or Path
+    resources : bool
+        Run the Yosys estimate (``resources.json``); without Yosys the file
+        says why there is no estimate and how to get one.
+    log : callable or None
+        Told what is happening (the estimate of a large preset takes minutes).
+    """
+    from vitforge.boards import vivado
+    from vitforge.boards.presets import ShellConfig
+    from vitforge.hw.accel.regmap import regmap_header, regmap_json
+    from vitforge.hw.verilog import to_verilog
+    from vitforge.sw import resources as yosys_resources
+    from vitforge.sw.files import atomic_folder
+
+    if board not in BOARDS:
+        raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
+    if not isinstance(config, ShellConfig):
+        raise TypeError(f"config must be a ShellConfig, not {type(config).__name__}")
+    result = Generated(folder=out, files=[])
+    with atomic_folder(out) as staging:
+        def write(relative, text, mode=0o644):
+            path = staging / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            path.chmod(mode)
+            result.files.append(relative)
+
+        if log:
+            log(f"generating Verilog for the {config.accelerator.array}x"
+                f"{config.accelerator.array} accelerator shell")
+        started = time.monotonic()
+        shell = config.shell()
+        core = to_verilog(shell, vivado.CORE)
+        write(f"rtl/{vivado.CORE}.v", core)
+        write(f"rtl/{vivado.WRAPPER}.v", vivado.wrapper_verilog(shell))
+        write("rtl/lint_waivers.vlt", lint_waivers())
+        write("constraints/zcu102.xdc", vivado.constraints())
+        write("create_project.tcl", vivado.project_tcl(config))
+        write("build.sh", vivado.build_script(), mode=0o755)
+        write("regmap.json", regmap_json())
+        write("regmap.h", regmap_header())
+        write("config.json", _json({"board": board, **config.to_dict()}))
+        result.seconds["verilog"] = time.monotonic() - started
+
+        if resources:
+            if log:
+                log("estimating resources with yosys (per-module method)")
+            started = time.monotonic()
+            try:
+                total, parts = yosys_resources.estimate_by_module(core, vivado.CORE)
+                result.resources = resource_report(total, parts, "per-module",
+                                                   yosys_resources.yosys_version())
+            except yosys_resources.YosysMissing as missing:
+                result.resources = {"available": False, "reason": str(missing)}
+                if log:
+                    log(f"no resource estimate: {missing}")
+            result.seconds["resources"] = time.monotonic() - started
+            write("resources.json", _json(result.resources))
+    return result
+
+
+def lint_waivers():
+    """The Verilator waivers for the generated RTL (``rtl/lint_waivers.vlt``)."""
+    from importlib import resources
+
+    return resources.files("vitforge.boards").joinpath("lint_waivers.vlt").read_text()
