@@ -78,7 +78,11 @@ PRESETS = {
 
 
 def load_shell_config(path):
-    """A :class:`ShellConfig` from a JSON file (the ``config.json`` generate writes, or by hand)."""
+    """A :class:`ShellConfig` from a JSON file (the ``config.json`` generate writes, or by hand).
+
+    The ``board`` key of a generated ``config.json`` is allowed and not part of
+    the config (the board is chosen on the command line).
+    """
     path = Path(path)
     try:
         values = json.loads(path.read_text())
@@ -86,4 +90,6 @@ def load_shell_config(path):
         raise ValueError(f"config file {str(path)!r} does not exist") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"config file {str(path)!r} is not valid JSON: {error}") from None
+    if isinstance(values, dict):
+        values.pop("board", None)
     return ShellConfig.from_dict(values, where=f"config file {str(path)!r}")

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from vitforge.boards.presets import PRESETS
 from vitforge.sw import cli
 
 
@@ -167,3 +168,35 @@ def test_simulate_dumps_waves(tmp_path):
     assert waves.stat().st_size < 200_000_000
     head = waves.read_bytes()[:100_000]
     assert b"$enddefinitions" in head and b"retire" in head
+
+
+@pytest.mark.parametrize("args, message", [
+    (["generate", "--board", "kcu105", "--out", "x", "--no-resources"],
+     "board must be one of zcu102, not 'kcu105'"),
+    (["generate", "--preset", "huge", "--out", "x"], "preset must be one of small, zcu102, "
+                                                     "not 'huge'"),
+    (["generate", "--preset", "small", "--config", "c.json", "--out", "x"],
+     "give --preset or --config, not both"),
+    (["generate", "--config", "missing.json", "--out", "x"],
+     "config file 'missing.json' does not exist"),
+])
+def test_bad_generate_arguments(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_usage_error(args, message)
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_config_file_and_unwritable_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    values = {"board": "zcu102", **PRESETS["small"].to_dict()}
+    (tmp_path / "extra.json").write_text(json.dumps({**values, "lanes": 3}))
+    assert_usage_error(["generate", "--config", "extra.json", "--out", "x"],
+                       "config file 'extra.json' has unknown keys: lanes")
+    values["accelerator"]["array"] = 0
+    (tmp_path / "zero.json").write_text(json.dumps(values))
+    assert_usage_error(["generate", "--config", "zero.json", "--out", "x"],
+                       "array must be a positive integer, not 0")
+    (tmp_path / "file").write_text("")
+    assert_usage_error(["generate", "--preset", "small", "--out", "file/sub", "--no-resources"],
+                       "out must be a folder that can be created, not 'file/sub' "
+                       "(File exists)")

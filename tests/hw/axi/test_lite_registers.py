@@ -6,41 +6,8 @@ import re
 from vitforge.hw.accel.regmap import REGISTERS, regmap_header, regmap_json
 from vitforge.hw.axi.lite_registers import AxiLiteRegisters
 from vitforge.hw.axi.signals import RESP_OKAY, RESP_SLVERR
+from vitforge.sim.axi_lite import read_register, write_register
 from vitforge.sim.pins import run_in_amaranth
-
-
-async def write(pins, address, value):
-    pins.set("awaddr", address)
-    pins.set("awvalid", 1)
-    pins.set("wdata", value)
-    pins.set("wstrb", 0xF)
-    pins.set("wvalid", 1)
-    pins.set("bready", 1)
-    for _ in range(10):
-        await pins.tick()
-        if pins.get("awready") == 0:
-            pins.set("awvalid", 0)
-        if pins.get("wready") == 0:
-            pins.set("wvalid", 0)
-        if pins.get("bvalid"):
-            response = pins.get("bresp")
-            await pins.tick()
-            pins.set("bready", 0)
-            return response
-    raise AssertionError("no write response")
-
-
-async def read(pins, address):
-    pins.set("araddr", address)
-    pins.set("arvalid", 1)
-    pins.set("rready", 1)
-    await pins.tick()
-    pins.set("arvalid", 0)
-    assert pins.get("rvalid")
-    result = pins.get("rresp"), pins.get("rdata")
-    await pins.tick()
-    pins.set("rready", 0)
-    return result
 
 
 def test_registers_read_write_strobe_and_errors():
@@ -50,17 +17,17 @@ def test_registers_read_write_strobe_and_errors():
     async def session(pins):
         pins.set("reg_STATUS", 0b1010)
         pins.set("reg_CYCLES", 123456)
-        seen["write_program"] = await write(pins, 0x08, 0xDEADBEEF)
-        seen["program"] = await read(pins, 0x08)
-        seen["status"] = await read(pins, 0x04)
-        seen["cycles"] = await read(pins, 0x1C)
-        seen["write_ro"] = await write(pins, 0x04, 7)          # read-only: value unchanged
-        seen["status_after"] = await read(pins, 0x04)
-        seen["bad_read"] = await read(pins, 0xFC)
-        seen["bad_write"] = await write(pins, 0xF0, 1)
-        seen["start"] = await write(pins, 0x00, 0b11)
+        seen["write_program"] = await write_register(pins, 0x08, 0xDEADBEEF)
+        seen["program"] = await read_register(pins, 0x08)
+        seen["status"] = await read_register(pins, 0x04)
+        seen["cycles"] = await read_register(pins, 0x1C)
+        seen["write_ro"] = await write_register(pins, 0x04, 7)          # read-only: value unchanged
+        seen["status_after"] = await read_register(pins, 0x04)
+        seen["bad_read"] = await read_register(pins, 0xFC)
+        seen["bad_write"] = await write_register(pins, 0xF0, 1)
+        seen["start"] = await write_register(pins, 0x00, 0b11)
         seen["control_after"] = pins.get("reg_CONTROL")
-        seen["irq_clear"] = await write(pins, 0x14, 1)
+        seen["irq_clear"] = await write_register(pins, 0x14, 1)
         return seen
 
     run_in_amaranth(dut, session)
