@@ -5,8 +5,6 @@ import json
 
 import numpy as np
 
-from vitforge.hw.accel.shell import AcceleratorShell
-
 from .. import runner
 from ..jobs import run_job
 from ..verilog_cache import cached_verilog
@@ -27,18 +25,20 @@ class ShellRun:
 
 
 def shell_verilog(config, log=None):
-    """Verilog of :class:`AcceleratorShell` for ``config`` (cached)."""
+    """Verilog of the :class:`AcceleratorShell` of a :class:`ShellConfig` (cached)."""
+    array = config.accelerator.array
     return cached_verilog(TOPLEVEL, json.dumps(config.to_dict(), sort_keys=True),
-                          lambda: AcceleratorShell(config), log=log,
-                          what=f"the accelerator shell ({config.array}x{config.array} array)")
+                          config.shell, log=log,
+                          what=f"the accelerator shell ({array}x{array} array)")
 
 
 def run_on_shell(config, programs, *, back_pressure=False, seed=0, use_interrupt=True,
                  max_cycles=1_000_000, log=None):
     """Run ``programs`` (``(image, program_addr)`` pairs) one after another on the shell.
 
-    Each goes through :class:`AcceleratorDriver` over :class:`AxiSimTransport`
-    into a fresh buffer of an ``AxiRam``.
+    ``config`` is a :class:`ShellConfig`. Each program goes through
+    :class:`AcceleratorDriver` over :class:`AxiSimTransport` into a fresh
+    buffer of an ``AxiRam``.
     """
     verilog = shell_verilog(config, log)
     built = runner.build(verilog.text, TOPLEVEL, log=log)

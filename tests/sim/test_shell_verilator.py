@@ -10,6 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from vitforge.boards.presets import ShellConfig
 from vitforge.hw.accel.isa import Opcode, encode
 from vitforge.sim.accel.shell_session import run_on_shell
 from vitforge.sim.model_run import load_model
@@ -37,7 +38,8 @@ def test_registers_and_a_block_with_and_without_back_pressure():
     bad = b"".join(word.to_bytes(32, "little") for word in (encode(Opcode.NOP), 0x7E))
     cycles = {}
     for back_pressure in (False, True):
-        run = run_on_shell(config, [(program.image, program.program_addr), (bad, 0)],
+        run = run_on_shell(ShellConfig(accelerator=config),
+                           [(program.image, program.program_addr), (bad, 0)],
                            back_pressure=back_pressure, seed=5)
         assert run.registers == {"hw_config": config.to_dict(),
                                  "program_addr_round_trip": 0x1234_5678,
@@ -67,11 +69,28 @@ def test_tiny_model_runs_through_the_driver_bit_exactly():
         patches = quantize_tensor(patchify(image[None], vit.shape)[0], model.input_scale)
         programs.append(compile_model(config, model, patches))
         expected.append(vit_logits(model, patches))
-    run = run_on_shell(config, [(p.image, p.program_addr) for p in programs],
+    run = run_on_shell(ShellConfig(accelerator=config),
+                       [(p.image, p.program_addr) for p in programs],
                        back_pressure=True, seed=1, use_interrupt=False)
     for index, (program, logits, result) in enumerate(zip(programs, expected, run.runs)):
         assert result["driver_error"] == ""
         assert result["image"] == golden_image(program), f"test image {index}"
         np.testing.assert_array_equal(program.result(result["image"]), logits,
                                       err_msg=f"test image {index}")
+    assert run.guards_damaged == []
+
+
+def test_short_bursts_and_one_outstanding_transaction():
+    """The master's limits: bursts of at most 4 beats, one burst in flight per direction."""
+    x, blocks, expected = random_blocks(np.random.default_rng(8), tokens=9, dim=16, heads=2,
+                                        hidden=32, count=1)
+    config = config_for(blocks, 9, 4)
+    program = compile_blocks(config, blocks, x)
+    run = run_on_shell(ShellConfig(accelerator=config, max_burst=4, max_outstanding=1),
+                       [(program.image, program.program_addr)], back_pressure=True, seed=8)
+    result, = run.runs
+    assert result["driver_error"] == ""
+    assert result["image"] == golden_image(program), "seed 8"
+    np.testing.assert_array_equal(program.result(result["image"]), expected)
+    assert max(run.bursts["read"]) == 4 and max(run.bursts["write"]) == 4
     assert run.guards_damaged == []

@@ -1,0 +1,200 @@
+"""The ZCU102 output (issue 6 goals): generation time, resources, AXI overhead, projected FPS.
+
+Side by side in one run:
+
+1. ``vitforge generate`` of the ``small`` and ``zcu102`` presets without the
+   estimate: seconds (goal <= 60 s for the full top) and byte-identical files
+   when generated twice.
+2. Resources: the per-module Yosys estimate of ``zcu102`` (goal <= 10 min,
+   fits XCZU9EG, >= 70 % of its DSPs do MACs) and, for the ``small`` preset,
+   per-module against flat synthesis (goal: within 5 % on LUT, FF, DSP, BRAM).
+3. AXI overhead: the embedded digits model on the ``small`` preset, cycles
+   with the ideal one-cycle memory against the AXI shell with cocotbext-axi's
+   ``AxiRam`` (and with random back-pressure on every channel).
+4. DeiT-T and DeiT-S (random weights, one 224x224 image each) on the 16x16
+   array, co-verified bit for bit: cycles, MACs/cycle and FPS at the preset's
+   clock. ``--skip-deit`` leaves this out (it takes about 10 minutes).
+
+Writes ``bench/results/zcu102.json`` and ``zcu102_resources.png``.
+
+    python bench/zcu102.py [--skip-deit] [--skip-flat]
+"""
+
+import argparse
+import json
+from pathlib import Path
+import tempfile
+import time
+
+from vitforge.boards.presets import PRESETS
+from vitforge.boards.vivado import CORE
+from vitforge.hw.verilog import to_verilog
+from vitforge.sw import resources
+from vitforge.sw.generate import DEVICE, HEADROOM, generate
+
+GOAL_GENERATE_SECONDS = 60
+GOAL_ESTIMATE_SECONDS = 600
+GOAL_ESTIMATE_AGREEMENT = 0.05
+GOAL_MAC_DSP_FRACTION = 0.70
+
+
+def _files(folder):
+    return {str(path.relative_to(folder)): path.read_bytes()
+            for path in sorted(Path(folder).rglob("*")) if path.is_file()}
+
+
+def generation(scratch):
+    rows = {}
+    for name in ("small", "zcu102"):
+        seconds, contents = [], []
+        for attempt in range(2):
+            folder = Path(scratch) / f"{name}-{attempt}"
+            started = time.monotonic()
+            generate("zcu102", PRESETS[name], folder, resources=False)
+            seconds.append(time.monotonic() - started)
+            contents.append(_files(folder))
+        rows[name] = {"seconds": round(max(seconds), 2),
+                      "byte_identical": contents[0] == contents[1],
+                      "verilog_bytes": len(contents[0][f"rtl/{CORE}.v"])}
+        print(f"generate {name:7s} {rows[name]['seconds']:6.1f} s, byte-identical "
+              f"{rows[name]['byte_identical']}", flush=True)
+    return rows
+
+
+def estimates(skip_flat):
+    from vitforge.sw.generate import resource_report
+
+    result = {}
+    started = time.monotonic()
+    core = to_verilog(PRESETS["zcu102"].shell(), CORE)
+    total, parts = resources.estimate_by_module(core, CORE)
+    seconds = time.monotonic() - started
+    report = resource_report(total, parts, "per-module", resources.yosys_version())
+    result["zcu102"] = {**report, "seconds": round(seconds, 1)}
+    print(f"zcu102 per-module estimate in {seconds:.0f} s: {total}", flush=True)
+    print(f"  utilization {report['utilization']}, fits {report['fits']}, "
+          f"MAC DSP share {report['mac_dsp_fraction']:.1%}", flush=True)
+    if not skip_flat:
+        core = to_verilog(PRESETS["small"].shell(), CORE)
+        started = time.monotonic()
+        per_module = resources.estimate(core, CORE, method="per-module")
+        per_module_seconds = time.monotonic() - started
+        started = time.monotonic()
+        flat = resources.estimate(core, CORE, method="flat")
+        flat_seconds = time.monotonic() - started
+        keys = ("lut", "ff", "dsp", "bram36")
+        difference = {key: (getattr(per_module, key) - getattr(flat, key))
+                      / max(getattr(flat, key), 1) for key in keys}
+        result["small"] = {"per_module": per_module.as_dict(), "flat": flat.as_dict(),
+                           "relative_difference": {k: round(v, 4) for k, v in difference.items()},
+                           "per_module_seconds": round(per_module_seconds, 1),
+                           "flat_seconds": round(flat_seconds, 1)}
+        print(f"small: per-module {per_module} in {per_module_seconds:.0f} s; flat {flat} in "
+              f"{flat_seconds:.0f} s; differences {result['small']['relative_difference']}",
+              flush=True)
+    return result
+
+
+def axi_overhead():
+    from vitforge.sim.accel.cosim import coverify
+    from vitforge.sim.accel.shell_session import run_on_shell
+    from vitforge.sim.model_run import load_model
+    from vitforge.sw.accel.compiler import compile_model
+    from vitforge.sw.golden.accel.interpreter import Machine, run_program
+    from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
+    from vitforge.sw.model.vit import patchify
+
+    vit, calibration, test_images, _ = load_model("tiny")
+    model = quantize_vit(vit, calibration)
+    config = PRESETS["small"].accelerator
+    patches = quantize_tensor(patchify(test_images[:1], vit.shape)[0], model.input_scale)
+    program = compile_model(config, model, patches)
+    ideal = coverify(program)
+    machine = Machine(config, program.image)
+    run_program(machine, program.program_addr)
+    if not ideal.match:
+        raise AssertionError(f"the simulated system disagrees with the golden model: "
+                             f"{ideal.mismatch}")
+    rows = {"ideal_memory": ideal.cycles}
+    for back_pressure in (False, True):
+        run = run_on_shell(PRESETS["small"], [(program.image, program.program_addr)],
+                           back_pressure=back_pressure, seed=0)
+        result, = run.runs
+        if result["image"] != bytes(machine.dram):
+            raise AssertionError(f"the AXI shell disagrees with the golden model "
+                                 f"(back_pressure={back_pressure})")
+        rows["axi_back_pressure" if back_pressure else "axi"] = result["cycles"]
+    print(f"digits model on small: ideal memory {rows['ideal_memory']} cycles, AXI "
+          f"{rows['axi']} ({rows['axi'] / rows['ideal_memory'] - 1:+.1%}), AXI with "
+          f"back-pressure {rows['axi_back_pressure']} "
+          f"({rows['axi_back_pressure'] / rows['ideal_memory'] - 1:+.1%})", flush=True)
+    return rows
+
+
+def deit(clock_mhz):
+    from vitforge.sim.model_run import run_model
+
+    rows = {}
+    for name in ("deit-tiny", "deit-small"):
+        started = time.monotonic()
+        run = run_model(name, images=1, array=16, compare_float=False,
+                        log=lambda line: print(f"  {line}", flush=True))
+        cycles = run.cycles[0]
+        rows[name] = {"bit_exact": run.bit_exact, "cycles": cycles, "macs": run.macs,
+                      "macs_per_cycle": round(run.macs / cycles, 1),
+                      "utilization": round(run.utilization, 4),
+                      "fps": round(clock_mhz * 1e6 / cycles, 1),
+                      "seconds": round(time.monotonic() - started, 1)}
+        print(f"{name}: {cycles} cycles, {rows[name]['macs_per_cycle']} MACs/cycle, "
+              f"{rows[name]['fps']} FPS at {clock_mhz} MHz, bit-exact {run.bit_exact}",
+              flush=True)
+    return rows
+
+
+def plot(report, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    used = report["utilization"]
+    keys = ("lut", "ff", "dsp", "bram36")
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    bars = axis.bar([key.upper() for key in keys], [100 * used[key] for key in keys],
+                    color="#4c72b0")
+    axis.axhline(100 * HEADROOM, color="#c44e52", linestyle="--", label="routing headroom")
+    for bar, key in zip(bars, keys):
+        axis.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1,
+                  f"{report[key]:g} / {DEVICE[key]}", ha="center", fontsize=8)
+    axis.set_ylim(0, 100)
+    axis.set_ylabel("% of XCZU9EG")
+    axis.set_title("zcu102 preset, Yosys per-module estimate")
+    axis.legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-deit", action="store_true")
+    parser.add_argument("--skip-flat", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+
+    results = {"goals": {"generate_seconds": GOAL_GENERATE_SECONDS,
+                         "estimate_seconds": GOAL_ESTIMATE_SECONDS,
+                         "estimate_agreement": GOAL_ESTIMATE_AGREEMENT,
+                         "mac_dsp_fraction": GOAL_MAC_DSP_FRACTION}}
+    with tempfile.TemporaryDirectory(prefix="vitforge-bench-") as scratch:
+        results["generate"] = generation(scratch)
+    results["resources"] = estimates(args.skip_flat)
+    results["axi_overhead"] = axi_overhead()
+    if not args.skip_deit:
+        results["deit"] = deit(PRESETS["zcu102"].clock_mhz)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "zcu102.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results["resources"]["zcu102"], args.out / "zcu102_resources.png")
+    print(f"wrote {args.out / 'zcu102.json'} and zcu102_resources.png")
+
+
+if __name__ == "__main__":
+    main()
