@@ -25,6 +25,7 @@ bench: $(STAMP)         ## benchmarks (not timed tests); results in bench/result
 	$(BIN)/python bench/gemm_utilization.py
 	$(BIN)/python bench/nonlinear.py
 	$(BIN)/python bench/accel_block.py
+	$(BIN)/python bench/zcu102.py
 
 doctor: $(STAMP)
 	$(BIN)/vitforge doctor

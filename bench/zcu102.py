@@ -66,7 +66,7 @@ def estimates(skip_flat):
 
     result = {}
     started = time.monotonic()
-    core = to_verilog(PRESETS["zcu102"].shell(), CORE)
+    core = to_verilog(PRESETS["zcu102"].shell(), CORE, zero_init=False)
     total, parts = resources.estimate_by_module(core, CORE)
     seconds = time.monotonic() - started
     report = resource_report(total, parts, "per-module", resources.yosys_version())
@@ -75,7 +75,7 @@ def estimates(skip_flat):
     print(f"  utilization {report['utilization']}, fits {report['fits']}, "
           f"MAC DSP share {report['mac_dsp_fraction']:.1%}", flush=True)
     if not skip_flat:
-        core = to_verilog(PRESETS["small"].shell(), CORE)
+        core = to_verilog(PRESETS["small"].shell(), CORE, zero_init=False)
         started = time.monotonic()
         per_module = resources.estimate(core, CORE, method="per-module")
         per_module_seconds = time.monotonic() - started

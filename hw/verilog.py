@@ -34,6 +34,7 @@ def _zero_memories_without_init():
 
 
 def _zero_init_loop(match):
+    """A loop setting a memory without an ``initial`` block to zero."""
     if match["initial"]:
         return match[0]
     indent, name = match["indent"], match["name"]
@@ -47,14 +48,18 @@ def _zero_init_loop(match):
             f"{indent}end\n")
 
 
-def to_verilog(component, name):
+def to_verilog(component, name, *, zero_init=True):
     """Verilog text of ``component`` as module ``name`` (and its submodules).
 
     Equivalent to Amaranth's output, but a memory initialised to all zeros is
-    set by a loop instead of one statement per word: a 65536-word scratchpad
-    is then four lines, which keeps generation (and the Verilator build) fast.
-    The output is deterministic: the same component gives the same bytes.
+    set by a loop instead of one statement per word (a 65536-word scratchpad
+    is then four lines, which keeps generation and the Verilator build fast),
+    or, with ``zero_init=False``, has no ``initial`` block at all. That is the
+    form for synthesis: block and distributed RAM power up as zeros anyway,
+    Vivado stops unrolling loops after a few thousand iterations, and Yosys
+    would spend minutes unrolling them. The output is deterministic: the same
+    component gives the same bytes.
     """
     with _zero_memories_without_init():
         text = verilog.convert(component, name=name, emit_src=False)
-    return _MEMORY.sub(_zero_init_loop, text)
+    return _MEMORY.sub(_zero_init_loop, text) if zero_init else text

@@ -93,7 +93,7 @@ def generate(board, config, out, *, resources=True, log=None):
                 f"{config.accelerator.array} accelerator shell")
         started = time.monotonic()
         shell = config.shell()
-        core = to_verilog(shell, vivado.CORE)
+        core = to_verilog(shell, vivado.CORE, zero_init=False)
         write(f"rtl/{vivado.CORE}.v", core)
         write(f"rtl/{vivado.WRAPPER}.v", vivado.wrapper_verilog(shell))
         write("rtl/lint_waivers.vlt", lint_waivers())

@@ -29,11 +29,11 @@ class Resources:
     ff: int
     dsp: int          # DSP48E2
     bram36: float     # RAMB36E2, with a RAMB18E2 counted as half
-    carry: int        # CARRY8
+    carry: int        # carry-chain cells (CARRY8; Yosys 0.23 writes CARRY4)
 
     def as_dict(self):
         return {"lut": self.lut, "lutram": self.lutram, "ff": self.ff, "dsp": self.dsp,
-                "bram36": self.bram36, "carry8": self.carry}
+                "bram36": self.bram36, "carry": self.carry}
 
 
 _LUTRAM_CELLS = {"RAM16X1D": 2, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8,
@@ -217,4 +217,4 @@ def parse_stat(log):
     ff = _count(cells, {"FDRE", "FDSE", "FDCE", "FDPE"})
     return Resources(lut=lut, lutram=lutram, ff=ff, dsp=cells.get("DSP48E2", 0),
                      bram36=cells.get("RAMB36E2", 0) + cells.get("RAMB18E2", 0) / 2,
-                     carry=cells.get("CARRY8", 0))
+                     carry=cells.get("CARRY8", 0) + cells.get("CARRY4", 0))

@@ -14,8 +14,10 @@ __all__ = ["Eltwise"]
 class Eltwise(Unit):
     """Executes GELU (table lookup) or ADD (rescaled residual sum), ``docs/isa.md``.
 
-    Owns the GELU table: 16 words of 16 entries, written by LOAD into TBL,
-    read by every lane at once. Pipeline: activation read, table read or
+    Owns the GELU table: 16 words of 16 entries, written by LOAD into TBL.
+    Every lane has its own copy with one read port (as in distributed RAM,
+    where a read port is a copy anyway; one memory with ``array`` read ports
+    also makes Yosys' memory mapping run out of memory). Pipeline: activation read, table read or
     multiply-add, write: one word per cycle, two cycles of latency.
 
     Parameters
@@ -45,13 +47,6 @@ class Eltwise(Unit):
         y_multiplier = field(inst, Opcode.ADD, "y_multiplier")
         shift = field(inst, Opcode.ADD, "shift")
 
-        m.submodules.table = table = memory.Memory(shape=MEMORY_DATA_BITS, depth=TABLE_WORDS,
-                                                   init=[])
-        table_write = table.write_port()
-        m.d.comb += [table_write.addr.eq(self.tbl_write.addr),
-                     table_write.data.eq(self.tbl_write.data),
-                     table_write.en.eq(self.tbl_write.en)]
-
         index = Signal(20)
         issuing = Signal()
         valid = [Signal(name=f"valid_{i}") for i in range(2)]
@@ -78,7 +73,11 @@ class Eltwise(Unit):
         for lane in range(lanes):
             x = self.x_read.data[lane]
             y = self.y_read.data[lane]
-            reader = table.read_port()
+            m.submodules[f"table_{lane}"] = table = memory.Memory(
+                shape=MEMORY_DATA_BITS, depth=TABLE_WORDS, init=[])
+            writer, reader = table.write_port(), table.read_port()
+            m.d.comb += [writer.addr.eq(self.tbl_write.addr), writer.data.eq(self.tbl_write.data),
+                         writer.en.eq(self.tbl_write.en)]
             byte = Signal(4, name=f"byte_{lane}")
             m.d.comb += reader.addr.eq(x.as_unsigned()[4:])
             m.d.sync += byte.eq(x.as_unsigned()[:4])

@@ -28,7 +28,7 @@ End of script.
 def test_stat_report_is_counted_by_resource_kind():
     found = resources.parse_stat(STAT)
     assert found.as_dict() == {"lut": 33, "lutram": 32 * 8 + 5, "ff": 35, "dsp": 3,
-                               "bram36": 2.5, "carry8": 2}
+                               "bram36": 2.5, "carry": 2}
 
 
 def test_log_without_a_report_is_rejected():
