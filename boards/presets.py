@@ -72,7 +72,7 @@ PRESETS = {
         array=4, act_depth=4096, wgt_depth=2048, prm_depth=512, lnp_depth=64, k_max=128)),
     # The 16x16 engine with scratchpads for DeiT-T and DeiT-S (see docs/performance.md).
     "zcu102": ShellConfig(accelerator=AcceleratorConfig(
-        array=16, act_depth=98304, wgt_depth=73728, prm_depth=4096, lnp_depth=1024,
+        array=16, act_depth=94208, wgt_depth=73728, prm_depth=4096, lnp_depth=1024,
         k_max=2048)),
 }
 

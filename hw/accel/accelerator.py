@@ -104,7 +104,7 @@ class Accelerator(wiring.Component):
                                                init=[])
         m.submodules.lnp = lnp = memory.Memory(shape=ChannelParams, depth=config.lnp_depth,
                                                init=[])
-        act_read_0, act_read_1, act_write = act.read_port(), act.read_port(), act.write_port()
+        act_read, act_write = act.read_port(), act.write_port()
         wgt_read, wgt_write = wgt.read_port(), wgt.write_port()
         prm_read, prm_write = prm.read_port(), prm.write_port()
         lnp_read, lnp_write = lnp.read_port(), lnp.write_port()
@@ -120,9 +120,8 @@ class Accelerator(wiring.Component):
         dma, eltwise, moves = units["dma"], units["eltwise"], units["moves"]
         softmax, layernorm = units["softmax"], units["layernorm"]
 
-        arbitrate_reads(m, act_read_0, [gemm.a_read, eltwise.x_read, moves.act_read,
+        arbitrate_reads(m, act_read, [gemm.a_read, eltwise.act_read, moves.act_read,
                                         softmax.act_read, layernorm.act_read, dma.act_read])
-        arbitrate_reads(m, act_read_1, [eltwise.y_read])
         arbitrate_writes(m, act_write, [gemm.c_write, eltwise.act_write, softmax.act_write,
                                         layernorm.act_write, dma.act_write])
         arbitrate_reads(m, wgt_read, [gemm.b_read])

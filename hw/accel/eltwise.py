@@ -17,8 +17,13 @@ class Eltwise(Unit):
     Owns the GELU table: 16 words of 16 entries, written by LOAD into TBL.
     Every lane has its own copy with one read port (as in distributed RAM,
     where a read port is a copy anyway; one memory with ``array`` read ports
-    also makes Yosys' memory mapping run out of memory). Pipeline: activation read, table read or
-    multiply-add, write: one word per cycle, two cycles of latency.
+    also makes Yosys' memory mapping run out of memory).
+
+    Throughput: GELU one word per cycle; ADD one word per two cycles, because
+    both operands come through the one activation read port (a second read
+    port would double the activation scratchpad's block RAM, the largest
+    memory of the design, for an instruction that takes well under 1 % of a
+    ViT's cycles). Latency: two cycles from the last read to the last write.
 
     Parameters
     ----------
@@ -28,8 +33,7 @@ class Eltwise(Unit):
     def __init__(self, config):
         word = act_word(config)
         super().__init__(config, {
-            "x_read": read_request(range(config.act_depth), word),
-            "y_read": read_request(range(config.act_depth), word),
+            "act_read": read_request(range(config.act_depth), word),
             "act_write": write_request(range(config.act_depth), word),
             "tbl_write": Out(memory.WritePort.Signature(addr_width=4, shape=MEMORY_DATA_BITS)),
         })
@@ -47,32 +51,40 @@ class Eltwise(Unit):
         y_multiplier = field(inst, Opcode.ADD, "y_multiplier")
         shift = field(inst, Opcode.ADD, "shift")
 
+        # Reads: GELU one word per cycle; ADD word x, then word y, per element.
         index = Signal(20)
         issuing = Signal()
+        reading_y = Signal()
         valid = [Signal(name=f"valid_{i}") for i in range(2)]
         address = [Signal(20, name=f"address_{i}") for i in range(2)]
         m.d.sync += self.done.eq(0)
         with m.If(self.start & ~self.busy):
-            m.d.sync += [self.busy.eq(1), issuing.eq(1), index.eq(0)]
-        with m.If(issuing):
+            m.d.sync += [self.busy.eq(1), issuing.eq(1), index.eq(0), reading_y.eq(0)]
+        element_read = issuing & (~is_add | reading_y)
+        with m.If(issuing & is_add):
+            m.d.sync += reading_y.eq(~reading_y)
+        with m.If(element_read):
             m.d.sync += index.eq(index + 1)
             with m.If(index + 1 == count):
                 m.d.sync += issuing.eq(0)
         m.d.comb += [
-            self.x_read.addr.eq(source + index), self.x_read.en.eq(issuing),
-            self.y_read.addr.eq(field(inst, Opcode.ADD, "y") + index),
-            self.y_read.en.eq(issuing & is_add),
+            self.act_read.addr.eq(Mux(reading_y, field(inst, Opcode.ADD, "y"), source) + index),
+            self.act_read.en.eq(issuing),
         ]
-        m.d.sync += [valid[0].eq(issuing), address[0].eq(destination + index),
+        m.d.sync += [valid[0].eq(element_read), address[0].eq(destination + index),
                      valid[1].eq(valid[0]), address[1].eq(address[0])]
         with m.If(self.busy & ~issuing & ~valid[0] & ~valid[1]):
             m.d.sync += [self.busy.eq(0), self.done.eq(1)]
 
         # Stage 1: table reads (GELU) or the rescaled sum (ADD), registered.
+        # For ADD, x arrived the cycle before y and waits in x_held.
+        word = act_word(self._config)
+        x_held = Signal(word)
+        m.d.sync += x_held.eq(self.act_read.data)
         results = Signal(data.ArrayLayout(signed(8), lanes))
         for lane in range(lanes):
-            x = self.x_read.data[lane]
-            y = self.y_read.data[lane]
+            x = Mux(is_add, x_held[lane], self.act_read.data[lane])
+            y = self.act_read.data[lane]
             m.submodules[f"table_{lane}"] = table = memory.Memory(
                 shape=MEMORY_DATA_BITS, depth=TABLE_WORDS, init=[])
             writer, reader = table.write_port(), table.read_port()
