@@ -121,7 +121,9 @@ class Accelerator(wiring.Component):
         softmax, layernorm = units["softmax"], units["layernorm"]
 
         arbitrate_reads(m, act_read, [gemm.a_read, eltwise.act_read, moves.act_read,
-                                        softmax.act_read, layernorm.act_read, dma.act_read])
+                                      softmax.act_read, layernorm.act_read, dma.act_read])
+        if config.act_read_ports == 2:
+            arbitrate_reads(m, act.read_port(), [eltwise.y_read])
         arbitrate_writes(m, act_write, [gemm.c_write, eltwise.act_write, softmax.act_write,
                                         layernorm.act_write, dma.act_write])
         arbitrate_reads(m, wgt_read, [gemm.b_read])

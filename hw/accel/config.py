@@ -30,6 +30,10 @@ class AcceleratorConfig:
         LayerNorm gamma/beta entries (one per channel).
     k_max : int
         Deepest GEMM reduction.
+    act_read_ports : int
+        Read ports of the activation scratchpad: 2 lets ADD read both operands
+        in one cycle (one word per cycle); 1 halves ADD's throughput but keeps
+        the scratchpad in one copy of block RAM instead of two.
     """
 
     array: int = 16
@@ -38,10 +42,13 @@ class AcceleratorConfig:
     prm_depth: int = 4096
     lnp_depth: int = 1024
     k_max: int = 1024
+    act_read_ports: int = 2
 
     def __post_init__(self):
         for field in fields(self):
             check_positive_int(field.name, getattr(self, field.name))
+        if self.act_read_ports not in (1, 2):
+            raise ValueError(f"act_read_ports must be 1 or 2, not {self.act_read_ports}")
         self.gemm    # checks the GEMM engine's own rules
 
     @property

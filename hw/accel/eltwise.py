@@ -19,11 +19,12 @@ class Eltwise(Unit):
     where a read port is a copy anyway; one memory with ``array`` read ports
     also makes Yosys' memory mapping run out of memory).
 
-    Throughput: GELU one word per cycle; ADD one word per two cycles, because
-    both operands come through the one activation read port (a second read
-    port would double the activation scratchpad's block RAM, the largest
-    memory of the design, for an instruction that takes well under 1 % of a
-    ViT's cycles). Latency: two cycles from the last read to the last write.
+    Throughput: one word per cycle; with ``config.act_read_ports == 1``, ADD
+    reads both operands through the one port and does one word per two
+    cycles (a second read port doubles the activation scratchpad's block RAM,
+    the largest memory of the design, for an instruction that takes about
+    1 % of a ViT's cycles). Latency: two cycles from the last read to the
+    last write.
 
     Parameters
     ----------
@@ -32,8 +33,10 @@ class Eltwise(Unit):
 
     def __init__(self, config):
         word = act_word(config)
+        second_port = {"y_read": read_request(range(config.act_depth), word)}
         super().__init__(config, {
             "act_read": read_request(range(config.act_depth), word),
+            **(second_port if config.act_read_ports == 2 else {}),
             "act_write": write_request(range(config.act_depth), word),
             "tbl_write": Out(memory.WritePort.Signature(addr_width=4, shape=MEMORY_DATA_BITS)),
         })
@@ -51,18 +54,23 @@ class Eltwise(Unit):
         y_multiplier = field(inst, Opcode.ADD, "y_multiplier")
         shift = field(inst, Opcode.ADD, "shift")
 
-        # Reads: GELU one word per cycle; ADD word x, then word y, per element.
+        # Reads: one word per cycle; ADD with one port: word x, then word y.
+        one_port = self._config.act_read_ports == 1
         index = Signal(20)
         issuing = Signal()
-        reading_y = Signal()
+        reading_y = Signal()                # stays 0 with two ports
         valid = [Signal(name=f"valid_{i}") for i in range(2)]
         address = [Signal(20, name=f"address_{i}") for i in range(2)]
         m.d.sync += self.done.eq(0)
         with m.If(self.start & ~self.busy):
             m.d.sync += [self.busy.eq(1), issuing.eq(1), index.eq(0), reading_y.eq(0)]
-        element_read = issuing & (~is_add | reading_y)
-        with m.If(issuing & is_add):
-            m.d.sync += reading_y.eq(~reading_y)
+        element_read = issuing & (~is_add | reading_y) if one_port else issuing
+        if one_port:
+            with m.If(issuing & is_add):
+                m.d.sync += reading_y.eq(~reading_y)
+        else:
+            m.d.comb += [self.y_read.addr.eq(field(inst, Opcode.ADD, "y") + index),
+                         self.y_read.en.eq(issuing & is_add)]
         with m.If(element_read):
             m.d.sync += index.eq(index + 1)
             with m.If(index + 1 == count):
@@ -77,14 +85,16 @@ class Eltwise(Unit):
             m.d.sync += [self.busy.eq(0), self.done.eq(1)]
 
         # Stage 1: table reads (GELU) or the rescaled sum (ADD), registered.
-        # For ADD, x arrived the cycle before y and waits in x_held.
-        word = act_word(self._config)
-        x_held = Signal(word)
+        # With one port, ADD's x arrived the cycle before y and waits in x_held.
+        x_held = Signal(act_word(self._config))
         m.d.sync += x_held.eq(self.act_read.data)
         results = Signal(data.ArrayLayout(signed(8), lanes))
         for lane in range(lanes):
-            x = Mux(is_add, x_held[lane], self.act_read.data[lane])
-            y = self.act_read.data[lane]
+            if one_port:
+                x = Mux(is_add, x_held[lane], self.act_read.data[lane])
+                y = self.act_read.data[lane]
+            else:
+                x, y = self.act_read.data[lane], self.y_read.data[lane]
             m.submodules[f"table_{lane}"] = table = memory.Memory(
                 shape=MEMORY_DATA_BITS, depth=TABLE_WORDS, init=[])
             writer, reader = table.write_port(), table.read_port()

@@ -163,6 +163,8 @@ def check_fits(needed, hardware):
         raise DriverError(f"the program was compiled for a {needed.array}x{needed.array} array, "
                           f"the hardware has {hardware.array}x{hardware.array}")
     for field in fields(AcceleratorConfig):
+        if field.name == "act_read_ports":          # changes speed, not what fits
+            continue
         if getattr(needed, field.name) > getattr(hardware, field.name):
             raise DriverError(f"the program needs {field.name}={getattr(needed, field.name)}, "
                               f"the hardware has {getattr(hardware, field.name)}")

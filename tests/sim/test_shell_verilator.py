@@ -6,6 +6,7 @@ really burst.
 """
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -80,11 +81,12 @@ def test_tiny_model_runs_through_the_driver_bit_exactly():
     assert run.guards_damaged == []
 
 
-def test_short_bursts_and_one_outstanding_transaction():
-    """The master's limits: bursts of at most 4 beats, one burst in flight per direction."""
+def test_short_bursts_one_outstanding_transaction_one_read_port():
+    """The master's limits (bursts of at most 4 beats, one burst in flight per direction) and
+    the zcu102 preset's single activation read port."""
     x, blocks, expected = random_blocks(np.random.default_rng(8), tokens=9, dim=16, heads=2,
                                         hidden=32, count=1)
-    config = config_for(blocks, 9, 4)
+    config = replace(config_for(blocks, 9, 4), act_read_ports=1)
     program = compile_blocks(config, blocks, x)
     run = run_on_shell(ShellConfig(accelerator=config, max_burst=4, max_outstanding=1),
                        [(program.image, program.program_addr)], back_pressure=True, seed=8)

@@ -1,5 +1,7 @@
 """The accelerator in Amaranth's simulator: a small compiled block, and error statuses."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -28,12 +30,13 @@ def program_image(*instructions):
     return b"".join(word.to_bytes(32, "little") for word in instructions)
 
 
-def test_small_block_equals_the_interpreter_byte_for_byte():
+@pytest.mark.parametrize("act_read_ports", [2, 1])
+def test_small_block_equals_the_interpreter_byte_for_byte(act_read_ports):
     seed = 3
     rng = np.random.default_rng(seed)
     x = random_tokens(rng, 5, 16)
     block = random_block(rng, dim=16, heads=1, hidden=32, calibration=x)
-    config = config_for([block], 5, 4)
+    config = replace(config_for([block], 5, 4), act_read_ports=act_read_ports)
     program = compile_blocks(config, [block], x)
     machine = Machine(config, program.image)
     run_program(machine, program.program_addr)
@@ -44,6 +47,18 @@ def test_small_block_equals_the_interpreter_byte_for_byte():
     np.testing.assert_array_equal(program.read_output(result.dram), encoder_block(x, block))
     assert result.cycles == sum(result.class_cycles.values())
     assert result.class_cycles["gemm"] > 0 and result.class_cycles["softmax"] > 0
+
+
+def test_one_activation_read_port_costs_add_one_cycle_per_word():
+    words = 8
+    image = program_image(encode(Opcode.ADD, x=0, y=16, dst=32, count=words, x_multiplier=1,
+                                 y_multiplier=1, shift=0), encode(Opcode.DONE))
+    cycles = {}
+    for ports in (2, 1):
+        result = simulate(replace(SMALL, act_read_ports=ports), image, 0)
+        assert (result.done, result.error) == (True, ERROR_NONE)
+        cycles[ports] = result.class_cycles["eltwise"]
+    assert cycles[1] - cycles[2] == words
 
 
 @pytest.mark.parametrize("instructions, error, pc", [
