@@ -117,7 +117,7 @@ set_property -dict [list \\
 
 set accel [create_bd_cell -type module -reference {WRAPPER} accel]
 set intc [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_intc axi_intc_0]
-set_property -dict [list CONFIG.C_IRQ_CONNECTION {{1}} CONFIG.C_IRQ_IS_LEVEL {{1}}] $intc
+set_property -dict [list CONFIG.C_IRQ_IS_LEVEL {{1}}] $intc
 
 proc axi_link {{master slave target}} {{
     apply_bd_automation -rule xilinx.com:bd_rule:axi4 -config [list \\

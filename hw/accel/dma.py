@@ -1,6 +1,6 @@
 """LOAD and STORE: moves between external memory and the scratchpads."""
 
-from amaranth import Module, Signal
+from amaranth import C, Cat, Module, Mux, Signal
 
 from ..gemm.requantize import RequantParams
 from ..nonlinear.layernorm import ChannelParams
@@ -17,14 +17,17 @@ TABLE_WORDS = 16
 class Dma(Unit):
     """Executes one LOAD or STORE (``docs/isa.md``).
 
-    LOAD issues one external read per entry as fast as the memory accepts
-    them and writes each response into the target scratchpad as it arrives
-    (entries are the low bits of a 16-byte word, see ``vitforge.sw.accel.memory``).
-    STORE reads the next activation word while writing the previous one: one
-    word per cycle.
-    ``done`` pulses when the last entry is written.
+    An activation or weight entry is ``config.act_entry_words`` external
+    words (one up to a 16x16 array, two up to 32x32, ...: the entry's bytes,
+    lane 0 first, zero-padded; see ``vitforge.sw.accel.memory``); a parameter,
+    LayerNorm or table entry is one word.
 
-    Requires ``array <= 16`` (one external word per activation word).
+    LOAD issues one external read per word as fast as the memory accepts
+    them, gathers the words of an entry as they arrive and writes the entry
+    into the target scratchpad with its last word. STORE reads an activation
+    entry and writes its words out, reading the next entry while the last
+    word of the previous one is written: one external word per cycle.
+    ``done`` pulses when the last entry is written.
 
     Parameters
     ----------
@@ -32,8 +35,6 @@ class Dma(Unit):
     """
 
     def __init__(self, config):
-        if config.array > 16:
-            raise ValueError(f"array must be at most 16 for the DMA, not {config.array}")
         word = act_word(config)
         super().__init__(config, {
             "mem": memory_port(),
@@ -48,6 +49,8 @@ class Dma(Unit):
     def elaborate(self, platform):
         m = Module()
         inst = self.instruction
+        entry_words = self._config.act_entry_words
+        entry_bits = len(self.act_read.data.as_value())
         is_store = inst[:8] == Opcode.STORE
         space = field(inst, Opcode.LOAD, "space")
         load_count = field(inst, Opcode.LOAD, "count")
@@ -56,22 +59,27 @@ class Dma(Unit):
         store_count = field(inst, Opcode.STORE, "count")
         store_dram = field(inst, Opcode.STORE, "dram_addr")
         store_spad = field(inst, Opcode.STORE, "spad_addr")
+        wide = (space == Space.ACT) | (space == Space.WGT)     # entries of entry_words words
 
-        issued = Signal(20)            # LOAD: requests sent; STORE: words read
-        received = Signal(20)          # LOAD: responses written; STORE: words written
-        pending = Signal()             # STORE: a word read last cycle waits to be written
+        issued = Signal(24)            # LOAD: words requested; STORE: entries read
+        received = Signal(20)          # entries written (to a scratchpad or out)
+        words_out = Signal(24)         # STORE: words written out
+        piece = Signal(range(entry_words))  # word of the entry now arriving / going out
+        pending = Signal()             # STORE: an entry read waits on the read port's output
         m.d.sync += self.done.eq(0)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [self.busy.eq(1), issued.eq(0), received.eq(0)]
+                    m.d.sync += [self.busy.eq(1), issued.eq(0), received.eq(0),
+                                 words_out.eq(0), piece.eq(0)]
                     with m.If(is_store):
                         m.next = "STORE"
                     with m.Else():
                         m.next = "LOAD"
             with m.State("LOAD"):
+                load_words = Mux(wide, load_count * entry_words, load_count)
                 m.d.comb += [
-                    self.mem.req.valid.eq(issued < load_count),
+                    self.mem.req.valid.eq(issued < load_words),
                     self.mem.req.payload.addr.eq(load_dram + issued),
                     self.mem.req.payload.write.eq(0),
                     self.mem.resp.ready.eq(1),
@@ -79,43 +87,61 @@ class Dma(Unit):
                 with m.If(self.mem.req.valid & self.mem.req.ready):
                     m.d.sync += issued.eq(issued + 1)
                 response = self.mem.resp.payload
-                target = load_spad + received
+                # The earlier words of a wide entry wait here for its last one.
+                gathered = [Signal(MEMORY_DATA_BITS, name=f"gathered_{index}")
+                            for index in range(entry_words - 1)]
+                entry = Cat(*gathered, response)[:entry_bits]
+                last_piece = ~wide | (piece == entry_words - 1)
                 arrived = self.mem.resp.valid
+                complete = arrived & last_piece
+                target = load_spad + received
                 m.d.comb += [
-                    self.act_write.addr.eq(target), self.act_write.data.eq(response),
-                    self.act_write.en.eq(arrived & (space == Space.ACT)),
-                    self.wgt_write.addr.eq(target), self.wgt_write.data.eq(response),
-                    self.wgt_write.en.eq(arrived & (space == Space.WGT)),
+                    self.act_write.addr.eq(target), self.act_write.data.eq(entry),
+                    self.act_write.en.eq(complete & (space == Space.ACT)),
+                    self.wgt_write.addr.eq(target), self.wgt_write.data.eq(entry),
+                    self.wgt_write.en.eq(complete & (space == Space.WGT)),
                     self.prm_write.addr.eq(target), self.prm_write.data.eq(response),
-                    self.prm_write.en.eq(arrived & (space == Space.PRM)),
+                    self.prm_write.en.eq(complete & (space == Space.PRM)),
                     self.lnp_write.addr.eq(target), self.lnp_write.data.eq(response),
-                    self.lnp_write.en.eq(arrived & (space == Space.LNP)),
+                    self.lnp_write.en.eq(complete & (space == Space.LNP)),
                     self.tbl_write.addr.eq((load_spad >> 4) + received),
                     self.tbl_write.data.eq(response),
-                    self.tbl_write.en.eq(arrived & (space == Space.TBL)),
+                    self.tbl_write.en.eq(complete & (space == Space.TBL)),
                 ]
-                with m.If(arrived):
-                    m.d.sync += received.eq(received + 1)
+                with m.If(arrived & ~last_piece):
+                    m.d.sync += piece.eq(piece + 1)
+                    with m.Switch(piece):
+                        for index, register in enumerate(gathered):
+                            with m.Case(index):
+                                m.d.sync += register.eq(response)
+                with m.If(complete):
+                    m.d.sync += [received.eq(received + 1), piece.eq(0)]
                     with m.If(received + 1 == load_count):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                         m.next = "IDLE"
             with m.State("STORE"):
-                # Read word i + 1 while word i is written: one word per cycle.
-                advance = ~pending | self.mem.req.ready
+                # Read entry i + 1 while the last word of entry i is written.
+                last_piece = piece == entry_words - 1
+                advance = ~pending | (self.mem.req.ready & last_piece)
                 reading = advance & (issued < store_count)
+                padded = Cat(self.act_read.data.as_value(),
+                             C(0, entry_words * MEMORY_DATA_BITS - entry_bits))
                 m.d.comb += [
                     self.act_read.addr.eq(store_spad + issued),
                     self.act_read.en.eq(reading),
                     self.mem.req.valid.eq(pending),
-                    self.mem.req.payload.addr.eq(store_dram + received),
+                    self.mem.req.payload.addr.eq(store_dram + words_out),
                     self.mem.req.payload.write.eq(1),
-                    self.mem.req.payload.wdata.eq(self.act_read.data.as_value()),
+                    self.mem.req.payload.wdata.eq(padded.word_select(piece, MEMORY_DATA_BITS)),
                 ]
                 with m.If(advance):
                     m.d.sync += [pending.eq(reading), issued.eq(issued + reading)]
                 with m.If(pending & self.mem.req.ready):
-                    m.d.sync += received.eq(received + 1)
-                    with m.If(received + 1 == store_count):
-                        m.d.sync += [self.busy.eq(0), self.done.eq(1), pending.eq(0)]
-                        m.next = "IDLE"
+                    m.d.sync += [words_out.eq(words_out + 1),
+                                 piece.eq(Mux(last_piece, 0, piece + 1))]
+                    with m.If(last_piece):
+                        m.d.sync += received.eq(received + 1)
+                        with m.If(received + 1 == store_count):
+                            m.d.sync += [self.busy.eq(0), self.done.eq(1), pending.eq(0)]
+                            m.next = "IDLE"
         return m

@@ -32,13 +32,15 @@ class AxiBurstMaster(wiring.Component):
     requests to consecutive words in the same direction are gathered into one
     INCR burst of up to ``max_burst`` beats. A burst never crosses a
     ``max_burst``-word boundary of the bus address space, so it never crosses
-    a 4 KB page. A burst is
-    issued as soon as the run ends: the next request is not consecutive, is of
-    the other direction, the burst is full, or no request came this cycle.
+    a 4 KB page. A burst is issued as soon as its run ends: the next request
+    is not consecutive, is of the other direction, would cross the boundary,
+    or no request came this cycle. Every transaction uses ID 0, full 16-byte
+    beats (``wstrb`` all ones) and AxCACHE ``0b0011``.
 
     Throughput: one word per cycle in either direction, given a slave that
-    keeps up (gathering costs no cycles between bursts). Latency: a read
-    burst's address goes out one cycle after its last word was requested.
+    keeps up (gathering costs no cycles between bursts). Latency: a burst's
+    address goes out one cycle after its last word was requested; write data
+    wait in a ``2 * max_burst``-word FIFO until their address is accepted.
 
     Ordering: read data return in request order (a single AXI ID). A read is
     not accepted while writes are in flight and a write is not accepted while

@@ -77,3 +77,22 @@ def test_malformed_instructions_end_with_an_error_status(instructions, error, pc
 def test_program_without_done_trips_the_watchdog():
     with pytest.raises(WatchdogError, match=r"^busy did not become 0 within 300 cycles$"):
         simulate(SMALL, program_image(*[encode(Opcode.NOP)] * 4), 0, max_cycles=300)
+
+
+def test_arrays_above_16_use_entries_of_two_external_words():
+    """array = 20: LOAD gathers two words per entry, STORE writes two, and a block still
+    equals the interpreter byte for byte (GEMM, softmax and LayerNorm on 20 lanes)."""
+    seed = 4
+    rng = np.random.default_rng(seed)
+    x = random_tokens(rng, 23, 40)
+    block = random_block(rng, dim=40, heads=2, hidden=80, calibration=x)
+    config = config_for([block], 23, 20)
+    assert config.act_entry_words == 2
+    program = compile_blocks(config, [block], x)
+    machine = Machine(config, program.image)
+    run_program(machine, program.program_addr)
+    result = simulate(config, program.image, program.program_addr, max_cycles=200_000)
+    assert (result.done, result.error) == (True, ERROR_NONE)
+    np.testing.assert_array_equal(np.frombuffer(result.dram, np.uint8), machine.dram,
+                                  err_msg=f"seed {seed}: external memory, RTL vs golden")
+    np.testing.assert_array_equal(program.read_output(result.dram), encoder_block(x, block))
