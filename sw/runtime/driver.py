@@ -108,14 +108,14 @@ class AcceleratorDriver:
         if await transport.read_register(OFFSET["STATUS"]) & _BUSY:
             raise DriverError("the accelerator is busy with another program")
         buffer = transport.allocate(len(image))
-        await transport.write_buffer(buffer, bytes(image))
-        await transport.write_register(OFFSET["IMAGE_BASE_LO"], buffer.address & 0xFFFF_FFFF)
-        await transport.write_register(OFFSET["IMAGE_BASE_HI"], buffer.address >> 32)
-        await transport.write_register(OFFSET["PROGRAM_ADDR"], program_addr)
-        await transport.write_register(OFFSET["IRQ_STATUS"], 1)
-        enable = _IRQ_ENABLE if use_interrupt else 0
-        await transport.write_register(OFFSET["CONTROL"], enable | _START)
         try:
+            await transport.write_buffer(buffer, bytes(image))
+            await transport.write_register(OFFSET["IMAGE_BASE_LO"], buffer.address & 0xFFFF_FFFF)
+            await transport.write_register(OFFSET["IMAGE_BASE_HI"], buffer.address >> 32)
+            await transport.write_register(OFFSET["PROGRAM_ADDR"], program_addr)
+            await transport.write_register(OFFSET["IRQ_STATUS"], 1)
+            enable = _IRQ_ENABLE if use_interrupt else 0
+            await transport.write_register(OFFSET["CONTROL"], enable | _START)
             status = await self._wait(use_interrupt)
             await transport.write_register(OFFSET["IRQ_STATUS"], 1)
             if status & _BUS_ERROR:
