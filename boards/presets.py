@@ -70,10 +70,12 @@ PRESETS = {
     # Runs the embedded digits model (and random-block tests); builds in seconds.
     "small": ShellConfig(accelerator=AcceleratorConfig(
         array=4, act_depth=4096, wgt_depth=2048, prm_depth=512, lnp_depth=64, k_max=128)),
-    # The 16x16 engine with scratchpads for DeiT-T and DeiT-S; one activation read port
-    # keeps that scratchpad in one copy of block RAM (see docs/performance.md).
+    # The largest engine that fits XCZU9EG with routing headroom: 32x32 PEs (1,024 int8
+    # MACs per cycle) with scratchpads for DeiT-T and DeiT-S; one activation read port
+    # keeps that scratchpad in one copy of block RAM. Estimate (Yosys): 51% LUT, 23% FF,
+    # 66% DSP, 71% BRAM36 (see docs/performance.md).
     "zcu102": ShellConfig(accelerator=AcceleratorConfig(
-        array=16, act_depth=94208, wgt_depth=73728, prm_depth=4096, lnp_depth=1024,
+        array=32, act_depth=51200, wgt_depth=37376, prm_depth=4096, lnp_depth=1024,
         k_max=2048, act_read_ports=1)),
 }
 
