@@ -82,9 +82,9 @@ def project_tcl(config):
     """The Vivado batch script: project, block design, bitstream, ``.hwh`` and ``.xsa``.
 
     The block design: ``zynq_ultra_ps_e`` with the board preset;
-    M_AXI_HPM0_FPD -> SmartConnect -> the shell's AXI4-Lite slave and an AXI
+    M_AXI_HPM0_FPD -> interconnect -> the shell's AXI4-Lite slave and an AXI
     interrupt controller (which PYNQ's ``Interrupt`` needs); the shell's AXI4
-    master -> SmartConnect -> S_AXI_HP0_FPD (128 bits); ``pl_clk0`` at
+    master -> interconnect -> S_AXI_HP0_FPD (128 bits); ``pl_clk0`` at
     ``config.clock_mhz``; the shell's ``irq`` through the controller to
     ``pl_ps_irq0``. The overlay for PYNQ lands in ``overlay/`` as
     ``vitforge.bit`` + ``vitforge.hwh``.
@@ -122,7 +122,7 @@ set_property -dict [list CONFIG.C_IRQ_IS_LEVEL {{1}}] $intc
 proc axi_link {{master slave target}} {{
     apply_bd_automation -rule xilinx.com:bd_rule:axi4 -config [list \\
         Clk_master {{Auto}} Clk_slave {{Auto}} Clk_xbar {{Auto}} \\
-        Master $master Slave $slave ddr_seg {{Auto}} intc_ip {{New AXI SmartConnect}} \\
+        Master $master Slave $slave ddr_seg {{Auto}} intc_ip {{Auto}} \\
         master_apm {{0}}] [get_bd_intf_pins $target]
 }}
 axi_link /zynq_ps/M_AXI_HPM0_FPD /accel/s_axil accel/s_axil
