@@ -64,7 +64,7 @@ class Dma(Unit):
         issued = Signal(24)            # LOAD: words requested; STORE: entries read
         received = Signal(20)          # entries written (to a scratchpad or out)
         words_out = Signal(24)         # STORE: words written out
-        piece = Signal(range(entry_words))  # word of the entry now arriving / going out
+        piece = Signal(range(max(entry_words, 2)))  # word of the entry arriving / going out
         pending = Signal()             # STORE: an entry read waits on the read port's output
         m.d.sync += self.done.eq(0)
         with m.FSM():
