@@ -36,6 +36,9 @@ REGISTERS = (
     *(Register(f"CYCLES_{name.upper()}", 0x20 + REGISTER_BYTES * index, "ro",
                f"cycles spent in the {name} instruction class")
       for index, name in enumerate(COUNTER_CLASSES)),
+    Register("PROFILE_INDEX", 0x40, "rw", "instruction whose retirement PROFILE_CYCLES shows"),
+    Register("PROFILE_CYCLES", 0x44, "ro", "CYCLES when instruction PROFILE_INDEX retired in the "
+             "last run; 0 if it retired with the one before it or is beyond the 4096th"),
     *(Register(f"HW_{name.upper()}", 0x60 + REGISTER_BYTES * index, "ro",
                f"the hardware's AcceleratorConfig.{name}")
       for index, name in enumerate(field.name for field in fields(AcceleratorConfig))),

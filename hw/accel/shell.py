@@ -9,6 +9,7 @@ from ..axi.lite_registers import AxiLiteRegisters
 from ..axi.signals import axi_lite_slave_members, axi_master_members, connect_flat, prefixed
 from .accelerator import COUNTER_CLASSES, Accelerator
 from .ports import MEMORY_DATA_BITS
+from .profile import RetireProfile
 from .regmap import REGISTERS
 
 __all__ = ["AcceleratorShell", "REGISTER_ADDRESS_BITS"]
@@ -29,7 +30,8 @@ class AcceleratorShell(wiring.Component):
     ``CONTROL`` bit 1 enables it. A start while busy is ignored. The register
     map is :data:`vitforge.hw.accel.regmap.REGISTERS`; ``HW_*`` registers read
     back the :class:`AcceleratorConfig`, so a driver can check a program
-    against the bitstream.
+    against the bitstream; ``PROFILE_*`` read the :class:`RetireProfile`, the
+    cycle at which each instruction retired (per-layer latency on the board).
 
     Parameters
     ----------
@@ -95,6 +97,15 @@ class AcceleratorShell(wiring.Component):
             registers.reg_CYCLES.eq(accelerator.cycles),
             self.irq.eq(irq_pending & control[1]),
             self.led.eq(Cat(busy, accelerator.error != 0)),
+        ]
+        m.submodules.profile = profile = RetireProfile()
+        m.d.comb += [
+            profile.start.eq(accelerator.start),
+            profile.retire.eq(accelerator.retire),
+            profile.retire_pc.eq(accelerator.retire_pc),
+            profile.cycles.eq(accelerator.cycles),
+            profile.read_addr.eq(registers.reg_PROFILE_INDEX),
+            registers.reg_PROFILE_CYCLES.eq(profile.read_data),
         ]
         for index, name in enumerate(COUNTER_CLASSES):
             m.d.comb += getattr(registers, f"reg_CYCLES_{name.upper()}").eq(

@@ -5,8 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitforge.hw.accel.accelerator import COUNTER_CLASSES
-
-from .system import PROFILE_DEPTH
+from vitforge.hw.accel.profile import PROFILE_DEPTH
 
 __all__ = ["SystemResult", "run_system"]
 

@@ -17,7 +17,7 @@ TEST_MODULE = "vitforge.sim.tb.shell_tb"
 
 @dataclass
 class ShellRun:
-    runs: list               # per program: image, cycles, class_cycles, driver_error
+    runs: list               # per program: image, cycles, class_cycles, retired_at, driver_error
     registers: dict          # what the testbench read from the register block
     guards_damaged: list     # (buffer address, side) of overwritten guard bands
     bursts: dict             # "read" / "write": the length of every burst
@@ -34,21 +34,26 @@ def shell_verilog(config, log=None):
 
 def run_on_shell(config, programs, *, back_pressure=False, seed=0, use_interrupt=True,
                  max_cycles=1_000_000, log=None):
-    """Run ``programs`` (``(image, program_addr)`` pairs) one after another on the shell.
+    """Run ``programs`` one after another on the shell.
 
-    ``config`` is a :class:`ShellConfig`. Each program goes through
+    ``config`` is a :class:`ShellConfig`; a program is ``(image, program_addr)``
+    or ``(image, program_addr, instructions)``, the last being how many
+    retirement cycles to read back. Each goes through
     :class:`AcceleratorDriver` over :class:`AxiSimTransport` into a fresh
     buffer of an ``AxiRam``.
     """
     verilog = shell_verilog(config, log)
     built = runner.build(verilog.text, TOPLEVEL, log=log)
-    memory_bytes = 0x1000 + sum(len(image) + 1024 for image, _ in programs)
+    programs = [(*program, 0) if len(program) == 2 else tuple(program) for program in programs]
+    memory_bytes = 0x1000 + sum(len(image) + 1024 for image, _, _ in programs)
     memory_bytes = 1 << (memory_bytes - 1).bit_length()
 
     def write_job(path):
         arrays = {f"image_{index}": np.frombuffer(bytes(image), np.uint8)
-                  for index, (image, _) in enumerate(programs)}
-        meta = {"program_addrs": [addr for _, addr in programs], "memory_bytes": memory_bytes,
+                  for index, (image, _, _) in enumerate(programs)}
+        meta = {"program_addrs": [addr for _, addr, _ in programs],
+                "instructions": [count for _, _, count in programs],
+                "memory_bytes": memory_bytes,
                 "max_cycles": max_cycles, "back_pressure": back_pressure, "seed": seed,
                 "use_interrupt": use_interrupt}
         np.savez(path, meta=json.dumps(meta), **arrays)
@@ -60,8 +65,9 @@ def run_on_shell(config, programs, *, back_pressure=False, seed=0, use_interrupt
 def load_job(path):
     with np.load(path) as archive:
         job = json.loads(str(archive["meta"]))
-        job["programs"] = [(archive[f"image_{index}"].tobytes(), addr)
-                           for index, addr in enumerate(job.pop("program_addrs"))]
+        job["programs"] = [(archive[f"image_{index}"].tobytes(), addr, count)
+                           for index, (addr, count) in enumerate(zip(job.pop("program_addrs"),
+                                                                     job.pop("instructions")))]
     return job
 
 

@@ -6,12 +6,10 @@ from amaranth.lib.wiring import In, Out
 
 from vitforge.hw.accel.accelerator import Accelerator, COUNTER_CLASSES
 from vitforge.hw.accel.ports import MEMORY_DATA_BITS
+from vitforge.hw.accel.profile import PROFILE_DEPTH, RetireProfile
 from vitforge.hw.gemm.core import COUNTER_BITS
 
-__all__ = ["SimulatedSystem", "VERILOG_MEMORY_MODULE", "PROFILE_DEPTH"]
-
-#: Instructions whose retirement cycle the profile keeps.
-PROFILE_DEPTH = 4096
+__all__ = ["SimulatedSystem", "VERILOG_MEMORY_MODULE"]
 
 #: External memory as plain Verilog, for Verilator runs: Amaranth would spell out
 #: the initial contents of every word, which costs minutes for megabytes.
@@ -87,17 +85,15 @@ class SimulatedSystem(wiring.Component):
         m.d.comb += [getattr(self, f"cycles_{name}").eq(accelerator.class_cycles[index])
                      for index, name in enumerate(COUNTER_CLASSES)]
 
-        # Profile: the cycle counter when each instruction retired.
-        m.submodules.profile = profile = memory.Memory(shape=COUNTER_BITS, depth=PROFILE_DEPTH,
-                                                       init=[])
-        log = profile.write_port()
-        report = profile.read_port()
+        # Profile: the cycle count when each instruction retired.
+        m.submodules.profile = profile = RetireProfile()
         m.d.comb += [
-            log.addr.eq(accelerator.retire_pc),
-            log.data.eq(accelerator.cycles),
-            log.en.eq(accelerator.retire & (accelerator.retire_pc < PROFILE_DEPTH)),
-            report.addr.eq(self.profile_addr),
-            self.profile_data.eq(report.data),
+            profile.start.eq(self.start),
+            profile.retire.eq(accelerator.retire),
+            profile.retire_pc.eq(accelerator.retire_pc),
+            profile.cycles.eq(accelerator.cycles),
+            profile.read_addr.eq(self.profile_addr),
+            self.profile_data.eq(profile.read_data),
         ]
         m.d.sync += responding.eq(request.valid & ~request.payload.write)
         with m.If(accelerator.busy):

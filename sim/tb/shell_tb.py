@@ -62,14 +62,16 @@ async def run_driver_job(dut):
     driver = AcceleratorDriver(transport)
     registers = await _probe_registers(transport, driver)
     runs = []
-    for image, program_addr in job["programs"]:
+    for image, program_addr, instructions in job["programs"]:
         try:
-            result = await driver.run(image, program_addr, use_interrupt=job["use_interrupt"])
+            result = await driver.run(image, program_addr, use_interrupt=job["use_interrupt"],
+                                      instructions=instructions)
         except DriverError as error:
             runs.append({"driver_error": str(error)})
             continue
         runs.append({"image": result.image, "cycles": result.cycles,
-                     "class_cycles": result.class_cycles, "driver_error": ""})
+                     "class_cycles": result.class_cycles, "retired_at": result.retired_at,
+                     "driver_error": ""})
     save_results(os.environ["VITFORGE_RESULTS"], {
         "registers": registers, "runs": runs, "guards_damaged": transport.check_guards(),
         "bursts": bursts})

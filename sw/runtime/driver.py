@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields
 
 from vitforge.hw.accel.accelerator import COUNTER_CLASSES, ERROR_NONE
 from vitforge.hw.accel.config import AcceleratorConfig
+from vitforge.hw.accel.profile import PROFILE_DEPTH
 from vitforge.hw.accel.regmap import REGISTERS
 
 __all__ = ["AcceleratorDriver", "RunResult", "DriverError", "OFFSET"]
@@ -54,7 +55,9 @@ class RunResult:
     class_cycles: dict    # cycles per COUNTER_CLASSES entry
     error: int            # ERROR_NONE, or why the program stopped early
     error_pc: int
-    output: object = None  # the program's result (tokens or logits), when a program was run
+    retired_at: list = None      # cycle count when each instruction retired (0: with another)
+    output: object = None        # the program's result (tokens or logits), for run_program
+    section_cycles: dict = None  # cycles per compiler section (layer), for run_program
 
 
 class AcceleratorDriver:
@@ -91,12 +94,17 @@ class AcceleratorDriver:
         hardware = await self.hardware_config()
         check_fits(program.config, hardware)
         result = await self.run(program.image, program.program_addr,
-                                use_interrupt=use_interrupt)
+                                use_interrupt=use_interrupt,
+                                instructions=len(program.instructions))
         result.output = program.result(result.image)
+        result.section_cycles = program.section_cycles(result.retired_at, result.cycles)
         return result
 
-    async def run(self, image, program_addr, *, use_interrupt=True):
+    async def run(self, image, program_addr, *, use_interrupt=True, instructions=0):
         """Run the program at word ``program_addr`` of ``image``.
+
+        The retirement cycles of its first ``instructions`` instructions are
+        read back too (two register accesses each).
 
         Raises
         ------
@@ -130,7 +138,11 @@ class AcceleratorDriver:
             class_cycles={name: await transport.read_register(OFFSET[f"CYCLES_{name.upper()}"])
                           for name in COUNTER_CLASSES},
             error=(status >> 2) & 0b11,
-            error_pc=await transport.read_register(OFFSET["ERROR_PC"]))
+            error_pc=await transport.read_register(OFFSET["ERROR_PC"]),
+            retired_at=[])
+        for index in range(min(instructions, PROFILE_DEPTH)):
+            await transport.write_register(OFFSET["PROFILE_INDEX"], index)
+            result.retired_at.append(await transport.read_register(OFFSET["PROFILE_CYCLES"]))
         if result.error != ERROR_NONE:
             raise DriverError(f"the program stopped with error {result.error} at instruction "
                               f"{result.error_pc} (see docs/isa.md)")

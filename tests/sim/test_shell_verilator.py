@@ -40,7 +40,8 @@ def test_registers_and_a_block_with_and_without_back_pressure():
     cycles = {}
     for back_pressure in (False, True):
         run = run_on_shell(ShellConfig(accelerator=config),
-                           [(program.image, program.program_addr), (bad, 0)],
+                           [(program.image, program.program_addr, len(program.instructions)),
+                            (bad, 0)],
                            back_pressure=back_pressure, seed=5)
         assert run.registers == {"hw_config": config.to_dict(),
                                  "program_addr_round_trip": 0x1234_5678,
@@ -51,6 +52,10 @@ def test_registers_and_a_block_with_and_without_back_pressure():
         assert good["image"] == golden_image(program), f"back_pressure={back_pressure}, seed 5"
         np.testing.assert_array_equal(program.result(good["image"]), expected)
         assert good["cycles"] == sum(good["class_cycles"].values())
+        sections = program.section_cycles(good["retired_at"], good["cycles"])
+        assert sum(sections.values()) == good["cycles"]
+        assert {"input", "block 0 attention", "block 0 mlp", "output"} <= set(sections)
+        assert all(cycles > 0 for cycles in sections.values()), sections
         assert failed["driver_error"] == ("the program stopped with error 1 at instruction 1 "
                                           "(see docs/isa.md)")
         assert run.guards_damaged == []

@@ -61,8 +61,14 @@ class FakeDevice:
             self.registers[offset] = value & ~1
             if value & 1:
                 self.run()
-        elif offset in (OFFSET["PROGRAM_ADDR"], OFFSET["IMAGE_BASE_LO"], OFFSET["IMAGE_BASE_HI"]):
+        elif offset in (OFFSET["PROGRAM_ADDR"], OFFSET["IMAGE_BASE_LO"], OFFSET["IMAGE_BASE_HI"],
+                        OFFSET["PROFILE_INDEX"]):
             self.registers[offset] = value
+
+    def read(self, offset):
+        if offset == OFFSET["PROFILE_CYCLES"]:       # instruction i retires at cycle 10 (i + 1)
+            return 10 * (self.registers[OFFSET["PROFILE_INDEX"]] + 1)
+        return self.registers[offset]
 
     def run(self):
         base = self.registers[OFFSET["IMAGE_BASE_LO"]] | self.registers[OFFSET["IMAGE_BASE_HI"]] << 32
@@ -70,7 +76,8 @@ class FakeDevice:
         machine = Machine(self.config, buffer.tobytes())
         error = 0
         try:
-            self.registers[OFFSET["CYCLES"]] = run_program(machine, self.registers[OFFSET["PROGRAM_ADDR"]])
+            executed = run_program(machine, self.registers[OFFSET["PROGRAM_ADDR"]])
+            self.registers[OFFSET["CYCLES"]] = 10 * executed
         except ProgramError:
             error = ERROR_OPCODE
         buffer[:] = machine.dram
@@ -92,8 +99,7 @@ def fake_pynq(device, ip_name="accel"):
     return SimpleNamespace(
         Overlay=lambda path: SimpleNamespace(ip_dict={ip_name: {"phys_addr": 0xA000_0000,
                                                                 "addr_range": 0x1000}}),
-        MMIO=lambda base, length: SimpleNamespace(read=device.registers.__getitem__,
-                                                  write=device.write),
+        MMIO=lambda base, length: SimpleNamespace(read=device.read, write=device.write),
         allocate=device.allocate,
         Interrupt=Interrupt)
 
@@ -112,8 +118,11 @@ def test_program_runs_through_the_pynq_transport(use_interrupt):
     result = driver.run_program_sync(program, use_interrupt=use_interrupt)
     np.testing.assert_array_equal(result.output, expected, err_msg="seed 3")
     writes = [entry[1:] for entry in device.log if entry[0] == "write"]
-    assert (OFFSET["CONTROL"], 1 | (2 if use_interrupt else 0)) in writes
-    assert writes[-1] == (OFFSET["IRQ_STATUS"], 1)            # the interrupt is acknowledged
+    started = writes.index((OFFSET["CONTROL"], 1 | (2 if use_interrupt else 0)))
+    assert (OFFSET["IRQ_STATUS"], 1) in writes[started:]      # the interrupt is acknowledged
+    assert result.retired_at == [10 * (i + 1) for i in range(len(program.instructions))]
+    assert sum(result.section_cycles.values()) == result.cycles
+    assert {"block 0 attention", "block 0 mlp"} <= set(result.section_cycles)
     assert device.log.index("flush") < device.log.index("invalidate")
     assert device.buffers == {}                                # the buffer was freed
 
