@@ -30,6 +30,8 @@ def _json(value):
 
 def resource_report(total, parts, method, yosys):
     """``resources.json``: totals, device use, fit, and the share of DSPs doing MACs."""
+    from vitforge.boards.zcu102 import PART
+
     counts = total.as_dict()
     mac_dsp = sum(count * part.dsp for name, (count, part) in parts.items()
                   if _MAC_MODULE in name)
@@ -38,7 +40,7 @@ def resource_report(total, parts, method, yosys):
         **counts,
         "method": method,
         "tool": f"{yosys}: synth_xilinx -family xcup",
-        "device": {"part": "xczu9eg-ffvb1156-2-e", **DEVICE},
+        "device": {"part": PART, **DEVICE},
         "utilization": {key: round(value, 4) for key, value in utilization.items()},
         "fits": all(value <= 1 for value in utilization.values()),
         "routing_headroom": utilization["lut"] <= HEADROOM and utilization["bram36"] <= HEADROOM,
