@@ -86,8 +86,9 @@ class Eltwise(Unit):
 
         # Stage 1: table reads (GELU) or the rescaled sum (ADD), registered.
         # With one port, ADD's x arrived the cycle before y and waits in x_held.
-        x_held = Signal(act_word(self._config))
-        m.d.sync += x_held.eq(self.act_read.data)
+        if one_port:
+            x_held = Signal(act_word(self._config))
+            m.d.sync += x_held.eq(self.act_read.data)
         results = Signal(data.ArrayLayout(signed(8), lanes))
         for lane in range(lanes):
             if one_port:

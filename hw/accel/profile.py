@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..gemm.core import COUNTER_BITS
 
-__all__ = ["RetireProfile", "PROFILE_DEPTH"]
+__all__ = ["RetireProfile", "PROFILE_DEPTH", "profile_retirements"]
 
 #: Instructions whose retirement cycle is kept.
 PROFILE_DEPTH = 4096
@@ -58,3 +58,18 @@ class RetireProfile(wiring.Component):
             self.read_data.eq(Mux(read.data[-1] == run, read.data[:COUNTER_BITS], 0)),
         ]
         return m
+
+
+def profile_retirements(m, accelerator):
+    """Add a :class:`RetireProfile` logging ``accelerator`` to module ``m`` and return it.
+
+    The caller connects its read side (``read_addr``, ``read_data``).
+    """
+    m.submodules.profile = profile = RetireProfile()
+    m.d.comb += [
+        profile.start.eq(accelerator.start),
+        profile.retire.eq(accelerator.retire),
+        profile.retire_pc.eq(accelerator.retire_pc),
+        profile.cycles.eq(accelerator.cycles),
+    ]
+    return profile

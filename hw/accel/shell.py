@@ -9,7 +9,7 @@ from ..axi.lite_registers import AxiLiteRegisters
 from ..axi.signals import axi_lite_slave_members, axi_master_members, connect_flat, prefixed
 from .accelerator import COUNTER_CLASSES, Accelerator
 from .ports import MEMORY_DATA_BITS
-from .profile import RetireProfile
+from .profile import profile_retirements
 from .regmap import REGISTERS
 
 __all__ = ["AcceleratorShell", "REGISTER_ADDRESS_BITS"]
@@ -98,12 +98,8 @@ class AcceleratorShell(wiring.Component):
             self.irq.eq(irq_pending & control[1]),
             self.led.eq(Cat(busy, accelerator.error != 0)),
         ]
-        m.submodules.profile = profile = RetireProfile()
+        profile = profile_retirements(m, accelerator)
         m.d.comb += [
-            profile.start.eq(accelerator.start),
-            profile.retire.eq(accelerator.retire),
-            profile.retire_pc.eq(accelerator.retire_pc),
-            profile.cycles.eq(accelerator.cycles),
             profile.read_addr.eq(registers.reg_PROFILE_INDEX),
             registers.reg_PROFILE_CYCLES.eq(profile.read_data),
         ]

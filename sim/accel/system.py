@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from vitforge.hw.accel.accelerator import Accelerator, COUNTER_CLASSES
 from vitforge.hw.accel.ports import MEMORY_DATA_BITS
-from vitforge.hw.accel.profile import PROFILE_DEPTH, RetireProfile
+from vitforge.hw.accel.profile import PROFILE_DEPTH, profile_retirements
 from vitforge.hw.gemm.core import COUNTER_BITS
 
 __all__ = ["SimulatedSystem", "VERILOG_MEMORY_MODULE"]
@@ -86,12 +86,8 @@ class SimulatedSystem(wiring.Component):
                      for index, name in enumerate(COUNTER_CLASSES)]
 
         # Profile: the cycle count when each instruction retired.
-        m.submodules.profile = profile = RetireProfile()
+        profile = profile_retirements(m, accelerator)
         m.d.comb += [
-            profile.start.eq(self.start),
-            profile.retire.eq(accelerator.retire),
-            profile.retire_pc.eq(accelerator.retire_pc),
-            profile.cycles.eq(accelerator.cycles),
             profile.read_addr.eq(self.profile_addr),
             self.profile_data.eq(profile.read_data),
         ]
