@@ -14,15 +14,16 @@ import sys
 
 import numpy as np
 
+from vitforge.hw.numerics import PHI_BITS, softmax_one
 from vitforge.sim.nonlinear.cosim import simulate_unit
 from vitforge.sw.golden.nonlinear.exp import exp_q15
 from vitforge.sw.golden.nonlinear.gelu import gelu
 from vitforge.sw.golden.nonlinear.layernorm import layernorm
 from vitforge.sw.golden.nonlinear.softmax import softmax
-from vitforge.sw.nonlinear import reference
-from vitforge.sw.nonlinear.gelu import gelu_table, ibert_gelu
-from vitforge.sw.nonlinear.layernorm import layernorm_params
-from vitforge.sw.nonlinear.softmax import IBERT_COEFFICIENTS, exp_params
+from vitforge.sw.params import reference
+from vitforge.sw.params.gelu import gelu_table, ibert_gelu
+from vitforge.sw.params.layernorm import layernorm_params
+from vitforge.sw.params.softmax import IBERT_COEFFICIENTS, exp_params
 
 SCALES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 IBERT_PUBLISHED_EXP_ERROR = 1.9e-3
@@ -51,21 +52,23 @@ def gelu_errors():
 
 def exp_errors():
     n = np.arange(256)
+    one = 2 ** PHI_BITS                                  # 1.0 in Q0.15
     rows = []
     for scale in SCALES:
         exact = np.exp(-n * scale)
-        table = np.round(exact * 2 ** 15) / 2 ** 15      # a 256 x 16-bit lookup table
+        table = np.round(exact * one) / one              # a 256 x 16-bit lookup table
         rows.append({"scale": scale,
                      "unit (minimax coefficients)": _stats(
-                         exp_q15(n, exp_params(scale)) / 2 ** 15, exact, 2 ** -15),
+                         exp_q15(n, exp_params(scale)) / one, exact, 1 / one),
                      "I-BERT coefficients, same pipeline": _stats(
-                         exp_q15(n, exp_params(scale, IBERT_COEFFICIENTS)) / 2 ** 15, exact,
-                         2 ** -15),
-                     "lookup table (Q0.15)": _stats(table, exact, 2 ** -15)})
+                         exp_q15(n, exp_params(scale, IBERT_COEFFICIENTS)) / one, exact,
+                         1 / one),
+                     "lookup table (Q0.15)": _stats(table, exact, 1 / one)})
     return rows
 
 
 def softmax_errors(rng, length=197, rows=64):
+    one, wide_one = softmax_one(8), softmax_one(16)
     result = []
     for scale in SCALES:
         matrix = rng.integers(-128, 128, (rows, length)).astype(np.int8)
@@ -76,17 +79,17 @@ def softmax_errors(rng, length=197, rows=64):
         probabilities = np.stack([softmax(row, params) for row in matrix])
         wide = np.stack([softmax(row, params, out_bits=16) for row in matrix])
         exact = reference.softmax(matrix * scale)
-        best = np.round(exact * 127)
-        sums = probabilities.sum(axis=1) / 127
+        best = np.round(exact * one)
+        sums = probabilities.sum(axis=1) / one
         result.append({"scale": scale, "length": length,
-                       "unit": _stats(probabilities / 127, exact, 1 / 127),
-                       "best int8 rounding": _stats(best / 127, exact, 1 / 127),
-                       "unit, out_bits=16": _stats(wide / 32767, exact, 1 / 32767),
+                       "unit": _stats(probabilities / one, exact, 1 / one),
+                       "best int8 rounding": _stats(best / one, exact, 1 / one),
+                       "unit, out_bits=16": _stats(wide / wide_one, exact, 1 / wide_one),
                        "row sum deviation max": float(np.abs(sums - 1).max()),
                        "row sum deviation max, out_bits=16": float(
-                           np.abs(wide.sum(axis=1) / 32767 - 1).max()),
+                           np.abs(wide.sum(axis=1) / wide_one - 1).max()),
                        "row sum deviation of best rounding": float(
-                           np.abs(best.sum(axis=1) / 127 - 1).max())})
+                           np.abs(best.sum(axis=1) / one - 1).max())})
     return result
 
 
@@ -169,7 +172,8 @@ def resources():
     from vitforge.hw.nonlinear.layernorm import LayerNormUnit
     from vitforge.hw.nonlinear.softmax import SoftmaxUnit
     from vitforge.hw.verilog import to_verilog
-    from vitforge.sw.resources import YosysMissing, estimate
+    from vitforge.errors import ToolchainError
+    from vitforge.sw.resources import estimate
 
     designs = [("gelu", lambda lanes: GeluUnit(lanes=lanes)),
                ("softmax", lambda lanes: SoftmaxUnit(lanes=lanes, max_length=256)),
@@ -179,7 +183,7 @@ def resources():
         for lanes in (1, 4):
             try:
                 found = estimate(to_verilog(make(lanes), f"{op}_unit"), f"{op}_unit")
-            except YosysMissing as error:
+            except ToolchainError as error:
                 print(f"  no resource estimate: {error}")
                 return None
             result.append({"op": op, "lanes": lanes, **found.as_dict()})

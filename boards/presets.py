@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass, fields
 import json
 from pathlib import Path
 
+from vitforge.errors import ConfigError, ConfigTypeError
 from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.axi.burst_master import check_burst_parameters
 from vitforge.hw.checks import check_positive_int
@@ -34,12 +35,12 @@ class ShellConfig:
 
     def __post_init__(self):
         if not isinstance(self.accelerator, AcceleratorConfig):
-            raise TypeError(f"accelerator must be an AcceleratorConfig, not "
-                            f"{type(self.accelerator).__name__}")
+            raise ConfigTypeError(f"accelerator must be an AcceleratorConfig, not "
+                                  f"{type(self.accelerator).__name__}")
         for field in fields(self)[1:]:
             check_positive_int(field.name, getattr(self, field.name))
         if not 10 <= self.clock_mhz <= 500:
-            raise ValueError(f"clock_mhz must be from 10 to 500, not {self.clock_mhz}")
+            raise ConfigError(f"clock_mhz must be from 10 to 500, not {self.clock_mhz}")
         check_burst_parameters(self.address_width, self.max_burst, self.max_outstanding)
 
     def shell(self):
@@ -54,15 +55,22 @@ class ShellConfig:
 
     @classmethod
     def from_dict(cls, values, where="config"):
-        """Build from :meth:`to_dict`'s form; unknown or missing keys raise ``ValueError``."""
+        """Build from :meth:`to_dict`'s form.
+
+        Raises
+        ------
+        vitforge.errors.ConfigError, vitforge.errors.ConfigTypeError
+            For unknown or missing keys and values that break a rule; the
+            message starts with ``where`` where it is about the mapping.
+        """
         if not isinstance(values, dict) or not isinstance(values.get("accelerator"), dict):
-            raise ValueError(f"{where} must be a JSON object with an 'accelerator' object")
+            raise ConfigError(f"{where} must be a JSON object with an 'accelerator' object")
         for known, given, what in ((cls, values, where),
                                    (AcceleratorConfig, values["accelerator"],
                                     f"{where}['accelerator']")):
             unknown = set(given) - {field.name for field in fields(known)}
             if unknown:
-                raise ValueError(f"{what} has unknown keys: {', '.join(sorted(unknown))}")
+                raise ConfigError(f"{what} has unknown keys: {', '.join(sorted(unknown))}")
         return cls(**{**values, "accelerator": AcceleratorConfig(**values["accelerator"])})
 
 
@@ -85,14 +93,24 @@ def load_shell_config(path):
 
     The ``board`` key of a generated ``config.json`` is allowed and not part of
     the config (the board is chosen on the command line).
+
+    Raises
+    ------
+    vitforge.errors.ConfigError, vitforge.errors.ConfigTypeError
+        If the file is missing, unreadable, not JSON or not a valid config.
     """
     path = Path(path)
     try:
         values = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"config file {str(path)!r} does not exist") from None
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except OSError as error:
+        raise ConfigError(f"config file {str(path)!r} cannot be read ({error.strerror})") \
+            from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {str(path)!r} is not text: {error}") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"config file {str(path)!r} is not valid JSON: {error}") from None
+        raise ConfigError(f"config file {str(path)!r} is not valid JSON: {error}") from None
     if isinstance(values, dict):
         values.pop("board", None)
     return ShellConfig.from_dict(values, where=f"config file {str(path)!r}")

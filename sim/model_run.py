@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitforge.errors import ConfigError
 from vitforge.sw.accel.compiler import compile_model, config_for_model
 from vitforge.sw.golden.encoder import vit_logits
 from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
@@ -36,8 +37,8 @@ def load_model(name, seed=0):
     else:
         path = Path(name)
         if not path.exists():
-            raise ValueError(f"model must be one of {', '.join(PRESETS)} or an existing .npz "
-                             f"file, not {name!r}")
+            raise ConfigError(f"model must be one of {', '.join(PRESETS)} or an existing .npz "
+                              f"file, not {name!r}")
         if path.suffix in (".pth", ".pt"):
             from vitforge.sw.model.timm_import import load_timm_checkpoint
             vit = load_timm_checkpoint(path)
@@ -81,11 +82,11 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
     total)`` is called as images finish.
     """
     if not isinstance(images, int) or images <= 0:
-        raise ValueError(f"images must be a positive integer, not {images!r}")
+        raise ConfigError(f"images must be a positive integer, not {images!r}")
     vit, calibration, test_images, test_labels = load_model(name, seed)
     if images > len(test_images):
-        raise ValueError(f"images must be at most {len(test_images)} for model {name!r}, "
-                         f"not {images}")
+        raise ConfigError(f"images must be at most {len(test_images)} for model {name!r}, "
+                          f"not {images}")
     model = quantize_vit(vit, calibration)
     shape = vit.shape
     config = config_for_model(model, array)
@@ -106,12 +107,13 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
         if test_labels is not None:
             run.float_accuracy = float((floats.argmax(1) == test_labels).mean())
             run.int8_accuracy = float((golden.argmax(1) == test_labels).mean())
+    compiled = compile_model(config, model)
+    run.macs = compiled.macs
     for index, image in enumerate(test_images[:images]):
         if progress:
             progress(index, images)
-        program = compile_model(config, model, patches_of(image))
-        run.macs = program.macs
-        report = coverify(program, waves_to=waves_to if index == 0 else None,
+        report = coverify(compiled.with_input(patches_of(image)),
+                          waves_to=waves_to if index == 0 else None,
                           log=log if index == 0 else None)
         run.bit_exact &= report.match
         run.error = run.error or report.error

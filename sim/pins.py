@@ -11,11 +11,9 @@ edge; :meth:`Pins.tick` returns once the outputs show that edge's results, and
 :meth:`Pins.settle` once combinational outputs follow inputs set since.
 """
 
-__all__ = ["WatchdogError", "AmaranthPins", "CocotbPins", "run_in_amaranth"]
+from vitforge.errors import WatchdogError
 
-
-class WatchdogError(RuntimeError):
-    """A simulated design did not reach an expected state in its cycle budget."""
+__all__ = ["AmaranthPins", "CocotbPins", "run_in_amaranth"]
 
 
 class AmaranthPins:

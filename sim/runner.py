@@ -21,20 +21,13 @@ import subprocess
 import tempfile
 import time
 
-__all__ = ["ToolchainError", "SimulationError", "Toolchain", "find_toolchain", "Build",
-           "build", "run_test", "cache_root"]
+from vitforge.errors import SimulationError, ToolchainError
+
+__all__ = ["Toolchain", "find_toolchain", "Build", "build", "run_test", "cache_root"]
 
 #: Oldest Verilator cocotb 2.x works with.
 MIN_VERILATOR = (5, 36)
 _COMPLETE_MARKER = "vitforge-build-complete"
-
-
-class ToolchainError(RuntimeError):
-    """Verilator or cocotb is missing or too old; the message says how to get it."""
-
-
-class SimulationError(RuntimeError):
-    """A simulation did not finish or its testbench failed."""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Driving a valid/ready stream component from a testbench, with optional stalls."""
 
+from vitforge.errors import WatchdogError
+
 __all__ = ["stream_through"]
 
 
@@ -23,8 +25,6 @@ async def stream_through(pins, beats, expected, *, rng=None, valid_rate=1.0, rea
     WatchdogError
         If the outputs are not all there within ``max_cycles``.
     """
-    from .pins import WatchdogError
-
     outputs = []
     sent = 0
     first_accept = last_output = None

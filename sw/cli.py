@@ -1,33 +1,60 @@
 """The ``vitforge`` command line.
 
-Exit status: 0 success; 1 the RTL disagreed with the golden model or a
-simulation failed; 2 invalid arguments or an unwritable output; 3 a required
-tool is missing.
+Exit status (constants of :mod:`vitforge.errors`):
+
+===  ====================  ==================================================================
+ 0   ``EXIT_OK``           success; where a command compares RTL and golden model, they agree
+ 1   ``EXIT_MISMATCH``     the RTL disagreed with the golden model, or a simulation failed
+ 2   ``EXIT_USAGE``        invalid arguments, config or model file, or an unwritable output
+ 3   ``EXIT_TOOLCHAIN``    a required tool is missing; the message says how to install it
+70   ``EXIT_INTERNAL``     a bug in vitforge; the traceback is saved in the temp folder as
+                           ``vitforge-crash-<time>.txt`` for the bug report
+130  ``EXIT_INTERRUPTED``  interrupted (Ctrl-C)
+===  ====================  ==================================================================
+
+A failure prints one line on stderr: ``vitforge: error: ...`` (a failed
+simulation adds the end of its log), or for a bug ``vitforge: internal
+error: ...`` naming the file that holds the traceback.
 """
 
 import argparse
+from datetime import datetime
 import json
 import os
 from pathlib import Path
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+import traceback
 
 import numpy as np
 
-__all__ = ["main"]
+from vitforge.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK,
+                             EXIT_TOOLCHAIN, ConfigError, ToolchainError, UserError,
+                             exit_status)
 
-EXIT_MISMATCH = 1
-EXIT_USAGE = 2
-EXIT_TOOLCHAIN = 3
+__all__ = ["main"]
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit status 2, like every other bad input."""
 
     def error(self, message):
-        raise ValueError(message)
+        raise UserError(message)
+
+
+def _seed(text):
+    """The ``--seed`` type: a non-negative integer, what NumPy's generators accept."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {seed}")
+    return seed
 
 
 def _log(line):
@@ -51,7 +78,7 @@ def _package_version(name):
 
 def doctor(args):
     """Print the versions of every tool vitforge uses, or how to get a missing one."""
-    from vitforge.sim.runner import ToolchainError, find_toolchain
+    from vitforge.sim.runner import find_toolchain
 
     required_missing = False
     print(f"python          {platform.python_version()}")
@@ -77,7 +104,7 @@ def doctor(args):
     else:
         print(f"{'yosys':15} not found (optional, for resource estimates): "
               f"apt-get install yosys")
-    return EXIT_TOOLCHAIN if required_missing else 0
+    return EXIT_TOOLCHAIN if required_missing else EXIT_OK
 
 
 def _write_json(path, summary):
@@ -94,9 +121,28 @@ def _check_output_folder(path):
         return
     folder = Path(path).resolve().parent
     if not folder.is_dir():
-        raise ValueError(f"output folder must exist, not {str(folder)!r}")
+        raise ConfigError(f"output folder must exist, not {str(folder)!r}")
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"output folder must be writable, not {str(folder)!r}")
+        raise ConfigError(f"output folder must be writable, not {str(folder)!r}")
+
+
+def _prepare_out_folder(path):
+    """Check ``--out`` before a long run: create its parent, make sure a folder can go there.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out must be a folder, not the file {str(out)!r}")
+    try:
+        out.resolve().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"out must be a folder that can be created, not {str(out)!r} "
+                          f"({error.strerror})") from None
+    _check_output_folder(out)
+    return out
 
 
 def gemm(args):
@@ -140,7 +186,7 @@ def gemm(args):
             row, col, rtl, golden = mismatch
             print(f"  first mismatch  C[{row}, {col}]: RTL {rtl}, golden {golden}")
     _write_json(args.json, summary)
-    return 0 if result.match else EXIT_MISMATCH
+    return EXIT_OK if result.match else EXIT_MISMATCH
 
 
 def nonlinear(args):
@@ -165,7 +211,7 @@ def nonlinear(args):
             result.golden.shape else 0
         print(f"  first mismatch    element {where}")
     _write_json(args.json, summary)
-    return 0 if result.match else EXIT_MISMATCH
+    return EXIT_OK if result.match else EXIT_MISMATCH
 
 
 def block(args):
@@ -179,10 +225,10 @@ def block(args):
     for name in ("tokens", "dim", "heads", "mlp", "blocks", "rows"):
         check_positive_int(name, getattr(args, name))
     if args.cols is not None and args.cols != args.rows:
-        raise ValueError(f"cols must equal rows (the accelerator's array is square), not "
-                         f"{args.cols} and {args.rows}")
+        raise ConfigError(f"cols must equal rows (the accelerator's array is square), not "
+                          f"{args.cols} and {args.rows}")
     if args.dim % args.heads:
-        raise ValueError(f"dim must be a multiple of heads={args.heads}, not {args.dim}")
+        raise ConfigError(f"dim must be a multiple of heads={args.heads}, not {args.dim}")
     x, blocks, _ = random_blocks(np.random.default_rng(args.seed), tokens=args.tokens,
                                  dim=args.dim, heads=args.heads, hidden=args.mlp,
                                  count=args.blocks)
@@ -213,7 +259,7 @@ def block(args):
         share = cycles / report.cycles if report.cycles else 0
         print(f"    {name:12} {cycles:10d}  {share:6.1%}")
     _write_json(args.json, summary)
-    return 0 if summary["match"] else EXIT_MISMATCH
+    return EXIT_OK if summary["match"] else EXIT_MISMATCH
 
 
 def _model_summary(run, clock_mhz):
@@ -256,11 +302,13 @@ def _print_model_summary(summary, verify):
 
 
 def _run_model(args, compare_float):
+    from vitforge.hw.checks import check_positive_int
     from vitforge.sim.model_run import run_model
 
     _check_output_folder(args.json)
+    check_positive_int("rows", args.rows)
     if args.clock_mhz <= 0:
-        raise ValueError(f"clock-mhz must be positive, not {args.clock_mhz}")
+        raise ConfigError(f"clock-mhz must be positive, not {args.clock_mhz}")
     _check_output_folder(args.waves)
     run = run_model(args.model, images=args.images, array=args.rows, seed=args.seed,
                     compare_float=compare_float, waves_to=args.waves, log=_log,
@@ -274,7 +322,7 @@ def simulate(args):
     run, summary = _run_model(args, compare_float=False)
     _print_model_summary(summary, verify=False)
     _write_json(args.json, summary)
-    return 0 if run.bit_exact and not run.error else EXIT_MISMATCH
+    return EXIT_OK if run.bit_exact and not run.error else EXIT_MISMATCH
 
 
 def verify(args):
@@ -285,7 +333,7 @@ def verify(args):
     if run.mismatch:
         print(f"  first mismatch       {run.mismatch}")
     _write_json(args.json, summary)
-    return 0 if run.bit_exact and not run.error else EXIT_MISMATCH
+    return EXIT_OK if run.bit_exact and not run.error else EXIT_MISMATCH
 
 
 def demo(args):
@@ -293,11 +341,12 @@ def demo(args):
     from vitforge.sim.report import write_demo_report
 
     args.model, args.json = "tiny", None
+    _prepare_out_folder(args.out)
     run, summary = _run_model(args, compare_float=True)
     _print_model_summary(summary, verify=True)
     folder = write_demo_report(args.out, run, summary)
     print(f"  report               {folder}/report.md (plots beside it)")
-    return 0 if run.bit_exact and not run.error else EXIT_MISMATCH
+    return EXIT_OK if run.bit_exact and not run.error else EXIT_MISMATCH
 
 
 def generate_command(args):
@@ -306,22 +355,14 @@ def generate_command(args):
     from vitforge.sw.generate import generate
 
     if args.config and args.preset:
-        raise ValueError("give --preset or --config, not both")
+        raise ConfigError("give --preset or --config, not both")
     if args.config:
         config = load_shell_config(args.config)
     elif (args.preset or "zcu102") in PRESETS:
         config = PRESETS[args.preset or "zcu102"]
     else:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, not {args.preset!r}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out must be a folder, not the file {str(out)!r}")
-    try:
-        out.resolve().parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"out must be a folder that can be created, not {str(out)!r} "
-                         f"({error.strerror})") from None
-    _check_output_folder(out)
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, not {args.preset!r}")
+    out = _prepare_out_folder(args.out)
     result = generate(args.board, config, out, resources=not args.no_resources, log=_log)
     accelerator = config.accelerator
     print(f"vitforge generate: {args.board}, {accelerator.array}x{accelerator.array} array at "
@@ -342,14 +383,14 @@ def generate_command(args):
     elif estimate is not None:
         print(f"  resources            not estimated: {estimate['reason']}")
     print(f"  next                 {out}/build.sh (needs Vivado)")
-    return 0
+    return EXIT_OK
 
 
 def _add_model_options(parser, images):
     parser.add_argument("--images", type=int, default=images,
                         help=f"test images to simulate (default {images})")
     parser.add_argument("--rows", type=int, default=4, help="PE array size (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed")
     parser.add_argument("--clock-mhz", type=float, default=300.0,
                         help="clock for latency and FPS (default 300)")
     parser.add_argument("--waves", metavar="FILE.vcd",
@@ -371,7 +412,7 @@ def _parser():
     gemm_parser.add_argument("--m", type=int, default=197, help="rows of A (default 197)")
     gemm_parser.add_argument("--k", type=int, default=192, help="columns of A (default 192)")
     gemm_parser.add_argument("--n", type=int, default=192, help="columns of B (default 192)")
-    gemm_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gemm_parser.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     gemm_parser.add_argument("--pattern", default="random",
                              help="operands: random, min, max, alternating or zeros")
     gemm_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
@@ -387,7 +428,7 @@ def _parser():
     nonlinear_parser.add_argument("--rows", type=int, default=8, help="rows (default 8)")
     nonlinear_parser.add_argument("--lanes", type=int, default=1,
                                   help="elements per beat (default 1)")
-    nonlinear_parser.add_argument("--seed", type=int, default=0, help="random seed")
+    nonlinear_parser.add_argument("--seed", type=_seed, default=0, help="random seed")
     nonlinear_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
 
     block_parser = commands.add_parser(
@@ -400,7 +441,7 @@ def _parser():
     block_parser.add_argument("--rows", type=int, default=4, help="PE array size (default 4)")
     block_parser.add_argument("--cols", type=int, default=None,
                               help="PE columns: must equal --rows")
-    block_parser.add_argument("--seed", type=int, default=0, help="random seed")
+    block_parser.add_argument("--seed", type=_seed, default=0, help="random seed")
     block_parser.add_argument("--trace", action="store_true",
                               help="store every intermediate result, so a mismatch names the "
                                    "first wrong instruction")
@@ -432,24 +473,58 @@ def _parser():
     return parser
 
 
-def main(argv=None):
-    from vitforge.sim.runner import SimulationError, ToolchainError
+def _save_crash_report(error, argv):
+    """Write ``error``'s traceback, the command and the versions to a new file; return its path.
 
+    The file is ``vitforge-crash-<time>.txt`` in the system temp folder,
+    written atomically.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written.
+    """
+    from vitforge.sw.files import write_atomic
+
+    path = Path(tempfile.gettempdir()) / f"vitforge-crash-{datetime.now():%Y%m%d-%H%M%S-%f}.txt"
+    write_atomic(path, f"vitforge {_package_version('vitforge')}, Python "
+                       f"{platform.python_version()}, {platform.platform()}\n"
+                       f"command: vitforge {shlex.join(argv)}\n\n"
+                       + "".join(traceback.format_exception(error)))
+    return path
+
+
+def _report_internal_error(error, argv):
+    """One line on stderr asking for a bug report, naming the saved traceback."""
+    summary = f"{type(error).__name__}: {error}".splitlines()[0].removesuffix(": ")
+    try:
+        where = f"with the traceback saved in {_save_crash_report(error, argv)}"
+    except OSError:
+        traceback.print_exception(error)        # no file to point to: the traceback goes here
+        where = "with the traceback above"
+    print(f"vitforge: internal error: {summary}. This is a bug in vitforge: please report it "
+          f"{where}", file=sys.stderr)
+
+
+def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     handlers = {"doctor": doctor, "gemm": gemm, "nonlinear": nonlinear, "block": block,
                 "simulate": simulate, "verify": verify, "demo": demo,
                 "generate": generate_command}
     try:
         args = _parser().parse_args(argv)
         return handlers[args.command](args)
-    except (ValueError, TypeError, OSError) as error:
-        print(f"vitforge: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except ToolchainError as error:
-        print(f"vitforge: error: {error}", file=sys.stderr)
-        return EXIT_TOOLCHAIN
-    except SimulationError as error:
-        print(f"vitforge: error: {error}", file=sys.stderr)
-        return EXIT_MISMATCH
+    except KeyboardInterrupt:
+        print("vitforge: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:          # every failure ends in a message and an exit status
+        status = exit_status(error)
+        if status == EXIT_INTERNAL:
+            _report_internal_error(error, argv)
+        else:
+            print(f"vitforge: error: {error}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

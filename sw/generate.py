@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 import json
 import time
 
+from vitforge.errors import ConfigError, ConfigTypeError, ToolchainError
+
 __all__ = ["BOARDS", "DEVICE", "HEADROOM", "Generated", "generate", "resource_report"]
 
 #: Boards generate knows.
@@ -12,8 +14,8 @@ BOARDS = ("zcu102",)
 DEVICE = {"lut": 274_080, "ff": 548_160, "dsp": 2_520, "bram36": 912}
 #: Share of LUTs and BRAM a design may use and still leave room for routing.
 HEADROOM = 0.8
-#: Modules whose DSPs multiply-accumulate (the PE array).
-_MAC_MODULE = ".gemm.array.pe_"
+#: Modules whose DSPs multiply-accumulate (the PE array's processing elements).
+_MAC_MODULE = ".array.pe_"
 
 
 @dataclass
@@ -69,6 +71,13 @@ def generate(board, config, out, *, resources=True, log=None):
         says why there is no estimate and how to get one.
     log : callable or None
         Told what is happening (the estimate of a large preset takes minutes).
+
+    Raises
+    ------
+    vitforge.errors.ConfigError, vitforge.errors.ConfigTypeError
+        For an unknown board or a config that is not a :class:`ShellConfig`.
+    vitforge.errors.OutputError
+        If ``out`` cannot be written.
     """
     from vitforge.boards import vivado
     from vitforge.boards.presets import ShellConfig
@@ -78,49 +87,52 @@ def generate(board, config, out, *, resources=True, log=None):
     from vitforge.sw.files import atomic_folder
 
     if board not in BOARDS:
-        raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
+        raise ConfigError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
     if not isinstance(config, ShellConfig):
-        raise TypeError(f"config must be a ShellConfig, not {type(config).__name__}")
+        raise ConfigTypeError(f"config must be a ShellConfig, not {type(config).__name__}")
     result = Generated(folder=out, files=[])
+    # Everything is computed before the folder is written, so an error while
+    # writing is about the folder only (atomic_folder reports it as such).
+    contents = {}                      # relative path -> (text, file mode)
+    if log:
+        log(f"generating Verilog for the {config.accelerator.array}x"
+            f"{config.accelerator.array} accelerator shell")
+    started = time.monotonic()
+    shell = config.shell()
+    core = to_verilog(shell, vivado.CORE, zero_init=False)
+    contents[f"rtl/{vivado.CORE}.v"] = core, 0o644
+    contents[f"rtl/{vivado.WRAPPER}.v"] = vivado.wrapper_verilog(shell), 0o644
+    contents["rtl/lint_waivers.vlt"] = lint_waivers(), 0o644
+    contents["constraints/zcu102.xdc"] = vivado.constraints(), 0o644
+    contents["create_project.tcl"] = vivado.project_tcl(config), 0o644
+    contents["build.sh"] = vivado.build_script(), 0o755
+    contents["regmap.json"] = regmap_json(), 0o644
+    contents["regmap.h"] = regmap_header(), 0o644
+    contents["config.json"] = _json({"board": board, **config.to_dict()}), 0o644
+    result.seconds["verilog"] = time.monotonic() - started
+
+    if resources:
+        if log:
+            log("estimating resources with yosys (per-module method)")
+        started = time.monotonic()
+        try:
+            total, parts = yosys_resources.estimate_by_module(core, vivado.CORE)
+            result.resources = resource_report(total, parts, "per-module",
+                                               yosys_resources.yosys_version())
+        except ToolchainError as missing:
+            result.resources = {"available": False, "reason": str(missing)}
+            if log:
+                log(f"no resource estimate: {missing}")
+        result.seconds["resources"] = time.monotonic() - started
+        contents["resources.json"] = _json(result.resources), 0o644
+
     with atomic_folder(out) as staging:
-        def write(relative, text, mode=0o644):
+        for relative, (text, mode) in contents.items():
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             path.chmod(mode)
             result.files.append(relative)
-
-        if log:
-            log(f"generating Verilog for the {config.accelerator.array}x"
-                f"{config.accelerator.array} accelerator shell")
-        started = time.monotonic()
-        shell = config.shell()
-        core = to_verilog(shell, vivado.CORE, zero_init=False)
-        write(f"rtl/{vivado.CORE}.v", core)
-        write(f"rtl/{vivado.WRAPPER}.v", vivado.wrapper_verilog(shell))
-        write("rtl/lint_waivers.vlt", lint_waivers())
-        write("constraints/zcu102.xdc", vivado.constraints())
-        write("create_project.tcl", vivado.project_tcl(config))
-        write("build.sh", vivado.build_script(), mode=0o755)
-        write("regmap.json", regmap_json())
-        write("regmap.h", regmap_header())
-        write("config.json", _json({"board": board, **config.to_dict()}))
-        result.seconds["verilog"] = time.monotonic() - started
-
-        if resources:
-            if log:
-                log("estimating resources with yosys (per-module method)")
-            started = time.monotonic()
-            try:
-                total, parts = yosys_resources.estimate_by_module(core, vivado.CORE)
-                result.resources = resource_report(total, parts, "per-module",
-                                                   yosys_resources.yosys_version())
-            except yosys_resources.YosysMissing as missing:
-                result.resources = {"available": False, "reason": str(missing)}
-                if log:
-                    log(f"no resource estimate: {missing}")
-            result.seconds["resources"] = time.monotonic() - started
-            write("resources.json", _json(result.resources))
     return result
 
 

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from vitforge.hw.gemm.config import MULTIPLIER_BITS, SHIFT_BITS
+from vitforge.hw.numerics import MULTIPLIER_BITS, SHIFT_BITS
 
 __all__ = ["fixed_point_multiplier"]
 

@@ -7,7 +7,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["YosysMissing", "Resources", "estimate", "estimate_by_module", "parse_stat",
+from vitforge.errors import ConfigError, ToolchainError
+
+__all__ = ["Resources", "estimate", "estimate_by_module", "parse_stat",
            "merge_identical_modules", "yosys_version", "METHODS"]
 
 #: ``per-module``: each replicated module synthesized once and counted once per
@@ -16,10 +18,6 @@ __all__ = ["YosysMissing", "Resources", "estimate", "estimate_by_module", "parse
 METHODS = ("per-module", "flat")
 
 _INSTALL_HINT = "apt-get install yosys (Debian's yosys 0.23 runs synth_xilinx -family xcup)"
-
-
-class YosysMissing(RuntimeError):
-    """No ``yosys`` executable on PATH; the message says how to install it."""
 
 
 @dataclass(frozen=True)
@@ -121,13 +119,13 @@ def estimate(verilog, top, *, method="per-module"):
 
     Raises
     ------
-    YosysMissing
-        If Yosys is not installed.
+    ToolchainError
+        If Yosys is not installed (the message says how to install it).
     RuntimeError
         If synthesis fails (the message ends with Yosys' last lines).
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     if method == "flat":
         return parse_stat(_synthesize(verilog, top, flatten=True))
     return estimate_by_module(verilog, top)[0]
@@ -188,7 +186,7 @@ def _synthesize(verilog, top, *, flatten, black_boxes=()):
     """The log of ``synth_xilinx -family xcup`` and ``stat`` on ``verilog``."""
     yosys = shutil.which("yosys")
     if yosys is None:
-        raise YosysMissing(f"yosys not found; install it with: {_INSTALL_HINT}")
+        raise ToolchainError(f"yosys not found; install it with: {_INSTALL_HINT}")
     with tempfile.TemporaryDirectory(prefix="vitforge-yosys-") as scratch:
         source = Path(scratch) / "design.v"
         source.write_text(verilog)

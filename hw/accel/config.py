@@ -2,6 +2,8 @@
 
 from dataclasses import asdict, dataclass, fields
 
+from vitforge.errors import ConfigError
+
 from ..checks import check_positive_int
 from ..gemm.config import GemmConfig
 
@@ -48,7 +50,7 @@ class AcceleratorConfig:
         for field in fields(self):
             check_positive_int(field.name, getattr(self, field.name))
         if self.act_read_ports not in (1, 2):
-            raise ValueError(f"act_read_ports must be 1 or 2, not {self.act_read_ports}")
+            raise ConfigError(f"act_read_ports must be 1 or 2, not {self.act_read_ports}")
         self.gemm    # checks the GEMM engine's own rules
 
     @property

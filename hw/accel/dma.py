@@ -2,11 +2,8 @@
 
 from amaranth import C, Cat, Module, Mux, Signal
 
-from ..gemm.requantize import RequantParams
-from ..nonlinear.layernorm import ChannelParams
-from .isa import Opcode, Space
-from .ports import (MEMORY_DATA_BITS, Unit, act_word, field, memory_port, read_request,
-                    write_request)
+from .isa import ISA, Opcode, Space
+from .ports import MEMORY_DATA_BITS, Unit, memory_port, scratchpad_ports, write_request
 
 __all__ = ["Dma", "TABLE_WORDS"]
 
@@ -35,30 +32,20 @@ class Dma(Unit):
     """
 
     def __init__(self, config):
-        word = act_word(config)
         super().__init__(config, {
             "mem": memory_port(),
-            "act_read": read_request(range(config.act_depth), word),
-            "act_write": write_request(range(config.act_depth), word),
-            "wgt_write": write_request(range(config.wgt_depth), word),
-            "prm_write": write_request(range(config.prm_depth), RequantParams),
-            "lnp_write": write_request(range(config.lnp_depth), ChannelParams),
+            **scratchpad_ports(config, "act_read", "act_write", "wgt_write", "prm_write",
+                               "lnp_write"),
             "tbl_write": write_request(range(TABLE_WORDS), MEMORY_DATA_BITS),
         })
 
     def elaborate(self, platform):
         m = Module()
-        inst = self.instruction
+        load = ISA[Opcode.LOAD].view(self.instruction)
+        store = ISA[Opcode.STORE].view(self.instruction)
         entry_words = self._config.act_entry_words
         entry_bits = len(self.act_read.data.as_value())
-        is_store = inst[:8] == Opcode.STORE
-        space = field(inst, Opcode.LOAD, "space")
-        load_count = field(inst, Opcode.LOAD, "count")
-        load_dram = field(inst, Opcode.LOAD, "dram_addr")
-        load_spad = field(inst, Opcode.LOAD, "spad_addr")
-        store_count = field(inst, Opcode.STORE, "count")
-        store_dram = field(inst, Opcode.STORE, "dram_addr")
-        store_spad = field(inst, Opcode.STORE, "spad_addr")
+        space = load.space
         wide = (space == Space.ACT) | (space == Space.WGT)     # entries of entry_words words
 
         issued = Signal(24)            # LOAD: words requested; STORE: entries read
@@ -72,15 +59,15 @@ class Dma(Unit):
                 with m.If(self.start):
                     m.d.sync += [self.busy.eq(1), issued.eq(0), received.eq(0),
                                  words_out.eq(0), piece.eq(0)]
-                    with m.If(is_store):
+                    with m.If(store.opcode == Opcode.STORE):
                         m.next = "STORE"
                     with m.Else():
                         m.next = "LOAD"
             with m.State("LOAD"):
-                load_words = Mux(wide, load_count * entry_words, load_count)
+                load_words = Mux(wide, load.count * entry_words, load.count)
                 m.d.comb += [
                     self.mem.req.valid.eq(issued < load_words),
-                    self.mem.req.payload.addr.eq(load_dram + issued),
+                    self.mem.req.payload.addr.eq(load.dram_addr + issued),
                     self.mem.req.payload.write.eq(0),
                     self.mem.resp.ready.eq(1),
                 ]
@@ -94,7 +81,7 @@ class Dma(Unit):
                 last_piece = ~wide | (piece == entry_words - 1)
                 arrived = self.mem.resp.valid
                 complete = arrived & last_piece
-                target = load_spad + received
+                target = load.spad_addr + received
                 m.d.comb += [
                     self.act_write.addr.eq(target), self.act_write.data.eq(entry),
                     self.act_write.en.eq(complete & (space == Space.ACT)),
@@ -104,7 +91,7 @@ class Dma(Unit):
                     self.prm_write.en.eq(complete & (space == Space.PRM)),
                     self.lnp_write.addr.eq(target), self.lnp_write.data.eq(response),
                     self.lnp_write.en.eq(complete & (space == Space.LNP)),
-                    self.tbl_write.addr.eq((load_spad >> 4) + received),
+                    self.tbl_write.addr.eq((load.spad_addr >> 4) + received),
                     self.tbl_write.data.eq(response),
                     self.tbl_write.en.eq(complete & (space == Space.TBL)),
                 ]
@@ -116,21 +103,21 @@ class Dma(Unit):
                                 m.d.sync += register.eq(response)
                 with m.If(complete):
                     m.d.sync += [received.eq(received + 1), piece.eq(0)]
-                    with m.If(received + 1 == load_count):
+                    with m.If(received + 1 == load.count):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                         m.next = "IDLE"
             with m.State("STORE"):
                 # Read entry i + 1 while the last word of entry i is written.
                 last_piece = piece == entry_words - 1
                 advance = ~pending | (self.mem.req.ready & last_piece)
-                reading = advance & (issued < store_count)
+                reading = advance & (issued < store.count)
                 padded = Cat(self.act_read.data.as_value(),
                              C(0, entry_words * MEMORY_DATA_BITS - entry_bits))
                 m.d.comb += [
-                    self.act_read.addr.eq(store_spad + issued),
+                    self.act_read.addr.eq(store.spad_addr + issued),
                     self.act_read.en.eq(reading),
                     self.mem.req.valid.eq(pending),
-                    self.mem.req.payload.addr.eq(store_dram + words_out),
+                    self.mem.req.payload.addr.eq(store.dram_addr + words_out),
                     self.mem.req.payload.write.eq(1),
                     self.mem.req.payload.wdata.eq(padded.word_select(piece, MEMORY_DATA_BITS)),
                 ]
@@ -141,7 +128,7 @@ class Dma(Unit):
                                  piece.eq(Mux(last_piece, 0, piece + 1))]
                     with m.If(last_piece):
                         m.d.sync += received.eq(received + 1)
-                        with m.If(received + 1 == store_count):
+                        with m.If(received + 1 == store.count):
                             m.d.sync += [self.busy.eq(0), self.done.eq(1), pending.eq(0)]
                             m.next = "IDLE"
         return m

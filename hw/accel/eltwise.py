@@ -5,8 +5,8 @@ from amaranth.lib import data, memory
 from amaranth.lib.wiring import Out
 
 from .dma import TABLE_WORDS
-from .isa import Opcode
-from .ports import MEMORY_DATA_BITS, Unit, act_word, field, read_request, write_request
+from .isa import ISA, Opcode
+from .ports import MEMORY_DATA_BITS, Unit, act_word, scratchpad_ports
 
 __all__ = ["Eltwise"]
 
@@ -32,27 +32,21 @@ class Eltwise(Unit):
     """
 
     def __init__(self, config):
-        word = act_word(config)
-        second_port = {"y_read": read_request(range(config.act_depth), word)}
+        reads = ("act_read", "y_read") if config.act_read_ports == 2 else ("act_read",)
         super().__init__(config, {
-            "act_read": read_request(range(config.act_depth), word),
-            **(second_port if config.act_read_ports == 2 else {}),
-            "act_write": write_request(range(config.act_depth), word),
+            **scratchpad_ports(config, *reads, "act_write"),
             "tbl_write": Out(memory.WritePort.Signature(addr_width=4, shape=MEMORY_DATA_BITS)),
         })
 
     def elaborate(self, platform):
         m = Module()
         lanes = self._config.array
-        inst = self.instruction
-        is_add = inst[:8] == Opcode.ADD
-        count = Mux(is_add, field(inst, Opcode.ADD, "count"), field(inst, Opcode.GELU, "count"))
-        source = Mux(is_add, field(inst, Opcode.ADD, "x"), field(inst, Opcode.GELU, "src"))
-        destination = Mux(is_add, field(inst, Opcode.ADD, "dst"),
-                          field(inst, Opcode.GELU, "dst"))
-        x_multiplier = field(inst, Opcode.ADD, "x_multiplier")
-        y_multiplier = field(inst, Opcode.ADD, "y_multiplier")
-        shift = field(inst, Opcode.ADD, "shift")
+        add = ISA[Opcode.ADD].view(self.instruction)
+        gelu = ISA[Opcode.GELU].view(self.instruction)
+        is_add = add.opcode == Opcode.ADD
+        count = Mux(is_add, add.count, gelu.count)
+        source = Mux(is_add, add.x, gelu.src)
+        destination = Mux(is_add, add.dst, gelu.dst)
 
         # Reads: one word per cycle; ADD with one port: word x, then word y.
         one_port = self._config.act_read_ports == 1
@@ -69,14 +63,14 @@ class Eltwise(Unit):
             with m.If(issuing & is_add):
                 m.d.sync += reading_y.eq(~reading_y)
         else:
-            m.d.comb += [self.y_read.addr.eq(field(inst, Opcode.ADD, "y") + index),
+            m.d.comb += [self.y_read.addr.eq(add.y + index),
                          self.y_read.en.eq(issuing & is_add)]
         with m.If(element_read):
             m.d.sync += index.eq(index + 1)
             with m.If(index + 1 == count):
                 m.d.sync += issuing.eq(0)
         m.d.comb += [
-            self.act_read.addr.eq(Mux(reading_y, field(inst, Opcode.ADD, "y"), source) + index),
+            self.act_read.addr.eq(Mux(reading_y, add.y, source) + index),
             self.act_read.en.eq(issuing),
         ]
         m.d.sync += [valid[0].eq(element_read), address[0].eq(destination + index),
@@ -106,8 +100,8 @@ class Eltwise(Unit):
             m.d.sync += byte.eq(x.as_unsigned()[:4])
             total = Signal(signed(26), name=f"total_{lane}")
             summed = Signal(signed(8), name=f"sum_{lane}")
-            m.d.comb += total.eq((x * x_multiplier + y * y_multiplier
-                                  + ((1 << shift) >> 1)) >> shift)
+            m.d.comb += total.eq((x * add.x_multiplier + y * add.y_multiplier
+                                  + ((1 << add.shift) >> 1)) >> add.shift)
             m.d.sync += summed.eq(Mux(total > 127, 127, Mux(total < -128, -128, total)))
             entry = reader.data.word_select(byte, 8)
             m.d.comb += results[lane].eq(Mux(is_add, summed, entry))

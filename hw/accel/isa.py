@@ -1,18 +1,47 @@
-"""Instruction set of the programmable accelerator (``docs/isa.md``).
+"""Instruction set of the programmable accelerator (``docs/isa.md``): one table, :data:`ISA`.
 
 Every instruction is one 256-bit word: the opcode in bits 0..7, then the
-fields of that opcode at the offsets below. This table is the one definition
-the compiler, the golden interpreter, the documentation test and (next) the
-hardware decoder all use.
+fields of that opcode. :data:`ISA` holds, per opcode, the field layout (an
+``amaranth.lib.data.StructLayout``) and the opcode's rules: the fields that
+must not be zero, whether the opcode is reserved, the execution unit that
+runs it, the cycle-counter class it counts to, and the scratchpad regions it
+reads and writes. :func:`encode` and :func:`decode`, the golden interpreter,
+the compiler, the hardware decoder, the execution units and the
+documentation test all read this one table.
+
+Region formulas are written once and evaluate on Python integers (an
+:class:`Instruction`, or a dict of fields) and on Amaranth values (a view of
+an instruction signal, :meth:`OpcodeSpec.view`) alike.
 """
 
 from dataclasses import dataclass
 import enum
+from functools import reduce
+import operator
+from types import SimpleNamespace
+from typing import Callable, NamedTuple
 
-__all__ = ["INSTRUCTION_BITS", "Opcode", "Space", "FIELDS", "Instruction", "encode", "decode"]
+from amaranth.lib import data
+
+from ..numerics import GELU_TABLE_DEPTH
+from .config import DRAM_WORD_BYTES
+
+__all__ = ["INSTRUCTION_BITS", "OPCODE_BITS", "COUNTER_CLASSES", "Opcode",
+           "Space", "Formula", "Region", "Span", "OpcodeSpec", "ISA", "Instruction", "encode",
+           "decode", "space_depth", "written_activations", "weight_load_may_run_beside"]
 
 INSTRUCTION_BITS = 256
-_OPCODE_BITS = 8
+OPCODE_BITS = 8
+
+#: Per-class cycle counters of the hardware, in register order: ``fetch`` counts
+#: fetching and decoding, ``stall`` the cycles in which an instruction has
+#: finished but the weight load running beside it has not; every other class
+#: is the ``counter`` of some opcodes.
+COUNTER_CLASSES = ("fetch", "load_store", "gemm", "softmax", "layernorm", "eltwise", "move",
+                   "stall")
+
+#: A LOAD into TBL moves one-byte entries, a whole external word of them per count.
+_TABLE_ENTRIES_PER_WORD_LOG2 = DRAM_WORD_BYTES.bit_length() - 1
 
 
 class Opcode(enum.IntEnum):
@@ -33,54 +62,290 @@ class Opcode(enum.IntEnum):
 
 
 class Space(enum.IntEnum):
-    """Scratchpads a LOAD can fill."""
-    ACT = 0     # activations: words of `rows` int8
-    WGT = 1     # weights: words of `cols` int8
+    """The scratchpads (the values of LOAD's ``space`` field)."""
+    ACT = 0     # activations: words of `array` int8
+    WGT = 1     # weights: words of `array` int8
     PRM = 2     # GEMM requantization parameters (bias, multiplier, shift)
     LNP = 3     # LayerNorm per-channel gamma, beta
     TBL = 4     # the GELU table (256 int8)
 
 
-def _layout(*fields):
-    offset = _OPCODE_BITS
-    layout = {}
-    for name, width in fields:
-        layout[name] = (offset, width)
-        offset += width
-    if offset > INSTRUCTION_BITS:
-        raise AssertionError(f"fields overflow the instruction: {offset} bits")
-    return layout
+@dataclass(frozen=True)
+class Formula:
+    """A term of a :class:`Region` computed from the fields and the array size.
+
+    Parameters
+    ----------
+    text : str
+        How ``docs/isa.md`` writes it (field names in backticks).
+    function : callable
+        ``function(fields, array)``; ``fields`` has the opcode's fields as
+        attributes (Python ints or Amaranth values).
+    """
+
+    text: str
+    function: Callable
 
 
-#: Field name -> (bit offset, width), per opcode.
-FIELDS = {
-    Opcode.NOP: {},
-    Opcode.LOAD: _layout(("space", 4), ("dram_addr", 32), ("spad_addr", 20), ("count", 20)),
-    Opcode.STORE: _layout(("spad_addr", 20), ("dram_addr", 32), ("count", 20)),
-    Opcode.GEMM: _layout(("a_addr", 20), ("a_stride", 20), ("b_addr", 20), ("b_stride", 20),
-                         ("c_addr", 20), ("c_stride", 20), ("p_addr", 16), ("k", 16),
-                         ("m_tiles", 16), ("n", 16)),
-    Opcode.GELU: _layout(("src", 20), ("dst", 20), ("count", 20)),
-    Opcode.SOFTMAX: _layout(("src", 20), ("src_stride", 20), ("dst", 20), ("dst_stride", 20),
-                            ("m_tiles", 16), ("length", 16), ("ratio", 24), ("alpha", 16),
-                            ("beta", 16), ("gamma", 16)),
-    Opcode.LAYERNORM: _layout(("src", 20), ("src_stride", 20), ("dst", 20), ("dst_stride", 20),
-                              ("m_tiles", 16), ("channels", 16), ("lnp_addr", 16),
-                              ("eps", 32), ("multiplier", 16), ("shift", 6)),
-    Opcode.ADD: _layout(("x", 20), ("y", 20), ("dst", 20), ("count", 20), ("x_multiplier", 16),
-                        ("y_multiplier", 16), ("shift", 6)),
-    Opcode.COPY_TO_WGT: _layout(("src", 20), ("src_stride", 20), ("dst", 20), ("tiles", 16),
-                                ("words", 16)),
-    Opcode.TRANSPOSE_TO_WGT: _layout(("src", 20), ("src_stride", 20), ("dst", 20),
-                                     ("dst_stride", 20), ("token_tiles", 16),
-                                     ("channel_tiles", 16)),
-    Opcode.GEMM_SPARSE: {},
-    Opcode.TOKEN_SELECT: {},
-    Opcode.SYNC: {},
-    Opcode.DONE: {},
-}
+class Span(NamedTuple):
+    """A region evaluated: scratchpad, first word, end word (exclusive), tile stride."""
 
-_RESERVED = {Opcode.GEMM_SPARSE, Opcode.TOKEN_SELECT}
+    space: object
+    first: object
+    end: object
+    stride: object
+
+
+@dataclass(frozen=True)
+class Region:
+    """Scratchpad words an instruction touches.
+
+    ``tiles`` tiles of ``length`` consecutive words, the tiles ``stride``
+    words apart, the first tile from word ``first`` of scratchpad ``space``.
+    Every term is a field name, an ``int`` or a :class:`Formula`; ``space``
+    is a :class:`Space` or the name of the field that holds one (LOAD).
+    """
+
+    space: object
+    first: object
+    length: object
+    tiles: object = 1
+    stride: object = 0
+
+    def span(self, fields, array):
+        """The :class:`Span` for ``fields`` (attributes: ints or Amaranth values) and ``array``."""
+        first, stride = _evaluate(self.first, fields, array), _evaluate(self.stride, fields, array)
+        end = first + (_evaluate(self.tiles, fields, array) - 1) * stride \
+            + _evaluate(self.length, fields, array)
+        return Span(_evaluate(self.space, fields, array), first, end, stride)
+
+    def field_names(self):
+        """The fields named directly by the terms."""
+        return {term for term in (self.space, self.first, self.length, self.tiles, self.stride)
+                if isinstance(term, str)}
+
+    def __str__(self):
+        where = f"{_text(self.length)} words of {_text(self.space)} from {_text(self.first)}"
+        if self.tiles == 1:
+            return where
+        return f"{_text(self.tiles)} tiles of {where}, {_text(self.stride)} apart"
+
+
+def _evaluate(term, fields, array):
+    if isinstance(term, str):
+        return getattr(fields, term)
+    if isinstance(term, Formula):
+        return term.function(fields, array)
+    return term
+
+
+def _text(term):
+    if isinstance(term, str):
+        return f"`{term}`"
+    if isinstance(term, Formula):
+        return term.text
+    if isinstance(term, Space):
+        return term.name
+    return str(term)
+
+
+@dataclass(frozen=True)
+class OpcodeSpec:
+    """One opcode of the instruction set: its encoding and its rules.
+
+    Attributes
+    ----------
+    opcode : Opcode
+    layout : amaranth.lib.data.StructLayout
+        The instruction word from bit 0: ``opcode`` (8 bits), then the
+        fields in order, all unsigned.
+    nonzero : tuple of str
+        Fields that must not be zero: the hardware stops with
+        ``ERROR_EMPTY``, the golden interpreter raises.
+    unit : str or None
+        The execution unit that runs it (a key of the accelerator's unit
+        table); ``None`` for what the controller does itself (NOP, SYNC,
+        DONE) and for reserved opcodes.
+    counter : str or None
+        The :data:`COUNTER_CLASSES` entry its execution cycles count to;
+        ``None`` exactly where ``unit`` is.
+    reads, writes : tuple of Region
+        The scratchpad words it reads and writes.
+    reserved : bool
+        Allocated for a coming instruction; refused by the encoder, the
+        decoder and the hardware (``ERROR_OPCODE``).
+    """
+
+    opcode: Opcode
+    layout: data.StructLayout
+    nonzero: tuple = ()
+    unit: str = None
+    counter: str = None
+    reads: tuple = ()
+    writes: tuple = ()
+    reserved: bool = False
+
+    def __post_init__(self):
+        name = self.opcode.name
+        if self.layout.size > INSTRUCTION_BITS:
+            raise ValueError(f"{name} layout must fit {INSTRUCTION_BITS} bits, not "
+                             f"{self.layout.size}")
+        unknown = sorted(({*self.nonzero}.union(*(region.field_names() for region in
+                                                   (*self.reads, *self.writes)))
+                          - set(self.fields)))
+        if unknown:
+            raise ValueError(f"{name} rules must name its fields {sorted(self.fields)}, "
+                             f"not {unknown}")
+        if (self.unit is None) != (self.counter is None):
+            raise ValueError(f"{name} must have both a unit and a counter or neither, not "
+                             f"unit={self.unit!r}, counter={self.counter!r}")
+        if self.counter is not None and self.counter not in COUNTER_CLASSES:
+            raise ValueError(f"{name} counter must be one of {COUNTER_CLASSES}, not "
+                             f"{self.counter!r}")
+        if self.reserved and (self.fields or self.unit):
+            raise ValueError(f"reserved opcode {name} must have no fields and no unit")
+
+    @property
+    def fields(self):
+        """Field name -> ``amaranth.lib.data.Field`` (offset and width), opcode excluded."""
+        return {name: field for name, field in self.layout if name != "opcode"}
+
+    def view(self, instruction):
+        """The fields of an instruction signal, ``view.src`` and so on."""
+        return self.layout(instruction[:self.layout.size])
+
+    def empty(self, fields):
+        """Whether a ``nonzero`` field is zero (a Python bool or a 1-bit Amaranth value)."""
+        return reduce(operator.or_, (getattr(fields, name) == 0 for name in self.nonzero),
+                      False)
+
+
+def _spec(opcode, fields=None, **rules):
+    layout = data.StructLayout({"opcode": OPCODE_BITS, **(fields or {})})
+    return OpcodeSpec(opcode=opcode, layout=layout, **rules)
+
+
+_LOADED_WORDS = Formula("`count` (TBL: 16 x `count`)",
+                        lambda f, array: f.count << (_TABLE_ENTRIES_PER_WORD_LOG2
+                                                     * (f.space == Space.TBL)))
+_B_TILES = Formula("ceil(`n` / array)", lambda f, array: (f.n + array - 1) // array)
+_COPIED_WORDS = Formula("`tiles` x `words`", lambda f, array: f.tiles * f.words)
+_CHANNEL_WORDS = Formula("array x `channel_tiles`", lambda f, array: f.channel_tiles * array)
+_TOKEN_WORDS = Formula("array x `token_tiles`", lambda f, array: f.token_tiles * array)
+
+_ROW_TILES = {"src": 20, "src_stride": 20, "dst": 20, "dst_stride": 20, "m_tiles": 16}
+
+
+def _rows(start, length):
+    """The ``m_tiles`` tiles of rows of ``length`` words a row-parallel instruction reads
+    (``start="src"``) or writes (``start="dst"``)."""
+    return Region(Space.ACT, start, length, tiles="m_tiles", stride=f"{start}_stride")
+
+
+#: The instruction set: opcode -> :class:`OpcodeSpec`.
+ISA = {spec.opcode: spec for spec in (
+    _spec(Opcode.NOP),
+    _spec(Opcode.LOAD, {"space": 4, "dram_addr": 32, "spad_addr": 20, "count": 20},
+          nonzero=("count",), unit="dma", counter="load_store",
+          writes=(Region("space", "spad_addr", _LOADED_WORDS),)),
+    _spec(Opcode.STORE, {"spad_addr": 20, "dram_addr": 32, "count": 20},
+          nonzero=("count",), unit="dma", counter="load_store",
+          reads=(Region(Space.ACT, "spad_addr", "count"),)),
+    _spec(Opcode.GEMM, {"a_addr": 20, "a_stride": 20, "b_addr": 20, "b_stride": 20,
+                        "c_addr": 20, "c_stride": 20, "p_addr": 16, "k": 16, "m_tiles": 16,
+                        "n": 16},
+          nonzero=("k", "m_tiles", "n"), unit="gemm", counter="gemm",
+          reads=(Region(Space.ACT, "a_addr", "k", tiles="m_tiles", stride="a_stride"),
+                 Region(Space.WGT, "b_addr", "k", tiles=_B_TILES, stride="b_stride"),
+                 Region(Space.PRM, "p_addr", "n")),
+          writes=(Region(Space.ACT, "c_addr", "n", tiles="m_tiles", stride="c_stride"),)),
+    _spec(Opcode.GEMM_SPARSE, reserved=True),
+    _spec(Opcode.GELU, {"src": 20, "dst": 20, "count": 20},
+          nonzero=("count",), unit="eltwise", counter="eltwise",
+          reads=(Region(Space.ACT, "src", "count"),),
+          writes=(Region(Space.ACT, "dst", "count"),)),
+    _spec(Opcode.SOFTMAX, {**_ROW_TILES, "length": 16, "ratio": 24, "alpha": 16, "beta": 16,
+                           "gamma": 16},
+          nonzero=("m_tiles", "length"), unit="softmax", counter="softmax",
+          reads=(_rows("src", "length"),), writes=(_rows("dst", "length"),)),
+    _spec(Opcode.LAYERNORM, {**_ROW_TILES, "channels": 16, "lnp_addr": 16, "eps": 32,
+                             "multiplier": 16, "shift": 6},
+          nonzero=("m_tiles", "channels"), unit="layernorm", counter="layernorm",
+          reads=(_rows("src", "channels"), Region(Space.LNP, "lnp_addr", "channels")),
+          writes=(_rows("dst", "channels"),)),
+    _spec(Opcode.ADD, {"x": 20, "y": 20, "dst": 20, "count": 20, "x_multiplier": 16,
+                       "y_multiplier": 16, "shift": 6},
+          nonzero=("count",), unit="eltwise", counter="eltwise",
+          reads=(Region(Space.ACT, "x", "count"), Region(Space.ACT, "y", "count")),
+          writes=(Region(Space.ACT, "dst", "count"),)),
+    _spec(Opcode.COPY_TO_WGT, {"src": 20, "src_stride": 20, "dst": 20, "tiles": 16,
+                               "words": 16},
+          nonzero=("tiles", "words"), unit="moves", counter="move",
+          reads=(Region(Space.ACT, "src", "words", tiles="tiles", stride="src_stride"),),
+          writes=(Region(Space.WGT, "dst", _COPIED_WORDS),)),
+    _spec(Opcode.TRANSPOSE_TO_WGT, {"src": 20, "src_stride": 20, "dst": 20, "dst_stride": 20,
+                                    "token_tiles": 16, "channel_tiles": 16},
+          nonzero=("token_tiles", "channel_tiles"), unit="moves", counter="move",
+          reads=(Region(Space.ACT, "src", _CHANNEL_WORDS, tiles="token_tiles",
+                        stride="src_stride"),),
+          writes=(Region(Space.WGT, "dst", _TOKEN_WORDS, tiles="channel_tiles",
+                         stride="dst_stride"),)),
+    _spec(Opcode.TOKEN_SELECT, reserved=True),
+    _spec(Opcode.SYNC),
+    _spec(Opcode.DONE),
+)}
+
+
+def space_depth(space, config):
+    """Entries of scratchpad ``space`` in an accelerator of ``config`` (AcceleratorConfig)."""
+    depths = {Space.ACT: config.act_depth, Space.WGT: config.wgt_depth,
+              Space.PRM: config.prm_depth, Space.LNP: config.lnp_depth,
+              Space.TBL: GELU_TABLE_DEPTH}
+    return depths[Space(space)]
+
+
+def written_activations(opcode, fields, array):
+    """The activation words an instruction computes (what trace mode stores), or ``None``.
+
+    Parameters
+    ----------
+    opcode : Opcode
+    fields : dict or Instruction
+        The instruction's field values.
+    array : int
+        ``AcceleratorConfig.array``.
+
+    Returns
+    -------
+    Span or None
+        The :class:`Span` of the region the opcode writes in ACT by its
+        definition; ``None`` for an opcode that writes no such region (a LOAD
+        writes the scratchpad its ``space`` field names: it moves data, it
+        computes nothing).
+    """
+    if isinstance(fields, dict):
+        fields = SimpleNamespace(**fields)
+    for region in ISA[Opcode(opcode)].writes:
+        if region.space is Space.ACT:
+            return region.span(fields, array)
+    return None
+
+
+def weight_load_may_run_beside(gemm, load, array):
+    """Whether LOAD ``load`` may run while GEMM ``gemm`` executes (``docs/isa.md``, Ordering).
+
+    It may if it fills at least one WGT word and none of them is one the
+    GEMM reads (the compiler alternates halves of WGT for this). ``gemm`` and
+    ``load`` are the two instructions' fields (ints, or views of instruction
+    signals: the result is then a 1-bit Amaranth value).
+    """
+    loaded = ISA[Opcode.LOAD].writes[0].span(load, array)
+    allowed = (loaded.space == Space.WGT) & (ISA[Opcode.LOAD].empty(load) == 0)
+    for region in (*ISA[Opcode.GEMM].reads, *ISA[Opcode.GEMM].writes):
+        if region.space is Space.WGT:
+            used = region.span(gemm, array)
+            allowed = allowed & ((loaded.end <= used.first) | (loaded.first >= used.end))
+    return allowed
 
 
 @dataclass(frozen=True)
@@ -103,24 +368,25 @@ class Instruction:
 
 def encode(opcode, **values):
     """The 256-bit word of ``opcode`` with ``values``; every field must be given and fit."""
-    opcode = Opcode(opcode)
-    if opcode in _RESERVED:
-        raise ValueError(f"opcode {opcode.name} is reserved and has no encoding yet")
-    layout = FIELDS[opcode]
+    spec = ISA[Opcode(opcode)]
+    name = spec.opcode.name
+    if spec.reserved:
+        raise ValueError(f"opcode {name} is reserved and has no encoding yet")
+    layout = spec.fields
     missing = sorted(set(layout) - set(values))
     unknown = sorted(set(values) - set(layout))
     if missing or unknown:
-        raise ValueError(f"{opcode.name} needs fields {sorted(layout)}; missing {missing}, "
+        raise ValueError(f"{name} needs fields {sorted(layout)}; missing {missing}, "
                          f"unknown {unknown}")
-    word = int(opcode)
-    for name, (offset, width) in layout.items():
-        value = values[name]
+    word = int(spec.opcode)
+    for field_name, field in layout.items():
+        value = values[field_name]
         if not isinstance(value, int) or isinstance(value, bool):
             value = int(value)
-        if not 0 <= value < 1 << width:
-            raise ValueError(f"{opcode.name} field {name} must lie in [0, {(1 << width) - 1}], "
-                             f"not {value}")
-        word |= value << offset
+        if not 0 <= value < 1 << field.width:
+            raise ValueError(f"{name} field {field_name} must lie in "
+                             f"[0, {(1 << field.width) - 1}], not {value}")
+        word |= value << field.offset
     return word
 
 
@@ -132,19 +398,15 @@ def decode(word):
     ValueError
         On an unknown or reserved opcode, or bits set outside the opcode's fields.
     """
-    code = word & ((1 << _OPCODE_BITS) - 1)
+    code = word & ((1 << OPCODE_BITS) - 1)
     try:
-        opcode = Opcode(code)
+        spec = ISA[Opcode(code)]
     except ValueError:
         raise ValueError(f"unknown opcode 0x{code:02x}") from None
-    if opcode in _RESERVED:
-        raise ValueError(f"opcode {opcode.name} is reserved")
-    fields = {}
-    used = (1 << _OPCODE_BITS) - 1
-    for name, (offset, width) in FIELDS[opcode].items():
-        mask = (1 << width) - 1
-        fields[name] = (word >> offset) & mask
-        used |= mask << offset
-    if word & ~used:
-        raise ValueError(f"{opcode.name} instruction has bits set outside its fields")
-    return Instruction(opcode, fields)
+    if spec.reserved:
+        raise ValueError(f"opcode {spec.opcode.name} is reserved")
+    if word >> spec.layout.size:
+        raise ValueError(f"{spec.opcode.name} instruction has bits set outside its fields")
+    fields = {name: (word >> field.offset) & ((1 << field.width) - 1)
+              for name, field in spec.fields.items()}
+    return Instruction(spec.opcode, fields)

@@ -3,8 +3,8 @@
 from amaranth import Array, Module, Signal, signed
 from amaranth.lib import data
 
-from .isa import Opcode
-from .ports import Unit, act_word, field, read_request, write_request
+from .isa import ISA, Opcode
+from .ports import Unit, scratchpad_ports
 
 __all__ = ["Moves"]
 
@@ -22,21 +22,13 @@ class Moves(Unit):
     """
 
     def __init__(self, config):
-        word = act_word(config)
-        super().__init__(config, {
-            "act_read": read_request(range(config.act_depth), word),
-            "wgt_write": write_request(range(config.wgt_depth), word),
-        })
+        super().__init__(config, scratchpad_ports(config, "act_read", "wgt_write"))
 
     def elaborate(self, platform):
         m = Module()
         lanes = self._config.array
-        inst = self.instruction
-        copy = {name: field(inst, Opcode.COPY_TO_WGT, name)
-                for name in ("src", "src_stride", "dst", "tiles", "words")}
-        turn = {name: field(inst, Opcode.TRANSPOSE_TO_WGT, name)
-                for name in ("src", "src_stride", "dst", "dst_stride", "token_tiles",
-                             "channel_tiles")}
+        copy = ISA[Opcode.COPY_TO_WGT].view(self.instruction)
+        turn = ISA[Opcode.TRANSPOSE_TO_WGT].view(self.instruction)
 
         tile = Signal(16)          # copy: tile; transpose: token tile
         outer = Signal(16)         # transpose: channel tile
@@ -56,25 +48,25 @@ class Moves(Unit):
                 with m.If(self.start):
                     m.d.sync += [self.busy.eq(1), tile.eq(0), outer.eq(0), step.eq(0),
                                  written.eq(0)]
-                    with m.If(inst[:8] == Opcode.COPY_TO_WGT):
+                    with m.If(copy.opcode == Opcode.COPY_TO_WGT):
                         m.next = "COPY"
                     with m.Else():
                         m.next = "GATHER"
             with m.State("COPY"):
                 m.d.comb += [
-                    self.act_read.addr.eq(copy["src"] + tile * copy["src_stride"] + step),
+                    self.act_read.addr.eq(copy.src + tile * copy.src_stride + step),
                     self.act_read.en.eq(1),
                 ]
-                m.d.sync += [pending.eq(1), pending_address.eq(copy["dst"] + written),
+                m.d.sync += [pending.eq(1), pending_address.eq(copy.dst + written),
                              written.eq(written + 1), step.eq(step + 1)]
-                with m.If(step + 1 == copy["words"]):
+                with m.If(step + 1 == copy.words):
                     m.d.sync += [step.eq(0), tile.eq(tile + 1)]
-                    with m.If(tile + 1 == copy["tiles"]):
+                    with m.If(tile + 1 == copy.tiles):
                         m.next = "FINISH"
             with m.State("GATHER"):
                 # Read channel `step` of token tile `tile`, channel tile `outer`.
                 m.d.comb += [
-                    self.act_read.addr.eq(turn["src"] + tile * turn["src_stride"]
+                    self.act_read.addr.eq(turn.src + tile * turn.src_stride
                                           + outer * lanes + step),
                     self.act_read.en.eq(1),
                 ]
@@ -90,7 +82,7 @@ class Moves(Unit):
                 for channel in range(lanes):
                     m.d.comb += token_word[channel].eq(block[channel][step])
                 m.d.comb += [
-                    self.wgt_write.addr.eq(turn["dst"] + outer * turn["dst_stride"]
+                    self.wgt_write.addr.eq(turn.dst + outer * turn.dst_stride
                                            + tile * lanes + step),
                     self.wgt_write.data.eq(token_word),
                     self.wgt_write.en.eq(1),
@@ -99,9 +91,9 @@ class Moves(Unit):
                 with m.If(step == lanes - 1):
                     m.d.sync += [step.eq(0), tile.eq(tile + 1)]
                     m.next = "GATHER"
-                    with m.If(tile + 1 == turn["token_tiles"]):
+                    with m.If(tile + 1 == turn.token_tiles):
                         m.d.sync += [tile.eq(0), outer.eq(outer + 1)]
-                        with m.If(outer + 1 == turn["channel_tiles"]):
+                        with m.If(outer + 1 == turn.channel_tiles):
                             m.next = "FINISH"
             with m.State("FINISH"):
                 m.d.sync += [self.busy.eq(0), self.done.eq(1)]
@@ -111,7 +103,7 @@ class Moves(Unit):
         capture = Signal()
         capture_channel = Signal(range(lanes))
         m.d.sync += [capture.eq(0)]
-        with m.If(self.act_read.en & (inst[:8] == Opcode.TRANSPOSE_TO_WGT)):
+        with m.If(self.act_read.en & (turn.opcode == Opcode.TRANSPOSE_TO_WGT)):
             m.d.sync += [capture.eq(1), capture_channel.eq(step)]
         with m.If(capture):
             m.d.sync += block[capture_channel].eq(self.act_read.data)

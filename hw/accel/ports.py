@@ -1,17 +1,30 @@
-"""Port signatures and helpers shared by the accelerator's units."""
+"""The execution-unit interface and the port signatures the accelerator's parts share."""
 
-from amaranth import Mux, signed
+from amaranth import signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import FIELDS, INSTRUCTION_BITS
+from ..gemm.requantize import RequantParams
+from ..nonlinear.layernorm import ChannelParams
+from .isa import INSTRUCTION_BITS
 
-__all__ = ["Unit", "act_word", "read_request", "write_request", "memory_port", "field",
-           "arbitrate_reads", "arbitrate_writes", "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS"]
+__all__ = ["Unit", "act_word", "read_request", "write_request", "memory_port", "scratchpad_entries",
+           "scratchpad_ports", "SCRATCHPAD_PORTS", "forward", "MEMORY_DATA_BITS",
+           "MEMORY_ADDRESS_BITS"]
 
 #: External memory: 128-bit words, word addresses.
 MEMORY_DATA_BITS = 128
 MEMORY_ADDRESS_BITS = 32
+
+#: Scratchpad ports a unit may have, by name: the scratchpad and the direction.
+#: ``y_read`` is the activation scratchpad's second read port
+#: (``AcceleratorConfig.act_read_ports == 2``).
+SCRATCHPAD_PORTS = {
+    "act_read": ("act", "read"), "y_read": ("act", "read"), "act_write": ("act", "write"),
+    "wgt_read": ("wgt", "read"), "wgt_write": ("wgt", "write"),
+    "prm_read": ("prm", "read"), "prm_write": ("prm", "write"),
+    "lnp_read": ("lnp", "read"), "lnp_write": ("lnp", "write"),
+}
 
 
 def act_word(config):
@@ -19,27 +32,67 @@ def act_word(config):
     return data.ArrayLayout(signed(8), config.array)
 
 
-class Unit(wiring.Component):
-    """An execution unit of the accelerator.
+def scratchpad_entries(config):
+    """Scratchpad name -> (entry shape, depth)."""
+    word = act_word(config)
+    return {"act": (word, config.act_depth), "wgt": (word, config.wgt_depth),
+            "prm": (RequantParams, config.prm_depth), "lnp": (ChannelParams, config.lnp_depth)}
 
-    The controller puts an instruction on ``instruction`` (held while the unit
-    runs) and pulses ``start``; the unit raises ``busy`` and pulses ``done``
-    when it has finished. ``ports`` are the unit's own memory ports.
+
+def scratchpad_ports(config, *names):
+    """The members of a unit's scratchpad ports ``names`` (keys of :data:`SCRATCHPAD_PORTS`)."""
+    entries = scratchpad_entries(config)
+    members = {}
+    for name in names:
+        if name not in SCRATCHPAD_PORTS:
+            raise ValueError(f"scratchpad port name must be one of {sorted(SCRATCHPAD_PORTS)}, "
+                             f"not {name!r}")
+        memory, direction = SCRATCHPAD_PORTS[name]
+        shape, depth = entries[memory]
+        request = read_request if direction == "read" else write_request
+        members[name] = request(range(depth), shape)
+    return members
+
+
+class Unit(wiring.Component):
+    """An execution unit of the accelerator: the interface every unit has.
+
+    The controller holds an instruction on ``instruction`` while the unit
+    runs and pulses ``start`` for one cycle; the unit raises ``busy`` and
+    pulses ``done`` in the cycle it has finished (its last write done),
+    after which it touches none of its ports. Beside these, a unit has its
+    own memory ports, named after what they reach: the scratchpad ports of
+    :data:`SCRATCHPAD_PORTS`, ``mem`` (external memory) or a port another
+    unit has under the same name (``tbl_write``: the DMA fills the GELU table
+    the element-wise unit holds). The accelerator connects them by name.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    ports : dict
+        The unit's memory-port members.
+
+    Attributes
+    ----------
+    memory_ports : tuple of str
+        The names of the unit's memory ports.
     """
 
     def __init__(self, config, ports):
         self._config = config
+        self.memory_ports = tuple(ports)
         super().__init__({"start": In(1), "instruction": In(INSTRUCTION_BITS), "busy": Out(1),
                           "done": Out(1), **ports})
 
 
-def read_request(address_width, shape):
+def read_request(address_shape, shape):
     """A unit's read port on a one-cycle-latency memory: ``addr``/``en`` out, ``data`` in."""
-    return Out(wiring.Signature({"addr": Out(address_width), "en": Out(1), "data": In(shape)}))
+    return Out(wiring.Signature({"addr": Out(address_shape), "en": Out(1), "data": In(shape)}))
 
 
-def write_request(address_width, shape):
-    return Out(wiring.Signature({"addr": Out(address_width), "data": Out(shape), "en": Out(1)}))
+def write_request(address_shape, shape):
+    """A unit's write port: ``addr``, ``data``, ``en`` out."""
+    return Out(wiring.Signature({"addr": Out(address_shape), "data": Out(shape), "en": Out(1)}))
 
 
 def memory_port():
@@ -50,39 +103,14 @@ def memory_port():
                                  "resp": In(stream.Signature(MEMORY_DATA_BITS))}))
 
 
-def field(instruction, opcode, name):
-    """The bits of field ``name`` of ``opcode`` in an instruction signal."""
-    offset, width = FIELDS[opcode][name]
-    return instruction[offset:offset + width]
+def forward(m, outer, inner, members):
+    """Connect ports declared once: ``outer``'s ``members`` to ``inner``'s of the same name.
 
-
-def _select(requests, name):
-    value = 0
-    for request in reversed(requests):
-        value = Mux(request.en, getattr(request, name), value)
-    return value
-
-
-def arbitrate_reads(m, port, requests):
-    """Drive memory read ``port`` from whichever of ``requests`` has ``en``.
-
-    The accelerator's units take turns, so at most one request is enabled at
-    a time; the read data goes back to all of them.
+    For a component that wraps another and offers its ports as its own:
+    ``outer``'s inputs drive ``inner``'s, ``inner``'s outputs drive ``outer``'s.
     """
-    m.d.comb += [port.addr.eq(_select(requests, "addr")),
-                 port.en.eq(_any(requests))]
-    m.d.comb += [request.data.eq(port.data) for request in requests]
-
-
-def arbitrate_writes(m, port, requests):
-    """Drive memory write ``port`` from whichever of ``requests`` has ``en``."""
-    m.d.comb += [port.addr.eq(_select(requests, "addr")),
-                 port.data.eq(_select(requests, "data")),
-                 port.en.eq(_any(requests))]
-
-
-def _any(requests):
-    value = 0
-    for request in requests:
-        value = value | request.en
-    return value
+    for name, member in members.items():
+        if member.flow == In:
+            m.d.comb += getattr(inner, name).eq(getattr(outer, name))
+        else:
+            m.d.comb += getattr(outer, name).eq(getattr(inner, name))

@@ -7,7 +7,7 @@ generated from :data:`REGISTERS`.
 from dataclasses import asdict, dataclass, fields
 import json
 
-from .accelerator import COUNTER_CLASSES
+from .isa import COUNTER_CLASSES
 from .config import AcceleratorConfig
 
 __all__ = ["Register", "REGISTERS", "regmap_json", "regmap_header", "REGISTER_BYTES"]

@@ -2,22 +2,27 @@
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data
+from amaranth.utils import bits_for
 
 from ..gemm.requantize import REQUANT_LATENCY, Requantizer
 from ..nonlinear.divider import SequentialDivider
 from ..nonlinear.isqrt import SequentialSqrt
-from ..nonlinear.layernorm import ChannelParams
-from .isa import Opcode
-from .ports import Unit, act_word, field, read_request, write_request
+from ..numerics import (BETA_BITS, CENTRED_BITS, EPS_BITS, GAMMA_BITS, LAYERNORM_QUOTIENT_BITS,
+                        LAYERNORM_RECIPROCAL_BITS, MAX_ACC_BITS, MAX_CHANNELS, MAX_PRODUCT,
+                        NORMALIZE_SHIFT, NORMALIZED_BITS, SQRT_GUARD_BITS)
+from .isa import ISA, Opcode
+from .ports import Unit, scratchpad_ports
 
 __all__ = ["RowLayerNorm"]
 
-# Fixed-point steps of docs/numerics.md (LayerNorm).
-_SQRT_GUARD_BITS = 16
-_RECIPROCAL_BITS = 40
-_QUOTIENT_BITS = 33
-_NORMALIZE_SHIFT = 22
-_MAX_CHANNELS = 1024
+# Widths that hold every row of up to MAX_CHANNELS channels (the count is a run-time field).
+# s1 (|s1| <= 128 * C) is kept in the width of C * x - s1.
+_SUM_SHAPE = signed(CENTRED_BITS)
+# s2 <= 16384 * C.
+_SQUARE_SUM_SHAPE = signed(bits_for(MAX_PRODUCT * MAX_CHANNELS, require_sign_bit=True))
+# D = C * s2 - s1**2 + eps <= C * 16384 * C + eps.
+_DEVIATION_BITS = bits_for(MAX_CHANNELS * MAX_PRODUCT * MAX_CHANNELS + (1 << EPS_BITS) - 1,
+                           require_sign_bit=True)
 
 
 class RowLayerNorm(Unit):
@@ -36,34 +41,24 @@ class RowLayerNorm(Unit):
     """
 
     def __init__(self, config):
-        word = act_word(config)
-        super().__init__(config, {
-            "act_read": read_request(range(config.act_depth), word),
-            "lnp_read": read_request(range(config.lnp_depth), ChannelParams),
-            "act_write": write_request(range(config.act_depth), word),
-        })
+        super().__init__(config, scratchpad_ports(config, "act_read", "lnp_read", "act_write"))
 
     def elaborate(self, platform):
         m = Module()
         lanes = self._config.array
-        inst = self.instruction
-        f = {name: field(inst, Opcode.LAYERNORM, name) for name in
-             ("src", "src_stride", "dst", "dst_stride", "m_tiles", "channels", "lnp_addr",
-              "eps", "multiplier", "shift")}
-        sum_shape = signed(20)                      # |s1| <= 128 * 1024
-        square_shape = signed(26)                   # s2 <= 16384 * 1024
+        inst = ISA[Opcode.LAYERNORM].view(self.instruction)
 
         tile = Signal(16)
         index = Signal(16)
         reading = Signal()
         output_pass = Signal()
-        s1 = Array(Signal(sum_shape, name=f"s1_{lane}") for lane in range(lanes))
-        s2 = Array(Signal(square_shape, name=f"s2_{lane}") for lane in range(lanes))
+        s1 = Array(Signal(_SUM_SHAPE, name=f"s1_{lane}") for lane in range(lanes))
+        s2 = Array(Signal(_SQUARE_SUM_SHAPE, name=f"s2_{lane}") for lane in range(lanes))
 
         m.d.comb += [
-            self.act_read.addr.eq(f["src"] + tile * f["src_stride"] + index),
+            self.act_read.addr.eq(inst.src + tile * inst.src_stride + index),
             self.act_read.en.eq(reading),
-            self.lnp_read.addr.eq(f["lnp_addr"] + index),
+            self.lnp_read.addr.eq(inst.lnp_addr + index),
             self.lnp_read.en.eq(reading),
         ]
         depth = 3 + REQUANT_LATENCY                 # read, product, scale, requantizer
@@ -71,7 +66,7 @@ class RowLayerNorm(Unit):
         first = Signal()
         address = [Signal(20, name=f"address_{i}") for i in range(depth)]
         m.d.sync += [valid[0].eq(reading), first.eq(reading & (index == 0)),
-                     address[0].eq(f["dst"] + tile * f["dst_stride"] + index)]
+                     address[0].eq(inst.dst + tile * inst.dst_stride + index)]
         for i in range(1, depth):
             m.d.sync += [valid[i].eq(valid[i - 1]), address[i].eq(address[i - 1])]
         in_flight = Cat(*valid).any()
@@ -87,18 +82,19 @@ class RowLayerNorm(Unit):
         start_sqrt = Signal()
         roots, reciprocals, dividers = [], [], []
         for lane in range(lanes):
-            sqrt = SequentialSqrt(width=36 + _SQRT_GUARD_BITS)
-            divider = SequentialDivider(dividend_width=_RECIPROCAL_BITS + 1, divisor_width=26,
-                                        quotient_width=_QUOTIENT_BITS)
+            sqrt = SequentialSqrt(width=_DEVIATION_BITS + SQRT_GUARD_BITS)
+            divider = SequentialDivider(dividend_width=LAYERNORM_RECIPROCAL_BITS + 1,
+                                        divisor_width=len(sqrt.root),
+                                        quotient_width=LAYERNORM_QUOTIENT_BITS)
             m.submodules[f"sqrt_{lane}"] = sqrt
             m.submodules[f"divider_{lane}"] = divider
-            deviation = f["channels"] * s2[lane] - s1[lane] * s1[lane] + f["eps"]
-            reciprocal = Signal(_QUOTIENT_BITS, name=f"reciprocal_{lane}")
+            deviation = inst.channels * s2[lane] - s1[lane] * s1[lane] + inst.eps
+            reciprocal = Signal(LAYERNORM_QUOTIENT_BITS, name=f"reciprocal_{lane}")
             m.d.comb += [
                 sqrt.start.eq(start_sqrt),
-                sqrt.value.eq(deviation << _SQRT_GUARD_BITS),
+                sqrt.value.eq(deviation << SQRT_GUARD_BITS),
                 divider.start.eq(sqrt.done),
-                divider.dividend.eq(1 << _RECIPROCAL_BITS),
+                divider.dividend.eq(1 << LAYERNORM_RECIPROCAL_BITS),
                 divider.divisor.eq(sqrt.root),
                 reciprocal.eq(Mux(sqrt.root == 0, 0, divider.quotient)),
             ]
@@ -107,16 +103,17 @@ class RowLayerNorm(Unit):
             reciprocals.append(reciprocal)
 
         # Pass 2: normalize (product), scale by gamma, requantize with beta.
-        m.submodules.requantizer = requantizer = Requantizer(lanes=lanes, acc_width=32)
-        beta = Signal(signed(32))
-        scaled = Signal(data.ArrayLayout(signed(32), lanes))
-        gamma = Signal(signed(16))
-        beta_1 = Signal(signed(32))
+        m.submodules.requantizer = requantizer = Requantizer(lanes=lanes, acc_width=MAX_ACC_BITS)
+        beta = Signal(signed(BETA_BITS))
+        scaled = Signal(data.ArrayLayout(signed(MAX_ACC_BITS), lanes))
+        gamma = Signal(signed(GAMMA_BITS))
+        beta_1 = Signal(signed(BETA_BITS))
         for lane in range(lanes):
-            product = Signal(signed(20 + _QUOTIENT_BITS + 2), name=f"product_{lane}")
-            centred = f["channels"] * self.act_read.data[lane] - s1[lane]
+            product = Signal(signed(CENTRED_BITS + LAYERNORM_QUOTIENT_BITS + 2),
+                             name=f"product_{lane}")
+            centred = inst.channels * self.act_read.data[lane] - s1[lane]
             m.d.sync += product.eq(centred * reciprocals[lane])
-            normalized = (product >> _NORMALIZE_SHIFT)[:18].as_signed()
+            normalized = (product >> NORMALIZE_SHIFT)[:NORMALIZED_BITS].as_signed()
             m.d.sync += scaled[lane].eq(normalized * gamma)
         m.d.sync += [gamma.eq(self.lnp_read.data.gamma), beta_1.eq(self.lnp_read.data.beta),
                      beta.eq(beta_1)]
@@ -124,8 +121,8 @@ class RowLayerNorm(Unit):
             requantizer.i_valid.eq(valid[2]),
             requantizer.i_acc.eq(scaled),
             requantizer.i_params.bias.eq(beta),
-            requantizer.i_params.multiplier.eq(f["multiplier"]),
-            requantizer.i_params.shift.eq(f["shift"]),
+            requantizer.i_params.multiplier.eq(inst.multiplier),
+            requantizer.i_params.shift.eq(inst.shift),
             self.act_write.addr.eq(address[-1]),
             self.act_write.data.eq(requantizer.o_data),
             self.act_write.en.eq(output_pass & valid[-1]),
@@ -141,7 +138,7 @@ class RowLayerNorm(Unit):
             with m.State("PASS"):
                 with m.If(reading):
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index + 1 == f["channels"]):
+                    with m.If(index + 1 == inst.channels):
                         m.d.sync += [reading.eq(0), index.eq(0)]
                 with m.Elif(~in_flight):
                     with m.If(~output_pass):
@@ -149,7 +146,7 @@ class RowLayerNorm(Unit):
                         m.next = "STATISTICS"
                     with m.Else():
                         m.d.sync += [tile.eq(tile + 1), output_pass.eq(0)]
-                        with m.If(tile + 1 == f["m_tiles"]):
+                        with m.If(tile + 1 == inst.m_tiles):
                             m.next = "FINISH"
                         with m.Else():
                             m.d.sync += reading.eq(1)

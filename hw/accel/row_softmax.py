@@ -5,13 +5,14 @@ from amaranth.lib import data
 
 from ..nonlinear.divider import SequentialDivider
 from ..nonlinear.exp import EXP_LATENCY, ExpUnit
-from .isa import Opcode
-from .ports import Unit, act_word, field, read_request, write_request
+from ..numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, OPERAND_BITS, SOFTMAX_RECIPROCAL_BITS,
+                        softmax_one)
+from .isa import ISA, Opcode
+from .ports import Unit, scratchpad_ports
 
 __all__ = ["RowSoftmax"]
 
-_ONE = 127                 # int8 probabilities, scale 1/127
-_RECIPROCAL_BITS = 32
+_ONE = softmax_one(OPERAND_BITS)          # int8 probabilities, scale 1/127
 
 
 class RowSoftmax(Unit):
@@ -29,38 +30,32 @@ class RowSoftmax(Unit):
     """
 
     def __init__(self, config):
-        word = act_word(config)
-        super().__init__(config, {
-            "act_read": read_request(range(config.act_depth), word),
-            "act_write": write_request(range(config.act_depth), word),
-        })
+        super().__init__(config, scratchpad_ports(config, "act_read", "act_write"))
 
     def elaborate(self, platform):
         m = Module()
         lanes = self._config.array
-        inst = self.instruction
-        f = {name: field(inst, Opcode.SOFTMAX, name) for name in
-             ("src", "src_stride", "dst", "dst_stride", "m_tiles", "length", "ratio", "alpha",
-              "beta", "gamma")}
-        sum_width = 16 + 16
-        quotient_width = 8 - 1 + _RECIPROCAL_BITS - 14
+        inst = ISA[Opcode.SOFTMAX].view(self.instruction)
+        sum_width = EXP_BITS + 16                  # exps of rows up to 2**16 long
+        dividend_width = OPERAND_BITS - 1 + SOFTMAX_RECIPROCAL_BITS
+        quotient_width = dividend_width - EXP_AT_ZERO_MIN_BITS
 
         tile = Signal(16)
         index = Signal(16)
         reading = Signal()
         phase = Signal(2)                      # 0 maxima, 1 sums, 2 outputs
-        maxima = Array(Signal(signed(8), name=f"max_{lane}") for lane in range(lanes))
+        maxima = Array(Signal(signed(OPERAND_BITS), name=f"max_{lane}") for lane in range(lanes))
         sums = Array(Signal(sum_width, name=f"sum_{lane}") for lane in range(lanes))
 
         m.submodules.exp = exp = ExpUnit(lanes=lanes)
-        m.d.comb += [exp.enable.eq(1), exp.params.ratio.eq(f["ratio"]),
-                     exp.params.alpha.eq(f["alpha"]), exp.params.beta.eq(f["beta"]),
-                     exp.params.gamma.eq(f["gamma"])]
+        m.d.comb += [exp.enable.eq(1), exp.params.ratio.eq(inst.ratio),
+                     exp.params.alpha.eq(inst.alpha), exp.params.beta.eq(inst.beta),
+                     exp.params.gamma.eq(inst.gamma)]
         for lane in range(lanes):
             m.d.comb += exp.n[lane].eq(maxima[lane] - self.act_read.data[lane])
 
         m.d.comb += [
-            self.act_read.addr.eq(f["src"] + tile * f["src_stride"] + index),
+            self.act_read.addr.eq(inst.src + tile * inst.src_stride + index),
             self.act_read.en.eq(reading),
         ]
         # Side band: valid/first per stage after the read (1 + EXP_LATENCY + 1 output).
@@ -69,7 +64,7 @@ class RowSoftmax(Unit):
         first = [Signal(name=f"first_{i}") for i in range(depth)]
         address = [Signal(20, name=f"address_{i}") for i in range(depth)]
         m.d.sync += [valid[0].eq(reading), first[0].eq(reading & (index == 0)),
-                     address[0].eq(f["dst"] + tile * f["dst_stride"] + index)]
+                     address[0].eq(inst.dst + tile * inst.dst_stride + index)]
         for i in range(1, depth):
             m.d.sync += [valid[i].eq(valid[i - 1]), first[i].eq(first[i - 1]),
                          address[i].eq(address[i - 1])]
@@ -90,17 +85,17 @@ class RowSoftmax(Unit):
         # Division, all lanes at once.
         dividers = []
         for lane in range(lanes):
-            divider = SequentialDivider(dividend_width=8 - 1 + _RECIPROCAL_BITS,
-                                        divisor_width=sum_width, quotient_width=quotient_width)
+            divider = SequentialDivider(dividend_width=dividend_width, divisor_width=sum_width,
+                                        quotient_width=quotient_width)
             m.submodules[f"divider_{lane}"] = divider
-            m.d.comb += [divider.dividend.eq(_ONE << _RECIPROCAL_BITS),
+            m.d.comb += [divider.dividend.eq(_ONE << SOFTMAX_RECIPROCAL_BITS),
                          divider.divisor.eq(sums[lane])]
             dividers.append(divider)
         # Pass 2: probabilities, one register after the exp unit, then written.
-        probabilities = Signal(data.ArrayLayout(signed(8), lanes))
+        probabilities = Signal(data.ArrayLayout(signed(OPERAND_BITS), lanes))
         for lane, divider in enumerate(dividers):
-            scaled = (exp.e[lane] * divider.quotient + (1 << (_RECIPROCAL_BITS - 1))) \
-                >> _RECIPROCAL_BITS
+            scaled = ((exp.e[lane] * divider.quotient + (1 << (SOFTMAX_RECIPROCAL_BITS - 1)))
+                      >> SOFTMAX_RECIPROCAL_BITS)
             m.d.sync += probabilities[lane].eq(Mux(scaled > _ONE, _ONE, scaled))
         m.d.comb += [self.act_write.addr.eq(address[-1]), self.act_write.data.eq(probabilities),
                      self.act_write.en.eq((phase == 2) & valid[-1])]
@@ -117,7 +112,7 @@ class RowSoftmax(Unit):
             with m.State("PASS"):
                 with m.If(reading):
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index + 1 == f["length"]):
+                    with m.If(index + 1 == inst.length):
                         m.d.sync += [reading.eq(0), index.eq(0)]
                 with m.Elif(~in_flight):
                     with m.Switch(phase):
@@ -128,7 +123,7 @@ class RowSoftmax(Unit):
                             m.next = "DIVIDE"
                         with m.Case(2):
                             m.d.sync += [tile.eq(tile + 1), phase.eq(0)]
-                            with m.If(tile + 1 == f["m_tiles"]):
+                            with m.If(tile + 1 == inst.m_tiles):
                                 m.next = "FINISH"
                             with m.Else():
                                 m.d.sync += reading.eq(1)

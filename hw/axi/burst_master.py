@@ -4,6 +4,8 @@ from amaranth import C, Cat, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
+from vitforge.errors import ConfigError
+
 from ..accel.ports import MEMORY_ADDRESS_BITS, MEMORY_DATA_BITS, memory_port
 from ..checks import check_positive_int
 from .signals import BURST_INCR, RESP_OKAY, axi_master_members
@@ -17,12 +19,12 @@ _CACHE = 0b0011
 
 
 def check_burst_parameters(address_width, max_burst, max_outstanding):
-    """Raise ``TypeError``/``ValueError`` for invalid :class:`AxiBurstMaster` parameters."""
+    """Raise ``ConfigTypeError``/``ConfigError`` for invalid :class:`AxiBurstMaster` parameters."""
     check_positive_int("address_width", address_width)
     check_positive_int("max_burst", max_burst)
     check_positive_int("max_outstanding", max_outstanding)
     if max_burst > 256 or max_burst & (max_burst - 1):
-        raise ValueError(f"max_burst must be a power of two from 1 to 256, not {max_burst}")
+        raise ConfigError(f"max_burst must be a power of two from 1 to 256, not {max_burst}")
 
 
 class AxiBurstMaster(wiring.Component):

@@ -4,7 +4,7 @@ from amaranth import Module, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import OPERAND_BITS
+from ..numerics import OPERAND_BITS
 from .pe import ProcessingElement
 
 __all__ = ["PEArray", "ARRAY_LATENCY"]

@@ -3,22 +3,12 @@
 from dataclasses import asdict, dataclass, fields
 import json
 
+from vitforge.errors import ConfigError, ConfigTypeError
+
 from ..checks import check_positive_int
+from ..numerics import MAX_ACC_BITS, MAX_PRODUCT
 
-__all__ = ["GemmConfig", "OPERAND_BITS", "BIAS_BITS", "MULTIPLIER_BITS", "SHIFT_BITS"]
-
-
-#: Width of every operand and of every requantized result (signed int8).
-OPERAND_BITS = 8
-#: Width of the per-output-channel bias (signed int32).
-BIAS_BITS = 32
-#: Width of the per-output-channel requantization multiplier (unsigned).
-MULTIPLIER_BITS = 16
-#: Width of the per-output-channel right shift (unsigned, 0..63).
-SHIFT_BITS = 6
-
-# Largest magnitude of one int8 x int8 product: (-128) * (-128).
-_MAX_PRODUCT = 1 << (2 * OPERAND_BITS - 2)
+__all__ = ["GemmConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,19 +52,19 @@ class GemmConfig:
         for depth_name in ("a_depth", "b_depth"):
             depth = getattr(self, depth_name)
             if self.k_max > depth:
-                raise ValueError(f"k_max must be at most {depth_name}={depth}, the deepest "
-                                 f"tile that buffer holds, not {self.k_max}")
-        if self.acc_width > 32:
-            raise ValueError(f"acc_width must be at most 32, not {self.acc_width!r}")
+                raise ConfigError(f"k_max must be at most {depth_name}={depth}, the deepest "
+                                  f"tile that buffer holds, not {self.k_max}")
+        if self.acc_width > MAX_ACC_BITS:
+            raise ConfigError(f"acc_width must be at most {MAX_ACC_BITS}, not {self.acc_width!r}")
         if self.acc_width < self.required_acc_width:
-            raise ValueError(
+            raise ConfigError(
                 f"acc_width must be at least {self.required_acc_width} to hold "
                 f"k_max * 128 * 128 = {self.acc_bound}, not {self.acc_width!r}")
 
     @property
     def acc_bound(self):
         """Largest accumulator magnitude a command of depth ``k_max`` can reach."""
-        return self.k_max * _MAX_PRODUCT
+        return self.k_max * MAX_PRODUCT
 
     @property
     def required_acc_width(self):
@@ -96,10 +86,10 @@ class GemmConfig:
     def from_dict(cls, data):
         """Build a config from a mapping, rejecting unknown keys by name."""
         if not isinstance(data, dict):
-            raise TypeError(f"GEMM config must be a mapping, not {data!r}")
+            raise ConfigTypeError(f"GEMM config must be a mapping, not {data!r}")
         known = {field.name for field in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"GEMM config has unknown key {unknown[0]!r}; "
-                             f"known keys are {sorted(known)}")
+            raise ConfigError(f"GEMM config has unknown key {unknown[0]!r}; "
+                              f"known keys are {sorted(known)}")
         return cls(**data)

@@ -4,8 +4,8 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
+from ..numerics import OPERAND_BITS
 from .array import PEArray
-from .config import OPERAND_BITS
 from .descriptor import descriptor_layout
 from .requantize import RequantParams
 from .tile_controller import TileController

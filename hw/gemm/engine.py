@@ -4,8 +4,8 @@ from amaranth import Module, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
+from ..numerics import OPERAND_BITS
 from .buffer import DualPortBuffer
-from .config import OPERAND_BITS
 from .core import COUNTER_BITS, GemmCore
 from .descriptor import descriptor_layout
 from .requantize import RequantParams

@@ -4,7 +4,7 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import OPERAND_BITS
+from ..numerics import OPERAND_BITS
 
 __all__ = ["ProcessingElement"]
 

@@ -4,7 +4,8 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import BIAS_BITS, MULTIPLIER_BITS, OPERAND_BITS, SHIFT_BITS
+from ..numerics import (BIAS_BITS, MULTIPLIER_BITS, OPERAND_BITS, OPERAND_MAX, OPERAND_MIN,
+                        REQUANT_PRODUCT_BITS, REQUANT_SUM_BITS, SHIFT_BITS)
 
 __all__ = ["Requantizer", "RequantParams", "REQUANT_LATENCY"]
 
@@ -64,12 +65,10 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        sum_width = BIAS_BITS + 1
-        product_width = sum_width + MULTIPLIER_BITS + 1
-        low, high = -(1 << (OPERAND_BITS - 1)), (1 << (OPERAND_BITS - 1)) - 1
 
         # Stage 1: add the bias.
-        sums = [Signal(signed(sum_width), name=f"sum_{lane}") for lane in range(self._lanes)]
+        sums = [Signal(signed(REQUANT_SUM_BITS), name=f"sum_{lane}")
+                for lane in range(self._lanes)]
         multiplier_1 = Signal(unsigned(MULTIPLIER_BITS))
         shift_1 = Signal(unsigned(SHIFT_BITS))
         valid_1 = Signal()
@@ -79,7 +78,7 @@ class Requantizer(wiring.Component):
                      shift_1.eq(self.i_params.shift), valid_1.eq(self.i_valid)]
 
         # Stage 2: scale by the multiplier.
-        products = [Signal(signed(product_width), name=f"product_{lane}")
+        products = [Signal(signed(REQUANT_PRODUCT_BITS), name=f"product_{lane}")
                     for lane in range(self._lanes)]
         shift_2 = Signal(unsigned(SHIFT_BITS))
         shift_minus_1_2 = Signal(unsigned(SHIFT_BITS))
@@ -91,10 +90,11 @@ class Requantizer(wiring.Component):
         # shift > 0, (p + 2**(shift-1)) >> shift == ((p >> (shift-1)) + 1) >> 1,
         # which needs no adder wider than the product.
         for lane, product in enumerate(products):
-            shifted = Signal(signed(product_width), name=f"shifted_{lane}")
+            shifted = Signal(signed(REQUANT_PRODUCT_BITS), name=f"shifted_{lane}")
             halved = (((product >> shift_minus_1_2) + 1) >> 1)
             m.d.comb += shifted.eq(Mux(shift_2 == 0, product, halved))
             m.d.sync += self.o_data[lane].eq(
-                Mux(shifted > high, high, Mux(shifted < low, low, shifted)))
+                Mux(shifted > OPERAND_MAX, OPERAND_MAX,
+                    Mux(shifted < OPERAND_MIN, OPERAND_MIN, shifted)))
         m.d.sync += self.o_valid.eq(valid_2)
         return m

@@ -5,8 +5,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from ..numerics import OPERAND_BITS
 from .array import ARRAY_LATENCY
-from .config import OPERAND_BITS
 from .descriptor import descriptor_layout
 from .requantize import REQUANT_LATENCY, RequantParams, Requantizer
 from .tile_controller import tile_event_layout

@@ -4,6 +4,8 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from vitforge.errors import ConfigError
+
 from ..checks import check_positive_int
 
 __all__ = ["SequentialDivider"]
@@ -35,8 +37,8 @@ class SequentialDivider(wiring.Component):
         quotient_width = dividend_width if quotient_width is None else quotient_width
         check_positive_int("quotient_width", quotient_width)
         if quotient_width > dividend_width:
-            raise ValueError(f"quotient_width must be at most dividend_width="
-                             f"{dividend_width}, not {quotient_width}")
+            raise ConfigError(f"quotient_width must be at most dividend_width="
+                              f"{dividend_width}, not {quotient_width}")
         self._quotient_width = quotient_width
         super().__init__({
             "start": In(1),

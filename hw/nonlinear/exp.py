@@ -5,19 +5,21 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..checks import check_positive_int
+from ..numerics import (COEFFICIENT_BITS, EXP_BITS, EXP_POLYNOMIAL_SHIFT, EXP_PRODUCT_BITS,
+                        EXP_SHIFT_LIMIT, OPERAND_BITS, PHI_BITS, RATIO_BITS, RATIO_FRACTION_BITS)
 
-__all__ = ["ExpUnit", "ExpParams", "EXP_LATENCY"]
+__all__ = ["ExpUnit", "ExpParamsLayout", "EXP_LATENCY"]
 
 #: Register stages from :attr:`ExpUnit.n` to :attr:`ExpUnit.e` (cycles with ``enable``).
 EXP_LATENCY = 5
 
 
-class ExpParams(data.Struct):
-    """Run-time parameters, see ``vitforge.sw.nonlinear.softmax.exp_params``."""
-    ratio: unsigned(24)     # scale / ln 2 in Q.20
-    alpha: unsigned(16)     # Q0.16
-    beta: unsigned(16)      # Q1.15
-    gamma: unsigned(16)     # Q0.15
+class ExpParamsLayout(data.Struct):
+    """Run-time parameters, see ``vitforge.sw.params.softmax.exp_params``."""
+    ratio: unsigned(RATIO_BITS)         # scale / ln 2 in Q.20
+    alpha: unsigned(COEFFICIENT_BITS)   # Q0.16
+    beta: unsigned(COEFFICIENT_BITS)    # Q1.15
+    gamma: unsigned(COEFFICIENT_BITS)   # Q0.15
 
 
 class ExpUnit(wiring.Component):
@@ -39,7 +41,7 @@ class ExpUnit(wiring.Component):
     Attributes
     ----------
     enable : ``In(1)``
-    params : ``In(ExpParams)``
+    params : ``In(ExpParamsLayout)``
         Held constant while values are in flight.
     n : ``In(ArrayLayout(unsigned(8), lanes))``
     e : ``Out(ArrayLayout(unsigned(16), lanes))``
@@ -49,9 +51,9 @@ class ExpUnit(wiring.Component):
         check_positive_int("lanes", lanes)
         super().__init__({
             "enable": In(1),
-            "params": In(ExpParams),
-            "n": In(data.ArrayLayout(unsigned(8), lanes)),
-            "e": Out(data.ArrayLayout(unsigned(16), lanes)),
+            "params": In(ExpParamsLayout),
+            "n": In(data.ArrayLayout(unsigned(OPERAND_BITS), lanes)),
+            "e": Out(data.ArrayLayout(unsigned(EXP_BITS), lanes)),
         })
         self._lanes = lanes
 
@@ -59,23 +61,24 @@ class ExpUnit(wiring.Component):
         m = Module()
         params = self.params
         for lane in range(self._lanes):
-            w = Signal(32, name=f"w_{lane}")
-            z = Signal(range(17), name=f"z_{lane}")
-            d = Signal(17, name=f"d_{lane}")
+            w = Signal(EXP_PRODUCT_BITS, name=f"w_{lane}")
+            z = Signal(range(EXP_SHIFT_LIMIT + 1), name=f"z_{lane}")
+            d = Signal(COEFFICIENT_BITS + 1, name=f"d_{lane}")
             z_3 = Signal.like(z, name=f"z3_{lane}")
-            square = Signal(34, name=f"square_{lane}")
+            square = Signal(2 * len(d), name=f"square_{lane}")
             z_4 = Signal.like(z, name=f"z4_{lane}")
-            poly = Signal(17, name=f"poly_{lane}")
-            whole = w[20:]
+            poly = Signal(EXP_BITS + 1, name=f"poly_{lane}")
+            whole = w[RATIO_FRACTION_BITS:]
+            phi = w[RATIO_FRACTION_BITS - PHI_BITS:RATIO_FRACTION_BITS]
             with m.If(self.enable):
                 m.d.sync += [
                     w.eq(self.n[lane] * params.ratio),
-                    z.eq(Mux(whole >= 16, 16, whole)),
-                    d.eq(params.beta - w[5:20]),
+                    z.eq(Mux(whole >= EXP_SHIFT_LIMIT, EXP_SHIFT_LIMIT, whole)),
+                    d.eq(params.beta - phi),
                     z_3.eq(z),
                     square.eq(d * d),
                     z_4.eq(z_3),
-                    poly.eq(((params.alpha * square) >> 31) + params.gamma),
-                    self.e[lane].eq(Mux(z_4 == 16, 0, poly >> z_4)),
+                    poly.eq(((params.alpha * square) >> EXP_POLYNOMIAL_SHIFT) + params.gamma),
+                    self.e[lane].eq(Mux(z_4 == EXP_SHIFT_LIMIT, 0, poly >> z_4)),
                 ]
         return m

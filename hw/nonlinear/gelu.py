@@ -5,13 +5,12 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..checks import check_positive_int
+from ..numerics import GELU_TABLE_DEPTH, OPERAND_BITS
 
-__all__ = ["GeluUnit", "GELU_LATENCY", "TABLE_DEPTH"]
+__all__ = ["GeluUnit", "GELU_LATENCY"]
 
 #: Cycles from an accepted input beat to its output beat (without stalls).
 GELU_LATENCY = 1
-#: One entry per int8 input value.
-TABLE_DEPTH = 256
 
 
 class GeluUnit(wiring.Component):
@@ -19,7 +18,7 @@ class GeluUnit(wiring.Component):
 
     The table holds ``GELU(x * scale_in) / scale_out`` rounded to the nearest
     int8 for each of the 256 int8 inputs, computed in software from the two
-    scales (``vitforge.sw.nonlinear.gelu.gelu_table``) and written through
+    scales (``vitforge.sw.params.gelu.gelu_table``) and written through
     :attr:`table_write` before use: one design serves every layer and scale,
     and every output is the best int8 rounding of exact GELU, which no
     low-degree polynomial on int8 inputs reaches (``docs/nonlinear.md``).
@@ -47,11 +46,12 @@ class GeluUnit(wiring.Component):
 
     def __init__(self, *, lanes):
         check_positive_int("lanes", lanes)
-        beat = data.ArrayLayout(signed(8), lanes)
+        beat = data.ArrayLayout(signed(OPERAND_BITS), lanes)
         super().__init__({
             "i": In(stream.Signature(beat)),
             "o": Out(stream.Signature(beat)),
-            "table_write": Out(memory.WritePort.Signature(addr_width=8, shape=signed(8))),
+            "table_write": Out(memory.WritePort.Signature(addr_width=OPERAND_BITS,
+                                                          shape=signed(OPERAND_BITS))),
         })
         self._lanes = lanes
 
@@ -62,7 +62,7 @@ class GeluUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += self.o.valid.eq(self.i.valid)
         for lane in range(self._lanes):
-            table = memory.Memory(shape=signed(8), depth=TABLE_DEPTH, init=[])
+            table = memory.Memory(shape=signed(OPERAND_BITS), depth=GELU_TABLE_DEPTH, init=[])
             m.submodules[f"table_{lane}"] = table
             write = table.write_port()
             read = table.read_port()

@@ -6,41 +6,39 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from vitforge.errors import ConfigError
+
 from ..checks import check_positive_int
 from ..gemm.requantize import REQUANT_LATENCY, Requantizer
+from ..numerics import (BETA_BITS, CENTRED_BITS, EPS_BITS, GAMMA_BITS, LAYERNORM_QUOTIENT_BITS,
+                        LAYERNORM_RECIPROCAL_BITS, MAX_ACC_BITS, MAX_CHANNELS, MAX_PRODUCT,
+                        MULTIPLIER_BITS, NORMALIZE_SHIFT, NORMALIZED_BITS, OPERAND_BITS,
+                        OPERAND_MIN, SHIFT_BITS, SQRT_GUARD_BITS)
 from .divider import SequentialDivider
 from .isqrt import SequentialSqrt
 from .reduce import reduce_tree
 from .ring import next_slot
 
-__all__ = ["LayerNormUnit", "LayerNormParams", "ChannelParams", "LAYERNORM_SLOTS",
-           "MAX_CHANNELS"]
+__all__ = ["LayerNormUnit", "LayerNormParamsLayout", "ChannelParams", "LAYERNORM_SLOTS"]
 
 #: Row buffers: one per phase (ingest, square root, reciprocal, output) and
 #: one more, so latencies between phases never stall the ingest.
 LAYERNORM_SLOTS = 5
-#: Widths hold hidden sizes up to this (``|z| < 2**15``, ``|z * gamma| < 2**31``).
-MAX_CHANNELS = 1024
-# Fixed-point steps of docs/numerics.md (LayerNorm).
-_SQRT_GUARD_BITS = 16
-_RECIPROCAL_BITS = 40
-_QUOTIENT_BITS = 33
-_NORMALIZE_SHIFT = 22
 
 _FREE, _INGESTED, _ROOTING, _ROOTED, _DIVIDING, _READY, _OUTPUTTING = range(7)
 
 
-class LayerNormParams(data.Struct):
-    """Row-independent run-time parameters (``vitforge.sw.nonlinear.layernorm``)."""
-    eps: unsigned(32)
-    multiplier: unsigned(16)
-    shift: unsigned(6)
+class LayerNormParamsLayout(data.Struct):
+    """Row-independent run-time parameters (``vitforge.sw.params.layernorm``)."""
+    eps: unsigned(EPS_BITS)
+    multiplier: unsigned(MULTIPLIER_BITS)
+    shift: unsigned(SHIFT_BITS)
 
 
 class ChannelParams(data.Struct):
     """Per-channel run-time parameters."""
-    gamma: signed(16)
-    beta: signed(32)
+    gamma: signed(GAMMA_BITS)
+    beta: signed(BETA_BITS)
 
 
 class LayerNormUnit(wiring.Component):
@@ -66,12 +64,13 @@ class LayerNormUnit(wiring.Component):
     ----------
     lanes : int
     channels : int
-        Hidden size, a multiple of ``lanes``, at most :data:`MAX_CHANNELS`.
+        Hidden size, a multiple of ``lanes``, at most
+        :data:`~vitforge.hw.numerics.MAX_CHANNELS`.
 
     Attributes
     ----------
     i, o : streams of ``ArrayLayout(signed(8), lanes)``
-    params : ``In(LayerNormParams)``
+    params : ``In(LayerNormParamsLayout)``
     channel_write : ``Out(memory.WritePort.Signature)`` of ``ArrayLayout(ChannelParams, lanes)``
         Word ``k`` holds the parameters of channels ``k*lanes .. k*lanes + lanes - 1``.
     """
@@ -80,17 +79,17 @@ class LayerNormUnit(wiring.Component):
         check_positive_int("lanes", lanes)
         check_positive_int("channels", channels)
         if channels > MAX_CHANNELS:
-            raise ValueError(f"channels must be at most {MAX_CHANNELS}, not {channels}")
+            raise ConfigError(f"channels must be at most {MAX_CHANNELS}, not {channels}")
         if channels % lanes:
-            raise ValueError(f"channels must be a multiple of lanes={lanes}, not {channels}")
+            raise ConfigError(f"channels must be a multiple of lanes={lanes}, not {channels}")
         self._lanes = lanes
         self._channels = channels
         self._beats = channels // lanes
-        beat = data.ArrayLayout(signed(8), lanes)
+        beat = data.ArrayLayout(signed(OPERAND_BITS), lanes)
         super().__init__({
             "i": In(stream.Signature(beat)),
             "o": Out(stream.Signature(beat)),
-            "params": In(LayerNormParams),
+            "params": In(LayerNormParamsLayout),
             "channel_write": Out(memory.WritePort.Signature(
                 addr_width=max(1, bits_for(self._beats - 1)),
                 shape=data.ArrayLayout(ChannelParams, lanes))),
@@ -99,7 +98,7 @@ class LayerNormUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lanes, channels, beats = self._lanes, self._channels, self._beats
-        beat_shape = data.ArrayLayout(signed(8), lanes)
+        beat_shape = data.ArrayLayout(signed(OPERAND_BITS), lanes)
 
         m.submodules.rows = rows = memory.Memory(shape=beat_shape,
                                                  depth=LAYERNORM_SLOTS * beats, init=[])
@@ -113,13 +112,13 @@ class LayerNormUnit(wiring.Component):
                      channel_write.data.eq(self.channel_write.data),
                      channel_write.en.eq(self.channel_write.en)]
 
-        sum_shape = signed(bits_for(128 * channels) + 1)
-        square_sum_shape = unsigned(bits_for(128 * 128 * channels))
+        sum_shape = signed(bits_for(-OPERAND_MIN * channels) + 1)
+        square_sum_shape = unsigned(bits_for(MAX_PRODUCT * channels))
         stage = Array(Signal(range(7), name=f"stage_{s}") for s in range(LAYERNORM_SLOTS))
         row_sum = Array(Signal(sum_shape, name=f"sum_{s}") for s in range(LAYERNORM_SLOTS))
         row_square_sum = Array(Signal(square_sum_shape, name=f"square_sum_{s}")
                                for s in range(LAYERNORM_SLOTS))
-        row_reciprocal = Array(Signal(_QUOTIENT_BITS, name=f"reciprocal_{s}")
+        row_reciprocal = Array(Signal(LAYERNORM_QUOTIENT_BITS, name=f"reciprocal_{s}")
                                for s in range(LAYERNORM_SLOTS))
 
         # Phase 1: ingest and sum.
@@ -154,14 +153,14 @@ class LayerNormUnit(wiring.Component):
 
         # Phase 2: square root of D, one row at a time.
         sqrt_slot = Signal(range(LAYERNORM_SLOTS))
-        deviation_width = max(square_sum_shape.width + bits_for(channels), 32) + 1
-        m.submodules.sqrt = sqrt = SequentialSqrt(width=deviation_width + _SQRT_GUARD_BITS)
+        deviation_width = max(square_sum_shape.width + bits_for(channels), EPS_BITS) + 1
+        m.submodules.sqrt = sqrt = SequentialSqrt(width=deviation_width + SQRT_GUARD_BITS)
         row_root = Array(Signal(len(sqrt.root), name=f"root_{s}")
                          for s in range(LAYERNORM_SLOTS))
         s1 = row_sum[sqrt_slot]
         deviation = channels * row_square_sum[sqrt_slot] - s1 * s1 + self.params.eps
         m.d.comb += [sqrt.start.eq(stage[sqrt_slot] == _INGESTED),
-                     sqrt.value.eq(deviation << _SQRT_GUARD_BITS)]
+                     sqrt.value.eq(deviation << SQRT_GUARD_BITS)]
         with m.If(sqrt.start & ~sqrt.busy):
             m.d.sync += stage[sqrt_slot].eq(_ROOTING)
         with m.If(sqrt.done):
@@ -173,12 +172,12 @@ class LayerNormUnit(wiring.Component):
         # quotient 2**40 // root has at most 33 bits.
         divide_slot = Signal(range(LAYERNORM_SLOTS))
         m.submodules.divider = divider = SequentialDivider(
-            dividend_width=_RECIPROCAL_BITS + 1, divisor_width=len(sqrt.root),
-            quotient_width=_QUOTIENT_BITS)
+            dividend_width=LAYERNORM_RECIPROCAL_BITS + 1, divisor_width=len(sqrt.root),
+            quotient_width=LAYERNORM_QUOTIENT_BITS)
         root = row_root[divide_slot]
         waiting = stage[divide_slot] == _ROOTED
         m.d.comb += [divider.start.eq(waiting & (root != 0)),
-                     divider.dividend.eq(1 << _RECIPROCAL_BITS),
+                     divider.dividend.eq(1 << LAYERNORM_RECIPROCAL_BITS),
                      divider.divisor.eq(root)]
         with m.If(divider.start & ~divider.busy):
             m.d.sync += stage[divide_slot].eq(_DIVIDING)
@@ -223,16 +222,16 @@ class LayerNormUnit(wiring.Component):
             with m.If(valid[-1] & row_end[-1]):
                 m.d.sync += stage[tag[-1]].eq(_FREE)
 
-        products = [Signal(signed(20 + _RECIPROCAL_BITS + 2), name=f"product_{lane}")
-                    for lane in range(lanes)]
-        gammas = [Signal(signed(16), name=f"gamma_{lane}") for lane in range(lanes)]
-        betas = [Signal(signed(32), name=f"beta_{lane}") for lane in range(lanes)]
-        scaled = [Signal(signed(32), name=f"scaled_{lane}") for lane in range(lanes)]
-        betas_2 = [Signal(signed(32), name=f"beta2_{lane}") for lane in range(lanes)]
+        products = [Signal(signed(CENTRED_BITS + LAYERNORM_RECIPROCAL_BITS + 2),
+                           name=f"product_{lane}") for lane in range(lanes)]
+        gammas = [Signal(signed(GAMMA_BITS), name=f"gamma_{lane}") for lane in range(lanes)]
+        betas = [Signal(signed(BETA_BITS), name=f"beta_{lane}") for lane in range(lanes)]
+        scaled = [Signal(signed(MAX_ACC_BITS), name=f"scaled_{lane}") for lane in range(lanes)]
+        betas_2 = [Signal(signed(BETA_BITS), name=f"beta2_{lane}") for lane in range(lanes)]
         for lane in range(lanes):
             centred = channels * row_read.data[lane] - row_sum[tag[0]]
-            normalized = (products[lane] >> _NORMALIZE_SHIFT)[:18].as_signed()
-            requantizer = EnableInserter(advance)(Requantizer(lanes=1, acc_width=32))
+            normalized = (products[lane] >> NORMALIZE_SHIFT)[:NORMALIZED_BITS].as_signed()
+            requantizer = EnableInserter(advance)(Requantizer(lanes=1, acc_width=MAX_ACC_BITS))
             m.submodules[f"requantizer_{lane}"] = requantizer
             with m.If(advance):
                 m.d.sync += [

@@ -5,19 +5,21 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
+from vitforge.errors import ConfigError
+
 from ..checks import check_positive_int
+from ..numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, OPERAND_BITS, OPERAND_MIN,
+                        SOFTMAX_RECIPROCAL_BITS, softmax_one)
 from .divider import SequentialDivider
-from .exp import EXP_LATENCY, ExpParams, ExpUnit
+from .exp import EXP_LATENCY, ExpParamsLayout, ExpUnit
 from .reduce import reduce_tree
 from .ring import next_slot
 
-__all__ = ["SoftmaxUnit", "softmax_beat_layout", "SLOTS", "RECIPROCAL_BITS"]
+__all__ = ["SoftmaxUnit", "softmax_beat_layout", "SLOTS"]
 
 #: Row buffers: one per phase (ingest, sum, reciprocal, output) and one more,
 #: so a row's pipeline latencies between phases never stall the ingest.
 SLOTS = 5
-#: The reciprocal is ``floor(one * 2**32 / sum)``.
-RECIPROCAL_BITS = 32
 
 # Where a row buffer is: free, or which phase may take it next (or has it in flight).
 _FREE, _INGESTED, _SUMMING, _SUMMED, _DIVIDING, _READY, _OUTPUTTING = range(7)
@@ -70,7 +72,7 @@ class SoftmaxUnit(wiring.Component):
     ----------
     i : ``In(stream.Signature(softmax_beat_layout(lanes, signed(8))))``
     o : ``Out(stream.Signature(softmax_beat_layout(lanes, signed(out_bits))))``
-    params : ``In(ExpParams)``
+    params : ``In(ExpParamsLayout)``
         Held constant while rows are in flight.
     overflow : ``Out(1)``
     """
@@ -80,25 +82,25 @@ class SoftmaxUnit(wiring.Component):
         check_positive_int("max_length", max_length)
         check_positive_int("out_bits", out_bits)
         if not 2 <= out_bits <= 16:
-            raise ValueError(f"out_bits must lie in [2, 16], not {out_bits!r}")
+            raise ConfigError(f"out_bits must lie in [2, 16], not {out_bits!r}")
         self._lanes = lanes
         self._max_beats = -(-max_length // lanes)
         self._out_bits = out_bits
         super().__init__({
-            "i": In(stream.Signature(softmax_beat_layout(lanes, signed(8)))),
+            "i": In(stream.Signature(softmax_beat_layout(lanes, signed(OPERAND_BITS)))),
             "o": Out(stream.Signature(softmax_beat_layout(lanes, signed(out_bits)))),
-            "params": In(ExpParams),
+            "params": In(ExpParamsLayout),
             "overflow": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         lanes, max_beats, out_bits = self._lanes, self._max_beats, self._out_bits
-        one = (1 << (out_bits - 1)) - 1
-        sum_width = 16 + ceil_log2(max_beats * lanes + 1)
-        reciprocal_width = out_bits - 1 + RECIPROCAL_BITS - 14
+        one = softmax_one(out_bits)
+        sum_width = EXP_BITS + ceil_log2(max_beats * lanes + 1)
+        reciprocal_width = out_bits - 1 + SOFTMAX_RECIPROCAL_BITS - EXP_AT_ZERO_MIN_BITS
 
-        beat_shape = data.ArrayLayout(signed(8), lanes)
+        beat_shape = data.ArrayLayout(signed(OPERAND_BITS), lanes)
         m.submodules.rows = rows = memory.Memory(shape=beat_shape, depth=SLOTS * max_beats,
                                                  init=[])
         row_write = rows.write_port()
@@ -110,7 +112,7 @@ class SoftmaxUnit(wiring.Component):
         stage = Array(Signal(range(7), name=f"stage_{slot}") for slot in range(SLOTS))
         row_beats = Array(Signal(range(max_beats + 1), name=f"beats_{s}") for s in range(SLOTS))
         row_count = Array(Signal(bits_for(lanes), name=f"count_{s}") for s in range(SLOTS))
-        row_max = Array(Signal(signed(8), name=f"max_{s}") for s in range(SLOTS))
+        row_max = Array(Signal(signed(OPERAND_BITS), name=f"max_{s}") for s in range(SLOTS))
         row_sum = Array(Signal(sum_width, name=f"sum_{s}") for s in range(SLOTS))
         row_reciprocal = Array(Signal(reciprocal_width, name=f"reciprocal_{s}")
                                for s in range(SLOTS))
@@ -121,13 +123,13 @@ class SoftmaxUnit(wiring.Component):
         # Phase 1: ingest.
         ingest_slot = Signal(slot_bits)
         ingest_beat = Signal(beat_bits)
-        running_max = Signal(signed(8))
-        beat_max = Signal(signed(8))
+        running_max = Signal(signed(OPERAND_BITS))
+        beat_max = Signal(signed(OPERAND_BITS))
         payload = self.i.payload
         force_last = ingest_beat == max_beats - 1
         mask = lane_mask(payload.last | force_last,
                          Mux(payload.last, payload.count, lanes))
-        candidates = [Mux(mask[lane], payload.data[lane], -128) for lane in range(lanes)]
+        candidates = [Mux(mask[lane], payload.data[lane], OPERAND_MIN) for lane in range(lanes)]
         m.d.comb += beat_max.eq(reduce_tree(candidates, lambda a, b: Mux(a > b, a, b)))
         row_max_now = Mux(ingest_beat == 0, beat_max,
                           Mux(beat_max > running_max, beat_max, running_max))
@@ -161,11 +163,11 @@ class SoftmaxUnit(wiring.Component):
         divide_slot = Signal(slot_bits)
         # exp(0) >= 2**14 keeps sum >= 2**14, so the quotient has out_bits + 17 bits.
         m.submodules.divider = divider = SequentialDivider(
-            dividend_width=out_bits - 1 + RECIPROCAL_BITS, divisor_width=sum_width,
+            dividend_width=out_bits - 1 + SOFTMAX_RECIPROCAL_BITS, divisor_width=sum_width,
             quotient_width=reciprocal_width)
         m.d.comb += [
             divider.start.eq(stage[divide_slot] == _SUMMED),
-            divider.dividend.eq(one << RECIPROCAL_BITS),
+            divider.dividend.eq(one << SOFTMAX_RECIPROCAL_BITS),
             divider.divisor.eq(row_sum[divide_slot]),
         ]
         with m.If(divider.start & ~divider.busy):
@@ -253,7 +255,8 @@ def _out_beat(m, valid, mask, e, last, slot, row_reciprocal, row_count, stage, a
         m.d.sync += [out.valid.eq(valid), out.payload.last.eq(last),
                      out.payload.count.eq(Mux(last, row_count[slot], lanes))]
         for lane in range(lanes):
-            scaled = (e[lane] * reciprocal + (1 << (RECIPROCAL_BITS - 1))) >> RECIPROCAL_BITS
+            scaled = ((e[lane] * reciprocal + (1 << (SOFTMAX_RECIPROCAL_BITS - 1)))
+                      >> SOFTMAX_RECIPROCAL_BITS)
             m.d.sync += out.payload.data[lane].eq(
                 Mux(~mask[lane], 0, Mux(scaled > one, one, scaled)))
         with m.If(last):

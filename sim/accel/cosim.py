@@ -42,6 +42,8 @@ class CoverificationReport:
     sim_seconds: float
     build_seconds: float
     verilog_seconds: float
+    build_directory: str          # the Verilator build used; its name ends in the cache key
+    build_cached: bool            # the build came from the cache (not built by this call)
 
 
 def describe_mismatch(program, rtl, golden):
@@ -60,9 +62,9 @@ def describe_mismatch(program, rtl, golden):
     lanes = program.config.array
     regions = [(t.dram_addr, t.words, f"instruction {t.index} ({t.opcode.name})", t.act_addr,
                 t.stride) for t in program.trace]
-    regions.append((program.output_addr, program.output_words,
-                    "the output (final STORE)", None,
-                    program.output_words if program.model_classes else program.dim))
+    output = program.output
+    regions.append((output.dram_addr, output.words(lanes), "the output (final STORE)", None,
+                    output.cols))
     for offset in differ:
         offset = int(offset)
         for dram_addr, words, what, act_addr, stride in regions:
@@ -90,7 +92,7 @@ def coverify(program, *, max_cycles=None, waves_to=None, log=None):
 
     Raises
     ------
-    SimulationError
+    vitforge.errors.SimulationError
         If the RTL hangs past ``max_cycles`` (default: 20x the program's MACs
         over the array, plus 100,000) or the testbench fails.
     """
@@ -112,7 +114,8 @@ def coverify(program, *, max_cycles=None, waves_to=None, log=None):
         section_cycles=program.section_cycles(result["retired_at"], result["cycles"]),
         mismatch=describe_mismatch(program, rtl_image, machine.dram),
         sim_seconds=seconds,
-        build_seconds=built.seconds, verilog_seconds=verilog.seconds)
+        build_seconds=built.seconds, verilog_seconds=verilog.seconds,
+        build_directory=str(built.directory), build_cached=built.cached)
 
 
 def run_rtl(config, image, program_addr, *, max_cycles, instructions=0, waves_to=None,

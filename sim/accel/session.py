@@ -6,6 +6,7 @@ import numpy as np
 
 from vitforge.hw.accel.accelerator import COUNTER_CLASSES
 from vitforge.hw.accel.profile import PROFILE_DEPTH
+from vitforge.hw.gemm.core import COUNTER_BITS
 
 __all__ = ["SystemResult", "run_system"]
 
@@ -19,6 +20,13 @@ class SystemResult:
     cycles: int
     class_cycles: dict
     retired_at: list = None   # cycle count when each instruction retired (0: retired with another)
+
+
+def _class_cycles(value):
+    """:data:`COUNTER_CLASSES` name -> counter, from the ``class_cycles`` port's bits."""
+    mask = (1 << COUNTER_BITS) - 1
+    return {name: (value >> index * COUNTER_BITS) & mask
+            for index, name in enumerate(COUNTER_CLASSES)}
 
 
 def _words(image):
@@ -52,8 +60,7 @@ async def run_system(pins, image, program_addr, *, memory_words, max_cycles,
     await pins.wait_until("busy", 0, max_cycles)
     result = SystemResult(dram=b"", done=bool(pins.get("done")), error=pins.get("error"),
                           error_pc=pins.get("error_pc"), cycles=pins.get("cycles"),
-                          class_cycles={name: pins.get(f"cycles_{name}")
-                                        for name in COUNTER_CLASSES})
+                          class_cycles=_class_cycles(pins.get("class_cycles")))
     out = bytearray()
     for address in range(len(words)):
         pins.set("host_addr", address)

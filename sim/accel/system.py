@@ -4,8 +4,8 @@ from amaranth import ClockSignal, Instance, Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from vitforge.hw.accel.accelerator import Accelerator, COUNTER_CLASSES
-from vitforge.hw.accel.ports import MEMORY_DATA_BITS
+from vitforge.hw.accel.accelerator import Accelerator, control_members
+from vitforge.hw.accel.ports import MEMORY_DATA_BITS, forward
 from vitforge.hw.accel.profile import PROFILE_DEPTH, profile_retirements
 from vitforge.hw.gemm.core import COUNTER_BITS
 
@@ -39,7 +39,8 @@ class SimulatedSystem(wiring.Component):
     writes the memory through ``host_*`` (one word per cycle, read data one
     cycle later): it loads the image, starts the program and reads the
     results, and never drives the accelerator cycle by cycle. A profile memory
-    logs the cycle count at which each instruction retired.
+    logs the cycle count at which each instruction retired. The accelerator's
+    control and status ports (:func:`control_members`) are the system's own.
     """
 
     def __init__(self, config, memory_words, *, verilog_memory=False):
@@ -51,14 +52,7 @@ class SimulatedSystem(wiring.Component):
             "host_wdata": In(MEMORY_DATA_BITS),
             "host_we": In(1),
             "host_rdata": Out(MEMORY_DATA_BITS),
-            "start": In(1),
-            "program_addr": In(32),
-            "busy": Out(1),
-            "done": Out(1),
-            "error": Out(2),
-            "error_pc": Out(32),
-            "cycles": Out(COUNTER_BITS),
-            **{f"cycles_{name}": Out(COUNTER_BITS) for name in COUNTER_CLASSES},
+            **control_members(),
             "profile_addr": In(range(PROFILE_DEPTH)),
             "profile_data": Out(COUNTER_BITS),
         })
@@ -69,21 +63,13 @@ class SimulatedSystem(wiring.Component):
         read, write = self._memory(m)
         request = accelerator.mem.req
         responding = Signal()
+        forward(m, self, accelerator, control_members())
         m.d.comb += [
-            accelerator.start.eq(self.start),
-            accelerator.program_addr.eq(self.program_addr),
-            self.busy.eq(accelerator.busy),
-            self.done.eq(accelerator.done),
-            self.error.eq(accelerator.error),
-            self.error_pc.eq(accelerator.error_pc),
-            self.cycles.eq(accelerator.cycles),
             request.ready.eq(1),
             accelerator.mem.resp.valid.eq(responding),
             accelerator.mem.resp.payload.eq(read.data),
             self.host_rdata.eq(read.data),
         ]
-        m.d.comb += [getattr(self, f"cycles_{name}").eq(accelerator.class_cycles[index])
-                     for index, name in enumerate(COUNTER_CLASSES)]
 
         # Profile: the cycle count when each instruction retired.
         profile = profile_retirements(m, accelerator)

@@ -76,8 +76,8 @@ def simulate(config, jobs, *, overlap=False, watchdog_cycles=None, log=None):
     """Run ``jobs`` on the RTL (Verilator) and on the golden model.
 
     Returns a :class:`SimulationReport`; raises
-    :class:`~vitforge.sim.runner.SimulationError` if the simulation fails or
-    its watchdog fires, :class:`~vitforge.sim.runner.ToolchainError` if
+    :class:`~vitforge.errors.SimulationError` if the simulation fails or
+    its watchdog fires, :class:`~vitforge.errors.ToolchainError` if
     Verilator is missing.
     """
     if not isinstance(config, GemmConfig):

@@ -4,15 +4,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vitforge.errors import ConfigError
 from vitforge.hw.checks import check_positive_int
+from vitforge.hw.numerics import MAX_CHANNELS, OPERAND_BITS, softmax_one
 from vitforge.sw.golden.nonlinear.gelu import gelu as golden_gelu
 from vitforge.sw.golden.nonlinear.layernorm import layernorm as golden_layernorm
 from vitforge.sw.golden.nonlinear.softmax import softmax as golden_softmax
-from vitforge.sw.nonlinear import reference
-from vitforge.sw.nonlinear.gelu import gelu_table
-from vitforge.sw.nonlinear.layernorm import layernorm_params
-from vitforge.sw.nonlinear.softmax import exp_params
-from vitforge.sw.nonlinear.reference import check_scale
+from vitforge.sw.params import reference
+from vitforge.sw.params.gelu import gelu_table
+from vitforge.sw.params.layernorm import layernorm_params
+from vitforge.sw.params.softmax import exp_params
+from vitforge.sw.params.reference import check_scale
 
 from .cosim import simulate_unit
 
@@ -53,7 +55,7 @@ class Evaluation:
 def _check_count(name, value, maximum=None):
     check_positive_int(name, value)
     if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be at most {maximum}, not {value}")
+        raise ConfigError(f"{name} must be at most {maximum}, not {value}")
 
 
 def evaluate(op, *, scale=0.05, length=None, rows=8, lanes=1, seed=0, log=None):
@@ -64,7 +66,7 @@ def evaluate(op, *, scale=0.05, length=None, rows=8, lanes=1, seed=0, log=None):
     ``rows`` rows of ``length`` (default 192) channels.
     """
     if op not in OPS:
-        raise ValueError(f"op must be one of {', '.join(OPS)}, not {op!r}")
+        raise ConfigError(f"op must be one of {', '.join(OPS)}, not {op!r}")
     scale = check_scale("scale", scale)
     _check_count("lanes", lanes)
     _check_count("rows", rows)
@@ -76,7 +78,7 @@ def evaluate(op, *, scale=0.05, length=None, rows=8, lanes=1, seed=0, log=None):
         _check_count("length", length)
         return _softmax(rng, scale, length, rows, lanes, log)
     length = 192 if length is None else length
-    _check_count("length", length, maximum=1024)
+    _check_count("length", length, maximum=MAX_CHANNELS)
     return _layernorm(rng, scale, length, rows, lanes, log)
 
 
@@ -103,18 +105,19 @@ def _softmax(rng, scale, length, rows, lanes, log):
     params = exp_params(scale)
     matrix = rng.integers(-128, 128, (rows, length)).astype(np.int8)
     run = simulate_unit(
-        "softmax", {"lanes": lanes, "max_length": length, "out_bits": 8},
+        "softmax", {"lanes": lanes, "max_length": length, "out_bits": OPERAND_BITS},
         {"values": matrix.ravel(), "lengths": np.full(rows, length),
          "exp_params": np.array([params.ratio, params.alpha, params.beta, params.gamma])},
         log=log)
     golden = np.concatenate([golden_softmax(row, params) for row in matrix])
     exact = reference.softmax(matrix * scale).ravel()
-    return _finish("softmax", run, golden, golden / 127, exact, 1 / 127, lanes)
+    one = softmax_one(OPERAND_BITS)
+    return _finish("softmax", run, golden, golden / one, exact, 1 / one, lanes)
 
 
 def _layernorm(rng, scale, channels, rows, lanes, log):
     if channels % lanes:
-        raise ValueError(f"length must be a multiple of lanes={lanes}, not {channels}")
+        raise ConfigError(f"length must be a multiple of lanes={lanes}, not {channels}")
     gamma = rng.uniform(0.5, 1.5, channels)
     beta = rng.uniform(-0.5, 0.5, channels)
     params = layernorm_params(scale, gamma, beta, LAYERNORM_EPS, LAYERNORM_SCALE_OUT)

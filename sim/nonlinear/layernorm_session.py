@@ -15,10 +15,10 @@ async def run_layernorm(pins, *, lanes, channels, values, gamma, beta, scalars, 
     stream the rows in ``values`` (rows of ``channels``, concatenated) and return
     ``(outputs, cycles)``.
     """
-    from vitforge.hw.nonlinear.layernorm import ChannelParams, LayerNormParams
+    from vitforge.hw.nonlinear.layernorm import ChannelParams, LayerNormParamsLayout
 
     eps, multiplier, shift = (int(v) for v in scalars)
-    pins.set("params", pack_fields(data.Layout.cast(LayerNormParams),
+    pins.set("params", pack_fields(data.Layout.cast(LayerNormParamsLayout),
                                    {"eps": eps, "multiplier": multiplier, "shift": shift}))
     channel_layout = data.Layout.cast(ChannelParams)
     for word in range(channels // lanes):

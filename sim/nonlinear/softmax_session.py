@@ -39,14 +39,14 @@ async def run_softmax(pins, *, lanes, max_length, out_bits, values, lengths, exp
     probabilities of all rows, concatenated, and the cycles from the first
     accepted beat to the last output beat.
     """
-    from vitforge.hw.nonlinear.exp import ExpParams
+    from vitforge.hw.nonlinear.exp import ExpParamsLayout
     from vitforge.hw.nonlinear.softmax import softmax_beat_layout
 
     check_row_lengths(lengths, max_length)
     in_layout = data.Layout.cast(softmax_beat_layout(lanes, signed(8)))
     out_layout = data.Layout.cast(softmax_beat_layout(lanes, signed(out_bits)))
     names = ("ratio", "alpha", "beta", "gamma")
-    pins.set("params", pack_fields(data.Layout.cast(ExpParams),
+    pins.set("params", pack_fields(data.Layout.cast(ExpParamsLayout),
                                    dict(zip(names, np.asarray(exp_params).tolist()))))
     beats = []
     offsets = np.concatenate([[0], np.cumsum(lengths)])

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vitforge.errors import ConfigError
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.sw.golden.gemm.requantize import check_requant_params, requantize
 
@@ -120,7 +121,7 @@ def _region(name, words, depth, depth_name, slot):
     capacity = depth if slot is None else depth // 2
     if words > capacity:
         where = f"{depth_name}={depth}" if slot is None else f"half of {depth_name}={depth}"
-        raise ValueError(f"GEMM needs {words} {name} words, but {where} holds {capacity}")
+        raise ConfigError(f"GEMM needs {words} {name} words, but {where} holds {capacity}")
     return 0 if slot is None else slot * capacity
 
 
@@ -138,15 +139,15 @@ def plan_gemm(config, problem, slot=None):
 
     Raises
     ------
-    ValueError
+    vitforge.errors.ConfigError
         If ``k`` exceeds ``k_max`` or an operand, the result or the
         parameters do not fit their buffer (or half of it).
     """
     if slot not in (None, 0, 1):
-        raise ValueError(f"slot must be None, 0 or 1, not {slot!r}")
+        raise ConfigError(f"slot must be None, 0 or 1, not {slot!r}")
     if problem.k > config.k_max:
-        raise ValueError(f"GEMM reduction depth k must be at most k_max={config.k_max}, "
-                         f"not {problem.k}")
+        raise ConfigError(f"GEMM reduction depth k must be at most k_max={config.k_max}, "
+                          f"not {problem.k}")
     m_tiles = tiles(problem.m, config.rows)
     a_words = pack_activations(problem.a, config.rows)
     b_words = pack_weights(problem.b, config.cols)

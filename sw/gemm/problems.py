@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from vitforge.errors import ConfigError
 from vitforge.sw.quant import fixed_point_multiplier
 
 from .plan import GemmProblem
@@ -38,12 +39,17 @@ def random_problem(rng, m, k, n, *, pattern="random"):
     m, k, n : int
     pattern : str
         One of :data:`PATTERNS`, applied to both operands.
+
+    Raises
+    ------
+    vitforge.errors.ConfigError
+        For an unknown pattern or a size that is not a positive integer.
     """
     if pattern not in PATTERNS:
-        raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}, not {pattern!r}")
+        raise ConfigError(f"pattern must be one of {', '.join(PATTERNS)}, not {pattern!r}")
     for name, value in (("m", m), ("k", k), ("n", n)):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+            raise ConfigError(f"{name} must be a positive integer, not {value!r}")
     a = _operand(rng, (m, k), pattern)
     b = _operand(rng, (k, n), pattern)
     sums = a.astype(np.int64) @ b.astype(np.int64)

@@ -12,7 +12,7 @@ from .nonlinear.gelu import gelu
 from .nonlinear.layernorm import layernorm_rows
 from .nonlinear.softmax import softmax_rows
 
-__all__ = ["encoder_block", "linear", "vit_logits"]
+__all__ = ["encoder_block", "encoder_blocks", "block_token_counts", "linear", "vit_logits"]
 
 
 def linear(x, layer):
@@ -51,11 +51,51 @@ def encoder_block(x, block):
     return residual_add(x1, linear(hidden, block.fc2), r.x_multiplier, r.y_multiplier, r.shift)
 
 
-def vit_logits(model, patches):
+def block_token_counts(block_tokens, blocks, tokens):
+    """The token count of each block: ``block_tokens`` checked, or ``tokens`` for all.
+
+    Block ``i`` runs on the first ``block_tokens[i]`` rows of its input; the
+    counts never grow, so the class token (row 0) always stays.
+
+    Raises
+    ------
+    ValueError
+        If there is not one count per block, or a count is not a positive
+        integer at most the one before it (the first at most ``tokens``).
+    """
+    if block_tokens is None:
+        return (tokens,) * len(blocks)
+    counts = tuple(block_tokens)
+    if len(counts) != len(blocks):
+        raise ValueError(f"block_tokens must have one count per block ({len(blocks)}), not "
+                         f"{len(counts)}: {counts}")
+    previous = tokens
+    for index, count in enumerate(counts):
+        if not isinstance(count, (int, np.integer)) or not 1 <= count <= previous:
+            raise ValueError(f"block_tokens must be positive and non-increasing from the "
+                             f"{tokens} input tokens, not {count!r} for block {index} after "
+                             f"{previous}")
+        previous = count
+    return tuple(int(count) for count in counts)
+
+
+def encoder_blocks(x, blocks, block_tokens=None):
+    """``blocks`` in turn on int8 tokens ``x``, block ``i`` on the first ``block_tokens[i]`` rows.
+
+    Without ``block_tokens`` every block sees all tokens. Returns the last
+    block's output.
+    """
+    for block, count in zip(blocks, block_token_counts(block_tokens, blocks, len(x))):
+        x = encoder_block(x[:count], block)
+    return x
+
+
+def vit_logits(model, patches, *, block_tokens=None):
     """Integer logits (int8, ``classes``) of one image's int8 patch features.
 
-    ``patches`` is ``(patches, features)``; the class token row is appended
-    with zero features, as the accelerator sees it.
+    ``patches`` is ``(patches, features)``; the class token is row 0, with zero
+    features, as the accelerator sees it. ``block_tokens`` keeps only the first
+    rows in later blocks (see :func:`encoder_blocks`).
     """
     patches = np.asarray(patches)
     if patches.dtype != np.int8 or patches.shape != (model.shape.patches,
@@ -63,10 +103,9 @@ def vit_logits(model, patches):
         raise ValueError(f"patches must be int8 of shape "
                          f"{(model.shape.patches, model.shape.patch_features)}, not "
                          f"{patches.dtype} of shape {patches.shape}")
-    rows = np.concatenate([patches, np.zeros((1, patches.shape[1]), np.int8)])
+    rows = np.concatenate([np.zeros((1, patches.shape[1]), np.int8), patches])
     e = model.embed
     x = residual_add(linear(rows, model.patch), model.position, e.x_multiplier,
                      e.y_multiplier, e.shift)
-    for block in model.blocks:
-        x = encoder_block(x, block)
-    return linear(layernorm_rows(x, model.norm), model.head)[-1]
+    x = encoder_blocks(x, model.blocks, block_tokens)
+    return linear(layernorm_rows(x, model.norm), model.head)[0]

@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 
-from vitforge.sw.nonlinear.gelu import gelu_table
-from vitforge.sw.nonlinear.layernorm import layernorm_params
-from vitforge.sw.nonlinear.softmax import exp_params
+from vitforge.sw.params.gelu import gelu_table
+from vitforge.sw.params.layernorm import layernorm_params
+from vitforge.sw.params.softmax import exp_params
 from vitforge.sw.quant import fixed_point_multiplier
 
 from .quantized import QuantizedEncoderBlock, QuantizedLinear, Requant, ResidualParams
@@ -113,14 +113,13 @@ def quantize_vit(vit, calibration_images):
     token_scale = tensor_scale(record["tokens"])
     position_scale = tensor_scale(vit.position)
     embed = _residual(embed_scale, position_scale, token_scale)
-    # Token order [patches..., class]: the class row's embedding is the patch GEMM
+    # Token order [class, patches...]: the class row's embedding is the patch GEMM
     # of zero features; pick its "position" so the ADD lands on cls + pos[0].
-    position = quantize_tensor(np.concatenate([vit.position[1:], vit.position[:1]]),
-                               position_scale)
+    position = quantize_tensor(vit.position, position_scale)
     zero_row = integer_linear(np.zeros((1, shape.patch_features), np.int8), patch)[0]
     target = quantize_tensor(vit.cls_token + vit.position[0], token_scale).astype(np.int64)
     wanted = (target << embed.shift) - zero_row.astype(np.int64) * embed.x_multiplier
-    position[-1] = np.clip(np.round(wanted / embed.y_multiplier), -128, 127).astype(np.int8)
+    position[0] = np.clip(np.round(wanted / embed.y_multiplier), -128, 127).astype(np.int8)
 
     blocks, scale = [], token_scale
     for index, block in enumerate(vit.blocks):
@@ -139,7 +138,7 @@ def quantize_vit(vit, calibration_images):
 
 def _final_norms(vit, record):
     """The float final LayerNorm of every calibration image's tokens."""
-    from vitforge.sw.nonlinear import reference
+    from vitforge.sw.params import reference
 
     last = f"{vit.shape.depth - 1}.x2"
     return [reference.layernorm(x, vit.norm_gamma, vit.norm_beta, LAYERNORM_EPS)

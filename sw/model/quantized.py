@@ -5,8 +5,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitforge.sw.golden.gemm.requantize import check_requant_params
-from vitforge.sw.nonlinear.layernorm import LayerNormParams
-from vitforge.sw.nonlinear.softmax import ExpParams
+from vitforge.sw.params.layernorm import LayerNormParams
+from vitforge.sw.params.softmax import ExpParams
 
 __all__ = ["QuantizedLinear", "Requant", "ResidualParams", "QuantizedEncoderBlock",
            "QuantizedVit"]
@@ -97,12 +97,12 @@ class QuantizedEncoderBlock:
 class QuantizedVit:
     """A whole integer ViT.
 
-    Token order inside the accelerator is ``[patches..., class token]``: the
-    patch embedding GEMM writes the first rows, and the class token takes the
-    row after them (attention does not depend on token order; the position
-    table follows the same order). The patch GEMM's row for the class token
-    sees zero features, and ``position[-1]`` is chosen so that the embedding
-    ADD turns it into the quantized class token plus its position embedding.
+    Token order inside the accelerator is ``[class token, patches...]``, as in
+    timm: the class token is row 0 and patch ``i`` is row ``i + 1``; the
+    position table follows the same order. The patch embedding GEMM runs over
+    all rows, the class token's with zero features, and ``position[0]`` is
+    chosen so that the embedding ADD turns that row into the quantized class
+    token plus its position embedding.
     """
 
     shape: object                 # VitShape

@@ -2,13 +2,15 @@
 
 from dataclasses import asdict, fields, is_dataclass
 import json
+import zipfile
 
 import numpy as np
 
+from vitforge.errors import ConfigError
 from vitforge.sw.files import atomic_output
 
-from vitforge.sw.nonlinear.layernorm import LayerNormParams
-from vitforge.sw.nonlinear.softmax import ExpParams
+from vitforge.sw.params.layernorm import LayerNormParams
+from vitforge.sw.params.softmax import ExpParams
 
 from .quantized import (QuantizedEncoderBlock, QuantizedLinear, QuantizedVit, Requant,
                         ResidualParams)
@@ -16,7 +18,10 @@ from .vit import VitShape
 
 __all__ = ["save_quantized", "load_quantized", "QUANTIZED_FORMAT"]
 
-QUANTIZED_FORMAT = "vitforge-int8-vit-1"
+#: Version 2 stores ``position`` with the class token first (row 0); version 1
+#: stored it last, ``[patches..., class token]``, and is converted on load.
+QUANTIZED_FORMAT = "vitforge-int8-vit-2"
+_CLASS_TOKEN_LAST_FORMAT = "vitforge-int8-vit-1"
 _TYPES = {cls.__name__: cls for cls in (QuantizedLinear, Requant, ResidualParams,
                                         LayerNormParams, ExpParams, QuantizedEncoderBlock)}
 
@@ -39,12 +44,12 @@ def _unflatten(description, arrays, where):
     if "array" in description:
         key = description["array"]
         if key not in arrays:
-            raise ValueError(f"{where}: array {key!r} is missing")
+            raise ConfigError(f"{where}: array {key!r} is missing")
         return arrays[key]
     if "type" in description:
         cls = _TYPES.get(description["type"])
         if cls is None:
-            raise ValueError(f"{where}: unknown type {description['type']!r}")
+            raise ConfigError(f"{where}: unknown type {description['type']!r}")
         values = {name: _unflatten(item, arrays, where)
                   for name, item in description["fields"].items()}
         return cls(**values)
@@ -67,30 +72,42 @@ def save_quantized(path, model):
 def load_quantized(path):
     """Read a model written by :func:`save_quantized`.
 
+    Files of the previous format (``vitforge-int8-vit-1``, position table with
+    the class token last) are converted: the class token's row moves to the
+    front.
+
     Raises
     ------
-    ValueError
+    vitforge.errors.ConfigError
         If the file is not a quantized vitforge model or parts of it are missing
         or malformed (the block and field are named).
     """
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a vitforge quantized model file ({error})") from None
+    except (OSError, ValueError, TypeError, zipfile.BadZipFile) as error:
+        # TypeError: a plain .npy array is not an archive.
+        raise ConfigError(f"{path} is not a vitforge quantized model file ({error})") from None
     if "meta" not in arrays:
-        raise ValueError(f"{path} has no 'meta' entry: not a vitforge quantized model file")
-    meta = json.loads(str(arrays.pop("meta")))
-    if meta.get("format") != QUANTIZED_FORMAT:
-        raise ValueError(f"{path} has format {meta.get('format')!r}, expected "
-                         f"{QUANTIZED_FORMAT!r}")
-    parts = meta["parts"]
+        raise ConfigError(f"{path} has no 'meta' entry: not a vitforge quantized model file")
     try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except ValueError as error:
+        raise ConfigError(f"{path} has a 'meta' entry that is not JSON ({error})") from None
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found not in (QUANTIZED_FORMAT, _CLASS_TOKEN_LAST_FORMAT):
+        raise ConfigError(f"{path} has format {found!r}, expected {QUANTIZED_FORMAT!r}")
+    try:
+        parts = meta["parts"]
         values = {name: _unflatten(parts[name], arrays, f"{path}: {name}")
                   for name in ("patch", "position", "embed", "norm", "head")}
         blocks = tuple(_unflatten(block, arrays, f"{path}: block {i}")
                        for i, block in enumerate(parts["blocks"]))
+        shape = VitShape(**meta["shape"])
+        input_scale, logit_scale = meta["input_scale"], meta["logit_scale"]
     except (KeyError, TypeError) as error:
-        raise ValueError(f"{path}: malformed model description ({error})") from None
-    return QuantizedVit(shape=VitShape(**meta["shape"]), input_scale=meta["input_scale"],
-                        blocks=blocks, logit_scale=meta["logit_scale"], **values)
+        raise ConfigError(f"{path}: malformed model description ({error})") from None
+    if meta["format"] == _CLASS_TOKEN_LAST_FORMAT:
+        values["position"] = np.roll(values["position"], 1, axis=0)
+    return QuantizedVit(shape=shape, input_scale=input_scale, blocks=blocks,
+                        logit_scale=logit_scale, **values)

@@ -14,9 +14,9 @@ from vitforge.sw.golden.gemm.requantize import requantize
 from vitforge.sw.golden.nonlinear.gelu import gelu
 from vitforge.sw.golden.nonlinear.layernorm import layernorm_rows
 from vitforge.sw.golden.nonlinear.softmax import softmax_rows
-from vitforge.sw.nonlinear.gelu import gelu_table
-from vitforge.sw.nonlinear.layernorm import layernorm_params
-from vitforge.sw.nonlinear.softmax import exp_params
+from vitforge.sw.params.gelu import gelu_table
+from vitforge.sw.params.layernorm import layernorm_params
+from vitforge.sw.params.softmax import exp_params
 from vitforge.sw.quant import fixed_point_multiplier
 
 from .quantized import QuantizedEncoderBlock, QuantizedLinear, Requant, ResidualParams

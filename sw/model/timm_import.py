@@ -8,6 +8,8 @@ mapping of NumPy arrays does not.
 
 import numpy as np
 
+from vitforge.errors import ConfigError, ToolchainError
+
 from .vit import FloatBlock, FloatVit, VitShape
 
 __all__ = ["from_timm_state_dict", "load_timm_checkpoint", "DEFAULT_HEADS"]
@@ -18,11 +20,11 @@ DEFAULT_HEADS = {192: 3, 384: 6, 768: 12}
 
 def _get(state, key, shape=None):
     if key not in state:
-        raise ValueError(f"state_dict has no key {key!r}")
+        raise ConfigError(f"state_dict has no key {key!r}")
     value = np.asarray(state[key], dtype=np.float64)
     if shape is not None and value.shape != tuple(shape):
-        raise ValueError(f"state_dict key {key!r} has shape {value.shape}, expected "
-                         f"{tuple(shape)}")
+        raise ConfigError(f"state_dict key {key!r} has shape {value.shape}, expected "
+                          f"{tuple(shape)}")
     return value
 
 
@@ -31,7 +33,7 @@ def from_timm_state_dict(state, heads=None):
 
     Raises
     ------
-    ValueError
+    vitforge.errors.ConfigError
         On a missing key, or a key whose shape disagrees with the others
         (naming the key and both shapes).
     """
@@ -39,20 +41,20 @@ def from_timm_state_dict(state, heads=None):
              for key, value in state.items()}
     proj = _get(state, "patch_embed.proj.weight")
     if proj.ndim != 4 or proj.shape[2] != proj.shape[3]:
-        raise ValueError(f"state_dict key 'patch_embed.proj.weight' has shape {proj.shape}, "
-                         f"expected (dim, channels, patch, patch)")
+        raise ConfigError(f"state_dict key 'patch_embed.proj.weight' has shape {proj.shape}, "
+                          f"expected (dim, channels, patch, patch)")
     dim, channels, patch, _ = proj.shape
     position = _get(state, "pos_embed")
     tokens = position.shape[1] if position.ndim == 3 else 0
     grid = int(round((tokens - 1) ** 0.5))
     if position.shape != (1, grid * grid + 1, dim):
-        raise ValueError(f"state_dict key 'pos_embed' has shape {position.shape}, expected "
-                         f"(1, grid*grid + 1, {dim})")
+        raise ConfigError(f"state_dict key 'pos_embed' has shape {position.shape}, expected "
+                          f"(1, grid*grid + 1, {dim})")
     depth = 1 + max((int(key.split(".")[1]) for key in state if key.startswith("blocks.")),
                     default=-1)
     heads = heads or DEFAULT_HEADS.get(dim)
     if heads is None:
-        raise ValueError(f"heads must be given for dim {dim} (not a DeiT size)")
+        raise ConfigError(f"heads must be given for dim {dim} (not a DeiT size)")
     mlp = _get(state, "blocks.0.mlp.fc1.weight").shape[0] if depth else 4 * dim
     classes = _get(state, "head.weight").shape[0]
     shape = VitShape(image_size=grid * patch, patch_size=patch, in_channels=channels, dim=dim,
@@ -87,13 +89,28 @@ def from_timm_state_dict(state, heads=None):
 
 
 def load_timm_checkpoint(path, heads=None):
-    """:func:`from_timm_state_dict` of a ``torch.save``'d state_dict (or ``{"model": ...}``)."""
+    """:func:`from_timm_state_dict` of a ``torch.save``'d state_dict (or ``{"model": ...}``).
+
+    Raises
+    ------
+    vitforge.errors.ToolchainError
+        If PyTorch is not installed.
+    vitforge.errors.ConfigError
+        If the file cannot be read as a checkpoint of tensors, or its
+        state_dict is not a DeiT's.
+    """
     try:
         import torch
     except ImportError:
-        raise ImportError("reading a PyTorch checkpoint needs PyTorch: "
-                          "pip install -e '.[train]'") from None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        raise ToolchainError("reading a PyTorch checkpoint needs PyTorch: "
+                             "pip install -e '.[train]'") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:          # any failure to read the user's file, whatever its kind
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"{path} is not a PyTorch checkpoint of tensors ({reason})") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path} holds a {type(state).__name__}, not a state_dict")
     return from_timm_state_dict(state, heads)

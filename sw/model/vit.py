@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 
+from vitforge.errors import ConfigError
 from vitforge.hw.checks import check_positive_int
-from vitforge.sw.nonlinear import reference
+from vitforge.sw.params import reference
 
 __all__ = ["VitShape", "PRESETS", "FloatBlock", "FloatVit", "random_vit", "patchify",
            "forward", "LAYERNORM_EPS"]
@@ -37,10 +38,10 @@ class VitShape:
         for item in fields(self):
             check_positive_int(item.name, getattr(self, item.name))
         if self.image_size % self.patch_size:
-            raise ValueError(f"image_size must be a multiple of patch_size={self.patch_size}, "
-                             f"not {self.image_size}")
+            raise ConfigError(f"image_size must be a multiple of patch_size={self.patch_size}, "
+                              f"not {self.image_size}")
         if self.dim % self.heads:
-            raise ValueError(f"dim must be a multiple of heads={self.heads}, not {self.dim}")
+            raise ConfigError(f"dim must be a multiple of heads={self.heads}, not {self.dim}")
 
     @property
     def patches(self):

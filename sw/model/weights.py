@@ -3,9 +3,11 @@
 from dataclasses import asdict, fields
 import json
 from pathlib import Path
+import zipfile
 
 import numpy as np
 
+from vitforge.errors import ConfigError
 from vitforge.sw.files import atomic_output
 
 from .vit import FloatBlock, FloatVit, VitShape
@@ -48,37 +50,44 @@ def load_vit(path):
 
     Raises
     ------
-    ValueError
+    vitforge.errors.ConfigError
         If the file is not such a model, or a key is missing, unexpected or of
         the wrong shape (naming the key and both shapes).
     """
     path = Path(path)
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a vitforge model file ({error})") from None
-    with archive:
-        if "meta" not in archive.files:
-            raise ValueError(f"{path} has no 'meta' entry: not a vitforge model file")
-        meta = json.loads(str(archive["meta"]))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, TypeError, zipfile.BadZipFile) as error:
+        # TypeError: a plain .npy array is not an archive.
+        raise ConfigError(f"{path} is not a vitforge model file ({error})") from None
+    if "meta" not in arrays:
+        raise ConfigError(f"{path} has no 'meta' entry: not a vitforge model file")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except ValueError as error:
+        raise ConfigError(f"{path} has a 'meta' entry that is not JSON ({error})") from None
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found != FORMAT:
+        raise ConfigError(f"{path} has format {found!r}, expected {FORMAT!r}")
+    try:
         shape = VitShape(**meta["shape"])
-        top, block = _expected_shapes(shape)
-        expected = dict(top)
-        for index in range(shape.depth):
-            expected.update({f"blocks.{index}.{name}": size for name, size in block.items()})
-        present = set(archive.files) - {"meta"}
-        for key in sorted(set(expected) - present):
-            raise ValueError(f"{path}: key {key!r} is missing (expected shape {expected[key]})")
-        for key in sorted(present - set(expected)):
-            raise ValueError(f"{path}: unexpected key {key!r} for a model of shape {shape}")
-        values = {}
-        for key, size in expected.items():
-            value = archive[key]
-            if value.shape != size:
-                raise ValueError(f"{path}: key {key!r} has shape {value.shape}, expected {size}")
-            values[key] = value.astype(np.float64)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"{path} has no valid model shape in 'meta' ({error})") from None
+    top, block = _expected_shapes(shape)
+    expected = dict(top)
+    for index in range(shape.depth):
+        expected.update({f"blocks.{index}.{name}": size for name, size in block.items()})
+    for key in sorted(set(expected) - set(arrays)):
+        raise ConfigError(f"{path}: key {key!r} is missing (expected shape {expected[key]})")
+    for key in sorted(set(arrays) - set(expected)):
+        raise ConfigError(f"{path}: unexpected key {key!r} for a model of shape {shape}")
+    values = {}
+    for key, size in expected.items():
+        if arrays[key].shape != size:
+            raise ConfigError(f"{path}: key {key!r} has shape {arrays[key].shape}, expected "
+                              f"{size}")
+        values[key] = arrays[key].astype(np.float64)
     blocks = [FloatBlock(**{name: values[f"blocks.{index}.{name}"] for name in block})
               for index in range(shape.depth)]
     return FloatVit(shape=shape, blocks=blocks, **{name: values[name] for name in _TOP}), meta

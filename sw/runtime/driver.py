@@ -27,6 +27,7 @@ driver calls on it is a coroutine except :meth:`allocate`:
 import asyncio
 from dataclasses import dataclass, fields
 
+from vitforge.errors import SimulationError
 from vitforge.hw.accel.accelerator import COUNTER_CLASSES, ERROR_NONE
 from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.profile import PROFILE_DEPTH
@@ -44,8 +45,13 @@ _DONE = 1 << 1
 _BUS_ERROR = 1 << 4
 
 
-class DriverError(RuntimeError):
-    """The hardware cannot run the program, or the run did not finish cleanly."""
+class DriverError(SimulationError):
+    """The hardware cannot run the program, or the run did not finish cleanly.
+
+    A :exc:`~vitforge.errors.SimulationError` whether the accelerator is
+    simulated or on the board: either way a run of the design failed (exit
+    status 1 on the command line).
+    """
 
 
 @dataclass

@@ -6,6 +6,8 @@ import importlib
 
 import numpy as np
 
+from vitforge.errors import ConfigError, ToolchainError
+
 __all__ = ["PynqTransport", "PynqBuffer"]
 
 #: The accelerator's cell name in the block design of ``vitforge generate``.
@@ -22,9 +24,9 @@ def _import_pynq():
     try:
         return importlib.import_module("pynq")
     except ImportError as error:
-        raise RuntimeError("the PYNQ transport needs the 'pynq' package, which comes with a "
-                           "PYNQ board image; on other machines use the simulation "
-                           "transport") from error
+        raise ToolchainError("the PYNQ transport needs the 'pynq' package, which comes with a "
+                             "PYNQ board image; on other machines use the simulation "
+                             "transport") from error
 
 
 class PynqTransport:
@@ -53,8 +55,8 @@ class PynqTransport:
         self._pynq = pynq_module if pynq_module is not None else _import_pynq()
         self.overlay = self._pynq.Overlay(str(bitfile))
         if IP_NAME not in self.overlay.ip_dict:
-            raise ValueError(f"bitfile {bitfile} has no IP named {IP_NAME!r}; it has "
-                             f"{', '.join(sorted(self.overlay.ip_dict)) or 'none'}")
+            raise ConfigError(f"bitfile {bitfile} has no IP named {IP_NAME!r}; it has "
+                              f"{', '.join(sorted(self.overlay.ip_dict)) or 'none'}")
         ip = self.overlay.ip_dict[IP_NAME]
         self._mmio = self._pynq.MMIO(ip["phys_addr"], ip["addr_range"])
         self._interrupt = self._pynq.Interrupt(f"{IP_NAME}/irq")

@@ -1,42 +1,204 @@
-"""The instruction encoding: round trips, and every malformed word rejected."""
+"""The instruction set table: encoding, layouts, rules, formulas on ints and in hardware, docs."""
 
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from amaranth import Module, Signal
+from amaranth.sim import Simulator
 
-from vitforge.hw.accel.isa import FIELDS, INSTRUCTION_BITS, Opcode, decode, encode
+from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, Instruction,
+                                   Opcode, OpcodeSpec, Region, Space, decode, encode,
+                                   weight_load_may_run_beside, written_activations)
+from vitforge.hw.accel.accelerator import UNITS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "isa.md"
+RESERVED = {Opcode.GEMM_SPARSE, Opcode.TOKEN_SELECT}
+DEFINED = [opcode for opcode, spec in ISA.items() if not spec.reserved]
+
+
+def random_fields(rng, opcode):
+    return {name: int(rng.integers(0, 1 << field.width, dtype=np.uint64))
+            for name, field in ISA[opcode].fields.items()}
 
 
 def test_every_opcode_round_trips_with_extreme_field_values():
-    for opcode, layout in FIELDS.items():
-        if opcode in (Opcode.GEMM_SPARSE, Opcode.TOKEN_SELECT):
-            continue
+    for opcode in DEFINED:
+        fields = ISA[opcode].fields
         for pick in (lambda width: 0, lambda width: (1 << width) - 1,
                      lambda width: 0b1010 % (1 << width)):
-            values = {name: pick(width) for name, (_, width) in layout.items()}
+            values = {name: pick(field.width) for name, field in fields.items()}
             word = encode(opcode, **values)
             assert 0 <= word < 1 << INSTRUCTION_BITS
             decoded = decode(word)
             assert decoded.opcode == opcode and decoded.fields == values
 
 
-def test_fields_do_not_overlap():
-    for opcode, layout in FIELDS.items():
-        spans = sorted(layout.values())
-        for (offset, width), (next_offset, _) in zip(spans, spans[1:]):
-            assert offset + width <= next_offset, opcode
+def test_layouts_are_the_encoding():
+    """The StructLayout of each opcode reads and builds exactly the words encode() writes."""
+    rng = np.random.default_rng(0)
+    for opcode in DEFINED:
+        spec = ISA[opcode]
+        assert spec.layout.size <= INSTRUCTION_BITS, opcode
+        assert spec.layout["opcode"].offset == 0 and spec.layout["opcode"].width == 8
+        for _ in range(20):
+            values = random_fields(rng, opcode)
+            word = encode(opcode, **values)
+            const = spec.layout.from_bits(word)
+            assert const.opcode == opcode
+            assert {name: getattr(const, name) for name in values} == values, "seed 0"
+            assert spec.layout.const({"opcode": int(opcode), **values}).as_bits() == word
+
+
+def test_reserved_opcodes_are_refused():
+    assert {opcode for opcode, spec in ISA.items() if spec.reserved} == RESERVED
+    for opcode in RESERVED:
+        spec = ISA[opcode]
+        assert not spec.fields and spec.unit is None and not spec.reads and not spec.writes
+        with pytest.raises(ValueError, match=rf"^opcode {opcode.name} is reserved and has no "
+                                             r"encoding yet$"):
+            encode(opcode)
+        with pytest.raises(ValueError, match=rf"^opcode {opcode.name} is reserved$"):
+            decode(int(opcode))
+
+
+def test_rules_per_opcode():
+    expected = {  # unit, counter, fields that must not be zero
+        Opcode.LOAD: ("dma", "load_store", ("count",)),
+        Opcode.STORE: ("dma", "load_store", ("count",)),
+        Opcode.GEMM: ("gemm", "gemm", ("k", "m_tiles", "n")),
+        Opcode.GELU: ("eltwise", "eltwise", ("count",)),
+        Opcode.SOFTMAX: ("softmax", "softmax", ("m_tiles", "length")),
+        Opcode.LAYERNORM: ("layernorm", "layernorm", ("m_tiles", "channels")),
+        Opcode.ADD: ("eltwise", "eltwise", ("count",)),
+        Opcode.COPY_TO_WGT: ("moves", "move", ("tiles", "words")),
+        Opcode.TRANSPOSE_TO_WGT: ("moves", "move", ("token_tiles", "channel_tiles")),
+    }
+    for opcode, spec in ISA.items():
+        assert (spec.unit, spec.counter, spec.nonzero) == expected.get(opcode, (None, None, ())), \
+            opcode
+    # The register map depends on this order.
+    assert COUNTER_CLASSES == ("fetch", "load_store", "gemm", "softmax", "layernorm", "eltwise",
+                               "move", "stall")
+    assert {spec.unit for spec in ISA.values() if spec.unit} <= set(UNITS)
+
+
+def test_empty_is_the_nonzero_rule():
+    fields = dict(a_addr=0, a_stride=4, b_addr=0, b_stride=4, c_addr=8, c_stride=4, p_addr=0,
+                  k=4, m_tiles=1, n=4)
+    gemm = ISA[Opcode.GEMM]
+    assert not gemm.empty(decode(encode(Opcode.GEMM, **fields)))
+    for name in gemm.nonzero:
+        assert gemm.empty(decode(encode(Opcode.GEMM, **{**fields, name: 0}))), name
+    assert not ISA[Opcode.NOP].empty(decode(encode(Opcode.NOP)))
+
+
+def test_regions_on_ints():
+    gemm = Instruction(Opcode.GEMM, dict(a_addr=10, a_stride=6, b_addr=100, b_stride=8,
+                                         c_addr=50, c_stride=5, p_addr=3, k=6, m_tiles=3, n=5))
+    spec = ISA[Opcode.GEMM]
+    assert [tuple(region.span(gemm, 4)) for region in spec.reads] == [
+        (Space.ACT, 10, 10 + 2 * 6 + 6, 6), (Space.WGT, 100, 100 + 1 * 8 + 6, 8),
+        (Space.PRM, 3, 8, 0)]
+    assert tuple(spec.writes[0].span(gemm, 4)) == (Space.ACT, 50, 50 + 2 * 5 + 5, 5)
+    table = Instruction(Opcode.LOAD, dict(space=Space.TBL, dram_addr=0, spad_addr=32, count=2))
+    assert tuple(ISA[Opcode.LOAD].writes[0].span(table, 4)) == (Space.TBL, 32, 64, 0)
+    turn = Instruction(Opcode.TRANSPOSE_TO_WGT, dict(src=0, src_stride=12, dst=7, dst_stride=9,
+                                                     token_tiles=2, channel_tiles=3))
+    assert tuple(ISA[Opcode.TRANSPOSE_TO_WGT].reads[0].span(turn, 4)) == (Space.ACT, 0, 24, 12)
+    assert tuple(ISA[Opcode.TRANSPOSE_TO_WGT].writes[0].span(turn, 4)) == \
+        (Space.WGT, 7, 7 + 2 * 9 + 8, 9)
+
+
+def test_written_activations_are_the_act_results():
+    gemm = dict(a_addr=0, a_stride=4, b_addr=0, b_stride=4, c_addr=8, c_stride=6, p_addr=0, k=4,
+                m_tiles=2, n=4)
+    assert tuple(written_activations(Opcode.GEMM, gemm, 4)) == (Space.ACT, 8, 18, 6)
+    assert tuple(written_activations(Opcode.GELU, dict(src=0, dst=5, count=3), 4)) == \
+        (Space.ACT, 5, 8, 0)
+    load = dict(space=Space.ACT, dram_addr=0, spad_addr=0, count=1)
+    assert written_activations(Opcode.LOAD, load, 4) is None
+    copy = dict(src=0, src_stride=4, dst=0, tiles=1, words=4)
+    assert written_activations(Opcode.COPY_TO_WGT, copy, 4) is None
+    traced = {opcode for opcode in DEFINED
+              if written_activations(opcode, random_fields(np.random.default_rng(1), opcode), 4)}
+    assert traced == {Opcode.GEMM, Opcode.GELU, Opcode.SOFTMAX, Opcode.LAYERNORM, Opcode.ADD}
+
+
+def side_load_cases():
+    gemm = dict(a_addr=0, a_stride=4, b_addr=64, b_stride=16, c_addr=8, c_stride=4, p_addr=0,
+                k=16, m_tiles=1, n=8)            # B: 2 tiles, words 64..96
+    cases = [
+        (gemm, dict(space=Space.WGT, dram_addr=0, spad_addr=0, count=64), True),
+        (gemm, dict(space=Space.WGT, dram_addr=0, spad_addr=96, count=10), True),
+        (gemm, dict(space=Space.WGT, dram_addr=0, spad_addr=0, count=65), False),
+        (gemm, dict(space=Space.WGT, dram_addr=0, spad_addr=95, count=1), False),
+        (gemm, dict(space=Space.WGT, dram_addr=0, spad_addr=0, count=0), False),
+        (gemm, dict(space=Space.ACT, dram_addr=0, spad_addr=200, count=4), False),
+        (gemm, dict(space=Space.TBL, dram_addr=0, spad_addr=0, count=1), False),
+    ]
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        gemm = random_fields(rng, Opcode.GEMM)
+        load = {**random_fields(rng, Opcode.LOAD), "space": int(rng.integers(0, 5))}
+        cases.append((gemm, load, None))
+    return cases
+
+
+def test_weight_load_rule_is_the_same_on_ints_and_in_hardware():
+    """The formulas written once give the same answer on Python ints and as Amaranth logic."""
+    array = 4
+    cases = side_load_cases()
+    for gemm, load, expected in cases:
+        answer = weight_load_may_run_beside(Instruction(Opcode.GEMM, gemm),
+                                            Instruction(Opcode.LOAD, load), array)
+        assert expected is None or answer == expected, (gemm, load)
+
+    m = Module()
+    gemm_word, load_word = Signal(INSTRUCTION_BITS), Signal(INSTRUCTION_BITS)
+    allowed = Signal()
+    m.d.comb += allowed.eq(weight_load_may_run_beside(
+        ISA[Opcode.GEMM].view(gemm_word), ISA[Opcode.LOAD].view(load_word), array))
+    mismatches = []
+
+    async def testbench(context):
+        for gemm, load, _ in cases:
+            context.set(gemm_word, encode(Opcode.GEMM, **gemm))
+            context.set(load_word, encode(Opcode.LOAD, **load))
+            python = weight_load_may_run_beside(Instruction(Opcode.GEMM, gemm),
+                                                Instruction(Opcode.LOAD, load), array)
+            if context.get(allowed) != python:
+                mismatches.append((gemm, load))
+
+    simulator = Simulator(m)
+    simulator.add_testbench(testbench)
+    simulator.run()
+    assert not mismatches, "seed 2: hardware and Python disagree"
+
+
+def test_bad_tables_are_rejected():
+    layout = ISA[Opcode.GELU].layout
+    with pytest.raises(ValueError, match=r"^GELU rules must name its fields \['count', 'dst', "
+                                         r"'src'\], not \['size'\]$"):
+        OpcodeSpec(opcode=Opcode.GELU, layout=layout, nonzero=("size",), unit="eltwise",
+                   counter="eltwise")
+    with pytest.raises(ValueError, match=r"^GELU rules must name its fields .*, not \['x'\]$"):
+        OpcodeSpec(opcode=Opcode.GELU, layout=layout, reads=(Region(Space.ACT, "x", "count"),))
+    with pytest.raises(ValueError, match=r"^GELU counter must be one of .*, not 'gelu'$"):
+        OpcodeSpec(opcode=Opcode.GELU, layout=layout, unit="eltwise", counter="gelu")
+    with pytest.raises(ValueError, match=r"^GELU must have both a unit and a counter or "
+                                         r"neither, not unit='eltwise', counter=None$"):
+        OpcodeSpec(opcode=Opcode.GELU, layout=layout, unit="eltwise")
 
 
 def test_malformed_words_are_rejected():
     with pytest.raises(ValueError, match=r"^unknown opcode 0x7e$"):
         decode(0x7E)
-    with pytest.raises(ValueError, match=r"^opcode TOKEN_SELECT is reserved$"):
-        decode(int(Opcode.TOKEN_SELECT))
     with pytest.raises(ValueError, match=r"^DONE instruction has bits set outside its fields$"):
         decode(int(Opcode.DONE) | 1 << 200)
+    with pytest.raises(ValueError, match=r"^GELU instruction has bits set outside its fields$"):
+        decode(encode(Opcode.GELU, src=0, dst=0, count=1) | 1 << 68)
 
 
 def test_bad_fields_are_rejected_when_encoding():
@@ -46,14 +208,26 @@ def test_bad_fields_are_rejected_when_encoding():
     with pytest.raises(ValueError, match=r"^GELU needs fields \['count', 'dst', 'src'\]; "
                                          r"missing \['count'\], unknown \['size'\]$"):
         encode(Opcode.GELU, src=0, dst=0, size=3)
-    with pytest.raises(ValueError, match=r"^opcode GEMM_SPARSE is reserved"):
-        encode(Opcode.GEMM_SPARSE)
 
 
-def test_documentation_lists_every_opcode_and_field():
+def rules_row(spec):
+    """The row of ``docs/isa.md``'s rules table for ``spec``."""
+    def listed(items, separator="; "):
+        return separator.join(items) or "-"
+    unit = "reserved" if spec.reserved else spec.unit or "controller"
+    return (f"| `{spec.opcode.name}` | {unit} | {spec.counter or '-'} | "
+            f"{listed((f'`{name}`' for name in spec.nonzero), ', ')} | "
+            f"{listed(str(region) for region in spec.reads)} | "
+            f"{listed(str(region) for region in spec.writes)} |")
+
+
+def test_documentation_lists_every_opcode_field_and_rule():
     text = DOCS.read_text()
-    for opcode, layout in FIELDS.items():
+    for opcode, spec in ISA.items():
         row = re.search(rf"^\| `{opcode.name}` \| 0x{int(opcode):02X} \|(.*)$", text, re.M)
-        assert row, f"docs/isa.md has no row for {opcode.name}"
-        for name, (offset, width) in layout.items():
-            assert f"`{name}`[{offset}:{offset + width}]" in row[1], (opcode.name, name)
+        assert row, f"docs/isa.md has no encoding row for {opcode.name}"
+        for name, field in spec.fields.items():
+            assert f"`{name}`[{field.offset}:{field.offset + field.width}]" in row[1], \
+                (opcode.name, name)
+        assert rules_row(spec) in text.splitlines(), \
+            f"docs/isa.md's rules row for {opcode.name} must read:\n{rules_row(spec)}"

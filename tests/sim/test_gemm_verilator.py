@@ -7,9 +7,9 @@ shape costs one Verilator build (cached by content across runs).
 import numpy as np
 import pytest
 
+from vitforge.errors import SimulationError
 from vitforge.hw.gemm.config import GemmConfig
 from vitforge.sim.gemm.cosim import simulate
-from vitforge.sim.runner import SimulationError
 from vitforge.sw.gemm.plan import command_cycles, plan_gemm
 from vitforge.sw.gemm.problems import PATTERNS, random_problem
 

@@ -6,8 +6,8 @@ import pytest
 from vitforge.sim.nonlinear.cosim import simulate_unit
 from vitforge.sw.golden.nonlinear.gelu import gelu
 from vitforge.sw.golden.nonlinear.softmax import softmax
-from vitforge.sw.nonlinear.gelu import gelu_table
-from vitforge.sw.nonlinear.softmax import exp_params
+from vitforge.sw.params.gelu import gelu_table
+from vitforge.sw.params.softmax import exp_params
 
 pytestmark = pytest.mark.verilator
 
@@ -53,7 +53,7 @@ def test_softmax_rows_with_changing_lengths_and_stalls(scale):
 
 def test_layernorm_rows_with_stalls():
     from vitforge.sw.golden.nonlinear.layernorm import layernorm
-    from vitforge.sw.nonlinear.layernorm import layernorm_params
+    from vitforge.sw.params.layernorm import layernorm_params
 
     seed = 8
     rng = np.random.default_rng(seed)

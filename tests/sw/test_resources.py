@@ -1,5 +1,6 @@
 import pytest
 
+from vitforge.errors import ToolchainError
 from vitforge.sw import resources
 
 # The shape of a Yosys 0.23 `stat` report after synth_xilinx -family xcup.
@@ -38,6 +39,6 @@ def test_log_without_a_report_is_rejected():
 
 def test_missing_yosys_says_how_to_install(monkeypatch):
     monkeypatch.setattr(resources.shutil, "which", lambda name: None)
-    with pytest.raises(resources.YosysMissing, match=r"^yosys not found; install it with: "
-                                                     r"apt-get install yosys"):
+    with pytest.raises(ToolchainError, match=r"^yosys not found; install it with: "
+                                             r"apt-get install yosys"):
         resources.estimate("module top(); endmodule", "top")

@@ -2,35 +2,35 @@
 
 Executes instructions in program order on a model of external memory and the
 scratchpads. The hardware may overlap instructions but must produce exactly
-this result. Every access is bounds-checked; a violation raises
-:exc:`ProgramError` naming the instruction.
+this result. Every instruction is checked against the rules of the ISA table
+(fields that must not be zero, scratchpad regions within their depth) and
+every external access against the image; a violation raises
+:exc:`~vitforge.errors.ProgramError` naming the instruction.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from vitforge.errors import ProgramError
 from vitforge.hw.accel.config import DRAM_WORD_BYTES
-from vitforge.hw.accel.isa import INSTRUCTION_BITS, Opcode, Space, decode
+from vitforge.hw.accel.isa import INSTRUCTION_BITS, ISA, Opcode, Space, decode, space_depth
 from vitforge.hw.gemm.descriptor import GemmDescriptor
+from vitforge.hw.numerics import GELU_TABLE_DEPTH, PHI_BITS
 from vitforge.sw.accel.memory import TABLE_ENTRIES_PER_WORD, entry_words, pack_entries, \
     unpack_entries
-from vitforge.sw.nonlinear.layernorm import LayerNormParams
-from vitforge.sw.nonlinear.softmax import ExpParams
+from vitforge.sw.params.layernorm import LayerNormParams
+from vitforge.sw.params.softmax import ExpParams
 
 from ..gemm.engine import execute as execute_gemm
 from ..nonlinear.layernorm import layernorm_rows
 from ..nonlinear.softmax import softmax_rows
 from .residual import residual_add
 
-__all__ = ["ProgramError", "Machine", "run_program", "INSTRUCTION_WORDS"]
+__all__ = ["Machine", "run_program", "INSTRUCTION_WORDS"]
 
 #: External-memory words per instruction.
 INSTRUCTION_WORDS = INSTRUCTION_BITS // (8 * DRAM_WORD_BYTES)
-
-
-class ProgramError(ValueError):
-    """A program asked for something impossible; the message names the instruction."""
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Machine:
         self.shift = np.zeros(config.prm_depth, np.int64)
         self.gamma = np.zeros(config.lnp_depth, np.int64)
         self.beta = np.zeros(config.lnp_depth, np.int64)
-        self.table = np.zeros(256, np.int8)
+        self.table = np.zeros(GELU_TABLE_DEPTH, np.int8)
         self.executed = 0
 
 
@@ -79,10 +79,19 @@ def _check(condition, index, instruction, message):
         raise ProgramError(f"instruction {index} ({instruction.opcode.name}): {message}")
 
 
-def _span(index, instruction, name, start, count, depth):
-    _check(count > 0, index, instruction, f"{name} count must be positive, not {count}")
-    _check(start + count <= depth, index, instruction,
-           f"{name} words {start}..{start + count - 1} are beyond its depth {depth}")
+def _check_rules(machine, index, inst):
+    """The ISA table's rules: no ``nonzero`` field is zero, every region lies in its scratchpad."""
+    spec = ISA[inst.opcode]
+    for name in spec.nonzero:
+        _check(getattr(inst, name) > 0, index, inst, f"{name} must be positive, not 0")
+    for region in (*spec.reads, *spec.writes):
+        span = region.span(inst, machine.config.array)
+        _check(span.space in Space._value2member_map_, index, inst,
+               f"unknown space {span.space}")
+        space = Space(span.space)
+        depth = space_depth(space, machine.config)
+        _check(span.end <= depth, index, inst,
+               f"{space.name} words {span.first}..{span.end - 1} are beyond its depth {depth}")
 
 
 def _dram_bytes(machine, index, instruction, word, words):
@@ -95,18 +104,13 @@ def _dram_bytes(machine, index, instruction, word, words):
 
 def _load(machine, index, inst):
     config = machine.config
-    space = Space(inst.space) if inst.space in Space._value2member_map_ else None
-    _check(space is not None, index, inst, f"unknown space {inst.space}")
+    space = Space(inst.space)
     if space == Space.TBL:
-        _span(index, inst, "table", inst.spad_addr, inst.count * TABLE_ENTRIES_PER_WORD, 256)
         where = _dram_bytes(machine, index, inst, inst.dram_addr, inst.count)
         start = inst.spad_addr
         machine.table[start:start + inst.count * TABLE_ENTRIES_PER_WORD] = unpack_entries(
             space, machine.dram[where].tobytes(), config)
         return
-    depth = {Space.ACT: config.act_depth, Space.WGT: config.wgt_depth,
-             Space.PRM: config.prm_depth, Space.LNP: config.lnp_depth}[space]
-    _span(index, inst, space.name, inst.spad_addr, inst.count, depth)
     where = _dram_bytes(machine, index, inst, inst.dram_addr,
                         inst.count * entry_words(space, config))
     values = unpack_entries(space, machine.dram[where].tobytes(), config)
@@ -123,7 +127,6 @@ def _load(machine, index, inst):
 
 def _store(machine, index, inst):
     config = machine.config
-    _span(index, inst, "ACT", inst.spad_addr, inst.count, config.act_depth)
     where = _dram_bytes(machine, index, inst, inst.dram_addr,
                         inst.count * config.act_entry_words)
     words = machine.act[inst.spad_addr:inst.spad_addr + inst.count]
@@ -132,85 +135,69 @@ def _store(machine, index, inst):
 
 def _gemm(machine, index, inst):
     config = machine.config
-    descriptor = GemmDescriptor(**{name: inst.fields[name] for name in (
-        "a_addr", "a_stride", "b_addr", "b_stride", "c_addr", "c_stride", "p_addr", "k",
-        "m_tiles", "n")}) if inst.k and inst.m_tiles and inst.n else None
-    _check(descriptor is not None, index, inst, "k, m_tiles and n must be positive")
+    descriptor = GemmDescriptor(**inst.fields)
     try:
         descriptor.check(config.gemm)
     except ValueError as error:
         raise ProgramError(f"instruction {index} (GEMM): {error}") from None
-    # The result must not overwrite the operand while the GEMM still reads it.
-    a_end = inst.a_addr + (inst.m_tiles - 1) * inst.a_stride + inst.k
-    c_end = inst.c_addr + (inst.m_tiles - 1) * inst.c_stride + inst.n
-    _check(c_end <= inst.a_addr or a_end <= inst.c_addr, index, inst,
-           f"result words {inst.c_addr}..{c_end - 1} overlap operand words "
-           f"{inst.a_addr}..{a_end - 1}")
+    # The result (C) must not overwrite the operand (A) while the GEMM still reads it.
+    spec = ISA[Opcode.GEMM]
+    a, c = (region.span(inst, config.array) for region in (spec.reads[0], spec.writes[0]))
+    _check(c.end <= a.first or a.end <= c.first, index, inst,
+           f"result words {c.first}..{c.end - 1} overlap operand words {a.first}..{a.end - 1}")
     execute_gemm(_Images(config.gemm, machine.act, machine.wgt, machine.act, machine.bias,
                          machine.multiplier, machine.shift), descriptor)
 
 
-def _rows(machine, index, inst, src, stride, tiles, length):
+def _rows(machine, src, stride, tiles, length):
     """The ``tiles * array`` rows of ``length`` words at ``src`` (lane = row)."""
-    _check(tiles > 0 and length > 0, index, inst, "tile count and row length must be positive")
-    _span(index, inst, "source", src, (tiles - 1) * stride + length, machine.config.act_depth)
     addresses = src + np.arange(tiles)[:, None] * stride + np.arange(length)[None, :]
     # (tiles, length, lanes) -> (tiles, lanes, length) -> rows
     return machine.act[addresses].transpose(0, 2, 1).reshape(-1, length)
 
 
-def _write_rows(machine, index, inst, dst, stride, tiles, length, rows):
-    _span(index, inst, "destination", dst, (tiles - 1) * stride + length,
-          machine.config.act_depth)
+def _write_rows(machine, dst, stride, tiles, length, rows):
     lanes = machine.config.array
     addresses = dst + np.arange(tiles)[:, None] * stride + np.arange(length)[None, :]
     machine.act[addresses] = rows.reshape(tiles, lanes, length).transpose(0, 2, 1)
 
 
 def _softmax(machine, index, inst):
-    rows = _rows(machine, index, inst, inst.src, inst.src_stride, inst.m_tiles, inst.length)
+    rows = _rows(machine, inst.src, inst.src_stride, inst.m_tiles, inst.length)
     params = ExpParams(ratio=inst.ratio, alpha=inst.alpha, beta=inst.beta, gamma=inst.gamma)
-    _check(params.ratio > 0 and params.beta >= 1 << 15, index, inst,
+    _check(params.ratio > 0 and params.beta >= 1 << PHI_BITS, index, inst,
            "ratio must be positive and beta at least 2**15")
     probabilities = softmax_rows(rows, params).astype(np.int8)
-    _write_rows(machine, index, inst, inst.dst, inst.dst_stride, inst.m_tiles, inst.length,
-                probabilities)
+    _write_rows(machine, inst.dst, inst.dst_stride, inst.m_tiles, inst.length, probabilities)
 
 
 def _layernorm(machine, index, inst):
-    rows = _rows(machine, index, inst, inst.src, inst.src_stride, inst.m_tiles, inst.channels)
-    _span(index, inst, "LNP", inst.lnp_addr, inst.channels, machine.config.lnp_depth)
+    rows = _rows(machine, inst.src, inst.src_stride, inst.m_tiles, inst.channels)
     channels = slice(inst.lnp_addr, inst.lnp_addr + inst.channels)
     params = LayerNormParams(eps=inst.eps, gamma=machine.gamma[channels],
                              beta=machine.beta[channels], multiplier=inst.multiplier,
                              shift=inst.shift)
-    _write_rows(machine, index, inst, inst.dst, inst.dst_stride, inst.m_tiles, inst.channels,
+    _write_rows(machine, inst.dst, inst.dst_stride, inst.m_tiles, inst.channels,
                 layernorm_rows(rows, params))
 
 
-def _elementwise_spans(machine, index, inst, *starts):
-    for start in starts:
-        _span(index, inst, "ACT", start, inst.count, machine.config.act_depth)
+def _words(inst, *starts):
+    """The ``inst.count`` words from each of ``starts``, as slices."""
     return [slice(start, start + inst.count) for start in starts]
 
 
 def _gelu(machine, index, inst):
-    src, dst = _elementwise_spans(machine, index, inst, inst.src, inst.dst)
+    src, dst = _words(inst, inst.src, inst.dst)
     machine.act[dst] = machine.table[machine.act[src].view(np.uint8)]
 
 
 def _add(machine, index, inst):
-    x, y, dst = _elementwise_spans(machine, index, inst, inst.x, inst.y, inst.dst)
+    x, y, dst = _words(inst, inst.x, inst.y, inst.dst)
     machine.act[dst] = residual_add(machine.act[x], machine.act[y], inst.x_multiplier,
                                     inst.y_multiplier, inst.shift)
 
 
 def _copy_to_wgt(machine, index, inst):
-    config = machine.config
-    _check(inst.tiles > 0 and inst.words > 0, index, inst, "tiles and words must be positive")
-    _span(index, inst, "ACT", inst.src, (inst.tiles - 1) * inst.src_stride + inst.words,
-          config.act_depth)
-    _span(index, inst, "WGT", inst.dst, inst.tiles * inst.words, config.wgt_depth)
     addresses = inst.src + np.arange(inst.tiles)[:, None] * inst.src_stride \
         + np.arange(inst.words)[None, :]
     machine.wgt[inst.dst:inst.dst + inst.tiles * inst.words] = \
@@ -218,16 +205,8 @@ def _copy_to_wgt(machine, index, inst):
 
 
 def _transpose_to_wgt(machine, index, inst):
-    config = machine.config
-    lanes = config.array
+    lanes = machine.config.array
     tokens = inst.token_tiles * lanes
-    _check(inst.token_tiles > 0 and inst.channel_tiles > 0, index, inst,
-           "token_tiles and channel_tiles must be positive")
-    _span(index, inst, "ACT", inst.src,
-          (inst.token_tiles - 1) * inst.src_stride + inst.channel_tiles * lanes,
-          config.act_depth)
-    _span(index, inst, "WGT", inst.dst, (inst.channel_tiles - 1) * inst.dst_stride + tokens,
-          config.wgt_depth)
     for channel_tile in range(inst.channel_tiles):
         # act[src + t*stride + ct*lanes + c][r] = V[t*lanes + r, ct*lanes + c]
         addresses = inst.src + np.arange(inst.token_tiles)[:, None] * inst.src_stride \
@@ -269,6 +248,7 @@ def run_program(machine, program_addr, *, max_instructions=1_000_000):
         machine.executed += 1
         if instruction.opcode == Opcode.DONE:
             return index + 1
+        _check_rules(machine, index, instruction)
         handler = _EXECUTE.get(instruction.opcode)
         if handler is not None:
             handler(machine, index, instruction)

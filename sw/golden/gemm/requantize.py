@@ -2,11 +2,9 @@
 
 import numpy as np
 
-from vitforge.hw.gemm.config import BIAS_BITS, MULTIPLIER_BITS, SHIFT_BITS
+from vitforge.hw.numerics import BIAS_BITS, MULTIPLIER_BITS, OPERAND_MAX, OPERAND_MIN, SHIFT_BITS
 
 __all__ = ["requantize", "check_requant_params"]
-
-INT8_MIN, INT8_MAX = -128, 127
 
 
 def check_requant_params(bias, multiplier, shift):
@@ -50,4 +48,4 @@ def requantize(acc, bias, multiplier, shift):
     # int64 for every shift up to 63.
     halved = (np.right_shift(product, np.maximum(shift - 1, 0)) + 1) >> 1
     rounded = np.where(shift == 0, product, halved)
-    return np.clip(rounded, INT8_MIN, INT8_MAX).astype(np.int8)
+    return np.clip(rounded, OPERAND_MIN, OPERAND_MAX).astype(np.int8)

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-__all__ = ["exp_q15", "EXP_SHIFT_LIMIT"]
+from vitforge.hw.numerics import (EXP_POLYNOMIAL_SHIFT, EXP_SHIFT_LIMIT, PHI_BITS,
+                                  RATIO_FRACTION_BITS)
 
-#: Results are below 2**16, so shifting by 16 or more gives 0.
-EXP_SHIFT_LIMIT = 16
+__all__ = ["exp_q15"]
 
 
 def exp_q15(n, params):
@@ -21,8 +21,8 @@ def exp_q15(n, params):
     """
     n = np.asarray(n, dtype=np.int64)
     w = n * params.ratio
-    z = w >> 20
-    phi = (w >> 5) & 0x7FFF
+    z = w >> RATIO_FRACTION_BITS
+    phi = (w >> (RATIO_FRACTION_BITS - PHI_BITS)) & ((1 << PHI_BITS) - 1)
     d = params.beta - phi
-    e = ((params.alpha * d * d) >> 31) + params.gamma
+    e = ((params.alpha * d * d) >> EXP_POLYNOMIAL_SHIFT) + params.gamma
     return np.where(z >= EXP_SHIFT_LIMIT, 0, e >> np.minimum(z, EXP_SHIFT_LIMIT - 1))

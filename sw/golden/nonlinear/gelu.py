@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from vitforge.hw.numerics import GELU_TABLE_DEPTH
+
 __all__ = ["gelu"]
 
 
@@ -11,7 +13,7 @@ def gelu(q, table):
     if q.dtype != np.int8:
         raise TypeError(f"GELU input must have dtype int8, not {q.dtype}")
     table = np.asarray(table)
-    if table.shape != (256,) or table.dtype != np.int8:
-        raise ValueError(f"GELU table must be 256 int8 entries, not {table.dtype} of shape "
-                         f"{table.shape}")
+    if table.shape != (GELU_TABLE_DEPTH,) or table.dtype != np.int8:
+        raise ValueError(f"GELU table must be {GELU_TABLE_DEPTH} int8 entries, not "
+                         f"{table.dtype} of shape {table.shape}")
     return table[q.view(np.uint8)]

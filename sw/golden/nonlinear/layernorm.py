@@ -2,17 +2,11 @@
 
 import numpy as np
 
+from vitforge.hw.numerics import LAYERNORM_RECIPROCAL_BITS, NORMALIZE_SHIFT, SQRT_GUARD_BITS
+
 from ..gemm.requantize import requantize
 
-__all__ = ["layernorm", "layernorm_rows", "isqrt", "SQRT_GUARD_BITS", "RECIPROCAL_BITS",
-           "NORMALIZE_SHIFT"]
-
-#: ``s = isqrt(D << 16)`` is ``sqrt(D)`` with 8 fraction bits.
-SQRT_GUARD_BITS = 16
-#: ``r = floor(2**40 / s)``.
-RECIPROCAL_BITS = 40
-#: ``z = (n * r) >> 22`` has 10 fraction bits: 40 - 8 - 10 = 22.
-NORMALIZE_SHIFT = 22
+__all__ = ["layernorm", "layernorm_rows", "isqrt"]
 
 
 def isqrt(values):
@@ -45,7 +39,7 @@ def layernorm_rows(x, params):
     s2 = (x * x).sum(axis=1, keepdims=True)
     d = channels * s2 - s1 * s1 + params.eps
     s = isqrt(d << SQRT_GUARD_BITS)
-    r = np.where(s > 0, (1 << RECIPROCAL_BITS) // np.maximum(s, 1), 0)
+    r = np.where(s > 0, (1 << LAYERNORM_RECIPROCAL_BITS) // np.maximum(s, 1), 0)
     z = ((channels * x - s1) * r) >> NORMALIZE_SHIFT
     return requantize(z * params.gamma, params.beta, params.multiplier, params.shift)
 

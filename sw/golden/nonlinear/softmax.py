@@ -2,12 +2,11 @@
 
 import numpy as np
 
+from vitforge.hw.numerics import SOFTMAX_RECIPROCAL_BITS, softmax_one
+
 from .exp import exp_q15
 
-__all__ = ["softmax", "softmax_rows", "RECIPROCAL_BITS"]
-
-#: The row's reciprocal is ``floor(one * 2**32 / sum)``.
-RECIPROCAL_BITS = 32
+__all__ = ["softmax", "softmax_rows"]
 
 
 def softmax_rows(q, params, out_bits=8):
@@ -28,11 +27,12 @@ def softmax_rows(q, params, out_bits=8):
     if q.dtype != np.int8 or q.ndim != 2 or q.size == 0:
         raise ValueError(f"softmax rows must be a non-empty 2-D int8 array, not {q.dtype} of "
                          f"shape {q.shape}")
-    one = (1 << (out_bits - 1)) - 1
+    one = softmax_one(out_bits)
     wide = q.astype(np.int64)
     e = exp_q15(wide.max(axis=1, keepdims=True) - wide, params)
-    reciprocal = (one << RECIPROCAL_BITS) // e.sum(axis=1, keepdims=True)
-    return np.minimum((e * reciprocal + (1 << (RECIPROCAL_BITS - 1))) >> RECIPROCAL_BITS, one)
+    reciprocal = (one << SOFTMAX_RECIPROCAL_BITS) // e.sum(axis=1, keepdims=True)
+    rounding = 1 << (SOFTMAX_RECIPROCAL_BITS - 1)
+    return np.minimum((e * reciprocal + rounding) >> SOFTMAX_RECIPROCAL_BITS, one)
 
 
 def softmax(q, params, out_bits=8):

@@ -5,12 +5,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from vitforge.errors import WatchdogError
 from vitforge.hw.accel.accelerator import ERROR_EMPTY, ERROR_NONE, ERROR_OPCODE
 from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.isa import Opcode, encode
 from vitforge.sim.accel.session import run_system
 from vitforge.sim.accel.system import SimulatedSystem
-from vitforge.sim.pins import WatchdogError, run_in_amaranth
+from vitforge.sim.pins import run_in_amaranth
 from vitforge.sw.accel.compiler import compile_blocks, config_for
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sw.golden.encoder import encoder_block

@@ -7,10 +7,11 @@ without a build, so corner cases of the controller are cheap to cover.
 import numpy as np
 import pytest
 
+from vitforge.errors import WatchdogError
 from vitforge.hw.gemm.config import GemmConfig
 from vitforge.hw.gemm.engine import GemmEngine
 from vitforge.sim.gemm.session import run_session
-from vitforge.sim.pins import WatchdogError, run_in_amaranth
+from vitforge.sim.pins import run_in_amaranth
 from vitforge.sw.gemm.plan import GemmProblem, command_cycles, plan_gemm
 from vitforge.sw.gemm.problems import random_problem
 from vitforge.sw.golden.gemm.run import run_jobs

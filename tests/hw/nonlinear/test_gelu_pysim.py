@@ -7,7 +7,7 @@ from vitforge.hw.nonlinear.gelu import GeluUnit
 from vitforge.sim.nonlinear.gelu_session import run_gelu
 from vitforge.sim.pins import run_in_amaranth
 from vitforge.sw.golden.nonlinear.gelu import gelu
-from vitforge.sw.nonlinear.gelu import gelu_table
+from vitforge.sw.params.gelu import gelu_table
 
 ALL_INT8 = np.arange(-128, 128).astype(np.int8)
 

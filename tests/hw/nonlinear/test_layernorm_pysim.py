@@ -7,7 +7,7 @@ from vitforge.hw.nonlinear.layernorm import LayerNormUnit
 from vitforge.sim.nonlinear.layernorm_session import run_layernorm
 from vitforge.sim.pins import run_in_amaranth
 from vitforge.sw.golden.nonlinear.layernorm import layernorm
-from vitforge.sw.nonlinear.layernorm import layernorm_params
+from vitforge.sw.params.layernorm import layernorm_params
 
 
 def simulate(rows, params, *, lanes, **stalls):

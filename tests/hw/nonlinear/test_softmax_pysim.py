@@ -7,7 +7,7 @@ from vitforge.hw.nonlinear.softmax import SoftmaxUnit
 from vitforge.sim.nonlinear.softmax_session import run_softmax
 from vitforge.sim.pins import run_in_amaranth
 from vitforge.sw.golden.nonlinear.softmax import softmax
-from vitforge.sw.nonlinear.softmax import exp_params
+from vitforge.sw.params.softmax import exp_params
 
 
 def simulate(rows, *, lanes, max_length, scale, out_bits=8, **stalls):

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
+from vitforge.errors import ProgramError
 from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.isa import Opcode, Space, encode
 from vitforge.sw.accel.compiler import compile_blocks
-from vitforge.sw.golden.accel.interpreter import Machine, ProgramError, run_program
+from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sw.golden.encoder import encoder_block
 from vitforge.sw.model.random_block import random_blocks
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from vitforge.errors import ToolchainError
 from vitforge.sw.model.timm_import import from_timm_state_dict, load_timm_checkpoint
 from vitforge.sw.model.vit import PRESETS, forward, random_vit
 
@@ -69,6 +70,6 @@ def test_checkpoint_without_pytorch_says_how_to_get_it(monkeypatch, tmp_path):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_torch)
-    with pytest.raises(ImportError, match=r"^reading a PyTorch checkpoint needs PyTorch: "
-                                          r"pip install -e '\.\[train\]'$"):
+    with pytest.raises(ToolchainError, match=r"^reading a PyTorch checkpoint needs PyTorch: "
+                                             r"pip install -e '\.\[train\]'$"):
         load_timm_checkpoint(tmp_path / "x.pth")

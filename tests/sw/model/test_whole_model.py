@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vitforge.sw.accel.compiler import compile_model, config_for_model, read_logits
+from vitforge.sw.accel.compiler import compile_model, config_for_model
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sw.golden.encoder import vit_logits
 from vitforge.sw.model.digits import digits_split
@@ -64,21 +64,58 @@ def test_embedded_model_keeps_its_accuracy_in_int8():
     assert (integers == labels).mean() >= float_accuracy - 0.01       # the issue's goal
 
 
-@pytest.mark.parametrize("array", [4, 8])
-def test_compiled_model_equals_the_direct_integer_model(array):
-    seed = 3
+def random_model(seed, images=14):
+    """A random ``tiny`` model calibrated on 10 images, and the patches of the others."""
     rng = np.random.default_rng(seed)
     vit = random_vit(PRESETS["tiny"], rng, scale=0.2)
-    images = rng.uniform(0, 1, (14, 1, 8, 8))
-    model = quantize_vit(vit, images[:10])
-    config = config_for_model(model, array)
-    for image in images[10:]:
-        patches = quantize_tensor(patchify(image[None], vit.shape)[0], model.input_scale)
-        program = compile_model(config, model, patches)
-        machine = Machine(config, program.image)
-        run_program(machine, program.program_addr)
-        np.testing.assert_array_equal(read_logits(program, machine.dram),
-                                      vit_logits(model, patches), err_msg=f"seed {seed}")
+    pictures = rng.uniform(0, 1, (images, 1, 8, 8))
+    model = quantize_vit(vit, pictures[:10])
+    return model, [quantize_tensor(patchify(picture[None], vit.shape)[0], model.input_scale)
+                   for picture in pictures[10:]]
+
+
+def run_logits(program):
+    machine = Machine(program.config, program.image)
+    run_program(machine, program.program_addr)
+    return program.result(machine.dram)
+
+
+@pytest.mark.parametrize("array", [4, 8])
+def test_compiled_model_equals_the_direct_integer_model(array):
+    """Compiled once; each image's patches are patched into the image."""
+    model, images = random_model(3)
+    program = compile_model(config_for_model(model, array), model)
+    for index, patches in enumerate(images):
+        np.testing.assert_array_equal(run_logits(program.with_input(patches)),
+                                      vit_logits(model, patches), err_msg=f"image {index}")
+
+
+def test_patched_inputs_give_the_image_of_a_fresh_compile():
+    model, (first, second) = random_model(6, images=12)
+    config = config_for_model(model, 4)
+    program = compile_model(config, model, first)
+    for patches in (first, second):
+        assert program.with_input(patches).image == compile_model(config, model, patches).image
+    assert compile_model(config, model).with_input(second) == \
+        compile_model(config, model, second)
+    with pytest.raises(ValueError, match=r"^patches must be int8 of shape \(16, 4\), not "
+                                         r"int8 of shape \(17, 4\)$"):
+        program.with_input(np.zeros((17, 4), np.int8))
+
+
+@pytest.mark.parametrize("block_tokens", [(17, 9), (13, 1), (4, 4)])
+def test_later_stages_on_fewer_tokens_keep_the_class_token(block_tokens):
+    """Block ``i`` runs on the first ``block_tokens[i]`` tokens; the class token is row 0."""
+    model, images = random_model(7, images=12)
+    config = config_for_model(model, 4)
+    program = compile_model(config, model, block_tokens=block_tokens)
+    full = compile_model(config, model)
+    assert len(program.instructions) == len(full.instructions)
+    assert program.macs < full.macs
+    for index, patches in enumerate(images):
+        np.testing.assert_array_equal(run_logits(program.with_input(patches)),
+                                      vit_logits(model, patches, block_tokens=block_tokens),
+                                      err_msg=f"image {index}, stages {block_tokens}")
 
 
 def test_quantized_model_round_trips_through_one_file(tmp_path):
@@ -99,11 +136,31 @@ def test_quantized_model_round_trips_through_one_file(tmp_path):
         compile_model(config, model, patches).image
 
 
+def test_files_with_the_class_token_last_are_converted(tmp_path):
+    """Format 1 stored the position table as ``[patches..., class token]``."""
+    import json
+
+    from vitforge.sw.model.quantized_io import load_quantized, save_quantized
+
+    rng = np.random.default_rng(5)
+    vit = random_vit(PRESETS["tiny"], rng, scale=0.2)
+    model = quantize_vit(vit, rng.uniform(0, 1, (4, 1, 8, 8)))
+    save_quantized(tmp_path / "q.npz", model)
+    with np.load(tmp_path / "q.npz") as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["format"] = "vitforge-int8-vit-1"
+    arrays["meta"] = np.array(json.dumps(meta))
+    arrays["position"] = np.roll(model.position, -1, axis=0)
+    np.savez_compressed(tmp_path / "old.npz", **arrays)
+    np.testing.assert_array_equal(load_quantized(tmp_path / "old.npz").position, model.position)
+
+
 def test_malformed_quantized_files_are_rejected(tmp_path):
     from vitforge.sw.model.quantized_io import load_quantized
 
     vit = random_vit(PRESETS["tiny"], np.random.default_rng(0))
     save_vit(tmp_path / "float.npz", vit)
     with pytest.raises(ValueError, match=r"float\.npz has format 'vitforge-float-vit-1', "
-                                         r"expected 'vitforge-int8-vit-1'$"):
+                                         r"expected 'vitforge-int8-vit-2'$"):
         load_quantized(tmp_path / "float.npz")

@@ -12,10 +12,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from vitforge.errors import ConfigError, ProgramError, ToolchainError
 from vitforge.hw.accel.accelerator import ERROR_OPCODE
 from vitforge.hw.accel.isa import Opcode, encode
 from vitforge.sw.accel.compiler import compile_blocks, config_for
-from vitforge.sw.golden.accel.interpreter import Machine, ProgramError, run_program
+from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sw.model.random_block import random_blocks
 from vitforge.sw.runtime.driver import OFFSET, AcceleratorDriver, DriverError
 from vitforge.sw.runtime.pynq_transport import PynqTransport
@@ -151,7 +152,7 @@ def test_error_status_and_missing_interrupt_raise_driver_errors():
 
 def test_missing_ip_and_missing_pynq_are_explained():
     device = FakeDevice(block_program()[0].config)
-    with pytest.raises(ValueError, match=r"^bitfile x.bit has no IP named 'accel'; it has dma$"):
+    with pytest.raises(ConfigError, match=r"^bitfile x.bit has no IP named 'accel'; it has dma$"):
         PynqTransport("x.bit", pynq_module=fake_pynq(device, ip_name="dma"))
-    with pytest.raises(RuntimeError, match=r"needs the 'pynq' package"):
+    with pytest.raises(ToolchainError, match=r"needs the 'pynq' package"):
         PynqTransport("x.bit")

@@ -4,17 +4,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vitforge.errors import ConfigError
+from vitforge.hw.numerics import (BETA_BITS, EPS_BITS, GAMMA_BITS, MAX_CHANNELS,
+                                  NORMALIZED_FRACTION_BITS)
 from vitforge.sw.quant import fixed_point_multiplier
 
 from .reference import check_scale
 
-__all__ = ["LayerNormParams", "layernorm_params", "NORMALIZED_FRACTION_BITS", "MAX_CHANNELS"]
+__all__ = ["LayerNormParams", "layernorm_params"]
 
-#: The normalized value ``(x - mean) / std`` is computed in Q.10.
-NORMALIZED_FRACTION_BITS = 10
-#: Widths are sized for hidden sizes up to this (|z| < 2**15, |z * gamma| < 2**31).
-MAX_CHANNELS = 1024
-_GAMMA_MAX = (1 << 15) - 1
+_GAMMA_MAX = (1 << (GAMMA_BITS - 1)) - 1
 
 
 @dataclass(frozen=True)
@@ -38,35 +37,35 @@ def layernorm_params(scale_in, gamma, beta, eps, scale_out):
 
     Raises
     ------
-    ValueError
+    vitforge.errors.ConfigError
         On non-positive scales, a negative eps, shapes that differ, more than
-        :data:`MAX_CHANNELS` channels, all-zero gamma, or a beta too large for
-        int32 in that unit.
+        :data:`~vitforge.hw.numerics.MAX_CHANNELS` channels, all-zero gamma, or a
+        beta too large for int32 in that unit.
     """
     scale_in = check_scale("scale_in", scale_in)
     scale_out = check_scale("scale_out", scale_out)
     gamma = np.asarray(gamma, dtype=np.float64)
     beta = np.asarray(beta, dtype=np.float64)
     if gamma.ndim != 1 or gamma.shape != beta.shape:
-        raise ValueError(f"gamma and beta must be 1-D of one shape, not {gamma.shape} and "
-                         f"{beta.shape}")
+        raise ConfigError(f"gamma and beta must be 1-D of one shape, not {gamma.shape} and "
+                          f"{beta.shape}")
     channels = gamma.size
     if not 1 <= channels <= MAX_CHANNELS:
-        raise ValueError(f"channels must lie in [1, {MAX_CHANNELS}], not {channels}")
+        raise ConfigError(f"channels must lie in [1, {MAX_CHANNELS}], not {channels}")
     if not np.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be non-negative and finite, not {eps!r}")
+        raise ConfigError(f"eps must be non-negative and finite, not {eps!r}")
     gamma_scale = np.abs(gamma).max() / _GAMMA_MAX
     if not gamma_scale > 0:
-        raise ValueError("gamma must not be all zero")
+        raise ConfigError("gamma must not be all zero")
     product_unit = gamma_scale * 2.0 ** -NORMALIZED_FRACTION_BITS
     beta_q = np.round(beta / product_unit)
-    if np.abs(beta_q).max() >= 1 << 31:
-        raise ValueError(f"beta must stay within 2**31 units of {product_unit:.3g}, not "
-                         f"{np.abs(beta).max():.3g}")
+    if np.abs(beta_q).max() >= 1 << (BETA_BITS - 1):
+        raise ConfigError(f"beta must stay within 2**31 units of {product_unit:.3g}, not "
+                          f"{np.abs(beta).max():.3g}")
     multiplier, shift = fixed_point_multiplier(product_unit / scale_out)
     eps_q = int(round(eps * channels ** 2 / scale_in ** 2))
-    if eps_q >= 1 << 32:
-        raise ValueError(f"eps * channels**2 / scale_in**2 must be below 2**32, not {eps_q}")
+    if eps_q >= 1 << EPS_BITS:
+        raise ConfigError(f"eps * channels**2 / scale_in**2 must be below 2**32, not {eps_q}")
     return LayerNormParams(
         eps=eps_q,
         gamma=np.round(gamma / gamma_scale).astype(np.int64),

@@ -3,15 +3,14 @@
 from dataclasses import dataclass
 import math
 
+from vitforge.errors import ConfigError
+from vitforge.hw.numerics import (ALPHA_FRACTION_BITS, COEFFICIENT_BITS, EXP_AT_ZERO_MIN_BITS,
+                                  EXP_BITS, EXP_POLYNOMIAL_SHIFT, PHI_BITS, RATIO_BITS,
+                                  RATIO_FRACTION_BITS)
+
 from .reference import check_scale
 
-__all__ = ["ExpParams", "exp_params", "RATIO_FRACTION_BITS", "PHI_BITS", "IBERT_COEFFICIENTS",
-           "MINIMAX_COEFFICIENTS"]
-
-#: ``ratio = scale / ln 2`` is a Q.20 fixed-point number.
-RATIO_FRACTION_BITS = 20
-#: The fraction ``phi`` of ``-x / ln 2`` has 15 bits; results are Q0.15.
-PHI_BITS = 15
+__all__ = ["ExpParams", "exp_params", "IBERT_COEFFICIENTS", "MINIMAX_COEFFICIENTS"]
 
 #: ``2**-phi ~ alpha * (phi - beta)**2 + gamma`` on ``[0, 1)``. I-BERT's
 #: polynomial ``0.3585 (p + 1.353)**2 + 0.344`` on ``p = -phi * ln 2``
@@ -39,24 +38,28 @@ def exp_params(scale, coefficients=MINIMAX_COEFFICIENTS):
 
     Raises
     ------
-    ValueError
+    vitforge.errors.ConfigError
         If ``scale`` is not positive, or so large (>= 11.5) that 255 steps
         overflow the 32-bit product ``n * ratio``, or so small that ``ratio``
         rounds to 0.
     """
     scale = check_scale("scale", scale)
     ratio = round(scale / math.log(2) * 2 ** RATIO_FRACTION_BITS)
-    if not 1 <= ratio < 1 << 24:
-        raise ValueError(f"scale must lie in [{math.log(2) * 2 ** -21:.3g}, "
-                         f"{math.log(2) * 2 ** 4:.3g}), not {scale!r}")
+    if not 1 <= ratio < 1 << RATIO_BITS:
+        lowest = math.log(2) * 2 ** -(RATIO_FRACTION_BITS + 1)      # ratio rounds to 1
+        limit = math.log(2) * 2 ** (RATIO_BITS - RATIO_FRACTION_BITS)
+        raise ConfigError(f"scale must lie in [{lowest:.3g}, {limit:.3g}), not {scale!r}")
     alpha, beta, gamma = coefficients
-    params = ExpParams(ratio=ratio, alpha=round(alpha * 2 ** 16),
+    params = ExpParams(ratio=ratio, alpha=round(alpha * 2 ** ALPHA_FRACTION_BITS),
                        beta=round(beta * 2 ** PHI_BITS), gamma=round(gamma * 2 ** PHI_BITS))
     # The hardware's widths hold these, and exp(0) must be about 1.0 (2**15),
     # which bounds the reciprocal of the row sum.
-    at_zero = ((params.alpha * params.beta ** 2) >> 31) + params.gamma
-    if not (params.alpha < 1 << 16 and 1 << PHI_BITS <= params.beta < 1 << 16
-            and params.gamma < 1 << 16 and 1 << 14 <= at_zero < 1 << 16):
+    at_zero = ((params.alpha * params.beta ** 2) >> EXP_POLYNOMIAL_SHIFT) + params.gamma
+    coefficient_limit = 1 << COEFFICIENT_BITS
+    if not (params.alpha < coefficient_limit
+            and 1 << PHI_BITS <= params.beta < coefficient_limit
+            and params.gamma < coefficient_limit
+            and 1 << EXP_AT_ZERO_MIN_BITS <= at_zero < 1 << EXP_BITS):
         raise ValueError(f"coefficients must give 0.5 <= exp(0) < 2 in the hardware's "
                          f"widths, not {coefficients!r}")
     return params

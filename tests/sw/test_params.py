@@ -7,10 +7,10 @@ import pytest
 
 from vitforge.sw.golden.nonlinear.exp import exp_q15
 from vitforge.sw.golden.nonlinear.gelu import gelu
-from vitforge.sw.nonlinear import reference
-from vitforge.sw.nonlinear.gelu import INPUTS, gelu_table
-from vitforge.sw.nonlinear.layernorm import layernorm_params
-from vitforge.sw.nonlinear.softmax import IBERT_COEFFICIENTS, exp_params
+from vitforge.sw.params import reference
+from vitforge.sw.params.gelu import INPUTS, gelu_table
+from vitforge.sw.params.layernorm import layernorm_params
+from vitforge.sw.params.softmax import IBERT_COEFFICIENTS, exp_params
 
 
 def test_gelu_table_is_the_best_int8_rounding():

@@ -4,15 +4,17 @@ import math
 
 import numpy as np
 
+from vitforge.errors import ConfigError, ConfigTypeError
+
 __all__ = ["gelu", "softmax", "layernorm", "check_scale"]
 
 
 def check_scale(name, scale):
     """Raise unless ``scale`` is a positive finite real number."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)):
-        raise TypeError(f"{name} must be a real number, not {scale!r}")
+        raise ConfigTypeError(f"{name} must be a real number, not {scale!r}")
     if not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"{name} must be positive and finite, not {scale!r}")
+        raise ConfigError(f"{name} must be positive and finite, not {scale!r}")
     return float(scale)
 
 

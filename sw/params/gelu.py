@@ -4,13 +4,16 @@ import math
 
 import numpy as np
 
+from vitforge.hw.numerics import OPERAND_MAX, OPERAND_MIN
+
 from . import reference
 from .reference import check_scale
 
 __all__ = ["INPUTS", "gelu_table", "ibert_gelu"]
 
 #: Every int8 input, in table order (the input's two's-complement bits as index).
-INPUTS = np.concatenate([np.arange(0, 128), np.arange(-128, 0)]).astype(np.int8)
+INPUTS = np.concatenate([np.arange(0, OPERAND_MAX + 1),
+                         np.arange(OPERAND_MIN, 0)]).astype(np.int8)
 
 
 def gelu_table(scale_in, scale_out):
@@ -28,7 +31,7 @@ def gelu_table(scale_in, scale_out):
     scale_out = check_scale("scale_out", scale_out)
     exact = reference.gelu(INPUTS.astype(np.float64) * scale_in) / scale_out
     rounded = np.sign(exact) * np.floor(np.abs(exact) + 0.5)
-    return np.clip(rounded, -128, 127).astype(np.int8)
+    return np.clip(rounded, OPERAND_MIN, OPERAND_MAX).astype(np.int8)
 
 
 def ibert_gelu(q, scale_in, scale_out):
@@ -51,4 +54,4 @@ def ibert_gelu(q, scale_in, scale_out):
     t = (clip - np.minimum(np.abs(q) << f, clip)) ** 2
     h = np.where(q >= 0, q * (2 * c - t), q * t)            # = GELU / (scale_in*a*s^2/2)
     real = h * (scale_in * a * erf_scale ** 2 / 2)
-    return np.clip(np.round(real / scale_out), -128, 127).astype(np.int8)
+    return np.clip(np.round(real / scale_out), OPERAND_MIN, OPERAND_MAX).astype(np.int8)

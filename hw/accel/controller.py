@@ -1,0 +1,163 @@
+"""The accelerator's controller: the state machine that runs a program, and its cycle counters."""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..gemm.core import COUNTER_BITS
+from .decoder import DECODED, NO_CLASS
+from .fetch import FETCH_CONTROL
+from .isa import COUNTER_CLASSES
+
+__all__ = ["Controller", "ERROR_NONE", "ERROR_OPCODE", "ERROR_EMPTY"]
+
+ERROR_NONE = 0
+#: An unknown or reserved opcode.
+ERROR_OPCODE = 1
+#: A count, length or tile field of zero (the instruction would do nothing, or hang).
+ERROR_EMPTY = 2
+
+_FETCH_CLASS = COUNTER_CLASSES.index("fetch")
+_STALL_CLASS = COUNTER_CLASSES.index("stall")
+
+
+class Controller(wiring.Component):
+    """Runs a program: fetch, decode, start the instruction's unit, retire it.
+
+    States: ``FETCH`` (two external reads, three cycles) -> ``DECODE`` (one
+    cycle; an unknown opcode or an empty field stops the run with an error,
+    DONE stops it, NOP and SYNC retire at once) -> ``EXECUTE`` until the unit
+    is done. While a GEMM executes, the controller fetches the next
+    instruction (``LOOK_AHEAD``) and, if it is a weight load that may run
+    beside the GEMM (``SIDE_START``), starts it on the side unit; the GEMM
+    then retires only when the load has finished too, and both retire
+    together. An instruction fetched ahead and not started is decoded
+    without a second fetch.
+
+    ``cycles`` counts the cycles from ``start`` to ``done``; ``class_cycles``
+    the same cycles split by :data:`COUNTER_CLASSES`: fetching and decoding
+    count to ``fetch``, executing to the instruction's ``counter``, waiting
+    for a side load after the instruction has finished to ``stall``.
+
+    Attributes
+    ----------
+    start : ``In(1)``
+    busy, done : ``Out(1)``
+        ``done`` rises when the program ends and stays high until the next ``start``.
+    error : ``Out(2)``
+        ``ERROR_NONE``, ``ERROR_OPCODE`` or ``ERROR_EMPTY``.
+    error_pc : ``Out(32)``
+    retire, retire_pc : ``Out(1)``, ``Out(32)``
+        Pulses when instruction ``retire_pc`` has finished.
+    cycles : ``Out(32)``
+    class_cycles : ``Out(ArrayLayout(32, len(COUNTER_CLASSES)))``
+    fetch : ``Out(FETCH_CONTROL)``
+    decoded : ``In(DECODED)``
+    start_unit : ``Out(1)``
+        Start the unit of the decoded instruction.
+    unit_done : ``In(1)``
+        That unit's ``done``.
+    start_side, side_active : ``Out(1)``
+        Start the side unit on the instruction fetched ahead; the side unit
+        runs that instruction (while ``side_active``).
+    side_busy : ``In(1)``
+        The side unit's ``busy``.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "start": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(2),
+            "error_pc": Out(32),
+            "retire": Out(1),
+            "retire_pc": Out(32),
+            "cycles": Out(COUNTER_BITS),
+            "class_cycles": Out(data.ArrayLayout(COUNTER_BITS, len(COUNTER_CLASSES))),
+            "fetch": Out(FETCH_CONTROL),
+            "decoded": In(DECODED),
+            "start_unit": Out(1),
+            "unit_done": In(1),
+            "start_side": Out(1),
+            "side_active": Out(1),
+            "side_busy": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        decoded, fetch = self.decoded, self.fetch
+        pc = fetch.pc
+        main_done = Signal()        # the unit's done pulse, kept while a side load runs
+        looked_ahead = Signal()     # the next instruction has been fetched
+        side_started = Signal()     # ... and it is a LOAD running on the side unit
+        active_class = Signal(range(NO_CLASS + 1), init=NO_CLASS)
+        m.d.comb += [self.retire_pc.eq(pc), self.side_active.eq(side_started)]
+
+        with m.If(self.busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+            for index in range(NO_CLASS):
+                with m.If(active_class == index):
+                    m.d.sync += self.class_cycles[index].eq(self.class_cycles[index] + 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [self.busy.eq(1), self.done.eq(0), self.error.eq(ERROR_NONE),
+                                 pc.eq(0), self.cycles.eq(0)]
+                    m.d.sync += [self.class_cycles[i].eq(0) for i in range(NO_CLASS)]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += [fetch.fetch.eq(1), active_class.eq(_FETCH_CLASS)]
+                with m.If(fetch.arrived):
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.comb += active_class.eq(_FETCH_CLASS)
+                m.d.sync += [main_done.eq(0), looked_ahead.eq(0), side_started.eq(0)]
+                with m.If(~decoded.known | decoded.empty):
+                    m.d.sync += [self.error.eq(Mux(decoded.known, ERROR_EMPTY, ERROR_OPCODE)),
+                                 self.error_pc.eq(pc), self.busy.eq(0), self.done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(decoded.ends):
+                    m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(decoded.at_once):
+                    m.d.comb += self.retire.eq(1)
+                    m.d.sync += pc.eq(pc + 1)
+                    m.next = "FETCH"
+                with m.Else():
+                    m.d.comb += self.start_unit.eq(1)
+                    m.next = "EXECUTE"
+            with m.State("EXECUTE"):
+                m.d.comb += active_class.eq(Mux(main_done, _STALL_CLASS, decoded.counter))
+                self._keep_done(m, main_done)
+                finished = (self.unit_done | main_done) & ~(side_started & self.side_busy)
+                with m.If(finished):
+                    m.d.comb += self.retire.eq(1)
+                    m.d.sync += pc.eq(pc + 1 + side_started)
+                    with m.If(looked_ahead & ~side_started):
+                        m.d.comb += fetch.advance.eq(1)
+                        m.next = "DECODE"
+                    with m.Else():
+                        m.next = "FETCH"
+                with m.Elif(decoded.side_capable & ~looked_ahead):
+                    m.next = "LOOK_AHEAD"
+            with m.State("LOOK_AHEAD"):
+                m.d.comb += [fetch.look_ahead.eq(1), active_class.eq(decoded.counter)]
+                self._keep_done(m, main_done)
+                with m.If(fetch.arrived):
+                    m.next = "SIDE_START"
+            with m.State("SIDE_START"):
+                m.d.comb += active_class.eq(decoded.counter)
+                self._keep_done(m, main_done)
+                m.d.sync += looked_ahead.eq(1)
+                with m.If(decoded.side_load):
+                    m.d.comb += [self.start_side.eq(1), self.side_active.eq(1)]
+                    m.d.sync += side_started.eq(1)
+                m.next = "EXECUTE"
+        return m
+
+    def _keep_done(self, m, main_done):
+        """Remember the unit's done pulse while the instruction cannot retire yet."""
+        with m.If(self.unit_done):
+            m.d.sync += main_done.eq(1)

@@ -1,0 +1,89 @@
+"""The hardware instruction decoder: the ISA table's rules as logic."""
+
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, OPCODE_BITS, Opcode,
+                  weight_load_may_run_beside)
+
+__all__ = ["InstructionDecoder", "DECODED", "NO_CLASS"]
+
+#: The ``counter`` of an instruction that counts to no class.
+NO_CLASS = len(COUNTER_CLASSES)
+
+#: What the controller learns about the current instruction (and the next one).
+DECODED = wiring.Signature({
+    "known": Out(1),          # a defined, not reserved opcode
+    "empty": Out(1),          # a field that must not be zero is zero
+    "ends": Out(1),           # DONE
+    "at_once": Out(1),        # no unit runs it: it retires at once (NOP, SYNC)
+    "side_capable": Out(1),   # a weight load may run beside it (GEMM)
+    "side_load": Out(1),      # the next instruction is a LOAD that may run beside this one
+    "counter": Out(range(NO_CLASS + 1), init=NO_CLASS),   # COUNTER_CLASSES index
+})
+
+
+class InstructionDecoder(wiring.Component):
+    """Decodes an instruction for the controller and selects its execution unit (:data:`ISA`).
+
+    Combinational (no latency). ``decoded.known`` is low for an unknown or
+    reserved opcode, ``decoded.empty`` high when one of the opcode's
+    ``nonzero`` fields is zero; ``unit`` is one-hot over ``units`` (all low
+    for what the controller does itself). ``decoded.side_load`` applies
+    :func:`weight_load_may_run_beside` to the instruction (as a GEMM) and
+    ``next_instruction`` (as a LOAD).
+
+    Parameters
+    ----------
+    array : int
+        ``AcceleratorConfig.array``.
+    units : tuple of str
+        The accelerator's execution units, in the order of ``unit``'s bits.
+
+    Attributes
+    ----------
+    instruction, next_instruction : ``In(256)``
+    decoded : ``Out(DECODED)``
+    unit : ``Out(len(units))``
+    """
+
+    def __init__(self, array, units):
+        self._array = array
+        self._units = tuple(units)
+        missing = sorted({spec.unit for spec in ISA.values() if spec.unit} - set(self._units))
+        if missing:
+            raise ValueError(f"units must include every unit the ISA table names, but "
+                             f"{missing} are missing from {self._units}")
+        super().__init__({
+            "instruction": In(INSTRUCTION_BITS),
+            "next_instruction": In(INSTRUCTION_BITS),
+            "decoded": Out(DECODED),
+            "unit": Out(len(self._units)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        decoded = self.decoded
+        with m.Switch(self.instruction[:OPCODE_BITS]):
+            for code, spec in ISA.items():
+                if spec.reserved:
+                    continue
+                with m.Case(code):
+                    m.d.comb += [decoded.known.eq(1),
+                                 decoded.empty.eq(spec.empty(spec.view(self.instruction)))]
+                    if spec.unit is not None:
+                        m.d.comb += [self.unit[self._units.index(spec.unit)].eq(1),
+                                     decoded.counter.eq(COUNTER_CLASSES.index(spec.counter))]
+                    elif code == Opcode.DONE:
+                        m.d.comb += decoded.ends.eq(1)
+                    else:
+                        m.d.comb += decoded.at_once.eq(1)
+        gemm = ISA[Opcode.GEMM].view(self.instruction)
+        load = ISA[Opcode.LOAD].view(self.next_instruction)
+        m.d.comb += [
+            decoded.side_capable.eq(gemm.opcode == Opcode.GEMM),
+            decoded.side_load.eq((load.opcode == Opcode.LOAD)
+                                 & weight_load_may_run_beside(gemm, load, self._array)),
+        ]
+        return m

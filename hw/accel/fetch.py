@@ -1,0 +1,99 @@
+"""Instruction fetch with one instruction of look-ahead, sharing external memory with a unit."""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .isa import INSTRUCTION_BITS
+from .ports import MEMORY_DATA_BITS, memory_port
+
+__all__ = ["InstructionFetch", "FETCH_CONTROL"]
+
+#: The controller's side of the fetch: what to read, and when it has arrived.
+FETCH_CONTROL = wiring.Signature({
+    "pc": Out(32),             # index of the current instruction
+    "fetch": Out(1),           # read instruction pc into `instruction`
+    "look_ahead": Out(1),      # read instruction pc + 1 into `next_instruction`
+    "advance": Out(1),         # instruction <= next_instruction
+    "arrived": In(1),          # the instruction asked for is complete after this cycle
+})
+
+_WORDS_PER_INSTRUCTION = INSTRUCTION_BITS // MEMORY_DATA_BITS
+
+
+class InstructionFetch(wiring.Component):
+    """Reads instructions from external memory; otherwise passes a unit's accesses through.
+
+    Instruction ``i`` is the two external words at ``program_addr + 2 * i``,
+    low word first. While ``control.fetch`` is high, instruction
+    ``control.pc`` is read into :attr:`instruction`; while
+    ``control.look_ahead`` is high, instruction ``control.pc + 1`` into
+    :attr:`next_instruction`. Both words are requested as fast as the memory
+    accepts them and stored as they arrive; ``control.arrived`` is high in
+    the cycle the second word arrives, and the register holds the whole
+    instruction from the next cycle on (a fetch takes three cycles from a
+    memory that answers one cycle after each request). ``control.advance``
+    copies :attr:`next_instruction` into :attr:`instruction` in one cycle.
+    The fetch holds external memory only while it reads; the rest of the
+    time, ``unit_mem`` (the DMA's port) has it.
+
+    Attributes
+    ----------
+    mem : external memory port
+    unit_mem : ``In`` external memory port
+        The port of the unit that shares external memory with the fetch.
+    program_addr : ``In(32)``
+        External word of instruction 0.
+    control : ``In(FETCH_CONTROL)``
+    instruction, next_instruction : ``Out(256)``
+    """
+
+    def __init__(self):
+        super().__init__({
+            "mem": memory_port(),
+            "unit_mem": memory_port().flip(),
+            "program_addr": In(32),
+            "control": In(FETCH_CONTROL),
+            "instruction": Out(INSTRUCTION_BITS),
+            "next_instruction": Out(INSTRUCTION_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        control, mem, unit = self.control, self.mem, self.unit_mem
+        reading = control.fetch | control.look_ahead
+        index = Signal(32)
+        requested = Signal(range(_WORDS_PER_INSTRUCTION + 1))
+        received = Signal(range(_WORDS_PER_INSTRUCTION + 1))
+        m.d.comb += [
+            index.eq(control.pc + control.look_ahead),
+            mem.req.valid.eq(Mux(reading, requested < _WORDS_PER_INSTRUCTION, unit.req.valid)),
+            mem.req.payload.addr.eq(Mux(reading, self.program_addr
+                                        + index * _WORDS_PER_INSTRUCTION + requested,
+                                        unit.req.payload.addr)),
+            mem.req.payload.write.eq(Mux(reading, 0, unit.req.payload.write)),
+            mem.req.payload.wdata.eq(unit.req.payload.wdata),
+            unit.req.ready.eq(~reading & mem.req.ready),
+            mem.resp.ready.eq(Mux(reading, 1, unit.resp.ready)),
+            unit.resp.valid.eq(~reading & mem.resp.valid),
+            unit.resp.payload.eq(mem.resp.payload),
+            control.arrived.eq(reading & mem.resp.valid
+                               & (received == _WORDS_PER_INSTRUCTION - 1)),
+        ]
+
+        with m.If(reading & mem.req.valid & mem.req.ready):
+            m.d.sync += requested.eq(requested + 1)
+        for target, active in ((self.instruction, control.fetch),
+                               (self.next_instruction, control.look_ahead)):
+            with m.If(active & mem.resp.valid):
+                m.d.sync += received.eq(received + 1)
+                with m.Switch(received):
+                    for word in range(_WORDS_PER_INSTRUCTION):
+                        with m.Case(word):
+                            m.d.sync += target.word_select(word, MEMORY_DATA_BITS).eq(
+                                mem.resp.payload)
+        with m.If(control.arrived):
+            m.d.sync += [requested.eq(0), received.eq(0)]
+        with m.If(control.advance):
+            m.d.sync += self.instruction.eq(self.next_instruction)
+        return m

@@ -1,0 +1,48 @@
+"""GEMM: the GEMM core behind the execution-unit interface."""
+
+from amaranth import Module
+
+from ..gemm.core import GemmCore
+from .isa import ISA, Opcode
+from .ports import Unit, scratchpad_ports
+
+__all__ = ["GemmUnit"]
+
+
+class GemmUnit(Unit):
+    """Executes GEMM (``docs/isa.md``) on a :class:`GemmCore`.
+
+    The instruction's fields are the core's :class:`GemmDescriptor`; A comes
+    through ``act_read``, B through ``wgt_read``, the requantization
+    parameters through ``prm_read``, and C leaves through ``act_write``.
+    ``start`` hands the command to the core in the same cycle; ``busy`` and
+    ``done`` are the core's. Throughput and latency: see :class:`GemmEngine`.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    """
+
+    def __init__(self, config):
+        super().__init__(config, scratchpad_ports(config, "act_read", "wgt_read", "prm_read",
+                                                  "act_write"))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = GemmCore(self._config.gemm)
+        spec = ISA[Opcode.GEMM]
+        gemm = spec.view(self.instruction)
+        m.d.comb += [
+            core.cmd.valid.eq(self.start),
+            *[getattr(core.cmd.payload, name).eq(getattr(gemm, name)) for name in spec.fields],
+            self.busy.eq(core.busy),
+            self.done.eq(core.done),
+        ]
+        for core_read, read in ((core.a_read, self.act_read), (core.b_read, self.wgt_read),
+                                (core.p_read, self.prm_read)):
+            m.d.comb += [read.addr.eq(core_read.addr), read.en.eq(core_read.en),
+                         core_read.data.eq(read.data)]
+        m.d.comb += [self.act_write.addr.eq(core.c_write.addr),
+                     self.act_write.data.eq(core.c_write.data),
+                     self.act_write.en.eq(core.c_write.en)]
+        return m

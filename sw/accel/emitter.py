@@ -1,0 +1,114 @@
+"""Instruction emission and the external-memory image a program is laid out in."""
+
+from vitforge.hw.accel.config import DRAM_WORD_BYTES
+from vitforge.hw.accel.isa import Opcode, Space, encode, written_activations
+from vitforge.sw.gemm.layout import pack_weights
+
+from .memory import pack_entries
+from .program import ExternalMatrix, TraceEntry, activation_bytes
+
+__all__ = ["Emitter"]
+
+
+class Emitter:
+    """Appends instructions and the data they load to a program being built.
+
+    Data sections go to the image in the order they are loaded; the
+    instructions follow them when :meth:`finish` lays the program out. In
+    trace mode every computing instruction is followed by a STORE of the words
+    it wrote.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    trace : bool
+    """
+
+    def __init__(self, config, trace):
+        self.config = config
+        self.trace = trace
+        self.image = bytearray()
+        self.instructions = []      # (opcode, fields) in order
+        self.sections = []          # the phase each instruction serves
+        self.traced = []            # TraceEntry per traced instruction
+        self.section = None
+        self.macs = 0
+        self.weight_half = 0
+
+    @property
+    def next_word(self):
+        """The external word the next data section starts at."""
+        return len(self.image) // DRAM_WORD_BYTES
+
+    def append(self, raw):
+        """Append ``raw`` bytes, padded to whole words; returns their first word."""
+        address = self.next_word
+        self.image += raw
+        self.image += bytes(-len(self.image) % DRAM_WORD_BYTES)
+        return address
+
+    def reserve(self, words):
+        """Append ``words`` zero words; returns the first."""
+        return self.append(bytes(words * DRAM_WORD_BYTES))
+
+    def __call__(self, opcode, **fields):
+        """Append one instruction (its fields are checked now, not at run time)."""
+        encode(opcode, **fields)
+        self.instructions.append((Opcode(opcode), fields))
+        self.sections.append(self.section)
+        written = written_activations(opcode, fields, self.config.array)
+        if self.trace and written is not None:
+            self._trace(Opcode(opcode), written.first, written.end, written.stride)
+
+    def _trace(self, opcode, first, end, stride):
+        address = self.reserve((end - first) * self.config.act_entry_words)
+        self.traced.append(TraceEntry(index=len(self.instructions) - 1, opcode=opcode,
+                                      act_addr=first, words=end - first, dram_addr=address,
+                                      stride=stride))
+        self.instructions.append((Opcode.STORE, dict(spad_addr=first, dram_addr=address,
+                                                     count=end - first)))
+        self.sections.append("trace")
+
+    def load(self, space, entries, spad_addr, count):
+        """LOAD ``entries`` (see :func:`~vitforge.sw.accel.memory.pack_entries`) into
+        ``space`` from ``spad_addr``; returns their external address."""
+        address = self.append(pack_entries(space, entries, self.config))
+        self(Opcode.LOAD, space=space, dram_addr=address, spad_addr=spad_addr, count=count)
+        return address
+
+    def load_activations(self, matrix, spad_addr):
+        """LOAD an int8 matrix into ACT from ``spad_addr``; returns where it lies outside."""
+        address = self.append(activation_bytes(matrix, self.config))
+        placed = ExternalMatrix(address, *matrix.shape)
+        self(Opcode.LOAD, space=Space.ACT, dram_addr=address, spad_addr=spad_addr,
+             count=placed.words(self.config.array))
+        return placed
+
+    def store_activations(self, spad_addr, rows, cols):
+        """STORE a ``rows x cols`` matrix from ACT ``spad_addr`` to words reserved for it;
+        returns where it lies outside."""
+        placed = ExternalMatrix(self.next_word, rows, cols)
+        words = placed.words(self.config.array)
+        self.reserve(words * self.config.act_entry_words)
+        self(Opcode.STORE, spad_addr=spad_addr, dram_addr=placed.dram_addr, count=words)
+        return placed
+
+    def load_weights(self, matrix):
+        """LOAD a weight matrix into the next half of WGT; returns its WGT address."""
+        words = pack_weights(matrix, self.config.array)
+        base = self.take_weight_half()
+        self.load(Space.WGT, words, base, len(words))
+        return base
+
+    def take_weight_half(self):
+        """The WGT half after the last one taken, so the next operand can be loaded
+        while the current GEMM reads (the memory plan checks that operands fit)."""
+        base = self.weight_half * (self.config.wgt_depth // 2)
+        self.weight_half ^= 1
+        return base
+
+    def finish(self):
+        """Append DONE and the encoded program; returns the program's first word."""
+        self(Opcode.DONE)
+        return self.append(b"".join(encode(opcode, **fields).to_bytes(32, "little")
+                                    for opcode, fields in self.instructions))

@@ -1,0 +1,184 @@
+"""Lowering of integer ViT layers to instructions, at the addresses of a memory plan.
+
+Each phase runs on the token count of its stage (:class:`~.plan.Phase`):
+GEMM ``m_tiles``, softmax length, score widths, LayerNorm tiles and
+element-wise counts all follow it. Each weight load is emitted right after
+the GEMM before it, into the other half of WGT, where the hardware runs it
+during that GEMM.
+"""
+
+import numpy as np
+
+from vitforge.hw.accel.isa import Opcode, Space
+from vitforge.sw.gemm.layout import tiles
+from vitforge.sw.model.quantized import QuantizedLinear
+
+from .memory import TABLE_ENTRIES_PER_WORD
+from .vit_plan import token_buffers
+
+__all__ = ["Lowering"]
+
+
+def _requant_entries(source, count):
+    """PRM ``(bias, multiplier, shift)`` of a layer, or of a per-tensor requant on
+    ``count`` channels (no bias)."""
+    if isinstance(source, QuantizedLinear):
+        return source.bias, source.multiplier, source.shift
+    return (np.zeros(count, np.int64), np.full(count, source.multiplier),
+            np.full(count, source.shift))
+
+
+class Lowering:
+    """Emits ViT layers through ``emit`` (an :class:`~.emitter.Emitter`) over ``plan``.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    plan : MemoryPlan
+    emit : Emitter
+    dim : int
+        Channels of the tokens.
+    """
+
+    def __init__(self, config, plan, emit, dim):
+        self.config, self.plan, self.emit, self.dim = config, plan, emit, dim
+        self.lanes = config.array
+        self.phase = None
+        self.tokens = self.token_tiles = None
+
+    def enter(self, name):
+        """Start phase ``name``: its instructions run on its stage's token count."""
+        self.phase = self.plan.phase(name)
+        self.emit.section = name
+        self.tokens = self.plan.phases[self.phase].tokens
+        self.token_tiles = tiles(self.tokens, self.lanes)
+
+    def act(self, name):
+        """First word of ACT region ``name``."""
+        return self.plan.region(Space.ACT, name).start
+
+    def load_params(self, sources):
+        """LOAD the phase's PRM entries; ``sources`` maps each PRM region's name to a
+        layer or per-tensor requant. Returns each region's first entry by name."""
+        regions = self.plan.loaded_in(Space.PRM, self.phase)
+        entries = [_requant_entries(sources[region.name], region.words) for region in regions]
+        merged = [np.concatenate([entry[i] for entry in entries]) for i in range(3)]
+        self.emit.load(Space.PRM, merged, 0, regions[-1].end)
+        return {region.name: region.start for region in regions}
+
+    def load_layernorms(self, sources):
+        """LOAD the phase's LNP entries from ``sources`` (region name -> LayerNorm
+        parameters); returns each region's first entry by name."""
+        regions = self.plan.loaded_in(Space.LNP, self.phase)
+        gamma = np.concatenate([sources[region.name].gamma for region in regions])
+        beta = np.concatenate([sources[region.name].beta for region in regions])
+        self.emit.load(Space.LNP, (gamma, beta), 0, regions[-1].end)
+        return {region.name: region.start for region in regions}
+
+    def gemm(self, a, a_width, b, b_stride, c, c_width, p, k, n, m_tiles=None, rows=None):
+        """A GEMM on the stage's tokens (or ``m_tiles`` tiles of which ``rows`` are real)."""
+        self.emit(Opcode.GEMM, a_addr=a, a_stride=a_width, b_addr=b, b_stride=b_stride,
+                  c_addr=c, c_stride=c_width, p_addr=p, k=k,
+                  m_tiles=m_tiles or self.token_tiles, n=n)
+        self.emit.macs += (rows or self.tokens) * k * n
+
+    def linear(self, layer, weights, src, src_width, dst, prm, m_tiles=None, rows=None):
+        """``layer`` with its weights at WGT ``weights`` and parameters at PRM ``prm``."""
+        k, n = layer.weight.shape
+        self.gemm(src, src_width, weights, k, dst, n, prm, k, n, m_tiles, rows)
+
+    def layernorm(self, params, lnp_addr, src, dst):
+        """Row-parallel LayerNorm of the stage's tokens."""
+        self.emit(Opcode.LAYERNORM, src=src, src_stride=self.dim, dst=dst, dst_stride=self.dim,
+                  m_tiles=self.token_tiles, channels=self.dim, lnp_addr=lnp_addr,
+                  eps=params.eps, multiplier=params.multiplier, shift=params.shift)
+
+    def add(self, x, y, dst, residual):
+        """Residual ADD of the stage's tokens."""
+        self.emit(Opcode.ADD, x=x, y=y, dst=dst, count=self.token_tiles * self.dim,
+                  x_multiplier=residual.x_multiplier, y_multiplier=residual.y_multiplier,
+                  shift=residual.shift)
+
+    def attention_head(self, block, head, score_prm, context_prm):
+        """``softmax(Q_h K_h^T) V_h`` of one head into its columns of ``context``."""
+        dim, head_dim, tokens = self.dim, block.head_dim, self.tokens
+        q = self.act("qkv") + head * head_dim
+        scores, probabilities = self.act("scores"), self.act("probabilities")
+        keys = self.emit.take_weight_half()
+        self.emit(Opcode.COPY_TO_WGT, src=q + dim, src_stride=3 * dim, dst=keys,
+                  tiles=self.token_tiles, words=head_dim)
+        self.gemm(q, 3 * dim, keys, head_dim, scores, tokens, score_prm, head_dim, tokens)
+        e = block.softmax
+        self.emit(Opcode.SOFTMAX, src=scores, src_stride=tokens, dst=probabilities,
+                  dst_stride=tokens, m_tiles=self.token_tiles, length=tokens, ratio=e.ratio,
+                  alpha=e.alpha, beta=e.beta, gamma=e.gamma)
+        values = self.emit.take_weight_half()
+        self.emit(Opcode.TRANSPOSE_TO_WGT, src=q + 2 * dim, src_stride=3 * dim, dst=values,
+                  dst_stride=self.token_tiles * self.lanes, token_tiles=self.token_tiles,
+                  channel_tiles=head_dim // self.lanes)
+        self.gemm(probabilities, tokens, values, self.token_tiles * self.lanes,
+                  self.act("context") + head * head_dim, dim, context_prm, tokens, head_dim)
+
+    def block(self, index, block, qkv_weights, following=None):
+        """Encoder block ``index`` from its source token buffer to its result buffer.
+
+        Returns the WGT address of ``following``'s QKV weights, loaded beside
+        this block's last GEMM.
+        """
+        name, dim = f"block {index}", self.dim
+        source, result = (self.act(buffer) for buffer in token_buffers(index))
+        normalized, sublayer, x1 = self.act("normalized"), self.act("sublayer"), self.act("x1")
+        self.enter(f"{name} attention")
+        prm = self.load_params({f"{name} qkv": block.qkv, f"{name} proj": block.proj,
+                                f"{name} fc1": block.fc1, f"{name} fc2": block.fc2,
+                                f"{name} score": block.score, f"{name} context": block.context})
+        lnp = self.load_layernorms({f"{name} ln1": block.ln1, f"{name} ln2": block.ln2})
+        self.emit.load(Space.TBL, block.gelu_table, 0, 256 // TABLE_ENTRIES_PER_WORD)
+        self.layernorm(block.ln1, lnp[f"{name} ln1"], source, normalized)
+        self.linear(block.qkv, qkv_weights, normalized, dim, self.act("qkv"), prm[f"{name} qkv"])
+        for head in range(block.heads):
+            self.attention_head(block, head, prm[f"{name} score"], prm[f"{name} context"])
+        proj = self.emit.load_weights(block.proj.weight)
+        self.linear(block.proj, proj, self.act("context"), dim, sublayer, prm[f"{name} proj"])
+        self.enter(f"{name} mlp")
+        fc1 = self.emit.load_weights(block.fc1.weight)
+        self.add(source, sublayer, x1, block.residual1)
+        self.layernorm(block.ln2, lnp[f"{name} ln2"], x1, normalized)
+        mlp = self.act("mlp")
+        self.linear(block.fc1, fc1, normalized, dim, mlp, prm[f"{name} fc1"])
+        fc2 = self.emit.load_weights(block.fc2.weight)
+        self.emit(Opcode.GELU, src=mlp, dst=mlp, count=self.token_tiles * block.hidden)
+        self.linear(block.fc2, fc2, mlp, block.hidden, sublayer, prm[f"{name} fc2"])
+        next_qkv = None if following is None else self.emit.load_weights(following.qkv.weight)
+        self.add(x1, sublayer, result, block.residual2)
+        return next_qkv
+
+    def blocks(self, blocks, first_qkv):
+        """Every block in turn; ``first_qkv`` is where block 0's QKV weights are."""
+        qkv = first_qkv
+        for index, block in enumerate(blocks):
+            following = blocks[index + 1] if index + 1 < len(blocks) else None
+            qkv = self.block(index, block, qkv, following)
+
+    def patch_embedding(self, model):
+        """Patch GEMM plus the position table (already in ``x1``) into ``x``; returns
+        the WGT address of block 0's QKV weights, loaded beside the GEMM."""
+        self.enter("patch embedding")
+        prm = self.load_params({"patch embedding": model.patch})
+        weights = self.emit.load_weights(model.patch.weight)
+        self.linear(model.patch, weights, self.act("patches"), model.shape.patch_features,
+                    self.act("sublayer"), prm["patch embedding"])
+        qkv = self.emit.load_weights(model.blocks[0].qkv.weight)
+        self.add(self.act("sublayer"), self.act("x1"), self.act("x"), model.embed)
+        return qkv
+
+    def head(self, model):
+        """Final LayerNorm, then the head GEMM on the tile of the class token (row 0)."""
+        self.enter("head")
+        final = self.act(token_buffers(len(model.blocks))[0])
+        lnp = self.load_layernorms({"final norm": model.norm})
+        self.layernorm(model.norm, lnp["final norm"], final, self.act("normalized"))
+        prm = self.load_params({"head": model.head})
+        weights = self.emit.load_weights(model.head.weight)
+        self.linear(model.head, weights, self.act("normalized"), self.dim, self.act("logits"),
+                    prm["head"], m_tiles=1, rows=1)

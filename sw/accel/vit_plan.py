@@ -1,0 +1,135 @@
+"""The memory plans of a stack of encoder blocks and of a whole ViT.
+
+Phases: ``input``, for a whole model ``patch embedding``, then ``block i
+attention`` and ``block i mlp`` for every block, for a whole model ``head``,
+and ``output``. Block ``i`` runs on its stage's token count (the first rows
+of the tokens); ACT regions are sized for all tokens, so every stage fits.
+The blocks alternate between the token buffers ``x`` and ``x2``
+(:func:`token_buffers`).
+"""
+
+from vitforge.hw.accel.isa import Space
+from vitforge.sw.gemm.layout import tiles
+from vitforge.sw.golden.encoder import block_token_counts
+
+from .plan import PlanBuilder
+
+__all__ = ["plan_blocks", "plan_model", "token_buffers"]
+
+
+def token_buffers(index):
+    """``(source, result)`` ACT regions of block ``index``; the result of the last
+    block is ``token_buffers(len(blocks))[0]``."""
+    return ("x", "x2") if index % 2 == 0 else ("x2", "x")
+
+
+def _weight_words(layer, lanes):
+    """WGT words of a layer's weight matrix in weight layout."""
+    k, n = layer.weight.shape
+    return tiles(n, lanes) * k
+
+
+def _check_blocks(blocks, tokens):
+    if not blocks:
+        raise ValueError("blocks must not be empty")
+    if not isinstance(tokens, int) or tokens <= 0:
+        raise ValueError(f"tokens must be a positive integer, not {tokens!r}")
+    dim = blocks[0].dim
+    for index, block in enumerate(blocks):
+        if block.dim != dim:
+            raise ValueError(f"block {index} has dim {block.dim}, block 0 has {dim}")
+
+
+def _activation_regions(blocks, tokens, lanes, extra_widths=()):
+    """ACT regions ``(name, words)`` in allocation order: each holds ``tokens`` rows."""
+    dim, hidden = blocks[0].dim, max(block.hidden for block in blocks)
+    widths = (("x", dim), ("normalized", dim), ("qkv", 3 * dim), ("scores", tokens),
+              ("probabilities", tokens), ("context", dim), ("sublayer", dim), ("x1", dim),
+              ("mlp", hidden), ("x2", dim), *extra_widths)
+    return [(name, tiles(tokens, lanes) * width) for name, width in widths]
+
+
+def _plan_block(builder, index, block, tokens, following):
+    """Phases, loads, operands and reductions of block ``index`` on ``tokens`` tokens."""
+    lanes, name = builder.lanes, f"block {index}"
+    source, result = token_buffers(index)
+    attention = builder.phase(f"{name} attention", tokens, source, "normalized", "qkv",
+                              "scores", "probabilities", "context", "sublayer")
+    mlp = builder.phase(f"{name} mlp", tokens, source, "sublayer", "x1", "normalized", "mlp",
+                        result)
+    layers = (("qkv", block.qkv), ("proj", block.proj), ("fc1", block.fc1), ("fc2", block.fc2))
+    builder.load(Space.PRM, attention, mlp,
+                 [(f"{name} {layer}", params.weight.shape[1]) for layer, params in layers]
+                 + [(f"{name} score", tokens), (f"{name} context", block.head_dim)])
+    builder.load(Space.LNP, attention, mlp, [(f"{name} ln1", block.dim),
+                                             (f"{name} ln2", block.dim)])
+    head_words = tiles(tokens, lanes) * block.head_dim
+    for _ in range(block.heads):
+        builder.operand(attention, f"{name} keys", head_words)
+        builder.operand(attention, f"{name} values", head_words)
+    builder.operand(attention, f"{name} proj", _weight_words(block.proj, lanes))
+    builder.operand(mlp, f"{name} fc1", _weight_words(block.fc1, lanes))
+    builder.operand(mlp, f"{name} fc2", _weight_words(block.fc2, lanes))
+    if following is not None:
+        builder.operand(mlp, f"block {index + 1} qkv", _weight_words(following.qkv, lanes))
+    for what, depth in (("dim", block.dim), ("head dimension", block.head_dim),
+                        ("tokens", tokens)):
+        builder.reduction(attention, what, depth)
+    builder.reduction(mlp, "hidden", block.hidden)
+
+
+def _plan_encoder(builder, blocks, counts, first):
+    """Every block; block 0's QKV weights are loaded in phase ``first``."""
+    builder.operand(first, "block 0 qkv", _weight_words(blocks[0].qkv, builder.lanes))
+    for index, (block, tokens) in enumerate(zip(blocks, counts)):
+        following = blocks[index + 1] if index + 1 < len(blocks) else None
+        _plan_block(builder, index, block, tokens, following)
+
+
+def plan_blocks(blocks, tokens, lanes, block_tokens=None):
+    """The plan of :func:`~vitforge.sw.accel.compiler.compile_blocks`.
+
+    Parameters
+    ----------
+    blocks : sequence of QuantizedEncoderBlock
+    tokens : int
+        Rows of the input.
+    lanes : int
+        The array size.
+    block_tokens : sequence of int, optional
+        Tokens of each block's stage (see
+        :func:`~vitforge.sw.golden.encoder.block_token_counts`); all by default.
+    """
+    _check_blocks(blocks, tokens)
+    counts = block_token_counts(block_tokens, blocks, tokens)
+    builder = PlanBuilder(lanes)
+    _plan_encoder(builder, blocks, counts, builder.phase("input", tokens, "x"))
+    builder.phase("output", counts[-1], token_buffers(len(blocks))[0])
+    return builder.build(_activation_regions(blocks, tokens, lanes))
+
+
+def plan_model(model, lanes, block_tokens=None):
+    """The plan of :func:`~vitforge.sw.accel.compiler.compile_model` for a :class:`QuantizedVit`.
+
+    The patch embedding runs on all tokens, the head on the class token's tile.
+    """
+    shape, blocks = model.shape, list(model.blocks)
+    _check_blocks(blocks, shape.tokens)
+    counts = block_token_counts(block_tokens, blocks, shape.tokens)
+    builder = PlanBuilder(lanes)
+    builder.phase("input", shape.tokens, "patches", "x1")
+    embedding = builder.phase("patch embedding", shape.tokens, "patches", "sublayer", "x1", "x")
+    builder.load(Space.PRM, embedding, embedding, [("patch embedding", shape.dim)])
+    builder.operand(embedding, "patch embedding", _weight_words(model.patch, lanes))
+    builder.reduction(embedding, "patch features", shape.patch_features)
+    _plan_encoder(builder, blocks, counts, embedding)
+    head = builder.phase("head", counts[-1], token_buffers(len(blocks))[0], "normalized",
+                         "logits")
+    builder.load(Space.LNP, head, head, [("final norm", shape.dim)])
+    builder.load(Space.PRM, head, head, [("head", shape.classes)])
+    builder.operand(head, "head", _weight_words(model.head, lanes))
+    builder.reduction(head, "dim", shape.dim)
+    builder.phase("output", counts[-1], "logits")
+    return builder.build(_activation_regions(
+        blocks, shape.tokens, lanes, (("patches", shape.patch_features),
+                                      ("logits", shape.classes))))
