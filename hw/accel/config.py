@@ -7,10 +7,19 @@ from vitforge.errors import ConfigError
 from ..checks import check_positive_int
 from ..gemm.config import GemmConfig
 
-__all__ = ["AcceleratorConfig", "DRAM_WORD_BYTES"]
+__all__ = ["AcceleratorConfig", "DRAM_WORD_BYTES", "MEMORY_ADDRESS_BITS",
+           "SCRATCHPAD_ADDRESS_BITS", "PARAMETER_ADDRESS_BITS", "SIZE_BITS"]
 
 #: External memory is addressed in words of 16 bytes (a 128-bit AXI beat).
 DRAM_WORD_BYTES = 16
+#: External word addresses in instructions and on the memory port.
+MEMORY_ADDRESS_BITS = 32
+#: Instructions address (and count) ACT and WGT words with this many bits.
+SCRATCHPAD_ADDRESS_BITS = 20
+#: Instructions address PRM and LNP entries with this many bits.
+PARAMETER_ADDRESS_BITS = 16
+#: Tile counts, reduction depths, row lengths and channel counts in instructions.
+SIZE_BITS = 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +60,15 @@ class AcceleratorConfig:
             check_positive_int(field.name, getattr(self, field.name))
         if self.act_read_ports not in (1, 2):
             raise ConfigError(f"act_read_ports must be 1 or 2, not {self.act_read_ports}")
+        # Instruction fields address depth - 1 and count up to k_max.
+        limits = {"act_depth": 1 << SCRATCHPAD_ADDRESS_BITS,
+                  "wgt_depth": 1 << SCRATCHPAD_ADDRESS_BITS,
+                  "prm_depth": 1 << PARAMETER_ADDRESS_BITS,
+                  "lnp_depth": 1 << PARAMETER_ADDRESS_BITS, "k_max": (1 << SIZE_BITS) - 1}
+        for name, limit in limits.items():
+            if getattr(self, name) > limit:
+                raise ConfigError(f"{name} must be at most {limit} (what the instruction "
+                                  f"fields reach), not {getattr(self, name)}")
         self.gemm    # checks the GEMM engine's own rules
 
     @property

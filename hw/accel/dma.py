@@ -2,13 +2,15 @@
 
 from amaranth import C, Cat, Module, Mux, Signal
 
+from ..numerics import GELU_TABLE_DEPTH
+from .config import DRAM_WORD_BYTES
 from .isa import ISA, Opcode, Space
 from .ports import MEMORY_DATA_BITS, Unit, memory_port, scratchpad_ports, write_request
 
 __all__ = ["Dma", "TABLE_WORDS"]
 
-#: The GELU table is 16 external words of 16 entries.
-TABLE_WORDS = 16
+#: The GELU table is 16 external words of 16 one-byte entries.
+TABLE_WORDS = GELU_TABLE_DEPTH // DRAM_WORD_BYTES
 
 
 class Dma(Unit):

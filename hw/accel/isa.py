@@ -23,8 +23,10 @@ from typing import Callable, NamedTuple
 
 from amaranth.lib import data
 
-from ..numerics import GELU_TABLE_DEPTH
-from .config import DRAM_WORD_BYTES
+from ..numerics import (COEFFICIENT_BITS, EPS_BITS, GELU_TABLE_DEPTH, MULTIPLIER_BITS,
+                        RATIO_BITS, SHIFT_BITS)
+from .config import (DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, PARAMETER_ADDRESS_BITS,
+                     SCRATCHPAD_ADDRESS_BITS, SIZE_BITS)
 
 __all__ = ["INSTRUCTION_BITS", "OPCODE_BITS", "COUNTER_CLASSES", "Opcode",
            "Space", "Formula", "Region", "Span", "OpcodeSpec", "ISA", "Instruction", "encode",
@@ -233,7 +235,12 @@ _COPIED_WORDS = Formula("`tiles` x `words`", lambda f, array: f.tiles * f.words)
 _CHANNEL_WORDS = Formula("array x `channel_tiles`", lambda f, array: f.channel_tiles * array)
 _TOKEN_WORDS = Formula("array x `token_tiles`", lambda f, array: f.token_tiles * array)
 
-_ROW_TILES = {"src": 20, "src_stride": 20, "dst": 20, "dst_stride": 20, "m_tiles": 16}
+# Field widths: scratchpad words (addresses, strides, word counts), PRM and LNP
+# entries, sizes (tiles, reduction depths, row lengths), external words.
+_WORDS, _ENTRIES, _SIZE = SCRATCHPAD_ADDRESS_BITS, PARAMETER_ADDRESS_BITS, SIZE_BITS
+
+_ROW_TILES = {"src": _WORDS, "src_stride": _WORDS, "dst": _WORDS, "dst_stride": _WORDS,
+              "m_tiles": _SIZE}
 
 
 def _rows(start, length):
@@ -245,46 +252,51 @@ def _rows(start, length):
 #: The instruction set: opcode -> :class:`OpcodeSpec`.
 ISA = {spec.opcode: spec for spec in (
     _spec(Opcode.NOP),
-    _spec(Opcode.LOAD, {"space": 4, "dram_addr": 32, "spad_addr": 20, "count": 20},
+    _spec(Opcode.LOAD, {"space": 4, "dram_addr": MEMORY_ADDRESS_BITS, "spad_addr": _WORDS,
+                        "count": _WORDS},
           nonzero=("count",), unit="dma", counter="load_store",
           writes=(Region("space", "spad_addr", _LOADED_WORDS),)),
-    _spec(Opcode.STORE, {"spad_addr": 20, "dram_addr": 32, "count": 20},
+    _spec(Opcode.STORE, {"spad_addr": _WORDS, "dram_addr": MEMORY_ADDRESS_BITS, "count": _WORDS},
           nonzero=("count",), unit="dma", counter="load_store",
           reads=(Region(Space.ACT, "spad_addr", "count"),)),
-    _spec(Opcode.GEMM, {"a_addr": 20, "a_stride": 20, "b_addr": 20, "b_stride": 20,
-                        "c_addr": 20, "c_stride": 20, "p_addr": 16, "k": 16, "m_tiles": 16,
-                        "n": 16},
+    _spec(Opcode.GEMM, {"a_addr": _WORDS, "a_stride": _WORDS, "b_addr": _WORDS,
+                        "b_stride": _WORDS, "c_addr": _WORDS, "c_stride": _WORDS,
+                        "p_addr": _ENTRIES, "k": _SIZE, "m_tiles": _SIZE, "n": _SIZE},
           nonzero=("k", "m_tiles", "n"), unit="gemm", counter="gemm",
           reads=(Region(Space.ACT, "a_addr", "k", tiles="m_tiles", stride="a_stride"),
                  Region(Space.WGT, "b_addr", "k", tiles=_B_TILES, stride="b_stride"),
                  Region(Space.PRM, "p_addr", "n")),
           writes=(Region(Space.ACT, "c_addr", "n", tiles="m_tiles", stride="c_stride"),)),
     _spec(Opcode.GEMM_SPARSE, reserved=True),
-    _spec(Opcode.GELU, {"src": 20, "dst": 20, "count": 20},
+    _spec(Opcode.GELU, {"src": _WORDS, "dst": _WORDS, "count": _WORDS},
           nonzero=("count",), unit="eltwise", counter="eltwise",
           reads=(Region(Space.ACT, "src", "count"),),
           writes=(Region(Space.ACT, "dst", "count"),)),
-    _spec(Opcode.SOFTMAX, {**_ROW_TILES, "length": 16, "ratio": 24, "alpha": 16, "beta": 16,
-                           "gamma": 16},
+    _spec(Opcode.SOFTMAX, {**_ROW_TILES, "length": _SIZE, "ratio": RATIO_BITS,
+                           "alpha": COEFFICIENT_BITS, "beta": COEFFICIENT_BITS,
+                           "gamma": COEFFICIENT_BITS},
           nonzero=("m_tiles", "length"), unit="softmax", counter="softmax",
           reads=(_rows("src", "length"),), writes=(_rows("dst", "length"),)),
-    _spec(Opcode.LAYERNORM, {**_ROW_TILES, "channels": 16, "lnp_addr": 16, "eps": 32,
-                             "multiplier": 16, "shift": 6},
+    _spec(Opcode.LAYERNORM, {**_ROW_TILES, "channels": _SIZE, "lnp_addr": _ENTRIES,
+                             "eps": EPS_BITS, "multiplier": MULTIPLIER_BITS,
+                             "shift": SHIFT_BITS},
           nonzero=("m_tiles", "channels"), unit="layernorm", counter="layernorm",
           reads=(_rows("src", "channels"), Region(Space.LNP, "lnp_addr", "channels")),
           writes=(_rows("dst", "channels"),)),
-    _spec(Opcode.ADD, {"x": 20, "y": 20, "dst": 20, "count": 20, "x_multiplier": 16,
-                       "y_multiplier": 16, "shift": 6},
+    _spec(Opcode.ADD, {"x": _WORDS, "y": _WORDS, "dst": _WORDS, "count": _WORDS,
+                       "x_multiplier": MULTIPLIER_BITS, "y_multiplier": MULTIPLIER_BITS,
+                       "shift": SHIFT_BITS},
           nonzero=("count",), unit="eltwise", counter="eltwise",
           reads=(Region(Space.ACT, "x", "count"), Region(Space.ACT, "y", "count")),
           writes=(Region(Space.ACT, "dst", "count"),)),
-    _spec(Opcode.COPY_TO_WGT, {"src": 20, "src_stride": 20, "dst": 20, "tiles": 16,
-                               "words": 16},
+    _spec(Opcode.COPY_TO_WGT, {"src": _WORDS, "src_stride": _WORDS, "dst": _WORDS,
+                               "tiles": _SIZE, "words": _SIZE},
           nonzero=("tiles", "words"), unit="moves", counter="move",
           reads=(Region(Space.ACT, "src", "words", tiles="tiles", stride="src_stride"),),
           writes=(Region(Space.WGT, "dst", _COPIED_WORDS),)),
-    _spec(Opcode.TRANSPOSE_TO_WGT, {"src": 20, "src_stride": 20, "dst": 20, "dst_stride": 20,
-                                    "token_tiles": 16, "channel_tiles": 16},
+    _spec(Opcode.TRANSPOSE_TO_WGT, {"src": _WORDS, "src_stride": _WORDS, "dst": _WORDS,
+                                    "dst_stride": _WORDS, "token_tiles": _SIZE,
+                                    "channel_tiles": _SIZE},
           nonzero=("token_tiles", "channel_tiles"), unit="moves", counter="move",
           reads=(Region(Space.ACT, "src", _CHANNEL_WORDS, tiles="token_tiles",
                         stride="src_stride"),),

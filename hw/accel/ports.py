@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..gemm.requantize import RequantParams
 from ..nonlinear.layernorm import ChannelParams
+from .config import DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS
 from .isa import INSTRUCTION_BITS
 
 __all__ = ["Unit", "act_word", "read_request", "write_request", "memory_port", "scratchpad_entries",
@@ -13,8 +14,7 @@ __all__ = ["Unit", "act_word", "read_request", "write_request", "memory_port", "
            "MEMORY_ADDRESS_BITS"]
 
 #: External memory: 128-bit words, word addresses.
-MEMORY_DATA_BITS = 128
-MEMORY_ADDRESS_BITS = 32
+MEMORY_DATA_BITS = 8 * DRAM_WORD_BYTES
 
 #: Scratchpad ports a unit may have, by name: the scratchpad and the direction.
 #: ``y_read`` is the activation scratchpad's second read port

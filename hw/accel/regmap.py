@@ -13,6 +13,11 @@ from .config import AcceleratorConfig
 __all__ = ["Register", "REGISTERS", "regmap_json", "regmap_header", "REGISTER_BYTES"]
 
 REGISTER_BYTES = 4
+#: One CYCLES_* register per counter class from here, then the profile registers:
+#: a new counter class moves them, and the HW_* block leaves room for 14 classes.
+_CLASS_CYCLES = 0x20
+_PROFILE = _CLASS_CYCLES + REGISTER_BYTES * len(COUNTER_CLASSES)
+_HARDWARE = 0x60
 
 
 @dataclass(frozen=True)
@@ -33,13 +38,14 @@ REGISTERS = (
     Register("IRQ_STATUS", 0x14, "w1c", "bit 0: the program finished (write 1 to clear)"),
     Register("ERROR_PC", 0x18, "ro", "index of the instruction that raised the error"),
     Register("CYCLES", 0x1C, "ro", "cycles from start to done"),
-    *(Register(f"CYCLES_{name.upper()}", 0x20 + REGISTER_BYTES * index, "ro",
+    *(Register(f"CYCLES_{name.upper()}", _CLASS_CYCLES + REGISTER_BYTES * index, "ro",
                f"cycles spent in the {name} instruction class")
       for index, name in enumerate(COUNTER_CLASSES)),
-    Register("PROFILE_INDEX", 0x40, "rw", "instruction whose retirement PROFILE_CYCLES shows"),
-    Register("PROFILE_CYCLES", 0x44, "ro", "CYCLES when instruction PROFILE_INDEX retired in the "
+    Register("PROFILE_INDEX", _PROFILE, "rw",
+             "instruction whose retirement PROFILE_CYCLES shows"),
+    Register("PROFILE_CYCLES", _PROFILE + REGISTER_BYTES, "ro", "CYCLES when instruction PROFILE_INDEX retired in the "
              "last run; 0 if it retired with the one before it or is beyond the 4096th"),
-    *(Register(f"HW_{name.upper()}", 0x60 + REGISTER_BYTES * index, "ro",
+    *(Register(f"HW_{name.upper()}", _HARDWARE + REGISTER_BYTES * index, "ro",
                f"the hardware's AcceleratorConfig.{name}")
       for index, name in enumerate(field.name for field in fields(AcceleratorConfig))),
 )

@@ -33,7 +33,7 @@ class RowLayerNorm(Unit):
     square root (26 cycles) and a reciprocal (33 cycles); a pass that
     normalizes, scales by gamma, adds beta and requantizes (the GEMM's
     :class:`Requantizer`, channel ``j``'s gamma/beta shared by all lanes).
-    About ``2 * channels + 70`` cycles per tile.
+    ``2 * channels + 75`` cycles per tile and 2 more per instruction.
 
     Parameters
     ----------

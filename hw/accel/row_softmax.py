@@ -21,8 +21,9 @@ class RowSoftmax(Unit):
     For each tile of ``array`` rows: a pass over the row's words for the
     maxima, a pass for the sums of ``exp_q15``, one division per lane (all
     lanes in parallel, 25 cycles) and a pass that recomputes the exps, scales
-    them and writes the probabilities. About ``3 * length + 40`` cycles per
-    tile, one word read per cycle.
+    them and writes the probabilities: ``3 * length + 50`` cycles per tile
+    (each pass drains the exp pipeline) and 2 more per instruction, one word
+    read per cycle.
 
     Parameters
     ----------

@@ -138,12 +138,22 @@ def _power_of_two(value, minimum=16):
 
 
 def _smallest_config(plan, array):
-    """The smallest power-of-two scratchpads that hold ``plan``; two operands fit WGT."""
-    return AcceleratorConfig(array=array, act_depth=_power_of_two(plan.depth(Space.ACT)),
-                             wgt_depth=_power_of_two(2 * plan.weight_words),
-                             prm_depth=_power_of_two(plan.depth(Space.PRM)),
-                             lnp_depth=_power_of_two(plan.depth(Space.LNP)),
-                             k_max=_power_of_two(plan.reduction_depth))
+    """The smallest power-of-two scratchpads that hold ``plan``; two operands fit WGT.
+
+    Raises
+    ------
+    vitforge.errors.ConfigError
+        If the plan needs more than instruction fields can address.
+    """
+    try:
+        return AcceleratorConfig(array=array, act_depth=_power_of_two(plan.depth(Space.ACT)),
+                                 wgt_depth=_power_of_two(2 * plan.weight_words),
+                                 prm_depth=_power_of_two(plan.depth(Space.PRM)),
+                                 lnp_depth=_power_of_two(plan.depth(Space.LNP)),
+                                 k_max=_power_of_two(plan.reduction_depth))
+    except ConfigError as error:
+        raise ConfigError(f"these shapes need a larger accelerator than the instruction set "
+                          f"can address: {error}") from None
 
 
 def config_for(blocks, tokens, array, *, block_tokens=None):

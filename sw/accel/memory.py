@@ -4,6 +4,7 @@ import numpy as np
 
 from vitforge.hw.accel.config import DRAM_WORD_BYTES
 from vitforge.hw.accel.isa import Space
+from vitforge.hw.numerics import SHIFT_BITS
 
 __all__ = ["entry_words", "pack_entries", "unpack_entries", "TABLE_ENTRIES_PER_WORD"]
 
@@ -22,7 +23,8 @@ def pack_entries(space, entries, config):
     """The bytes of ``entries`` in external-memory layout.
 
     ACT/WGT: int8 array ``(count, array)``, each row padded to whole words.
-    PRM: ``(bias, multiplier, shift)`` arrays: int32 LE, uint16 LE, uint8.
+    PRM: ``(bias, multiplier, shift)`` arrays: int32 LE, uint16 LE, uint8 (its
+    low 6 bits are the shift; the hardware ignores the other two).
     LNP: ``(gamma, beta)`` arrays: int16 LE, int32 LE.
     TBL: 256 int8 (16 per word).
     """
@@ -61,6 +63,6 @@ def unpack_entries(space, raw, config):
     if space == Space.PRM:
         return (rows[:, 0:4].copy().view("<i4").ravel().astype(np.int64),
                 rows[:, 4:6].copy().view("<u2").ravel().astype(np.int64),
-                rows[:, 6].astype(np.int64))
+                rows[:, 6].astype(np.int64) & ((1 << SHIFT_BITS) - 1))
     return (rows[:, 0:2].copy().view("<i2").ravel().astype(np.int64),
             rows[:, 2:6].copy().view("<i4").ravel().astype(np.int64))

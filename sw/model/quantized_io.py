@@ -2,16 +2,15 @@
 
 from dataclasses import asdict, fields, is_dataclass
 import json
-import zipfile
 
 import numpy as np
 
 from vitforge.errors import ConfigError
 from vitforge.sw.files import atomic_output
-
 from vitforge.sw.params.layernorm import LayerNormParams
 from vitforge.sw.params.softmax import ExpParams
 
+from .archive import read_archive
 from .quantized import (QuantizedEncoderBlock, QuantizedLinear, QuantizedVit, Requant,
                         ResidualParams)
 from .vit import VitShape
@@ -82,21 +81,8 @@ def load_quantized(path):
         If the file is not a quantized vitforge model or parts of it are missing
         or malformed (the block and field are named).
     """
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, TypeError, zipfile.BadZipFile) as error:
-        # TypeError: a plain .npy array is not an archive.
-        raise ConfigError(f"{path} is not a vitforge quantized model file ({error})") from None
-    if "meta" not in arrays:
-        raise ConfigError(f"{path} has no 'meta' entry: not a vitforge quantized model file")
-    try:
-        meta = json.loads(str(arrays.pop("meta")))
-    except ValueError as error:
-        raise ConfigError(f"{path} has a 'meta' entry that is not JSON ({error})") from None
-    found = meta.get("format") if isinstance(meta, dict) else None
-    if found not in (QUANTIZED_FORMAT, _CLASS_TOKEN_LAST_FORMAT):
-        raise ConfigError(f"{path} has format {found!r}, expected {QUANTIZED_FORMAT!r}")
+    arrays, meta = read_archive(path, "vitforge quantized model",
+                                (QUANTIZED_FORMAT, _CLASS_TOKEN_LAST_FORMAT))
     try:
         parts = meta["parts"]
         values = {name: _unflatten(parts[name], arrays, f"{path}: {name}")

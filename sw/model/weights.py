@@ -3,13 +3,13 @@
 from dataclasses import asdict, fields
 import json
 from pathlib import Path
-import zipfile
 
 import numpy as np
 
 from vitforge.errors import ConfigError
 from vitforge.sw.files import atomic_output
 
+from .archive import read_archive
 from .vit import FloatBlock, FloatVit, VitShape
 
 __all__ = ["save_vit", "load_vit", "FORMAT", "EMBEDDED_WEIGHTS"]
@@ -55,21 +55,7 @@ def load_vit(path):
         the wrong shape (naming the key and both shapes).
     """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, TypeError, zipfile.BadZipFile) as error:
-        # TypeError: a plain .npy array is not an archive.
-        raise ConfigError(f"{path} is not a vitforge model file ({error})") from None
-    if "meta" not in arrays:
-        raise ConfigError(f"{path} has no 'meta' entry: not a vitforge model file")
-    try:
-        meta = json.loads(str(arrays.pop("meta")))
-    except ValueError as error:
-        raise ConfigError(f"{path} has a 'meta' entry that is not JSON ({error})") from None
-    found = meta.get("format") if isinstance(meta, dict) else None
-    if found != FORMAT:
-        raise ConfigError(f"{path} has format {found!r}, expected {FORMAT!r}")
+    arrays, meta = read_archive(path, "vitforge model", (FORMAT,))
     try:
         shape = VitShape(**meta["shape"])
     except (KeyError, TypeError, ValueError) as error:

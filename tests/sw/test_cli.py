@@ -120,6 +120,9 @@ def test_nonlinear_runs_and_reports(tmp_path, op, options):
     (["block", "--tokens", "0"], "tokens must be a positive integer, not 0"),
     (["block", "--rows", "8", "--dim", "32", "--heads", "8"],
      "head dimension must be a multiple of the array size 8, not 4 (block 0)"),
+    (["block", "--tokens", "5000"],
+     "these shapes need a larger accelerator than the instruction set can address: act_depth "
+     "must be at most 1048576 (what the instruction fields reach), not 16777216"),
 ])
 def test_block_bad_arguments(args, message):
     assert_usage_error(args, message)

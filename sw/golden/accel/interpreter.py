@@ -106,6 +106,9 @@ def _load(machine, index, inst):
     config = machine.config
     space = Space(inst.space)
     if space == Space.TBL:
+        _check(inst.spad_addr % TABLE_ENTRIES_PER_WORD == 0, index, inst,
+               f"a TBL load must start at a multiple of {TABLE_ENTRIES_PER_WORD} entries, "
+               f"not {inst.spad_addr}")
         where = _dram_bytes(machine, index, inst, inst.dram_addr, inst.count)
         start = inst.spad_addr
         machine.table[start:start + inst.count * TABLE_ENTRIES_PER_WORD] = unpack_entries(
