@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 
-from vitforge.errors import SimulationError, ToolchainError
+from vitforge.errors import OutputError, SimulationError, ToolchainError
 
 __all__ = ["Toolchain", "find_toolchain", "Build", "build", "run_test", "cache_root"]
 
@@ -111,8 +111,24 @@ def _system_root(executable):
 
 
 def cache_root():
-    """Directory holding all cached builds."""
-    return Path(os.environ.get("VITFORGE_CACHE", Path.home() / ".cache" / "vitforge"))
+    """Directory holding all cached builds, created on first use.
+
+    Raises
+    ------
+    vitforge.errors.OutputError
+        If it cannot be created or written (the message says how to choose another).
+    """
+    root = Path(os.environ.get("VITFORGE_CACHE", Path.home() / ".cache" / "vitforge"))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or error
+    else:
+        if os.access(root, os.W_OK | os.X_OK):
+            return root
+        reason = "not writable"
+    raise OutputError(f"the build cache {str(root)!r} cannot be used ({reason}); set "
+                      f"VITFORGE_CACHE to a writable folder")
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ import traceback
 import numpy as np
 
 from vitforge.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK,
-                             EXIT_TOOLCHAIN, ConfigError, ToolchainError, UserError,
-                             exit_status)
+                             EXIT_TOOLCHAIN, ConfigError, OutputError, ToolchainError,
+                             UserError, exit_status)
 
 __all__ = ["main"]
 
@@ -121,9 +121,9 @@ def _check_output_folder(path):
         return
     folder = Path(path).resolve().parent
     if not folder.is_dir():
-        raise ConfigError(f"output folder must exist, not {str(folder)!r}")
+        raise OutputError(f"output folder must exist, not {str(folder)!r}")
     if not os.access(folder, os.W_OK):
-        raise ConfigError(f"output folder must be writable, not {str(folder)!r}")
+        raise OutputError(f"output folder must be writable, not {str(folder)!r}")
 
 
 def _prepare_out_folder(path):
@@ -139,7 +139,7 @@ def _prepare_out_folder(path):
     try:
         out.resolve().parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ConfigError(f"out must be a folder that can be created, not {str(out)!r} "
+        raise OutputError(f"out must be a folder that can be created, not {str(out)!r} "
                           f"({error.strerror})") from None
     _check_output_folder(out)
     return out

@@ -119,10 +119,9 @@ def estimate(verilog, top, *, method="per-module"):
 
     Raises
     ------
-    ToolchainError
-        If Yosys is not installed (the message says how to install it).
-    RuntimeError
-        If synthesis fails (the message ends with Yosys' last lines).
+    vitforge.errors.ToolchainError
+        If Yosys is not installed (the message says how to install it), or
+        synthesis fails (the message ends with Yosys' last lines).
     """
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
@@ -199,7 +198,7 @@ def _synthesize(verilog, top, *, flatten, black_boxes=()):
         log = (Path(scratch) / "log").read_text() if (Path(scratch) / "log").exists() else ""
     if completed.returncode != 0:
         tail = "\n".join((completed.stderr or log).splitlines()[-10:])
-        raise RuntimeError(f"yosys synth_xilinx of {top} failed:\n{tail}")
+        raise ToolchainError(f"yosys synth_xilinx of {top} failed:\n{tail}")
     return log
 
 
@@ -207,7 +206,7 @@ def parse_stat(log):
     """:class:`Resources` from the last ``stat`` report in a Yosys log."""
     start = log.rfind("Number of cells")
     if start < 0:
-        raise ValueError("Yosys log has no 'stat' report (no 'Number of cells' line)")
+        raise ToolchainError("Yosys log has no 'stat' report (no 'Number of cells' line)")
     cells = {name: int(count) for name, count in
              re.findall(r"^\s+(\w+)\s+(\d+)\s*$", log[start:], re.M)}
     lut = _count(cells, {f"LUT{i}" for i in range(1, 7)})

@@ -3,10 +3,8 @@
 from collections import defaultdict
 
 from amaranth import Module, Mux
-from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
-from ..gemm.core import COUNTER_BITS
 from .controller import ERROR_EMPTY, ERROR_NONE, ERROR_OPCODE, Controller
 from .decoder import InstructionDecoder
 from .dma import Dma
@@ -15,7 +13,7 @@ from .fetch import InstructionFetch
 from .gemm_unit import GemmUnit
 from .isa import COUNTER_CLASSES, ISA, Opcode
 from .moves import Moves
-from .ports import SCRATCHPAD_PORTS, forward, memory_port
+from .ports import SCRATCHPAD_PORTS, control_members, forward, memory_port
 from .row_layernorm import RowLayerNorm
 from .row_softmax import RowSoftmax
 from .scratchpads import Scratchpads
@@ -36,35 +34,6 @@ UNITS = {
 
 #: The unit that runs a weight load beside a GEMM.
 _SIDE_UNIT = ISA[Opcode.LOAD].unit
-
-
-def control_members():
-    """The accelerator's ports besides ``mem``, declared once.
-
-    Components that offer the accelerator's control and status as their own
-    ports (:class:`~vitforge.sim.accel.system.SimulatedSystem`) take these
-    members and :func:`~vitforge.hw.accel.ports.forward` them.
-
-    Returns
-    -------
-    dict
-        ``start`` and ``program_addr`` (the external word of the first
-        instruction) in; ``busy``, ``done``, ``error``, ``error_pc``,
-        ``cycles``, ``class_cycles``, ``retire`` and ``retire_pc`` out (see
-        :class:`~vitforge.hw.accel.controller.Controller`).
-    """
-    return {
-        "start": In(1),
-        "program_addr": In(32),
-        "busy": Out(1),
-        "done": Out(1),
-        "error": Out(2),
-        "error_pc": Out(32),
-        "cycles": Out(COUNTER_BITS),
-        "class_cycles": Out(data.ArrayLayout(COUNTER_BITS, len(COUNTER_CLASSES))),
-        "retire": Out(1),
-        "retire_pc": Out(32),
-    }
 
 
 class Accelerator(wiring.Component):
@@ -160,5 +129,8 @@ class Accelerator(wiring.Component):
                     raise ValueError(f"one unit may have the external memory port 'mem', "
                                      f"not {len(ports)}")
                 wiring.connect(m, ports[0], fetch.unit_mem)
-            else:
+            elif len(ports) > 1:
                 wiring.connect(m, *ports)
+            else:
+                raise ValueError(f"unit port {name!r} is neither a scratchpad port nor 'mem', "
+                                 f"so another unit must have it too; only one has")

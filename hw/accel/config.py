@@ -5,10 +5,12 @@ from dataclasses import asdict, dataclass, fields
 from vitforge.errors import ConfigError
 
 from ..checks import check_positive_int
+from ..numerics import GELU_TABLE_DEPTH
 from ..gemm.config import GemmConfig
 
 __all__ = ["AcceleratorConfig", "DRAM_WORD_BYTES", "MEMORY_ADDRESS_BITS",
-           "SCRATCHPAD_ADDRESS_BITS", "PARAMETER_ADDRESS_BITS", "SIZE_BITS"]
+           "SCRATCHPAD_ADDRESS_BITS", "PARAMETER_ADDRESS_BITS", "SIZE_BITS",
+           "TABLE_ENTRIES_PER_WORD", "TABLE_WORDS"]
 
 #: External memory is addressed in words of 16 bytes (a 128-bit AXI beat).
 DRAM_WORD_BYTES = 16
@@ -20,6 +22,9 @@ SCRATCHPAD_ADDRESS_BITS = 20
 PARAMETER_ADDRESS_BITS = 16
 #: Tile counts, reduction depths, row lengths and channel counts in instructions.
 SIZE_BITS = 16
+#: The GELU table's one-byte entries fill external words whole: 16 words of 16.
+TABLE_ENTRIES_PER_WORD = DRAM_WORD_BYTES
+TABLE_WORDS = GELU_TABLE_DEPTH // TABLE_ENTRIES_PER_WORD
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,13 +1,13 @@
 """The accelerator's controller: the state machine that runs a program, and its cycle counters."""
 
 from amaranth import Module, Mux, Signal
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..gemm.core import COUNTER_BITS
 from .decoder import DECODED, NO_CLASS
 from .fetch import FETCH_CONTROL
 from .isa import COUNTER_CLASSES
+from .ports import control_members
 
 __all__ = ["Controller", "ERROR_NONE", "ERROR_OPCODE", "ERROR_EMPTY"]
 
@@ -65,16 +65,10 @@ class Controller(wiring.Component):
     """
 
     def __init__(self):
+        control = control_members()
+        del control["program_addr"]            # the fetch's
         super().__init__({
-            "start": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-            "error": Out(2),
-            "error_pc": Out(32),
-            "retire": Out(1),
-            "retire_pc": Out(32),
-            "cycles": Out(COUNTER_BITS),
-            "class_cycles": Out(data.ArrayLayout(COUNTER_BITS, len(COUNTER_CLASSES))),
+            **control,
             "fetch": Out(FETCH_CONTROL),
             "decoded": In(DECODED),
             "start_unit": Out(1),

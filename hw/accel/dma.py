@@ -2,15 +2,14 @@
 
 from amaranth import C, Cat, Module, Mux, Signal
 
-from ..numerics import GELU_TABLE_DEPTH
-from .config import DRAM_WORD_BYTES
+from .config import SCRATCHPAD_ADDRESS_BITS, TABLE_ENTRIES_PER_WORD, TABLE_WORDS
 from .isa import ISA, Opcode, Space
 from .ports import MEMORY_DATA_BITS, Unit, memory_port, scratchpad_ports, write_request
 
-__all__ = ["Dma", "TABLE_WORDS"]
+__all__ = ["Dma"]
 
-#: The GELU table is 16 external words of 16 one-byte entries.
-TABLE_WORDS = GELU_TABLE_DEPTH // DRAM_WORD_BYTES
+#: A table LOAD's ``spad_addr`` is an entry; the table memory is addressed in words.
+_TABLE_WORD_SHIFT = TABLE_ENTRIES_PER_WORD.bit_length() - 1
 
 
 class Dma(Unit):
@@ -51,7 +50,7 @@ class Dma(Unit):
         wide = (space == Space.ACT) | (space == Space.WGT)     # entries of entry_words words
 
         issued = Signal(24)            # LOAD: words requested; STORE: entries read
-        received = Signal(20)          # entries written (to a scratchpad or out)
+        received = Signal(SCRATCHPAD_ADDRESS_BITS)   # entries written (to a scratchpad or out)
         words_out = Signal(24)         # STORE: words written out
         piece = Signal(range(max(entry_words, 2)))  # word of the entry arriving / going out
         pending = Signal()             # STORE: an entry read waits on the read port's output
@@ -93,7 +92,7 @@ class Dma(Unit):
                     self.prm_write.en.eq(complete & (space == Space.PRM)),
                     self.lnp_write.addr.eq(target), self.lnp_write.data.eq(response),
                     self.lnp_write.en.eq(complete & (space == Space.LNP)),
-                    self.tbl_write.addr.eq((load.spad_addr >> 4) + received),
+                    self.tbl_write.addr.eq((load.spad_addr >> _TABLE_WORD_SHIFT) + received),
                     self.tbl_write.data.eq(response),
                     self.tbl_write.en.eq(complete & (space == Space.TBL)),
                 ]

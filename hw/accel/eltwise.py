@@ -4,7 +4,8 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, memory
 from amaranth.lib.wiring import Out
 
-from .dma import TABLE_WORDS
+from ..numerics import OPERAND_MAX, OPERAND_MIN
+from .config import SCRATCHPAD_ADDRESS_BITS, TABLE_WORDS
 from .isa import ISA, Opcode
 from .ports import MEMORY_DATA_BITS, Unit, act_word, scratchpad_ports
 
@@ -35,7 +36,8 @@ class Eltwise(Unit):
         reads = ("act_read", "y_read") if config.act_read_ports == 2 else ("act_read",)
         super().__init__(config, {
             **scratchpad_ports(config, *reads, "act_write"),
-            "tbl_write": Out(memory.WritePort.Signature(addr_width=4, shape=MEMORY_DATA_BITS)),
+            "tbl_write": Out(memory.WritePort.Signature(addr_width=(TABLE_WORDS - 1).bit_length(),
+                                                      shape=MEMORY_DATA_BITS)),
         })
 
     def elaborate(self, platform):
@@ -50,11 +52,11 @@ class Eltwise(Unit):
 
         # Reads: one word per cycle; ADD with one port: word x, then word y.
         one_port = self._config.act_read_ports == 1
-        index = Signal(20)
+        index = Signal(SCRATCHPAD_ADDRESS_BITS)
         issuing = Signal()
         reading_y = Signal()                # stays 0 with two ports
         valid = [Signal(name=f"valid_{i}") for i in range(2)]
-        address = [Signal(20, name=f"address_{i}") for i in range(2)]
+        address = [Signal(SCRATCHPAD_ADDRESS_BITS, name=f"address_{i}") for i in range(2)]
         m.d.sync += self.done.eq(0)
         with m.If(self.start & ~self.busy):
             m.d.sync += [self.busy.eq(1), issuing.eq(1), index.eq(0), reading_y.eq(0)]
@@ -102,7 +104,8 @@ class Eltwise(Unit):
             summed = Signal(signed(8), name=f"sum_{lane}")
             m.d.comb += total.eq((x * add.x_multiplier + y * add.y_multiplier
                                   + ((1 << add.shift) >> 1)) >> add.shift)
-            m.d.sync += summed.eq(Mux(total > 127, 127, Mux(total < -128, -128, total)))
+            m.d.sync += summed.eq(Mux(total > OPERAND_MAX, OPERAND_MAX,
+                                              Mux(total < OPERAND_MIN, OPERAND_MIN, total)))
             entry = reader.data.word_select(byte, 8)
             m.d.comb += results[lane].eq(Mux(is_add, summed, entry))
         m.d.comb += [self.act_write.addr.eq(address[1]), self.act_write.data.eq(results),

@@ -4,8 +4,8 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import INSTRUCTION_BITS
-from .ports import MEMORY_DATA_BITS, memory_port
+from .isa import INSTRUCTION_BITS, INSTRUCTION_WORDS
+from .ports import MEMORY_DATA_BITS, control_members, memory_port
 
 __all__ = ["InstructionFetch", "FETCH_CONTROL"]
 
@@ -18,7 +18,6 @@ FETCH_CONTROL = wiring.Signature({
     "arrived": In(1),          # the instruction asked for is complete after this cycle
 })
 
-_WORDS_PER_INSTRUCTION = INSTRUCTION_BITS // MEMORY_DATA_BITS
 
 
 class InstructionFetch(wiring.Component):
@@ -52,7 +51,7 @@ class InstructionFetch(wiring.Component):
         super().__init__({
             "mem": memory_port(),
             "unit_mem": memory_port().flip(),
-            "program_addr": In(32),
+            "program_addr": control_members()["program_addr"],
             "control": In(FETCH_CONTROL),
             "instruction": Out(INSTRUCTION_BITS),
             "next_instruction": Out(INSTRUCTION_BITS),
@@ -63,13 +62,13 @@ class InstructionFetch(wiring.Component):
         control, mem, unit = self.control, self.mem, self.unit_mem
         reading = control.fetch | control.look_ahead
         index = Signal(32)
-        requested = Signal(range(_WORDS_PER_INSTRUCTION + 1))
-        received = Signal(range(_WORDS_PER_INSTRUCTION + 1))
+        requested = Signal(range(INSTRUCTION_WORDS + 1))
+        received = Signal(range(INSTRUCTION_WORDS + 1))
         m.d.comb += [
             index.eq(control.pc + control.look_ahead),
-            mem.req.valid.eq(Mux(reading, requested < _WORDS_PER_INSTRUCTION, unit.req.valid)),
+            mem.req.valid.eq(Mux(reading, requested < INSTRUCTION_WORDS, unit.req.valid)),
             mem.req.payload.addr.eq(Mux(reading, self.program_addr
-                                        + index * _WORDS_PER_INSTRUCTION + requested,
+                                        + index * INSTRUCTION_WORDS + requested,
                                         unit.req.payload.addr)),
             mem.req.payload.write.eq(Mux(reading, 0, unit.req.payload.write)),
             mem.req.payload.wdata.eq(unit.req.payload.wdata),
@@ -78,7 +77,7 @@ class InstructionFetch(wiring.Component):
             unit.resp.valid.eq(~reading & mem.resp.valid),
             unit.resp.payload.eq(mem.resp.payload),
             control.arrived.eq(reading & mem.resp.valid
-                               & (received == _WORDS_PER_INSTRUCTION - 1)),
+                               & (received == INSTRUCTION_WORDS - 1)),
         ]
 
         with m.If(reading & mem.req.valid & mem.req.ready):
@@ -88,7 +87,7 @@ class InstructionFetch(wiring.Component):
             with m.If(active & mem.resp.valid):
                 m.d.sync += received.eq(received + 1)
                 with m.Switch(received):
-                    for word in range(_WORDS_PER_INSTRUCTION):
+                    for word in range(INSTRUCTION_WORDS):
                         with m.Case(word):
                             m.d.sync += target.word_select(word, MEMORY_DATA_BITS).eq(
                                 mem.resp.payload)

@@ -26,13 +26,17 @@ from amaranth.lib import data
 from ..numerics import (COEFFICIENT_BITS, EPS_BITS, GELU_TABLE_DEPTH, MULTIPLIER_BITS,
                         RATIO_BITS, SHIFT_BITS)
 from .config import (DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, PARAMETER_ADDRESS_BITS,
-                     SCRATCHPAD_ADDRESS_BITS, SIZE_BITS)
+                     SCRATCHPAD_ADDRESS_BITS, SIZE_BITS, TABLE_ENTRIES_PER_WORD)
 
-__all__ = ["INSTRUCTION_BITS", "OPCODE_BITS", "COUNTER_CLASSES", "Opcode",
-           "Space", "Formula", "Region", "Span", "OpcodeSpec", "ISA", "Instruction", "encode",
-           "decode", "space_depth", "written_activations", "weight_load_may_run_beside"]
+__all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "INSTRUCTION_WORDS", "OPCODE_BITS",
+           "COUNTER_CLASSES", "Opcode", "Space", "Formula", "Region", "Span", "OpcodeSpec", "ISA",
+           "Instruction", "encode", "decode", "space_depth", "written_activations",
+           "weight_load_may_run_beside"]
 
 INSTRUCTION_BITS = 256
+INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
+#: External-memory words per instruction.
+INSTRUCTION_WORDS = INSTRUCTION_BYTES // DRAM_WORD_BYTES
 OPCODE_BITS = 8
 
 #: Per-class cycle counters of the hardware, in register order: ``fetch`` counts
@@ -43,7 +47,7 @@ COUNTER_CLASSES = ("fetch", "load_store", "gemm", "softmax", "layernorm", "eltwi
                    "stall")
 
 #: A LOAD into TBL moves one-byte entries, a whole external word of them per count.
-_TABLE_ENTRIES_PER_WORD_LOG2 = DRAM_WORD_BYTES.bit_length() - 1
+_TABLE_ENTRIES_PER_WORD_LOG2 = TABLE_ENTRIES_PER_WORD.bit_length() - 1
 
 
 class Opcode(enum.IntEnum):

@@ -3,6 +3,7 @@
 from amaranth import Array, Module, Signal, signed
 from amaranth.lib import data
 
+from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .isa import ISA, Opcode
 from .ports import Unit, scratchpad_ports
 
@@ -30,12 +31,12 @@ class Moves(Unit):
         copy = ISA[Opcode.COPY_TO_WGT].view(self.instruction)
         turn = ISA[Opcode.TRANSPOSE_TO_WGT].view(self.instruction)
 
-        tile = Signal(16)          # copy: tile; transpose: token tile
-        outer = Signal(16)         # transpose: channel tile
-        step = Signal(16)          # copy: word in tile; transpose: channel or token in block
-        written = Signal(20)
+        tile = Signal(SIZE_BITS)          # copy: tile; transpose: token tile
+        outer = Signal(SIZE_BITS)         # transpose: channel tile
+        step = Signal(SIZE_BITS)          # copy: word in tile; transpose: channel or token in block
+        written = Signal(SCRATCHPAD_ADDRESS_BITS)
         pending = Signal()         # a copied word is on its way to the weight scratchpad
-        pending_address = Signal(20)
+        pending_address = Signal(SCRATCHPAD_ADDRESS_BITS)
         block = Array(Signal(data.ArrayLayout(signed(8), lanes), name=f"block_{c}")
                       for c in range(lanes))
 

@@ -4,14 +4,15 @@ from amaranth import signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..gemm.core import COUNTER_BITS
 from ..gemm.requantize import RequantParams
 from ..nonlinear.layernorm import ChannelParams
 from .config import DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS
-from .isa import INSTRUCTION_BITS
+from .isa import COUNTER_CLASSES, INSTRUCTION_BITS
 
-__all__ = ["Unit", "act_word", "read_request", "write_request", "memory_port", "scratchpad_entries",
-           "scratchpad_ports", "SCRATCHPAD_PORTS", "forward", "MEMORY_DATA_BITS",
-           "MEMORY_ADDRESS_BITS"]
+__all__ = ["control_members", "Unit", "act_word", "read_request", "write_request", "memory_port",
+           "scratchpad_entries", "scratchpad_ports", "SCRATCHPAD_PORTS", "forward",
+           "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS"]
 
 #: External memory: 128-bit words, word addresses.
 MEMORY_DATA_BITS = 8 * DRAM_WORD_BYTES
@@ -114,3 +115,34 @@ def forward(m, outer, inner, members):
             m.d.comb += getattr(inner, name).eq(getattr(outer, name))
         else:
             m.d.comb += getattr(outer, name).eq(getattr(inner, name))
+
+
+def control_members():
+    """The accelerator's ports besides ``mem``, declared once.
+
+    The :class:`~vitforge.hw.accel.controller.Controller` has all of them but
+    ``program_addr``, which the :class:`~vitforge.hw.accel.fetch.InstructionFetch`
+    has; components that offer the accelerator's control and status as their
+    own ports (:class:`~vitforge.sim.accel.system.SimulatedSystem`) take these
+    members and :func:`forward` them.
+
+    Returns
+    -------
+    dict
+        ``start`` and ``program_addr`` (the external word of the first
+        instruction) in; ``busy``, ``done``, ``error``, ``error_pc``,
+        ``cycles``, ``class_cycles``, ``retire`` and ``retire_pc`` out (see
+        :class:`~vitforge.hw.accel.controller.Controller`).
+    """
+    return {
+        "start": In(1),
+        "program_addr": In(32),
+        "busy": Out(1),
+        "done": Out(1),
+        "error": Out(2),
+        "error_pc": Out(32),
+        "cycles": Out(COUNTER_BITS),
+        "class_cycles": Out(data.ArrayLayout(COUNTER_BITS, len(COUNTER_CLASSES))),
+        "retire": Out(1),
+        "retire_pc": Out(32),
+    }

@@ -18,6 +18,8 @@ REGISTER_BYTES = 4
 _CLASS_CYCLES = 0x20
 _PROFILE = _CLASS_CYCLES + REGISTER_BYTES * len(COUNTER_CLASSES)
 _HARDWARE = 0x60
+if _PROFILE + 2 * REGISTER_BYTES > _HARDWARE:
+    raise AssertionError(f"{len(COUNTER_CLASSES)} counter classes overlap the HW_* registers")
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,9 @@ REGISTERS = (
       for index, name in enumerate(COUNTER_CLASSES)),
     Register("PROFILE_INDEX", _PROFILE, "rw",
              "instruction whose retirement PROFILE_CYCLES shows"),
-    Register("PROFILE_CYCLES", _PROFILE + REGISTER_BYTES, "ro", "CYCLES when instruction PROFILE_INDEX retired in the "
-             "last run; 0 if it retired with the one before it or is beyond the 4096th"),
+    Register("PROFILE_CYCLES", _PROFILE + REGISTER_BYTES, "ro",
+             "CYCLES when instruction PROFILE_INDEX retired in the last run; 0 if it retired "
+             "with the one before it or is beyond the 4096th"),
     *(Register(f"HW_{name.upper()}", _HARDWARE + REGISTER_BYTES * index, "ro",
                f"the hardware's AcceleratorConfig.{name}")
       for index, name in enumerate(field.name for field in fields(AcceleratorConfig))),

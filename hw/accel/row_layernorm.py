@@ -10,6 +10,7 @@ from ..nonlinear.isqrt import SequentialSqrt
 from ..numerics import (BETA_BITS, CENTRED_BITS, EPS_BITS, GAMMA_BITS, LAYERNORM_QUOTIENT_BITS,
                         LAYERNORM_RECIPROCAL_BITS, MAX_ACC_BITS, MAX_CHANNELS, MAX_PRODUCT,
                         NORMALIZE_SHIFT, NORMALIZED_BITS, SQRT_GUARD_BITS)
+from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .isa import ISA, Opcode
 from .ports import Unit, scratchpad_ports
 
@@ -48,8 +49,8 @@ class RowLayerNorm(Unit):
         lanes = self._config.array
         inst = ISA[Opcode.LAYERNORM].view(self.instruction)
 
-        tile = Signal(16)
-        index = Signal(16)
+        tile = Signal(SIZE_BITS)
+        index = Signal(SIZE_BITS)
         reading = Signal()
         output_pass = Signal()
         s1 = Array(Signal(_SUM_SHAPE, name=f"s1_{lane}") for lane in range(lanes))
@@ -64,7 +65,7 @@ class RowLayerNorm(Unit):
         depth = 3 + REQUANT_LATENCY                 # read, product, scale, requantizer
         valid = [Signal(name=f"valid_{i}") for i in range(depth)]
         first = Signal()
-        address = [Signal(20, name=f"address_{i}") for i in range(depth)]
+        address = [Signal(SCRATCHPAD_ADDRESS_BITS, name=f"address_{i}") for i in range(depth)]
         m.d.sync += [valid[0].eq(reading), first.eq(reading & (index == 0)),
                      address[0].eq(inst.dst + tile * inst.dst_stride + index)]
         for i in range(1, depth):

@@ -7,6 +7,7 @@ from ..nonlinear.divider import SequentialDivider
 from ..nonlinear.exp import EXP_LATENCY, ExpUnit
 from ..numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, OPERAND_BITS, SOFTMAX_RECIPROCAL_BITS,
                         softmax_one)
+from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .isa import ISA, Opcode
 from .ports import Unit, scratchpad_ports
 
@@ -41,8 +42,8 @@ class RowSoftmax(Unit):
         dividend_width = OPERAND_BITS - 1 + SOFTMAX_RECIPROCAL_BITS
         quotient_width = dividend_width - EXP_AT_ZERO_MIN_BITS
 
-        tile = Signal(16)
-        index = Signal(16)
+        tile = Signal(SIZE_BITS)
+        index = Signal(SIZE_BITS)
         reading = Signal()
         phase = Signal(2)                      # 0 maxima, 1 sums, 2 outputs
         maxima = Array(Signal(signed(OPERAND_BITS), name=f"max_{lane}") for lane in range(lanes))
@@ -63,7 +64,7 @@ class RowSoftmax(Unit):
         depth = 2 + EXP_LATENCY
         valid = [Signal(name=f"valid_{i}") for i in range(depth)]
         first = [Signal(name=f"first_{i}") for i in range(depth)]
-        address = [Signal(20, name=f"address_{i}") for i in range(depth)]
+        address = [Signal(SCRATCHPAD_ADDRESS_BITS, name=f"address_{i}") for i in range(depth)]
         m.d.sync += [valid[0].eq(reading), first[0].eq(reading & (index == 0)),
                      address[0].eq(inst.dst + tile * inst.dst_stride + index)]
         for i in range(1, depth):

@@ -27,9 +27,9 @@ from amaranth.lib import data, wiring
 from amaranth.sim import Simulator
 
 from vitforge.errors import WatchdogError
-from vitforge.hw.accel.config import DRAM_WORD_BYTES, AcceleratorConfig
-from vitforge.hw.accel.isa import Opcode, encode
-from vitforge.sw.golden.accel.interpreter import INSTRUCTION_WORDS, Machine, run_program
+from vitforge.hw.accel.config import DRAM_WORD_BYTES, TABLE_ENTRIES_PER_WORD, AcceleratorConfig
+from vitforge.hw.accel.isa import INSTRUCTION_BYTES, Opcode, encode
+from vitforge.sw.golden.accel.interpreter import Machine, run_program
 
 from ..words import pack_int8, unpack_int8
 
@@ -44,7 +44,6 @@ STATE = ("dram", "act", "wgt", "bias", "multiplier", "shift", "gamma", "beta", "
 _SPACES = {"act": "act", "y": "act", "wgt": "wgt", "prm": "prm", "lnp": "lnp", "tbl": "tbl"}
 #: Scratchpads whose entries are structs: field name -> Machine array of that name.
 _STRUCT_SPACES = {"prm": ("bias", "multiplier", "shift"), "lnp": ("gamma", "beta")}
-_TABLE_ENTRIES_PER_WORD = 16
 _IDLE_AFTER = 4            # cycles watched after done (done must not pulse again)
 
 
@@ -204,7 +203,7 @@ def golden_after(machine, words):
     current = copy_machine(machine)
     size = len(current.dram)
     for word in words:
-        program = b"".join(w.to_bytes(INSTRUCTION_WORDS * DRAM_WORD_BYTES, "little")
+        program = b"".join(w.to_bytes(INSTRUCTION_BYTES, "little")
                            for w in (word, encode(Opcode.DONE)))
         current.dram = np.concatenate([current.dram, np.frombuffer(program, np.uint8)])
         run_program(current, size // DRAM_WORD_BYTES, max_instructions=2)
@@ -248,23 +247,23 @@ class _Memories:
         if space in ("act", "wgt"):
             return pack_int8(getattr(self.machine, space)[address])
         if space == "tbl":
-            start = address * _TABLE_ENTRIES_PER_WORD
-            return pack_int8(self.machine.table[start:start + _TABLE_ENTRIES_PER_WORD])
+            start = address * TABLE_ENTRIES_PER_WORD
+            return pack_int8(self.machine.table[start:start + TABLE_ENTRIES_PER_WORD])
         return self._struct(space, layout, address)
 
     def write(self, space, layout, address, bits):
         if space in ("act", "wgt"):
             getattr(self.machine, space)[address] = unpack_int8(bits, self.lanes)
         elif space == "tbl":
-            start = address * _TABLE_ENTRIES_PER_WORD
-            self.machine.table[start:start + _TABLE_ENTRIES_PER_WORD] = unpack_int8(
-                bits, _TABLE_ENTRIES_PER_WORD)
+            start = address * TABLE_ENTRIES_PER_WORD
+            self.machine.table[start:start + TABLE_ENTRIES_PER_WORD] = unpack_int8(
+                bits, TABLE_ENTRIES_PER_WORD)
         else:
             self._struct(space, layout, address, bits)
 
     def depth(self, space):
         if space == "tbl":
-            return len(self.machine.table) // _TABLE_ENTRIES_PER_WORD
+            return len(self.machine.table) // TABLE_ENTRIES_PER_WORD
         array = {"act": "act", "wgt": "wgt", "prm": "bias", "lnp": "gamma"}[space]
         return len(getattr(self.machine, array))
 

@@ -79,14 +79,14 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, trace=False):
     """
     x = np.asarray(x)
     if x.dtype != np.int8 or x.ndim != 2:
-        raise ValueError(f"input tokens must be a 2-D int8 array, not {x.dtype} of shape "
-                         f"{x.shape}")
+        raise ConfigError(f"input tokens must be a 2-D int8 array, not {x.dtype} of shape "
+                          f"{x.shape}")
     _check_array(config, blocks)
     plan = plan_blocks(list(blocks), x.shape[0], config.array, block_tokens)
     plan.check(config)
     dim = blocks[0].dim
     if x.shape[1] != dim:
-        raise ValueError(f"input tokens must have {dim} channels, not {x.shape[1]}")
+        raise ConfigError(f"input tokens must have {dim} channels, not {x.shape[1]}")
     lowering = Lowering(config, plan, Emitter(config, trace), dim)
     slot = InputSlot("input tokens", ExternalMatrix(lowering.emit.next_word, *x.shape), 0)
     _load_input(lowering, slot, x, "x")

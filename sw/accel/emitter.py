@@ -1,7 +1,7 @@
 """Instruction emission and the external-memory image a program is laid out in."""
 
 from vitforge.hw.accel.config import DRAM_WORD_BYTES
-from vitforge.hw.accel.isa import Opcode, Space, encode, written_activations
+from vitforge.hw.accel.isa import INSTRUCTION_BYTES, Opcode, Space, encode, written_activations
 from vitforge.sw.gemm.layout import pack_weights
 
 from .memory import pack_entries
@@ -110,5 +110,5 @@ class Emitter:
     def finish(self):
         """Append DONE and the encoded program; returns the program's first word."""
         self(Opcode.DONE)
-        return self.append(b"".join(encode(opcode, **fields).to_bytes(32, "little")
+        return self.append(b"".join(encode(opcode, **fields).to_bytes(INSTRUCTION_BYTES, "little")
                                     for opcode, fields in self.instructions))

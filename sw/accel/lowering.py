@@ -10,11 +10,10 @@ during that GEMM.
 import numpy as np
 
 from vitforge.hw.accel.isa import Opcode, Space
-from vitforge.hw.numerics import GELU_TABLE_DEPTH
+from vitforge.hw.accel.config import TABLE_WORDS
 from vitforge.sw.gemm.layout import tiles
 from vitforge.sw.model.quantized import QuantizedLinear
 
-from .memory import TABLE_ENTRIES_PER_WORD
 from .vit_plan import token_buffers
 
 __all__ = ["Lowering"]
@@ -134,8 +133,7 @@ class Lowering:
                                 f"{name} fc1": block.fc1, f"{name} fc2": block.fc2,
                                 f"{name} score": block.score, f"{name} context": block.context})
         lnp = self.load_layernorms({f"{name} ln1": block.ln1, f"{name} ln2": block.ln2})
-        self.emit.load(Space.TBL, block.gelu_table, 0,
-                       GELU_TABLE_DEPTH // TABLE_ENTRIES_PER_WORD)
+        self.emit.load(Space.TBL, block.gelu_table, 0, TABLE_WORDS)
         self.layernorm(block.ln1, lnp[f"{name} ln1"], source, normalized)
         self.linear(block.qkv, qkv_weights, normalized, dim, self.act("qkv"), prm[f"{name} qkv"])
         for head in range(block.heads):

@@ -6,10 +6,7 @@ from vitforge.hw.accel.config import DRAM_WORD_BYTES
 from vitforge.hw.accel.isa import Space
 from vitforge.hw.numerics import SHIFT_BITS
 
-__all__ = ["entry_words", "pack_entries", "unpack_entries", "TABLE_ENTRIES_PER_WORD"]
-
-#: A LOAD into the GELU table moves 16 entries per external word.
-TABLE_ENTRIES_PER_WORD = DRAM_WORD_BYTES
+__all__ = ["entry_words", "pack_entries", "unpack_entries"]
 
 
 def entry_words(space, config):

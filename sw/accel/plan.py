@@ -14,9 +14,10 @@ build on (the allocation does not use them yet).
 
 from dataclasses import dataclass
 
+from vitforge.errors import ConfigError
 from vitforge.hw.accel.isa import Space
 
-__all__ = ["Phase", "Region", "Operand", "Reduction", "MemoryPlan", "PlanBuilder"]
+__all__ = ["Phase", "Allocation", "Operand", "Reduction", "MemoryPlan", "PlanBuilder"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Phase:
 
 
 @dataclass(frozen=True)
-class Region:
+class Allocation:
     """``words`` entries of scratchpad ``space`` from ``start``, live from phase
     ``first`` through phase ``last`` (indices into :attr:`MemoryPlan.phases`)."""
 
@@ -85,7 +86,7 @@ class MemoryPlan:
         The array size the layout is for.
     phases : tuple of Phase
         In program order.
-    regions : tuple of Region
+    regions : tuple of Allocation
         ACT regions in allocation order, then the PRM and LNP regions of each
         load in program order.
     operands : tuple of Operand
@@ -142,20 +143,20 @@ class MemoryPlan:
         """
         for reduction in self.reductions:
             if reduction.depth > config.k_max:
-                raise ValueError(f"{reduction.name} {reduction.depth} exceeds "
-                                 f"k_max={config.k_max}: a GEMM reduces over it")
+                raise ConfigError(f"{reduction.name} {reduction.depth} exceeds "
+                                  f"k_max={config.k_max}: a GEMM reduces over it")
         for space in (Space.ACT, Space.PRM, Space.LNP):
             depth = getattr(config, _DEPTH_NAMES[space])
             for region in self.regions:
                 if region.space == space and region.end > depth:
-                    raise ValueError(f"{region.description} needs {space.name} words "
-                                     f"{region.start}..{region.end - 1}, beyond "
-                                     f"{_DEPTH_NAMES[space]}={depth}")
+                    raise ConfigError(f"{region.description} needs {space.name} words "
+                                      f"{region.start}..{region.end - 1}, beyond "
+                                      f"{_DEPTH_NAMES[space]}={depth}")
         half = config.wgt_depth // 2
         for operand in self.operands:
             if operand.words > half:
-                raise ValueError(f"{operand.name} needs {operand.words} WGT words, but half "
-                                 f"of wgt_depth={config.wgt_depth} holds {half}")
+                raise ConfigError(f"{operand.name} needs {operand.words} WGT words, but half "
+                                  f"of wgt_depth={config.wgt_depth} holds {half}")
 
 
 class PlanBuilder:
@@ -193,7 +194,7 @@ class PlanBuilder:
         """
         start = 0
         for name, count in entries:
-            self.loads.append(Region(Space(space), name, start, count, first, last))
+            self.loads.append(Allocation(Space(space), name, start, count, first, last))
             start += count
 
     def operand(self, phase, name, words):
@@ -220,7 +221,7 @@ class PlanBuilder:
             if name not in self.uses:
                 raise ValueError(f"activation region {name} is sized but no phase uses it")
             phases = self.uses[name]
-            regions.append(Region(Space.ACT, name, start, words, min(phases), max(phases)))
+            regions.append(Allocation(Space.ACT, name, start, words, min(phases), max(phases)))
             start += words
         return MemoryPlan(lanes=self.lanes, phases=tuple(self.phases),
                           regions=tuple(regions + self.loads), operands=tuple(self.operands),

@@ -4,6 +4,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from vitforge.errors import ConfigError
 from vitforge.hw.accel.config import DRAM_WORD_BYTES
 from vitforge.hw.accel.isa import Opcode, Space
 from vitforge.sw.gemm.layout import pack_activations, tiles, unpack_activations
@@ -71,8 +72,8 @@ class InputSlot:
         """
         values = np.asarray(values)
         if values.dtype != np.int8 or values.shape != self.shape:
-            raise ValueError(f"{self.name} must be int8 of shape {self.shape}, not "
-                             f"{values.dtype} of shape {values.shape}")
+            raise ConfigError(f"{self.name} must be int8 of shape {self.shape}, not "
+                              f"{values.dtype} of shape {values.shape}")
         return np.concatenate([np.zeros((self.first_row, self.matrix.cols), np.int8), values])
 
 

@@ -8,6 +8,7 @@ The blocks alternate between the token buffers ``x`` and ``x2``
 (:func:`token_buffers`).
 """
 
+from vitforge.errors import ConfigError
 from vitforge.hw.accel.isa import Space
 from vitforge.sw.gemm.layout import tiles
 from vitforge.sw.golden.encoder import block_token_counts
@@ -31,13 +32,13 @@ def _weight_words(layer, lanes):
 
 def _check_blocks(blocks, tokens):
     if not blocks:
-        raise ValueError("blocks must not be empty")
+        raise ConfigError("blocks must not be empty")
     if not isinstance(tokens, int) or tokens <= 0:
-        raise ValueError(f"tokens must be a positive integer, not {tokens!r}")
+        raise ConfigError(f"tokens must be a positive integer, not {tokens!r}")
     dim = blocks[0].dim
     for index, block in enumerate(blocks):
         if block.dim != dim:
-            raise ValueError(f"block {index} has dim {block.dim}, block 0 has {dim}")
+            raise ConfigError(f"block {index} has dim {block.dim}, block 0 has {dim}")
 
 
 def _activation_regions(blocks, tokens, lanes, extra_widths=()):

@@ -6,6 +6,8 @@ must give exactly this.
 
 import numpy as np
 
+from vitforge.errors import ConfigError
+
 from .accel.residual import residual_add
 from .gemm.requantize import requantize
 from .nonlinear.gelu import gelu
@@ -30,8 +32,8 @@ def encoder_block(x, block):
     """One :class:`QuantizedEncoderBlock` on int8 tokens ``x`` (N, C); returns int8 (N, C)."""
     x = np.asarray(x)
     if x.dtype != np.int8 or x.ndim != 2 or x.shape[1] != block.dim:
-        raise ValueError(f"block input must be int8 of shape (tokens, {block.dim}), not "
-                         f"{x.dtype} of shape {x.shape}")
+        raise ConfigError(f"block input must be int8 of shape (tokens, {block.dim}), not "
+                          f"{x.dtype} of shape {x.shape}")
     dim, head_dim = block.dim, block.head_dim
     qkv = linear(layernorm_rows(x, block.ln1), block.qkv)
     heads = []
@@ -67,14 +69,14 @@ def block_token_counts(block_tokens, blocks, tokens):
         return (tokens,) * len(blocks)
     counts = tuple(block_tokens)
     if len(counts) != len(blocks):
-        raise ValueError(f"block_tokens must have one count per block ({len(blocks)}), not "
-                         f"{len(counts)}: {counts}")
+        raise ConfigError(f"block_tokens must have one count per block ({len(blocks)}), not "
+                          f"{len(counts)}: {counts}")
     previous = tokens
     for index, count in enumerate(counts):
         if not isinstance(count, (int, np.integer)) or not 1 <= count <= previous:
-            raise ValueError(f"block_tokens must be positive and non-increasing from the "
-                             f"{tokens} input tokens, not {count!r} for block {index} after "
-                             f"{previous}")
+            raise ConfigError(f"block_tokens must be positive and non-increasing from the "
+                              f"{tokens} input tokens, not {count!r} for block {index} after "
+                              f"{previous}")
         previous = count
     return tuple(int(count) for count in counts)
 
@@ -100,9 +102,9 @@ def vit_logits(model, patches, *, block_tokens=None):
     patches = np.asarray(patches)
     if patches.dtype != np.int8 or patches.shape != (model.shape.patches,
                                                      model.shape.patch_features):
-        raise ValueError(f"patches must be int8 of shape "
-                         f"{(model.shape.patches, model.shape.patch_features)}, not "
-                         f"{patches.dtype} of shape {patches.shape}")
+        raise ConfigError(f"patches must be int8 of shape "
+                          f"{(model.shape.patches, model.shape.patch_features)}, not "
+                          f"{patches.dtype} of shape {patches.shape}")
     rows = np.concatenate([np.zeros((1, patches.shape[1]), np.int8), patches])
     e = model.embed
     x = residual_add(linear(rows, model.patch), model.position, e.x_multiplier,

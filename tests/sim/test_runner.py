@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from vitforge.errors import SimulationError, ToolchainError
+from vitforge.errors import OutputError, SimulationError, ToolchainError
 from vitforge.sim import runner
 
 
@@ -63,3 +63,13 @@ def test_broken_verilog_fails_with_the_log(monkeypatch, tmp_path):
     monkeypatch.setenv("VITFORGE_CACHE", str(tmp_path))
     with pytest.raises(SimulationError, match=r"^Verilator build of tiny failed"):
         runner.build(TINY_VERILOG.replace("endmodule", ""), "tiny")
+
+
+def test_an_unusable_cache_is_a_user_error_that_says_what_to_set(monkeypatch, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("VITFORGE_CACHE", str(blocker / "cache"))
+    with pytest.raises(OutputError, match=rf"^the build cache '{blocker}/cache' cannot be used "
+                                          r"\(Not a directory\); set VITFORGE_CACHE to a "
+                                          r"writable folder$"):
+        runner.cache_root()

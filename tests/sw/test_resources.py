@@ -33,7 +33,7 @@ def test_stat_report_is_counted_by_resource_kind():
 
 
 def test_log_without_a_report_is_rejected():
-    with pytest.raises(ValueError, match=r"^Yosys log has no 'stat' report"):
+    with pytest.raises(ToolchainError, match=r"^Yosys log has no 'stat' report"):
         resources.parse_stat("ERROR: something else")
 
 

@@ -14,10 +14,12 @@ import numpy as np
 
 from vitforge.errors import ProgramError
 from vitforge.hw.accel.config import DRAM_WORD_BYTES
-from vitforge.hw.accel.isa import INSTRUCTION_BITS, ISA, Opcode, Space, decode, space_depth
+from vitforge.hw.accel.config import TABLE_ENTRIES_PER_WORD
+from vitforge.hw.accel.isa import (INSTRUCTION_BYTES, INSTRUCTION_WORDS, ISA, Opcode, Space,
+                                   decode, space_depth)
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.numerics import GELU_TABLE_DEPTH, PHI_BITS
-from vitforge.sw.accel.memory import TABLE_ENTRIES_PER_WORD, entry_words, pack_entries, \
+from vitforge.sw.accel.memory import entry_words, pack_entries, \
     unpack_entries
 from vitforge.sw.params.layernorm import LayerNormParams
 from vitforge.sw.params.softmax import ExpParams
@@ -27,10 +29,8 @@ from ..nonlinear.layernorm import layernorm_rows
 from ..nonlinear.softmax import softmax_rows
 from .residual import residual_add
 
-__all__ = ["Machine", "run_program", "INSTRUCTION_WORDS"]
+__all__ = ["Machine", "run_program"]
 
-#: External-memory words per instruction.
-INSTRUCTION_WORDS = INSTRUCTION_BITS // (8 * DRAM_WORD_BYTES)
 
 
 @dataclass
@@ -91,7 +91,8 @@ def _check_rules(machine, index, inst):
         space = Space(span.space)
         depth = space_depth(space, machine.config)
         _check(span.end <= depth, index, inst,
-               f"{space.name} words {span.first}..{span.end - 1} are beyond its depth {depth}")
+               f"{space.name} words {span.first}..{span.end - 1} ({region.first}) are beyond "
+               f"its depth {depth}")
 
 
 def _dram_bytes(machine, index, instruction, word, words):
@@ -240,7 +241,7 @@ def run_program(machine, program_addr, *, max_instructions=1_000_000):
     """
     for index in range(max_instructions):
         start = (program_addr + index * INSTRUCTION_WORDS) * DRAM_WORD_BYTES
-        end = start + INSTRUCTION_BITS // 8
+        end = start + INSTRUCTION_BYTES
         if end > len(machine.dram):
             raise ProgramError(f"instruction {index}: program runs past the image without DONE")
         word = int.from_bytes(machine.dram[start:end].tobytes(), "little")

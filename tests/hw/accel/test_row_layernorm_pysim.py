@@ -10,7 +10,7 @@ from vitforge.sim.accel.unit_bench import extreme_rows, random_machine, run_and_
 from vitforge.sw.params.layernorm import layernorm_params
 
 #: Cycles per tile beyond two passes of one word per cycle (measured: 26 for the square root,
-#: 33 for the reciprocal, the rest pipeline drains; the docstring says "about 70").
+#: 33 for the reciprocal, the rest pipeline drains).
 TILE_OVERHEAD = 75
 #: Cycles per instruction beyond its tiles: start and the FINISH state.
 OVERHEAD = 2

@@ -10,7 +10,7 @@ from vitforge.sim.accel.unit_bench import extreme_rows, random_machine, run_and_
 from vitforge.sw.params.softmax import exp_params
 
 #: Cycles per tile beyond three passes of one word per cycle (measured: every pass drains the
-#: 7-stage read/exp/output pipeline, 25 for the division; the docstring says "about 40").
+#: 7-stage read/exp/output pipeline, 25 for the division).
 TILE_OVERHEAD = 50
 #: Cycles per instruction beyond its tiles: start and the FINISH state.
 OVERHEAD = 2

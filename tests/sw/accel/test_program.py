@@ -102,7 +102,7 @@ def machine_with(*words):
 @pytest.mark.parametrize("words, message", [
     ([0x7E], r"^instruction 0: unknown opcode 0x7e$"),
     ([encode(Opcode.GELU, src=60, dst=0, count=8)],
-     r"^instruction 0 \(GELU\): ACT words 60\.\.67 are beyond its depth 64$"),
+     r"^instruction 0 \(GELU\): ACT words 60\.\.67 \(src\) are beyond its depth 64$"),
     ([encode(Opcode.LOAD, space=Space.ACT, dram_addr=100, spad_addr=0, count=4)],
      r"^instruction 0 \(LOAD\): external words 100\.\.103 are beyond the image \(2 words\)$"),
     ([encode(Opcode.LOAD, space=7, dram_addr=0, spad_addr=0, count=1)],

@@ -1,5 +1,7 @@
 """Weights files, the embedded digits model, and the whole-model compile."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,8 @@ from vitforge.sw.model.digits import digits_split
 from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
 from vitforge.sw.model.vit import PRESETS, forward, patchify, random_vit
 from vitforge.sw.model.weights import EMBEDDED_WEIGHTS, load_vit, save_vit
+
+DATA = Path(__file__).parent / "data"
 
 
 def test_weights_round_trip(tmp_path):
@@ -136,24 +140,28 @@ def test_quantized_model_round_trips_through_one_file(tmp_path):
         compile_model(config, model, patches).image
 
 
-def test_files_with_the_class_token_last_are_converted(tmp_path):
-    """Format 1 stored the position table as ``[patches..., class token]``."""
-    import json
+def test_files_with_the_class_token_last_are_converted():
+    """A format-1 file (class token last) written by the code of that format.
 
-    from vitforge.sw.model.quantized_io import load_quantized, save_quantized
+    ``tiny_int8_format1.npz`` is the embedded digits model quantized on 16
+    calibration images and saved by vitforge before the class token moved to
+    row 0; ``..._io.npz`` holds three images' patch features and the logits
+    that code computed for them.
+    """
+    from vitforge.sw.model.quantized_io import load_quantized
 
-    rng = np.random.default_rng(5)
-    vit = random_vit(PRESETS["tiny"], rng, scale=0.2)
-    model = quantize_vit(vit, rng.uniform(0, 1, (4, 1, 8, 8)))
-    save_quantized(tmp_path / "q.npz", model)
-    with np.load(tmp_path / "q.npz") as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    meta = json.loads(str(arrays["meta"]))
-    meta["format"] = "vitforge-int8-vit-1"
-    arrays["meta"] = np.array(json.dumps(meta))
-    arrays["position"] = np.roll(model.position, -1, axis=0)
-    np.savez_compressed(tmp_path / "old.npz", **arrays)
-    np.testing.assert_array_equal(load_quantized(tmp_path / "old.npz").position, model.position)
+    model = load_quantized(DATA / "tiny_int8_format1.npz")
+    with np.load(DATA / "tiny_int8_format1_io.npz") as saved:
+        patches, logits = saved["patches"], saved["logits"]
+    config = config_for_model(model, 4)
+    for image, (features, expected) in enumerate(zip(patches, logits)):
+        np.testing.assert_array_equal(vit_logits(model, features), expected,
+                                      err_msg=f"image {image}")
+        program = compile_model(config, model, features)
+        machine = Machine(config, program.image)
+        run_program(machine, program.program_addr)
+        np.testing.assert_array_equal(program.result(machine.dram), expected,
+                                      err_msg=f"image {image}, compiled")
 
 
 def test_malformed_quantized_files_are_rejected(tmp_path):
