@@ -1,0 +1,34 @@
+"""GEMM (``GemmUnit``, the GEMM core behind the unit interface) alone in Amaranth's simulator."""
+
+import numpy as np
+import pytest
+
+from vitforge.hw.accel.gemm_unit import GemmUnit
+from vitforge.hw.accel.isa import Opcode, encode
+from vitforge.hw.gemm.descriptor import GemmDescriptor
+from vitforge.sim.accel.unit_bench import random_machine, run_and_compare, small_config
+from vitforge.sw.gemm.plan import command_cycles
+
+#: (a_addr, a_stride, b_addr, b_stride, c_addr, c_stride, p_addr, k, m_tiles, n): strided
+#: operands, a ragged last column tile, k below and above the array size, one tile row.
+COMMANDS = [
+    dict(a_addr=0, a_stride=9, b_addr=0, b_stride=9, c_addr=120, c_stride=7, p_addr=3, k=9,
+         m_tiles=3, n=7),
+    dict(a_addr=40, a_stride=2, b_addr=100, b_stride=3, c_addr=200, c_stride=5, p_addr=0, k=2,
+         m_tiles=2, n=5),
+    dict(a_addr=10, a_stride=20, b_addr=30, b_stride=20, c_addr=230, c_stride=4, p_addr=20,
+         k=20, m_tiles=1, n=4),
+]
+
+
+@pytest.mark.parametrize("array", [2, 4])
+def test_gemm_equals_the_interpreter_in_the_cycles_the_plan_predicts(array):
+    config = small_config(array=array)
+    seed = 70 + array
+    runs = run_and_compare(GemmUnit(config), random_machine(config, np.random.default_rng(seed)),
+                           [encode(Opcode.GEMM, **fields) for fields in COMMANDS],
+                           err_msg=f"GEMM, array {array}, seed {seed}")
+    for run, fields in zip(runs, COMMANDS):
+        # The core is busy for command_cycles from the start cycle on; ``done`` follows.
+        assert run.cycles == command_cycles(config.gemm, GemmDescriptor(**fields)) + 1, fields
+        assert sum(run.busy) == command_cycles(config.gemm, GemmDescriptor(**fields)), fields
