@@ -151,35 +151,64 @@ def _attention(x, block, heads, keep, prefix):
     return keep(f"{prefix}.proj", context @ block.proj_weight + block.proj_bias)
 
 
-def forward(vit, images, *, record=None):
+def _recorder(record):
+    """A ``keep(name, value)`` that appends ``value`` to ``record[name]`` (if a dict)."""
+    def keep(name, value):
+        if record is not None:
+            record.setdefault(name, []).append(value)
+        return value
+    return keep
+
+
+def _embed(vit, image_patches, keep):
+    """Tokens ``(tokens, dim)`` of one image's patches: class token row 0, positions added."""
+    keep("patches", image_patches)
+    x = np.concatenate([vit.cls_token[None, :],
+                        image_patches @ vit.patch_weight + vit.patch_bias]) + vit.position
+    return keep("tokens", x)
+
+
+def _block(x, block, index, heads, keep):
+    """One pre-norm encoder block on tokens ``x`` (any token count)."""
+    h = keep(f"{index}.ln1", reference.layernorm(x, block.ln1_gamma, block.ln1_beta,
+                                                   LAYERNORM_EPS))
+    x = keep(f"{index}.x1", x + _attention(h, block, heads, keep, str(index)))
+    h = keep(f"{index}.ln2", reference.layernorm(x, block.ln2_gamma, block.ln2_beta,
+                                                   LAYERNORM_EPS))
+    hidden = keep(f"{index}.gelu", reference.gelu(
+        keep(f"{index}.fc1", h @ block.fc1_weight + block.fc1_bias)))
+    return keep(f"{index}.x2", x + keep(f"{index}.fc2", hidden @ block.fc2_weight
+                                                         + block.fc2_bias))
+
+
+def _logits(vit, x):
+    """The head's logits from the class token (row 0) of the last block's output."""
+    cls = reference.layernorm(x[0], vit.norm_gamma, vit.norm_beta, LAYERNORM_EPS)
+    return cls @ vit.head_weight + vit.head_bias
+
+
+def forward(vit, images, *, record=None, selectors=None, config=None):
     """Logits ``(batch, classes)`` of float images.
 
     ``record``, a dict, receives the activations every quantized tensor sees
     (for calibration): key -> list of arrays, one per image.
+
+    ``selectors`` (a list of :class:`vitforge.sw.model.selector.FloatSelector`)
+    and ``config`` (its :class:`~vitforge.sw.model.selector.SelectorConfig`)
+    prune tokens at run time (``docs/token-selection.md``); give both or
+    neither. :func:`vitforge.sw.model.selector.forward_pruned` also returns the
+    kept patches.
     """
+    if selectors is not None or config is not None:
+        from .selector import forward_pruned
+        return forward_pruned(vit, images, selectors, config, record=record)[0]
     shape = vit.shape
     patches = patchify(images, shape)
     logits = []
     for image_patches in patches:
-        def keep(name, value):
-            if record is not None:
-                record.setdefault(name, []).append(value)
-            return value
-
-        keep("patches", image_patches)
-        x = np.concatenate([vit.cls_token[None, :],
-                            image_patches @ vit.patch_weight + vit.patch_bias]) + vit.position
-        keep("tokens", x)
+        keep = _recorder(record)
+        x = _embed(vit, image_patches, keep)
         for index, block in enumerate(vit.blocks):
-            h = keep(f"{index}.ln1", reference.layernorm(x, block.ln1_gamma, block.ln1_beta,
-                                                           LAYERNORM_EPS))
-            x = keep(f"{index}.x1", x + _attention(h, block, shape.heads, keep, str(index)))
-            h = keep(f"{index}.ln2", reference.layernorm(x, block.ln2_gamma, block.ln2_beta,
-                                                           LAYERNORM_EPS))
-            hidden = keep(f"{index}.gelu", reference.gelu(
-                keep(f"{index}.fc1", h @ block.fc1_weight + block.fc1_bias)))
-            x = keep(f"{index}.x2", x + keep(f"{index}.fc2", hidden @ block.fc2_weight
-                                                                 + block.fc2_bias))
-        cls = reference.layernorm(x[0], vit.norm_gamma, vit.norm_beta, LAYERNORM_EPS)
-        logits.append(cls @ vit.head_weight + vit.head_bias)
+            x = _block(x, block, index, shape.heads, keep)
+        logits.append(_logits(vit, x))
     return np.array(logits)
