@@ -7,7 +7,7 @@ import numpy as np
 
 from vitforge.errors import ConfigError
 
-__all__ = ["read_archive"]
+__all__ = ["read_archive", "float_arrays"]
 
 
 def read_archive(path, what, formats):
@@ -48,3 +48,41 @@ def read_archive(path, what, formats):
     if found not in formats:
         raise ConfigError(f"{path} has format {found!r}, expected {formats[0]!r}")
     return arrays, meta
+
+
+def float_arrays(path, arrays, expected, holder):
+    """The arrays ``expected`` names, as float64, after checking keys, shapes and values.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file, for the messages.
+    arrays : dict of numpy.ndarray
+        What :func:`read_archive` found.
+    expected : dict
+        Key -> shape of every array the file must hold, and no others.
+    holder : str
+        What the file holds, for the unexpected-key message (``"a model of shape ..."``).
+
+    Raises
+    ------
+    vitforge.errors.ConfigError
+        Naming the first key that is missing, unexpected, of the wrong shape (both
+        shapes), not real numbers, or not finite.
+    """
+    for key in sorted(set(expected) - set(arrays)):
+        raise ConfigError(f"{path}: key {key!r} is missing (expected shape {expected[key]})")
+    for key in sorted(set(arrays) - set(expected)):
+        raise ConfigError(f"{path}: unexpected key {key!r} for {holder}")
+    values = {}
+    for key, size in expected.items():
+        array = arrays[key]
+        if array.shape != size:
+            raise ConfigError(f"{path}: key {key!r} has shape {array.shape}, expected {size}")
+        if array.dtype.kind not in "fiu":
+            raise ConfigError(f"{path}: key {key!r} has dtype {array.dtype}, expected real "
+                              f"numbers")
+        values[key] = array.astype(np.float64)
+        if not np.isfinite(values[key]).all():
+            raise ConfigError(f"{path}: key {key!r} has values that are not finite")
+    return values

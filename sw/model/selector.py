@@ -26,7 +26,7 @@ from vitforge.errors import ConfigError, ConfigTypeError, UserError
 from vitforge.sw.files import atomic_output
 from vitforge.sw.params import reference
 
-from .archive import read_archive
+from .archive import float_arrays, read_archive
 from .vit import LAYERNORM_EPS, _block, _embed, _logits, _recorder, patchify
 
 __all__ = ["FloatSelector", "SelectorConfig", "SELECTOR_FORMAT", "MODES", "THRESHOLD",
@@ -207,16 +207,6 @@ def random_selectors(shape, config, rng, scale=0.02):
             for _ in config.blocks]
 
 
-def _sigmoid(x):
-    x = np.asarray(x, dtype=np.float64)
-    positive = x >= 0
-    out = np.empty_like(x)
-    out[positive] = 1.0 / (1.0 + np.exp(-x[positive]))
-    e = np.exp(x[~positive])
-    out[~positive] = e / (1.0 + e)
-    return out
-
-
 def keep_probabilities(selector, patches, heads, keep=None):
     """Keep probability ``(p,)`` of each of ``p`` patch tokens ``(p, dim)``.
 
@@ -251,8 +241,8 @@ def keep_probabilities(selector, patches, heads, keep=None):
     means = keep("head_mean", per_head.mean(axis=(1, 2)))                     # (heads,)
     hidden = keep("head_gelu", reference.gelu(keep("head_fc1", means @ selector.head_fc1_weight
                                                    + selector.head_fc1_bias)))
-    weights = keep("head_weights", _sigmoid(keep("head_fc2", hidden @ selector.head_fc2_weight
-                                                 + selector.head_fc2_bias)))
+    weights = keep("head_weights", reference.sigmoid(keep(
+        "head_fc2", hidden @ selector.head_fc2_weight + selector.head_fc2_bias)))
     return keep("keep", (weights[:, None] * head_keep).sum(axis=0) / weights.sum())
 
 
@@ -427,21 +417,7 @@ def load_selectors(path, shape):
     sizes = selector_shapes(shape.dim, shape.heads)
     expected = {f"stages.{stage}.{name}": size for stage in range(len(config.blocks))
                 for name, size in sizes.items()}
-    for key in sorted(set(expected) - set(arrays)):
-        raise ConfigError(f"{path}: key {key!r} is missing (expected shape {expected[key]})")
-    for key in sorted(set(arrays) - set(expected)):
-        raise ConfigError(f"{path}: unexpected key {key!r} for {len(config.blocks)} stage(s)")
-    values = {}
-    for key, size in expected.items():
-        array = arrays[key]
-        if array.shape != size:
-            raise ConfigError(f"{path}: key {key!r} has shape {array.shape}, expected {size}")
-        if array.dtype.kind not in "fiu":
-            raise ConfigError(f"{path}: key {key!r} has dtype {array.dtype}, expected real "
-                              f"numbers")
-        values[key] = array.astype(np.float64)
-        if not np.isfinite(values[key]).all():
-            raise ConfigError(f"{path}: key {key!r} has values that are not finite")
+    values = float_arrays(path, arrays, expected, f"{len(config.blocks)} stage(s)")
     selectors = [FloatSelector(**{name: values[f"stages.{stage}.{name}"] for name in sizes})
                  for stage in range(len(config.blocks))]
     return selectors, config

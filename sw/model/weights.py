@@ -9,7 +9,7 @@ import numpy as np
 from vitforge.errors import ConfigError
 from vitforge.sw.files import atomic_output
 
-from .archive import read_archive
+from .archive import float_arrays, read_archive
 from .vit import FloatBlock, FloatVit, VitShape
 
 __all__ = ["save_vit", "load_vit", "FORMAT", "EMBEDDED_WEIGHTS"]
@@ -64,16 +64,7 @@ def load_vit(path):
     expected = dict(top)
     for index in range(shape.depth):
         expected.update({f"blocks.{index}.{name}": size for name, size in block.items()})
-    for key in sorted(set(expected) - set(arrays)):
-        raise ConfigError(f"{path}: key {key!r} is missing (expected shape {expected[key]})")
-    for key in sorted(set(arrays) - set(expected)):
-        raise ConfigError(f"{path}: unexpected key {key!r} for a model of shape {shape}")
-    values = {}
-    for key, size in expected.items():
-        if arrays[key].shape != size:
-            raise ConfigError(f"{path}: key {key!r} has shape {arrays[key].shape}, expected "
-                              f"{size}")
-        values[key] = arrays[key].astype(np.float64)
+    values = float_arrays(path, arrays, expected, f"a model of shape {shape}")
     blocks = [FloatBlock(**{name: values[f"blocks.{index}.{name}"] for name in block})
               for index in range(shape.depth)]
     return FloatVit(shape=shape, blocks=blocks, **{name: values[name] for name in _TOP}), meta
