@@ -26,6 +26,7 @@ bench: $(STAMP)         ## benchmarks (not timed tests); results in bench/result
 	$(BIN)/python bench/nonlinear.py
 	$(BIN)/python bench/accel_block.py
 	$(BIN)/python bench/zcu102.py
+	$(BIN)/python bench/selector_accuracy.py
 
 doctor: $(STAMP)
 	$(BIN)/vitforge doctor

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_CHANNELS", "EPS_BITS", "GAMMA_BITS", "BETA_BITS", "SQRT_GUARD_BITS",
     "LAYERNORM_RECIPROCAL_BITS", "LAYERNORM_QUOTIENT_BITS", "NORMALIZED_FRACTION_BITS",
     "NORMALIZE_SHIFT", "CENTRED_BITS", "NORMALIZED_BITS",
+    "SIGMOID_FRACTION_BITS", "SIGMOID_ONE", "SIGMOID_BITS",
 ]
 
 # Operands and GEMM.
@@ -101,3 +102,13 @@ NORMALIZE_SHIFT = LAYERNORM_RECIPROCAL_BITS - SQRT_GUARD_BITS // 2 - NORMALIZED_
 CENTRED_BITS = (2 * -OPERAND_MIN * MAX_CHANNELS).bit_length() + 1
 #: Bits of ``z`` the hardware keeps (signed); ``|z| < 2**15`` fits with room.
 NORMALIZED_BITS = 18
+
+
+# Token selector.
+
+#: A sigmoid table entry is a probability in Q0.15.
+SIGMOID_FRACTION_BITS = 15
+#: The probability 1.0 of a sigmoid table entry, ``2**15`` (even, so 0.5 is exact).
+SIGMOID_ONE = 1 << SIGMOID_FRACTION_BITS
+#: Width of a table entry (unsigned): ``SIGMOID_ONE`` itself needs 16 bits.
+SIGMOID_BITS = SIGMOID_FRACTION_BITS + 1

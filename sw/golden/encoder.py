@@ -14,7 +14,8 @@ from .nonlinear.gelu import gelu
 from .nonlinear.layernorm import layernorm_rows
 from .nonlinear.softmax import softmax_rows
 
-__all__ = ["encoder_block", "encoder_blocks", "block_token_counts", "linear", "vit_logits"]
+__all__ = ["encoder_block", "encoder_blocks", "block_token_counts", "linear", "vit_logits",
+           "pruned_vit_logits"]
 
 
 def linear(x, layer):
@@ -92,13 +93,8 @@ def encoder_blocks(x, blocks, block_tokens=None):
     return x
 
 
-def vit_logits(model, patches, *, block_tokens=None):
-    """Integer logits (int8, ``classes``) of one image's int8 patch features.
-
-    ``patches`` is ``(patches, features)``; the class token is row 0, with zero
-    features, as the accelerator sees it. ``block_tokens`` keeps only the first
-    rows in later blocks (see :func:`encoder_blocks`).
-    """
+def _tokens(model, patches):
+    """The int8 tokens ``(tokens, dim)`` of one image's int8 patch features, class token row 0."""
     patches = np.asarray(patches)
     if patches.dtype != np.int8 or patches.shape != (model.shape.patches,
                                                      model.shape.patch_features):
@@ -107,7 +103,73 @@ def vit_logits(model, patches, *, block_tokens=None):
                           f"{patches.dtype} of shape {patches.shape}")
     rows = np.concatenate([np.zeros((1, patches.shape[1]), np.int8), patches])
     e = model.embed
-    x = residual_add(linear(rows, model.patch), model.position, e.x_multiplier,
-                     e.y_multiplier, e.shift)
-    x = encoder_blocks(x, model.blocks, block_tokens)
+    return residual_add(linear(rows, model.patch), model.position, e.x_multiplier,
+                        e.y_multiplier, e.shift)
+
+
+def _head(model, x):
     return linear(layernorm_rows(x, model.norm), model.head)[0]
+
+
+def vit_logits(model, patches, *, block_tokens=None, selectors=None):
+    """Integer logits (int8, ``classes``) of one image's int8 patch features.
+
+    ``patches`` is ``(patches, features)``; the class token is row 0, with zero
+    features, as the accelerator sees it. ``block_tokens`` keeps only the first
+    rows in later blocks (see :func:`encoder_blocks`). ``selectors``, a
+    :class:`~vitforge.sw.model.quantized_selector.QuantizedSelectors`, prunes
+    tokens at run time instead (see :func:`pruned_vit_logits`); give at most one
+    of the two.
+    """
+    if selectors is not None:
+        if block_tokens is not None:
+            raise ConfigError(f"block_tokens must be None when selectors prune the tokens, "
+                              f"not {block_tokens!r}")
+        return pruned_vit_logits(model, patches, selectors)[0]
+    x = encoder_blocks(_tokens(model, patches), model.blocks, block_tokens)
+    return _head(model, x)
+
+
+def pruned_vit_logits(model, patches, selectors):
+    """Integer logits of one image with run-time token selection, and the kept patches.
+
+    Before each block of ``selectors.config.blocks`` the stage's integer
+    selector runs (:func:`vitforge.sw.golden.selector.select`) on the block's
+    int8 input tokens, in the config's mode.
+
+    Returns
+    -------
+    (numpy.ndarray, list)
+        The int8 logits, and per stage the ``int64`` indices of the kept patches
+        (0-based among the image's patches, ascending), as
+        :func:`vitforge.sw.model.selector.forward_pruned` gives them per image.
+
+    Raises
+    ------
+    vitforge.errors.ConfigError
+        If a stage lies beyond the model's depth, a selector's heads or head
+        dim differ from the model's, or ``patches`` is malformed.
+    """
+    from .selector import select
+
+    config = selectors.config
+    config.check_depth(model.shape.depth)
+    shape = model.shape
+    for stage, selector in enumerate(selectors.stages):
+        if (selector.heads, selector.head_dim) != (shape.heads, shape.dim // shape.heads):
+            raise ConfigError(f"selectors stage {stage} must have heads={shape.heads} of "
+                              f"{shape.dim // shape.heads} channels, not heads="
+                              f"{selector.heads} of {selector.head_dim}")
+    x = _tokens(model, patches)
+    alive = np.arange(shape.patches)
+    kept = []
+    for index, block in enumerate(model.blocks):
+        stage = config.stage_before(index)
+        if stage is not None:
+            x, mask = select(selectors.stages[stage], x, len(alive), heads=shape.heads,
+                             mode=config.mode, ratio=config.ratios[stage],
+                             patches=shape.patches)
+            alive = alive[mask]
+            kept.append(alive)
+        x = encoder_block(x, block)
+    return _head(model, x), kept

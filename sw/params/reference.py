@@ -6,7 +6,7 @@ import numpy as np
 
 from vitforge.errors import ConfigError, ConfigTypeError
 
-__all__ = ["gelu", "softmax", "layernorm", "check_scale"]
+__all__ = ["gelu", "sigmoid", "softmax", "layernorm", "check_scale"]
 
 
 def check_scale(name, scale):
@@ -23,6 +23,17 @@ def gelu(x):
     x = np.asarray(x, dtype=np.float64)
     erf = np.vectorize(math.erf, otypes=[np.float64])
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+def sigmoid(x):
+    """The logistic function ``1 / (1 + exp(-x))`` in float64, without overflow for any ``x``."""
+    x = np.asarray(x, dtype=np.float64)
+    positive = x >= 0
+    out = np.empty_like(x)
+    out[positive] = 1.0 / (1.0 + np.exp(-x[positive]))
+    e = np.exp(x[~positive])
+    out[~positive] = e / (1.0 + e)
+    return out
 
 
 def softmax(x):

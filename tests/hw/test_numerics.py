@@ -12,6 +12,9 @@ DOC = (Path(__file__).parents[2] / "docs" / "numerics.md").read_text()
 # Each pattern matches exactly one place of the page; its groups are integers
 # and must equal the values next to it, in order.
 STATED = {
+    "sigmoid constants": (r"\(`SIGMOID_FRACTION_BITS = (\d+)`, `SIGMOID_ONE = 2\^(\d+)`, (\d+)-bit "
+                          r"entries\)", (n.SIGMOID_FRACTION_BITS, n.SIGMOID_FRACTION_BITS,
+                                         n.SIGMOID_BITS)),
     "operands": (r"\| activation, weight, result \| int(\d+) \| \[(-\d+), (\d+)\] \|",
                  (n.OPERAND_BITS, n.OPERAND_MIN, n.OPERAND_MAX)),
     "product": (r"\| product `a \* b` \| (\d+) bit signed \| \[-\d+, (\d+)\] \|",
