@@ -29,6 +29,20 @@ but then writes it to ``--backbone-out``, a separate file. Needs PyTorch
 
 The shipped file is what the defaults write (seconds on one GPU; the same
 bytes on a rerun there; a CPU run may differ in the last float32 bits).
+
+``--model CHECKPOINT`` trains selectors for another dense model instead: a timm
+DeiT ``state_dict`` (``.safetensors``, read with ``safetensors.numpy``, or a
+``torch.save``'d ``.pth``; see :mod:`.timm_import`) or a vitforge ``.npz``, fed
+the same digits split upsampled to its input size (each pixel repeated, nearest
+neighbour), at :func:`~vitforge.sw.model.selector.default_stages` of its depth
+(DeiT: before blocks 3, 6, 9, ratios 0.7, 0.49, 0.343). It needs ``--out``.
+``sw/model/data/deit_tiny_digits224_selectors.npz`` was written by
+
+    python -m vitforge.sw.model.train_selectors --model deit_tiny_digits224_seed1.safetensors \\
+        --epochs 60 --lr 1e-3 --device cuda --out sw/model/data/deit_tiny_digits224_selectors.npz
+
+(the timm digits model of ``shared/models``; about a minute on one H200, float64 evaluation
+on the GPU; ``docs/token-selection.md`` has its accuracy).
 """
 
 import argparse
@@ -40,20 +54,46 @@ import sys
 import numpy as np
 
 from .digits import digits_split
-from .selector import FloatSelector, SelectorConfig, keep_count, save_selectors
+from .selector import FloatSelector, SelectorConfig, default_stages, keep_count, save_selectors
 from .vit import patchify
 from .weights import EMBEDDED_WEIGHTS, load_vit, save_vit
 
-__all__ = ["EMBEDDED_SELECTORS", "torch_selector", "torch_backbone", "pruned_logits",
-           "export_selector", "import_selector", "evaluate", "train", "main"]
+__all__ = ["EMBEDDED_SELECTORS", "DEIT_DIGITS_SELECTORS", "load_dense", "digits_inputs",
+           "torch_selector", "torch_backbone", "pruned_logits", "export_selector",
+           "import_selector", "evaluate", "train", "main"]
 
 #: Where the trained selectors of the embedded model are shipped.
 EMBEDDED_SELECTORS = Path(__file__).parent / "data" / "digits_selectors.npz"
+#: The selectors trained (``--model``) for the timm DeiT-T digits model (224x224, 1 channel).
+DEIT_DIGITS_SELECTORS = Path(__file__).parent / "data" / "deit_tiny_digits224_selectors.npz"
 #: The tiny model's stages: one selector before block 1, keeping about 70% of the patches.
 TINY_BLOCKS = (1,)
 TINY_RATIOS = (0.7,)
 RATIO_WEIGHT = 2.0
 DISTILL_WEIGHT = 0.5
+
+
+def load_dense(path):
+    """The float ViT of ``path``: timm ``.safetensors`` / ``.pth``, or a vitforge ``.npz``."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        from .timm_import import from_timm_state_dict
+        return from_timm_state_dict(load_file(str(path)))
+    if path.suffix in (".pth", ".pt"):
+        from .timm_import import load_timm_checkpoint
+        return load_timm_checkpoint(path)
+    return load_vit(path)[0]
+
+
+def digits_inputs(images, shape):
+    """The 8x8 digits ``images`` upsampled (nearest, each pixel repeated) to ``shape``'s size."""
+    factor, rest = divmod(shape.image_size, images.shape[-1])
+    if rest or shape.in_channels != images.shape[1]:
+        raise ValueError(f"the digits cannot feed a {shape.image_size}x{shape.image_size} "
+                         f"{shape.in_channels}-channel model")
+    return images.repeat(factor, axis=2).repeat(factor, axis=3) if factor > 1 else images
 
 
 def torch_selector(dim, heads):
@@ -273,7 +313,8 @@ def _accuracy(logits, labels):
     return float((logits.argmax(1) == labels).double().mean())
 
 
-def evaluate(model, selectors, patches, labels, *, blocks, ratios, logits_out=None):
+def evaluate(model, selectors, patches, labels, *, blocks, ratios, logits_out=None,
+             device="cpu"):
     """Dense, threshold and top-k accuracy with the mean kept patch fraction, in float64.
 
     ``logits_out``, a dict, receives each mode's logits and kept counts (NumPy).
@@ -282,10 +323,10 @@ def evaluate(model, selectors, patches, labels, *, blocks, ratios, logits_out=No
 
     import torch
 
-    model = copy.deepcopy(model).double().cpu().eval()
-    selectors = [copy.deepcopy(s).double().cpu().eval() for s in selectors]
-    patches = patches.double().cpu()
-    labels = labels.cpu()
+    model = copy.deepcopy(model).double().to(device).eval()
+    selectors = [copy.deepcopy(s).double().to(device).eval() for s in selectors]
+    patches = patches.double().to(device)
+    labels = labels.to(device)
     result = {}
     with torch.no_grad():
         for mode in ("dense", "threshold", "topk"):
@@ -293,9 +334,9 @@ def evaluate(model, selectors, patches, labels, *, blocks, ratios, logits_out=No
                                          ratios=ratios, mode=mode)
             result[mode] = {"accuracy": _accuracy(logits, labels)}
             if logits_out is not None:
-                logits_out[f"{mode}_logits"] = logits.numpy()
+                logits_out[f"{mode}_logits"] = logits.cpu().numpy()
                 for i, k in enumerate(kept):
-                    logits_out[f"{mode}_kept_{i}"] = k.numpy()
+                    logits_out[f"{mode}_kept_{i}"] = k.cpu().numpy()
             if kept:
                 n_patches = patches.shape[1]
                 result[mode]["kept_ratio"] = [float(k.mean()) / n_patches for k in kept]
@@ -305,8 +346,12 @@ def evaluate(model, selectors, patches, labels, *, blocks, ratios, logits_out=No
 
 def train(*, epochs=60, seed=0, lr=3e-3, batch=64, train_mask="threshold", warmup=0,
           blocks=TINY_BLOCKS, ratios=TINY_RATIOS, backbone_lr=0.0, device=None, log=print,
-          logits_out=None):
+          logits_out=None, vit=None):
     """Train selectors for the embedded model; return ``(selectors, backbone, metrics)``.
+
+    ``vit``, a float ViT (:func:`load_dense`), replaces the embedded model: it
+    sees the digits upsampled to its input size and is evaluated in float64 on
+    ``device`` (the embedded model on the CPU).
 
     ``selectors`` are :class:`~vitforge.sw.model.selector.FloatSelector`;
     ``metrics`` the test-split accuracies of :func:`evaluate`.
@@ -322,10 +367,14 @@ def train(*, epochs=60, seed=0, lr=3e-3, batch=64, train_mask="threshold", warmu
 
     torch.manual_seed(seed)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    vit, _ = load_vit(EMBEDDED_WEIGHTS)
+    eval_device = "cpu" if vit is None else device
+    if vit is None:
+        vit, _ = load_vit(EMBEDDED_WEIGHTS)
     shape = vit.shape
     model = torch_backbone(vit).float().to(device)
     (train_images, train_labels), (test_images, test_labels) = digits_split()
+    train_images, test_images = digits_inputs(train_images, shape), digits_inputs(test_images,
+                                                                                  shape)
     train_x = torch.tensor(patchify(train_images, shape), dtype=torch.float32, device=device)
     train_y = torch.tensor(train_labels, device=device)
     test_x = torch.tensor(patchify(test_images, shape), dtype=torch.float64)
@@ -371,7 +420,7 @@ def train(*, epochs=60, seed=0, lr=3e-3, batch=64, train_mask="threshold", warmu
             log(f"epoch {epoch + 1} ({mask}): loss {loss:.3f} ce {ce:.3f} kl {distill:.3f} "
                 f"kept {keep:.3f}")
     metrics = evaluate(model, list(selectors), test_x, test_y, blocks=blocks, ratios=ratios,
-                       logits_out=logits_out)
+                       logits_out=logits_out, device=eval_device)
     exported = [export_selector(s) for s in selectors]
     backbone = None
     if backbone_lr > 0:
@@ -394,26 +443,43 @@ def main(argv=None):
     parser.add_argument("--backbone-out", type=Path,
                         help="where the fine-tuned backbone goes (never the embedded model)")
     parser.add_argument("--device", help="torch device (default: cuda when available)")
-    parser.add_argument("--out", type=Path, default=EMBEDDED_SELECTORS)
+    parser.add_argument("--model", type=Path,
+                        help="train for this dense model instead of the embedded one: a timm "
+                             "DeiT .safetensors/.pth or a vitforge .npz (default stages of "
+                             "its depth; needs --out)")
+    parser.add_argument("--out", type=Path,
+                        help=f"the selector file (default {EMBEDDED_SELECTORS.name} without "
+                             f"--model)")
     parser.add_argument("--json", type=Path, help="write the measured accuracies here")
     parser.add_argument("--logits", type=Path,
                         help="write the torch float64 test-split logits and kept counts (.npz)")
     args = parser.parse_args(argv)
     if args.backbone_lr > 0 and args.backbone_out is None:
         parser.error("--backbone-lr needs --backbone-out (the embedded model is not changed)")
-    if args.backbone_out is not None and \
-            args.backbone_out.resolve() == EMBEDDED_WEIGHTS.resolve():
-        parser.error("--backbone-out must not be the embedded dense model")
+    if args.backbone_out is not None and args.backbone_out.resolve() in \
+            (EMBEDDED_WEIGHTS.resolve(), (args.model or EMBEDDED_WEIGHTS).resolve()):
+        parser.error("--backbone-out must not be the dense model")
+    if args.model is not None and args.out is None:
+        parser.error("--model needs --out (the shipped selectors are the embedded model's)")
+    vit, blocks, ratios = None, TINY_BLOCKS, TINY_RATIOS
+    if args.model is not None:
+        vit = load_dense(args.model)
+        stages_config = default_stages(vit.shape.depth)
+        blocks, ratios = stages_config.blocks, stages_config.ratios
+    args.out = args.out or EMBEDDED_SELECTORS
     logits = {}
     stages, backbone, metrics = train(epochs=args.epochs, seed=args.seed, lr=args.lr,
                                       train_mask=args.mask, warmup=args.warmup,
+                                      blocks=blocks, ratios=ratios,
                                       backbone_lr=args.backbone_lr, device=args.device,
-                                      logits_out=logits)
-    shape = load_vit(EMBEDDED_WEIGHTS)[0].shape
+                                      logits_out=logits, vit=vit)
+    shape = (vit or load_vit(EMBEDDED_WEIGHTS)[0]).shape
     training = {"epochs": args.epochs, "seed": args.seed, "lr": args.lr, "mask": args.mask,
                 "warmup": args.warmup, "backbone_lr": args.backbone_lr,
                 "test_accuracy": metrics}
-    save_selectors(args.out, stages, SelectorConfig(blocks=TINY_BLOCKS, ratios=TINY_RATIOS,
+    if args.model is not None:
+        training = {"model": args.model.name, **training}
+    save_selectors(args.out, stages, SelectorConfig(blocks=blocks, ratios=ratios,
                                                     mode="threshold"), shape)
     if backbone is not None:
         save_vit(args.backbone_out, backbone, {"selectors": str(args.out), **training})

@@ -12,8 +12,8 @@ from vitforge.sw.model.selector import (  # noqa: E402
     SelectorConfig, forward_pruned, keep_probabilities, load_selectors, random_selectors,
     save_selectors)
 from vitforge.sw.model.train_selectors import (  # noqa: E402
-    EMBEDDED_SELECTORS, export_selector, import_selector, pruned_logits, torch_backbone,
-    torch_selector)
+    DEIT_DIGITS_SELECTORS, EMBEDDED_SELECTORS, digits_inputs, export_selector, import_selector,
+    pruned_logits, torch_backbone, torch_selector)
 from vitforge.sw.model.vit import PRESETS, VitShape, patchify, random_vit  # noqa: E402
 
 DEEP = VitShape(image_size=8, patch_size=2, in_channels=1, dim=32, depth=4, heads=2, mlp=64,
@@ -123,3 +123,42 @@ def test_one_epoch_trains_and_writes_a_selector_file(tmp_path):
     metrics = json.loads(report.read_text())["test_accuracy"]
     assert set(metrics) == {"dense", "threshold", "topk"}
     assert metrics["topk"]["kept_ratio"] == [12 / 16]
+
+
+DEIT_DIGITS = VitShape(image_size=224, patch_size=16, in_channels=1, dim=192, depth=12, heads=3,
+                       mlp=768, classes=10)
+
+
+def test_shipped_deit_selectors_load_for_the_timm_digits_model():
+    selectors, config = load_selectors(DEIT_DIGITS_SELECTORS, DEIT_DIGITS)
+    assert (config.blocks, config.ratios, config.mode) == \
+        ((3, 6, 9), (0.7, 0.49, 0.343), "threshold")
+    assert len(selectors) == 3
+
+
+def test_digits_inputs_repeat_each_pixel():
+    images = np.arange(2 * 64, dtype=float).reshape(2, 1, 8, 8)
+    assert digits_inputs(images, PRESETS["tiny"]) is images
+    big = digits_inputs(images, DEIT_DIGITS)
+    assert big.shape == (2, 1, 224, 224)
+    np.testing.assert_array_equal(big[:, :, ::28, ::28], images)
+    np.testing.assert_array_equal(big[:, :, 27::28, 27::28], images)
+
+
+def test_model_option_trains_the_default_stages_of_another_model(tmp_path):
+    from vitforge.sw.model.train_selectors import main
+    from vitforge.sw.model.weights import save_vit
+
+    shape = VitShape(image_size=16, patch_size=4, in_channels=1, dim=32, depth=4, heads=2,
+                     mlp=64, classes=10)
+    save_vit(tmp_path / "m.npz", random_vit(shape, np.random.default_rng(0)))
+    with pytest.raises(SystemExit):     # --model needs --out
+        main(["--model", str(tmp_path / "m.npz")])
+    out, report = tmp_path / "s.npz", tmp_path / "s.json"
+    assert main(["--model", str(tmp_path / "m.npz"), "--epochs", "1", "--device", "cpu",
+                 "--out", str(out), "--json", str(report)]) == 0
+    selectors, config = load_selectors(out, shape)
+    assert (config.blocks, config.ratios) == ((1, 2, 3), (0.7, 0.49, 0.343))
+    training = json.loads(report.read_text())
+    assert training["model"] == "m.npz"
+    assert training["test_accuracy"]["topk"]["kept_ratio"] == [12 / 16, 8 / 16, 6 / 16]
