@@ -39,11 +39,8 @@ def load_model(name, seed=0):
         if not path.exists():
             raise ConfigError(f"model must be one of {', '.join(PRESETS)} or an existing .npz "
                               f"file, not {name!r}")
-        if path.suffix in (".pth", ".pt"):
-            from vitforge.sw.model.timm_import import load_timm_checkpoint
-            vit = load_timm_checkpoint(path)
-        else:
-            vit, _ = load_vit(path)
+        from vitforge.sw.model.timm_import import load_float_model
+        vit = load_float_model(path)
     shape = vit.shape
     images = rng.uniform(0, 1, (24, shape.in_channels, shape.image_size, shape.image_size))
     return vit, images[:16], images[16:], None

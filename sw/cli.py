@@ -452,7 +452,8 @@ def _parser():
         model_parser = commands.add_parser(name, help=text)
         model_parser.add_argument("--model", default="tiny",
                                   help="tiny (embedded digits model), deit-tiny, deit-small, "
-                                       "deit-base (random weights) or a .npz weights file")
+                                       "deit-base (random weights) or a weights file (.npz, timm "
+                                       ".pth or .safetensors)")
         _add_model_options(model_parser, images=4)
         model_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     generate_parser = commands.add_parser(

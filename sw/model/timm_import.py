@@ -6,13 +6,15 @@ Key names and shapes follow ``timm.models.vision_transformer`` (``patch_embed.pr
 mapping of NumPy arrays does not.
 """
 
+from pathlib import Path
+
 import numpy as np
 
 from vitforge.errors import ConfigError, ToolchainError
 
 from .vit import FloatBlock, FloatVit, VitShape
 
-__all__ = ["from_timm_state_dict", "load_timm_checkpoint", "DEFAULT_HEADS"]
+__all__ = ["from_timm_state_dict", "load_float_model", "load_timm_checkpoint", "DEFAULT_HEADS"]
 
 #: Heads of the DeiT sizes (the weights do not say how many heads there are).
 DEFAULT_HEADS = {192: 3, 384: 6, 768: 12}
@@ -86,6 +88,34 @@ def from_timm_state_dict(state, heads=None):
         position=position.reshape(-1, dim), blocks=blocks,
         norm_gamma=_get(state, "norm.weight", (dim,)), norm_beta=_get(state, "norm.bias", (dim,)),
         head_weight=head_w, head_bias=head_b)
+
+
+def load_float_model(path):
+    """The float ViT in ``path``: timm's ``.safetensors`` or ``.pth``, or a vitforge ``.npz``.
+
+    Raises
+    ------
+    vitforge.errors.ToolchainError
+        If the format's reader (``safetensors``, PyTorch) is not installed.
+    vitforge.errors.ConfigError
+        If the file is not a model of that format.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.numpy import load_file
+        except ImportError:
+            raise ToolchainError("reading a .safetensors checkpoint needs safetensors: "
+                                 "pip install safetensors") from None
+        try:
+            state = load_file(str(path))
+        except Exception as error:      # any failure to read the user's file, whatever its kind
+            raise ConfigError(f"{path} is not a safetensors file ({error})") from None
+        return from_timm_state_dict(state)
+    if path.suffix in (".pth", ".pt"):
+        return load_timm_checkpoint(path)
+    from .weights import load_vit
+    return load_vit(path)[0]
 
 
 def load_timm_checkpoint(path, heads=None):

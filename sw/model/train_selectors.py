@@ -55,10 +55,11 @@ import numpy as np
 
 from .digits import digits_split
 from .selector import FloatSelector, SelectorConfig, default_stages, keep_count, save_selectors
+from .timm_import import load_float_model
 from .vit import patchify
 from .weights import EMBEDDED_WEIGHTS, load_vit, save_vit
 
-__all__ = ["EMBEDDED_SELECTORS", "DEIT_DIGITS_SELECTORS", "load_dense", "digits_inputs",
+__all__ = ["EMBEDDED_SELECTORS", "DEIT_DIGITS_SELECTORS", "digits_inputs",
            "torch_selector", "torch_backbone", "pruned_logits", "export_selector",
            "import_selector", "evaluate", "train", "main"]
 
@@ -71,20 +72,6 @@ TINY_BLOCKS = (1,)
 TINY_RATIOS = (0.7,)
 RATIO_WEIGHT = 2.0
 DISTILL_WEIGHT = 0.5
-
-
-def load_dense(path):
-    """The float ViT of ``path``: timm ``.safetensors`` / ``.pth``, or a vitforge ``.npz``."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
-
-        from .timm_import import from_timm_state_dict
-        return from_timm_state_dict(load_file(str(path)))
-    if path.suffix in (".pth", ".pt"):
-        from .timm_import import load_timm_checkpoint
-        return load_timm_checkpoint(path)
-    return load_vit(path)[0]
 
 
 def digits_inputs(images, shape):
@@ -349,7 +336,7 @@ def train(*, epochs=60, seed=0, lr=3e-3, batch=64, train_mask="threshold", warmu
           logits_out=None, vit=None):
     """Train selectors for the embedded model; return ``(selectors, backbone, metrics)``.
 
-    ``vit``, a float ViT (:func:`load_dense`), replaces the embedded model: it
+    ``vit``, a float ViT (:func:`~.timm_import.load_float_model`), replaces the embedded model: it
     sees the digits upsampled to its input size and is evaluated in float64 on
     ``device`` (the embedded model on the CPU).
 
@@ -463,7 +450,7 @@ def main(argv=None):
         parser.error("--model needs --out (the shipped selectors are the embedded model's)")
     vit, blocks, ratios = None, TINY_BLOCKS, TINY_RATIOS
     if args.model is not None:
-        vit = load_dense(args.model)
+        vit = load_float_model(args.model)
         stages_config = default_stages(vit.shape.depth)
         blocks, ratios = stages_config.blocks, stages_config.ratios
     args.out = args.out or EMBEDDED_SELECTORS

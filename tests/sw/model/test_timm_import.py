@@ -73,3 +73,28 @@ def test_checkpoint_without_pytorch_says_how_to_get_it(monkeypatch, tmp_path):
     with pytest.raises(ToolchainError, match=r"^reading a PyTorch checkpoint needs PyTorch: "
                                              r"pip install -e '\.\[train\]'$"):
         load_timm_checkpoint(tmp_path / "x.pth")
+
+
+def test_one_loader_for_every_float_model_file(monkeypatch, tmp_path):
+    """``.npz`` is vitforge's own file; ``.safetensors`` without its reader says how to get it."""
+    import builtins
+
+    from vitforge.sw.model.timm_import import load_float_model
+    from vitforge.sw.model.weights import load_vit, save_vit
+
+    save_vit(tmp_path / "model.npz", random_vit(PRESETS["tiny"], np.random.default_rng(3)))
+    images = np.random.default_rng(4).uniform(0, 1, (2, 1, 8, 8))
+    np.testing.assert_array_equal(forward(load_float_model(tmp_path / "model.npz"), images),
+                                  forward(load_vit(tmp_path / "model.npz")[0], images))
+
+    real_import = builtins.__import__
+
+    def no_safetensors(name, *args, **kwargs):
+        if name.startswith("safetensors"):
+            raise ImportError("no safetensors")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_safetensors)
+    with pytest.raises(ToolchainError, match=r"^reading a \.safetensors checkpoint needs "
+                                             r"safetensors: pip install safetensors$"):
+        load_float_model(tmp_path / "model.safetensors")
