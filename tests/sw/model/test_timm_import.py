@@ -60,16 +60,21 @@ def test_mismatched_or_missing_keys_are_named():
         from_timm_state_dict(timm_state(vit))
 
 
-def test_checkpoint_without_pytorch_says_how_to_get_it(monkeypatch, tmp_path):
+def hide_package(monkeypatch, package):
+    """Make ``import package`` (and its submodules) fail, as on a machine without it."""
     import builtins
     real_import = builtins.__import__
 
-    def no_torch(name, *args, **kwargs):
-        if name == "torch":
-            raise ImportError("no torch")
+    def without(name, *args, **kwargs):
+        if name == package or name.startswith(f"{package}."):
+            raise ImportError(f"no {package}")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.setattr(builtins, "__import__", without)
+
+
+def test_checkpoint_without_pytorch_says_how_to_get_it(monkeypatch, tmp_path):
+    hide_package(monkeypatch, "torch")
     with pytest.raises(ToolchainError, match=r"^reading a PyTorch checkpoint needs PyTorch: "
                                              r"pip install -e '\.\[train\]'$"):
         load_timm_checkpoint(tmp_path / "x.pth")
@@ -77,8 +82,6 @@ def test_checkpoint_without_pytorch_says_how_to_get_it(monkeypatch, tmp_path):
 
 def test_one_loader_for_every_float_model_file(monkeypatch, tmp_path):
     """``.npz`` is vitforge's own file; ``.safetensors`` without its reader says how to get it."""
-    import builtins
-
     from vitforge.sw.model.timm_import import load_float_model
     from vitforge.sw.model.weights import load_vit, save_vit
 
@@ -87,14 +90,7 @@ def test_one_loader_for_every_float_model_file(monkeypatch, tmp_path):
     np.testing.assert_array_equal(forward(load_float_model(tmp_path / "model.npz"), images),
                                   forward(load_vit(tmp_path / "model.npz")[0], images))
 
-    real_import = builtins.__import__
-
-    def no_safetensors(name, *args, **kwargs):
-        if name.startswith("safetensors"):
-            raise ImportError("no safetensors")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_safetensors)
+    hide_package(monkeypatch, "safetensors")
     with pytest.raises(ToolchainError, match=r"^reading a \.safetensors checkpoint needs "
                                              r"safetensors: pip install safetensors$"):
         load_float_model(tmp_path / "model.safetensors")
