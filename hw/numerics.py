@@ -16,7 +16,8 @@ __all__ = [
     "MAX_CHANNELS", "EPS_BITS", "GAMMA_BITS", "BETA_BITS", "SQRT_GUARD_BITS",
     "LAYERNORM_RECIPROCAL_BITS", "LAYERNORM_QUOTIENT_BITS", "NORMALIZED_FRACTION_BITS",
     "NORMALIZE_SHIFT", "CENTRED_BITS", "NORMALIZED_BITS",
-    "SIGMOID_FRACTION_BITS", "SIGMOID_ONE", "SIGMOID_BITS",
+    "SIGMOID_FRACTION_BITS", "SIGMOID_ONE", "SIGMOID_BITS", "MAX_SELECTOR_HEADS",
+    "KEEP_SCORE_BITS", "PACKAGE_WEIGHT_SHIFT", "PACKAGE_WEIGHT_BITS",
 ]
 
 # Operands and GEMM.
@@ -112,3 +113,14 @@ SIGMOID_FRACTION_BITS = 15
 SIGMOID_ONE = 1 << SIGMOID_FRACTION_BITS
 #: Width of a table entry (unsigned): ``SIGMOID_ONE`` itself needs 16 bits.
 SIGMOID_BITS = SIGMOID_FRACTION_BITS + 1
+#: Heads a selector may weigh (``TOKEN_SELECT``'s ``heads`` field).
+MAX_SELECTOR_HEADS = 16
+#: Keep scores ``K_i = sum_h w_h p_h,i`` are exact: ``MAX_SELECTOR_HEADS`` products of two
+#: Q0.15 probabilities (each at most ``2**30``): 35 bits, unsigned.
+KEEP_SCORE_BITS = (MAX_SELECTOR_HEADS * SIGMOID_ONE * SIGMOID_ONE).bit_length()
+#: A dropped token's weight in the package token is ``(K_i >> PACKAGE_WEIGHT_SHIFT) + 1``:
+#: its head-weighted keep probability in Q0.15, plus one so that no weight is zero.
+PACKAGE_WEIGHT_SHIFT = SIGMOID_FRACTION_BITS
+#: Width of a package weight (unsigned): 20 bits.
+PACKAGE_WEIGHT_BITS = ((MAX_SELECTOR_HEADS * SIGMOID_ONE * SIGMOID_ONE >> PACKAGE_WEIGHT_SHIFT)
+                       + 1).bit_length()

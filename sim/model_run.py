@@ -1,19 +1,25 @@
 """A whole quantized ViT on the accelerator: the main job behind simulate, verify and demo."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from vitforge.errors import ConfigError
 from vitforge.sw.accel.compiler import compile_model, config_for_model
-from vitforge.sw.golden.encoder import vit_logits
+from vitforge.sw.golden.encoder import pruned_vit_logits, vit_logits
 from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
+from vitforge.sw.model.quantized_selector import quantize_selectors
+from vitforge.sw.model.selector import (MODES, default_stages, forward_pruned, load_selectors,
+                                        random_selectors)
 from vitforge.sw.model.vit import PRESETS, forward, patchify, random_vit
 
 from .accel.cosim import coverify
 
-__all__ = ["load_model", "ModelRun", "run_model"]
+__all__ = ["load_model", "load_pruning", "ModelRun", "run_model", "PRUNE_CHOICES"]
+
+#: ``--prune`` takes one of these or a selector file.
+PRUNE_CHOICES = ("none", "default")
 
 
 def load_model(name, seed=0):
@@ -46,6 +52,41 @@ def load_model(name, seed=0):
     return vit, images[:16], images[16:], None
 
 
+def load_pruning(prune, mode, name, vit, seed=0):
+    """The float selectors and their config for ``--prune``/``--prune-mode``, or ``None``.
+
+    ``prune`` is ``"none"`` (dense), ``"default"`` (the trained selectors
+    shipped with the embedded ``tiny`` model; random selectors at
+    :func:`~vitforge.sw.model.selector.default_stages` for a preset with random
+    weights) or a selector file (:func:`~vitforge.sw.model.selector.save_selectors`).
+    ``mode`` (``threshold``/``topk``) overrides the selectors' own mode.
+    """
+    from vitforge.sw.model.weights import EMBEDDED_SELECTORS
+
+    if mode is not None and mode not in MODES:
+        raise ConfigError(f"prune-mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if prune in (None, "none"):
+        if mode is not None:
+            raise ConfigError(f"prune-mode {mode} needs --prune default or a selector file")
+        return None
+    if prune == "default":
+        if name == "tiny":
+            selectors, config = load_selectors(EMBEDDED_SELECTORS, vit.shape)
+        elif name in PRESETS:
+            config = default_stages(vit.shape.depth)
+            selectors = random_selectors(vit.shape, config, np.random.default_rng(seed + 1))
+        else:
+            raise ConfigError(f"prune default has selectors only for the embedded tiny model and "
+                              f"the presets; for model file {name} give --prune FILE (selectors "
+                              f"from python -m vitforge.sw.model.train_selectors)")
+    elif Path(prune).is_file():
+        selectors, config = load_selectors(Path(prune), vit.shape)
+    else:
+        raise ConfigError(f"prune must be one of {', '.join(PRUNE_CHOICES)} or a selector "
+                          f".npz file, not {prune!r}")
+    return selectors, replace(config, mode=mode or config.mode)
+
+
 @dataclass
 class ModelRun:
     model: str
@@ -63,20 +104,57 @@ class ModelRun:
     logit_cosine: float = None
     predictions: list = field(default_factory=list)   # (rtl, golden, float, label) per image
     mismatch: str = ""
+    # With token selection (``prune``): the stages, and per simulated image the same image
+    # dense (cycles, summed per layer) and per stage its kept patch indices and tokens.
+    prune: str = "none"
+    prune_mode: str = None
+    stage_blocks: tuple = ()
+    dense_cycles: list = field(default_factory=list)
+    dense_section_cycles: dict = field(default_factory=dict)
+    kept_patches: list = field(default_factory=list)
+    kept_tokens: list = field(default_factory=list)
+    dense_macs: int = 0
+    dense_float_accuracy: float = None
+    dense_int8_accuracy: float = None
 
     @property
     def utilization(self):
         return self.macs * self.images / (self.array ** 2) / sum(self.cycles)
 
 
+def _add(totals, counts):
+    for key, value in counts.items():
+        totals[key] = totals.get(key, 0) + value
+
+
+def _float_comparison(run, vit, golden, test_images, test_labels, logit_scale, pruning):
+    """Accuracies and agreement of the golden logits ``golden`` against the float model."""
+    if pruning is None:
+        floats = forward(vit, test_images)
+    else:
+        floats, _ = forward_pruned(vit, test_images, *pruning)
+    run.top1_agreement = float((golden.argmax(1) == floats.argmax(1)).mean())
+    scaled = golden * logit_scale
+    run.logit_cosine = float(np.mean(np.sum(scaled * floats, axis=1)
+                                     / np.linalg.norm(scaled, axis=1)
+                                     / np.linalg.norm(floats, axis=1)))
+    if test_labels is not None:
+        run.float_accuracy = float((floats.argmax(1) == test_labels).mean())
+        run.int8_accuracy = float((golden.argmax(1) == test_labels).mean())
+    return floats
+
+
 def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=None,
-              log=None, progress=None):
+              log=None, progress=None, prune="none", prune_mode=None):
     """Quantize model ``name``, run ``images`` test images on the RTL and the golden model.
 
     The float and int8 accuracies use the whole test split (golden model, no
     simulation); RTL == golden is checked on the first ``images`` test images.
     ``waves_to`` receives a VCD trace of the first image; ``progress(done,
-    total)`` is called as images finish.
+    total)`` is called as images finish. ``prune``/``prune_mode`` select
+    tokens at run time (:func:`load_pruning`): each image then also runs dense
+    on the same accelerator, so the report compares both from one run, and
+    the accuracies are those of the pruned models (the dense ones beside them).
     """
     if not isinstance(images, int) or images <= 0:
         raise ConfigError(f"images must be a positive integer, not {images!r}")
@@ -84,47 +162,73 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
     if images > len(test_images):
         raise ConfigError(f"images must be at most {len(test_images)} for model {name!r}, "
                           f"not {images}")
+    pruning = load_pruning(prune, prune_mode, name, vit, seed)
     model = quantize_vit(vit, calibration)
     shape = vit.shape
-    config = config_for_model(model, array)
+    selectors = None if pruning is None else quantize_selectors(vit, *pruning, calibration,
+                                                                 model)
+    config = config_for_model(model, array, selectors=selectors)
 
     def patches_of(image):
         return quantize_tensor(patchify(image[None], shape)[0], model.input_scale)
 
     run = ModelRun(model=name, images=images, bit_exact=True, error=0, cycles=[],
-                   class_cycles={}, section_cycles={}, macs=0, array=array)
+                   class_cycles={}, section_cycles={}, macs=0, array=array,
+                   prune=str(prune), prune_mode=None if pruning is None else pruning[1].mode,
+                   stage_blocks=() if pruning is None else pruning[1].blocks)
     if compare_float:
-        golden = np.array([vit_logits(model, patches_of(image)) for image in test_images])
-        floats = forward(vit, test_images)
-        run.top1_agreement = float((golden.argmax(1) == floats.argmax(1)).mean())
-        scaled = golden * model.logit_scale
-        run.logit_cosine = float(np.mean(np.sum(scaled * floats, axis=1)
-                                         / np.linalg.norm(scaled, axis=1)
-                                         / np.linalg.norm(floats, axis=1)))
-        if test_labels is not None:
-            run.float_accuracy = float((floats.argmax(1) == test_labels).mean())
-            run.int8_accuracy = float((golden.argmax(1) == test_labels).mean())
-    compiled = compile_model(config, model)
-    run.macs = compiled.macs
+        dense = np.array([vit_logits(model, patches_of(image)) for image in test_images])
+        golden = dense if selectors is None else np.array(
+            [vit_logits(model, patches_of(image), selectors=selectors) for image in test_images])
+        floats = _float_comparison(run, vit, golden, test_images, test_labels,
+                                   model.logit_scale, pruning)
+        if selectors is not None and test_labels is not None:
+            run.dense_int8_accuracy = float((dense.argmax(1) == test_labels).mean())
+            run.dense_float_accuracy = float(
+                (forward(vit, test_images).argmax(1) == test_labels).mean())
+    programs = {"pruned" if selectors is not None else "dense":
+                compile_model(config, model, selectors=selectors)}
+    if selectors is not None:
+        programs["dense"] = compile_model(config, model)
+        run.dense_macs = programs["dense"].macs
+    run.macs = next(iter(programs.values())).macs
     for index, image in enumerate(test_images[:images]):
         if progress:
             progress(index, images)
-        report = coverify(compiled.with_input(patches_of(image)),
-                          waves_to=waves_to if index == 0 else None,
-                          log=log if index == 0 else None)
-        run.bit_exact &= report.match
-        run.error = run.error or report.error
-        run.mismatch = run.mismatch or report.mismatch
-        run.cycles.append(report.cycles)
-        for key, value in report.class_cycles.items():
-            run.class_cycles[key] = run.class_cycles.get(key, 0) + value
-        for key, value in report.section_cycles.items():
-            run.section_cycles[key] = run.section_cycles.get(key, 0) + value
+        patches = patches_of(image)
+        for kind, program in programs.items():
+            first = index == 0 and kind == next(iter(programs))
+            report = coverify(program.with_input(patches), waves_to=waves_to if first else None,
+                              log=log if first else None)
+            run.bit_exact &= report.match
+            run.error = run.error or report.error
+            run.mismatch = run.mismatch or report.mismatch
+            if kind == "dense" and selectors is not None:
+                run.dense_cycles.append(report.cycles)
+                _add(run.dense_section_cycles, report.section_cycles)
+                continue
+            run.cycles.append(report.cycles)
+            _add(run.class_cycles, report.class_cycles)
+            _add(run.section_cycles, report.section_cycles)
+            rtl, expected = report.rtl_output, report.golden_output
+        if selectors is not None:
+            _, kept = pruned_vit_logits(model, patches, selectors)
+            run.kept_patches.append([indices.tolist() for indices in kept])
+            run.kept_tokens.append(_token_counts(kept, shape.patches))
         label = None if test_labels is None else int(test_labels[index])
         float_class = int(floats[index].argmax()) if compare_float else None
-        run.predictions.append((int(report.rtl_output.argmax()),
-                                int(report.golden_output.argmax()), float_class, label))
+        run.predictions.append((int(rtl.argmax()), int(expected.argmax()), float_class, label))
     if progress:
         progress(images, images)
     return run
 
+
+def _token_counts(kept, patches):
+    """The tokens after each stage of an image of ``patches`` patches: the class token, the
+    kept patches and one package token per stage that dropped a patch."""
+    counts, packages, alive = [], 0, patches
+    for indices in kept:
+        packages += len(indices) < alive
+        alive = len(indices)
+        counts.append(1 + alive + packages)
+    return counts

@@ -30,17 +30,42 @@ def _markdown(summary, plots):
         f"- PE utilization: {summary['utilization']:.1%}",
         f"- float accuracy {summary['float_accuracy']:.2%}, int8 accuracy "
         f"{summary['int8_accuracy']:.2%}, top-1 agreement {summary['top1_agreement']:.2%} "
-        f"(held-out digits, golden model)", "",
-        "| layer | cycles per image | share |", "| --- | ---: | ---: |",
+        f"(held-out digits, golden model)",
+        *_pruning_lines(summary), "",
     ]
+    dense = summary.get("dense_per_layer", {})
+    if dense:
+        lines += ["| layer | cycles per image | share | dense | pruned / dense |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+    else:
+        lines += ["| layer | cycles per image | share |", "| --- | ---: | ---: |"]
     for name, cycles in summary["per_layer"].items():
-        lines.append(f"| {name} | {cycles:.0f} | {cycles / summary['cycles']:.1%} |")
+        row = f"| {name} | {cycles:.0f} | {cycles / summary['cycles']:.1%} |"
+        if dense:
+            row += (f" {dense[name]:.0f} | {cycles / dense[name]:.2f} |" if name in dense
+                    else " - | - |")
+        lines.append(row)
     lines += ["", "| instruction class | cycles per image | share |", "| --- | ---: | ---: |"]
     for name, cycles in summary["per_class"].items():
         lines.append(f"| {name} | {cycles:.0f} | {cycles / summary['cycles']:.1%} |")
     lines.append("")
     lines += [f"![{name}]({name}.png)" for name in plots]
     return "\n".join(lines) + "\n"
+
+
+def _pruning_lines(summary):
+    if summary["prune"] == "none":
+        return []
+    kept = [sum(counts) / len(counts) for counts in zip(*summary["kept_tokens"])]
+    return [
+        f"- token selection ({summary['prune_mode']} mode) before blocks "
+        f"{', '.join(map(str, summary['stage_blocks']))}: tokens after each stage "
+        f"{', '.join(f'{count:.1f}' for count in kept)} (mean over the simulated images)",
+        f"- the same images dense: {summary['dense_cycles']:.0f} cycles; pruned is "
+        f"**{summary['speedup']:.2f}x** faster, selectors included",
+        f"- dense accuracy: float {summary['dense_float_accuracy']:.2%}, int8 "
+        f"{summary['dense_int8_accuracy']:.2%}",
+    ]
 
 
 def _plots(folder, run, summary):
@@ -75,4 +100,55 @@ def _plots(folder, run, summary):
     figure.tight_layout()
     figure.savefig(folder / "digits.png", dpi=110)
     plt.close(figure)
-    return ["cycles", "digits"]
+    if not run.stage_blocks:
+        return ["cycles", "digits"]
+    _pruning_plots(plt, folder, run, summary, images)
+    return ["cycles", "digits", "pruned_cycles", "kept_patches"]
+
+
+def _pruning_plots(plt, folder, run, summary, images):
+    """Cycles per layer dense against pruned, and each image's kept patches per stage."""
+    dense, pruned = summary["dense_per_layer"], summary["per_layer"]
+    names = list(dict.fromkeys([*pruned, *dense]))[::-1]        # program order, top down
+    positions = np.arange(len(names))
+    figure, axis = plt.subplots(figsize=(7, 0.32 * len(names) + 1.2))
+    axis.barh(positions + 0.2, [dense.get(name, 0) for name in names], 0.4, label="dense",
+              color="#8c8c8c")
+    axis.barh(positions - 0.2, [pruned.get(name, 0) for name in names], 0.4, label="pruned",
+              color="#4c72b0")
+    axis.set_yticks(positions, names, fontsize=8)
+    axis.set_xlabel("cycles per image")
+    axis.set_title(f"Cycles per layer: pruned {summary['speedup']:.2f}x faster than dense",
+                   fontsize=10)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(folder / "pruned_cycles.png", dpi=110)
+    plt.close(figure)
+
+    from vitforge.sw.model.weights import EMBEDDED_WEIGHTS, load_vit
+    shape = load_vit(EMBEDDED_WEIGHTS)[0].shape
+    grid = shape.image_size // shape.patch_size
+    stages = len(run.stage_blocks)
+    count = len(run.kept_patches)
+    figure, axes = plt.subplots(stages + 1, count, figsize=(1.5 * count, 1.9 * (stages + 1)),
+                                squeeze=False)
+    for column, (image, kept) in enumerate(zip(images, run.kept_patches)):
+        for row in range(stages + 1):
+            axis = axes[row][column]
+            axis.imshow(image[0], cmap="gray_r")
+            if row:
+                mask = np.zeros(grid * grid, bool)
+                mask[kept[row - 1]] = True
+                dropped = np.kron(~mask.reshape(grid, grid),
+                                  np.ones((shape.patch_size, shape.patch_size)))
+                axis.imshow(np.ma.masked_where(dropped == 0, dropped), cmap="Reds", alpha=0.55,
+                            vmin=0, vmax=1)
+                axis.set_title(f"block {run.stage_blocks[row - 1]}: "
+                               f"{len(kept[row - 1])}/{grid * grid}", fontsize=7)
+            else:
+                axis.set_title(f"image {column}", fontsize=7)
+            axis.axis("off")
+    figure.suptitle("Kept patches before each selected block (dropped shaded red)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(folder / "kept_patches.png", dpi=110)
+    plt.close(figure)

@@ -276,6 +276,26 @@ def _model_summary(run, clock_mhz):
         "float_accuracy": run.float_accuracy, "int8_accuracy": run.int8_accuracy,
         "top1_agreement": run.top1_agreement, "logit_cosine": run.logit_cosine,
         "predictions": run.predictions,
+        **_pruning_summary(run),
+    }
+
+
+def _pruning_summary(run):
+    """What token selection adds to the summary (nothing for a dense run)."""
+    if not run.stage_blocks:
+        return {"prune": "none"}
+    dense = sum(run.dense_cycles) / len(run.dense_cycles)
+    pruned = sum(run.cycles) / len(run.cycles)
+    return {
+        "prune": run.prune, "prune_mode": run.prune_mode, "stage_blocks": list(run.stage_blocks),
+        "kept_tokens": run.kept_tokens,
+        "kept_patches": [[len(stage) for stage in image] for image in run.kept_patches],
+        "dense_cycles": dense, "dense_cycles_per_image": run.dense_cycles,
+        "dense_per_layer": {name: value / len(run.dense_cycles)
+                            for name, value in run.dense_section_cycles.items()},
+        "speedup": dense / pruned, "dense_macs": run.dense_macs,
+        "dense_float_accuracy": run.dense_float_accuracy,
+        "dense_int8_accuracy": run.dense_int8_accuracy,
     }
 
 
@@ -287,6 +307,13 @@ def _print_model_summary(summary, verify):
     print(f"  cycles per image     {summary['cycles']:.0f}  ({summary['latency_ms']:.3f} ms, "
           f"{summary['fps']:.0f} images/s at {summary['clock_mhz']} MHz)")
     print(f"  PE utilization       {summary['utilization']:.1%}")
+    if summary["prune"] != "none":
+        stages = ", ".join(str(block) for block in summary["stage_blocks"])
+        kept = [sum(counts) / len(counts) for counts in zip(*summary["kept_tokens"])]
+        print(f"  token selection      {summary['prune_mode']} before blocks {stages}; tokens "
+              f"kept per stage (mean) {', '.join(f'{count:.1f}' for count in kept)}")
+        print(f"  dense, same images   {summary['dense_cycles']:.0f} cycles: pruned is "
+              f"{summary['speedup']:.2f}x faster")
     print("  cycles per layer")
     for name, cycles in summary["per_layer"].items():
         print(f"    {name:22} {cycles:10.0f}  {cycles / summary['cycles']:6.1%}")
@@ -297,6 +324,9 @@ def _print_model_summary(summary, verify):
         if summary["float_accuracy"] is not None:
             print(f"  accuracy             float {summary['float_accuracy']:.2%}, int8 "
                   f"{summary['int8_accuracy']:.2%} (held-out split, golden model)")
+        if summary.get("dense_float_accuracy") is not None:
+            print(f"  dense accuracy       float {summary['dense_float_accuracy']:.2%}, int8 "
+                  f"{summary['dense_int8_accuracy']:.2%}")
         print(f"  top-1 agreement      {summary['top1_agreement']:.2%}; logit cosine "
               f"{summary['logit_cosine']:.4f}")
 
@@ -312,7 +342,7 @@ def _run_model(args, compare_float):
     _check_output_folder(args.waves)
     run = run_model(args.model, images=args.images, array=args.rows, seed=args.seed,
                     compare_float=compare_float, waves_to=args.waves, log=_log,
-                    progress=_progress)
+                    progress=_progress, prune=args.prune, prune_mode=args.prune_mode)
     return run, _model_summary(run, args.clock_mhz)
 
 
@@ -386,9 +416,16 @@ def generate_command(args):
     return EXIT_OK
 
 
-def _add_model_options(parser, images):
+def _add_model_options(parser, images, prune="none"):
     parser.add_argument("--images", type=int, default=images,
                         help=f"test images to simulate (default {images})")
+    parser.add_argument("--prune", default=prune, metavar="{none,default,FILE}",
+                        help="token selection at run time: none, default (the selectors "
+                             "shipped with tiny; random ones for a preset) or a selector .npz "
+                             f"(default {prune}); each image then also runs dense")
+    parser.add_argument("--prune-mode", choices=("threshold", "topk"),
+                        help="keep tokens by keep probability >= 0.5 or keep exactly the "
+                             "stage's ratio (default: the selectors' own mode)")
     parser.add_argument("--rows", type=int, default=4, help="PE array size (default 4)")
     parser.add_argument("--seed", type=_seed, default=0, help="random seed")
     parser.add_argument("--clock-mhz", type=float, default=300.0,
@@ -469,7 +506,7 @@ def _parser():
 
     demo_parser = commands.add_parser(
         "demo", help="the embedded digits ViT end to end, report and plots in a folder")
-    _add_model_options(demo_parser, images=6)
+    _add_model_options(demo_parser, images=6, prune="default")
     demo_parser.add_argument("--out", default="build/demo", help="report folder")
     return parser
 

@@ -5,21 +5,23 @@ from collections import defaultdict
 from amaranth import Module, Mux
 from amaranth.lib import wiring
 
-from .controller import ERROR_EMPTY, ERROR_NONE, ERROR_OPCODE, Controller
+from .controller import ERROR_EMPTY, ERROR_LIVE, ERROR_NONE, ERROR_OPCODE, Controller
 from .decoder import InstructionDecoder
 from .dma import Dma
 from .eltwise import Eltwise
 from .fetch import InstructionFetch
 from .gemm_unit import GemmUnit
 from .isa import COUNTER_CLASSES, ISA, Opcode
+from .live import LiveFields
 from .moves import Moves
 from .ports import SCRATCHPAD_PORTS, control_members, forward, memory_port
 from .row_layernorm import RowLayerNorm
 from .row_softmax import RowSoftmax
 from .scratchpads import Scratchpads
+from .token_selector import TokenSelector
 
 __all__ = ["Accelerator", "UNITS", "control_members", "ERROR_NONE", "ERROR_OPCODE",
-           "ERROR_EMPTY", "COUNTER_CLASSES"]
+           "ERROR_EMPTY", "ERROR_LIVE", "COUNTER_CLASSES"]
 
 #: The execution units, by the name the ISA table gives (``OpcodeSpec.unit``):
 #: each a :class:`~vitforge.hw.accel.ports.Unit` built from the config.
@@ -30,6 +32,7 @@ UNITS = {
     "moves": Moves,
     "softmax": RowSoftmax,
     "layernorm": RowLayerNorm,
+    "selector": TokenSelector,
 }
 
 #: The unit that runs a weight load beside a GEMM.
@@ -83,20 +86,24 @@ class Accelerator(wiring.Component):
         for part in (fetch, controller):
             forward(m, self, part, {name: member for name, member in members.items()
                                     if name in part.signature.members})
-        m.d.comb += [decoder.instruction.eq(fetch.instruction),
+        m.submodules.live = live = LiveFields()
+        m.d.comb += [live.instruction.eq(fetch.instruction),
+                     live.clear.eq(self.start & ~self.busy),
+                     controller.live_exceeds.eq(live.exceeds),
+                     decoder.instruction.eq(live.resolved),
                      decoder.next_instruction.eq(fetch.next_instruction)]
-        self._dispatch(m, units, fetch, decoder, controller)
-        self._connect_ports(m, units, fetch)
+        self._dispatch(m, units, live.resolved, fetch, decoder, controller)
+        self._connect_ports(m, units, fetch, live)
         return m
 
     @staticmethod
-    def _dispatch(m, units, fetch, decoder, controller):
+    def _dispatch(m, units, resolved, fetch, decoder, controller):
         """Start the decoded instruction's unit and watch its ``done``; run side loads."""
         done = 0
         for index, (name, unit) in enumerate(units.items()):
             chosen = decoder.unit[index]
             start = controller.start_unit & chosen
-            instruction = fetch.instruction
+            instruction = resolved
             if name == _SIDE_UNIT:
                 start = start | controller.start_side
                 instruction = Mux(controller.side_active, fetch.next_instruction, instruction)
@@ -105,12 +112,13 @@ class Accelerator(wiring.Component):
             done = done | (chosen & unit.done)
         m.d.comb += controller.unit_done.eq(done)
 
-    def _connect_ports(self, m, units, fetch):
+    def _connect_ports(self, m, units, fetch, live):
         """Connect the units' memory ports by name.
 
         Scratchpad ports go to :class:`Scratchpads`, ``mem`` (one unit's) to
-        the fetch, which shares external memory with it, and a port that two
-        units have under the same name to each other (``tbl_write``).
+        the fetch, which shares external memory with it, ``live_update`` (one
+        unit's) to the live token registers, and a port that two units have
+        under the same name to each other (``tbl_write``, ``sig_write``).
         """
         holders = defaultdict(list)
         for unit in units.values():
@@ -124,11 +132,10 @@ class Accelerator(wiring.Component):
             if name in SCRATCHPAD_PORTS:
                 for port, shared in zip(ports, getattr(scratchpads, name)):
                     wiring.connect(m, port, shared)
-            elif name == "mem":
+            elif name in ("mem", "live_update"):
                 if len(ports) != 1:
-                    raise ValueError(f"one unit may have the external memory port 'mem', "
-                                     f"not {len(ports)}")
-                wiring.connect(m, ports[0], fetch.unit_mem)
+                    raise ValueError(f"one unit may have the port {name!r}, not {len(ports)}")
+                wiring.connect(m, ports[0], fetch.unit_mem if name == "mem" else live.update)
             elif len(ports) > 1:
                 wiring.connect(m, *ports)
             else:

@@ -5,12 +5,13 @@ from dataclasses import asdict, dataclass, fields
 from vitforge.errors import ConfigError
 
 from ..checks import check_positive_int
-from ..numerics import GELU_TABLE_DEPTH
+from ..numerics import GELU_TABLE_DEPTH, SIGMOID_BITS
 from ..gemm.config import GemmConfig
 
 __all__ = ["AcceleratorConfig", "DRAM_WORD_BYTES", "MEMORY_ADDRESS_BITS",
            "SCRATCHPAD_ADDRESS_BITS", "PARAMETER_ADDRESS_BITS", "SIZE_BITS",
-           "TABLE_ENTRIES_PER_WORD", "TABLE_WORDS"]
+           "TABLE_ENTRIES_PER_WORD", "TABLE_WORDS", "SIGMOID_ENTRIES_PER_WORD",
+           "SIGMOID_TABLE_DEPTH", "SIGMOID_WORDS", "MAX_SELECT_TOKENS"]
 
 #: External memory is addressed in words of 16 bytes (a 128-bit AXI beat).
 DRAM_WORD_BYTES = 16
@@ -25,6 +26,13 @@ SIZE_BITS = 16
 #: The GELU table's one-byte entries fill external words whole: 16 words of 16.
 TABLE_ENTRIES_PER_WORD = DRAM_WORD_BYTES
 TABLE_WORDS = GELU_TABLE_DEPTH // TABLE_ENTRIES_PER_WORD
+#: The token selector's sigmoid tables (SIG): the keep table at entries 0..255, the head
+#: weight table at 256..511, 16-bit entries, 8 to an external word.
+SIGMOID_TABLE_DEPTH = 2 * GELU_TABLE_DEPTH
+SIGMOID_ENTRIES_PER_WORD = 8 * DRAM_WORD_BYTES // SIGMOID_BITS
+SIGMOID_WORDS = SIGMOID_TABLE_DEPTH // SIGMOID_ENTRIES_PER_WORD
+#: Most tokens a TOKEN_SELECT scores: the selector unit keeps a score per token.
+MAX_SELECT_TOKENS = 1024
 
 
 @dataclass(frozen=True, kw_only=True)

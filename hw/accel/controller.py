@@ -9,13 +9,15 @@ from .fetch import FETCH_CONTROL
 from .isa import COUNTER_CLASSES
 from .ports import control_members
 
-__all__ = ["Controller", "ERROR_NONE", "ERROR_OPCODE", "ERROR_EMPTY"]
+__all__ = ["Controller", "ERROR_NONE", "ERROR_OPCODE", "ERROR_EMPTY", "ERROR_LIVE"]
 
 ERROR_NONE = 0
 #: An unknown or reserved opcode.
 ERROR_OPCODE = 1
 #: A count, length or tile field of zero (the instruction would do nothing, or hang).
 ERROR_EMPTY = 2
+#: A field flagged live whose run-time value exceeds the field as written.
+ERROR_LIVE = 3
 
 _FETCH_CLASS = COUNTER_CLASSES.index("fetch")
 _STALL_CLASS = COUNTER_CLASSES.index("stall")
@@ -25,7 +27,8 @@ class Controller(wiring.Component):
     """Runs a program: fetch, decode, start the instruction's unit, retire it.
 
     States: ``FETCH`` (two external reads, three cycles) -> ``DECODE`` (one
-    cycle; an unknown opcode or an empty field stops the run with an error,
+    cycle; an unknown opcode, an empty field or a live value beyond its field
+    (``live_exceeds``) stops the run with an error,
     DONE stops it, NOP and SYNC retire at once) -> ``EXECUTE`` until the unit
     is done. While a GEMM executes, the controller fetches the next
     instruction (``LOOK_AHEAD``) and, if it is a weight load that may run
@@ -45,7 +48,7 @@ class Controller(wiring.Component):
     busy, done : ``Out(1)``
         ``done`` rises when the program ends and stays high until the next ``start``.
     error : ``Out(2)``
-        ``ERROR_NONE``, ``ERROR_OPCODE`` or ``ERROR_EMPTY``.
+        ``ERROR_NONE``, ``ERROR_OPCODE``, ``ERROR_EMPTY`` or ``ERROR_LIVE``.
     error_pc : ``Out(32)``
     retire, retire_pc : ``Out(1)``, ``Out(32)``
         Pulses when instruction ``retire_pc`` has finished.
@@ -53,6 +56,8 @@ class Controller(wiring.Component):
     class_cycles : ``Out(ArrayLayout(32, len(COUNTER_CLASSES)))``
     fetch : ``Out(FETCH_CONTROL)``
     decoded : ``In(DECODED)``
+    live_exceeds : ``In(1)``
+        :class:`~vitforge.hw.accel.live.LiveFields`' ``exceeds``.
     start_unit : ``Out(1)``
         Start the unit of the decoded instruction.
     unit_done : ``In(1)``
@@ -71,6 +76,7 @@ class Controller(wiring.Component):
             **control,
             "fetch": Out(FETCH_CONTROL),
             "decoded": In(DECODED),
+            "live_exceeds": In(1),
             "start_unit": Out(1),
             "unit_done": In(1),
             "start_side": Out(1),
@@ -108,8 +114,10 @@ class Controller(wiring.Component):
             with m.State("DECODE"):
                 m.d.comb += active_class.eq(_FETCH_CLASS)
                 m.d.sync += [main_done.eq(0), looked_ahead.eq(0), side_started.eq(0)]
-                with m.If(~decoded.known | decoded.empty):
-                    m.d.sync += [self.error.eq(Mux(decoded.known, ERROR_EMPTY, ERROR_OPCODE)),
+                with m.If(~decoded.known | decoded.empty | self.live_exceeds):
+                    error = Mux(~decoded.known, ERROR_OPCODE,
+                                Mux(self.live_exceeds, ERROR_LIVE, ERROR_EMPTY))
+                    m.d.sync += [self.error.eq(error),
                                  self.error_pc.eq(pc), self.busy.eq(0), self.done.eq(1)]
                     m.next = "IDLE"
                 with m.Elif(decoded.ends):

@@ -2,14 +2,16 @@
 
 from amaranth import C, Cat, Module, Mux, Signal
 
-from .config import SCRATCHPAD_ADDRESS_BITS, TABLE_ENTRIES_PER_WORD, TABLE_WORDS
+from .config import (SCRATCHPAD_ADDRESS_BITS, SIGMOID_ENTRIES_PER_WORD, SIGMOID_WORDS,
+                     TABLE_ENTRIES_PER_WORD, TABLE_WORDS)
 from .isa import ISA, Opcode, Space
 from .ports import MEMORY_DATA_BITS, Unit, memory_port, scratchpad_ports, write_request
 
 __all__ = ["Dma"]
 
-#: A table LOAD's ``spad_addr`` is an entry; the table memory is addressed in words.
+#: A table LOAD's ``spad_addr`` is an entry; the table memories are addressed in words.
 _TABLE_WORD_SHIFT = TABLE_ENTRIES_PER_WORD.bit_length() - 1
+_SIGMOID_WORD_SHIFT = SIGMOID_ENTRIES_PER_WORD.bit_length() - 1
 
 
 class Dma(Unit):
@@ -22,7 +24,9 @@ class Dma(Unit):
 
     LOAD issues one external read per word as fast as the memory accepts
     them, gathers the words of an entry as they arrive and writes the entry
-    into the target scratchpad with its last word. STORE reads an activation
+    into the target scratchpad with its last word (the GELU table into the
+    element-wise unit through ``tbl_write``, the sigmoid tables into the
+    token selector through ``sig_write``). STORE reads an activation
     entry and writes its words out, reading the next entry while the last
     word of the previous one is written: one external word per cycle.
     ``done`` pulses when the last entry is written.
@@ -38,6 +42,7 @@ class Dma(Unit):
             **scratchpad_ports(config, "act_read", "act_write", "wgt_write", "prm_write",
                                "lnp_write"),
             "tbl_write": write_request(range(TABLE_WORDS), MEMORY_DATA_BITS),
+            "sig_write": write_request(range(SIGMOID_WORDS), MEMORY_DATA_BITS),
         })
 
     def elaborate(self, platform):
@@ -95,6 +100,9 @@ class Dma(Unit):
                     self.tbl_write.addr.eq((load.spad_addr >> _TABLE_WORD_SHIFT) + received),
                     self.tbl_write.data.eq(response),
                     self.tbl_write.en.eq(complete & (space == Space.TBL)),
+                    self.sig_write.addr.eq((load.spad_addr >> _SIGMOID_WORD_SHIFT) + received),
+                    self.sig_write.data.eq(response),
+                    self.sig_write.en.eq(complete & (space == Space.SIG)),
                 ]
                 with m.If(arrived & ~last_piece):
                     m.d.sync += piece.eq(piece + 1)

@@ -34,7 +34,8 @@ class GemmUnit(Unit):
         gemm = spec.view(self.instruction)
         m.d.comb += [
             core.cmd.valid.eq(self.start),
-            *[getattr(core.cmd.payload, name).eq(getattr(gemm, name)) for name in spec.fields],
+            *[getattr(core.cmd.payload, name).eq(getattr(gemm, name)) for name in spec.fields
+              if name != "live"],
             self.busy.eq(core.busy),
             self.done.eq(core.done),
         ]

@@ -23,15 +23,16 @@ from typing import Callable, NamedTuple
 
 from amaranth.lib import data
 
-from ..numerics import (COEFFICIENT_BITS, EPS_BITS, GELU_TABLE_DEPTH, MULTIPLIER_BITS,
-                        RATIO_BITS, SHIFT_BITS)
+from ..numerics import (COEFFICIENT_BITS, EPS_BITS, GELU_TABLE_DEPTH, MAX_SELECTOR_HEADS,
+                        MULTIPLIER_BITS, RATIO_BITS, SHIFT_BITS)
 from .config import (DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, PARAMETER_ADDRESS_BITS,
-                     SCRATCHPAD_ADDRESS_BITS, SIZE_BITS, TABLE_ENTRIES_PER_WORD)
+                     SCRATCHPAD_ADDRESS_BITS, SIGMOID_ENTRIES_PER_WORD, SIGMOID_TABLE_DEPTH,
+                     SIZE_BITS, TABLE_ENTRIES_PER_WORD)
 
 __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "INSTRUCTION_WORDS", "OPCODE_BITS",
-           "COUNTER_CLASSES", "Opcode", "Space", "Formula", "Region", "Span", "OpcodeSpec", "ISA",
-           "Instruction", "encode", "decode", "space_depth", "written_activations",
-           "weight_load_may_run_beside"]
+           "COUNTER_CLASSES", "Opcode", "Space", "Live", "LiveState", "Formula", "Region", "Span",
+           "OpcodeSpec", "ISA", "Instruction", "encode", "decode", "space_depth",
+           "written_activations", "weight_load_may_run_beside", "resolve", "SELECT_MODES"]
 
 INSTRUCTION_BITS = 256
 INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
@@ -44,10 +45,15 @@ OPCODE_BITS = 8
 #: finished but the weight load running beside it has not; every other class
 #: is the ``counter`` of some opcodes.
 COUNTER_CLASSES = ("fetch", "load_store", "gemm", "softmax", "layernorm", "eltwise", "move",
-                   "stall")
+                   "select", "stall")
+
+#: ``TOKEN_SELECT``'s ``mode`` field: index into this tuple.
+SELECT_MODES = ("threshold", "topk")
 
 #: A LOAD into TBL moves one-byte entries, a whole external word of them per count.
 _TABLE_ENTRIES_PER_WORD_LOG2 = TABLE_ENTRIES_PER_WORD.bit_length() - 1
+#: ... and a LOAD into SIG two-byte entries.
+_SIGMOID_ENTRIES_PER_WORD_LOG2 = SIGMOID_ENTRIES_PER_WORD.bit_length() - 1
 
 
 class Opcode(enum.IntEnum):
@@ -62,7 +68,8 @@ class Opcode(enum.IntEnum):
     ADD = 0x23               # residual add of two rescaled operands
     COPY_TO_WGT = 0x30       # activation words -> weight words (K^T of attention)
     TRANSPOSE_TO_WGT = 0x31  # activation blocks transposed -> weight words (V of attention)
-    TOKEN_SELECT = 0x40      # reserved: token selector that compacts kept tokens
+    TOKEN_SELECT = 0x40      # score, keep, compact tokens; fold the dropped into a package
+    TOKEN_MEAN = 0x41        # per-image means over the alive patches, broadcast
     SYNC = 0x3F              # wait until every earlier instruction has finished
     DONE = 0xFF              # raise done and stop
 
@@ -74,6 +81,38 @@ class Space(enum.IntEnum):
     PRM = 2     # GEMM requantization parameters (bias, multiplier, shift)
     LNP = 3     # LayerNorm per-channel gamma, beta
     TBL = 4     # the GELU table (256 int8)
+    SIG = 5     # the token selector's two sigmoid tables (2 x 256 unsigned 16-bit)
+
+
+class Live(enum.Enum):
+    """What a field flagged live takes its value from (``docs/isa.md``, Live token count).
+
+    ``TOKENS`` is the live token count ``T``, ``ALIVE`` the live count ``A``
+    of patches still scored, ``TILES`` ``ceil(T / array)``, and
+    ``TILE_WORDS`` ``ceil(T / array)`` times the instruction's
+    ``tile_words`` field.
+    """
+
+    TOKENS = "T"
+    ALIVE = "A"
+    TILES = "ceil(T / array)"
+    TILE_WORDS = "ceil(T / array) x `tile_words`"
+
+
+class LiveState(NamedTuple):
+    """The run-time token registers: ``tokens`` (T), ``alive`` (A) and ``tiles`` (ceil(T / array)).
+
+    All three are 0 when a program starts; only ``TOKEN_SELECT`` writes them.
+    """
+
+    tokens: object = 0
+    alive: object = 0
+    tiles: object = 0
+
+    @classmethod
+    def of(cls, tokens, alive, array):
+        """The state of ``tokens`` and ``alive`` (ints) in an array of ``array`` lanes."""
+        return cls(tokens, alive, -(-tokens // array))
 
 
 @dataclass(frozen=True)
@@ -180,6 +219,13 @@ class OpcodeSpec:
     reserved : bool
         Allocated for a coming instruction; refused by the encoder, the
         decoder and the hardware (``ERROR_OPCODE``).
+    live : tuple of (str, Live)
+        The fields that may take their value from the run-time token
+        registers; bit ``i`` of the ``live`` field (the layout's last) flags
+        ``live[i]``. A flagged field's value in the instruction is the most it
+        may take (what the compiler sized buffers for): the regions are
+        checked with it, and a larger live value stops the run
+        (``ERROR_LIVE``).
     """
 
     opcode: Opcode
@@ -190,6 +236,7 @@ class OpcodeSpec:
     reads: tuple = ()
     writes: tuple = ()
     reserved: bool = False
+    live: tuple = ()
 
     def __post_init__(self):
         name = self.opcode.name
@@ -210,6 +257,13 @@ class OpcodeSpec:
                              f"{self.counter!r}")
         if self.reserved and (self.fields or self.unit):
             raise ValueError(f"reserved opcode {name} must have no fields and no unit")
+        live_names = [field for field, _ in self.live]
+        if sorted({*live_names} - set(self.fields)) or len(set(live_names)) != len(live_names):
+            raise ValueError(f"{name} live fields must be distinct fields of "
+                             f"{sorted(self.fields)}, not {live_names}")
+        if any(kind is Live.TILE_WORDS for _, kind in self.live) and "tile_words" not in \
+                self.fields:
+            raise ValueError(f"{name} needs a tile_words field for a TILE_WORDS live field")
 
     @property
     def fields(self):
@@ -220,28 +274,51 @@ class OpcodeSpec:
         """The fields of an instruction signal, ``view.src`` and so on."""
         return self.layout(instruction[:self.layout.size])
 
+    def live_values(self, fields, state):
+        """Field name -> ``(flagged, live value)`` for the :attr:`live` fields.
+
+        ``fields`` and ``state`` (a :class:`LiveState`) are ints or Amaranth
+        values alike; ``flagged`` is the field's bit of ``live``.
+        """
+        values = {}
+        for bit, (name, kind) in enumerate(self.live):
+            value = {Live.TOKENS: state.tokens, Live.ALIVE: state.alive,
+                     Live.TILES: state.tiles}.get(kind)
+            if kind is Live.TILE_WORDS:
+                value = state.tiles * fields.tile_words
+            values[name] = ((fields.live >> bit) & 1, value)
+        return values
+
     def empty(self, fields):
         """Whether a ``nonzero`` field is zero (a Python bool or a 1-bit Amaranth value)."""
         return reduce(operator.or_, (getattr(fields, name) == 0 for name in self.nonzero),
                       False)
 
 
-def _spec(opcode, fields=None, **rules):
-    layout = data.StructLayout({"opcode": OPCODE_BITS, **(fields or {})})
-    return OpcodeSpec(opcode=opcode, layout=layout, **rules)
+def _spec(opcode, fields=None, live=(), **rules):
+    flags = {"live": len(live)} if live else {}
+    layout = data.StructLayout({"opcode": OPCODE_BITS, **(fields or {}), **flags})
+    return OpcodeSpec(opcode=opcode, layout=layout, live=tuple(live), **rules)
 
 
-_LOADED_WORDS = Formula("`count` (TBL: 16 x `count`)",
+_LOADED_WORDS = Formula("`count` (TBL: 16 x `count`, SIG: 8 x `count`)",
                         lambda f, array: f.count << (_TABLE_ENTRIES_PER_WORD_LOG2
-                                                     * (f.space == Space.TBL)))
+                                                     * (f.space == Space.TBL)
+                                                     + _SIGMOID_ENTRIES_PER_WORD_LOG2
+                                                     * (f.space == Space.SIG)))
 _B_TILES = Formula("ceil(`n` / array)", lambda f, array: (f.n + array - 1) // array)
 _COPIED_WORDS = Formula("`tiles` x `words`", lambda f, array: f.tiles * f.words)
 _CHANNEL_WORDS = Formula("array x `channel_tiles`", lambda f, array: f.channel_tiles * array)
 _TOKEN_WORDS = Formula("array x `token_tiles`", lambda f, array: f.token_tiles * array)
+_TOKEN_TILES = Formula("ceil(`tokens` / array)", lambda f, array: (f.tokens + array - 1) // array)
+_ALIVE_TILES = Formula("ceil((1 + `alive`) / array)",
+                       lambda f, array: (f.alive + array) // array)
+_MEANS = Formula("`words` / `group`", lambda f, array: f.words // f.group)
 
 # Field widths: scratchpad words (addresses, strides, word counts), PRM and LNP
 # entries, sizes (tiles, reduction depths, row lengths), external words.
 _WORDS, _ENTRIES, _SIZE = SCRATCHPAD_ADDRESS_BITS, PARAMETER_ADDRESS_BITS, SIZE_BITS
+_HEADS = MAX_SELECTOR_HEADS.bit_length()
 
 _ROW_TILES = {"src": _WORDS, "src_stride": _WORDS, "dst": _WORDS, "dst_stride": _WORDS,
               "m_tiles": _SIZE}
@@ -267,46 +344,71 @@ ISA = {spec.opcode: spec for spec in (
                         "b_stride": _WORDS, "c_addr": _WORDS, "c_stride": _WORDS,
                         "p_addr": _ENTRIES, "k": _SIZE, "m_tiles": _SIZE, "n": _SIZE},
           nonzero=("k", "m_tiles", "n"), unit="gemm", counter="gemm",
+          live=(("m_tiles", Live.TILES), ("n", Live.TOKENS), ("k", Live.TOKENS)),
           reads=(Region(Space.ACT, "a_addr", "k", tiles="m_tiles", stride="a_stride"),
                  Region(Space.WGT, "b_addr", "k", tiles=_B_TILES, stride="b_stride"),
                  Region(Space.PRM, "p_addr", "n")),
           writes=(Region(Space.ACT, "c_addr", "n", tiles="m_tiles", stride="c_stride"),)),
     _spec(Opcode.GEMM_SPARSE, reserved=True),
-    _spec(Opcode.GELU, {"src": _WORDS, "dst": _WORDS, "count": _WORDS},
+    _spec(Opcode.GELU, {"src": _WORDS, "dst": _WORDS, "count": _WORDS, "tile_words": _SIZE},
           nonzero=("count",), unit="eltwise", counter="eltwise",
+          live=(("count", Live.TILE_WORDS),),
           reads=(Region(Space.ACT, "src", "count"),),
           writes=(Region(Space.ACT, "dst", "count"),)),
     _spec(Opcode.SOFTMAX, {**_ROW_TILES, "length": _SIZE, "ratio": RATIO_BITS,
                            "alpha": COEFFICIENT_BITS, "beta": COEFFICIENT_BITS,
                            "gamma": COEFFICIENT_BITS},
           nonzero=("m_tiles", "length"), unit="softmax", counter="softmax",
+          live=(("m_tiles", Live.TILES), ("length", Live.TOKENS)),
           reads=(_rows("src", "length"),), writes=(_rows("dst", "length"),)),
     _spec(Opcode.LAYERNORM, {**_ROW_TILES, "channels": _SIZE, "lnp_addr": _ENTRIES,
                              "eps": EPS_BITS, "multiplier": MULTIPLIER_BITS,
                              "shift": SHIFT_BITS},
           nonzero=("m_tiles", "channels"), unit="layernorm", counter="layernorm",
+          live=(("m_tiles", Live.TILES),),
           reads=(_rows("src", "channels"), Region(Space.LNP, "lnp_addr", "channels")),
           writes=(_rows("dst", "channels"),)),
     _spec(Opcode.ADD, {"x": _WORDS, "y": _WORDS, "dst": _WORDS, "count": _WORDS,
                        "x_multiplier": MULTIPLIER_BITS, "y_multiplier": MULTIPLIER_BITS,
-                       "shift": SHIFT_BITS},
+                       "shift": SHIFT_BITS, "tile_words": _SIZE},
           nonzero=("count",), unit="eltwise", counter="eltwise",
+          live=(("count", Live.TILE_WORDS),),
           reads=(Region(Space.ACT, "x", "count"), Region(Space.ACT, "y", "count")),
           writes=(Region(Space.ACT, "dst", "count"),)),
     _spec(Opcode.COPY_TO_WGT, {"src": _WORDS, "src_stride": _WORDS, "dst": _WORDS,
                                "tiles": _SIZE, "words": _SIZE},
           nonzero=("tiles", "words"), unit="moves", counter="move",
+          live=(("tiles", Live.TILES),),
           reads=(Region(Space.ACT, "src", "words", tiles="tiles", stride="src_stride"),),
           writes=(Region(Space.WGT, "dst", _COPIED_WORDS),)),
     _spec(Opcode.TRANSPOSE_TO_WGT, {"src": _WORDS, "src_stride": _WORDS, "dst": _WORDS,
                                     "dst_stride": _WORDS, "token_tiles": _SIZE,
                                     "channel_tiles": _SIZE},
           nonzero=("token_tiles", "channel_tiles"), unit="moves", counter="move",
+          live=(("token_tiles", Live.TILES),),
           reads=(Region(Space.ACT, "src", _CHANNEL_WORDS, tiles="token_tiles",
                         stride="src_stride"),),
           writes=(Region(Space.WGT, "dst", _TOKEN_WORDS, tiles="channel_tiles",
                          stride="dst_stride"),)),
-    _spec(Opcode.TOKEN_SELECT, reserved=True),
+    _spec(Opcode.TOKEN_SELECT, {"src": _WORDS, "src_stride": _WORDS, "dst": _WORDS,
+                                "dst_stride": _WORDS, "channels": _SIZE, "scores": _WORDS,
+                                "scores_stride": _WORDS, "weights": _WORDS, "heads": _HEADS,
+                                "tokens": _SIZE, "alive": _SIZE, "keep": _SIZE, "mode": 1},
+          nonzero=("channels", "heads", "tokens"), unit="selector", counter="select",
+          live=(("tokens", Live.TOKENS), ("alive", Live.ALIVE)),
+          reads=(Region(Space.ACT, "src", "channels", tiles=_TOKEN_TILES, stride="src_stride"),
+                 Region(Space.ACT, "scores", "heads", tiles=_ALIVE_TILES,
+                        stride="scores_stride"),
+                 Region(Space.ACT, "weights", "heads")),
+          writes=(Region(Space.ACT, "dst", "channels", tiles=_TOKEN_TILES,
+                         stride="dst_stride"),)),
+    _spec(Opcode.TOKEN_MEAN, {"src": _WORDS, "src_stride": _WORDS, "words": _SIZE,
+                              "group": _SIZE, "alive": _SIZE, "dst": _WORDS,
+                              "dst_stride": _WORDS, "dst_tiles": _SIZE},
+          nonzero=("words", "group", "dst_tiles"), unit="selector", counter="select",
+          live=(("alive", Live.ALIVE), ("dst_tiles", Live.TILES)),
+          reads=(Region(Space.ACT, "src", "words", tiles=_ALIVE_TILES, stride="src_stride"),),
+          writes=(Region(Space.ACT, "dst", _MEANS, tiles="dst_tiles", stride="dst_stride"),)),
     _spec(Opcode.SYNC),
     _spec(Opcode.DONE),
 )}
@@ -316,7 +418,7 @@ def space_depth(space, config):
     """Entries of scratchpad ``space`` in an accelerator of ``config`` (AcceleratorConfig)."""
     depths = {Space.ACT: config.act_depth, Space.WGT: config.wgt_depth,
               Space.PRM: config.prm_depth, Space.LNP: config.lnp_depth,
-              Space.TBL: GELU_TABLE_DEPTH}
+              Space.TBL: GELU_TABLE_DEPTH, Space.SIG: SIGMOID_TABLE_DEPTH}
     return depths[Space(space)]
 
 
@@ -382,13 +484,44 @@ class Instruction:
         return f"{self.opcode.name}({args})"
 
 
+def resolve(instruction, state):
+    """``instruction`` with its flagged live fields replaced by their values in ``state``.
+
+    Returns
+    -------
+    (Instruction, list of str)
+        The instruction as the units execute it, and the flagged fields whose
+        live value exceeds the instruction's own (a run stops on them with
+        ``ERROR_LIVE``).
+    """
+    spec = ISA[instruction.opcode]
+    fields = SimpleNamespace(**instruction.fields)
+    values, exceeding = dict(instruction.fields), []
+    for name, (flagged, value) in spec.live_values(fields, state).items():
+        if flagged:
+            values[name] = value
+            if value > instruction.fields[name]:
+                exceeding.append(name)
+    return Instruction(instruction.opcode, values), exceeding
+
+
+#: Fields :func:`encode` fills in when they are not given: no field live, no tile size.
+_FIELD_DEFAULTS = {"live": 0, "tile_words": 0}
+
+
 def encode(opcode, **values):
-    """The 256-bit word of ``opcode`` with ``values``; every field must be given and fit."""
+    """The 256-bit word of ``opcode`` with ``values``.
+
+    Every field must be given and fit, except ``live`` and ``tile_words``,
+    which are 0 unless given (no field takes a live value).
+    """
     spec = ISA[Opcode(opcode)]
     name = spec.opcode.name
     if spec.reserved:
         raise ValueError(f"opcode {name} is reserved and has no encoding yet")
     layout = spec.fields
+    values = {**{key: value for key, value in _FIELD_DEFAULTS.items() if key in layout},
+              **values}
     missing = sorted(set(layout) - set(values))
     unknown = sorted(set(values) - set(layout))
     if missing or unknown:

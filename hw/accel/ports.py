@@ -7,11 +7,11 @@ from amaranth.lib.wiring import In, Out
 from ..gemm.core import COUNTER_BITS
 from ..gemm.requantize import RequantParams
 from ..nonlinear.layernorm import ChannelParams
-from .config import DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS
+from .config import DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, SIZE_BITS
 from .isa import COUNTER_CLASSES, INSTRUCTION_BITS
 
 __all__ = ["control_members", "Unit", "act_word", "read_request", "write_request", "memory_port",
-           "scratchpad_entries", "scratchpad_ports", "SCRATCHPAD_PORTS", "forward",
+           "scratchpad_entries", "scratchpad_ports", "SCRATCHPAD_PORTS", "forward", "LIVE_UPDATE",
            "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS"]
 
 #: External memory: 128-bit words, word addresses.
@@ -26,6 +26,12 @@ SCRATCHPAD_PORTS = {
     "prm_read": ("prm", "read"), "prm_write": ("prm", "write"),
     "lnp_read": ("lnp", "read"), "lnp_write": ("lnp", "write"),
 }
+
+
+#: A unit's writes to the live token registers (``docs/isa.md``, Live token count): the
+#: new T, A and ceil(T / array), taken in the cycle ``en`` is high.
+LIVE_UPDATE = wiring.Signature({"en": Out(1), "tokens": Out(SIZE_BITS), "alive": Out(SIZE_BITS),
+                                "tiles": Out(SIZE_BITS)})
 
 
 def act_word(config):

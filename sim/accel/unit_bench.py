@@ -1,12 +1,13 @@
 """One execution unit of the accelerator in Amaranth's simulator, its memories modelled in Python.
 
 The accelerator's units (:mod:`vitforge.hw.accel.dma`, ``eltwise``, ``moves``,
-``row_softmax``, ``row_layernorm``) share one interface (:class:`Unit`: an
-instruction word held while running, a ``start`` pulse, ``busy``, a ``done``
-pulse) and talk to the scratchpads through ports named after them
+``row_softmax``, ``row_layernorm``, ``token_selector``) share one interface
+(:class:`Unit`: an instruction word held while running, a ``start`` pulse,
+``busy``, a ``done`` pulse) and talk to the scratchpads through ports named after them
 (``act_read``, ``y_read``, ``lnp_read``: one-cycle-latency reads;
-``act_write``, ``wgt_write``, ``prm_write``, ``lnp_write``, ``tbl_write``:
-writes) and to external memory through ``mem`` (request and response streams).
+``act_write``, ``wgt_write``, ``prm_write``, ``lnp_write``, ``tbl_write``,
+``sig_write``: writes), to external memory through ``mem`` (request and
+response streams) and to the live token registers through ``live_update``.
 :func:`run_unit` models all of these on the state of a golden
 :class:`~vitforge.sw.golden.accel.interpreter.Machine`, runs instructions on the
 unit alone and returns the state afterwards; :func:`golden_after` runs the
@@ -27,8 +28,10 @@ from amaranth.lib import data, wiring
 from amaranth.sim import Simulator
 
 from vitforge.errors import WatchdogError
-from vitforge.hw.accel.config import DRAM_WORD_BYTES, TABLE_ENTRIES_PER_WORD, AcceleratorConfig
-from vitforge.hw.accel.isa import INSTRUCTION_BYTES, Opcode, encode
+from vitforge.hw.accel.config import (DRAM_WORD_BYTES, SIGMOID_ENTRIES_PER_WORD,
+                                      TABLE_ENTRIES_PER_WORD, AcceleratorConfig)
+from vitforge.hw.accel.isa import INSTRUCTION_BYTES, LiveState, Opcode, encode
+from vitforge.hw.numerics import SIGMOID_BITS
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 
 from ..words import pack_int8, unpack_int8
@@ -37,11 +40,17 @@ __all__ = ["Backpressure", "UnitRun", "run_unit", "golden_after", "run_and_compa
            "copy_machine", "random_machine", "assert_same_state", "small_config", "set_rows",
            "extreme_rows", "STATE"]
 
-#: The :class:`Machine` arrays that make up the accelerator's state.
-STATE = ("dram", "act", "wgt", "bias", "multiplier", "shift", "gamma", "beta", "table")
+#: The :class:`Machine` arrays that make up the accelerator's state (besides ``live``, the
+#: live token registers, compared as well).
+STATE = ("dram", "act", "wgt", "bias", "multiplier", "shift", "gamma", "beta", "table",
+         "sigmoid")
 
 #: Port name prefix -> the scratchpad it reaches.
-_SPACES = {"act": "act", "y": "act", "wgt": "wgt", "prm": "prm", "lnp": "lnp", "tbl": "tbl"}
+_SPACES = {"act": "act", "y": "act", "wgt": "wgt", "prm": "prm", "lnp": "lnp", "tbl": "tbl",
+           "sig": "sig"}
+#: Port -> the Machine table it preloads and the entries per word and their width.
+_TABLES = {"tbl": ("table", TABLE_ENTRIES_PER_WORD, 8),
+           "sig": ("sigmoid", SIGMOID_ENTRIES_PER_WORD, SIGMOID_BITS)}
 #: Scratchpads whose entries are structs: field name -> Machine array of that name.
 _STRUCT_SPACES = {"prm": ("bias", "multiplier", "shift"), "lnp": ("gamma", "beta")}
 _IDLE_AFTER = 4            # cycles watched after done (done must not pulse again)
@@ -87,6 +96,9 @@ class UnitRun:
         Port name (``"act_read"``, ``"mem.req"``, ...) -> cycles in which it
         was enabled (``mem.req``: in which a request was accepted; ``mem.resp``:
         in which a response was taken).
+    live_updates : list of (int, LiveState)
+        Cycles in which ``live_update.en`` was high and the values it gave
+        (the last one is ``state.live``).
     """
 
     state: Machine
@@ -94,13 +106,15 @@ class UnitRun:
     done_cycles: list
     busy: list
     activity: dict = dataclass_field(default_factory=dict)
+    live_updates: list = dataclass_field(default_factory=list)
 
     def check_handshake(self):
         """Raise ``AssertionError`` unless the unit kept the ``Unit`` handshake.
 
         ``busy`` is high from the cycle after ``start`` until ``done``, ``done``
-        pulses exactly once and ``busy`` is low with it and after it, and no
-        port is used from the ``done`` cycle on.
+        pulses exactly once and ``busy`` is low with it and after it, no
+        port is used from the ``done`` cycle on, and ``live_update`` pulses at
+        most once, no later than ``done``.
         """
         problems = []
         if self.done_cycles != [self.cycles]:
@@ -117,6 +131,10 @@ class UnitRun:
         late = {port: cycles for port, cycles in late.items() if cycles}
         if late:
             problems.append(f"ports used at or after done: {late}")
+        updates = [cycle for cycle, _ in self.live_updates]
+        if len(updates) > 1 or any(cycle > self.cycles for cycle in updates):
+            problems.append(f"live_update pulsed in cycles {updates}, expected at most once "
+                            f"by {self.cycles}")
         if problems:
             raise AssertionError("; ".join(problems))
 
@@ -132,6 +150,7 @@ def copy_machine(machine):
     clone = Machine(machine.config, b"")
     for name in STATE:
         setattr(clone, name, getattr(machine, name).copy())
+    clone.live = machine.live
     clone.executed = machine.executed
     return clone
 
@@ -213,10 +232,16 @@ def golden_after(machine, words):
 
 
 def assert_same_state(actual, expected, err_msg=""):
-    """``np.testing.assert_array_equal`` on every memory of two machines, named in the message."""
+    """``np.testing.assert_array_equal`` on every memory of two machines, named in the message.
+
+    The live token registers (``live``) must be equal too.
+    """
     for name in STATE:
         np.testing.assert_array_equal(getattr(actual, name), getattr(expected, name),
                                       err_msg=f"{err_msg}: {name}, unit vs golden")
+    if tuple(actual.live) != tuple(expected.live):
+        raise AssertionError(f"{err_msg}: live, unit vs golden: {actual.live} != "
+                             f"{expected.live}")
 
 
 class _Memories:
@@ -246,24 +271,31 @@ class _Memories:
     def read(self, space, layout, address):
         if space in ("act", "wgt"):
             return pack_int8(getattr(self.machine, space)[address])
-        if space == "tbl":
-            start = address * TABLE_ENTRIES_PER_WORD
-            return pack_int8(self.machine.table[start:start + TABLE_ENTRIES_PER_WORD])
+        if space in _TABLES:
+            name, per_word, bits = _TABLES[space]
+            entries = getattr(self.machine, name)[address * per_word:(address + 1) * per_word]
+            return sum((int(entry) & ((1 << bits) - 1)) << (bits * index)
+                       for index, entry in enumerate(entries))
         return self._struct(space, layout, address)
 
     def write(self, space, layout, address, bits):
         if space in ("act", "wgt"):
             getattr(self.machine, space)[address] = unpack_int8(bits, self.lanes)
-        elif space == "tbl":
-            start = address * TABLE_ENTRIES_PER_WORD
-            self.machine.table[start:start + TABLE_ENTRIES_PER_WORD] = unpack_int8(
-                bits, TABLE_ENTRIES_PER_WORD)
+        elif space in _TABLES:
+            name, per_word, width = _TABLES[space]
+            table = getattr(self.machine, name)
+            for index in range(per_word):
+                entry = (bits >> (width * index)) & ((1 << width) - 1)
+                if table.dtype == np.int8 and entry >> (width - 1):
+                    entry -= 1 << width
+                table[address * per_word + index] = entry
         else:
             self._struct(space, layout, address, bits)
 
     def depth(self, space):
-        if space == "tbl":
-            return len(self.machine.table) // TABLE_ENTRIES_PER_WORD
+        if space in _TABLES:
+            name, per_word, _ = _TABLES[space]
+            return len(getattr(self.machine, name)) // per_word
         array = {"act": "act", "wgt": "wgt", "prm": "bias", "lnp": "gamma"}[space]
         return len(getattr(self.machine, array))
 
@@ -294,7 +326,7 @@ def _ports(unit):
     flows = {path: member.flow for path, member, _ in unit.signature.flatten(unit)}
     reads, writes, preloads = {}, {}, {}
     for name in members:
-        if name in ("start", "instruction", "busy", "done", "mem"):
+        if name in ("start", "instruction", "busy", "done", "mem", "live_update"):
             continue
         space = _SPACES.get(name.split("_")[0])
         port = getattr(unit, name)
@@ -307,7 +339,7 @@ def _ports(unit):
             layout = None                     # plain bits (the table's words)
         entry = (space, layout, port)
         if flows[(name, "addr")] == wiring.In:
-            preloads[name] = entry            # the unit owns this memory (Eltwise's table)
+            preloads[name] = entry            # the unit owns this memory (a table)
         elif flows[(name, "data")] == wiring.In:
             reads[name] = entry
         else:
@@ -321,11 +353,13 @@ def run_unit(unit, machine, words, *, backpressure=None, max_cycles=5_000, label
     Parameters
     ----------
     unit : Unit
-        A fresh unit (``Dma``, ``Eltwise``, ``Moves``, ``RowSoftmax``, ``RowLayerNorm``).
+        A fresh unit (``Dma``, ``Eltwise``, ``Moves``, ``RowSoftmax``, ``RowLayerNorm``,
+        ``TokenSelector``).
     machine : Machine
         Initial memories (not changed). A memory the unit owns (Eltwise's GELU
-        table) is written through its port from ``machine`` before the first
-        instruction.
+        table, the selector's sigmoid tables) is written through its port from
+        ``machine`` before the first instruction. A ``live_update`` pulse sets
+        the returned state's ``live``.
     words : list of int
         Encoded instructions (:func:`vitforge.hw.accel.isa.encode`).
     backpressure : Backpressure or None
@@ -349,6 +383,7 @@ def run_unit(unit, machine, words, *, backpressure=None, max_cycles=5_000, label
     memories = _Memories(copy_machine(machine))
     reads, writes, preloads = _ports(unit)
     has_mem = "mem" in unit.signature.members
+    has_live = "live_update" in unit.signature.members
     rng = np.random.default_rng(backpressure.seed) if backpressure else None
     runs = []
 
@@ -369,7 +404,7 @@ def run_unit(unit, machine, words, *, backpressure=None, max_cycles=5_000, label
         if has_mem:
             activity.update({"mem.req": [], "mem.resp": []})
         responses = []                    # (cycle it may be presented, data), in order
-        busy, done_cycles = [], []
+        busy, done_cycles, live_updates = [], [], []
         first_done = None
         cycle = 0
         while first_done is None or cycle <= first_done + _IDLE_AFTER:
@@ -387,6 +422,12 @@ def run_unit(unit, machine, words, *, backpressure=None, max_cycles=5_000, label
                 ctx.set(unit.mem.resp.payload, responses[0][1] if presented else 0)
             # Outputs of this cycle (settled with the inputs above).
             busy.append(ctx.get(unit.busy))
+            if has_live and ctx.get(unit.live_update.en):
+                update = unit.live_update
+                live = LiveState(*(ctx.get(getattr(update, name))
+                                   for name in ("tokens", "alive", "tiles")))
+                live_updates.append((cycle, live))
+                memories.machine.live = live
             if ctx.get(unit.done):
                 done_cycles.append(cycle)
                 if first_done is None:
@@ -429,7 +470,8 @@ def run_unit(unit, machine, words, *, backpressure=None, max_cycles=5_000, label
             raise AssertionError(f"{label}: {len(responses)} external read responses were "
                                  f"never taken")
         return UnitRun(state=copy_machine(memories.machine), cycles=first_done,
-                       done_cycles=done_cycles, busy=busy, activity=activity)
+                       done_cycles=done_cycles, busy=busy, activity=activity,
+                       live_updates=live_updates)
 
     simulator = Simulator(unit)
     simulator.add_clock(1e-8)

@@ -18,6 +18,7 @@ from vitforge.hw.accel.isa import Space
 from .emitter import Emitter
 from .lowering import Lowering
 from .program import CompiledProgram, ExternalMatrix, InputSlot
+from .selection import select_stages
 from .vit_plan import plan_blocks, plan_model, token_buffers
 
 __all__ = ["compile_blocks", "compile_model", "config_for", "config_for_model"]
@@ -96,7 +97,18 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, trace=False):
         input=slot, logits=False)
 
 
-def compile_model(config, model, patches=None, *, block_tokens=None, trace=False):
+def _stages(model, block_tokens, selectors):
+    """The selector stages and each block's (most) tokens."""
+    if selectors is None:
+        return (), block_tokens
+    if block_tokens is not None:
+        raise ConfigError(f"block_tokens must be None when selectors prune the tokens, not "
+                          f"{block_tokens!r}")
+    return select_stages(selectors, model.shape)
+
+
+def compile_model(config, model, patches=None, *, block_tokens=None, selectors=None,
+                  trace=False):
     """Compile a whole :class:`QuantizedVit`; its input is one image's int8 patch features.
 
     Token order is ``[class token, patches...]``: the patch embedding is a
@@ -114,12 +126,18 @@ def compile_model(config, model, patches=None, *, block_tokens=None, trace=False
     block_tokens : sequence of int, optional
         Tokens of each block's stage, as for :func:`compile_blocks`; the first
         rows (the class token first) stay.
+    selectors : QuantizedSelectors, optional
+        Token selection at run time (:mod:`.selection`), in the mode of
+        ``selectors.config``; the program then computes
+        :func:`~vitforge.sw.golden.encoder.pruned_vit_logits`. Not with
+        ``block_tokens``.
     trace : bool
         As for :func:`compile_blocks`.
     """
     shape = model.shape
     _check_array(config, model.blocks)
-    plan = plan_model(model, config.array, block_tokens)
+    stages, block_tokens = _stages(model, block_tokens, selectors)
+    plan = plan_model(model, config.array, block_tokens, stages)
     plan.check(config)
     lowering = Lowering(config, plan, Emitter(config, trace), shape.dim)
     slot = InputSlot("patches", ExternalMatrix(lowering.emit.next_word, shape.tokens,
@@ -127,8 +145,9 @@ def compile_model(config, model, patches=None, *, block_tokens=None, trace=False
     _load_input(lowering, slot, np.zeros(slot.shape, np.int8) if patches is None else patches,
                 "patches")
     lowering.emit.load_activations(model.position, lowering.act("x1"))
-    lowering.blocks(list(model.blocks), lowering.patch_embedding(model))
-    lowering.head(model)
+    first_qkv = lowering.patch_embedding(model, preload=all(stage.block for stage in stages))
+    lowering.blocks(list(model.blocks), first_qkv, stages)
+    lowering.head(model, flips=len(stages))
     return CompiledProgram(**_finish(lowering, "logits", 1, shape.classes), input=slot,
                            logits=True)
 
@@ -165,6 +184,15 @@ def config_for(blocks, tokens, array, *, block_tokens=None):
     return _smallest_config(plan_blocks(list(blocks), tokens, array, block_tokens), array)
 
 
-def config_for_model(model, array, *, block_tokens=None):
-    """:func:`config_for` for a whole :class:`QuantizedVit`."""
-    return _smallest_config(plan_model(model, array, block_tokens), array)
+def config_for_model(model, array, *, block_tokens=None, selectors=None):
+    """:func:`config_for` for a whole :class:`QuantizedVit`.
+
+    With ``selectors`` the accelerator runs the model both with and without them.
+    """
+    dense = _smallest_config(plan_model(model, array, block_tokens), array)
+    if selectors is None:
+        return dense
+    stages, block_tokens = _stages(model, block_tokens, selectors)
+    pruned = _smallest_config(plan_model(model, array, block_tokens, stages), array)
+    return AcceleratorConfig(**{name: max(value, getattr(pruned, name))
+                                for name, value in dense.to_dict().items()})

@@ -2,18 +2,21 @@
 
 Each phase runs on the token count of its stage (:class:`~.plan.Phase`):
 GEMM ``m_tiles``, softmax length, score widths, LayerNorm tiles and
-element-wise counts all follow it. Each weight load is emitted right after
-the GEMM before it, into the other half of WGT, where the hardware runs it
-during that GEMM.
+element-wise counts all follow it. After a selector stage
+(:mod:`.selection`) that count is the most the stage may leave, and those
+fields are flagged to take the live count at run time (:attr:`Lowering.live`).
+Each weight load is emitted right after the GEMM before it, into the other
+half of WGT, where the hardware runs it during that GEMM.
 """
 
 import numpy as np
 
-from vitforge.hw.accel.isa import Opcode, Space
+from vitforge.hw.accel.isa import ISA, Opcode, Space
 from vitforge.hw.accel.config import TABLE_WORDS
 from vitforge.sw.gemm.layout import tiles
 from vitforge.sw.model.quantized import QuantizedLinear
 
+from .selection import lower_select
 from .vit_plan import token_buffers
 
 __all__ = ["Lowering"]
@@ -45,6 +48,13 @@ class Lowering:
         self.lanes = config.array
         self.phase = None
         self.tokens = self.token_tiles = None
+        #: Whether token counts are live (a TOKEN_SELECT has run before).
+        self.live = False
+
+    def live_bits(self, opcode, *names):
+        """``opcode``'s ``live`` field flagging ``names`` if counts are live, else 0."""
+        order = [field for field, _ in ISA[opcode].live]
+        return sum(1 << order.index(name) for name in names) if self.live else 0
 
     def enter(self, name):
         """Start phase ``name``: its instructions run on its stage's token count."""
@@ -75,11 +85,15 @@ class Lowering:
         self.emit.load(Space.LNP, (gamma, beta), 0, regions[-1].end)
         return {region.name: region.start for region in regions}
 
-    def gemm(self, a, a_width, b, b_stride, c, c_width, p, k, n, m_tiles=None, rows=None):
-        """A GEMM on the stage's tokens (or ``m_tiles`` tiles of which ``rows`` are real)."""
+    def gemm(self, a, a_width, b, b_stride, c, c_width, p, k, n, m_tiles=None, rows=None,
+             live=()):
+        """A GEMM on the stage's tokens (or ``m_tiles`` tiles of which ``rows`` are real);
+        ``live`` names ``n`` or ``k`` when they are the token count."""
+        flagged = (*live, "m_tiles") if m_tiles is None else live
         self.emit(Opcode.GEMM, a_addr=a, a_stride=a_width, b_addr=b, b_stride=b_stride,
                   c_addr=c, c_stride=c_width, p_addr=p, k=k,
-                  m_tiles=m_tiles or self.token_tiles, n=n)
+                  m_tiles=m_tiles or self.token_tiles, n=n,
+                  live=self.live_bits(Opcode.GEMM, *flagged))
         self.emit.macs += (rows or self.tokens) * k * n
 
     def linear(self, layer, weights, src, src_width, dst, prm, m_tiles=None, rows=None):
@@ -87,17 +101,26 @@ class Lowering:
         k, n = layer.weight.shape
         self.gemm(src, src_width, weights, k, dst, n, prm, k, n, m_tiles, rows)
 
-    def layernorm(self, params, lnp_addr, src, dst):
-        """Row-parallel LayerNorm of the stage's tokens."""
+    def layernorm(self, params, lnp_addr, src, dst, channels=None):
+        """Row-parallel LayerNorm of the stage's tokens, over the first ``channels``
+        (all by default) of each token's ``dim`` words."""
         self.emit(Opcode.LAYERNORM, src=src, src_stride=self.dim, dst=dst, dst_stride=self.dim,
-                  m_tiles=self.token_tiles, channels=self.dim, lnp_addr=lnp_addr,
-                  eps=params.eps, multiplier=params.multiplier, shift=params.shift)
+                  m_tiles=self.token_tiles, channels=channels or self.dim, lnp_addr=lnp_addr,
+                  eps=params.eps, multiplier=params.multiplier, shift=params.shift,
+                  live=self.live_bits(Opcode.LAYERNORM, "m_tiles"))
 
     def add(self, x, y, dst, residual):
         """Residual ADD of the stage's tokens."""
         self.emit(Opcode.ADD, x=x, y=y, dst=dst, count=self.token_tiles * self.dim,
-                  x_multiplier=residual.x_multiplier, y_multiplier=residual.y_multiplier,
-                  shift=residual.shift)
+                  tile_words=self.dim, x_multiplier=residual.x_multiplier,
+                  y_multiplier=residual.y_multiplier, shift=residual.shift,
+                  live=self.live_bits(Opcode.ADD, "count"))
+
+    def gelu(self, src, width, m_tiles=None):
+        """GELU in place on the stage's tokens (or ``m_tiles`` tiles), ``width`` words each."""
+        live = self.live_bits(Opcode.GELU, "count") if m_tiles is None else 0
+        self.emit(Opcode.GELU, src=src, dst=src, count=(m_tiles or self.token_tiles) * width,
+                  tile_words=width, live=live)
 
     def attention_head(self, block, head, score_prm, context_prm):
         """``softmax(Q_h K_h^T) V_h`` of one head into its columns of ``context``."""
@@ -106,27 +129,33 @@ class Lowering:
         scores, probabilities = self.act("scores"), self.act("probabilities")
         keys = self.emit.take_weight_half()
         self.emit(Opcode.COPY_TO_WGT, src=q + dim, src_stride=3 * dim, dst=keys,
-                  tiles=self.token_tiles, words=head_dim)
-        self.gemm(q, 3 * dim, keys, head_dim, scores, tokens, score_prm, head_dim, tokens)
+                  tiles=self.token_tiles, words=head_dim,
+                  live=self.live_bits(Opcode.COPY_TO_WGT, "tiles"))
+        self.gemm(q, 3 * dim, keys, head_dim, scores, tokens, score_prm, head_dim, tokens,
+                  live=("n",))
         e = block.softmax
         self.emit(Opcode.SOFTMAX, src=scores, src_stride=tokens, dst=probabilities,
                   dst_stride=tokens, m_tiles=self.token_tiles, length=tokens, ratio=e.ratio,
-                  alpha=e.alpha, beta=e.beta, gamma=e.gamma)
+                  alpha=e.alpha, beta=e.beta, gamma=e.gamma,
+                  live=self.live_bits(Opcode.SOFTMAX, "m_tiles", "length"))
         values = self.emit.take_weight_half()
         self.emit(Opcode.TRANSPOSE_TO_WGT, src=q + 2 * dim, src_stride=3 * dim, dst=values,
                   dst_stride=self.token_tiles * self.lanes, token_tiles=self.token_tiles,
-                  channel_tiles=head_dim // self.lanes)
+                  channel_tiles=head_dim // self.lanes,
+                  live=self.live_bits(Opcode.TRANSPOSE_TO_WGT, "token_tiles"))
         self.gemm(probabilities, tokens, values, self.token_tiles * self.lanes,
-                  self.act("context") + head * head_dim, dim, context_prm, tokens, head_dim)
+                  self.act("context") + head * head_dim, dim, context_prm, tokens, head_dim,
+                  live=("k",))
 
-    def block(self, index, block, qkv_weights, following=None):
-        """Encoder block ``index`` from its source token buffer to its result buffer.
+    def block(self, index, block, qkv_weights, following=None, flips=0):
+        """Encoder block ``index`` from its source token buffer to its result buffer
+        (:func:`~.vit_plan.token_buffers` after ``flips`` selector stages).
 
         Returns the WGT address of ``following``'s QKV weights, loaded beside
         this block's last GEMM.
         """
         name, dim = f"block {index}", self.dim
-        source, result = (self.act(buffer) for buffer in token_buffers(index))
+        source, result = (self.act(buffer) for buffer in token_buffers(index, flips))
         normalized, sublayer, x1 = self.act("normalized"), self.act("sublayer"), self.act("x1")
         self.enter(f"{name} attention")
         prm = self.load_params({f"{name} qkv": block.qkv, f"{name} proj": block.proj,
@@ -147,35 +176,50 @@ class Lowering:
         mlp = self.act("mlp")
         self.linear(block.fc1, fc1, normalized, dim, mlp, prm[f"{name} fc1"])
         fc2 = self.emit.load_weights(block.fc2.weight)
-        self.emit(Opcode.GELU, src=mlp, dst=mlp, count=self.token_tiles * block.hidden)
+        self.gelu(mlp, block.hidden)
         self.linear(block.fc2, fc2, mlp, block.hidden, sublayer, prm[f"{name} fc2"])
         next_qkv = None if following is None else self.emit.load_weights(following.qkv.weight)
         self.add(x1, sublayer, result, block.residual2)
         return next_qkv
 
-    def blocks(self, blocks, first_qkv):
-        """Every block in turn; ``first_qkv`` is where block 0's QKV weights are."""
-        qkv = first_qkv
-        for index, block in enumerate(blocks):
-            following = blocks[index + 1] if index + 1 < len(blocks) else None
-            qkv = self.block(index, block, qkv, following)
+    def blocks(self, blocks, first_qkv, stages=()):
+        """Every block in turn, each selector stage of ``stages`` (:class:`~.selection.SelectStage`)
+        before its block; ``first_qkv`` is where block 0's QKV weights are.
 
-    def patch_embedding(self, model):
+        A block followed by a stage leaves the next QKV weights to the stage.
+        """
+        qkv, selected = first_qkv, {stage.block: stage for stage in stages}
+        for index, block in enumerate(blocks):
+            flips = sum(stage.block < index for stage in stages)
+            stage = selected.get(index)
+            if stage is not None:
+                source, result = token_buffers(index, flips)
+                qkv = lower_select(self, stage, self.act(source), self.act(result),
+                                   block.qkv.weight)
+                flips += 1
+            following = blocks[index + 1] if index + 1 < len(blocks) \
+                and index + 1 not in selected else None
+            next_qkv = self.block(index, block, qkv, following, flips)
+            qkv = next_qkv if following is not None else None
+
+    def patch_embedding(self, model, preload=True):
         """Patch GEMM plus the position table (already in ``x1``) into ``x``; returns
-        the WGT address of block 0's QKV weights, loaded beside the GEMM."""
+        the WGT address of block 0's QKV weights, loaded beside the GEMM if ``preload``
+        (else ``None``: a selector stage before block 0 loads them)."""
         self.enter("patch embedding")
         prm = self.load_params({"patch embedding": model.patch})
         weights = self.emit.load_weights(model.patch.weight)
         self.linear(model.patch, weights, self.act("patches"), model.shape.patch_features,
                     self.act("sublayer"), prm["patch embedding"])
-        qkv = self.emit.load_weights(model.blocks[0].qkv.weight)
+        qkv = self.emit.load_weights(model.blocks[0].qkv.weight) if preload else None
         self.add(self.act("sublayer"), self.act("x1"), self.act("x"), model.embed)
         return qkv
 
-    def head(self, model):
-        """Final LayerNorm, then the head GEMM on the tile of the class token (row 0)."""
+    def head(self, model, flips=0):
+        """Final LayerNorm, then the head GEMM on the tile of the class token (row 0);
+        the tokens are where the last block left them after ``flips`` selector stages."""
         self.enter("head")
-        final = self.act(token_buffers(len(model.blocks))[0])
+        final = self.act(token_buffers(len(model.blocks), flips)[0])
         lnp = self.load_layernorms({"final norm": model.norm})
         self.layernorm(model.norm, lnp["final norm"], final, self.act("normalized"))
         prm = self.load_params({"head": model.head})

@@ -10,7 +10,7 @@ __all__ = ["entry_words", "pack_entries", "unpack_entries"]
 
 
 def entry_words(space, config):
-    """External words per scratchpad entry (per 16 table entries for TBL)."""
+    """External words per scratchpad entry (per 16 entries for TBL, per 8 for SIG)."""
     if space in (Space.ACT, Space.WGT):
         return config.act_entry_words
     return 1
@@ -24,6 +24,7 @@ def pack_entries(space, entries, config):
     low 6 bits are the shift; the hardware ignores the other two).
     LNP: ``(gamma, beta)`` arrays: int16 LE, int32 LE.
     TBL: 256 int8 (16 per word).
+    SIG: unsigned 16-bit LE entries (8 per word).
     """
     space = Space(space)
     if space in (Space.ACT, Space.WGT):
@@ -32,8 +33,9 @@ def pack_entries(space, entries, config):
         padded[:, :config.array] = words
         return padded.tobytes()
     if space == Space.TBL:
-        table = np.asarray(entries, dtype=np.int8)
-        return table.tobytes()
+        return np.asarray(entries, dtype=np.int8).tobytes()
+    if space == Space.SIG:
+        return np.asarray(entries, dtype=np.int64).astype("<u2").tobytes()
     rows = np.zeros((len(entries[0]), DRAM_WORD_BYTES), np.uint8)
     if space == Space.PRM:
         bias, multiplier, shift = (np.asarray(a, np.int64) for a in entries)
@@ -56,6 +58,8 @@ def unpack_entries(space, raw, config):
         return rows[:, :config.array].view(np.int8).copy()
     if space == Space.TBL:
         return data.view(np.int8).copy()
+    if space == Space.SIG:
+        return data.copy().view("<u2").astype(np.int64)
     rows = data.reshape(-1, DRAM_WORD_BYTES)
     if space == Space.PRM:
         return (rows[:, 0:4].copy().view("<i4").ravel().astype(np.int64),

@@ -14,20 +14,16 @@ from vitforge.sw.gemm.layout import tiles
 from vitforge.sw.golden.encoder import block_token_counts
 
 from .plan import PlanBuilder
+from .selection import plan_select, weight_words
 
 __all__ = ["plan_blocks", "plan_model", "token_buffers"]
 
 
-def token_buffers(index):
-    """``(source, result)`` ACT regions of block ``index``; the result of the last
-    block is ``token_buffers(len(blocks))[0]``."""
-    return ("x", "x2") if index % 2 == 0 else ("x2", "x")
-
-
-def _weight_words(layer, lanes):
-    """WGT words of a layer's weight matrix in weight layout."""
-    k, n = layer.weight.shape
-    return tiles(n, lanes) * k
+def token_buffers(index, flips=0):
+    """``(source, result)`` ACT regions of block ``index`` after ``flips`` selector stages
+    (each moves the tokens to the other buffer); the result of the last block is
+    ``token_buffers(len(blocks), flips)[0]``."""
+    return ("x", "x2") if (index + flips) % 2 == 0 else ("x2", "x")
 
 
 def _check_blocks(blocks, tokens):
@@ -50,10 +46,10 @@ def _activation_regions(blocks, tokens, lanes, extra_widths=()):
     return [(name, tiles(tokens, lanes) * width) for name, width in widths]
 
 
-def _plan_block(builder, index, block, tokens, following):
+def _plan_block(builder, index, block, tokens, following, flips):
     """Phases, loads, operands and reductions of block ``index`` on ``tokens`` tokens."""
     lanes, name = builder.lanes, f"block {index}"
-    source, result = token_buffers(index)
+    source, result = token_buffers(index, flips)
     attention = builder.phase(f"{name} attention", tokens, source, "normalized", "qkv",
                               "scores", "probabilities", "context", "sublayer")
     mlp = builder.phase(f"{name} mlp", tokens, source, "sublayer", "x1", "normalized", "mlp",
@@ -68,23 +64,37 @@ def _plan_block(builder, index, block, tokens, following):
     for _ in range(block.heads):
         builder.operand(attention, f"{name} keys", head_words)
         builder.operand(attention, f"{name} values", head_words)
-    builder.operand(attention, f"{name} proj", _weight_words(block.proj, lanes))
-    builder.operand(mlp, f"{name} fc1", _weight_words(block.fc1, lanes))
-    builder.operand(mlp, f"{name} fc2", _weight_words(block.fc2, lanes))
+    builder.operand(attention, f"{name} proj", weight_words(block.proj, lanes))
+    builder.operand(mlp, f"{name} fc1", weight_words(block.fc1, lanes))
+    builder.operand(mlp, f"{name} fc2", weight_words(block.fc2, lanes))
     if following is not None:
-        builder.operand(mlp, f"block {index + 1} qkv", _weight_words(following.qkv, lanes))
+        builder.operand(mlp, f"block {index + 1} qkv", weight_words(following.qkv, lanes))
     for what, depth in (("dim", block.dim), ("head dimension", block.head_dim),
                         ("tokens", tokens)):
         builder.reduction(attention, what, depth)
     builder.reduction(mlp, "hidden", block.hidden)
 
 
-def _plan_encoder(builder, blocks, counts, first):
-    """Every block; block 0's QKV weights are loaded in phase ``first``."""
-    builder.operand(first, "block 0 qkv", _weight_words(blocks[0].qkv, builder.lanes))
+def _plan_encoder(builder, blocks, counts, first, stages=()):
+    """Every block, and the selector ``stages`` before theirs; block 0's QKV weights are
+    loaded in phase ``first`` unless a stage runs before block 0."""
+    selected = {stage.block: stage for stage in stages}
+
+    def qkv(index):
+        return f"block {index} qkv", weight_words(blocks[index].qkv, builder.lanes)
+
+    if 0 not in selected:
+        builder.operand(first, *qkv(0))
+    flips = 0
     for index, (block, tokens) in enumerate(zip(blocks, counts)):
-        following = blocks[index + 1] if index + 1 < len(blocks) else None
-        _plan_block(builder, index, block, tokens, following)
+        if index in selected:
+            source, result = token_buffers(index, flips)
+            plan_select(builder, selected[index], block.dim, source, result, qkv(index))
+            flips += 1
+        following = blocks[index + 1] if index + 1 < len(blocks) \
+            and index + 1 not in selected else None
+        _plan_block(builder, index, block, tokens, following, flips)
+    return flips
 
 
 def plan_blocks(blocks, tokens, lanes, block_tokens=None):
@@ -109,10 +119,12 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None):
     return builder.build(_activation_regions(blocks, tokens, lanes))
 
 
-def plan_model(model, lanes, block_tokens=None):
+def plan_model(model, lanes, block_tokens=None, stages=()):
     """The plan of :func:`~vitforge.sw.accel.compiler.compile_model` for a :class:`QuantizedVit`.
 
     The patch embedding runs on all tokens, the head on the class token's tile.
+    ``stages`` are the selector stages (:func:`~.selection.select_stages`);
+    ``block_tokens`` then holds each block's most tokens.
     """
     shape, blocks = model.shape, list(model.blocks)
     _check_blocks(blocks, shape.tokens)
@@ -121,14 +133,14 @@ def plan_model(model, lanes, block_tokens=None):
     builder.phase("input", shape.tokens, "patches", "x1")
     embedding = builder.phase("patch embedding", shape.tokens, "patches", "sublayer", "x1", "x")
     builder.load(Space.PRM, embedding, embedding, [("patch embedding", shape.dim)])
-    builder.operand(embedding, "patch embedding", _weight_words(model.patch, lanes))
+    builder.operand(embedding, "patch embedding", weight_words(model.patch, lanes))
     builder.reduction(embedding, "patch features", shape.patch_features)
-    _plan_encoder(builder, blocks, counts, embedding)
-    head = builder.phase("head", counts[-1], token_buffers(len(blocks))[0], "normalized",
-                         "logits")
+    flips = _plan_encoder(builder, blocks, counts, embedding, stages)
+    head = builder.phase("head", counts[-1], token_buffers(len(blocks), flips)[0],
+                         "normalized", "logits")
     builder.load(Space.LNP, head, head, [("final norm", shape.dim)])
     builder.load(Space.PRM, head, head, [("head", shape.classes)])
-    builder.operand(head, "head", _weight_words(model.head, lanes))
+    builder.operand(head, "head", weight_words(model.head, lanes))
     builder.reduction(head, "dim", shape.dim)
     builder.phase("output", counts[-1], "logits")
     return builder.build(_activation_regions(

@@ -5,26 +5,26 @@ earlier package tokens...]``: the alive patches are scored with the integer
 predictor of a :class:`~vitforge.sw.model.quantized_selector.QuantizedSelector`,
 some are kept (``threshold`` or ``topk``, as in the float reference
 :mod:`vitforge.sw.model.selector`) and the dropped ones are folded into an int8
-package token. Only operations of the accelerator (int8 GEMM with requantize,
-LayerNorm, GELU tables) and cheap control logic (column sums, one division per
-head and channel, comparisons, table look-ups) are used.
+package token. Only operations of the accelerator are used: int8 GEMM with
+requantize, LayerNorm and GELU tables on the units that run the model, and
+``TOKEN_MEAN`` (:func:`token_means`) and ``TOKEN_SELECT``
+(:func:`keep_scores`, :func:`choose`, :func:`compact`) on the selector unit.
 """
 
-from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
 
 from vitforge.errors import ConfigError
-from vitforge.hw.numerics import OPERAND_MAX, OPERAND_MIN, SIGMOID_ONE
+from vitforge.hw.numerics import PACKAGE_WEIGHT_SHIFT, SIGMOID_ONE
 from vitforge.sw.model.selector import MODES, keep_count
 
 from .encoder import linear
 from .nonlinear.gelu import gelu
 from .nonlinear.layernorm import layernorm_rows
 
-__all__ = ["round_div", "sigmoid_lookup", "global_bias", "SelectorScores", "selector_scores",
-           "choose", "package_token", "select"]
+__all__ = ["round_div", "sigmoid_lookup", "token_means", "SelectorScores", "keep_scores",
+           "selector_scores", "choose", "package_weights", "package_token", "compact", "select"]
 
 
 def round_div(numerator, denominator):
@@ -48,17 +48,24 @@ def sigmoid_lookup(q, table):
     return np.asarray(table, dtype=np.int64)[q.view(np.uint8)]
 
 
-def global_bias(global_half, weight, count):
-    """The per-image bias of ``fc1``'s global half: ``round_div(colsum(z_g) @ W_g, count)``.
+def token_means(rows, alive, group):
+    """The int8 means of ``rows[1 : 1 + alive]`` over each group of ``group`` consecutive columns.
 
-    ``global_half`` is the int8 ``(count, d/2)`` global half of one head's
-    tokens, ``weight`` the int8 rows ``W_g`` of ``fc1`` that multiply it. The
-    column sums (``|.| <= 128 count``) times ``W_g`` are exact; the division by
-    the alive count rounds half up. Equal to ``fc1``'s accumulator contribution
-    of the exact (rational) mean broadcast to every token, rounded half up once.
+    ``rows`` is int8 ``(R, words)`` with ``R > alive`` (row 0 is the class
+    token); ``words`` must be a multiple of ``group``. Mean ``j`` is
+    ``round_div(sum of the alive rows' columns [j group, (j+1) group), alive group)``,
+    in the int8 range without saturation (a mean of int8 values); with
+    ``alive == 0`` every mean is 0. ``TOKEN_MEAN`` computes this.
     """
-    sums = np.asarray(global_half, dtype=np.int64).sum(axis=0)
-    return round_div(sums @ np.asarray(weight, dtype=np.int64), count)
+    rows = np.asarray(rows)
+    words = rows.shape[1]
+    if group <= 0 or words % group:
+        raise ConfigError(f"group must be a positive divisor of the {words} words, "
+                          f"not {group}")
+    if alive == 0:
+        return np.zeros(words // group, np.int8)
+    sums = rows[1:1 + alive].astype(np.int64).sum(axis=0).reshape(-1, group).sum(axis=1)
+    return round_div(sums, alive * group).astype(np.int8)
 
 
 class SelectorScores(NamedTuple):
@@ -69,20 +76,31 @@ class SelectorScores(NamedTuple):
     keep: np.ndarray         # (p,): sum_h weights[h] * head_keep[h], Q0.30 times sum(weights)
 
 
+def keep_scores(differences, weight_logits, keep_table, weight_table):
+    """The :class:`SelectorScores` of tokens from the predictor's int8 outputs.
+
+    ``differences`` is the int8 ``(H, p)`` keep-minus-drop output of each
+    head, ``weight_logits`` the int8 ``(H,)`` output of ``head_fc2``:
+    ``p_h,i = SIG_keep[t_h,i]``, ``w_h = SIG_w[l_h]``, ``K_i = sum_h w_h p_h,i``
+    (exact). ``TOKEN_SELECT`` computes this.
+    """
+    head_keep = sigmoid_lookup(differences, keep_table)
+    weights = sigmoid_lookup(weight_logits, weight_table)
+    return SelectorScores(head_keep, weights, weights @ head_keep)
+
+
 def selector_scores(selector, patches, heads):
     """Score the int8 alive patch tokens ``patches`` ``(p, dim)`` of one image.
 
     Per head ``h`` (channels ``h d .. (h+1) d``), on all heads' rows at once::
 
-        z     = GELU_T(input(LayerNorm(P_h)))                     int8 (p, d)
-        b_img = round_div(colsum(z[:, d/2:]) @ W_g, p)            per-image bias (d/2,)
-        f     = requantize(z[:, :d/2] @ W_l, fc1.bias + b_img, ...)
-        t     = difference(GELU_T(fc2(GELU_T(f))))                int8 (p,): keep - drop
-        p_h   = SIG_keep[t]                                       Q0.15
+        z     = GELU_T(input(LayerNorm(P_h)))                 int8 (p, d)
+        z[:, d/2:] = token_means(z[:, d/2:])                  the global half, broadcast
+        t     = difference(GELU_T(fc2(GELU_T(fc1(z)))))       int8 (p,): keep - drop
 
-    Head weights: ``m_h = round_div(sum of P_h, p d)`` (int8), then
-    ``w = SIG_w[head_fc2(GELU_T(head_fc1(m)))]`` (Q0.15), and the token's keep
-    score ``K_i = sum_h w_h p_h,i`` (exact; at most ``H 2**30``).
+    Head weights from ``m_h = token_means(P_h)`` (the mean over tokens and the
+    head's ``d`` channels), ``head_fc2(GELU_T(head_fc1(m)))``; then
+    :func:`keep_scores`.
 
     Returns
     -------
@@ -99,22 +117,18 @@ def selector_scores(selector, patches, heads):
         empty = np.zeros((heads, 0), np.int64)
         return SelectorScores(empty, np.zeros(heads, np.int64), np.zeros(0, np.int64))
     per_head = patches.reshape(count, heads, d).transpose(1, 0, 2)      # (H, p, d)
-    rows = per_head.reshape(heads * count, d)
-    z = gelu(linear(layernorm_rows(rows, selector.ln), selector.input), selector.input_gelu)
-    z = z.reshape(heads, count, d)
+    z = gelu(linear(layernorm_rows(per_head.reshape(heads * count, d), selector.ln),
+                    selector.input), selector.input_gelu).reshape(heads, count, d)
     half = d // 2
-    fc1 = np.concatenate([
-        linear(z[h, :, :half], replace(selector.fc1_local, bias=selector.fc1_local.bias
-                                       + global_bias(z[h, :, half:], selector.fc1_global,
-                                                     count)))
-        for h in range(heads)])
-    hidden = gelu(linear(gelu(fc1, selector.fc1_gelu), selector.fc2), selector.fc2_gelu)
-    difference = linear(hidden, selector.difference)[:, 0]              # (H p,)
-    head_keep = sigmoid_lookup(difference, selector.keep_table).reshape(heads, count)
-    means = round_div(per_head.astype(np.int64).sum(axis=(1, 2)), count * d).astype(np.int8)
+    for h in range(heads):          # token_means skips row 0, the class token's place
+        z[h, :, half:] = token_means(np.concatenate([z[h, :1], z[h]])[:, half:], count, 1)
+    fc1 = gelu(linear(z.reshape(heads * count, d), selector.fc1), selector.fc1_gelu)
+    hidden = gelu(linear(fc1, selector.fc2), selector.fc2_gelu)
+    differences = linear(hidden, selector.difference)[:, 0].reshape(heads, count)
+    means = token_means(np.concatenate([patches[:1], patches]), count, d)
     head_hidden = gelu(linear(means[None, :], selector.head_fc1), selector.head_gelu)
-    weights = sigmoid_lookup(linear(head_hidden, selector.head_fc2)[0], selector.weight_table)
-    return SelectorScores(head_keep, weights, weights @ head_keep)
+    return keep_scores(differences, linear(head_hidden, selector.head_fc2)[0],
+                       selector.keep_table, selector.weight_table)
 
 
 def choose(scores, mode, count=None):
@@ -134,23 +148,35 @@ def choose(scores, mode, count=None):
     return mask
 
 
+def package_weights(keep):
+    """The dropped tokens' weights in the package token: ``(K_i >> 15) + 1``, never 0."""
+    return (np.asarray(keep, dtype=np.int64) >> PACKAGE_WEIGHT_SHIFT) + 1
+
+
 def package_token(dropped, keep):
     """The int8 package token of dropped int8 tokens ``(q, dim)`` with keep scores ``K_i``.
 
-    ``round_div(sum_i K_i x_i, sum_i K_i)`` per channel (the keep-weighted
-    mean; the heads' normalisation ``sum_h w_h`` cancels), or
-    ``round_div(sum_i x_i, q)`` when every ``K_i`` is 0; half up, then
-    saturated to int8 (a mean never leaves the int8 range, so the clip is
-    inactive).
+    ``round_div(sum_i W_i x_i, sum_i W_i)`` per channel with the
+    :func:`package_weights` ``W_i``: the keep-weighted mean, rounded half up.
+    A weighted mean of int8 values needs no saturation.
     """
-    dropped = np.asarray(dropped, dtype=np.int64)
-    keep = np.asarray(keep, dtype=np.int64)
-    total = int(keep.sum())
-    if total == 0:
-        mean = round_div(dropped.sum(axis=0), len(dropped))
-    else:
-        mean = round_div(keep @ dropped, total)
-    return np.clip(mean, OPERAND_MIN, OPERAND_MAX).astype(np.int8)
+    weights = package_weights(keep)
+    return round_div(weights @ np.asarray(dropped, dtype=np.int64),
+                     int(weights.sum())).astype(np.int8)
+
+
+def compact(x, alive, mask, keep):
+    """``[x[0], kept patches, x[1 + alive:], package token]``: one stage's output tokens.
+
+    ``mask`` (over ``x[1 : 1 + alive]``) keeps patches in order; the package
+    token of the dropped ones (:func:`package_token`, with their keep scores
+    ``keep``) is appended only if one was dropped.
+    """
+    scored = x[1:1 + alive]
+    rows = [x[:1], scored[mask], x[1 + alive:]]
+    if not mask.all():
+        rows.append(package_token(scored[~mask], keep[~mask])[None, :])
+    return np.concatenate(rows)
 
 
 def select(selector, x, alive, *, heads, mode, ratio, patches):
@@ -162,11 +188,7 @@ def select(selector, x, alive, *, heads, mode, ratio, patches):
     ``patches`` is the image's original patch count (``topk`` keeps
     ``min(keep_count(ratio, patches), alive)``).
     """
-    scored = x[1:1 + alive]
-    scores = selector_scores(selector, scored, heads)
+    scores = selector_scores(selector, x[1:1 + alive], heads)
     count = min(keep_count(ratio, patches), alive) if mode == "topk" else None
     mask = choose(scores, mode, count)
-    rows = [x[:1], scored[mask], x[1 + alive:]]
-    if not mask.all():
-        rows.append(package_token(scored[~mask], scores.keep[~mask])[None, :])
-    return np.concatenate(rows), mask
+    return compact(x, alive, mask, scores.keep), mask

@@ -23,7 +23,8 @@ from .quantized import QuantizedLinear
 from .selector import SelectorConfig, _check_selectors, forward_pruned
 from .vit import LAYERNORM_EPS, forward
 
-__all__ = ["QuantizedSelector", "QuantizedSelectors", "quantize_selectors"]
+__all__ = ["QuantizedSelector", "QuantizedSelectors", "quantize_selectors",
+           "random_pruned_vit"]
 
 _TABLES = ("input_gelu", "fc1_gelu", "fc2_gelu", "head_gelu", "keep_table", "weight_table")
 
@@ -32,10 +33,8 @@ _TABLES = ("input_gelu", "fc1_gelu", "fc2_gelu", "head_gelu", "keep_table", "wei
 class QuantizedSelector:
     """One stage's integer predictor for heads of ``d`` channels (``H`` heads, ``g`` hidden).
 
-    ``fc1_local`` is ``fc1`` on the local half (rows ``[0, d/2)`` of the
-    float weight) with its bias and requantization; ``fc1_global`` holds the
-    int8 rows ``[d/2, d)``, of the same per-column scales, which act only
-    through the per-image bias. ``difference`` is the float ``out`` layer folded
+    ``fc1`` reads the local half of ``z`` and the global half replaced by its
+    mean over the alive tokens, broadcast. ``difference`` is the float ``out`` layer folded
     into one column, keep minus drop (``softmax(s)[1] = sigmoid(s_keep -
     s_drop)``); ``keep_table`` maps its int8 output to a Q0.15 probability, and
     ``weight_table`` maps
@@ -46,8 +45,7 @@ class QuantizedSelector:
     ln: LayerNormParams             # d channels, shared by the heads
     input: QuantizedLinear          # (d, d)
     input_gelu: np.ndarray          # int8 (256,)
-    fc1_local: QuantizedLinear      # (d/2, d/2)
-    fc1_global: np.ndarray          # int8 (d/2, d/2)
+    fc1: QuantizedLinear            # (d, d/2)
     fc1_gelu: np.ndarray
     fc2: QuantizedLinear            # (d/2, d/4)
     fc2_gelu: np.ndarray
@@ -61,7 +59,7 @@ class QuantizedSelector:
     def __post_init__(self):
         d = self.ln.gamma.size
         heads, hidden = self.head_fc1.weight.shape
-        shapes = {"input": (d, d), "fc1_local": (d // 2, d // 2), "fc2": (d // 2, d // 4),
+        shapes = {"input": (d, d), "fc1": (d, d // 2), "fc2": (d // 2, d // 4),
                   "difference": (d // 4, 1), "head_fc1": (heads, hidden),
                   "head_fc2": (hidden, heads)}
         if d % 4:
@@ -70,10 +68,6 @@ class QuantizedSelector:
             if getattr(self, name).weight.shape != shape:
                 raise ConfigError(f"{name} weight must have shape {shape} for head dim {d} "
                                   f"and {heads} heads, not {getattr(self, name).weight.shape}")
-        global_ = np.asarray(self.fc1_global)
-        if global_.dtype != np.int8 or global_.shape != (d // 2, d // 2):
-            raise ConfigError(f"fc1_global must be int8 of shape {(d // 2, d // 2)}, not "
-                              f"{global_.dtype} of shape {global_.shape}")
         for name in _TABLES:
             table = np.asarray(getattr(self, name))
             dtype = np.int8 if name.endswith("gelu") else np.uint16
@@ -164,15 +158,11 @@ def quantize_selectors(vit, selectors, config, calibration_images, model):
         s_t = tensor_scale([np.diff(scores, axis=-1)
                             for scores in record[f"select.{stage}.scores"] if np.size(scores)])
         s_hfc2 = scale("head_fc2")
-        half = selector.in_weight.shape[0] // 2
-        fc1 = _linear(selector.fc1_weight, selector.fc1_bias, s_z, s_fc1)
         stages.append(QuantizedSelector(
             ln=layernorm_params(s_x, selector.ln_gamma, selector.ln_beta, LAYERNORM_EPS, s_ln),
             input=_linear(selector.in_weight, selector.in_bias, s_ln, s_in),
             input_gelu=gelu_table(s_in, s_z),
-            fc1_local=QuantizedLinear(weight=fc1.weight[:half], bias=fc1.bias,
-                                      multiplier=fc1.multiplier, shift=fc1.shift),
-            fc1_global=fc1.weight[half:],
+            fc1=_linear(selector.fc1_weight, selector.fc1_bias, s_z, s_fc1),
             fc1_gelu=gelu_table(s_fc1, s_h1),
             fc2=_linear(selector.fc2_weight, selector.fc2_bias, s_h1, s_fc2),
             fc2_gelu=gelu_table(s_fc2, s_h2),
@@ -184,3 +174,29 @@ def quantize_selectors(vit, selectors, config, calibration_images, model):
             head_fc2=_linear(selector.head_fc2_weight, selector.head_fc2_bias, s_hgelu, s_hfc2),
             weight_table=sigmoid_table(s_hfc2)))
     return QuantizedSelectors(config=config, stages=tuple(stages))
+
+
+def random_pruned_vit(shape, config, seed, images=4):
+    """A random integer model of ``shape`` with random selectors of ``config``, for tests.
+
+    The float model and selectors have random weights (scale 0.3 and 0.5, so
+    every stage drops a varying number of patches in ``threshold`` mode); both
+    are quantized on 8 random calibration images.
+
+    Returns
+    -------
+    (QuantizedVit, QuantizedSelectors, numpy.ndarray)
+        And the int8 patch features of ``images`` more random images.
+    """
+    from .quantize import quantize_tensor, quantize_vit
+    from .selector import random_selectors
+    from .vit import patchify, random_vit
+
+    rng = np.random.default_rng(seed)
+    vit = random_vit(shape, rng, scale=0.3)
+    pictures = rng.uniform(-1, 1, (8 + images, shape.in_channels, shape.image_size,
+                                   shape.image_size))
+    selectors = random_selectors(shape, config, np.random.default_rng(seed + 1), scale=0.5)
+    model = quantize_vit(vit, pictures[:8])
+    quantized = quantize_selectors(vit, selectors, config, pictures[:8], model)
+    return model, quantized, quantize_tensor(patchify(pictures[8:], shape), model.input_scale)

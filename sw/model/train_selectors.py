@@ -57,16 +57,13 @@ from .digits import digits_split
 from .selector import FloatSelector, SelectorConfig, default_stages, keep_count, save_selectors
 from .timm_import import load_float_model
 from .vit import patchify
-from .weights import EMBEDDED_WEIGHTS, load_vit, save_vit
+from .weights import DEIT_DIGITS_SELECTORS, EMBEDDED_SELECTORS, EMBEDDED_WEIGHTS, load_vit, \
+    save_vit
 
 __all__ = ["EMBEDDED_SELECTORS", "DEIT_DIGITS_SELECTORS", "digits_inputs",
            "torch_selector", "torch_backbone", "pruned_logits", "export_selector",
            "import_selector", "evaluate", "train", "main"]
 
-#: Where the trained selectors of the embedded model are shipped.
-EMBEDDED_SELECTORS = Path(__file__).parent / "data" / "digits_selectors.npz"
-#: The selectors trained (``--model``) for the timm DeiT-T digits model (224x224, 1 channel).
-DEIT_DIGITS_SELECTORS = Path(__file__).parent / "data" / "deit_tiny_digits224_selectors.npz"
 #: The tiny model's stages: one selector before block 1, keeping about 70% of the patches.
 TINY_BLOCKS = (1,)
 TINY_RATIOS = (0.7,)

@@ -12,11 +12,16 @@ from vitforge.sw.files import atomic_output
 from .archive import float_arrays, read_archive
 from .vit import FloatBlock, FloatVit, VitShape
 
-__all__ = ["save_vit", "load_vit", "FORMAT", "EMBEDDED_WEIGHTS"]
+__all__ = ["save_vit", "load_vit", "FORMAT", "EMBEDDED_WEIGHTS", "EMBEDDED_SELECTORS",
+           "DEIT_DIGITS_SELECTORS"]
 
 FORMAT = "vitforge-float-vit-1"
 #: The embedded default: the ``tiny`` ViT trained on scikit-learn's digits.
 EMBEDDED_WEIGHTS = Path(__file__).parent / "data" / "digits_vit.npz"
+#: Where the trained selectors of the embedded model are shipped.
+EMBEDDED_SELECTORS = Path(__file__).parent / "data" / "digits_selectors.npz"
+#: The selectors trained (``--model``) for the timm DeiT-T digits model (224x224, 1 channel).
+DEIT_DIGITS_SELECTORS = Path(__file__).parent / "data" / "deit_tiny_digits224_selectors.npz"
 _TOP = ("patch_weight", "patch_bias", "cls_token", "position", "norm_gamma", "norm_beta",
         "head_weight", "head_bias")
 

@@ -8,13 +8,13 @@ import pytest
 from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
-from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, Instruction,
-                                   Opcode, OpcodeSpec, Region, Space, decode, encode,
-                                   weight_load_may_run_beside, written_activations)
+from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, Instruction, Live,
+                                   LiveState, Opcode, OpcodeSpec, Region, Space, decode, encode,
+                                   resolve, weight_load_may_run_beside, written_activations)
 from vitforge.hw.accel.accelerator import UNITS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "isa.md"
-RESERVED = {Opcode.GEMM_SPARSE, Opcode.TOKEN_SELECT}
+RESERVED = {Opcode.GEMM_SPARSE}
 DEFINED = [opcode for opcode, spec in ISA.items() if not spec.reserved]
 
 
@@ -74,14 +74,55 @@ def test_rules_per_opcode():
         Opcode.ADD: ("eltwise", "eltwise", ("count",)),
         Opcode.COPY_TO_WGT: ("moves", "move", ("tiles", "words")),
         Opcode.TRANSPOSE_TO_WGT: ("moves", "move", ("token_tiles", "channel_tiles")),
+        Opcode.TOKEN_SELECT: ("selector", "select", ("channels", "heads", "tokens")),
+        Opcode.TOKEN_MEAN: ("selector", "select", ("words", "group", "dst_tiles")),
     }
     for opcode, spec in ISA.items():
         assert (spec.unit, spec.counter, spec.nonzero) == expected.get(opcode, (None, None, ())), \
             opcode
     # The register map depends on this order.
     assert COUNTER_CLASSES == ("fetch", "load_store", "gemm", "softmax", "layernorm", "eltwise",
-                               "move", "stall")
+                               "move", "select", "stall")
     assert {spec.unit for spec in ISA.values() if spec.unit} <= set(UNITS)
+
+
+def test_live_fields_per_opcode():
+    """Every field that counts tokens may be live, and the ``live`` field is the last one."""
+    expected = {
+        Opcode.GEMM: {"m_tiles": Live.TILES, "n": Live.TOKENS, "k": Live.TOKENS},
+        Opcode.GELU: {"count": Live.TILE_WORDS},
+        Opcode.SOFTMAX: {"m_tiles": Live.TILES, "length": Live.TOKENS},
+        Opcode.LAYERNORM: {"m_tiles": Live.TILES},
+        Opcode.ADD: {"count": Live.TILE_WORDS},
+        Opcode.COPY_TO_WGT: {"tiles": Live.TILES},
+        Opcode.TRANSPOSE_TO_WGT: {"token_tiles": Live.TILES},
+        Opcode.TOKEN_SELECT: {"tokens": Live.TOKENS, "alive": Live.ALIVE},
+        Opcode.TOKEN_MEAN: {"alive": Live.ALIVE, "dst_tiles": Live.TILES},
+    }
+    for opcode, spec in ISA.items():
+        assert dict(spec.live) == expected.get(opcode, {}), opcode
+        if spec.live:
+            last = max(spec.fields.values(), key=lambda field: field.offset)
+            assert spec.fields["live"] is last and last.width == len(spec.live), opcode
+
+
+def test_resolve_replaces_only_flagged_fields_and_reports_excess():
+    order = [name for name, _ in ISA[Opcode.GEMM].live]
+    fields = dict(a_addr=0, a_stride=4, b_addr=0, b_stride=4, c_addr=8, c_stride=40, p_addr=0,
+                  k=40, m_tiles=5, n=40)
+    flags = (1 << order.index("m_tiles")) | (1 << order.index("n"))
+    gemm = decode(encode(Opcode.GEMM, **fields, live=flags))
+    resolved, exceeding = resolve(gemm, LiveState.of(tokens=13, alive=9, array=4))
+    assert {**fields, "m_tiles": 4, "n": 13, "live": flags} == resolved.fields
+    assert exceeding == []
+    resolved, exceeding = resolve(gemm, LiveState.of(tokens=41, alive=9, array=4))
+    assert (resolved.m_tiles, resolved.n, resolved.k, exceeding) == (11, 41, 40,
+                                                                   ["m_tiles", "n"])
+    add = decode(encode(Opcode.ADD, x=0, y=0, dst=0, count=60, tile_words=12, x_multiplier=1,
+                        y_multiplier=1, shift=0, live=1))
+    assert resolve(add, LiveState.of(tokens=9, alive=1, array=4))[0].count == 36
+    unflagged = decode(encode(Opcode.GEMM, **fields))
+    assert resolve(unflagged, LiveState.of(tokens=3, alive=1, array=4)) == (unflagged, [])
 
 
 def test_empty_is_the_nonzero_rule():
@@ -123,7 +164,8 @@ def test_written_activations_are_the_act_results():
     assert written_activations(Opcode.COPY_TO_WGT, copy, 4) is None
     traced = {opcode for opcode in DEFINED
               if written_activations(opcode, random_fields(np.random.default_rng(1), opcode), 4)}
-    assert traced == {Opcode.GEMM, Opcode.GELU, Opcode.SOFTMAX, Opcode.LAYERNORM, Opcode.ADD}
+    assert traced == {Opcode.GEMM, Opcode.GELU, Opcode.SOFTMAX, Opcode.LAYERNORM, Opcode.ADD,
+                      Opcode.TOKEN_SELECT, Opcode.TOKEN_MEAN}
 
 
 def side_load_cases():
@@ -180,7 +222,7 @@ def test_weight_load_rule_is_the_same_on_ints_and_in_hardware():
 def test_bad_tables_are_rejected():
     layout = ISA[Opcode.GELU].layout
     with pytest.raises(ValueError, match=r"^GELU rules must name its fields \['count', 'dst', "
-                                         r"'src'\], not \['size'\]$"):
+                                         r"'live', 'src', 'tile_words'\], not \['size'\]$"):
         OpcodeSpec(opcode=Opcode.GELU, layout=layout, nonzero=("size",), unit="eltwise",
                    counter="eltwise")
     with pytest.raises(ValueError, match=r"^GELU rules must name its fields .*, not \['x'\]$"):
@@ -198,15 +240,16 @@ def test_malformed_words_are_rejected():
     with pytest.raises(ValueError, match=r"^DONE instruction has bits set outside its fields$"):
         decode(int(Opcode.DONE) | 1 << 200)
     with pytest.raises(ValueError, match=r"^GELU instruction has bits set outside its fields$"):
-        decode(encode(Opcode.GELU, src=0, dst=0, count=1) | 1 << 68)
+        decode(encode(Opcode.GELU, src=0, dst=0, count=1) | 1 << 85)
 
 
 def test_bad_fields_are_rejected_when_encoding():
     with pytest.raises(ValueError, match=r"^GELU field count must lie in \[0, 1048575\], "
                                          r"not 1048576$"):
         encode(Opcode.GELU, src=0, dst=0, count=1 << 20)
-    with pytest.raises(ValueError, match=r"^GELU needs fields \['count', 'dst', 'src'\]; "
-                                         r"missing \['count'\], unknown \['size'\]$"):
+    with pytest.raises(ValueError, match=r"^GELU needs fields \['count', 'dst', 'live', 'src', "
+                                         r"'tile_words'\]; missing \['count'\], unknown "
+                                         r"\['size'\]$"):
         encode(Opcode.GELU, src=0, dst=0, size=3)
 
 

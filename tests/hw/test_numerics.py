@@ -9,6 +9,11 @@ from vitforge.hw import numerics as n
 
 DOC = (Path(__file__).parents[2] / "docs" / "numerics.md").read_text()
 
+# The selector's largest keep score (MAX_SELECTOR_HEADS products of two Q0.15 ones) and the
+# package weight without its + 1: powers of two, as the page writes them.
+_LARGEST_KEEP_SCORE = n.MAX_SELECTOR_HEADS * n.SIGMOID_ONE * n.SIGMOID_ONE
+_LARGEST_PACKAGE_WEIGHT = _LARGEST_KEEP_SCORE >> n.PACKAGE_WEIGHT_SHIFT
+
 # Each pattern matches exactly one place of the page; its groups are integers
 # and must equal the values next to it, in order.
 STATED = {
@@ -74,6 +79,25 @@ STATED = {
                   (n.NORMALIZE_SHIFT, n.NORMALIZED_FRACTION_BITS)),
     "accumulator of z * gamma": (r"for `C <= (\d+)`: the int(\d+) accumulator",
                                  (n.MAX_CHANNELS, n.MAX_ACC_BITS)),
+    "selector heads": (r"`H <= MAX_SELECTOR_HEADS = (\d+)`", (n.MAX_SELECTOR_HEADS,)),
+    "keep score": (r"with\s+`H <= (\d+)`,\s+`K_i <= (\d+) \* 2\^(\d+) = 2\^(\d+) < 2\^(\d+)`,"
+                   r"\s+so\s+`KEEP_SCORE_BITS = (\d+)`",
+                   (n.MAX_SELECTOR_HEADS, n.MAX_SELECTOR_HEADS, 2 * n.SIGMOID_FRACTION_BITS,
+                    _LARGEST_KEEP_SCORE.bit_length() - 1, n.KEEP_SCORE_BITS, n.KEEP_SCORE_BITS)),
+    "package weight": (r"W_i += \(K_i >> (\d+)\) \+ 1 +package weight, unsigned, "
+                       r"in \[1, 2\^(\d+) \+ 1\]",
+                       (n.PACKAGE_WEIGHT_SHIFT, _LARGEST_PACKAGE_WEIGHT.bit_length() - 1)),
+    "package weight bits": (r"`PACKAGE_WEIGHT_BITS = (\d+)`\s+unsigned\s+bits, so each product"
+                            r"\s+`W_i x_i,c` is\s+a\s+(\d+) x (\d+) bit\s+multiplication "
+                            r"\((\d+) x (\d+) with `K_i` itself\)",
+                            (n.PACKAGE_WEIGHT_BITS, n.PACKAGE_WEIGHT_BITS, n.OPERAND_BITS,
+                             n.KEEP_SCORE_BITS, n.OPERAND_BITS)),
+    "package numerator": (r"`\|sum_i W_i x_i,c\| <= (\d+) q \(2\^(\d+) \+ 1\) < q 2\^(\d+)`, "
+                          r"and\s+`q <= sum_i W_i <= q \(2\^(\d+) \+ 1\)`",
+                          (-n.OPERAND_MIN, _LARGEST_PACKAGE_WEIGHT.bit_length() - 1,
+                           (-n.OPERAND_MIN * (_LARGEST_PACKAGE_WEIGHT + 1)).bit_length(),
+                           _LARGEST_PACKAGE_WEIGHT.bit_length() - 1)),
+    "package weight shift": (r"`PACKAGE_WEIGHT_SHIFT` \((\d+)\)", (n.PACKAGE_WEIGHT_SHIFT,)),
 }
 
 
@@ -89,3 +113,12 @@ def test_normalized_value_fits_the_kept_width():
     # docs/numerics.md: |z| <= sqrt(C - 1) * 2**10 < 2**15, kept in NORMALIZED_BITS signed bits.
     largest = (n.MAX_CHANNELS - 1) ** 0.5 * 2 ** n.NORMALIZED_FRACTION_BITS
     assert largest < 1 << 15 <= 1 << (n.NORMALIZED_BITS - 1)
+
+
+def test_selector_widths_hold_the_largest_keep_score_and_package_weight():
+    # docs/numerics.md: K_i <= 2^34 < 2^KEEP_SCORE_BITS; W_i <= 2^19 + 1 < 2^PACKAGE_WEIGHT_BITS.
+    assert _LARGEST_KEEP_SCORE == 1 << (_LARGEST_KEEP_SCORE.bit_length() - 1)
+    assert _LARGEST_KEEP_SCORE < 1 << n.KEEP_SCORE_BITS <= 2 * _LARGEST_KEEP_SCORE
+    weight = _LARGEST_PACKAGE_WEIGHT + 1
+    assert _LARGEST_PACKAGE_WEIGHT == 1 << (_LARGEST_PACKAGE_WEIGHT.bit_length() - 1)
+    assert weight < 1 << n.PACKAGE_WEIGHT_BITS <= 2 * weight

@@ -14,11 +14,12 @@ import pytest
 from vitforge.boards.presets import ShellConfig
 from vitforge.hw.accel.isa import Opcode, encode
 from vitforge.sim.accel.shell_session import run_on_shell
-from vitforge.sim.model_run import load_model
+from vitforge.sim.model_run import load_model, load_pruning
 from vitforge.sw.accel.compiler import compile_blocks, compile_model, config_for, config_for_model
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
-from vitforge.sw.golden.encoder import vit_logits
+from vitforge.sw.golden.encoder import pruned_vit_logits, vit_logits
 from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
+from vitforge.sw.model.quantized_selector import quantize_selectors
 from vitforge.sw.model.random_block import random_blocks
 from vitforge.sw.model.vit import patchify
 
@@ -66,23 +67,32 @@ def test_registers_and_a_block_with_and_without_back_pressure():
     assert cycles[True] > cycles[False]
 
 
-def test_tiny_model_runs_through_the_driver_bit_exactly():
+def test_tiny_model_dense_and_pruned_runs_through_the_driver_bit_exactly():
+    """Four runs in one simulation: two images dense, then the same two with the shipped
+    selector, whose kept counts differ; each pruned run starts from cleared live registers."""
     vit, calibration, test_images, _ = load_model("tiny")
     model = quantize_vit(vit, calibration)
-    compiled = compile_model(config_for_model(model, 4), model)
-    programs, expected = [], []
-    for image in test_images[:2]:
-        patches = quantize_tensor(patchify(image[None], vit.shape)[0], model.input_scale)
-        programs.append(compiled.with_input(patches))
-        expected.append(vit_logits(model, patches))
-    run = run_on_shell(ShellConfig(accelerator=compiled.config),
+    selectors = quantize_selectors(vit, *load_pruning("default", None, "tiny", vit),
+                                   calibration, model)
+    config = config_for_model(model, 4, selectors=selectors)
+    programs, expected, kept = [], [], []
+    for pruned in (None, selectors):
+        compiled = compile_model(config, model, selectors=pruned)
+        for image in test_images[3:5]:
+            patches = quantize_tensor(patchify(image[None], vit.shape)[0], model.input_scale)
+            programs.append(compiled.with_input(patches))
+            expected.append(vit_logits(model, patches, selectors=pruned))
+            if pruned is not None:
+                kept.append(len(pruned_vit_logits(model, patches, pruned)[1][0]))
+    assert kept[0] != kept[1], kept
+    run = run_on_shell(ShellConfig(accelerator=config),
                        [(p.image, p.program_addr) for p in programs],
                        back_pressure=True, seed=1, use_interrupt=False)
     for index, (program, logits, result) in enumerate(zip(programs, expected, run.runs)):
         assert result["driver_error"] == ""
-        assert result["image"] == golden_image(program), f"test image {index}"
+        assert result["image"] == golden_image(program), f"run {index}"
         np.testing.assert_array_equal(program.result(result["image"]), logits,
-                                      err_msg=f"test image {index}")
+                                      err_msg=f"run {index}")
     assert run.guards_damaged == []
 
 

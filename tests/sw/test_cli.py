@@ -168,12 +168,28 @@ def test_verify_and_demo_on_the_embedded_model(tmp_path):
     assert summary["cycles"] == sum(summary["per_class"].values())
     assert {"patch embedding", "block 0 attention", "block 1 mlp", "head"} <= set(
         summary["per_layer"])
+    assert summary["prune"] == "none" and "kept_tokens" not in summary
     folder = tmp_path / "demo"
     completed = run("demo", "--images", "2", "--out", str(folder))
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert {p.name for p in folder.iterdir()} == {"report.md", "summary.json", "cycles.png",
-                                                   "digits.png"}
-    assert "RTL == golden model, bit for bit: **yes**" in (folder / "report.md").read_text()
+                                                   "digits.png", "pruned_cycles.png",
+                                                   "kept_patches.png"}
+    report = (folder / "report.md").read_text()
+    assert "RTL == golden model, bit for bit: **yes**" in report
+    assert "| select 0 |" in report and "x** faster, selectors included" in report
+    # The demo prunes with the shipped selector (threshold, before block 1) and runs each
+    # image dense too.
+    demo = json.loads((folder / "summary.json").read_text())
+    assert (demo["prune"], demo["prune_mode"], demo["stage_blocks"]) == ("default",
+                                                                         "threshold", [1])
+    assert len(demo["kept_tokens"]) == len(demo["dense_cycles_per_image"]) == 2
+    for tokens, patches in zip(demo["kept_tokens"], demo["kept_patches"]):
+        assert tokens == [1 + patches[0] + (patches[0] < 16)]
+    assert demo["cycles"] == sum(demo["per_layer"].values())
+    assert demo["dense_cycles"] == sum(demo["dense_per_layer"].values())
+    assert demo["speedup"] == demo["dense_cycles"] / demo["cycles"]
+    assert abs(demo["int8_accuracy"] - demo["dense_float_accuracy"]) <= 0.01
 
 
 @pytest.mark.verilator
@@ -237,11 +253,18 @@ def test_bad_config_and_model_files_are_usage_errors(tmp_path, monkeypatch, caps
              "array must be an integer, not 'big'"),
             (["generate", "--config", "folder.json", "--out", "x"],
              "config file 'folder.json' cannot be read (Is a directory)"),
-            (["simulate", "--rows", "0"], "rows must be a positive integer, not 0")]:
+            (["simulate", "--rows", "0"], "rows must be a positive integer, not 0"),
+            (["simulate", "--prune-mode", "topk"],
+             "prune-mode topk needs --prune default or a selector file"),
+            (["simulate", "--prune", "missing.npz"],
+             "prune must be one of none, default or a selector .npz file, not 'missing.npz'")]:
         assert cli.main(args) == 2
         assert error_output(capsys) == f"vitforge: error: {message}\n"
     assert cli.main(["verify", "--model", "text.npz"]) == 2
     assert re.fullmatch(r"vitforge: error: text\.npz is not a vitforge model file \(.*\)\n",
+                        error_output(capsys))
+    assert cli.main(["verify", "--prune", "text.npz"]) == 2
+    assert re.fullmatch(r"vitforge: error: text\.npz is not a vitforge selector file \(.*\)\n",
                         error_output(capsys))
 
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitforge.errors import ProgramError
-from vitforge.hw.accel.config import DRAM_WORD_BYTES
-from vitforge.hw.accel.config import TABLE_ENTRIES_PER_WORD
-from vitforge.hw.accel.isa import (INSTRUCTION_BYTES, INSTRUCTION_WORDS, ISA, Opcode, Space,
-                                   decode, space_depth)
+from vitforge.hw.accel.config import (DRAM_WORD_BYTES, MAX_SELECT_TOKENS,
+                                      SIGMOID_ENTRIES_PER_WORD,
+                                      SIGMOID_TABLE_DEPTH, TABLE_ENTRIES_PER_WORD)
+from vitforge.hw.accel.isa import (INSTRUCTION_BYTES, INSTRUCTION_WORDS, ISA, SELECT_MODES,
+                                   LiveState, Opcode, Space, decode, resolve, space_depth)
+from vitforge.hw.numerics import GELU_TABLE_DEPTH, MAX_SELECTOR_HEADS, PHI_BITS
 from vitforge.hw.gemm.descriptor import GemmDescriptor
-from vitforge.hw.numerics import GELU_TABLE_DEPTH, PHI_BITS
 from vitforge.sw.accel.memory import entry_words, pack_entries, \
     unpack_entries
 from vitforge.sw.params.layernorm import LayerNormParams
@@ -27,10 +28,10 @@ from vitforge.sw.params.softmax import ExpParams
 from ..gemm.engine import execute as execute_gemm
 from ..nonlinear.layernorm import layernorm_rows
 from ..nonlinear.softmax import softmax_rows
+from ..selector import choose, compact, keep_scores, token_means
 from .residual import residual_add
 
 __all__ = ["Machine", "run_program"]
-
 
 
 @dataclass
@@ -71,6 +72,8 @@ class Machine:
         self.gamma = np.zeros(config.lnp_depth, np.int64)
         self.beta = np.zeros(config.lnp_depth, np.int64)
         self.table = np.zeros(GELU_TABLE_DEPTH, np.int8)
+        self.sigmoid = np.zeros(SIGMOID_TABLE_DEPTH, np.int64)
+        self.live = LiveState()
         self.executed = 0
 
 
@@ -106,13 +109,16 @@ def _dram_bytes(machine, index, instruction, word, words):
 def _load(machine, index, inst):
     config = machine.config
     space = Space(inst.space)
-    if space == Space.TBL:
-        _check(inst.spad_addr % TABLE_ENTRIES_PER_WORD == 0, index, inst,
-               f"a TBL load must start at a multiple of {TABLE_ENTRIES_PER_WORD} entries, "
+    tables = {Space.TBL: (machine.table, TABLE_ENTRIES_PER_WORD),
+              Space.SIG: (machine.sigmoid, SIGMOID_ENTRIES_PER_WORD)}
+    if space in tables:
+        table, per_word = tables[space]
+        _check(inst.spad_addr % per_word == 0, index, inst,
+               f"a {space.name} load must start at a multiple of {per_word} entries, "
                f"not {inst.spad_addr}")
         where = _dram_bytes(machine, index, inst, inst.dram_addr, inst.count)
         start = inst.spad_addr
-        machine.table[start:start + inst.count * TABLE_ENTRIES_PER_WORD] = unpack_entries(
+        table[start:start + inst.count * per_word] = unpack_entries(
             space, machine.dram[where].tobytes(), config)
         return
     where = _dram_bytes(machine, index, inst, inst.dram_addr,
@@ -139,7 +145,8 @@ def _store(machine, index, inst):
 
 def _gemm(machine, index, inst):
     config = machine.config
-    descriptor = GemmDescriptor(**inst.fields)
+    descriptor = GemmDescriptor(**{name: value for name, value in inst.fields.items()
+                                   if name != "live"})
     try:
         descriptor.check(config.gemm)
     except ValueError as error:
@@ -221,15 +228,70 @@ def _transpose_to_wgt(machine, index, inst):
         machine.wgt[start:start + tokens] = values
 
 
+def _disjoint(machine, inst):
+    """Whether the instruction's ACT writes overlap none of its ACT reads (as written)."""
+    spec, array = ISA[inst.opcode], machine.config.array
+    written = [region.span(inst, array) for region in spec.writes]
+    return all(w.end <= r.first or r.end <= w.first
+               for w in written for r in (region.span(inst, array) for region in spec.reads))
+
+
+def _token_mean(machine, index, inst):
+    _check(inst.words % inst.group == 0, index, inst,
+           f"words {inst.words} must be a multiple of group {inst.group}")
+    _check(inst.dst_tiles == 1 or inst.dst_stride >= inst.words // inst.group, index, inst,
+           f"dst_stride {inst.dst_stride} must keep the {inst.dst_tiles} result tiles of "
+           f"{inst.words // inst.group} words apart")
+    in_place = (inst.dst, inst.dst_stride, inst.group) == (inst.src, inst.src_stride, 1)
+    _check(in_place or _disjoint(machine, inst), index, inst,
+           "the means must not overwrite the tokens they average, unless in place "
+           "(dst = src, dst_stride = src_stride, group 1)")
+    lanes = machine.config.array
+    rows = _rows(machine, inst.src, inst.src_stride, (inst.alive + lanes) // lanes, inst.words)
+    means = token_means(rows, inst.alive, inst.group)
+    for tile in range(inst.dst_tiles):
+        start = inst.dst + tile * inst.dst_stride
+        machine.act[start:start + len(means)] = means[:, None]
+
+
+def _token_select(machine, index, inst):
+    lanes = machine.config.array
+    tokens, alive = inst.tokens, inst.alive
+    _check(alive < tokens <= MAX_SELECT_TOKENS, index, inst,
+           f"tokens must exceed alive {alive} and be at most {MAX_SELECT_TOKENS}, not {tokens}")
+    _check(_disjoint(machine, inst), index, inst, "dst must not overlap src, scores or weights")
+    _check(inst.heads <= MAX_SELECTOR_HEADS, index, inst,
+           f"heads must be at most {MAX_SELECTOR_HEADS}, not {inst.heads}")
+    x = _rows(machine, inst.src, inst.src_stride, -(-tokens // lanes), inst.channels)[:tokens]
+    differences = _rows(machine, inst.scores, inst.scores_stride, (alive + lanes) // lanes,
+                        inst.heads)[1:1 + alive].T
+    logits = machine.act[inst.weights:inst.weights + inst.heads, 0]
+    scores = keep_scores(differences, logits, machine.sigmoid[:GELU_TABLE_DEPTH],
+                         machine.sigmoid[GELU_TABLE_DEPTH:])
+    mode = SELECT_MODES[inst.mode]
+    mask = choose(scores, mode, min(inst.keep, alive) if mode == "topk" else None)
+    kept = compact(x, alive, mask, scores.keep)
+    tiles = -(-len(kept) // lanes)
+    padded = np.zeros((tiles * lanes, inst.channels), np.int8)
+    padded[:len(kept)] = kept
+    _write_rows(machine, inst.dst, inst.dst_stride, tiles, inst.channels, padded)
+    machine.live = LiveState.of(len(kept), int(mask.sum()), lanes)
+
+
 _EXECUTE = {
     Opcode.LOAD: _load, Opcode.STORE: _store, Opcode.GEMM: _gemm, Opcode.GELU: _gelu,
     Opcode.SOFTMAX: _softmax, Opcode.LAYERNORM: _layernorm, Opcode.ADD: _add,
     Opcode.COPY_TO_WGT: _copy_to_wgt, Opcode.TRANSPOSE_TO_WGT: _transpose_to_wgt,
+    Opcode.TOKEN_MEAN: _token_mean, Opcode.TOKEN_SELECT: _token_select,
 }
 
 
 def run_program(machine, program_addr, *, max_instructions=1_000_000):
     """Execute the program at external word ``program_addr`` until DONE.
+
+    The live token registers start at 0 (``machine.live``); a field flagged
+    live takes its value from them after the ISA's rules are checked on the
+    instruction as written.
 
     Returns the number of instructions executed (DONE included).
 
@@ -253,6 +315,12 @@ def run_program(machine, program_addr, *, max_instructions=1_000_000):
         if instruction.opcode == Opcode.DONE:
             return index + 1
         _check_rules(machine, index, instruction)
+        instruction, exceeding = resolve(instruction, machine.live)
+        _check(not exceeding, index, instruction,
+               f"live values exceed the fields {exceeding}, the most the program allows")
+        spec = ISA[instruction.opcode]
+        _check(not spec.empty(instruction), index, instruction,
+               f"live values make a field of {list(spec.nonzero)} zero")
         handler = _EXECUTE.get(instruction.opcode)
         if handler is not None:
             handler(machine, index, instruction)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vitforge.errors import WatchdogError
-from vitforge.hw.accel.accelerator import ERROR_EMPTY, ERROR_NONE, ERROR_OPCODE
+from vitforge.hw.accel.accelerator import ERROR_EMPTY, ERROR_LIVE, ERROR_NONE, ERROR_OPCODE
 from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.isa import Opcode, encode
 from vitforge.sim.accel.session import run_system
@@ -64,7 +64,12 @@ def test_one_activation_read_port_costs_add_one_cycle_per_word():
 
 @pytest.mark.parametrize("instructions, error, pc", [
     ([encode(Opcode.NOP), 0x7E], ERROR_OPCODE, 1),
-    ([int(Opcode.TOKEN_SELECT)], ERROR_OPCODE, 0),
+    ([int(Opcode.GEMM_SPARSE)], ERROR_OPCODE, 0),
+    # Zero tables keep every token: T = 9, three tiles of 4 words > the 8 words written.
+    ([encode(Opcode.TOKEN_SELECT, src=0, src_stride=1, dst=40, dst_stride=1, channels=1,
+             scores=20, scores_stride=1, weights=30, heads=1, tokens=9, alive=8, keep=0, mode=0),
+      encode(Opcode.GELU, src=0, dst=50, count=8, tile_words=4, live=1)], ERROR_LIVE, 1),
+    ([encode(Opcode.GELU, src=0, dst=50, count=8, tile_words=4, live=1)], ERROR_EMPTY, 0),
     ([encode(Opcode.GELU, src=0, dst=0, count=0)], ERROR_EMPTY, 0),
     ([encode(Opcode.SYNC), encode(Opcode.GEMM, a_addr=0, a_stride=4, b_addr=0, b_stride=4,
                                   c_addr=8, c_stride=4, p_addr=0, k=4, m_tiles=0, n=4)],

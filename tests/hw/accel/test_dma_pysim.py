@@ -18,6 +18,7 @@ LOADS = {
     Space.PRM: [(1, 5, 6), (30, 59, 5)],
     Space.LNP: [(9, 0, 3), (50, 56, 8)],
     Space.TBL: [(3, 32, 3), (60, 0, 16)],      # TBL: count in words of 16 entries
+    Space.SIG: [(5, 8, 2), (60, 256, 32)],     # SIG: count in words of 8 entries
 }
 STALLS = [None, Backpressure(seed=21)]
 

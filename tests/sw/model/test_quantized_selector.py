@@ -11,14 +11,18 @@ from vitforge.errors import ConfigError, ConfigTypeError
 from vitforge.sw.golden import encoder
 from vitforge.sw.golden.encoder import encoder_block, pruned_vit_logits, vit_logits
 from vitforge.sw.golden.gemm.requantize import requantize
-from vitforge.sw.golden.selector import (SelectorScores, choose, global_bias, package_token,
-                                         round_div, select, selector_scores)
+from vitforge.sw.golden.nonlinear.gelu import gelu
+from vitforge.sw.golden.nonlinear.layernorm import layernorm_rows
+from vitforge.sw.golden.selector import (SelectorScores, choose, compact, keep_scores,
+                                         package_token, package_weights, round_div, select,
+                                         selector_scores, token_means)
 from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
 from vitforge.sw.model.quantized import QuantizedLinear
 from vitforge.sw.model.quantized_selector import QuantizedSelectors, quantize_selectors
 from vitforge.sw.model.selector import SelectorConfig, keep_count, random_selectors
 from vitforge.sw.model.vit import PRESETS, VitShape, patchify, random_vit
-from vitforge.hw.numerics import SIGMOID_ONE
+from vitforge.hw.numerics import (KEEP_SCORE_BITS, MAX_SELECTOR_HEADS, PACKAGE_WEIGHT_BITS,
+                                  SIGMOID_ONE)
 from vitforge.sw.params.sigmoid import sigmoid_table
 
 # 16 patches, 3 blocks, 2 heads of d = 8 channels.
@@ -75,49 +79,123 @@ def test_round_div_rounds_half_up():
         round_div(1, 0)
 
 
-def _requantize_explicit(local, global_half, layer, global_weight):
-    """fc1 on ``[local | exact mean of the global half]``, broadcast, with rational sums."""
-    count = len(local)
-    mean = [Fraction(int(s), count) for s in global_half.astype(np.int64).sum(axis=0)]
-    acc = np.zeros((count, layer.weight.shape[1]), np.int64)
-    for t in range(count):
-        for n in range(layer.weight.shape[1]):
-            exact = sum(int(local[t, c]) * int(layer.weight[c, n]) for c in range(len(mean)))
-            exact += sum(mean[c] * int(global_weight[c, n]) for c in range(len(mean)))
-            acc[t, n] = math.floor(exact + Fraction(1, 2))              # half up, once
-    return requantize(acc, layer.bias, layer.multiplier, layer.shift)
+def _half_up(value):
+    return math.floor(value + Fraction(1, 2))
 
 
-@pytest.mark.parametrize("count", [1, 7, 12])
-def test_the_per_image_bias_equals_fc1_on_the_broadcast_exact_mean(count):
-    model, quantized, _ = setup()
-    selector = quantized.stages[0]
-    rng = np.random.default_rng(count)
-    local = rng.integers(-128, 128, (count, 4)).astype(np.int8)
-    global_half = rng.integers(-128, 128, (count, 4)).astype(np.int8)
-    folded = encoder.linear(local, type(selector.fc1_local)(
-        weight=selector.fc1_local.weight, bias=selector.fc1_local.bias
-        + global_bias(global_half, selector.fc1_global, count),
-        multiplier=selector.fc1_local.multiplier, shift=selector.fc1_local.shift))
-    explicit = _requantize_explicit(local, global_half, selector.fc1_local, selector.fc1_global)
-    np.testing.assert_array_equal(folded, explicit)
+def _scores_loop(selector, patches, heads, mean=_half_up, broadcast=True):
+    """:func:`selector_scores` head by head and token by token, fc1 and the means in Python ints.
+
+    ``mean`` rounds the exact (rational) means; ``broadcast=False`` leaves the
+    global half of ``z`` as it is (to show that the data exercise both).
+    """
+    d, count = selector.head_dim, len(patches)
+    half, fc1 = d // 2, selector.fc1
+    head_keep = []
+    for h in range(heads):
+        z = gelu(encoder.linear(layernorm_rows(patches[:, h * d:(h + 1) * d], selector.ln),
+                                selector.input), selector.input_gelu)
+        u = [[int(v) for v in row] for row in z]
+        if broadcast:
+            means = [mean(Fraction(sum(u[t][c] for t in range(count)), count))
+                     for c in range(half, d)]
+            u = [row[:half] + means for row in u]
+        acc = np.array([[sum(row[c] * int(fc1.weight[c, n]) for c in range(d))
+                         for n in range(half)] for row in u], np.int64)
+        f = requantize(acc, fc1.bias, fc1.multiplier, fc1.shift)
+        hidden = gelu(encoder.linear(gelu(f, selector.fc1_gelu), selector.fc2), selector.fc2_gelu)
+        t = encoder.linear(hidden, selector.difference)[:, 0]
+        head_keep.append([int(selector.keep_table[int(v) & 0xFF]) for v in t])
+    means = np.array([mean(Fraction(sum(int(v) for v in patches[:, h * d:(h + 1) * d].flat),
+                                    count * d)) for h in range(heads)], np.int8)
+    logits = encoder.linear(gelu(encoder.linear(means[None, :], selector.head_fc1),
+                                 selector.head_gelu), selector.head_fc2)[0]
+    weights = [int(selector.weight_table[int(v) & 0xFF]) for v in logits]
+    keep = [sum(weights[h] * head_keep[h][i] for h in range(heads)) for i in range(count)]
+    return SelectorScores(np.array(head_keep, np.int64).reshape(heads, count),
+                          np.array(weights, np.int64), np.array(keep, np.int64))
 
 
-def test_with_an_integer_mean_the_folding_is_fc1_on_the_broadcast_int8_half():
-    _, quantized, _ = setup()
-    selector = quantized.stages[0]
-    rng = np.random.default_rng(3)
-    local = rng.integers(-128, 128, (5, 4)).astype(np.int8)
-    global_half = np.repeat(rng.integers(-128, 128, (1, 4)), 5, axis=0).astype(np.int8)
-    folded = encoder.linear(local, type(selector.fc1_local)(
-        weight=selector.fc1_local.weight, bias=selector.fc1_local.bias
-        + global_bias(global_half, selector.fc1_global, 5),
-        multiplier=selector.fc1_local.multiplier, shift=selector.fc1_local.shift))
-    whole = type(selector.fc1_local)(
-        weight=np.concatenate([selector.fc1_local.weight, selector.fc1_global]),
-        bias=selector.fc1_local.bias, multiplier=selector.fc1_local.multiplier,
-        shift=selector.fc1_local.shift)
-    np.testing.assert_array_equal(folded, encoder.linear(np.hstack([local, global_half]), whole))
+def test_fc1_reads_the_local_half_and_the_broadcast_int8_mean_of_the_global_half():
+    model, quantized, patches = setup()
+    differs = {"floor": 0, "no broadcast": 0}
+    for image in patches[:2]:
+        x = encoder_block(encoder._tokens(model, image), model.blocks[0])
+        rng = np.random.default_rng(len(x))
+        for rows in (x[1:], rng.permutation(x[1:])[:7], x[5:6]):
+            for selector in quantized.stages:
+                scores = selector_scores(selector, rows, SHAPE.heads)
+                expected = _scores_loop(selector, rows, SHAPE.heads)
+                for got, want in zip(scores, expected):
+                    np.testing.assert_array_equal(got, want)
+                floor = _scores_loop(selector, rows, SHAPE.heads, mean=math.floor)
+                plain = _scores_loop(selector, rows, SHAPE.heads, broadcast=False)
+                differs["floor"] += not np.array_equal(floor.keep, scores.keep)
+                differs["no broadcast"] += not np.array_equal(plain.keep, scores.keep)
+    assert all(differs.values()), differs        # the data tell the definitions apart
+
+
+def _means_loop(rows, alive, group):
+    words = rows.shape[1]
+    if alive == 0:
+        return [0] * (words // group)
+    return [_half_up(Fraction(sum(int(rows[t, c]) for t in range(1, 1 + alive)
+                                  for c in range(j * group, (j + 1) * group)), alive * group))
+            for j in range(words // group)]
+
+
+def test_token_means_match_a_loop_over_the_alive_rows_only():
+    rng = np.random.default_rng(11)
+    for alive, group in [(0, 1), (0, 4), (1, 1), (5, 1), (5, 2), (9, 4), (9, 8), (3, 8)]:
+        rows = rng.integers(-128, 128, (12, 8)).astype(np.int8)
+        rows[0], rows[1 + alive:] = 127, -128               # class token and rows past alive
+        means = token_means(rows, alive, group)
+        assert means.dtype == np.int8 and means.shape == (8 // group,)
+        np.testing.assert_array_equal(means, _means_loop(rows, alive, group))
+
+
+def test_token_means_round_ties_half_up_and_stay_int8():
+    ties = np.array([[0, 0], [1, -1], [2, -2], [0, 0]], np.int8)
+    np.testing.assert_array_equal(token_means(ties, 2, 1), [2, -1])            # 3/2, -3/2
+    np.testing.assert_array_equal(token_means(ties, 2, 2), [0])                # 0/4
+    np.testing.assert_array_equal(token_means(ties[:, :1], 3, 1), [1])         # 3/3
+    quarters = np.array([[0, 0], [1, 0], [0, 0]], np.int8)
+    np.testing.assert_array_equal(token_means(quarters, 2, 2), [0])            # 1/4
+    np.testing.assert_array_equal(token_means(-quarters - 1, 1, 2), [-1])      # -3/2
+    for value in (-128, 127):
+        full = np.full((6, 4), value, np.int8)
+        np.testing.assert_array_equal(token_means(full, 5, 4), [value])
+    with pytest.raises(ConfigError, match="group must be a positive divisor of the 2 words, "
+                                          "not 3"):
+        token_means(ties, 2, 3)
+    with pytest.raises(ConfigError, match="not 0"):
+        token_means(ties, 2, 0)
+
+
+def test_keep_scores_look_up_both_tables_and_weigh_exactly():
+    rng = np.random.default_rng(5)
+    keep_table = rng.integers(0, SIGMOID_ONE + 1, 256).astype(np.uint16)
+    weight_table = rng.integers(0, SIGMOID_ONE + 1, 256).astype(np.uint16)
+    differences = rng.integers(-128, 128, (3, 6)).astype(np.int8)
+    logits = rng.integers(-128, 128, 3).astype(np.int8)
+    scores = keep_scores(differences, logits, keep_table, weight_table)
+    head_keep = [[int(keep_table[int(t) % 256]) for t in row] for row in differences]
+    weights = [int(weight_table[int(v) % 256]) for v in logits]
+    np.testing.assert_array_equal(scores.head_keep, head_keep)
+    np.testing.assert_array_equal(scores.weights, weights)
+    np.testing.assert_array_equal(scores.keep, [sum(w * k[i] for w, k in zip(weights, head_keep))
+                                                for i in range(6)])
+
+
+def test_the_largest_keep_score_and_package_weight_fit_their_widths():
+    full = np.full(256, SIGMOID_ONE, np.uint16)
+    scores = keep_scores(np.zeros((MAX_SELECTOR_HEADS, 2), np.int8),
+                         np.zeros(MAX_SELECTOR_HEADS, np.int8), full, full)
+    np.testing.assert_array_equal(scores.keep, [MAX_SELECTOR_HEADS << 30] * 2)
+    assert int(scores.keep.max()) < 1 << KEEP_SCORE_BITS
+    largest = int(package_weights(scores.keep).max())
+    assert largest == (MAX_SELECTOR_HEADS << 15) + 1
+    assert largest.bit_length() == PACKAGE_WEIGHT_BITS
 
 
 def test_threshold_decision_is_the_float_evaluation_of_the_integer_formula():
@@ -165,27 +243,57 @@ def test_topk_keeps_the_ratio_of_the_original_patches():
 
 
 def _package_loop(dropped, keep):
-    total = sum(int(k) for k in keep)
+    weights = [int(k) // SIGMOID_ONE + 1 for k in keep]
     out = []
     for c in range(dropped.shape[1]):
-        if total:
-            value = Fraction(sum(int(k) * int(x) for k, x in zip(keep, dropped[:, c])), total)
-        else:
-            value = Fraction(sum(int(x) for x in dropped[:, c]), len(dropped))
-        out.append(min(max(math.floor(value + Fraction(1, 2)), -128), 127))
+        value = Fraction(sum(w * int(x) for w, x in zip(weights, dropped[:, c])), sum(weights))
+        out.append(_half_up(value))
+    assert all(-128 <= v <= 127 for v in out)
     return out
+
+
+def test_package_weights_are_the_keep_score_in_q15_plus_one():
+    keep = np.array([0, 1, SIGMOID_ONE - 1, SIGMOID_ONE, 3 * SIGMOID_ONE + 7, 1 << 34])
+    weights = package_weights(keep)
+    assert weights.dtype == np.int64 and weights.shape == (6,)
+    np.testing.assert_array_equal(weights, [1, 1, 1, 2, 4, (1 << 19) + 1])
+    assert package_weights(np.zeros((2, 3), np.int64)).shape == (2, 3)
 
 
 def test_package_token_matches_a_straightforward_loop():
     rng = np.random.default_rng(7)
     for count in (1, 2, 5, 13):
         dropped = rng.integers(-128, 128, (count, 16)).astype(np.int8)
-        keep = rng.integers(0, 2 * SIGMOID_ONE ** 2, count)
-        assert package_token(dropped, keep).tolist() == _package_loop(dropped, keep)
-        zeros = np.zeros(count, np.int64)
-        assert package_token(dropped, zeros).tolist() == _package_loop(dropped, zeros)
+        for keep in (rng.integers(0, 3 * SIGMOID_ONE ** 2, count),
+                     rng.integers(0, 4 * SIGMOID_ONE, count),      # weights of 1 to 4
+                     np.zeros(count, np.int64)):                   # plain mean, no 0 / 0
+            package = package_token(dropped, keep)
+            assert package.dtype == np.int8 and package.shape == (16,)
+            np.testing.assert_array_equal(package, _package_loop(dropped, keep))
+
+
+def test_package_token_rounds_ties_half_up_and_stays_in_range():
     halves = np.array([[1, -1, 3], [2, -2, 4]], np.int8)
-    assert package_token(halves, np.array([1, 1])).tolist() == [2, -1, 4]     # half up
+    np.testing.assert_array_equal(package_token(halves, np.array([0, SIGMOID_ONE - 1])),
+                                  [2, -1, 4])                             # weights 1, 1
+    np.testing.assert_array_equal(package_token(halves, np.array([SIGMOID_ONE, 0])),
+                                  [1, -1, 3])                             # (2 + 2) / 3 etc.
+    rng = np.random.default_rng(9)
+    keep = rng.integers(0, MAX_SELECTOR_HEADS << 30, 40)
+    for value in (-128, 127):
+        np.testing.assert_array_equal(package_token(np.full((40, 4), value, np.int8), keep),
+                                      [value] * 4)
+
+
+def test_compact_keeps_the_class_token_kept_patches_and_earlier_packages_in_order():
+    x = np.arange(8 * 4, dtype=np.int8).reshape(8, 4)     # class, 5 alive, 2 earlier packages
+    mask = np.array([True, False, True, False, False])
+    keep = np.array([0, 5 * SIGMOID_ONE, 0, SIGMOID_ONE, 7])
+    out = compact(x, 5, mask, keep)
+    np.testing.assert_array_equal(out[:5], x[[0, 1, 3, 6, 7]])
+    np.testing.assert_array_equal(out[5], _package_loop(x[[2, 4, 5]], keep[[1, 3, 4]]))
+    assert out.shape == (6, 4) and out.dtype == np.int8
+    np.testing.assert_array_equal(compact(x, 5, np.ones(5, bool), keep), x)
 
 
 @pytest.mark.parametrize("mode", ["threshold", "topk"])

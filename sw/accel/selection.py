@@ -1,0 +1,197 @@
+"""Run-time token selection in a compiled ViT: the stages, their plan, and their instructions.
+
+A selector stage runs before its block (``docs/token-selection.md``,
+Hardware). Its predictor runs on the GEMM engine, the LayerNorm and GELU
+units, per head on the head's channels of all the stage's tokens; the
+``TOKEN_MEAN`` instruction averages the global half of ``z`` in place and the
+head means; ``TOKEN_SELECT`` scores, keeps, compacts and folds the dropped
+tokens into the package token, into the other token buffer, and sets the live
+token count. Every instruction after the first ``TOKEN_SELECT`` that depends
+on the token count takes it from the live registers; its fields hold the
+stage's most tokens, for which the buffers are sized.
+"""
+
+from dataclasses import dataclass
+
+from vitforge.hw.accel.config import SIGMOID_WORDS, TABLE_WORDS
+from vitforge.hw.accel.isa import SELECT_MODES, Opcode, Space
+from vitforge.sw.gemm.layout import tiles
+from vitforge.sw.model.selector import keep_count
+
+__all__ = ["SelectStage", "select_stages", "plan_select", "lower_select", "weight_words"]
+
+#: The predictor's GEMM layers, in the order they run.
+_LAYERS = ("input", "fc1", "fc2", "difference", "head_fc1", "head_fc2")
+
+
+def weight_words(layer, lanes):
+    """WGT words of a layer's weight matrix in weight layout."""
+    k, n = layer.weight.shape
+    return tiles(n, lanes) * k
+
+
+@dataclass(frozen=True)
+class SelectStage:
+    """One selector stage of a compiled model.
+
+    Attributes
+    ----------
+    index : int
+        The stage (0-based).
+    block : int
+        The block it runs before.
+    selector : QuantizedSelector
+    mode : str
+        ``"threshold"`` or ``"topk"``.
+    keep : int
+        ``topk``: the patches it keeps at most; ``threshold``: 0.
+    tokens, alive : int
+        The most tokens and alive patches it can see (its fields' values).
+    live : bool
+        Whether it runs on the live count of an earlier stage.
+    """
+
+    index: int
+    block: int
+    selector: object
+    mode: str
+    keep: int
+    tokens: int
+    alive: int
+    live: bool
+
+    @property
+    def name(self):
+        return f"select {self.index}"
+
+
+def select_stages(selectors, shape):
+    """The :class:`SelectStage` of each stage of ``selectors``, and each block's most tokens.
+
+    ``topk`` counts are exact: the stage keeps ``min(keep, alive)`` patches
+    and appends a package token when it drops one. ``threshold`` stages keep
+    the most of the stage before (a threshold may keep every patch).
+
+    Returns
+    -------
+    (tuple of SelectStage, tuple of int)
+    """
+    config = selectors.config
+    config.check_depth(shape.depth)
+    tokens, alive, stages = shape.tokens, shape.patches, []
+    for index, (block, ratio, selector) in enumerate(zip(config.blocks, config.ratios,
+                                                         selectors.stages)):
+        keep = keep_count(ratio, shape.patches) if config.mode == "topk" else 0
+        stage = SelectStage(index, block, selector, config.mode, keep, tokens, alive,
+                            live=index > 0)
+        stages.append(stage)
+        tokens, alive = _output_tokens(stage), min(alive, keep) if keep else alive
+    return tuple(stages), _block_counts(stages, shape)
+
+
+def _block_counts(stages, shape):
+    """Each block's most tokens: those the last stage before it leaves, or all."""
+    after = {stage.block: _output_tokens(stage) for stage in stages}
+    counts, tokens = [], shape.tokens
+    for block in range(shape.depth):
+        tokens = after.get(block, tokens)
+        counts.append(tokens)
+    return tuple(counts)
+
+
+def _output_tokens(stage):
+    """The most tokens ``stage`` leaves."""
+    if stage.mode == "topk" and stage.keep < stage.alive:
+        return stage.tokens - (stage.alive - stage.keep) + 1
+    return stage.tokens
+
+
+def _layers(selector):
+    return [(name, getattr(selector, name)) for name in _LAYERS]
+
+
+def plan_select(builder, stage, dim, source, result, next_qkv):
+    """The phase of ``stage``: its loads, operands and reductions; ``next_qkv`` is the
+    WGT operand of the block after it, loaded beside its last GEMM."""
+    name, selector = stage.name, stage.selector
+    phase = builder.phase(name, stage.tokens, source, result, "normalized", "qkv", "mlp",
+                          "context", "scores", "probabilities")
+    layers = _layers(selector)
+    builder.load(Space.PRM, phase, phase,
+                 [(f"{name} {label}", layer.weight.shape[1]) for label, layer in layers])
+    builder.load(Space.LNP, phase, phase, [(f"{name} ln", selector.head_dim)])
+    for label, layer in layers:
+        builder.operand(phase, f"{name} {label}", weight_words(layer, builder.lanes))
+        builder.reduction(phase, f"{name} {label}", layer.weight.shape[0])
+    builder.operand(phase, *next_qkv)
+    return phase
+
+
+def lower_select(lowering, stage, source, result, next_qkv):
+    """The instructions of ``stage`` from token buffer ``source`` into ``result``.
+
+    Returns the WGT address of ``next_qkv`` (the next block's QKV weight
+    matrix), loaded beside the stage's last GEMM.
+    """
+    emit, selector, dim = lowering.emit, stage.selector, lowering.dim
+    heads, d = selector.heads, selector.head_dim
+    hidden = selector.head_fc1.weight.shape[1]
+    lowering.enter(stage.name)
+    lowering.live = stage.live
+    prm = lowering.load_params({f"{stage.name} {label}": layer
+                                for label, layer in _layers(selector)})
+    lnp = lowering.load_layernorms({f"{stage.name} ln": selector.ln})[f"{stage.name} ln"]
+    normalized, z, f1, f2 = (lowering.act(name) for name in ("normalized", "qkv", "mlp",
+                                                              "context"))
+    scores, small = lowering.act("scores"), lowering.act("probabilities")
+
+    def per_head(label, a, a_width, c, c_width, following):
+        """One GEMM per head (layer ``label``), then the load of ``following``."""
+        layer = getattr(selector, label)
+        k, n = layer.weight.shape
+        for head in range(heads):
+            lowering.gemm(a + head * k, a_width, weights, k, c + head * n, c_width,
+                          prm[f"{stage.name} {label}"], k, n)
+        return emit.load_weights(following)
+
+    def gelu(table, src, width, m_tiles=None):
+        emit.load(Space.TBL, table, 0, TABLE_WORDS)
+        lowering.gelu(src, width, m_tiles)
+
+    weights = emit.load_weights(selector.input.weight)
+    for head in range(heads):
+        lowering.layernorm(selector.ln, lnp, source + head * d, normalized + head * d,
+                           channels=d)
+    weights = per_head("input", normalized, dim, z, dim, selector.fc1.weight)
+    gelu(selector.input_gelu, z, dim)
+    half = d // 2
+    for head in range(heads):
+        start = z + head * d + half
+        emit(Opcode.TOKEN_MEAN, src=start, src_stride=dim, words=half, group=1,
+             alive=stage.alive, dst=start, dst_stride=dim, dst_tiles=lowering.token_tiles,
+             live=lowering.live_bits(Opcode.TOKEN_MEAN, "alive", "dst_tiles"))
+    weights = per_head("fc1", z, dim, f1, dim // 2, selector.fc2.weight)
+    gelu(selector.fc1_gelu, f1, dim // 2)
+    weights = per_head("fc2", f1, dim // 2, f2, dim // 4, selector.difference.weight)
+    gelu(selector.fc2_gelu, f2, dim // 4)
+    weights = per_head("difference", f2, dim // 4, scores, heads, selector.head_fc1.weight)
+    emit(Opcode.TOKEN_MEAN, src=source, src_stride=dim, words=dim, group=d, alive=stage.alive,
+         dst=small, dst_stride=heads, dst_tiles=1,
+         live=lowering.live_bits(Opcode.TOKEN_MEAN, "alive"))
+    head_hidden, logits = small + heads, small + heads + hidden
+    lowering.gemm(small, heads, weights, heads, head_hidden, hidden,
+                  prm[f"{stage.name} head_fc1"], heads, hidden, m_tiles=1, rows=1)
+    weights = emit.load_weights(selector.head_fc2.weight)
+    gelu(selector.head_gelu, head_hidden, hidden, m_tiles=1)
+    lowering.gemm(head_hidden, hidden, weights, hidden, logits, heads,
+                  prm[f"{stage.name} head_fc2"], hidden, heads, m_tiles=1, rows=1)
+    next_weights = emit.load_weights(next_qkv)
+    emit.load(Space.SIG, (selector.keep_table.tolist() + selector.weight_table.tolist()), 0,
+              SIGMOID_WORDS)
+    emit(Opcode.TOKEN_SELECT, src=source, src_stride=dim, dst=result, dst_stride=dim,
+         channels=dim, scores=scores, scores_stride=heads, weights=logits, heads=heads,
+         tokens=stage.tokens, alive=stage.alive, keep=stage.keep,
+         mode=SELECT_MODES.index(stage.mode),
+         live=lowering.live_bits(Opcode.TOKEN_SELECT, "tokens", "alive"))
+    lowering.live = True
+    return next_weights
