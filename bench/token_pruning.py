@@ -1,8 +1,8 @@
 """Token pruning on the accelerator (issue 11 goals), dense and pruned side by side in one run.
 
 1. P5, pruning efficiency: DeiT-T (random weights, one 224x224 image), top-k at 0.7, 0.49,
-   0.343 before blocks 4, 7, 10, on the ``zcu102`` preset, dense and pruned co-verified bit for
-   bit on the RTL (ideal one-cycle memory). Goal: (cycles saved / dense cycles) >= 0.9 x (MACs
+   0.343 before blocks 4, 7, 10, on a 16x16 array and on the ``zcu102`` preset (32x32), dense
+   and pruned co-verified bit for bit on the RTL (ideal one-cycle memory). Goal: (cycles saved / dense cycles) >= 0.9 x (MACs
    saved / dense MACs), the selectors' own cycles counted as cost; selector cycles <= 5 % of
    the pruned model's.
 2. DeiT-S on the ``zcu102`` preset, dense, default top-k and an aggressive top-k (0.5, 0.25,
@@ -43,12 +43,13 @@ def _stages(depth, mode="topk", ratios=None):
     return stages if ratios is None else replace(stages, ratios=ratios)
 
 
-def _rtl_runs(name, settings, preset):
+def _rtl_runs(name, settings, preset, array=None):
     """Co-verify one image of random-weight model ``name`` dense and under each of
-    ``settings`` (label -> SelectorConfig) on ``preset``."""
+    ``settings`` (label -> SelectorConfig) on ``preset``'s accelerator, or on the smallest
+    ``array x array`` one that holds them (FPS then at the preset's clock too)."""
     from vitforge.sim.accel.cosim import coverify
     from vitforge.sim.model_run import load_model
-    from vitforge.sw.accel.compiler import compile_model
+    from vitforge.sw.accel.compiler import compile_model, config_for_model
     from vitforge.sw.accel.selection import select_stages
     from vitforge.sw.golden.encoder import pruned_vit_logits
     from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
@@ -59,14 +60,15 @@ def _rtl_runs(name, settings, preset):
     vit, calibration, test_images, _ = load_model(name)
     model = quantize_vit(vit, calibration)
     patches = quantize_tensor(patchify(test_images[:1], vit.shape)[0], model.input_scale)
+    quantized = {label: quantize_selectors(
+        vit, random_selectors(vit.shape, stages, np.random.default_rng(1)), stages, calibration,
+        model) for label, stages in settings.items()}
     config = preset.accelerator
+    if array is not None:
+        config = config_for_model(model, array, selectors=next(iter(quantized.values())))
     rows = {}
-    for label, stages in {"dense": None, **settings}.items():
+    for label, selectors in {"dense": None, **quantized}.items():
         started = time.monotonic()
-        selectors = None
-        if stages is not None:
-            floats = random_selectors(vit.shape, stages, np.random.default_rng(1))
-            selectors = quantize_selectors(vit, floats, stages, calibration, model)
         program = compile_model(config, model, patches, selectors=selectors)
         report = coverify(program, log=lambda line: print(f"  {line}", flush=True))
         row = {"bit_exact": report.match, "cycles": report.cycles, "macs": program.macs,
@@ -86,7 +88,8 @@ def _rtl_runs(name, settings, preset):
             row["block_macs"] = program.macs
         rows[label] = row
         print(f"{name} {label}: {report.cycles} cycles, {row['fps']} FPS, bit-exact "
-              f"{report.match} ({row['seconds']} s)", flush=True)
+              f"{report.match} ({row['seconds']} s); per class {report.class_cycles}",
+              flush=True)
     dense = rows["dense"]
     for label in settings:
         row = rows[label]
@@ -234,6 +237,7 @@ def main(argv=None):
     preset = PRESETS["zcu102"]
     if not args.skip_rtl:
         results["rtl"] = {
+            "deit-tiny 16x16": _rtl_runs("deit-tiny", {"topk": _stages(12)}, preset, array=16),
             "deit-tiny": _rtl_runs("deit-tiny", {"topk": _stages(12)}, preset),
             "deit-small": _rtl_runs("deit-small", {
                 "topk": _stages(12), "topk_aggressive": _stages(12, ratios=AGGRESSIVE_RATIOS)},
