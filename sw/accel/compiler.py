@@ -91,7 +91,7 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, trace=False):
     lowering = Lowering(config, plan, Emitter(config, trace), dim)
     slot = InputSlot("input tokens", ExternalMatrix(lowering.emit.next_word, *x.shape), 0)
     _load_input(lowering, slot, x, "x")
-    lowering.blocks(list(blocks), lowering.emit.load_weights(blocks[0].qkv.weight))
+    lowering.blocks(list(blocks), lowering.load_layer(blocks[0].qkv))
     return CompiledProgram(
         **_finish(lowering, token_buffers(len(blocks))[0], plan.phases[-1].tokens, dim),
         input=slot, logits=False)
@@ -145,8 +145,7 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
     _load_input(lowering, slot, np.zeros(slot.shape, np.int8) if patches is None else patches,
                 "patches")
     lowering.emit.load_activations(model.position, lowering.act("x1"))
-    first_qkv = lowering.patch_embedding(model, preload=all(stage.block for stage in stages))
-    lowering.blocks(list(model.blocks), first_qkv, stages)
+    lowering.blocks(list(model.blocks), lowering.patch_embedding(model), stages)
     lowering.head(model, flips=len(stages))
     return CompiledProgram(**_finish(lowering, "logits", 1, shape.classes), input=slot,
                            logits=True)

@@ -6,20 +6,40 @@ element-wise counts all follow it. After a selector stage
 (:mod:`.selection`) that count is the most the stage may leave, and those
 fields are flagged to take the live count at run time (:attr:`Lowering.live`).
 Each weight load is emitted right after the GEMM before it, into the other
-half of WGT, where the hardware runs it during that GEMM.
+half of WGT, where the hardware runs it during that GEMM. A layer whose weights
+take longer to load than that GEMM runs is cut into column chunks
+(:meth:`Lowering.load_layer`): each chunk's GEMM hides the next chunk's load,
+so few tokens (after pruning, or on a wide array) do not leave the GEMM engine
+waiting for weights.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 
 from vitforge.hw.accel.isa import ISA, Opcode, Space
+from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.accel.config import TABLE_WORDS
 from vitforge.sw.gemm.layout import tiles
+from vitforge.sw.gemm.plan import command_cycles
 from vitforge.sw.model.quantized import QuantizedLinear
 
 from .selection import lower_select
 from .vit_plan import token_buffers
 
-__all__ = ["Lowering"]
+__all__ = ["Lowering", "LoadedLayer"]
+
+
+class LoadedLayer(NamedTuple):
+    """A linear layer run as GEMMs on column chunks, the first chunk's weights in WGT.
+
+    ``chunks`` are ``(first column, end column)`` pairs in order; ``address``
+    is the WGT word of the first chunk's weights.
+    """
+
+    layer: object
+    chunks: tuple
+    address: int
 
 
 def _requant_entries(source, count):
@@ -50,6 +70,9 @@ class Lowering:
         self.tokens = self.token_tiles = None
         #: Whether token counts are live (a TOKEN_SELECT has run before).
         self.live = False
+        #: The index and cycles of the last GEMM emitted (a weight load right after it runs
+        #: beside it).
+        self.last_gemm = (None, 0)
 
     def live_bits(self, opcode, *names):
         """``opcode``'s ``live`` field flagging ``names`` if counts are live, else 0."""
@@ -90,16 +113,54 @@ class Lowering:
         """A GEMM on the stage's tokens (or ``m_tiles`` tiles of which ``rows`` are real);
         ``live`` names ``n`` or ``k`` when they are the token count."""
         flagged = (*live, "m_tiles") if m_tiles is None else live
-        self.emit(Opcode.GEMM, a_addr=a, a_stride=a_width, b_addr=b, b_stride=b_stride,
-                  c_addr=c, c_stride=c_width, p_addr=p, k=k,
-                  m_tiles=m_tiles or self.token_tiles, n=n,
-                  live=self.live_bits(Opcode.GEMM, *flagged))
+        fields = dict(a_addr=a, a_stride=a_width, b_addr=b, b_stride=b_stride, c_addr=c,
+                      c_stride=c_width, p_addr=p, k=k, m_tiles=m_tiles or self.token_tiles, n=n)
+        self.emit(Opcode.GEMM, **fields, live=self.live_bits(Opcode.GEMM, *flagged))
         self.emit.macs += (rows or self.tokens) * k * n
+        self.last_gemm = (len(self.emit.instructions) - 1,
+                          command_cycles(self.config.gemm, GemmDescriptor(**fields)))
 
-    def linear(self, layer, weights, src, src_width, dst, prm, m_tiles=None, rows=None):
-        """``layer`` with its weights at WGT ``weights`` and parameters at PRM ``prm``."""
+    def load_layer(self, layer, m_tiles=None):
+        """LOAD ``layer``'s weights, or the first of its column chunks, into the next half of
+        WGT; returns the :class:`LoadedLayer` that :meth:`linear` runs.
+
+        Right after a GEMM the load runs beside it. The first chunk is as wide as that
+        GEMM hides, rounded up to whole tiles of ``array`` columns (a stall of less than a
+        tile's load), and each next chunk as wide as the chunk before it hides, when the
+        layer's GEMM on ``m_tiles`` tiles (the stage's tokens by default) takes at least as
+        long as loading its weights; otherwise, or when the load is not beside a GEMM, the
+        layer is one chunk.
+        """
         k, n = layer.weight.shape
-        self.gemm(src, src_width, weights, k, dst, n, prm, k, n, m_tiles, rows)
+        lanes = self.lanes
+        load_per_tile = k * self.config.act_entry_words        # external words, one per cycle
+        gemm_per_tile = (m_tiles or self.token_tiles) * max(k, lanes)
+        index, cycles = self.last_gemm
+        beside = index is not None and index == len(self.emit.instructions) - 1
+        sizes, budget, left = [], cycles if beside else 0, tiles(n, lanes)
+        if budget and gemm_per_tile >= load_per_tile:
+            while left:
+                size = min(left, max(1, -(-budget // load_per_tile)))
+                sizes.append(size)
+                left -= size
+                budget = size * gemm_per_tile
+        edges = np.cumsum([0, *sizes]) * lanes if sizes else [0, n]
+        chunks = tuple((int(start), min(int(end), n)) for start, end in zip(edges, edges[1:]))
+        start, end = chunks[0]
+        return LoadedLayer(layer, chunks, self.emit.load_weights(layer.weight[:, start:end]))
+
+    def linear(self, loaded, src, src_width, dst, prm, m_tiles=None, rows=None):
+        """A :class:`LoadedLayer` on ``src`` into ``dst``, parameters from PRM ``prm``: one
+        GEMM per chunk, each next chunk's weights loaded beside the one before."""
+        layer = loaded.layer
+        k, n = layer.weight.shape
+        address = loaded.address
+        for index, (start, end) in enumerate(loaded.chunks):
+            self.gemm(src, src_width, address, k, dst + start, n, prm + start, k, end - start,
+                      m_tiles, rows)
+            if index + 1 < len(loaded.chunks):
+                following, stop = loaded.chunks[index + 1]
+                address = self.emit.load_weights(layer.weight[:, following:stop])
 
     def layernorm(self, params, lnp_addr, src, dst, channels=None):
         """Row-parallel LayerNorm of the stage's tokens, over the first ``channels``
@@ -147,12 +208,12 @@ class Lowering:
                   self.act("context") + head * head_dim, dim, context_prm, tokens, head_dim,
                   live=("k",))
 
-    def block(self, index, block, qkv_weights, following=None, flips=0):
+    def block(self, index, block, qkv, following=None, flips=0):
         """Encoder block ``index`` from its source token buffer to its result buffer
         (:func:`~.vit_plan.token_buffers` after ``flips`` selector stages).
 
-        Returns the WGT address of ``following``'s QKV weights, loaded beside
-        this block's last GEMM.
+        ``qkv`` is its QKV layer, loaded (:meth:`load_layer`); returns
+        ``following``'s, loaded beside this block's last GEMM.
         """
         name, dim = f"block {index}", self.dim
         source, result = (self.act(buffer) for buffer in token_buffers(index, flips))
@@ -164,54 +225,45 @@ class Lowering:
         lnp = self.load_layernorms({f"{name} ln1": block.ln1, f"{name} ln2": block.ln2})
         self.emit.load(Space.TBL, block.gelu_table, 0, TABLE_WORDS)
         self.layernorm(block.ln1, lnp[f"{name} ln1"], source, normalized)
-        self.linear(block.qkv, qkv_weights, normalized, dim, self.act("qkv"), prm[f"{name} qkv"])
+        self.linear(qkv, normalized, dim, self.act("qkv"), prm[f"{name} qkv"])
         for head in range(block.heads):
             self.attention_head(block, head, prm[f"{name} score"], prm[f"{name} context"])
-        proj = self.emit.load_weights(block.proj.weight)
-        self.linear(block.proj, proj, self.act("context"), dim, sublayer, prm[f"{name} proj"])
+        proj = self.load_layer(block.proj)
+        self.linear(proj, self.act("context"), dim, sublayer, prm[f"{name} proj"])
         self.enter(f"{name} mlp")
-        fc1 = self.emit.load_weights(block.fc1.weight)
+        fc1 = self.load_layer(block.fc1)
         self.add(source, sublayer, x1, block.residual1)
         self.layernorm(block.ln2, lnp[f"{name} ln2"], x1, normalized)
         mlp = self.act("mlp")
-        self.linear(block.fc1, fc1, normalized, dim, mlp, prm[f"{name} fc1"])
-        fc2 = self.emit.load_weights(block.fc2.weight)
+        self.linear(fc1, normalized, dim, mlp, prm[f"{name} fc1"])
+        fc2 = self.load_layer(block.fc2)
         self.gelu(mlp, block.hidden)
-        self.linear(block.fc2, fc2, mlp, block.hidden, sublayer, prm[f"{name} fc2"])
-        next_qkv = None if following is None else self.emit.load_weights(following.qkv.weight)
+        self.linear(fc2, mlp, block.hidden, sublayer, prm[f"{name} fc2"])
+        next_qkv = None if following is None else self.load_layer(following.qkv)
         self.add(x1, sublayer, result, block.residual2)
         return next_qkv
 
     def blocks(self, blocks, first_qkv, stages=()):
         """Every block in turn, each selector stage of ``stages`` (:class:`~.selection.SelectStage`)
-        before its block; ``first_qkv`` is where block 0's QKV weights are.
-
-        A block followed by a stage leaves the next QKV weights to the stage.
-        """
-        qkv, selected = first_qkv, {stage.block: stage for stage in stages}
+        before its block; ``first_qkv`` is block 0's QKV layer, loaded."""
+        qkv, flips = first_qkv, 0
+        selected = {stage.block: stage for stage in stages}
         for index, block in enumerate(blocks):
-            flips = sum(stage.block < index for stage in stages)
-            stage = selected.get(index)
-            if stage is not None:
+            if index in selected:
                 source, result = token_buffers(index, flips)
-                qkv = lower_select(self, stage, self.act(source), self.act(result),
-                                   block.qkv.weight)
+                lower_select(self, selected[index], self.act(source), self.act(result))
                 flips += 1
-            following = blocks[index + 1] if index + 1 < len(blocks) \
-                and index + 1 not in selected else None
-            next_qkv = self.block(index, block, qkv, following, flips)
-            qkv = next_qkv if following is not None else None
+            following = blocks[index + 1] if index + 1 < len(blocks) else None
+            qkv = self.block(index, block, qkv, following, flips)
 
-    def patch_embedding(self, model, preload=True):
+    def patch_embedding(self, model):
         """Patch GEMM plus the position table (already in ``x1``) into ``x``; returns
-        the WGT address of block 0's QKV weights, loaded beside the GEMM if ``preload``
-        (else ``None``: a selector stage before block 0 loads them)."""
+        block 0's QKV layer, loaded beside the GEMM."""
         self.enter("patch embedding")
         prm = self.load_params({"patch embedding": model.patch})
-        weights = self.emit.load_weights(model.patch.weight)
-        self.linear(model.patch, weights, self.act("patches"), model.shape.patch_features,
-                    self.act("sublayer"), prm["patch embedding"])
-        qkv = self.emit.load_weights(model.blocks[0].qkv.weight) if preload else None
+        self.linear(self.load_layer(model.patch), self.act("patches"),
+                    model.shape.patch_features, self.act("sublayer"), prm["patch embedding"])
+        qkv = self.load_layer(model.blocks[0].qkv)
         self.add(self.act("sublayer"), self.act("x1"), self.act("x"), model.embed)
         return qkv
 
@@ -223,6 +275,5 @@ class Lowering:
         lnp = self.load_layernorms({"final norm": model.norm})
         self.layernorm(model.norm, lnp["final norm"], final, self.act("normalized"))
         prm = self.load_params({"head": model.head})
-        weights = self.emit.load_weights(model.head.weight)
-        self.linear(model.head, weights, self.act("normalized"), self.dim, self.act("logits"),
-                    prm["head"], m_tiles=1, rows=1)
+        self.linear(self.load_layer(model.head, m_tiles=1), self.act("normalized"), self.dim,
+                    self.act("logits"), prm["head"], m_tiles=1, rows=1)

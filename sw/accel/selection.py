@@ -13,9 +13,11 @@ stage's most tokens, for which the buffers are sized.
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from vitforge.hw.accel.config import SIGMOID_WORDS, TABLE_WORDS
 from vitforge.hw.accel.isa import SELECT_MODES, Opcode, Space
-from vitforge.sw.gemm.layout import tiles
+from vitforge.sw.gemm.layout import pack_weights, tiles
 from vitforge.sw.model.selector import keep_count
 
 __all__ = ["SelectStage", "select_stages", "plan_select", "lower_select", "weight_words"]
@@ -110,9 +112,19 @@ def _layers(selector):
     return [(name, getattr(selector, name)) for name in _LAYERS]
 
 
-def plan_select(builder, stage, dim, source, result, next_qkv):
-    """The phase of ``stage``: its loads, operands and reductions; ``next_qkv`` is the
-    WGT operand of the block after it, loaded beside its last GEMM."""
+def _packed_weights(selector, lanes):
+    """The predictor's weight matrices in weight layout, one after another, and where each
+    starts (label -> word offset)."""
+    offsets, words = {}, []
+    for label, layer in _layers(selector):
+        offsets[label] = sum(len(part) for part in words)
+        words.append(pack_weights(layer.weight, lanes))
+    return np.concatenate(words), offsets
+
+
+def plan_select(builder, stage, dim, source, result):
+    """The phase of ``stage``: its loads, operands (every predictor weight in one half of
+    WGT) and reductions."""
     name, selector = stage.name, stage.selector
     phase = builder.phase(name, stage.tokens, source, result, "normalized", "qkv", "mlp",
                           "context", "scores", "probabilities")
@@ -120,18 +132,18 @@ def plan_select(builder, stage, dim, source, result, next_qkv):
     builder.load(Space.PRM, phase, phase,
                  [(f"{name} {label}", layer.weight.shape[1]) for label, layer in layers])
     builder.load(Space.LNP, phase, phase, [(f"{name} ln", selector.head_dim)])
+    builder.operand(phase, f"{name} weights", len(_packed_weights(selector, builder.lanes)[0]))
     for label, layer in layers:
-        builder.operand(phase, f"{name} {label}", weight_words(layer, builder.lanes))
         builder.reduction(phase, f"{name} {label}", layer.weight.shape[0])
-    builder.operand(phase, *next_qkv)
     return phase
 
 
-def lower_select(lowering, stage, source, result, next_qkv):
+def lower_select(lowering, stage, source, result):
     """The instructions of ``stage`` from token buffer ``source`` into ``result``.
 
-    Returns the WGT address of ``next_qkv`` (the next block's QKV weight
-    matrix), loaded beside the stage's last GEMM.
+    The predictor's weights (a few hundred words) go in one LOAD into the half of
+    WGT that the next block's QKV weights, loaded beside the last block's last
+    GEMM, do not use.
     """
     emit, selector, dim = lowering.emit, stage.selector, lowering.dim
     heads, d = selector.heads, selector.head_dim
@@ -145,24 +157,26 @@ def lower_select(lowering, stage, source, result, next_qkv):
                                                               "context"))
     scores, small = lowering.act("scores"), lowering.act("probabilities")
 
-    def per_head(label, a, a_width, c, c_width, following):
-        """One GEMM per head (layer ``label``), then the load of ``following``."""
-        layer = getattr(selector, label)
-        k, n = layer.weight.shape
+    packed, offsets = _packed_weights(selector, lowering.lanes)
+    base = emit.take_weight_half()
+    emit.load(Space.WGT, packed, base, len(packed))
+    weights = {label: base + offset for label, offset in offsets.items()}
+
+    def per_head(label, a, a_width, c, c_width):
+        """One GEMM per head of layer ``label``."""
+        k, n = getattr(selector, label).weight.shape
         for head in range(heads):
-            lowering.gemm(a + head * k, a_width, weights, k, c + head * n, c_width,
+            lowering.gemm(a + head * k, a_width, weights[label], k, c + head * n, c_width,
                           prm[f"{stage.name} {label}"], k, n)
-        return emit.load_weights(following)
 
     def gelu(table, src, width, m_tiles=None):
         emit.load(Space.TBL, table, 0, TABLE_WORDS)
         lowering.gelu(src, width, m_tiles)
 
-    weights = emit.load_weights(selector.input.weight)
     for head in range(heads):
         lowering.layernorm(selector.ln, lnp, source + head * d, normalized + head * d,
                            channels=d)
-    weights = per_head("input", normalized, dim, z, dim, selector.fc1.weight)
+    per_head("input", normalized, dim, z, dim)
     gelu(selector.input_gelu, z, dim)
     half = d // 2
     for head in range(heads):
@@ -170,22 +184,20 @@ def lower_select(lowering, stage, source, result, next_qkv):
         emit(Opcode.TOKEN_MEAN, src=start, src_stride=dim, words=half, group=1,
              alive=stage.alive, dst=start, dst_stride=dim, dst_tiles=lowering.token_tiles,
              live=lowering.live_bits(Opcode.TOKEN_MEAN, "alive", "dst_tiles"))
-    weights = per_head("fc1", z, dim, f1, dim // 2, selector.fc2.weight)
+    per_head("fc1", z, dim, f1, dim // 2)
     gelu(selector.fc1_gelu, f1, dim // 2)
-    weights = per_head("fc2", f1, dim // 2, f2, dim // 4, selector.difference.weight)
+    per_head("fc2", f1, dim // 2, f2, dim // 4)
     gelu(selector.fc2_gelu, f2, dim // 4)
-    weights = per_head("difference", f2, dim // 4, scores, heads, selector.head_fc1.weight)
+    per_head("difference", f2, dim // 4, scores, heads)
     emit(Opcode.TOKEN_MEAN, src=source, src_stride=dim, words=dim, group=d, alive=stage.alive,
          dst=small, dst_stride=heads, dst_tiles=1,
          live=lowering.live_bits(Opcode.TOKEN_MEAN, "alive"))
     head_hidden, logits = small + heads, small + heads + hidden
-    lowering.gemm(small, heads, weights, heads, head_hidden, hidden,
+    lowering.gemm(small, heads, weights["head_fc1"], heads, head_hidden, hidden,
                   prm[f"{stage.name} head_fc1"], heads, hidden, m_tiles=1, rows=1)
-    weights = emit.load_weights(selector.head_fc2.weight)
     gelu(selector.head_gelu, head_hidden, hidden, m_tiles=1)
-    lowering.gemm(head_hidden, hidden, weights, hidden, logits, heads,
+    lowering.gemm(head_hidden, hidden, weights["head_fc2"], hidden, logits, heads,
                   prm[f"{stage.name} head_fc2"], hidden, heads, m_tiles=1, rows=1)
-    next_weights = emit.load_weights(next_qkv)
     emit.load(Space.SIG, (selector.keep_table.tolist() + selector.weight_table.tolist()), 0,
               SIGMOID_WORDS)
     emit(Opcode.TOKEN_SELECT, src=source, src_stride=dim, dst=result, dst_stride=dim,
@@ -194,4 +206,3 @@ def lower_select(lowering, stage, source, result, next_qkv):
          mode=SELECT_MODES.index(stage.mode),
          live=lowering.live_bits(Opcode.TOKEN_SELECT, "tokens", "alive"))
     lowering.live = True
-    return next_weights

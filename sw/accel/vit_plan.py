@@ -77,22 +77,16 @@ def _plan_block(builder, index, block, tokens, following, flips):
 
 def _plan_encoder(builder, blocks, counts, first, stages=()):
     """Every block, and the selector ``stages`` before theirs; block 0's QKV weights are
-    loaded in phase ``first`` unless a stage runs before block 0."""
+    loaded in phase ``first``. Returns how many times the tokens changed buffers."""
     selected = {stage.block: stage for stage in stages}
-
-    def qkv(index):
-        return f"block {index} qkv", weight_words(blocks[index].qkv, builder.lanes)
-
-    if 0 not in selected:
-        builder.operand(first, *qkv(0))
+    builder.operand(first, "block 0 qkv", weight_words(blocks[0].qkv, builder.lanes))
     flips = 0
     for index, (block, tokens) in enumerate(zip(blocks, counts)):
         if index in selected:
             source, result = token_buffers(index, flips)
-            plan_select(builder, selected[index], block.dim, source, result, qkv(index))
+            plan_select(builder, selected[index], block.dim, source, result)
             flips += 1
-        following = blocks[index + 1] if index + 1 < len(blocks) \
-            and index + 1 not in selected else None
+        following = blocks[index + 1] if index + 1 < len(blocks) else None
         _plan_block(builder, index, block, tokens, following, flips)
     return flips
 

@@ -53,6 +53,30 @@ def test_token_count_is_a_program_operand():
                                       err_msg=f"{tokens} tokens")
 
 
+def test_weights_that_load_longer_than_the_gemm_before_them_are_cut_into_chunks():
+    """Two token tiles on a 32-lane array: a 64-wide weight entry is four external words, so
+    a load outlasts the GEMM beside it; the layers run as column chunks, same result."""
+    from vitforge.sw.gemm.plan import command_cycles
+    from vitforge.hw.gemm.descriptor import GemmDescriptor
+
+    config = AcceleratorConfig(array=32, act_depth=4096, wgt_depth=16384, prm_depth=2048,
+                               lnp_depth=256, k_max=512)
+    x, blocks = make_blocks(6, 40, 64, 2, 256, 2)
+    program = compile_blocks(config, blocks, x)
+    np.testing.assert_array_equal(run(config, program), reference(x, blocks))
+    instructions = program.instructions
+    gemms = [index for index, (opcode, _) in enumerate(instructions) if opcode == Opcode.GEMM]
+    assert len(gemms) > 2 * (2 + 2 * 2 + 2 + 1)         # more than one GEMM per layer
+    for index in gemms:
+        following, fields = instructions[index + 1]
+        if following != Opcode.LOAD or fields["space"] != Space.WGT:
+            continue
+        cycles = command_cycles(config.gemm, GemmDescriptor(**{
+            name: value for name, value in instructions[index][1].items() if name != "live"}))
+        # A chunk loads in at most the GEMM beside it plus one tile of columns.
+        assert fields["count"] * config.act_entry_words <= cycles + 512 * 2, (index, fields)
+
+
 def test_deit_tiny_block_runs_quickly():
     import time
     x, blocks = make_blocks(0, 197, 192, 3, 768, 1)

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vitforge.hw.accel.isa import Opcode, Space
 from vitforge.sw.accel.compiler import compile_model, config_for_model
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sw.golden.encoder import vit_logits
@@ -114,7 +115,12 @@ def test_later_stages_on_fewer_tokens_keep_the_class_token(block_tokens):
     config = config_for_model(model, 4)
     program = compile_model(config, model, block_tokens=block_tokens)
     full = compile_model(config, model)
-    assert len(program.instructions) == len(full.instructions)
+    # The counts are operands: the same instructions, except that fewer token tiles may cut
+    # a layer into more column chunks (GEMMs and their weight loads).
+    def others(compiled):
+        return [opcode for opcode, fields in compiled.instructions if opcode != Opcode.GEMM
+                and not (opcode == Opcode.LOAD and fields["space"] == Space.WGT)]
+    assert others(program) == others(full)
     assert program.macs < full.macs
     for index, patches in enumerate(images):
         np.testing.assert_array_equal(run_logits(program.with_input(patches)),
