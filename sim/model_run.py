@@ -96,7 +96,7 @@ class ModelRun:
     cycles: list                 # per simulated image
     class_cycles: dict           # summed over images
     section_cycles: dict         # per layer (compiler section), summed over images
-    macs: int                    # per image
+    macs: int                    # per image (pruned: the blocks' at the kept counts, mean)
     array: int
     float_accuracy: float = None
     int8_accuracy: float = None
@@ -191,7 +191,8 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
     if selectors is not None:
         programs["dense"] = compile_model(config, model)
         run.dense_macs = programs["dense"].macs
-    run.macs = next(iter(programs.values())).macs
+    run.macs = programs["dense"].macs
+    macs = []               # pruned: the blocks' MACs at each image's kept counts
     for index, image in enumerate(test_images[:images]):
         if progress:
             progress(index, images)
@@ -215,12 +216,25 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
             _, kept = pruned_vit_logits(model, patches, selectors)
             run.kept_patches.append([indices.tolist() for indices in kept])
             run.kept_tokens.append(_token_counts(kept, shape.patches))
+            counts = _block_counts(run.stage_blocks, run.kept_tokens[-1], shape)
+            macs.append(compile_model(config, model, block_tokens=counts).macs)
         label = None if test_labels is None else int(test_labels[index])
         float_class = int(floats[index].argmax()) if compare_float else None
         run.predictions.append((int(rtl.argmax()), int(expected.argmax()), float_class, label))
     if progress:
         progress(images, images)
+    if macs:
+        run.macs = round(sum(macs) / len(macs))
     return run
+
+
+def _block_counts(stage_blocks, tokens_after, shape):
+    """The tokens each block runs on, given the tokens after each stage."""
+    after, counts, tokens = dict(zip(stage_blocks, tokens_after)), [], shape.tokens
+    for block in range(shape.depth):
+        tokens = after.get(block, tokens)
+        counts.append(tokens)
+    return counts
 
 
 def _token_counts(kept, patches):

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitforge.hw.accel.config import SIGMOID_WORDS, TABLE_WORDS
+from vitforge.errors import ConfigError
+from vitforge.hw.accel.config import MAX_SELECT_TOKENS, SIGMOID_WORDS, TABLE_WORDS
 from vitforge.hw.accel.isa import SELECT_MODES, Opcode, Space
+from vitforge.hw.numerics import MAX_SELECTOR_HEADS
 from vitforge.sw.gemm.layout import pack_weights, tiles
+from vitforge.sw.model.quantized_selector import check_selectors_fit
 from vitforge.sw.model.selector import keep_count
 
 __all__ = ["SelectStage", "select_stages", "plan_select", "lower_select", "weight_words"]
@@ -78,8 +81,12 @@ def select_stages(selectors, shape):
     -------
     (tuple of SelectStage, tuple of int)
     """
+    check_selectors_fit(selectors, shape)
+    if shape.heads > MAX_SELECTOR_HEADS or shape.tokens > MAX_SELECT_TOKENS:
+        raise ConfigError(f"token selection in hardware takes at most {MAX_SELECTOR_HEADS} "
+                          f"heads and {MAX_SELECT_TOKENS} tokens, not {shape.heads} heads and "
+                          f"{shape.tokens} tokens")
     config = selectors.config
-    config.check_depth(shape.depth)
     tokens, alive, stages = shape.tokens, shape.patches, []
     for index, (block, ratio, selector) in enumerate(zip(config.blocks, config.ratios,
                                                          selectors.stages)):

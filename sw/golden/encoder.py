@@ -152,14 +152,10 @@ def pruned_vit_logits(model, patches, selectors):
     """
     from .selector import select
 
-    config = selectors.config
-    config.check_depth(model.shape.depth)
-    shape = model.shape
-    for stage, selector in enumerate(selectors.stages):
-        if (selector.heads, selector.head_dim) != (shape.heads, shape.dim // shape.heads):
-            raise ConfigError(f"selectors stage {stage} must have heads={shape.heads} of "
-                              f"{shape.dim // shape.heads} channels, not heads="
-                              f"{selector.heads} of {selector.head_dim}")
+    from vitforge.sw.model.quantized_selector import check_selectors_fit
+
+    check_selectors_fit(selectors, model.shape)
+    config, shape = selectors.config, model.shape
     x = _tokens(model, patches)
     alive = np.arange(shape.patches)
     kept = []

@@ -24,7 +24,7 @@ from .selector import SelectorConfig, _check_selectors, forward_pruned
 from .vit import LAYERNORM_EPS, forward
 
 __all__ = ["QuantizedSelector", "QuantizedSelectors", "quantize_selectors",
-           "random_pruned_vit"]
+           "check_selectors_fit", "random_pruned_vit"]
 
 _TABLES = ("input_gelu", "fc1_gelu", "fc2_gelu", "head_gelu", "keep_table", "weight_table")
 
@@ -102,6 +102,17 @@ class QuantizedSelectors:
                 raise ConfigTypeError(f"stages must hold QuantizedSelector, not {selector!r} "
                                       f"at stage {stage}")
         object.__setattr__(self, "stages", tuple(self.stages))
+
+
+def check_selectors_fit(selectors, shape):
+    """Raise :exc:`~vitforge.errors.ConfigError` unless ``selectors`` (QuantizedSelectors)
+    fit a model of ``shape``: stages within its depth, its heads and head dim."""
+    selectors.config.check_depth(shape.depth)
+    for stage, selector in enumerate(selectors.stages):
+        if (selector.heads, selector.head_dim) != (shape.heads, shape.dim // shape.heads):
+            raise ConfigError(f"selectors stage {stage} must have heads={shape.heads} of "
+                              f"{shape.dim // shape.heads} channels, not heads="
+                              f"{selector.heads} of {selector.head_dim}")
 
 
 def _block_input_scales(vit, calibration_images):

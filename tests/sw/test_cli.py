@@ -190,6 +190,7 @@ def test_verify_and_demo_on_the_embedded_model(tmp_path):
     assert demo["dense_cycles"] == sum(demo["dense_per_layer"].values())
     assert demo["speedup"] == demo["dense_cycles"] / demo["cycles"]
     assert abs(demo["int8_accuracy"] - demo["dense_float_accuracy"]) <= 0.01
+    assert demo["macs"] < demo["dense_macs"] and 0 < demo["utilization"] < 1
 
 
 @pytest.mark.verilator

@@ -89,6 +89,20 @@ def test_topk_stage_counts_are_exact_and_threshold_counts_are_the_most():
     assert select_stages(threshold, SHAPE)[1] == (SHAPE.tokens,) * SHAPE.depth
 
 
+def test_selectors_of_another_shape_are_refused():
+    model, quantized, _ = setup("topk", 2)
+    other = VitShape(image_size=10, patch_size=2, in_channels=1, dim=16, depth=4, heads=4,
+                     mlp=32, classes=3)
+    wrong = random_pruned_vit(other, STAGES, 3, images=1)[1]
+    with pytest.raises(ConfigError, match=r"selectors stage 0 must have heads=2 of 8 channels, "
+                                          r"not heads=4 of 4"):
+        compile_model(config_for_model(model, 4), model, selectors=wrong)
+    deep = replace(quantized, config=replace(STAGES, blocks=(0, 2, 4)))
+    with pytest.raises(ConfigError, match=r"blocks must be below the model's depth=4, not "
+                                          r"\(0, 2, 4\)"):
+        compile_model(config_for_model(model, 4), model, selectors=deep)
+
+
 def test_block_tokens_and_selectors_together_are_refused():
     model, quantized, _ = setup("topk", 2)
     with pytest.raises(ConfigError, match="block_tokens must be None when selectors prune"):
