@@ -219,7 +219,7 @@ def block(args):
     from vitforge.hw.checks import check_positive_int
     from vitforge.sim.accel.cosim import coverify
     from vitforge.sw.accel.compiler import compile_blocks, config_for
-    from vitforge.sw.model.random_block import random_blocks
+    from vitforge.sw.model.random_block import block_selectors, random_blocks
 
     _check_output_folder(args.json)
     for name in ("tokens", "dim", "heads", "mlp", "blocks", "rows"):
@@ -229,21 +229,35 @@ def block(args):
                           f"{args.cols} and {args.rows}")
     if args.dim % args.heads:
         raise ConfigError(f"dim must be a multiple of heads={args.heads}, not {args.dim}")
-    x, blocks, _ = random_blocks(np.random.default_rng(args.seed), tokens=args.tokens,
-                                 dim=args.dim, heads=args.heads, hidden=args.mlp,
-                                 count=args.blocks)
-    config = config_for(blocks, args.tokens, args.rows)
-    program = compile_blocks(config, blocks, x, trace=args.trace)
+    rng = np.random.default_rng(args.seed)
+    x, blocks, _ = random_blocks(rng, tokens=args.tokens, dim=args.dim, heads=args.heads,
+                                 hidden=args.mlp, count=args.blocks)
+    selectors = block_selectors(args.prune, args.prune_mode, rng, x, blocks)
+    config = config_for(blocks, args.tokens, args.rows, selectors=selectors)
+    program = compile_blocks(config, blocks, x, selectors=selectors, trace=args.trace)
     report = coverify(program, log=_log)
+    pruning, dense_ok = {}, True
+    if selectors is not None:
+        from vitforge.sw.golden.encoder import pruned_encoder_blocks
+
+        dense = coverify(compile_blocks(config, blocks, x), log=_log)
+        dense_ok = dense.match and not dense.error
+        kept = pruned_encoder_blocks(x, blocks, selectors)[1]
+        pruning = {"prune_mode": selectors.config.mode,
+                   "stage_blocks": list(selectors.config.blocks),
+                   "kept_patches": [len(stage) for stage in kept],
+                   "dense_cycles": dense.cycles, "speedup": dense.cycles / report.cycles}
     pes = args.rows * args.rows
     ideal = program.macs / pes
-    summary = {"match": report.match and report.error == 0, "cycles": report.cycles,
+    summary = {"match": report.match and report.error == 0 and dense_ok,
+               "cycles": report.cycles,
                "ideal_cycles": ideal, "utilization": ideal / report.cycles if report.cycles else 0,
                "class_cycles": report.class_cycles, "macs": program.macs,
                "instructions": len(program.instructions), "error": report.error,
                "tokens": args.tokens, "dim": args.dim, "heads": args.heads, "mlp": args.mlp,
                "blocks": args.blocks, "rows": args.rows, "seed": args.seed,
-               "config": config.to_dict(), "sim_seconds": report.sim_seconds}
+               "config": config.to_dict(), "sim_seconds": report.sim_seconds,
+               "prune": args.prune, **pruning}
     print(f"{args.blocks} encoder block(s): {args.tokens} tokens, dim {args.dim}, {args.heads} "
           f"heads, MLP {args.mlp}, on a {args.rows}x{args.rows} array (seed {args.seed})")
     print(f"  RTL == golden     {'yes' if summary['match'] else 'NO'} (whole external memory, "
@@ -253,6 +267,11 @@ def block(args):
     if report.mismatch:
         print(f"  first mismatch    {report.mismatch}")
     print(f"  cycles            {report.cycles}")
+    if pruning:
+        print(f"  token selection   {pruning['prune_mode']} before blocks "
+              f"{', '.join(map(str, pruning['stage_blocks']))}: kept patches "
+              f"{', '.join(map(str, pruning['kept_patches']))} of {args.tokens - 1}; dense "
+              f"{pruning['dense_cycles']} cycles (pruned: {pruning['speedup']:.2f}x as fast)")
     print(f"  ideal cycles      {ideal:.0f}  (MACs / PEs)")
     print(f"  utilization       {summary['utilization']:.1%}")
     for name, cycles in report.class_cycles.items():
@@ -482,6 +501,11 @@ def _parser():
     block_parser.add_argument("--trace", action="store_true",
                               help="store every intermediate result, so a mismatch names the "
                                    "first wrong instruction")
+    block_parser.add_argument("--prune", default="none", choices=("none", "default"),
+                              help="random token selectors before the default blocks, row 0 "
+                                   "being the class token; the blocks also run dense")
+    block_parser.add_argument("--prune-mode", choices=("threshold", "topk"),
+                              help="keep by probability >= 0.5 (default) or exactly the ratio")
     block_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
 
     for name, text in (("simulate", "cycle-accurate run: cycles per class, utilization, FPS"),

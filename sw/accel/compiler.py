@@ -9,6 +9,8 @@ is one complete :class:`~.program.CompiledProgram`. A model is compiled once;
 features into it.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from vitforge.errors import ConfigError
@@ -52,7 +54,7 @@ def _finish(lowering, region, rows, cols):
                 output=output)
 
 
-def compile_blocks(config, blocks, x, *, block_tokens=None, trace=False):
+def compile_blocks(config, blocks, x, *, block_tokens=None, selectors=None, trace=False):
     """Compile ``blocks`` applied in turn to int8 tokens ``x`` (N x C).
 
     Parameters
@@ -66,6 +68,11 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, trace=False):
         Tokens of each block's stage: block ``i`` runs on the first
         ``block_tokens[i]`` rows (non-increasing); all rows by default. The
         output has the last block's rows.
+    selectors : QuantizedSelectors, optional
+        Token selection at run time, row 0 of ``x`` being the class token (see
+        :func:`compile_model`); the program then computes
+        :func:`~vitforge.sw.golden.encoder.pruned_encoder_blocks`, and its
+        output has the most rows the last block may see, the kept ones first.
     trace : bool
         Follow every computing instruction by a STORE of the words it wrote,
         so a co-verification mismatch can be traced to the first instruction
@@ -83,7 +90,8 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, trace=False):
         raise ConfigError(f"input tokens must be a 2-D int8 array, not {x.dtype} of shape "
                           f"{x.shape}")
     _check_array(config, blocks)
-    plan = plan_blocks(list(blocks), x.shape[0], config.array, block_tokens)
+    stages, block_tokens = _stages(_block_shape(blocks, x.shape[0]), block_tokens, selectors)
+    plan = plan_blocks(list(blocks), x.shape[0], config.array, block_tokens, stages)
     plan.check(config)
     dim = blocks[0].dim
     if x.shape[1] != dim:
@@ -91,20 +99,20 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, trace=False):
     lowering = Lowering(config, plan, Emitter(config, trace), dim)
     slot = InputSlot("input tokens", ExternalMatrix(lowering.emit.next_word, *x.shape), 0)
     _load_input(lowering, slot, x, "x")
-    lowering.blocks(list(blocks), lowering.load_layer(blocks[0].qkv))
+    lowering.blocks(list(blocks), lowering.load_layer(blocks[0].qkv), stages)
     return CompiledProgram(
-        **_finish(lowering, token_buffers(len(blocks))[0], plan.phases[-1].tokens, dim),
-        input=slot, logits=False)
+        **_finish(lowering, token_buffers(len(blocks), len(stages))[0],
+                  plan.phases[-1].tokens, dim), input=slot, logits=False)
 
 
-def _stages(model, block_tokens, selectors):
-    """The selector stages and each block's (most) tokens."""
+def _stages(shape, block_tokens, selectors):
+    """The selector stages and each block's (most) tokens, for a model of ``shape``."""
     if selectors is None:
         return (), block_tokens
     if block_tokens is not None:
         raise ConfigError(f"block_tokens must be None when selectors prune the tokens, not "
                           f"{block_tokens!r}")
-    return select_stages(selectors, model.shape)
+    return select_stages(selectors, shape)
 
 
 def compile_model(config, model, patches=None, *, block_tokens=None, selectors=None,
@@ -136,7 +144,7 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
     """
     shape = model.shape
     _check_array(config, model.blocks)
-    stages, block_tokens = _stages(model, block_tokens, selectors)
+    stages, block_tokens = _stages(model.shape, block_tokens, selectors)
     plan = plan_model(model, config.array, block_tokens, stages)
     plan.check(config)
     lowering = Lowering(config, plan, Emitter(config, trace), shape.dim)
@@ -174,13 +182,32 @@ def _smallest_config(plan, array):
                           f"can address: {error}") from None
 
 
-def config_for(blocks, tokens, array, *, block_tokens=None):
+def _config_for_plans(plans, array):
+    """The smallest power-of-two scratchpads that hold every one of ``plans``."""
+    configs = [_smallest_config(plan, array) for plan in plans]
+    return AcceleratorConfig(**{name: max(getattr(config, name) for config in configs)
+                                for name in configs[0].to_dict()})
+
+
+def _block_shape(blocks, tokens):
+    """What selector stages need to know of a stack of blocks on ``tokens`` tokens."""
+    return SimpleNamespace(tokens=tokens, patches=tokens - 1, depth=len(blocks),
+                           heads=blocks[0].heads, dim=blocks[0].dim)
+
+
+def config_for(blocks, tokens, array, *, block_tokens=None, selectors=None):
     """The smallest power-of-two scratchpads that hold ``blocks`` on ``tokens`` tokens.
 
     The compiler's memory plan decides; this only sizes the buffers so a
-    simulation does not carry megabytes of unused memory.
+    simulation does not carry megabytes of unused memory. With ``selectors``
+    the accelerator runs the blocks both with and without them.
     """
-    return _smallest_config(plan_blocks(list(blocks), tokens, array, block_tokens), array)
+    blocks = list(blocks)
+    plans = [plan_blocks(blocks, tokens, array, block_tokens)]
+    if selectors is not None:
+        stages, counts = _stages(_block_shape(blocks, tokens), block_tokens, selectors)
+        plans.append(plan_blocks(blocks, tokens, array, counts, stages))
+    return _config_for_plans(plans, array)
 
 
 def config_for_model(model, array, *, block_tokens=None, selectors=None):
@@ -188,10 +215,8 @@ def config_for_model(model, array, *, block_tokens=None, selectors=None):
 
     With ``selectors`` the accelerator runs the model both with and without them.
     """
-    dense = _smallest_config(plan_model(model, array, block_tokens), array)
-    if selectors is None:
-        return dense
-    stages, block_tokens = _stages(model, block_tokens, selectors)
-    pruned = _smallest_config(plan_model(model, array, block_tokens, stages), array)
-    return AcceleratorConfig(**{name: max(value, getattr(pruned, name))
-                                for name, value in dense.to_dict().items()})
+    plans = [plan_model(model, array, block_tokens)]
+    if selectors is not None:
+        stages, counts = _stages(model.shape, block_tokens, selectors)
+        plans.append(plan_model(model, array, counts, stages))
+    return _config_for_plans(plans, array)

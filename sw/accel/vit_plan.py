@@ -91,7 +91,7 @@ def _plan_encoder(builder, blocks, counts, first, stages=()):
     return flips
 
 
-def plan_blocks(blocks, tokens, lanes, block_tokens=None):
+def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=()):
     """The plan of :func:`~vitforge.sw.accel.compiler.compile_blocks`.
 
     Parameters
@@ -104,12 +104,15 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None):
     block_tokens : sequence of int, optional
         Tokens of each block's stage (see
         :func:`~vitforge.sw.golden.encoder.block_token_counts`); all by default.
+    stages : tuple of SelectStage
+        The selector stages (:func:`~.selection.select_stages`); ``block_tokens``
+        then holds each block's most tokens.
     """
     _check_blocks(blocks, tokens)
     counts = block_token_counts(block_tokens, blocks, tokens)
     builder = PlanBuilder(lanes)
-    _plan_encoder(builder, blocks, counts, builder.phase("input", tokens, "x"))
-    builder.phase("output", counts[-1], token_buffers(len(blocks))[0])
+    flips = _plan_encoder(builder, blocks, counts, builder.phase("input", tokens, "x"), stages)
+    builder.phase("output", counts[-1], token_buffers(len(blocks), flips)[0])
     return builder.build(_activation_regions(blocks, tokens, lanes))
 
 

@@ -14,7 +14,8 @@ from .nonlinear.gelu import gelu
 from .nonlinear.layernorm import layernorm_rows
 from .nonlinear.softmax import softmax_rows
 
-__all__ = ["encoder_block", "encoder_blocks", "block_token_counts", "linear", "vit_logits",
+__all__ = ["encoder_block", "encoder_blocks", "pruned_encoder_blocks", "block_token_counts",
+           "linear", "vit_logits",
            "pruned_vit_logits"]
 
 
@@ -91,6 +92,32 @@ def encoder_blocks(x, blocks, block_tokens=None):
     for block, count in zip(blocks, block_token_counts(block_tokens, blocks, len(x))):
         x = encoder_block(x[:count], block)
     return x
+
+
+def pruned_encoder_blocks(x, blocks, selectors):
+    """``blocks`` in turn on int8 tokens ``x`` (row 0 the class token, the rest patches),
+    with the stages of ``selectors`` (QuantizedSelectors) before their blocks.
+
+    Returns
+    -------
+    (numpy.ndarray, list)
+        The last block's output (the kept tokens only) and, per stage, the
+        indices of the kept patches (0-based among ``x``'s patches).
+    """
+    from .selector import select
+
+    config, patches = selectors.config, len(x) - 1
+    config.check_depth(len(blocks))
+    alive, kept = np.arange(patches), []
+    for index, block in enumerate(blocks):
+        stage = config.stage_before(index)
+        if stage is not None:
+            x, mask = select(selectors.stages[stage], x, len(alive), heads=block.heads,
+                             mode=config.mode, ratio=config.ratios[stage], patches=patches)
+            alive = alive[mask]
+            kept.append(alive)
+        x = encoder_block(x, block)
+    return x, kept
 
 
 def _tokens(model, patches):

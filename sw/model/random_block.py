@@ -20,8 +20,10 @@ from vitforge.sw.params.softmax import exp_params
 from vitforge.sw.quant import fixed_point_multiplier
 
 from .quantized import QuantizedEncoderBlock, QuantizedLinear, Requant, ResidualParams
+from .quantized_selector import QuantizedSelector, QuantizedSelectors
 
-__all__ = ["random_block", "random_blocks", "random_tokens"]
+__all__ = ["random_block", "random_blocks", "random_tokens", "random_integer_selectors",
+           "block_selectors"]
 
 _TARGET = 100.0
 _HALF_SUM = ResidualParams(x_multiplier=1 << 14, y_multiplier=1 << 14, shift=15)
@@ -97,3 +99,80 @@ def random_blocks(rng, *, tokens, dim, heads, hidden, count):
                                    calibration=output))
         output = encoder_block(output, blocks[-1])
     return x, blocks, output
+
+
+def _random_selector(rng, heads, patches):
+    """A :class:`QuantizedSelector` for heads of ``patches.shape[1] // heads`` channels,
+    each layer calibrated on what int8 patch tokens ``patches`` produce."""
+    from vitforge.sw.golden.selector import token_means
+    from vitforge.sw.params.sigmoid import sigmoid_table
+
+    d = patches.shape[1] // heads
+    table = gelu_table(0.05, 0.05)
+    ln = _layernorm(rng, d)
+    rows = patches.reshape(len(patches), heads, d).transpose(1, 0, 2).reshape(-1, d)
+    normalized = layernorm_rows(rows, ln)
+    projection = _calibrated_linear(rng, normalized, d)
+    z = gelu(linear(normalized, projection), table).reshape(heads, len(patches), d)
+    for head in range(heads):
+        z[head, :, d // 2:] = token_means(np.concatenate([z[head, :1], z[head]])[:, d // 2:],
+                                          len(patches), 1)
+    z = z.reshape(-1, d)
+    fc1 = _calibrated_linear(rng, z, d // 2)
+    hidden1 = gelu(linear(z, fc1), table)
+    fc2 = _calibrated_linear(rng, hidden1, d // 4)
+    hidden2 = gelu(linear(hidden1, fc2), table)
+    means = token_means(np.concatenate([patches[:1], patches]), len(patches), d)[None, :]
+    head_fc1 = _calibrated_linear(rng, means, max(heads // 2, 1))
+    head_fc2 = _calibrated_linear(rng, gelu(linear(means, head_fc1), table), heads)
+    return QuantizedSelector(
+        ln=ln, input=projection, input_gelu=table, fc1=fc1, fc1_gelu=table, fc2=fc2,
+        fc2_gelu=table, difference=_calibrated_linear(rng, hidden2, 1),
+        keep_table=sigmoid_table(0.02), head_fc1=head_fc1, head_gelu=table,
+        head_fc2=head_fc2, weight_table=sigmoid_table(0.02))
+
+
+def random_integer_selectors(rng, x, blocks, config):
+    """Random integer selectors of ``config`` (SelectorConfig) for ``blocks`` on tokens ``x``.
+
+    Each stage is calibrated on the patches that reach it (:func:`random_block`'s
+    way: each requantization maps the largest sum to about 100), so its scores
+    spread around one half: ``threshold`` keeps an arbitrary count, ``topk``
+    exactly its ratio.
+    """
+    from vitforge.sw.golden.selector import select
+
+    config.check_depth(len(blocks))
+    stages, alive, patches = [], len(x) - 1, len(x) - 1
+    for index, block in enumerate(blocks):
+        stage = config.stage_before(index)
+        if stage is not None:
+            stages.append(_random_selector(rng, block.heads, x[1:1 + max(alive, 1)]))
+            x, mask = select(stages[-1], x, alive, heads=block.heads, mode=config.mode,
+                             ratio=config.ratios[stage], patches=patches)
+            alive = int(mask.sum())
+        x = encoder_block(x, block)
+    return QuantizedSelectors(config=config, stages=tuple(stages))
+
+
+def block_selectors(prune, mode, rng, x, blocks):
+    """The selectors ``vitforge block --prune PRUNE [--prune-mode MODE]`` asks for, or ``None``.
+
+    ``"none"`` is dense; ``"default"`` gives :func:`random_integer_selectors` at
+    :func:`~vitforge.sw.model.selector.default_stages` of the stack's depth
+    (``mode``, threshold by default).
+    """
+    from vitforge.errors import ConfigError
+    from .selector import default_stages
+
+    if prune == "none":
+        if mode is not None:
+            raise ConfigError(f"prune-mode {mode} needs --prune default")
+        return None
+    if prune != "default":
+        raise ConfigError(f"prune must be none or default for random blocks, not {prune!r}")
+    if len(blocks) < 2:
+        raise ConfigError(f"blocks must be at least 2 for --prune (a selector runs before a "
+                          f"later block), not {len(blocks)}")
+    return random_integer_selectors(rng, x, blocks,
+                                    default_stages(len(blocks), mode or "threshold"))

@@ -123,6 +123,9 @@ def test_nonlinear_runs_and_reports(tmp_path, op, options):
     (["block", "--tokens", "5000"],
      "these shapes need a larger accelerator than the instruction set can address: act_depth "
      "must be at most 1048576 (what the instruction fields reach), not 16777216"),
+    (["block", "--prune", "default"],
+     "blocks must be at least 2 for --prune (a selector runs before a later block), not 1"),
+    (["block", "--prune-mode", "topk"], "prune-mode topk needs --prune default"),
 ])
 def test_block_bad_arguments(args, message):
     assert_usage_error(args, message)
@@ -140,6 +143,23 @@ def test_block_runs_and_reports(tmp_path):
     assert summary["cycles"] == sum(summary["class_cycles"].values())
     assert 0 < summary["utilization"] < 1
     assert "RTL == golden     yes" in completed.stdout
+    assert summary["prune"] == "none" and "kept_patches" not in summary
+
+
+@pytest.mark.verilator
+def test_block_with_random_selectors_keeps_exactly_the_ratio_in_topk(tmp_path):
+    out = tmp_path / "block.json"
+    completed = run("block", "--tokens", "21", "--dim", "16", "--heads", "2", "--mlp", "32",
+                    "--blocks", "3", "--rows", "4", "--prune", "default", "--prune-mode",
+                    "topk", "--json", str(out))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    summary = json.loads(out.read_text())
+    # Default stages of 3 blocks: before blocks 1 and 2, ratios 0.7 and 0.49 of 20 patches.
+    assert (summary["stage_blocks"], summary["kept_patches"]) == ([1, 2], [14, 10])
+    assert summary["match"] is True and summary["prune_mode"] == "topk"
+    assert summary["speedup"] == summary["dense_cycles"] / summary["cycles"]
+    assert "token selection   topk before blocks 1, 2: kept patches 14, 10 of 20" in \
+        completed.stdout
 
 
 @pytest.mark.parametrize("args, message", [

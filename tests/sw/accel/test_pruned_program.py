@@ -143,3 +143,37 @@ def test_a_live_value_of_zero_is_an_empty_field():
                                       live=1))
     with pytest.raises(ProgramError, match="live values make a field of"):
         run_program(machine, 0)                       # T = 0 before any TOKEN_SELECT
+
+
+@pytest.mark.parametrize("mode, array, seed", [("threshold", 4, 11), ("topk", 8, 12)])
+def test_pruned_encoder_blocks_equal_the_golden_blocks(mode, array, seed):
+    """Random integer blocks and selectors (``vitforge block --prune``): the kept rows of
+    the program's output are the golden model's, row 0 (the class token) first."""
+    from vitforge.sw.accel.compiler import compile_blocks, config_for
+    from vitforge.sw.golden.encoder import pruned_encoder_blocks
+    from vitforge.sw.model.random_block import random_blocks, random_integer_selectors
+
+    rng = np.random.default_rng(seed)
+    x, blocks, _ = random_blocks(rng, tokens=30, dim=16, heads=2, hidden=32, count=3)
+    config = SelectorConfig(blocks=(1, 2), ratios=(0.7, 0.4), mode=mode)
+    selectors = random_integer_selectors(rng, x, blocks, config)
+    accelerator = config_for(blocks, 30, array, selectors=selectors)
+    program = compile_blocks(accelerator, blocks, x, selectors=selectors)
+    counts = set()
+    for index in range(3):
+        tokens = x if index == 0 else random_blocks(
+            np.random.default_rng(seed + index), tokens=30, dim=16, heads=2, hidden=32,
+            count=1)[0]
+        expected, kept = pruned_encoder_blocks(tokens, blocks, selectors)
+        image = program.with_input(tokens)
+        machine = Machine(accelerator, image.image)
+        run_program(machine, image.program_addr)
+        output = image.read_output(machine.dram)
+        np.testing.assert_array_equal(output[:len(expected)], expected,
+                                      err_msg=f"{mode}, seed {seed}, input {index}")
+        assert machine.live.tokens == len(expected)
+        counts.add(tuple(len(stage) for stage in kept))
+    if mode == "topk":
+        assert counts == {(21, 12)}
+    else:
+        assert all(0 < a < 29 for a, _ in counts), counts
