@@ -5,7 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_demo_report"]
+__all__ = ["write_demo_report", "before_blocks"]
+
+
+def before_blocks(blocks):
+    """``"before block 1"`` or ``"before blocks 3, 6, 9"``: where selector stages run."""
+    return f"before block{'s' if len(blocks) > 1 else ''} {', '.join(map(str, blocks))}"
 
 
 def write_demo_report(folder, run, summary):
@@ -58,8 +63,8 @@ def _pruning_lines(summary):
         return []
     kept = [sum(counts) / len(counts) for counts in zip(*summary["kept_tokens"])]
     return [
-        f"- token selection ({summary['prune_mode']} mode) before blocks "
-        f"{', '.join(map(str, summary['stage_blocks']))}: tokens after each stage "
+        f"- token selection ({summary['prune_mode']} mode) "
+        f"{before_blocks(summary['stage_blocks'])}: tokens after each stage "
         f"{', '.join(f'{count:.1f}' for count in kept)} (mean over the simulated images)",
         f"- the same images dense: {summary['dense_cycles']:.0f} cycles; pruned is "
         f"**{summary['speedup']:.2f}x** faster, selectors included",

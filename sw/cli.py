@@ -218,6 +218,7 @@ def block(args):
     """Compile random integer encoder blocks, run them on the RTL and the golden interpreter."""
     from vitforge.hw.checks import check_positive_int
     from vitforge.sim.accel.cosim import coverify
+    from vitforge.sim.report import before_blocks
     from vitforge.sw.accel.compiler import compile_blocks, config_for
     from vitforge.sw.model.random_block import block_selectors, random_blocks
 
@@ -268,8 +269,8 @@ def block(args):
         print(f"  first mismatch    {report.mismatch}")
     print(f"  cycles            {report.cycles}")
     if pruning:
-        print(f"  token selection   {pruning['prune_mode']} before blocks "
-              f"{', '.join(map(str, pruning['stage_blocks']))}: kept patches "
+        print(f"  token selection   {pruning['prune_mode']} "
+              f"{before_blocks(pruning['stage_blocks'])}: kept patches "
               f"{', '.join(map(str, pruning['kept_patches']))} of {args.tokens - 1}; dense "
               f"{pruning['dense_cycles']} cycles (pruned: {pruning['speedup']:.2f}x as fast)")
     print(f"  ideal cycles      {ideal:.0f}  (MACs / PEs)")
@@ -327,10 +328,12 @@ def _print_model_summary(summary, verify):
           f"{summary['fps']:.0f} images/s at {summary['clock_mhz']} MHz)")
     print(f"  PE utilization       {summary['utilization']:.1%}")
     if summary["prune"] != "none":
-        stages = ", ".join(str(block) for block in summary["stage_blocks"])
+        from vitforge.sim.report import before_blocks
+
         kept = [sum(counts) / len(counts) for counts in zip(*summary["kept_tokens"])]
-        print(f"  token selection      {summary['prune_mode']} before blocks {stages}; tokens "
-              f"kept per stage (mean) {', '.join(f'{count:.1f}' for count in kept)}")
+        print(f"  token selection      {summary['prune_mode']} "
+              f"{before_blocks(summary['stage_blocks'])}; tokens kept per stage (mean) "
+              f"{', '.join(f'{count:.1f}' for count in kept)}")
         print(f"  dense, same images   {summary['dense_cycles']:.0f} cycles: pruned is "
               f"{summary['speedup']:.2f}x faster")
     print("  cycles per layer")
