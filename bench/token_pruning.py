@@ -156,18 +156,14 @@ def _plot_kept(path, image, kept, shape, blocks):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grid = shape.image_size // shape.patch_size
+    from vitforge.sim.report import shade_dropped
+
     figure, axes = plt.subplots(1, len(kept) + 1, figsize=(2.4 * (len(kept) + 1), 2.7))
     axes[0].imshow(image, cmap="gray_r")
     axes[0].set_title("input", fontsize=9)
     for axis, indices, block in zip(axes[1:], kept, blocks):
-        mask = np.zeros(grid * grid, bool)
-        mask[indices] = True
-        dropped = np.kron(~mask.reshape(grid, grid), np.ones((shape.patch_size,) * 2))
-        axis.imshow(image, cmap="gray_r")
-        axis.imshow(np.ma.masked_where(dropped == 0, dropped), cmap="Reds", alpha=0.55,
-                    vmin=0, vmax=1)
-        axis.set_title(f"before block {block + 1}: {len(indices)}/{grid * grid}", fontsize=9)
+        shade_dropped(axis, image, indices, shape.patch_size)
+        axis.set_title(f"before block {block + 1}: {len(indices)}/{shape.patches}", fontsize=9)
     for axis in axes:
         axis.axis("off")
     figure.suptitle("DeiT-T digits, int8 threshold selectors: kept patches (dropped in red)",

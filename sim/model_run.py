@@ -7,6 +7,7 @@ import numpy as np
 
 from vitforge.errors import ConfigError
 from vitforge.sw.accel.compiler import compile_model, config_for_model
+from vitforge.sw.accel.selection import block_counts
 from vitforge.sw.golden.encoder import pruned_vit_logits, vit_logits
 from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
 from vitforge.sw.model.quantized_selector import quantize_selectors
@@ -193,6 +194,7 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
         run.dense_macs = programs["dense"].macs
     run.macs = programs["dense"].macs
     macs = []               # pruned: the blocks' MACs at each image's kept counts
+    block_macs = {}         # ... by the tokens of each block
     for index, image in enumerate(test_images[:images]):
         if progress:
             progress(index, images)
@@ -216,8 +218,10 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
             _, kept = pruned_vit_logits(model, patches, selectors)
             run.kept_patches.append([indices.tolist() for indices in kept])
             run.kept_tokens.append(_token_counts(kept, shape.patches))
-            counts = _block_counts(run.stage_blocks, run.kept_tokens[-1], shape)
-            macs.append(compile_model(config, model, block_tokens=counts).macs)
+            counts = block_counts(run.stage_blocks, run.kept_tokens[-1], shape)
+            if counts not in block_macs:        # top-k: every image alike
+                block_macs[counts] = compile_model(config, model, block_tokens=counts).macs
+            macs.append(block_macs[counts])
         label = None if test_labels is None else int(test_labels[index])
         float_class = int(floats[index].argmax()) if compare_float else None
         run.predictions.append((int(rtl.argmax()), int(expected.argmax()), float_class, label))
@@ -226,15 +230,6 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
     if macs:
         run.macs = round(sum(macs) / len(macs))
     return run
-
-
-def _block_counts(stage_blocks, tokens_after, shape):
-    """The tokens each block runs on, given the tokens after each stage."""
-    after, counts, tokens = dict(zip(stage_blocks, tokens_after)), [], shape.tokens
-    for block in range(shape.depth):
-        tokens = after.get(block, tokens)
-        counts.append(tokens)
-    return counts
 
 
 def _token_counts(kept, patches):

@@ -5,12 +5,30 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_demo_report", "before_blocks"]
+__all__ = ["write_demo_report", "before_blocks", "mean_kept_tokens", "shade_dropped"]
 
 
 def before_blocks(blocks):
     """``"before block 1"`` or ``"before blocks 3, 6, 9"``: where selector stages run."""
     return f"before block{'s' if len(blocks) > 1 else ''} {', '.join(map(str, blocks))}"
+
+
+def mean_kept_tokens(summary):
+    """``"13.2, 9.5"``: a pruned run summary's tokens after each stage, mean over its images."""
+    return ", ".join(f"{sum(counts) / len(counts):.1f}"
+                     for counts in zip(*summary["kept_tokens"]))
+
+
+def shade_dropped(axis, image, kept, patch_size):
+    """Draw the 2-D ``image`` on ``axis``, the patches not among ``kept`` (row-major patch
+    indices) shaded red."""
+    grid = image.shape[0] // patch_size
+    mask = np.zeros(grid * grid, bool)
+    mask[kept] = True
+    dropped = np.kron(~mask.reshape(grid, grid), np.ones((patch_size, patch_size)))
+    axis.imshow(image, cmap="gray_r")
+    axis.imshow(np.ma.masked_where(dropped == 0, dropped), cmap="Reds", alpha=0.55, vmin=0,
+                vmax=1)
 
 
 def write_demo_report(folder, run, summary):
@@ -61,11 +79,10 @@ def _markdown(summary, plots):
 def _pruning_lines(summary):
     if summary["prune"] == "none":
         return []
-    kept = [sum(counts) / len(counts) for counts in zip(*summary["kept_tokens"])]
     return [
         f"- token selection ({summary['prune_mode']} mode) "
         f"{before_blocks(summary['stage_blocks'])}: tokens after each stage "
-        f"{', '.join(f'{count:.1f}' for count in kept)} (mean over the simulated images)",
+        f"{mean_kept_tokens(summary)} (mean over the simulated images)",
         f"- the same images dense: {summary['dense_cycles']:.0f} cycles; pruned is "
         f"**{summary['speedup']:.2f}x** faster, selectors included",
         f"- dense accuracy: float {summary['dense_float_accuracy']:.2%}, int8 "
@@ -132,7 +149,6 @@ def _pruning_plots(plt, folder, run, summary, images):
 
     from vitforge.sw.model.weights import EMBEDDED_WEIGHTS, load_vit
     shape = load_vit(EMBEDDED_WEIGHTS)[0].shape
-    grid = shape.image_size // shape.patch_size
     stages = len(run.stage_blocks)
     count = len(run.kept_patches)
     figure, axes = plt.subplots(stages + 1, count, figsize=(1.5 * count, 1.9 * (stages + 1)),
@@ -140,17 +156,12 @@ def _pruning_plots(plt, folder, run, summary, images):
     for column, (image, kept) in enumerate(zip(images, run.kept_patches)):
         for row in range(stages + 1):
             axis = axes[row][column]
-            axis.imshow(image[0], cmap="gray_r")
             if row:
-                mask = np.zeros(grid * grid, bool)
-                mask[kept[row - 1]] = True
-                dropped = np.kron(~mask.reshape(grid, grid),
-                                  np.ones((shape.patch_size, shape.patch_size)))
-                axis.imshow(np.ma.masked_where(dropped == 0, dropped), cmap="Reds", alpha=0.55,
-                            vmin=0, vmax=1)
+                shade_dropped(axis, image[0], kept[row - 1], shape.patch_size)
                 axis.set_title(f"block {run.stage_blocks[row - 1]}: "
-                               f"{len(kept[row - 1])}/{grid * grid}", fontsize=7)
+                               f"{len(kept[row - 1])}/{shape.patches}", fontsize=7)
             else:
+                axis.imshow(image[0], cmap="gray_r")
                 axis.set_title(f"image {column}", fontsize=7)
             axis.axis("off")
     figure.suptitle("Kept patches before each selected block (dropped shaded red)", fontsize=9)

@@ -328,12 +328,11 @@ def _print_model_summary(summary, verify):
           f"{summary['fps']:.0f} images/s at {summary['clock_mhz']} MHz)")
     print(f"  PE utilization       {summary['utilization']:.1%}")
     if summary["prune"] != "none":
-        from vitforge.sim.report import before_blocks
+        from vitforge.sim.report import before_blocks, mean_kept_tokens
 
-        kept = [sum(counts) / len(counts) for counts in zip(*summary["kept_tokens"])]
         print(f"  token selection      {summary['prune_mode']} "
               f"{before_blocks(summary['stage_blocks'])}; tokens kept per stage (mean) "
-              f"{', '.join(f'{count:.1f}' for count in kept)}")
+              f"{mean_kept_tokens(summary)}")
         print(f"  dense, same images   {summary['dense_cycles']:.0f} cycles: pruned is "
               f"{summary['speedup']:.2f}x faster")
     print("  cycles per layer")

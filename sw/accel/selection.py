@@ -19,20 +19,14 @@ from vitforge.errors import ConfigError
 from vitforge.hw.accel.config import MAX_SELECT_TOKENS, SIGMOID_WORDS, TABLE_WORDS
 from vitforge.hw.accel.isa import SELECT_MODES, Opcode, Space
 from vitforge.hw.numerics import MAX_SELECTOR_HEADS
-from vitforge.sw.gemm.layout import pack_weights, tiles
+from vitforge.sw.gemm.layout import pack_weights
 from vitforge.sw.model.quantized_selector import check_selectors_fit
 from vitforge.sw.model.selector import keep_count
 
-__all__ = ["SelectStage", "select_stages", "plan_select", "lower_select", "weight_words"]
+__all__ = ["SelectStage", "select_stages", "block_counts", "plan_select", "lower_select"]
 
 #: The predictor's GEMM layers, in the order they run.
 _LAYERS = ("input", "fc1", "fc2", "difference", "head_fc1", "head_fc2")
-
-
-def weight_words(layer, lanes):
-    """WGT words of a layer's weight matrix in weight layout."""
-    k, n = layer.weight.shape
-    return tiles(n, lanes) * k
 
 
 @dataclass(frozen=True)
@@ -95,13 +89,14 @@ def select_stages(selectors, shape):
                             live=index > 0)
         stages.append(stage)
         tokens, alive = _output_tokens(stage), min(alive, keep) if keep else alive
-    return tuple(stages), _block_counts(stages, shape)
+    return tuple(stages), block_counts([stage.block for stage in stages],
+                                       [_output_tokens(stage) for stage in stages], shape)
 
 
-def _block_counts(stages, shape):
-    """Each block's most tokens: those the last stage before it leaves, or all."""
-    after = {stage.block: _output_tokens(stage) for stage in stages}
-    counts, tokens = [], shape.tokens
+def block_counts(stage_blocks, tokens_after, shape):
+    """The tokens each block of a model of ``shape`` runs on: those the last stage before it
+    leaves (``tokens_after[s]`` for the stage before block ``stage_blocks[s]``), or all."""
+    after, counts, tokens = dict(zip(stage_blocks, tokens_after)), [], shape.tokens
     for block in range(shape.depth):
         tokens = after.get(block, tokens)
         counts.append(tokens)

@@ -14,7 +14,7 @@ from vitforge.sw.gemm.layout import tiles
 from vitforge.sw.golden.encoder import block_token_counts
 
 from .plan import PlanBuilder
-from .selection import plan_select, weight_words
+from .selection import plan_select
 
 __all__ = ["plan_blocks", "plan_model", "token_buffers"]
 
@@ -24,6 +24,12 @@ def token_buffers(index, flips=0):
     (each moves the tokens to the other buffer); the result of the last block is
     ``token_buffers(len(blocks), flips)[0]``."""
     return ("x", "x2") if (index + flips) % 2 == 0 else ("x2", "x")
+
+
+def _weight_words(layer, lanes):
+    """WGT words of a layer's weight matrix in weight layout."""
+    k, n = layer.weight.shape
+    return tiles(n, lanes) * k
 
 
 def _check_blocks(blocks, tokens):
@@ -64,11 +70,11 @@ def _plan_block(builder, index, block, tokens, following, flips):
     for _ in range(block.heads):
         builder.operand(attention, f"{name} keys", head_words)
         builder.operand(attention, f"{name} values", head_words)
-    builder.operand(attention, f"{name} proj", weight_words(block.proj, lanes))
-    builder.operand(mlp, f"{name} fc1", weight_words(block.fc1, lanes))
-    builder.operand(mlp, f"{name} fc2", weight_words(block.fc2, lanes))
+    builder.operand(attention, f"{name} proj", _weight_words(block.proj, lanes))
+    builder.operand(mlp, f"{name} fc1", _weight_words(block.fc1, lanes))
+    builder.operand(mlp, f"{name} fc2", _weight_words(block.fc2, lanes))
     if following is not None:
-        builder.operand(mlp, f"block {index + 1} qkv", weight_words(following.qkv, lanes))
+        builder.operand(mlp, f"block {index + 1} qkv", _weight_words(following.qkv, lanes))
     for what, depth in (("dim", block.dim), ("head dimension", block.head_dim),
                         ("tokens", tokens)):
         builder.reduction(attention, what, depth)
@@ -79,7 +85,7 @@ def _plan_encoder(builder, blocks, counts, first, stages=()):
     """Every block, and the selector ``stages`` before theirs; block 0's QKV weights are
     loaded in phase ``first``. Returns how many times the tokens changed buffers."""
     selected = {stage.block: stage for stage in stages}
-    builder.operand(first, "block 0 qkv", weight_words(blocks[0].qkv, builder.lanes))
+    builder.operand(first, "block 0 qkv", _weight_words(blocks[0].qkv, builder.lanes))
     flips = 0
     for index, (block, tokens) in enumerate(zip(blocks, counts)):
         if index in selected:
@@ -130,14 +136,14 @@ def plan_model(model, lanes, block_tokens=None, stages=()):
     builder.phase("input", shape.tokens, "patches", "x1")
     embedding = builder.phase("patch embedding", shape.tokens, "patches", "sublayer", "x1", "x")
     builder.load(Space.PRM, embedding, embedding, [("patch embedding", shape.dim)])
-    builder.operand(embedding, "patch embedding", weight_words(model.patch, lanes))
+    builder.operand(embedding, "patch embedding", _weight_words(model.patch, lanes))
     builder.reduction(embedding, "patch features", shape.patch_features)
     flips = _plan_encoder(builder, blocks, counts, embedding, stages)
     head = builder.phase("head", counts[-1], token_buffers(len(blocks), flips)[0],
                          "normalized", "logits")
     builder.load(Space.LNP, head, head, [("final norm", shape.dim)])
     builder.load(Space.PRM, head, head, [("head", shape.classes)])
-    builder.operand(head, "head", weight_words(model.head, lanes))
+    builder.operand(head, "head", _weight_words(model.head, lanes))
     builder.reduction(head, "dim", shape.dim)
     builder.phase("output", counts[-1], "logits")
     return builder.build(_activation_regions(

@@ -23,7 +23,8 @@ from .encoder import linear
 from .nonlinear.gelu import gelu
 from .nonlinear.layernorm import layernorm_rows
 
-__all__ = ["round_div", "sigmoid_lookup", "token_means", "SelectorScores", "keep_scores",
+__all__ = ["round_div", "sigmoid_lookup", "token_means", "patch_means", "broadcast_global_half",
+           "SelectorScores", "keep_scores",
            "selector_scores", "choose", "package_weights", "package_token", "compact", "select"]
 
 
@@ -66,6 +67,20 @@ def token_means(rows, alive, group):
         return np.zeros(words // group, np.int8)
     sums = rows[1:1 + alive].astype(np.int64).sum(axis=0).reshape(-1, group).sum(axis=1)
     return round_div(sums, alive * group).astype(np.int8)
+
+
+def patch_means(patches, group):
+    """:func:`token_means` of patch tokens only (no class token row): ``patches`` (p, words)."""
+    return token_means(np.concatenate([patches[:1], patches]), len(patches), group)
+
+
+def broadcast_global_half(z):
+    """Each head's global half ``z[h, :, d/2:]`` (``z`` int8 ``(H, p, d)``) replaced, in place,
+    by its int8 mean over the ``p`` tokens, broadcast (``TOKEN_MEAN`` with ``group`` 1)."""
+    half = z.shape[2] // 2
+    for head in z:
+        head[:, half:] = patch_means(head[:, half:], 1)
+    return z
 
 
 class SelectorScores(NamedTuple):
@@ -117,15 +132,13 @@ def selector_scores(selector, patches, heads):
         empty = np.zeros((heads, 0), np.int64)
         return SelectorScores(empty, np.zeros(heads, np.int64), np.zeros(0, np.int64))
     per_head = patches.reshape(count, heads, d).transpose(1, 0, 2)      # (H, p, d)
-    z = gelu(linear(layernorm_rows(per_head.reshape(heads * count, d), selector.ln),
-                    selector.input), selector.input_gelu).reshape(heads, count, d)
-    half = d // 2
-    for h in range(heads):          # token_means skips row 0, the class token's place
-        z[h, :, half:] = token_means(np.concatenate([z[h, :1], z[h]])[:, half:], count, 1)
+    z = broadcast_global_half(gelu(linear(
+        layernorm_rows(per_head.reshape(heads * count, d), selector.ln), selector.input),
+        selector.input_gelu).reshape(heads, count, d))
     fc1 = gelu(linear(z.reshape(heads * count, d), selector.fc1), selector.fc1_gelu)
     hidden = gelu(linear(fc1, selector.fc2), selector.fc2_gelu)
     differences = linear(hidden, selector.difference)[:, 0].reshape(heads, count)
-    means = token_means(np.concatenate([patches[:1], patches]), count, d)
+    means = patch_means(patches, d)
     head_hidden = gelu(linear(means[None, :], selector.head_fc1), selector.head_gelu)
     return keep_scores(differences, linear(head_hidden, selector.head_fc2)[0],
                        selector.keep_table, selector.weight_table)

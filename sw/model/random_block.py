@@ -104,7 +104,7 @@ def random_blocks(rng, *, tokens, dim, heads, hidden, count):
 def _random_selector(rng, heads, patches):
     """A :class:`QuantizedSelector` for heads of ``patches.shape[1] // heads`` channels,
     each layer calibrated on what int8 patch tokens ``patches`` produce."""
-    from vitforge.sw.golden.selector import token_means
+    from vitforge.sw.golden.selector import broadcast_global_half, patch_means
     from vitforge.sw.params.sigmoid import sigmoid_table
 
     d = patches.shape[1] // heads
@@ -113,16 +113,13 @@ def _random_selector(rng, heads, patches):
     rows = patches.reshape(len(patches), heads, d).transpose(1, 0, 2).reshape(-1, d)
     normalized = layernorm_rows(rows, ln)
     projection = _calibrated_linear(rng, normalized, d)
-    z = gelu(linear(normalized, projection), table).reshape(heads, len(patches), d)
-    for head in range(heads):
-        z[head, :, d // 2:] = token_means(np.concatenate([z[head, :1], z[head]])[:, d // 2:],
-                                          len(patches), 1)
-    z = z.reshape(-1, d)
+    z = broadcast_global_half(gelu(linear(normalized, projection), table)
+                              .reshape(heads, len(patches), d)).reshape(-1, d)
     fc1 = _calibrated_linear(rng, z, d // 2)
     hidden1 = gelu(linear(z, fc1), table)
     fc2 = _calibrated_linear(rng, hidden1, d // 4)
     hidden2 = gelu(linear(hidden1, fc2), table)
-    means = token_means(np.concatenate([patches[:1], patches]), len(patches), d)[None, :]
+    means = patch_means(patches, d)[None, :]
     head_fc1 = _calibrated_linear(rng, means, max(heads // 2, 1))
     head_fc2 = _calibrated_linear(rng, gelu(linear(means, head_fc1), table), heads)
     return QuantizedSelector(

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from vitforge.errors import ConfigError
-from vitforge.sim.model_run import _block_counts, _token_counts, load_model, load_pruning
+from vitforge.sim.model_run import _token_counts, load_model, load_pruning
+from vitforge.sw.accel.selection import block_counts
 from vitforge.sw.model.selector import DEFAULT_RATIOS, save_selectors
 from vitforge.sw.model.vit import PRESETS, random_vit
 
@@ -57,6 +58,6 @@ def test_token_counts_add_a_package_token_per_stage_that_dropped():
 
 def test_blocks_run_on_the_tokens_the_last_stage_before_them_left():
     shape = PRESETS["deit-tiny"]
-    assert _block_counts((3, 6, 9), (140, 100, 72), shape) == [197] * 3 + [140] * 3 \
-        + [100] * 3 + [72] * 3
-    assert _block_counts((0,), (50,), shape) == [50] * 12
+    assert block_counts((3, 6, 9), (140, 100, 72), shape) == (197,) * 3 + (140,) * 3 \
+        + (100,) * 3 + (72,) * 3
+    assert block_counts((0,), (50,), shape) == (50,) * 12
