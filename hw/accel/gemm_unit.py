@@ -1,8 +1,11 @@
 """GEMM: the GEMM core behind the execution-unit interface."""
 
+from dataclasses import fields
+
 from amaranth import Module
 
 from ..gemm.core import GemmCore
+from ..gemm.descriptor import GemmDescriptor
 from .isa import ISA, Opcode
 from .ports import Unit, scratchpad_ports
 
@@ -30,12 +33,11 @@ class GemmUnit(Unit):
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = GemmCore(self._config.gemm)
-        spec = ISA[Opcode.GEMM]
-        gemm = spec.view(self.instruction)
+        gemm = ISA[Opcode.GEMM].view(self.instruction)
         m.d.comb += [
             core.cmd.valid.eq(self.start),
-            *[getattr(core.cmd.payload, name).eq(getattr(gemm, name)) for name in spec.fields
-              if name != "live"],
+            *[getattr(core.cmd.payload, field.name).eq(getattr(gemm, field.name))
+              for field in fields(GemmDescriptor)],
             self.busy.eq(core.busy),
             self.done.eq(core.done),
         ]

@@ -77,6 +77,12 @@ class GemmDescriptor:
             if getattr(self, name) == 0:
                 raise ValueError(f"descriptor field {name} must be positive, not 0")
 
+    @classmethod
+    def from_fields(cls, values):
+        """The descriptor of a mapping that holds its fields among others (a GEMM
+        instruction's, which also has ``live``)."""
+        return cls(**{field.name: values[field.name] for field in fields(cls)})
+
     def n_tiles(self, config):
         """Column tiles of this command on ``config``'s array."""
         return -(-self.n // config.cols)

@@ -145,8 +145,7 @@ def _store(machine, index, inst):
 
 def _gemm(machine, index, inst):
     config = machine.config
-    descriptor = GemmDescriptor(**{name: value for name, value in inst.fields.items()
-                                   if name != "live"})
+    descriptor = GemmDescriptor.from_fields(inst.fields)
     try:
         descriptor.check(config.gemm)
     except ValueError as error:

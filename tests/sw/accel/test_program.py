@@ -71,8 +71,7 @@ def test_weights_that_load_longer_than_the_gemm_before_them_are_cut_into_chunks(
         following, fields = instructions[index + 1]
         if following != Opcode.LOAD or fields["space"] != Space.WGT:
             continue
-        cycles = command_cycles(config.gemm, GemmDescriptor(**{
-            name: value for name, value in instructions[index][1].items() if name != "live"}))
+        cycles = command_cycles(config.gemm, GemmDescriptor.from_fields(instructions[index][1]))
         # A chunk loads in at most the GEMM beside it plus one tile of columns.
         assert fields["count"] * config.act_entry_words <= cycles + 512 * 2, (index, fields)
 
