@@ -179,27 +179,12 @@ def selector_resources():
     from vitforge.boards.vivado import CORE
     from vitforge.hw.accel.live import LiveFields
     from vitforge.hw.accel.token_selector import TokenSelector
-    from vitforge.hw.verilog import to_verilog
-    from vitforge.sw import resources
+    from vitforge.sw.resources import cost_in_shell
 
     preset = PRESETS["zcu102"]
-    parts = {}
-    for name, component in (("token_selector", TokenSelector(preset.accelerator)),
-                            ("live_fields", LiveFields())):
-        parts[name] = resources.estimate(to_verilog(component, name, zero_init=False), name,
-                                         method="flat")
-        print(f"{name}: {parts[name]}", flush=True)
-    total, _ = resources.estimate_by_module(to_verilog(preset.shell(), CORE, zero_init=False),
-                                            CORE)
-    keys = ("lut", "ff", "dsp", "bram36")
-    selector = {key: sum(getattr(part, key) for part in parts.values()) for key in keys}
-    share = {key: round(selector[key] / max(getattr(total, key) - selector[key], 1), 4)
-             for key in keys}
-    print(f"zcu102 shell: {total}; token selection {selector}, +{share} over the rest",
-          flush=True)
-    return {"total": total.as_dict(), "parts": {name: part.as_dict()
-                                                for name, part in parts.items()},
-            "selector": selector, "increase_over_the_rest": share}
+    return cost_in_shell({"token_selector": TokenSelector(preset.accelerator),
+                          "live_fields": LiveFields()}, preset.shell(), CORE,
+                         log=lambda line: print(line, flush=True))
 
 
 def _plot_cycles(path, results):

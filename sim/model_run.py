@@ -14,11 +14,16 @@ from vitforge.sw.model.quantized_selector import quantize_selectors
 from vitforge.sw.model.selector import (MODES, default_stages, forward_pruned, load_selectors,
                                         random_selectors)
 from vitforge.sw.model.vit import PRESETS, forward, patchify, random_vit
+from vitforge.sw.model.weights import (DIGITS_CALIBRATION_IMAGES, EMBEDDED_HP50_WEIGHTS,
+                                       EMBEDDED_WEIGHTS)
 
 from .accel.cosim import coverify
 
-__all__ = ["load_model", "load_pruning", "ModelRun", "run_model", "PRUNE_CHOICES"]
+__all__ = ["load_model", "load_pruning", "ModelRun", "run_model", "PRUNE_CHOICES",
+           "DIGITS_MODELS"]
 
+#: The digits models by name: the embedded one and its HP-pruned, fine-tuned version.
+DIGITS_MODELS = {"tiny": EMBEDDED_WEIGHTS, "tiny-hp50": EMBEDDED_HP50_WEIGHTS}
 #: ``--prune`` takes one of these or a selector file.
 PRUNE_CHOICES = ("none", "default")
 
@@ -26,38 +31,56 @@ PRUNE_CHOICES = ("none", "default")
 def load_model(name, seed=0):
     """``(float_vit, calibration_images, test_images, test_labels)`` for a model name or file.
 
-    ``tiny`` is the embedded digits model (real data: calibration on 200
-    training images, tests on the held-out split); another preset name gives
-    random weights and random images; a path loads ``.npz`` weights.
+    ``tiny`` is the embedded digits model and ``tiny-hp50`` the same HP-pruned
+    to 50 % and fine-tuned (:data:`DIGITS_MODELS`); they, and a model file whose
+    meta says ``"data": "digits"``, use real data: calibration on 200 training
+    images, tests on the held-out split. Another preset name gives random
+    weights and random images; a path loads ``.npz`` weights (with the HP
+    patterns of a pruned model) or a timm checkpoint.
     """
-    from vitforge.sw.model.weights import EMBEDDED_WEIGHTS, load_vit
+    from vitforge.sw.model.timm_import import load_float_model_meta
+    from vitforge.sw.model.weights import load_vit
 
     rng = np.random.default_rng(seed)
-    if name == "tiny":
-        from vitforge.sw.model.digits import digits_split
-
-        vit, _ = load_vit(EMBEDDED_WEIGHTS)
-        (train_images, _), (test_images, test_labels) = digits_split()
-        return vit, train_images[:200], test_images, test_labels
-    if name in PRESETS:
-        vit = random_vit(PRESETS[name], rng)
+    if name in DIGITS_MODELS:
+        vit, meta = load_vit(DIGITS_MODELS[name])
+        meta = {**meta, "data": "digits"}
+    elif name in PRESETS:
+        vit, meta = random_vit(PRESETS[name], rng), {}
     else:
         path = Path(name)
         if not path.exists():
-            raise ConfigError(f"model must be one of {', '.join(PRESETS)} or an existing .npz "
-                              f"file, not {name!r}")
-        from vitforge.sw.model.timm_import import load_float_model
-        vit = load_float_model(path)
+            names = ", ".join(dict.fromkeys([*DIGITS_MODELS, *PRESETS]))
+            raise ConfigError(f"model must be one of {names} or an existing .npz file, not "
+                              f"{name!r}")
+        vit, meta = load_float_model_meta(path)
+    if meta.get("data") == "digits":
+        return (vit, *_digits_data(vit, name))
     shape = vit.shape
     images = rng.uniform(0, 1, (24, shape.in_channels, shape.image_size, shape.image_size))
     return vit, images[:16], images[16:], None
+
+
+def _digits_data(vit, name):
+    """``(calibration_images, test_images, test_labels)`` of the digits split, upsampled to
+    ``vit``'s image size."""
+    from vitforge.sw.model.digits import digits_split
+    from vitforge.sw.model.train_selectors import digits_inputs
+
+    (train_images, _), (test_images, test_labels) = digits_split()
+    try:
+        return (digits_inputs(train_images[:DIGITS_CALIBRATION_IMAGES], vit.shape),
+                digits_inputs(test_images, vit.shape), test_labels)
+    except ValueError as error:
+        raise ConfigError(f"model {name} says its data is 'digits', but {error}") from None
 
 
 def load_pruning(prune, mode, name, vit, seed=0):
     """The float selectors and their config for ``--prune``/``--prune-mode``, or ``None``.
 
     ``prune`` is ``"none"`` (dense), ``"default"`` (the trained selectors
-    shipped with the embedded ``tiny`` model; random selectors at
+    shipped with the embedded ``tiny`` model, also for its HP-pruned ``tiny-hp50``:
+    they are quantized on its features; random selectors at
     :func:`~vitforge.sw.model.selector.default_stages` for a preset with random
     weights) or a selector file (:func:`~vitforge.sw.model.selector.save_selectors`).
     ``mode`` (``threshold``/``topk``) overrides the selectors' own mode.
@@ -71,7 +94,7 @@ def load_pruning(prune, mode, name, vit, seed=0):
             raise ConfigError(f"prune-mode {mode} needs --prune default or a selector file")
         return None
     if prune == "default":
-        if name == "tiny":
+        if name in DIGITS_MODELS:
             selectors, config = load_selectors(EMBEDDED_SELECTORS, vit.shape)
         elif name in PRESETS:
             config = default_stages(vit.shape.depth)
@@ -115,6 +138,12 @@ class ModelRun:
     kept_patches: list = field(default_factory=list)
     kept_tokens: list = field(default_factory=list)
     dense_macs: int = 0
+    # With HP-sparse weights: the sparse layers, their bytes stored and dense, and the layers
+    # this array runs dense all the same (its width does not divide the pattern's).
+    sparse_layers: int = 0
+    weight_bytes: int = 0
+    dense_weight_bytes: int = 0
+    dense_fallback: tuple = ()
     dense_float_accuracy: float = None
     dense_int8_accuracy: float = None
 
@@ -193,6 +222,7 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
         programs["dense"] = compile_model(config, model)
         run.dense_macs = programs["dense"].macs
     run.macs = programs["dense"].macs
+    _sparse_weights(run, model, programs["dense"])
     macs = []               # pruned: the blocks' MACs at each image's kept counts
     block_macs = {}         # ... by the tokens of each block
     for index, image in enumerate(test_images[:images]):
@@ -230,6 +260,17 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
     if macs:
         run.macs = round(sum(macs) / len(macs))
     return run
+
+
+def _sparse_weights(run, model, program):
+    """Record ``model``'s HP-sparse layers in ``run``, and those ``program`` runs dense."""
+    layers = [model.patch, model.head, *(getattr(block, name) for block in model.blocks
+                                         for name in ("qkv", "proj", "fc1", "fc2"))]
+    sparse = [layer.sparse for layer in layers if layer.sparse is not None]
+    run.sparse_layers = len(sparse)
+    run.weight_bytes = sum(weight.storage_bytes() for weight in sparse)
+    run.dense_weight_bytes = sum(weight.dense_bytes() for weight in sparse)
+    run.dense_fallback = tuple(program.dense_fallback)
 
 
 def _token_counts(kept, patches):

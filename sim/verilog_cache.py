@@ -20,15 +20,18 @@ class GeneratedVerilog:
 
 
 def _hw_source_digest():
-    """Digest of the generator sources, so edited hardware is never served from cache."""
+    """Digest of the generator sources, so edited hardware is never served from cache: the
+    hardware package, and the simulation package, whose test systems wrap it in components
+    of their own (``vitforge.sim.accel.system``)."""
     import amaranth
-    from vitforge import hw
+    from vitforge import hw, sim
 
     digest = hashlib.sha256(amaranth.__version__.encode())
-    root = Path(hw.__file__).parent
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
+    for package in (hw, sim):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(f"{package.__name__}/{path.relative_to(root)}".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

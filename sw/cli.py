@@ -19,8 +19,7 @@ error: ...`` naming the file that holds the traceback.
 
 import argparse
 from datetime import datetime
-import json
-import os
+import importlib.util
 from pathlib import Path
 import platform
 import shlex
@@ -33,8 +32,11 @@ import traceback
 import numpy as np
 
 from vitforge.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK,
-                             EXIT_TOOLCHAIN, ConfigError, OutputError, ToolchainError,
+                             EXIT_TOOLCHAIN, ConfigError, ToolchainError,
                              UserError, exit_status)
+
+from .cli_model import demo, simulate, verify
+from .cli_support import check_output_folder, log, prepare_out_folder, write_json
 
 __all__ = ["main"]
 
@@ -55,17 +57,6 @@ def _seed(text):
     if seed < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {seed}")
     return seed
-
-
-def _log(line):
-    print(f"vitforge: {line}", file=sys.stderr, flush=True)
-
-
-def _progress(done, total, width=30):
-    """A progress bar on stderr: ``vitforge: [#####.....] 3/6 images``."""
-    filled = width * done // total
-    print(f"vitforge: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} images",
-          file=sys.stderr, flush=True)
 
 
 def _package_version(name):
@@ -107,42 +98,43 @@ def doctor(args):
     return EXIT_TOOLCHAIN if required_missing else EXIT_OK
 
 
-def _write_json(path, summary):
-    """Write ``summary`` as JSON to ``path`` (atomically), if a path was given."""
-    from vitforge.sw.files import write_atomic
-
-    if path:
-        write_atomic(path, json.dumps(summary, indent=2) + "\n")
-
-
-def _check_output_folder(path):
-    """Fail before a long run, not after it, when an output cannot be written."""
-    if path is None:
-        return
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise OutputError(f"output folder must exist, not {str(folder)!r}")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"output folder must be writable, not {str(folder)!r}")
-
-
-def _prepare_out_folder(path):
-    """Check ``--out`` before a long run: create its parent, make sure a folder can go there.
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out must be a folder, not the file {str(out)!r}")
+def _sparsity(text):
+    """The ``--sparsity`` type: a fraction of the weights pruned, in [0, 1]."""
     try:
-        out.resolve().parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"out must be a folder that can be created, not {str(out)!r} "
-                          f"({error.strerror})") from None
-    _check_output_folder(out)
-    return out
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], not {text}")
+    return value
+
+
+def _block_rows(value):
+    """``--block-rows`` checked as the sparse format requires, as a usage error."""
+    from vitforge.sw.gemm.sparse import check_block_rows
+
+    try:
+        check_block_rows(value)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return value
+
+
+def _sparse_job(config, problem, sparsity, block_rows):
+    """``problem`` with B HP-pruned by magnitude to ``sparsity``, placed as a sparse job;
+    returns ``(job, weight, dense cycles of the same pruned GEMM)``."""
+    from dataclasses import replace
+
+    from vitforge.sw.gemm.plan import command_cycles, plan_gemm, plan_sparse_gemm
+    from vitforge.sw.gemm.sparse import HPSparseWeight
+    from vitforge.sw.model.hp_prune import hp_pattern
+
+    pattern = hp_pattern(problem.b.astype(np.float64), sparsity, cols=config.cols,
+                         block_rows=_block_rows(block_rows))
+    weight = HPSparseWeight.encode((problem.b * pattern.mask()).astype(np.int8), pattern)
+    problem = replace(problem, b=weight.dense())
+    dense = command_cycles(config, plan_gemm(config, problem).descriptor)
+    return plan_sparse_gemm(config, problem, weight), weight, dense
 
 
 def gemm(args):
@@ -152,12 +144,22 @@ def gemm(args):
     from vitforge.sw.gemm.plan import plan_gemm
     from vitforge.sw.gemm.problems import random_problem
 
-    _check_output_folder(args.json)
+    check_output_folder(args.json)
     config = GemmConfig(rows=args.rows, cols=args.cols)
     problem = random_problem(np.random.default_rng(args.seed), args.m, args.k, args.n,
                              pattern=args.pattern)
-    job = plan_gemm(config, problem)
-    report = simulate(config, [job], log=_log)
+    sparse = {}
+    if args.sparsity is None:
+        job = plan_gemm(config, problem)
+    else:
+        job, weight, dense_cycles = _sparse_job(config, problem, args.sparsity,
+                                                args.block_rows)
+        pattern = weight.pattern
+        sparse = {"sparsity": args.sparsity, "pruned": float(pattern.sparsity),
+                  "block_rows": pattern.block_rows, "blocks": pattern.kept_blocks,
+                  "kept_rows": pattern.kept_rows, "dense_cycles": dense_cycles,
+                  "storage_bytes": weight.storage_bytes(), "dense_bytes": weight.dense_bytes()}
+    report = simulate(config, [job], log=log)
     (result,) = report.jobs
     summary = {
         "match": result.match,
@@ -166,7 +168,7 @@ def gemm(args):
         "utilization": result.utilization,
         "mac_cycles": result.mac_cycles,
         "rows": args.rows, "cols": args.cols, "m": args.m, "k": args.k, "n": args.n,
-        "seed": args.seed, "pattern": args.pattern,
+        "seed": args.seed, "pattern": args.pattern, **sparse,
         "verilog_seconds": report.verilog_seconds,
         "build_seconds": report.build_seconds,
         "sim_seconds": report.sim_seconds,
@@ -176,6 +178,13 @@ def gemm(args):
     print(f"  RTL == golden   {'yes' if result.match else 'NO'} "
           f"({args.m * args.n} int8 results and their padding lanes)")
     print(f"  cycles          {result.cycles}")
+    if sparse:
+        print(f"  HP sparse       {sparse['pruned']:.1%} of B pruned: {sparse['blocks']} blocks "
+              f"x {sparse['kept_rows']} rows of {sparse['block_rows']} kept per column tile")
+        print(f"  dense           {sparse['dense_cycles']} cycles (sparse: "
+              f"{result.cycles / sparse['dense_cycles']:.2f}x); B stored in "
+              f"{sparse['storage_bytes']} bytes, dense {sparse['dense_bytes']} "
+              f"({sparse['storage_bytes'] / sparse['dense_bytes']:.2f}x, indices included)")
     print(f"  ideal cycles    {result.ideal_cycles:.0f}  (M*K*N / (rows*cols))")
     print(f"  utilization     {result.utilization:.1%}")
     if not result.match:
@@ -185,17 +194,72 @@ def gemm(args):
         else:
             row, col, rtl, golden = mismatch
             print(f"  first mismatch  C[{row}, {col}]: RTL {rtl}, golden {golden}")
-    _write_json(args.json, summary)
+    write_json(args.json, summary)
     return EXIT_OK if result.match else EXIT_MISMATCH
+
+
+def _fine_tune(pruned, epochs, labelled):
+    """``pruned`` after ``epochs`` of masked fine-tuning on the digits training split."""
+    if not labelled:
+        raise ConfigError("fine-tune-epochs needs a model with training data: tiny, tiny-hp50 "
+                          "or a digits .npz model")
+    if importlib.util.find_spec("torch") is None:
+        raise ToolchainError("fine-tuning needs PyTorch: pip install 'vitforge[train]' (a CPU "
+                             "build is enough)")
+    from vitforge.sw.model.digits import digits_split
+    from vitforge.sw.model.finetune_pruned import finetune_pruned
+
+    (images, labels), _ = digits_split()
+    return finetune_pruned(pruned, images, labels, epochs=epochs, lr=1e-3, log=log)
+
+
+def prune(args):
+    """HP-prune a float model's encoder layers by magnitude, optionally fine-tune, save it."""
+    from vitforge.hw.checks import check_positive_int
+    from vitforge.sim.model_run import load_model
+    from vitforge.sw.model.hp_prune import prune_vit
+    from vitforge.sw.model.vit import forward
+    from vitforge.sw.model.weights import save_vit
+
+    check_output_folder(args.out)
+    check_positive_int("cols", args.cols)
+    if args.fine_tune_epochs < 0:
+        raise ConfigError(f"fine-tune-epochs must be non-negative, not {args.fine_tune_epochs}")
+    vit, _, test_images, test_labels = load_model(args.model, args.seed)
+    pruned = prune_vit(vit, args.sparsity, cols=args.cols, block_rows=_block_rows(args.block_rows))
+    if args.fine_tune_epochs:
+        pruned = _fine_tune(pruned, args.fine_tune_epochs, test_labels is not None)
+    meta = {"hp": {"sparsity": args.sparsity, "cols": args.cols, "block_rows": args.block_rows,
+                   "fine_tune_epochs": args.fine_tune_epochs, "source": args.model}}
+    if test_labels is not None:
+        meta["data"] = "digits"
+        meta["accuracy"] = {name: float((forward(model, test_images).argmax(1)
+                                         == test_labels).mean())
+                            for name, model in (("dense", vit), ("pruned", pruned))}
+    save_vit(args.out, pruned, extra_meta=meta)
+    print(f"{args.model} HP-pruned to {args.sparsity:.0%} for {args.cols}-column tiles, blocks "
+          f"of {args.block_rows} rows -> {args.out}")
+    patterns = pruned.sparsity.values()
+    stored = sum(pattern.storage_bytes() for pattern in patterns)
+    dense = sum(pattern.dense_bytes() for pattern in patterns)
+    for name, pattern in pruned.sparsity.items():
+        print(f"  {name:16} {pattern.kept_blocks:3d} blocks x {pattern.kept_rows:3d} rows kept "
+              f"per tile ({pattern.sparsity:.1%} pruned)")
+    print(f"  int8 weights     {stored} bytes stored, {dense} dense ({stored / dense:.2f}x, "
+          f"indices included)")
+    if "accuracy" in meta:
+        print(f"  float accuracy   dense {meta['accuracy']['dense']:.2%}, pruned "
+              f"{meta['accuracy']['pruned']:.2%} (held-out split)")
+    return EXIT_OK
 
 
 def nonlinear(args):
     """Run a nonlinear unit in simulation against its golden twin and the float reference."""
     from vitforge.sim.nonlinear.evaluate import evaluate
 
-    _check_output_folder(args.json)
+    check_output_folder(args.json)
     result = evaluate(args.op, scale=args.scale, length=args.length, rows=args.rows,
-                      lanes=args.lanes, seed=args.seed, log=_log)
+                      lanes=args.lanes, seed=args.seed, log=log)
     summary = result.summary()
     summary.update({"scale": args.scale, "seed": args.seed})
     print(f"{args.op} unit, {args.lanes} lane(s), input scale {args.scale}, "
@@ -210,7 +274,7 @@ def nonlinear(args):
         where = int(np.argmax(result.rtl != result.golden)) if result.rtl.shape == \
             result.golden.shape else 0
         print(f"  first mismatch    element {where}")
-    _write_json(args.json, summary)
+    write_json(args.json, summary)
     return EXIT_OK if result.match else EXIT_MISMATCH
 
 
@@ -222,7 +286,7 @@ def block(args):
     from vitforge.sw.accel.compiler import compile_blocks, config_for
     from vitforge.sw.model.random_block import block_selectors, random_blocks
 
-    _check_output_folder(args.json)
+    check_output_folder(args.json)
     for name in ("tokens", "dim", "heads", "mlp", "blocks", "rows"):
         check_positive_int(name, getattr(args, name))
     if args.cols is not None and args.cols != args.rows:
@@ -236,12 +300,12 @@ def block(args):
     selectors = block_selectors(args.prune, args.prune_mode, rng, x, blocks)
     config = config_for(blocks, args.tokens, args.rows, selectors=selectors)
     program = compile_blocks(config, blocks, x, selectors=selectors, trace=args.trace)
-    report = coverify(program, log=_log)
+    report = coverify(program, log=log)
     pruning, dense_ok = {}, True
     if selectors is not None:
         from vitforge.sw.golden.encoder import pruned_encoder_blocks
 
-        dense = coverify(compile_blocks(config, blocks, x), log=_log)
+        dense = coverify(compile_blocks(config, blocks, x), log=log)
         dense_ok = dense.match and not dense.error
         kept = pruned_encoder_blocks(x, blocks, selectors)[1]
         pruning = {"prune_mode": selectors.config.mode,
@@ -278,126 +342,8 @@ def block(args):
     for name, cycles in report.class_cycles.items():
         share = cycles / report.cycles if report.cycles else 0
         print(f"    {name:12} {cycles:10d}  {share:6.1%}")
-    _write_json(args.json, summary)
+    write_json(args.json, summary)
     return EXIT_OK if summary["match"] else EXIT_MISMATCH
-
-
-def _model_summary(run, clock_mhz):
-    cycles = sum(run.cycles) / len(run.cycles)
-    return {
-        "model": run.model, "images": run.images, "bit_exact": run.bit_exact,
-        "error": run.error, "cycles": cycles, "cycles_per_image": run.cycles,
-        "per_layer": {name: value / len(run.cycles)
-                      for name, value in run.section_cycles.items()},
-        "per_class": {name: value / len(run.cycles) for name, value in run.class_cycles.items()},
-        "utilization": run.utilization, "macs": run.macs, "array": run.array,
-        "clock_mhz": clock_mhz, "latency_ms": cycles / (clock_mhz * 1e3),
-        "fps": clock_mhz * 1e6 / cycles,
-        "float_accuracy": run.float_accuracy, "int8_accuracy": run.int8_accuracy,
-        "top1_agreement": run.top1_agreement, "logit_cosine": run.logit_cosine,
-        "predictions": run.predictions,
-        **_pruning_summary(run),
-    }
-
-
-def _pruning_summary(run):
-    """What token selection adds to the summary (nothing for a dense run)."""
-    if not run.stage_blocks:
-        return {"prune": "none"}
-    dense = sum(run.dense_cycles) / len(run.dense_cycles)
-    pruned = sum(run.cycles) / len(run.cycles)
-    return {
-        "prune": run.prune, "prune_mode": run.prune_mode, "stage_blocks": list(run.stage_blocks),
-        "kept_tokens": run.kept_tokens,
-        "kept_patches": [[len(stage) for stage in image] for image in run.kept_patches],
-        "dense_cycles": dense, "dense_cycles_per_image": run.dense_cycles,
-        "dense_per_layer": {name: value / len(run.dense_cycles)
-                            for name, value in run.dense_section_cycles.items()},
-        "speedup": dense / pruned, "dense_macs": run.dense_macs,
-        "dense_float_accuracy": run.dense_float_accuracy,
-        "dense_int8_accuracy": run.dense_int8_accuracy,
-    }
-
-
-def _print_model_summary(summary, verify):
-    print(f"model {summary['model']} on a {summary['array']}x{summary['array']} array, "
-          f"{summary['images']} image(s) simulated")
-    print(f"  RTL == golden        {'yes' if summary['bit_exact'] else 'NO'} (whole external "
-          f"memory, every image)")
-    print(f"  cycles per image     {summary['cycles']:.0f}  ({summary['latency_ms']:.3f} ms, "
-          f"{summary['fps']:.0f} images/s at {summary['clock_mhz']} MHz)")
-    print(f"  PE utilization       {summary['utilization']:.1%}")
-    if summary["prune"] != "none":
-        from vitforge.sim.report import before_blocks, mean_kept_tokens
-
-        print(f"  token selection      {summary['prune_mode']} "
-              f"{before_blocks(summary['stage_blocks'])}; tokens kept per stage (mean) "
-              f"{mean_kept_tokens(summary)}")
-        print(f"  dense, same images   {summary['dense_cycles']:.0f} cycles: pruned is "
-              f"{summary['speedup']:.2f}x faster")
-    print("  cycles per layer")
-    for name, cycles in summary["per_layer"].items():
-        print(f"    {name:22} {cycles:10.0f}  {cycles / summary['cycles']:6.1%}")
-    print("  cycles per instruction class")
-    for name, cycles in summary["per_class"].items():
-        print(f"    {name:22} {cycles:10.0f}  {cycles / summary['cycles']:6.1%}")
-    if verify:
-        if summary["float_accuracy"] is not None:
-            print(f"  accuracy             float {summary['float_accuracy']:.2%}, int8 "
-                  f"{summary['int8_accuracy']:.2%} (held-out split, golden model)")
-        if summary.get("dense_float_accuracy") is not None:
-            print(f"  dense accuracy       float {summary['dense_float_accuracy']:.2%}, int8 "
-                  f"{summary['dense_int8_accuracy']:.2%}")
-        print(f"  top-1 agreement      {summary['top1_agreement']:.2%}; logit cosine "
-              f"{summary['logit_cosine']:.4f}")
-
-
-def _run_model(args, compare_float):
-    from vitforge.hw.checks import check_positive_int
-    from vitforge.sim.model_run import run_model
-
-    _check_output_folder(args.json)
-    check_positive_int("rows", args.rows)
-    if args.clock_mhz <= 0:
-        raise ConfigError(f"clock-mhz must be positive, not {args.clock_mhz}")
-    _check_output_folder(args.waves)
-    run = run_model(args.model, images=args.images, array=args.rows, seed=args.seed,
-                    compare_float=compare_float, waves_to=args.waves, log=_log,
-                    progress=_progress, prune=args.prune, prune_mode=args.prune_mode)
-    return run, _model_summary(run, args.clock_mhz)
-
-
-def simulate(args):
-    """Cycle-accurate run of a quantized model: cycles per class, utilization, latency, FPS."""
-
-    run, summary = _run_model(args, compare_float=False)
-    _print_model_summary(summary, verify=False)
-    _write_json(args.json, summary)
-    return EXIT_OK if run.bit_exact and not run.error else EXIT_MISMATCH
-
-
-def verify(args):
-    """RTL vs golden (bit-exact) and golden vs float (accuracy, agreement)."""
-
-    run, summary = _run_model(args, compare_float=True)
-    _print_model_summary(summary, verify=True)
-    if run.mismatch:
-        print(f"  first mismatch       {run.mismatch}")
-    _write_json(args.json, summary)
-    return EXIT_OK if run.bit_exact and not run.error else EXIT_MISMATCH
-
-
-def demo(args):
-    """The embedded digits model end to end, with a report and plots in a folder."""
-    from vitforge.sim.report import write_demo_report
-
-    args.model, args.json = "tiny", None
-    _prepare_out_folder(args.out)
-    run, summary = _run_model(args, compare_float=True)
-    _print_model_summary(summary, verify=True)
-    folder = write_demo_report(args.out, run, summary)
-    print(f"  report               {folder}/report.md (plots beside it)")
-    return EXIT_OK if run.bit_exact and not run.error else EXIT_MISMATCH
 
 
 def generate_command(args):
@@ -413,8 +359,8 @@ def generate_command(args):
         config = PRESETS[args.preset or "zcu102"]
     else:
         raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, not {args.preset!r}")
-    out = _prepare_out_folder(args.out)
-    result = generate(args.board, config, out, resources=not args.no_resources, log=_log)
+    out = prepare_out_folder(args.out)
+    result = generate(args.board, config, out, resources=not args.no_resources, log=log)
     accelerator = config.accelerator
     print(f"vitforge generate: {args.board}, {accelerator.array}x{accelerator.array} array at "
           f"{config.clock_mhz} MHz -> {out}")
@@ -473,7 +419,30 @@ def _parser():
     gemm_parser.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     gemm_parser.add_argument("--pattern", default="random",
                              help="operands: random, min, max, alternating or zeros")
+    gemm_parser.add_argument("--sparsity", type=_sparsity, metavar="S",
+                             help="HP-prune B by magnitude to this fraction (0..1) and run "
+                                  "GEMM_SPARSE; the summary compares it with dense")
+    gemm_parser.add_argument("--block-rows", type=int, default=32, metavar="KB",
+                             help="rows per HP block, a power of two 2..256 (default 32)")
     gemm_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+
+    prune_parser = commands.add_parser(
+        "prune", help="HP-prune a model's encoder weights (balanced blocks of rows), save it")
+    prune_parser.add_argument("--model", default="tiny",
+                              help="tiny, deit-tiny, ... or a weights file (as simulate)")
+    prune_parser.add_argument("--sparsity", type=_sparsity, required=True, metavar="S",
+                              help="fraction of each layer's weights to prune (0..1)")
+    prune_parser.add_argument("--out", required=True, metavar="FILE.npz",
+                              help="the pruned float model, for simulate/verify --model")
+    prune_parser.add_argument("--cols", type=int, default=16,
+                              help="GEMM columns the pattern is for; arrays whose width "
+                                   "divides it run it sparse (default 16)")
+    prune_parser.add_argument("--block-rows", type=int, default=32, metavar="KB",
+                              help="rows per block, a power of two 2..256 (default 32)")
+    prune_parser.add_argument("--fine-tune-epochs", type=int, default=0, metavar="E",
+                              help="masked fine-tune on the digits training split (needs "
+                                   "PyTorch, the 'train' extra; default 0: none)")
+    prune_parser.add_argument("--seed", type=_seed, default=0, help="random seed")
 
     nonlinear_parser = commands.add_parser(
         "nonlinear", help="simulate GELU, softmax or LayerNorm against golden and float")
@@ -574,7 +543,7 @@ def main(argv=None):
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     handlers = {"doctor": doctor, "gemm": gemm, "nonlinear": nonlinear, "block": block,
-                "simulate": simulate, "verify": verify, "demo": demo,
+                "simulate": simulate, "verify": verify, "demo": demo, "prune": prune,
                 "generate": generate_command}
     try:
         args = _parser().parse_args(argv)

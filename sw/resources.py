@@ -10,7 +10,7 @@ from pathlib import Path
 from vitforge.errors import ConfigError, ToolchainError
 
 __all__ = ["Resources", "estimate", "estimate_by_module", "parse_stat",
-           "merge_identical_modules", "yosys_version", "METHODS"]
+           "merge_identical_modules", "yosys_version", "METHODS", "cost_in_shell"]
 
 #: ``per-module``: each replicated module synthesized once and counted once per
 #: instance, the rest flat (:func:`estimate_by_module`); ``flat``: the whole
@@ -128,6 +128,31 @@ def estimate(verilog, top, *, method="per-module"):
     if method == "flat":
         return parse_stat(_synthesize(verilog, top, flatten=True))
     return estimate_by_module(verilog, top)[0]
+
+
+def cost_in_shell(parts, shell, top, log=print):
+    """What the components ``parts`` (name -> component) of ``shell`` cost, each synthesized
+    flat, against the per-module estimate of the whole ``shell`` (top module ``top``).
+
+    Returns
+    -------
+    dict
+        ``total`` (the shell), ``parts`` (each part), ``added`` (the parts summed, per
+        resource) and ``share_over_rest`` (``added`` over the rest of the shell).
+    """
+    from vitforge.hw.verilog import to_verilog
+
+    estimates = {name: estimate(to_verilog(component, name, zero_init=False), name,
+                                method="flat") for name, component in parts.items()}
+    total, _ = estimate_by_module(to_verilog(shell, top, zero_init=False), top)
+    keys = ("lut", "ff", "dsp", "bram36")
+    added = {key: sum(getattr(part, key) for part in estimates.values()) for key in keys}
+    share = {key: round(added[key] / max(getattr(total, key) - added[key], 1), 4)
+             for key in keys}
+    log(f"shell {total}; {', '.join(parts)} {added}, +{share} over the rest")
+    return {"total": total.as_dict(),
+            "parts": {name: part.as_dict() for name, part in estimates.items()},
+            "added": added, "share_over_rest": share}
 
 
 def estimate_by_module(verilog, top):

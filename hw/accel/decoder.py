@@ -4,8 +4,8 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, OPCODE_BITS, Opcode,
-                  weight_load_may_run_beside)
+from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, OPCODE_BITS, SIDE_HOSTS, SIDE_LOADS,
+                  Opcode, weight_load_may_run_beside)
 
 __all__ = ["InstructionDecoder", "DECODED", "NO_CLASS"]
 
@@ -18,8 +18,8 @@ DECODED = wiring.Signature({
     "empty": Out(1),          # a field that must not be zero is zero
     "ends": Out(1),           # DONE
     "at_once": Out(1),        # no unit runs it: it retires at once (NOP, SYNC)
-    "side_capable": Out(1),   # a weight load may run beside it (GEMM)
-    "side_load": Out(1),      # the next instruction is a LOAD that may run beside this one
+    "side_capable": Out(1),   # a weight load may run beside it (SIDE_HOSTS: GEMM, GEMM_SPARSE)
+    "side_load": Out(1),      # the next instruction is a SIDE_LOADS load that may run beside
     "counter": Out(range(NO_CLASS + 1), init=NO_CLASS),   # COUNTER_CLASSES index
 })
 
@@ -30,9 +30,11 @@ class InstructionDecoder(wiring.Component):
     Combinational (no latency). ``decoded.known`` is low for an unknown or
     reserved opcode, ``decoded.empty`` high when one of the opcode's
     ``nonzero`` fields is zero; ``unit`` is one-hot over ``units`` (all low
-    for what the controller does itself). ``decoded.side_load`` applies
-    :func:`weight_load_may_run_beside` to the instruction (as a GEMM) and
-    ``next_instruction`` (as a LOAD).
+    for what the controller does itself). ``decoded.side_capable`` is high
+    for a :data:`SIDE_HOSTS` opcode, and ``decoded.side_load`` when
+    ``next_instruction`` is a :data:`SIDE_LOADS` opcode and
+    :func:`weight_load_may_run_beside` allows the pair (each instruction
+    viewed with its own opcode's fields).
 
     Parameters
     ----------
@@ -79,11 +81,16 @@ class InstructionDecoder(wiring.Component):
                         m.d.comb += decoded.ends.eq(1)
                     else:
                         m.d.comb += decoded.at_once.eq(1)
-        gemm = ISA[Opcode.GEMM].view(self.instruction)
-        load = ISA[Opcode.LOAD].view(self.next_instruction)
-        m.d.comb += [
-            decoded.side_capable.eq(gemm.opcode == Opcode.GEMM),
-            decoded.side_load.eq((load.opcode == Opcode.LOAD)
-                                 & weight_load_may_run_beside(gemm, load, self._array)),
-        ]
+        opcode = self.instruction[:OPCODE_BITS]
+        next_opcode = self.next_instruction[:OPCODE_BITS]
+        for host in SIDE_HOSTS:
+            host_fields = ISA[host].view(self.instruction)
+            with m.If(opcode == host):
+                m.d.comb += decoded.side_capable.eq(1)
+                for load in SIDE_LOADS:
+                    allowed = weight_load_may_run_beside(
+                        host, host_fields, load, ISA[load].view(self.next_instruction),
+                        self._array)
+                    with m.If(next_opcode == load):
+                        m.d.comb += decoded.side_load.eq(allowed)
         return m

@@ -1,21 +1,24 @@
-"""LOAD and STORE: moves between external memory and the scratchpads."""
+"""LOAD, LOAD_SPARSE and STORE: moves between external memory and the scratchpads."""
 
 from amaranth import C, Cat, Module, Mux, Signal
 
-from .config import (SCRATCHPAD_ADDRESS_BITS, SIGMOID_ENTRIES_PER_WORD, SIGMOID_WORDS,
-                     TABLE_ENTRIES_PER_WORD, TABLE_WORDS)
+from .config import (DRAM_WORD_BYTES, SCRATCHPAD_ADDRESS_BITS, SIGMOID_ENTRIES_PER_WORD,
+                     SIGMOID_WORDS, TABLE_ENTRIES_PER_WORD, TABLE_WORDS)
 from .isa import ISA, Opcode, Space
 from .ports import MEMORY_DATA_BITS, Unit, memory_port, scratchpad_ports, write_request
+from .sparse_loader import IndexExpander
 
 __all__ = ["Dma"]
 
 #: A table LOAD's ``spad_addr`` is an entry; the table memories are addressed in words.
 _TABLE_WORD_SHIFT = TABLE_ENTRIES_PER_WORD.bit_length() - 1
 _SIGMOID_WORD_SHIFT = SIGMOID_ENTRIES_PER_WORD.bit_length() - 1
+#: LOAD_SPARSE's index records are whole external words.
+_WORD_BYTE_SHIFT = DRAM_WORD_BYTES.bit_length() - 1
 
 
 class Dma(Unit):
-    """Executes one LOAD or STORE (``docs/isa.md``).
+    """Executes one LOAD, LOAD_SPARSE or STORE (``docs/isa.md``).
 
     An activation or weight entry is ``config.act_entry_words`` external
     words (one up to a 16x16 array, two up to 32x32, ...: the entry's bytes,
@@ -31,6 +34,16 @@ class Dma(Unit):
     word of the previous one is written: one external word per cycle.
     ``done`` pulses when the last entry is written.
 
+    LOAD_SPARSE reads ``tiles`` groups, each an index record
+    (``record_bytes(blocks, kept_rows)`` bytes) and then its
+    ``L = blocks * kept_rows`` value entries, issuing reads as LOAD does. An
+    :class:`IndexExpander` turns the record into rows, one byte per cycle
+    (holding ``mem.resp.ready`` low meanwhile), written to
+    ``IDX[spad_addr + t*L + j]``; the values go to ``WGT[spad_addr + t*L + j]``
+    as a LOAD writes WGT. With memory that answers every read in the next
+    cycle it takes ``tiles * (blocks * (1 + kept_rows) + L * act_entry_words) + 2``
+    cycles from ``start`` to ``done``.
+
     Parameters
     ----------
     config : AcceleratorConfig
@@ -40,7 +53,7 @@ class Dma(Unit):
         super().__init__(config, {
             "mem": memory_port(),
             **scratchpad_ports(config, "act_read", "act_write", "wgt_write", "prm_write",
-                               "lnp_write"),
+                               "lnp_write", "idx_write"),
             "tbl_write": write_request(range(TABLE_WORDS), MEMORY_DATA_BITS),
             "sig_write": write_request(range(SIGMOID_WORDS), MEMORY_DATA_BITS),
         })
@@ -48,45 +61,64 @@ class Dma(Unit):
     def elaborate(self, platform):
         m = Module()
         load = ISA[Opcode.LOAD].view(self.instruction)
+        sparse = ISA[Opcode.LOAD_SPARSE].view(self.instruction)
         store = ISA[Opcode.STORE].view(self.instruction)
         entry_words = self._config.act_entry_words
         entry_bits = len(self.act_read.data.as_value())
         space = load.space
-        wide = (space == Space.ACT) | (space == Space.WGT)     # entries of entry_words words
+        # Entries of entry_words words: ACT, WGT and LOAD_SPARSE's values.
+        wide = (space == Space.ACT) | (space == Space.WGT) | (sparse.opcode == Opcode.LOAD_SPARSE)
 
-        issued = Signal(24)            # LOAD: words requested; STORE: entries read
+        issued = Signal(32)            # LOAD: words requested; STORE: entries read
         received = Signal(SCRATCHPAD_ADDRESS_BITS)   # entries written (to a scratchpad or out)
         words_out = Signal(24)         # STORE: words written out
         piece = Signal(range(max(entry_words, 2)))  # word of the entry arriving / going out
         pending = Signal()             # STORE: an entry read waits on the read port's output
+        indexed = Signal(SCRATCHPAD_ADDRESS_BITS)    # LOAD_SPARSE: IDX entries written
+        length = sparse.blocks * sparse.kept_rows    # LOAD_SPARSE: L
+        group_entry = Signal.like(length)            # LOAD_SPARSE: value entry of the group
+        values = Signal()              # LOAD_SPARSE: the group's values arrive (else its record)
         m.d.sync += self.done.eq(0)
+
+        # External words of a LOAD entry, gathered until its last one arrives.
+        response = self.mem.resp.payload
+        taking = Signal()              # a response word for an entry is taken this cycle
+        gathered = [Signal(MEMORY_DATA_BITS, name=f"gathered_{index}")
+                    for index in range(entry_words - 1)]
+        entry = Cat(*gathered, response)[:entry_bits]
+        last_piece = ~wide | (piece == entry_words - 1)
+        complete = taking & last_piece
+        with m.If(taking & ~last_piece):
+            m.d.sync += piece.eq(piece + 1)
+            with m.Switch(piece):
+                for index, register in enumerate(gathered):
+                    with m.Case(index):
+                        m.d.sync += register.eq(response)
+        with m.If(complete):
+            m.d.sync += [received.eq(received + 1), piece.eq(0)]
+
+        m.submodules.expander = expander = IndexExpander(len(self.idx_write.data))
+
+        def finish():
+            m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+            m.next = "IDLE"
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [self.busy.eq(1), issued.eq(0), received.eq(0),
-                                 words_out.eq(0), piece.eq(0)]
+                                 words_out.eq(0), piece.eq(0), indexed.eq(0),
+                                 group_entry.eq(0), values.eq(0)]
                     with m.If(store.opcode == Opcode.STORE):
                         m.next = "STORE"
+                    with m.Elif(sparse.opcode == Opcode.LOAD_SPARSE):
+                        m.next = "LOAD_SPARSE"
                     with m.Else():
                         m.next = "LOAD"
             with m.State("LOAD"):
                 load_words = Mux(wide, load.count * entry_words, load.count)
-                m.d.comb += [
-                    self.mem.req.valid.eq(issued < load_words),
-                    self.mem.req.payload.addr.eq(load.dram_addr + issued),
-                    self.mem.req.payload.write.eq(0),
-                    self.mem.resp.ready.eq(1),
-                ]
-                with m.If(self.mem.req.valid & self.mem.req.ready):
-                    m.d.sync += issued.eq(issued + 1)
-                response = self.mem.resp.payload
-                # The earlier words of a wide entry wait here for its last one.
-                gathered = [Signal(MEMORY_DATA_BITS, name=f"gathered_{index}")
-                            for index in range(entry_words - 1)]
-                entry = Cat(*gathered, response)[:entry_bits]
-                last_piece = ~wide | (piece == entry_words - 1)
-                arrived = self.mem.resp.valid
-                complete = arrived & last_piece
+                self._request_reads(m, load.dram_addr, issued, load_words)
+                m.d.comb += [self.mem.resp.ready.eq(1), taking.eq(self.mem.resp.valid)]
                 target = load.spad_addr + received
                 m.d.comb += [
                     self.act_write.addr.eq(target), self.act_write.data.eq(entry),
@@ -104,21 +136,41 @@ class Dma(Unit):
                     self.sig_write.data.eq(response),
                     self.sig_write.en.eq(complete & (space == Space.SIG)),
                 ]
-                with m.If(arrived & ~last_piece):
-                    m.d.sync += piece.eq(piece + 1)
-                    with m.Switch(piece):
-                        for index, register in enumerate(gathered):
-                            with m.Case(index):
-                                m.d.sync += register.eq(response)
+                with m.If(complete & (received + 1 == load.count)):
+                    finish()
+            with m.State("LOAD_SPARSE"):
+                record_bytes = sparse.blocks * (sparse.kept_rows + 1)
+                record_words = (record_bytes + DRAM_WORD_BYTES - 1) >> _WORD_BYTE_SHIFT
+                self._request_reads(m, sparse.dram_addr, issued,
+                                    sparse.tiles * (record_words + length * entry_words))
+                m.d.comb += [
+                    expander.blocks.eq(sparse.blocks),
+                    expander.kept_rows.eq(sparse.kept_rows),
+                    expander.block_shift.eq(sparse.block_shift),
+                    expander.record.payload.eq(response),
+                    expander.record.valid.eq(self.mem.resp.valid & ~values),
+                    taking.eq(self.mem.resp.valid & values),
+                    self.mem.resp.ready.eq(Mux(values, 1, expander.record.ready)),
+                    self.idx_write.addr.eq(sparse.spad_addr + indexed),
+                    self.idx_write.data.eq(expander.row.data),
+                    self.idx_write.en.eq(expander.row.valid),
+                    self.wgt_write.addr.eq(sparse.spad_addr + received),
+                    self.wgt_write.data.eq(entry),
+                    self.wgt_write.en.eq(complete),
+                ]
+                m.d.sync += indexed.eq(indexed + expander.row.valid)
+                with m.If(expander.last):
+                    m.d.sync += values.eq(1)
                 with m.If(complete):
-                    m.d.sync += [received.eq(received + 1), piece.eq(0)]
-                    with m.If(received + 1 == load.count):
-                        m.d.sync += [self.busy.eq(0), self.done.eq(1)]
-                        m.next = "IDLE"
+                    m.d.sync += group_entry.eq(group_entry + 1)
+                    with m.If(group_entry == length - 1):
+                        m.d.sync += [group_entry.eq(0), values.eq(0)]
+                    with m.If(received + 1 == sparse.tiles * length):
+                        finish()
             with m.State("STORE"):
                 # Read entry i + 1 while the last word of entry i is written.
-                last_piece = piece == entry_words - 1
-                advance = ~pending | (self.mem.req.ready & last_piece)
+                final_word = piece == entry_words - 1
+                advance = ~pending | (self.mem.req.ready & final_word)
                 reading = advance & (issued < store.count)
                 padded = Cat(self.act_read.data.as_value(),
                              C(0, entry_words * MEMORY_DATA_BITS - entry_bits))
@@ -134,10 +186,20 @@ class Dma(Unit):
                     m.d.sync += [pending.eq(reading), issued.eq(issued + reading)]
                 with m.If(pending & self.mem.req.ready):
                     m.d.sync += [words_out.eq(words_out + 1),
-                                 piece.eq(Mux(last_piece, 0, piece + 1))]
-                    with m.If(last_piece):
+                                 piece.eq(Mux(final_word, 0, piece + 1))]
+                    with m.If(final_word):
                         m.d.sync += received.eq(received + 1)
                         with m.If(received + 1 == store.count):
-                            m.d.sync += [self.busy.eq(0), self.done.eq(1), pending.eq(0)]
-                            m.next = "IDLE"
+                            m.d.sync += pending.eq(0)
+                            finish()
         return m
+
+    def _request_reads(self, m, dram_addr, issued, words):
+        """Request external words ``dram_addr ..`` one per cycle as memory accepts them."""
+        m.d.comb += [
+            self.mem.req.valid.eq(issued < words),
+            self.mem.req.payload.addr.eq(dram_addr + issued),
+            self.mem.req.payload.write.eq(0),
+        ]
+        with m.If(self.mem.req.valid & self.mem.req.ready):
+            m.d.sync += issued.eq(issued + 1)

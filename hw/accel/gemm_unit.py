@@ -13,11 +13,14 @@ __all__ = ["GemmUnit"]
 
 
 class GemmUnit(Unit):
-    """Executes GEMM (``docs/isa.md``) on a :class:`GemmCore`.
+    """Executes GEMM and GEMM_SPARSE (``docs/isa.md``) on a :class:`GemmCore`.
 
-    The instruction's fields are the core's :class:`GemmDescriptor`; A comes
-    through ``act_read``, B through ``wgt_read``, the requantization
-    parameters through ``prm_read``, and C leaves through ``act_write``.
+    The instruction's fields are the core's :class:`GemmDescriptor` (GEMM_SPARSE
+    has GEMM's fields at the same offsets, then ``depth``, which only the
+    compiler's checks use; it sets ``sparse``). A comes through ``act_read``,
+    B through ``wgt_read``, the A-row numbers of sparse B words through
+    ``idx_read`` (one cycle ahead of B), the requantization parameters
+    through ``prm_read``, and C leaves through ``act_write``.
     ``start`` hands the command to the core in the same cycle; ``busy`` and
     ``done`` are the core's. Throughput and latency: see :class:`GemmEngine`.
 
@@ -27,8 +30,8 @@ class GemmUnit(Unit):
     """
 
     def __init__(self, config):
-        super().__init__(config, scratchpad_ports(config, "act_read", "wgt_read", "prm_read",
-                                                  "act_write"))
+        super().__init__(config, scratchpad_ports(config, "act_read", "wgt_read", "idx_read",
+                                                  "prm_read", "act_write"))
 
     def elaborate(self, platform):
         m = Module()
@@ -37,12 +40,13 @@ class GemmUnit(Unit):
         m.d.comb += [
             core.cmd.valid.eq(self.start),
             *[getattr(core.cmd.payload, field.name).eq(getattr(gemm, field.name))
-              for field in fields(GemmDescriptor)],
+              for field in fields(GemmDescriptor) if field.name != "sparse"],
+            core.cmd.payload.sparse.eq(gemm.opcode == Opcode.GEMM_SPARSE),
             self.busy.eq(core.busy),
             self.done.eq(core.done),
         ]
         for core_read, read in ((core.a_read, self.act_read), (core.b_read, self.wgt_read),
-                                (core.p_read, self.prm_read)):
+                                (core.i_read, self.idx_read), (core.p_read, self.prm_read)):
             m.d.comb += [read.addr.eq(core_read.addr), read.en.eq(core_read.en),
                          core_read.data.eq(read.data)]
         m.d.comb += [self.act_write.addr.eq(core.c_write.addr),

@@ -32,7 +32,8 @@ from .config import (DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, PARAMETER_ADDRESS_BIT
 __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "INSTRUCTION_WORDS", "OPCODE_BITS",
            "COUNTER_CLASSES", "Opcode", "Space", "Live", "LiveState", "Formula", "Region", "Span",
            "OpcodeSpec", "ISA", "Instruction", "encode", "decode", "space_depth",
-           "written_activations", "weight_load_may_run_beside", "resolve", "SELECT_MODES"]
+           "written_activations", "weight_load_may_run_beside", "SIDE_HOSTS", "SIDE_LOADS",
+           "resolve", "SELECT_MODES"]
 
 INSTRUCTION_BITS = 256
 INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
@@ -60,8 +61,9 @@ class Opcode(enum.IntEnum):
     NOP = 0x00
     LOAD = 0x01              # external memory -> a scratchpad
     STORE = 0x02             # activation scratchpad -> external memory
+    LOAD_SPARSE = 0x03       # HP-pruned weights -> WGT (values) and IDX (row numbers)
     GEMM = 0x10              # int8 GEMM, bias, per-channel requantization
-    GEMM_SPARSE = 0x11       # reserved: hierarchically pruned weights
+    GEMM_SPARSE = 0x11       # GEMM on HP-pruned weights: A rows follow IDX
     GELU = 0x20
     SOFTMAX = 0x21           # row-parallel: one row per lane, over words
     LAYERNORM = 0x22         # row-parallel: one token per lane, over channels
@@ -82,6 +84,7 @@ class Space(enum.IntEnum):
     LNP = 3     # LayerNorm per-channel gamma, beta
     TBL = 4     # the GELU table (256 int8)
     SIG = 5     # the token selector's two sigmoid tables (2 x 256 unsigned 16-bit)
+    IDX = 6     # A-row numbers of sparse weight words: entry i belongs to WGT word i
 
 
 class Live(enum.Enum):
@@ -314,11 +317,19 @@ _TOKEN_TILES = Formula("ceil(`tokens` / array)", lambda f, array: (f.tokens + ar
 _ALIVE_TILES = Formula("ceil((1 + `alive`) / array)",
                        lambda f, array: (f.alive + array) // array)
 _MEANS = Formula("`words` / `group`", lambda f, array: f.words // f.group)
+_SPARSE_WORDS = Formula("`tiles` x `blocks` x `kept_rows`",
+                        lambda f, array: f.tiles * f.blocks * f.kept_rows)
 
 # Field widths: scratchpad words (addresses, strides, word counts), PRM and LNP
 # entries, sizes (tiles, reduction depths, row lengths), external words.
 _WORDS, _ENTRIES, _SIZE = SCRATCHPAD_ADDRESS_BITS, PARAMETER_ADDRESS_BITS, SIZE_BITS
 _HEADS = MAX_SELECTOR_HEADS.bit_length()
+_BLOCKS = 9         # 1..256 blocks of a group, 1..256 rows of a block
+_SHIFT = 4          # log2 of the rows of a block, 1..8
+
+_GEMM_FIELDS = {"a_addr": _WORDS, "a_stride": _WORDS, "b_addr": _WORDS, "b_stride": _WORDS,
+                "c_addr": _WORDS, "c_stride": _WORDS, "p_addr": _ENTRIES, "k": _SIZE,
+                "m_tiles": _SIZE, "n": _SIZE}
 
 _ROW_TILES = {"src": _WORDS, "src_stride": _WORDS, "dst": _WORDS, "dst_stride": _WORDS,
               "m_tiles": _SIZE}
@@ -340,16 +351,28 @@ ISA = {spec.opcode: spec for spec in (
     _spec(Opcode.STORE, {"spad_addr": _WORDS, "dram_addr": MEMORY_ADDRESS_BITS, "count": _WORDS},
           nonzero=("count",), unit="dma", counter="load_store",
           reads=(Region(Space.ACT, "spad_addr", "count"),)),
-    _spec(Opcode.GEMM, {"a_addr": _WORDS, "a_stride": _WORDS, "b_addr": _WORDS,
-                        "b_stride": _WORDS, "c_addr": _WORDS, "c_stride": _WORDS,
-                        "p_addr": _ENTRIES, "k": _SIZE, "m_tiles": _SIZE, "n": _SIZE},
+    _spec(Opcode.LOAD_SPARSE, {"dram_addr": MEMORY_ADDRESS_BITS, "spad_addr": _WORDS,
+                               "tiles": _SIZE, "blocks": _BLOCKS, "kept_rows": _BLOCKS,
+                               "block_shift": _SHIFT},
+          nonzero=("tiles", "blocks", "kept_rows", "block_shift"), unit="dma",
+          counter="load_store",
+          writes=(Region(Space.WGT, "spad_addr", _SPARSE_WORDS),
+                  Region(Space.IDX, "spad_addr", _SPARSE_WORDS))),
+    _spec(Opcode.GEMM, _GEMM_FIELDS,
           nonzero=("k", "m_tiles", "n"), unit="gemm", counter="gemm",
           live=(("m_tiles", Live.TILES), ("n", Live.TOKENS), ("k", Live.TOKENS)),
           reads=(Region(Space.ACT, "a_addr", "k", tiles="m_tiles", stride="a_stride"),
                  Region(Space.WGT, "b_addr", "k", tiles=_B_TILES, stride="b_stride"),
                  Region(Space.PRM, "p_addr", "n")),
           writes=(Region(Space.ACT, "c_addr", "n", tiles="m_tiles", stride="c_stride"),)),
-    _spec(Opcode.GEMM_SPARSE, reserved=True),
+    _spec(Opcode.GEMM_SPARSE, {**_GEMM_FIELDS, "depth": _SIZE},
+          nonzero=("k", "m_tiles", "n", "depth"), unit="gemm", counter="gemm",
+          live=(("m_tiles", Live.TILES),),
+          reads=(Region(Space.ACT, "a_addr", "depth", tiles="m_tiles", stride="a_stride"),
+                 Region(Space.WGT, "b_addr", "k", tiles=_B_TILES, stride="b_stride"),
+                 Region(Space.IDX, "b_addr", "k", tiles=_B_TILES, stride="b_stride"),
+                 Region(Space.PRM, "p_addr", "n")),
+          writes=(Region(Space.ACT, "c_addr", "n", tiles="m_tiles", stride="c_stride"),)),
     _spec(Opcode.GELU, {"src": _WORDS, "dst": _WORDS, "count": _WORDS, "tile_words": _SIZE},
           nonzero=("count",), unit="eltwise", counter="eltwise",
           live=(("count", Live.TILE_WORDS),),
@@ -418,7 +441,8 @@ def space_depth(space, config):
     """Entries of scratchpad ``space`` in an accelerator of ``config`` (AcceleratorConfig)."""
     depths = {Space.ACT: config.act_depth, Space.WGT: config.wgt_depth,
               Space.PRM: config.prm_depth, Space.LNP: config.lnp_depth,
-              Space.TBL: GELU_TABLE_DEPTH, Space.SIG: SIGMOID_TABLE_DEPTH}
+              Space.TBL: GELU_TABLE_DEPTH, Space.SIG: SIGMOID_TABLE_DEPTH,
+              Space.IDX: config.wgt_depth}
     return depths[Space(space)]
 
 
@@ -449,20 +473,31 @@ def written_activations(opcode, fields, array):
     return None
 
 
-def weight_load_may_run_beside(gemm, load, array):
-    """Whether LOAD ``load`` may run while GEMM ``gemm`` executes (``docs/isa.md``, Ordering).
+#: The opcodes a weight load may run beside, and the loads that may run beside them.
+SIDE_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE)
+SIDE_LOADS = (Opcode.LOAD, Opcode.LOAD_SPARSE)
 
-    It may if it fills at least one WGT word and none of them is one the
-    GEMM reads (the compiler alternates halves of WGT for this). ``gemm`` and
-    ``load`` are the two instructions' fields (ints, or views of instruction
-    signals: the result is then a 1-bit Amaranth value).
+
+def weight_load_may_run_beside(host, host_fields, load, load_fields, array):
+    """Whether ``load`` may run while ``host`` executes (``docs/isa.md``, Ordering).
+
+    ``host`` is an opcode of :data:`SIDE_HOSTS` and ``load`` one of
+    :data:`SIDE_LOADS`. It may if it fills at least one word, only WGT and
+    IDX words, and none that the host reads or writes (the compiler
+    alternates halves of WGT, and of IDX with it, for this). The fields are
+    ints, or views of instruction signals: the result is then a 1-bit
+    Amaranth value.
     """
-    loaded = ISA[Opcode.LOAD].writes[0].span(load, array)
-    allowed = (loaded.space == Space.WGT) & (ISA[Opcode.LOAD].empty(load) == 0)
-    for region in (*ISA[Opcode.GEMM].reads, *ISA[Opcode.GEMM].writes):
-        if region.space is Space.WGT:
-            used = region.span(gemm, array)
-            allowed = allowed & ((loaded.end <= used.first) | (loaded.first >= used.end))
+    allowed = ISA[load].empty(load_fields) == 0
+    used = [region.span(host_fields, array)
+            for region in (*ISA[host].reads, *ISA[host].writes)
+            if region.space in (Space.WGT, Space.IDX)]
+    for written in ISA[load].writes:
+        loaded = written.span(load_fields, array)
+        allowed = allowed & ((loaded.space == Space.WGT) | (loaded.space == Space.IDX))
+        for span in used:
+            allowed = allowed & ((loaded.space != span.space) | (loaded.end <= span.first)
+                                 | (loaded.first >= span.end))
     return allowed
 
 

@@ -1,6 +1,6 @@
 """The execution-unit interface and the port signatures the accelerator's parts share."""
 
-from amaranth import signed
+from amaranth import signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,12 +19,14 @@ MEMORY_DATA_BITS = 8 * DRAM_WORD_BYTES
 
 #: Scratchpad ports a unit may have, by name: the scratchpad and the direction.
 #: ``y_read`` is the activation scratchpad's second read port
-#: (``AcceleratorConfig.act_read_ports == 2``).
+#: (``AcceleratorConfig.act_read_ports == 2``); IDX (the A row of each WGT word of
+#: sparse weights) has ``wgt_depth`` entries of ``config.gemm.index_bits`` unsigned.
 SCRATCHPAD_PORTS = {
     "act_read": ("act", "read"), "y_read": ("act", "read"), "act_write": ("act", "write"),
     "wgt_read": ("wgt", "read"), "wgt_write": ("wgt", "write"),
     "prm_read": ("prm", "read"), "prm_write": ("prm", "write"),
     "lnp_read": ("lnp", "read"), "lnp_write": ("lnp", "write"),
+    "idx_read": ("idx", "read"), "idx_write": ("idx", "write"),
 }
 
 
@@ -43,7 +45,8 @@ def scratchpad_entries(config):
     """Scratchpad name -> (entry shape, depth)."""
     word = act_word(config)
     return {"act": (word, config.act_depth), "wgt": (word, config.wgt_depth),
-            "prm": (RequantParams, config.prm_depth), "lnp": (ChannelParams, config.lnp_depth)}
+            "prm": (RequantParams, config.prm_depth), "lnp": (ChannelParams, config.lnp_depth),
+            "idx": (unsigned(config.gemm.index_bits), config.wgt_depth)}
 
 
 def scratchpad_ports(config, *names):

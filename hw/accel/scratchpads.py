@@ -1,4 +1,4 @@
-"""The scratchpads: ACT, WGT, PRM and LNP memories, each port shared by the units that use it."""
+"""The scratchpads: ACT, WGT, PRM, LNP and IDX memories, each port shared by its users."""
 
 from amaranth import Cat, Module, Mux
 from amaranth.lib import memory, wiring

@@ -3,6 +3,8 @@
 from dataclasses import asdict, dataclass, fields
 import json
 
+from amaranth.utils import bits_for
+
 from vitforge.errors import ConfigError, ConfigTypeError
 
 from ..checks import check_positive_int
@@ -70,6 +72,11 @@ class GemmConfig:
     def required_acc_width(self):
         """Smallest signed width that holds ``+-acc_bound``."""
         return self.acc_bound.bit_length() + 1
+
+    @property
+    def index_bits(self):
+        """Width of an index-buffer entry (an A-row number below ``k_max``, sparse commands)."""
+        return bits_for(self.k_max - 1)
 
     @property
     def pes(self):

@@ -36,6 +36,9 @@ class GemmCore(wiring.Component):
     ----------
     cmd : ``In(stream.Signature(descriptor_layout(config)))``
     a_read, b_read, p_read : read requests (``addr``, ``en`` out; ``data`` in)
+    i_read : index-buffer read request (``addr``, ``en`` out; ``data`` in,
+        ``config.index_bits`` unsigned): one entry per B word, read by sparse
+        commands one cycle ahead of the B word (see :class:`TileController`)
     c_write : write requests (``addr``, ``data``, ``en`` out)
     busy, done : ``Out(1)``
         ``done`` pulses in the cycle ``busy`` falls.
@@ -51,6 +54,7 @@ class GemmCore(wiring.Component):
             "cmd": In(stream.Signature(layout)),
             "a_read": _read_request(layout["a_addr"].shape, rows_word),
             "b_read": _read_request(layout["b_addr"].shape, cols_word),
+            "i_read": _read_request(layout["b_addr"].shape, config.index_bits),
             "p_read": _read_request(layout["p_addr"].shape, RequantParams),
             "c_write": Out(wiring.Signature({"addr": Out(layout["c_addr"].shape),
                                              "data": Out(rows_word), "en": Out(1)})),
@@ -69,6 +73,7 @@ class GemmCore(wiring.Component):
         m.submodules.writeback = writeback = Writeback(config)
 
         connect(m, flipped(self.cmd), controller.cmd)
+        connect(m, flipped(self.i_read), controller.i_read)
         m.d.comb += [
             self.a_read.addr.eq(controller.a_read.addr),
             self.a_read.en.eq(controller.a_read.en),

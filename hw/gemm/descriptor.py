@@ -34,6 +34,7 @@ def descriptor_layout(config):
         "k":        bits_for(config.k_max),
         "m_tiles":  bits_for(config.a_depth),
         "n":        bits_for(config.param_depth),
+        "sparse":   1,
     })
 
 
@@ -51,6 +52,12 @@ class GemmDescriptor:
     with ``i`` the lane (``0 <= i < rows``) and ``C`` the number of PE columns.
     See ``docs/numerics.md`` for ``requantize`` and ``docs/architecture.md`` for
     the buffer layouts.
+
+    A ``sparse`` command (HP-pruned weights, ``docs/sparsity.md``) reads A word
+    ``a_addr + mt*a_stride + I[b]`` instead of ``a_addr + mt*a_stride + k``,
+    where ``b`` is the B word of the same step and ``I`` the index buffer (one
+    A-row number per B word). The indices must stay inside the A tile; this
+    descriptor cannot check them, so :meth:`check` leaves A out.
     """
 
     a_addr: int
@@ -63,6 +70,7 @@ class GemmDescriptor:
     k: int
     m_tiles: int
     n: int
+    sparse: int = 0
 
     def __post_init__(self):
         for field in fields(self):
@@ -76,12 +84,15 @@ class GemmDescriptor:
         for name in ("k", "m_tiles", "n"):
             if getattr(self, name) == 0:
                 raise ValueError(f"descriptor field {name} must be positive, not 0")
+        if self.sparse not in (0, 1):
+            raise ValueError(f"descriptor field sparse must be 0 or 1, not {self.sparse}")
 
     @classmethod
-    def from_fields(cls, values):
-        """The descriptor of a mapping that holds its fields among others (a GEMM
-        instruction's, which also has ``live``)."""
-        return cls(**{field.name: values[field.name] for field in fields(cls)})
+    def from_fields(cls, values, sparse=0):
+        """The descriptor of a mapping that holds its fields among others (a GEMM or
+        GEMM_SPARSE instruction's, which also has ``live``)."""
+        return cls(**{field.name: values[field.name] for field in fields(cls)
+                      if field.name != "sparse"}, sparse=sparse)
 
     def n_tiles(self, config):
         """Column tiles of this command on ``config``'s array."""
@@ -94,8 +105,6 @@ class GemmDescriptor:
                              f"not {self.k}")
         spans = {
             # name: (first word, last word touched, buffer depth, config field)
-            "A": (self.a_addr, self.a_addr + (self.m_tiles - 1) * self.a_stride + self.k - 1,
-                  config.a_depth, "a_depth"),
             "B": (self.b_addr,
                   self.b_addr + (self.n_tiles(config) - 1) * self.b_stride + self.k - 1,
                   config.b_depth, "b_depth"),
@@ -104,6 +113,10 @@ class GemmDescriptor:
             "parameter": (self.p_addr, self.p_addr + self.n - 1,
                           config.param_depth, "param_depth"),
         }
+        if not self.sparse:
+            spans["A"] = (self.a_addr,
+                          self.a_addr + (self.m_tiles - 1) * self.a_stride + self.k - 1,
+                          config.a_depth, "a_depth")
         for buffer, (first, last, depth, depth_name) in spans.items():
             if last >= depth:
                 raise ValueError(

@@ -1,6 +1,6 @@
 """GEMM engine: buffers, PE array, tile controller and writeback."""
 
-from amaranth import Module, signed
+from amaranth import Module, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
@@ -25,7 +25,10 @@ class GemmEngine(wiring.Component):
     (activations, ``rows`` int8 per word), B (weights, ``cols`` int8 per word),
     P (per-channel :class:`RequantParams`) and C (results, ``rows`` int8 per
     word). Loads through the ``*_load`` ports and reads through ``c_read`` may
-    run while a command executes (double buffering by address region).
+    run while a command executes (double buffering by address region). A
+    fifth buffer, I (``b_depth`` entries of ``config.index_bits`` unsigned),
+    holds the A-row number of each B word for sparse commands (see
+    :class:`GemmDescriptor`); they take the same cycles as dense ones.
 
     Throughput: ``rows * cols`` MACs per cycle; a command takes
     ``m_tiles * ceil(n / cols) * max(k, cols)`` issue cycles plus a tail of at
@@ -40,7 +43,7 @@ class GemmEngine(wiring.Component):
     Attributes
     ----------
     cmd : ``In(stream.Signature(descriptor_layout(config)))``
-    a_load, b_load, p_load : ``Out(memory.WritePort.Signature)``
+    a_load, b_load, i_load, p_load : ``Out(memory.WritePort.Signature)``
         Load ports, as a memory's write port (``addr``, ``data``, ``en`` in).
     c_read : ``Out(memory.ReadPort.Signature)``
         Result words, one cycle read latency.
@@ -61,6 +64,7 @@ class GemmEngine(wiring.Component):
             "cmd": In(stream.Signature(descriptor_layout(config))),
             "a_load": _load_port(rows_word, config.a_depth),
             "b_load": _load_port(cols_word, config.b_depth),
+            "i_load": _load_port(unsigned(config.index_bits), config.b_depth),
             "p_load": _load_port(RequantParams, config.param_depth),
             "c_read": Out(memory.ReadPort.Signature(
                 addr_width=max(1, (config.c_depth - 1).bit_length()), shape=rows_word)),
@@ -82,6 +86,8 @@ class GemmEngine(wiring.Component):
             shape=data.ArrayLayout(signed(OPERAND_BITS), config.rows), depth=config.a_depth)
         m.submodules.b_buffer = b_buffer = DualPortBuffer(
             shape=data.ArrayLayout(signed(OPERAND_BITS), config.cols), depth=config.b_depth)
+        m.submodules.i_buffer = i_buffer = DualPortBuffer(
+            shape=unsigned(config.index_bits), depth=config.b_depth)
         m.submodules.p_buffer = p_buffer = DualPortBuffer(
             shape=RequantParams, depth=config.param_depth)
         m.submodules.c_buffer = c_buffer = DualPortBuffer(
@@ -90,11 +96,12 @@ class GemmEngine(wiring.Component):
 
         connect(m, flipped(self.a_load), a_buffer.write)
         connect(m, flipped(self.b_load), b_buffer.write)
+        connect(m, flipped(self.i_load), i_buffer.write)
         connect(m, flipped(self.p_load), p_buffer.write)
         connect(m, flipped(self.c_read), c_buffer.read)
         connect(m, flipped(self.cmd), core.cmd)
         for buffer, port in ((a_buffer, core.a_read), (b_buffer, core.b_read),
-                             (p_buffer, core.p_read)):
+                             (i_buffer, core.i_read), (p_buffer, core.p_read)):
             m.d.comb += [buffer.read.addr.eq(port.addr), buffer.read.en.eq(port.en),
                          port.data.eq(buffer.read.data)]
         m.d.comb += [

@@ -35,6 +35,14 @@ class TileController(wiring.Component):
     ``last`` and :attr:`tile_done` come out registered in ``t + 1``, aligned
     with the words the buffers return.
 
+    Sparse commands (``sparse`` set) take the same cycles. Step ``j`` of a
+    tile reads A word ``a_tile + I[b]`` instead of ``a_tile + j``, where ``b``
+    is the B word it reads and ``I`` the index buffer. The controller reads
+    ``I`` one cycle ahead: in every cycle ``i_read.addr`` is the B address of
+    the next cycle (the command's ``b_addr`` in the cycle it is accepted), so
+    ``i_read.data`` holds ``I[b]`` in the cycle the step issues, and the A
+    address follows from it combinationally.
+
     Parameters
     ----------
     config : GemmConfig
@@ -44,6 +52,8 @@ class TileController(wiring.Component):
     cmd : ``In(stream.Signature(descriptor_layout(config)))``
         Accepted only while idle.
     a_read, b_read : ``Out`` read-port requests (``addr``, ``en``)
+    i_read : ``Out`` index-buffer read request (``addr``, ``en`` out; ``data`` in,
+        ``config.index_bits`` unsigned, one cycle after ``en``)
     valid, first, last : ``Out(1)``
         Qualifiers of the words returned by the buffers this cycle.
     tile_done : ``Out(1)``
@@ -62,6 +72,9 @@ class TileController(wiring.Component):
                                             "en": Out(1)})),
             "b_read": Out(wiring.Signature({"addr": Out(layout["b_addr"].shape),
                                             "en": Out(1)})),
+            "i_read": Out(wiring.Signature({"addr": Out(layout["b_addr"].shape),
+                                            "en": Out(1),
+                                            "data": In(config.index_bits)})),
             "valid": Out(1),
             "first": Out(1),
             "last": Out(1),
@@ -84,13 +97,21 @@ class TileController(wiring.Component):
         n_base = Signal.like(command.n)
         m_left = Signal.like(command.m_tiles)
 
+        # The registers' values of the next cycle: the index buffer is read one cycle ahead.
+        k_next = Signal.like(k_index)
+        b_next = Signal.like(b_tile)
+        m.d.comb += [k_next.eq(k_index), b_next.eq(b_tile)]
+        m.d.sync += [k_index.eq(k_next), b_tile.eq(b_next)]
+
         issue = Signal()
         m.d.comb += [
             issue.eq(self.running & (k_index < command.k)),
-            self.a_read.addr.eq(a_tile + k_index),
+            self.a_read.addr.eq(a_tile + Mux(command.sparse, self.i_read.data, k_index)),
             self.b_read.addr.eq(b_tile + k_index),
+            self.i_read.addr.eq(b_next + k_next),
             self.a_read.en.eq(issue),
             self.b_read.en.eq(issue),
+            self.i_read.en.eq(self.running | self.cmd.valid),
         ]
         last = issue & (k_index == command.k - 1)
         m.d.sync += [
@@ -109,29 +130,27 @@ class TileController(wiring.Component):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     payload = self.cmd.payload
+                    m.d.comb += [k_next.eq(0), b_next.eq(payload.b_addr)]
                     m.d.sync += [
                         command.eq(payload),
-                        k_index.eq(0),
                         period_end.eq(Mux(payload.k > cols, payload.k, cols) - 1),
                         a_tile.eq(payload.a_addr),
-                        b_tile.eq(payload.b_addr),
                         c_tile.eq(payload.c_addr),
                         n_base.eq(0),
                         m_left.eq(payload.m_tiles),
                     ]
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += self.running.eq(1)
-                m.d.sync += k_index.eq(k_index + 1)
+                m.d.comb += [self.running.eq(1), k_next.eq(k_index + 1)]
                 with m.If(k_index == period_end):
-                    m.d.sync += k_index.eq(0)
+                    m.d.comb += k_next.eq(0)
                     with m.If(n_base + cols < command.n):
-                        m.d.sync += [n_base.eq(n_base + cols),
-                                     b_tile.eq(b_tile + command.b_stride)]
+                        m.d.comb += b_next.eq(b_tile + command.b_stride)
+                        m.d.sync += n_base.eq(n_base + cols)
                     with m.Else():
+                        m.d.comb += b_next.eq(command.b_addr)
                         m.d.sync += [
                             n_base.eq(0),
-                            b_tile.eq(command.b_addr),
                             a_tile.eq(a_tile + command.a_stride),
                             c_tile.eq(c_tile + command.c_stride),
                             m_left.eq(m_left - 1),

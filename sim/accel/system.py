@@ -1,6 +1,6 @@
 """The accelerator with a model of external memory, for simulation."""
 
-from amaranth import ClockSignal, Instance, Module, Signal
+from amaranth import ClockSignal, Instance, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,7 +35,9 @@ class SimulatedSystem(wiring.Component):
     """:class:`Accelerator` plus ``memory_words`` words of external memory.
 
     The memory accepts a request every cycle and answers reads one cycle
-    later, in order. While the accelerator is idle, the testbench reads and
+    later, in order; a response the accelerator does not take (``mem.resp.ready``
+    low, as the DMA's sparse loads do while they expand a word) stays on
+    ``mem.resp`` and holds new requests back, as the AXI shell's read channel does. While the accelerator is idle, the testbench reads and
     writes the memory through ``host_*`` (one word per cycle, read data one
     cycle later): it loads the image, starts the program and reads the
     results, and never drives the accelerator cycle by cycle. A profile memory
@@ -62,10 +64,13 @@ class SimulatedSystem(wiring.Component):
         m.submodules.accelerator = accelerator = Accelerator(self._config)
         read, write = self._memory(m)
         request = accelerator.mem.req
-        responding = Signal()
+        responding = Signal()           # a read response is on mem.resp
+        held = Signal.like(request.payload.addr)    # ... of the word at this address
+        stall = Signal()                # ... and the accelerator does not take it yet
         forward(m, self, accelerator, control_members())
         m.d.comb += [
-            request.ready.eq(1),
+            stall.eq(responding & ~accelerator.mem.resp.ready),
+            request.ready.eq(~stall),
             accelerator.mem.resp.valid.eq(responding),
             accelerator.mem.resp.payload.eq(read.data),
             self.host_rdata.eq(read.data),
@@ -77,13 +82,15 @@ class SimulatedSystem(wiring.Component):
             profile.read_addr.eq(self.profile_addr),
             self.profile_data.eq(profile.read_data),
         ]
-        m.d.sync += responding.eq(request.valid & ~request.payload.write)
+        with m.If(~stall):
+            m.d.sync += [responding.eq(request.valid & ~request.payload.write),
+                         held.eq(request.payload.addr)]
         with m.If(accelerator.busy):
             m.d.comb += [
-                read.addr.eq(request.payload.addr),
+                read.addr.eq(Mux(stall, held, request.payload.addr)),
                 write.addr.eq(request.payload.addr),
                 write.data.eq(request.payload.wdata),
-                write.en.eq(request.valid & request.payload.write),
+                write.en.eq(request.valid & request.payload.write & ~stall),
             ]
         with m.Else():
             m.d.comb += [read.addr.eq(self.host_addr), write.addr.eq(self.host_addr),

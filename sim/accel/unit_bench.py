@@ -43,11 +43,11 @@ __all__ = ["Backpressure", "UnitRun", "run_unit", "golden_after", "run_and_compa
 #: The :class:`Machine` arrays that make up the accelerator's state (besides ``live``, the
 #: live token registers, compared as well).
 STATE = ("dram", "act", "wgt", "bias", "multiplier", "shift", "gamma", "beta", "table",
-         "sigmoid")
+         "sigmoid", "idx")
 
 #: Port name prefix -> the scratchpad it reaches.
 _SPACES = {"act": "act", "y": "act", "wgt": "wgt", "prm": "prm", "lnp": "lnp", "tbl": "tbl",
-           "sig": "sig"}
+           "sig": "sig", "idx": "idx"}
 #: Port -> the Machine table it preloads and the entries per word and their width.
 _TABLES = {"tbl": ("table", TABLE_ENTRIES_PER_WORD, 8),
            "sig": ("sigmoid", SIGMOID_ENTRIES_PER_WORD, SIGMOID_BITS)}
@@ -178,6 +178,7 @@ def random_machine(config, rng, dram_words=0):
     machine.gamma[:] = rng.integers(-(1 << 15), 1 << 15, machine.gamma.shape)
     machine.beta[:] = rng.integers(-(1 << 31), 1 << 31, machine.beta.shape)
     machine.table[:] = rng.integers(-128, 128, machine.table.shape)
+    machine.idx[:] = rng.integers(0, 1 << config.gemm.index_bits, machine.idx.shape)
     return machine
 
 
@@ -271,6 +272,8 @@ class _Memories:
     def read(self, space, layout, address):
         if space in ("act", "wgt"):
             return pack_int8(getattr(self.machine, space)[address])
+        if space == "idx":
+            return int(self.machine.idx[address])
         if space in _TABLES:
             name, per_word, bits = _TABLES[space]
             entries = getattr(self.machine, name)[address * per_word:(address + 1) * per_word]
@@ -281,6 +284,8 @@ class _Memories:
     def write(self, space, layout, address, bits):
         if space in ("act", "wgt"):
             getattr(self.machine, space)[address] = unpack_int8(bits, self.lanes)
+        elif space == "idx":
+            self.machine.idx[address] = bits
         elif space in _TABLES:
             name, per_word, width = _TABLES[space]
             table = getattr(self.machine, name)
@@ -296,7 +301,7 @@ class _Memories:
         if space in _TABLES:
             name, per_word, _ = _TABLES[space]
             return len(getattr(self.machine, name)) // per_word
-        array = {"act": "act", "wgt": "wgt", "prm": "bias", "lnp": "gamma"}[space]
+        array = {"act": "act", "wgt": "wgt", "prm": "bias", "lnp": "gamma", "idx": "idx"}[space]
         return len(getattr(self.machine, array))
 
     def dram_word(self, address):

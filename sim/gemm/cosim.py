@@ -38,7 +38,7 @@ class JobReport:
     match: bool                # every word of the C region equal (padding lanes included)
     cycles: int
     mac_cycles: int
-    ideal_cycles: float
+    ideal_cycles: float        # MAC-bound cycles of the steps issued (depth L if sparse)
     run_seconds: float         # wall time of the autonomous run in Verilator
 
     @property
@@ -75,6 +75,9 @@ def first_mismatch(rtl, golden):
 def simulate(config, jobs, *, overlap=False, watchdog_cycles=None, log=None):
     """Run ``jobs`` on the RTL (Verilator) and on the golden model.
 
+    Jobs may be dense (``plan_gemm``) or sparse (``plan_sparse_gemm``); both
+    sides load a sparse job's index words with its B words.
+
     Returns a :class:`SimulationReport`; raises
     :class:`~vitforge.errors.SimulationError` if the simulation fails or
     its watchdog fires, :class:`~vitforge.errors.ToolchainError` if
@@ -100,7 +103,7 @@ def simulate(config, jobs, *, overlap=False, watchdog_cycles=None, log=None):
             rtl=job.result(result.c_words), golden=job.result(golden_words),
             match=bool(np.array_equal(result.c_words, golden_words)),
             cycles=result.busy_cycles, mac_cycles=result.mac_cycles,
-            ideal_cycles=ideal_cycles(config, p.m, p.k, p.n),
+            ideal_cycles=ideal_cycles(config, p.m, job.descriptor.k, p.n),
             run_seconds=result.run_seconds))
     return SimulationReport(jobs=reports, verilog_seconds=verilog.seconds,
                             build_seconds=built.seconds, build_cached=built.cached,

@@ -2,9 +2,11 @@
 
 A *session* loads placed jobs (:class:`~vitforge.sw.gemm.plan.GemmJob`) into
 the engine's buffers, runs their commands and reads back each result region
-and the engine's cycle counters. With ``overlap`` the next job's operands are
-loaded while the current job computes (the jobs must use different buffer
-halves), which is how double buffering hides load time.
+and the engine's cycle counters. A sparse job (``plan_sparse_gemm``) also loads
+its index words through ``i_load``, at the addresses of its B words. With
+``overlap`` the next job's operands are loaded while the current job computes
+(the jobs must use different buffer halves), which is how double buffering
+hides load time.
 """
 
 from dataclasses import dataclass
@@ -62,6 +64,8 @@ async def _load(pins, job):
     streams = (("a_load", d.a_addr, [pack_int8(w) for w in job.a_words]),
                ("b_load", d.b_addr, [pack_int8(w) for w in job.b_words]),
                ("p_load", d.p_addr, params))
+    if job.i_words is not None:
+        streams += (("i_load", d.b_addr, [int(row) for row in job.i_words]),)
     for index in range(max(len(values) for _, _, values in streams)):
         for port, base, values in streams:
             active = index < len(values)
@@ -149,6 +153,8 @@ def save_session(path, config, jobs, *, overlap=False, watchdog_cycles=None):
             arrays[f"job{index}_{name}"] = getattr(job.problem, name)
         arrays[f"job{index}_a_words"] = job.a_words
         arrays[f"job{index}_b_words"] = job.b_words
+        if job.i_words is not None:
+            arrays[f"job{index}_i_words"] = job.i_words
     np.savez(path, meta=json.dumps(meta), **arrays)
 
 
@@ -165,8 +171,10 @@ def load_session(path):
                 return archive[f"job{index}_{name}"]
             problem = GemmProblem(a=array("a"), b=array("b"), bias=array("bias"),
                                   multiplier=array("multiplier"), shift=array("shift"))
+            i_words = array("i_words") if f"job{index}_i_words" in archive else None
             jobs.append(GemmJob(problem=problem, descriptor=GemmDescriptor(**descriptor),
-                                a_words=array("a_words"), b_words=array("b_words")))
+                                a_words=array("a_words"), b_words=array("b_words"),
+                                i_words=i_words))
     options = {"overlap": meta["overlap"], "watchdog_cycles": meta["watchdog_cycles"]}
     return GemmConfig.from_dict(meta["config"]), jobs, options
 

@@ -23,7 +23,7 @@ async def run_saved_session(dut):
     config, jobs, options = load_session(os.environ["VITFORGE_JOB"])
     Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
     pins = CocotbPins(dut, CLOCK_PERIOD_NS)
-    for port in ("cmd.valid", "a_load.en", "b_load.en", "p_load.en"):
+    for port in ("cmd.valid", "a_load.en", "b_load.en", "i_load.en", "p_load.en"):
         pins.set(port, 0)
     dut.rst.value = 1
     for _ in range(2):

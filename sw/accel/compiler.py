@@ -51,6 +51,7 @@ def _finish(lowering, region, rows, cols):
     return dict(config=lowering.config, plan=lowering.plan, image=bytes(emit.image),
                 program_addr=program_addr, instructions=tuple(emit.instructions),
                 sections=tuple(emit.sections), trace=tuple(emit.traced), macs=emit.macs,
+                dense_macs=emit.dense_macs, dense_fallback=tuple(lowering.dense_fallback),
                 output=output)
 
 
@@ -99,7 +100,7 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, selectors=None, trac
     lowering = Lowering(config, plan, Emitter(config, trace), dim)
     slot = InputSlot("input tokens", ExternalMatrix(lowering.emit.next_word, *x.shape), 0)
     _load_input(lowering, slot, x, "x")
-    lowering.blocks(list(blocks), lowering.load_layer(blocks[0].qkv), stages)
+    lowering.blocks(list(blocks), lowering.load_layer(blocks[0].qkv, "block 0 qkv"), stages)
     return CompiledProgram(
         **_finish(lowering, token_buffers(len(blocks), len(stages))[0],
                   plan.phases[-1].tokens, dim), input=slot, logits=False)

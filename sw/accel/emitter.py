@@ -4,7 +4,7 @@ from vitforge.hw.accel.config import DRAM_WORD_BYTES
 from vitforge.hw.accel.isa import INSTRUCTION_BYTES, Opcode, Space, encode, written_activations
 from vitforge.sw.gemm.layout import pack_weights
 
-from .memory import pack_entries
+from .memory import pack_entries, pack_sparse
 from .program import ExternalMatrix, TraceEntry, activation_bytes
 
 __all__ = ["Emitter"]
@@ -32,7 +32,8 @@ class Emitter:
         self.sections = []          # the phase each instruction serves
         self.traced = []            # TraceEntry per traced instruction
         self.section = None
-        self.macs = 0
+        self.macs = 0           # multiply-accumulates the GEMMs do
+        self.dense_macs = 0     # ... and would do with every weight dense
         self.weight_half = 0
 
     @property
@@ -98,6 +99,18 @@ class Emitter:
         words = pack_weights(matrix, self.config.array)
         base = self.take_weight_half()
         self.load(Space.WGT, words, base, len(words))
+        return base
+
+    def load_sparse_weights(self, weight):
+        """LOAD_SPARSE an HPSparseWeight (on groups of ``array`` columns, at least one entry
+        per group) into the next half of WGT and the same words of IDX; returns its WGT
+        address (the first column tile's first entry)."""
+        pattern = weight.pattern
+        base = self.take_weight_half()
+        address = self.append(pack_sparse(weight, self.config))
+        self(Opcode.LOAD_SPARSE, dram_addr=address, spad_addr=base, tiles=pattern.groups,
+             blocks=pattern.kept_blocks, kept_rows=pattern.kept_rows,
+             block_shift=pattern.block_rows.bit_length() - 1)
         return base
 
     def take_weight_half(self):

@@ -11,6 +11,12 @@ take longer to load than that GEMM runs is cut into column chunks
 (:meth:`Lowering.load_layer`): each chunk's GEMM hides the next chunk's load,
 so few tokens (after pruning, or on a wide array) do not leave the GEMM engine
 waiting for weights.
+
+A layer with HP-pruned weights (``QuantizedLinear.sparse``, ``docs/sparsity.md``)
+runs as ``LOAD_SPARSE`` and ``GEMM_SPARSE`` on its pattern re-cut into groups of
+``array`` columns, when ``array`` divides the columns of the pattern's groups;
+otherwise it runs dense on its decoded weights (correct, no speedup), and its
+name is listed in :attr:`Lowering.dense_fallback`.
 """
 
 from typing import NamedTuple
@@ -22,6 +28,7 @@ from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.accel.config import TABLE_WORDS
 from vitforge.sw.gemm.layout import tiles
 from vitforge.sw.gemm.plan import command_cycles
+from vitforge.sw.gemm.sparse import HPPattern, HPSparseWeight
 from vitforge.sw.model.quantized import QuantizedLinear
 
 from .selection import lower_select
@@ -34,12 +41,41 @@ class LoadedLayer(NamedTuple):
     """A linear layer run as GEMMs on column chunks, the first chunk's weights in WGT.
 
     ``chunks`` are ``(first column, end column)`` pairs in order; ``address``
-    is the WGT word of the first chunk's weights.
+    is the WGT word of the first chunk's weights. ``sparse`` is the layer's
+    HPSparseWeight on groups of ``array`` columns when it runs as
+    ``GEMM_SPARSE``, else ``None``.
     """
 
     layer: object
     chunks: tuple
     address: int
+    sparse: object = None
+
+
+def _pattern(source, columns, blocks, offsets, kept_rows):
+    """An HPPattern of ``source``'s rows and blocks on ``columns`` columns."""
+    return HPPattern(rows=source.rows, columns=columns, cols=source.cols,
+                     block_rows=source.block_rows, kept_rows=kept_rows, blocks=blocks,
+                     offsets=offsets)
+
+
+def _filler(pattern):
+    """What a fully pruned ``pattern`` runs as: one zero entry per group (block 0, row 0),
+    so the GEMM's result is the bias path."""
+    groups = pattern.groups
+    filler = _pattern(pattern, pattern.columns, np.zeros((groups, 1), np.int64),
+                      np.zeros((groups, 1, 1), np.int64), kept_rows=1)
+    return HPSparseWeight(filler, np.zeros((groups, 1, pattern.cols), np.int8))
+
+
+def _columns(weight, start, end):
+    """Columns ``start..end`` of a sparse ``weight`` (``start`` a multiple of its groups'
+    columns, ``end`` too unless it is the last column)."""
+    p = weight.pattern
+    first, last = start // p.cols, tiles(end, p.cols)
+    pattern = _pattern(p, end - start, p.blocks[first:last], p.offsets[first:last],
+                       p.kept_rows)
+    return HPSparseWeight(pattern, weight.values[first:last])
 
 
 def _requant_entries(source, count):
@@ -73,6 +109,9 @@ class Lowering:
         #: The index and cycles of the last GEMM emitted (a weight load right after it runs
         #: beside it).
         self.last_gemm = (None, 0)
+        #: Names of the layers with sparse weights that run dense: ``array`` does not divide
+        #: the columns of their pattern's groups.
+        self.dense_fallback = []
 
     def live_bits(self, opcode, *names):
         """``opcode``'s ``live`` field flagging ``names`` if counts are live, else 0."""
@@ -109,32 +148,77 @@ class Lowering:
         return {region.name: region.start for region in regions}
 
     def gemm(self, a, a_width, b, b_stride, c, c_width, p, k, n, m_tiles=None, rows=None,
-             live=()):
+             live=(), depth=None):
         """A GEMM on the stage's tokens (or ``m_tiles`` tiles of which ``rows`` are real);
-        ``live`` names ``n`` or ``k`` when they are the token count."""
+        ``live`` names ``n`` or ``k`` when they are the token count.
+
+        With ``depth`` it is a GEMM_SPARSE: ``k`` entries (WGT and IDX words) per column
+        tile, over A tiles of ``depth`` words (the dense reduction depth).
+        """
+        opcode, sparse_fields = (Opcode.GEMM, {}) if depth is None else \
+            (Opcode.GEMM_SPARSE, {"depth": depth})
         flagged = (*live, "m_tiles") if m_tiles is None else live
         fields = dict(a_addr=a, a_stride=a_width, b_addr=b, b_stride=b_stride, c_addr=c,
-                      c_stride=c_width, p_addr=p, k=k, m_tiles=m_tiles or self.token_tiles, n=n)
-        self.emit(Opcode.GEMM, **fields, live=self.live_bits(Opcode.GEMM, *flagged))
-        self.emit.macs += (rows or self.tokens) * k * n
+                      c_stride=c_width, p_addr=p, k=k, m_tiles=m_tiles or self.token_tiles, n=n,
+                      **sparse_fields)
+        self.emit(opcode, **fields, live=self.live_bits(opcode, *flagged))
+        real = rows or self.tokens
+        self.emit.macs += real * k * n
+        self.emit.dense_macs += real * (depth or k) * n
+        descriptor = GemmDescriptor.from_fields(fields, sparse=int(depth is not None))
         self.last_gemm = (len(self.emit.instructions) - 1,
-                          command_cycles(self.config.gemm, GemmDescriptor(**fields)))
+                          command_cycles(self.config.gemm, descriptor))
 
-    def load_layer(self, layer, m_tiles=None):
+    def sparse_weight(self, layer, name):
+        """``layer``'s sparse weights on groups of ``array`` columns (a fully pruned layer's
+        as one zero entry per group), or ``None`` to run it dense: it has none, or ``array``
+        does not divide its groups' columns (then ``name`` joins :attr:`dense_fallback`)."""
+        if layer.sparse is None:
+            return None
+        pattern = layer.sparse.pattern
+        if pattern.cols % self.lanes:
+            self.dense_fallback.append(name)
+            return None
+        if pattern.length == 0:
+            return _filler(pattern.for_cols(self.lanes))
+        return layer.sparse.for_cols(self.lanes)
+
+    def _tile_cycles(self, layer, sparse, m_tiles):
+        """``(load, gemm)``: cycles to load one column tile of ``layer``'s weights (external
+        words, and a sparse tile's used record bytes, one per cycle) and of its GEMM."""
+        entry = self.config.act_entry_words
+        if sparse is None:
+            entries = layer.weight.shape[0]
+            load = entries * entry
+        else:
+            p = sparse.pattern
+            entries = p.length
+            load = p.kept_blocks * (1 + p.kept_rows) + entries * entry
+        return load, (m_tiles or self.token_tiles) * max(entries, self.lanes)
+
+    def _load_columns(self, layer, sparse, start, end):
+        """LOAD columns ``start..end`` of ``layer``'s weights (sparse ones if ``sparse``) into
+        the next half of WGT; returns their WGT address."""
+        if sparse is None:
+            return self.emit.load_weights(layer.weight[:, start:end])
+        return self.emit.load_sparse_weights(_columns(sparse, start, end))
+
+    def load_layer(self, layer, name, m_tiles=None):
         """LOAD ``layer``'s weights, or the first of its column chunks, into the next half of
-        WGT; returns the :class:`LoadedLayer` that :meth:`linear` runs.
+        WGT; returns the :class:`LoadedLayer` that :meth:`linear` runs. ``name`` is what
+        :attr:`dense_fallback` calls the layer (sparse weights that run dense).
 
         Right after a GEMM the load runs beside it. The first chunk is as wide as that
         GEMM hides, rounded up to whole tiles of ``array`` columns (a stall of less than a
         tile's load), and each next chunk as wide as the chunk before it hides, when the
         layer's GEMM on ``m_tiles`` tiles (the stage's tokens by default) takes at least as
         long as loading its weights; otherwise, or when the load is not beside a GEMM, the
-        layer is one chunk.
+        layer is one chunk. Chunks of sparse weights are whole column tiles too.
         """
-        k, n = layer.weight.shape
+        n = layer.weight.shape[1]
         lanes = self.lanes
-        load_per_tile = k * self.config.act_entry_words        # external words, one per cycle
-        gemm_per_tile = (m_tiles or self.token_tiles) * max(k, lanes)
+        sparse = self.sparse_weight(layer, name)
+        load_per_tile, gemm_per_tile = self._tile_cycles(layer, sparse, m_tiles)
         index, cycles = self.last_gemm
         beside = index is not None and index == len(self.emit.instructions) - 1
         sizes, budget, left = [], cycles if beside else 0, tiles(n, lanes)
@@ -146,21 +230,21 @@ class Lowering:
                 budget = size * gemm_per_tile
         edges = np.cumsum([0, *sizes]) * lanes if sizes else [0, n]
         chunks = tuple((int(start), min(int(end), n)) for start, end in zip(edges, edges[1:]))
-        start, end = chunks[0]
-        return LoadedLayer(layer, chunks, self.emit.load_weights(layer.weight[:, start:end]))
+        return LoadedLayer(layer, chunks, self._load_columns(layer, sparse, *chunks[0]), sparse)
 
     def linear(self, loaded, src, src_width, dst, prm, m_tiles=None, rows=None):
         """A :class:`LoadedLayer` on ``src`` into ``dst``, parameters from PRM ``prm``: one
-        GEMM per chunk, each next chunk's weights loaded beside the one before."""
-        layer = loaded.layer
+        GEMM (GEMM_SPARSE) per chunk, each next chunk's weights loaded beside the one
+        before."""
+        layer, sparse = loaded.layer, loaded.sparse
         k, n = layer.weight.shape
+        entries, depth = (k, None) if sparse is None else (sparse.pattern.length, k)
         address = loaded.address
         for index, (start, end) in enumerate(loaded.chunks):
-            self.gemm(src, src_width, address, k, dst + start, n, prm + start, k, end - start,
-                      m_tiles, rows)
+            self.gemm(src, src_width, address, entries, dst + start, n, prm + start, entries,
+                      end - start, m_tiles, rows, depth=depth)
             if index + 1 < len(loaded.chunks):
-                following, stop = loaded.chunks[index + 1]
-                address = self.emit.load_weights(layer.weight[:, following:stop])
+                address = self._load_columns(layer, sparse, *loaded.chunks[index + 1])
 
     def layernorm(self, params, lnp_addr, src, dst, channels=None):
         """Row-parallel LayerNorm of the stage's tokens, over the first ``channels``
@@ -228,18 +312,19 @@ class Lowering:
         self.linear(qkv, normalized, dim, self.act("qkv"), prm[f"{name} qkv"])
         for head in range(block.heads):
             self.attention_head(block, head, prm[f"{name} score"], prm[f"{name} context"])
-        proj = self.load_layer(block.proj)
+        proj = self.load_layer(block.proj, f"{name} proj")
         self.linear(proj, self.act("context"), dim, sublayer, prm[f"{name} proj"])
         self.enter(f"{name} mlp")
-        fc1 = self.load_layer(block.fc1)
+        fc1 = self.load_layer(block.fc1, f"{name} fc1")
         self.add(source, sublayer, x1, block.residual1)
         self.layernorm(block.ln2, lnp[f"{name} ln2"], x1, normalized)
         mlp = self.act("mlp")
         self.linear(fc1, normalized, dim, mlp, prm[f"{name} fc1"])
-        fc2 = self.load_layer(block.fc2)
+        fc2 = self.load_layer(block.fc2, f"{name} fc2")
         self.gelu(mlp, block.hidden)
         self.linear(fc2, mlp, block.hidden, sublayer, prm[f"{name} fc2"])
-        next_qkv = None if following is None else self.load_layer(following.qkv)
+        next_qkv = None if following is None else \
+            self.load_layer(following.qkv, f"block {index + 1} qkv")
         self.add(x1, sublayer, result, block.residual2)
         return next_qkv
 
@@ -261,9 +346,9 @@ class Lowering:
         block 0's QKV layer, loaded beside the GEMM."""
         self.enter("patch embedding")
         prm = self.load_params({"patch embedding": model.patch})
-        self.linear(self.load_layer(model.patch), self.act("patches"),
+        self.linear(self.load_layer(model.patch, "patch embedding"), self.act("patches"),
                     model.shape.patch_features, self.act("sublayer"), prm["patch embedding"])
-        qkv = self.load_layer(model.blocks[0].qkv)
+        qkv = self.load_layer(model.blocks[0].qkv, "block 0 qkv")
         self.add(self.act("sublayer"), self.act("x1"), self.act("x"), model.embed)
         return qkv
 
@@ -275,5 +360,5 @@ class Lowering:
         lnp = self.load_layernorms({"final norm": model.norm})
         self.layernorm(model.norm, lnp["final norm"], final, self.act("normalized"))
         prm = self.load_params({"head": model.head})
-        self.linear(self.load_layer(model.head, m_tiles=1), self.act("normalized"), self.dim,
-                    self.act("logits"), prm["head"], m_tiles=1, rows=1)
+        self.linear(self.load_layer(model.head, "head", m_tiles=1), self.act("normalized"),
+                    self.dim, self.act("logits"), prm["head"], m_tiles=1, rows=1)

@@ -5,8 +5,10 @@ import numpy as np
 from vitforge.hw.accel.config import DRAM_WORD_BYTES
 from vitforge.hw.accel.isa import Space
 from vitforge.hw.numerics import SHIFT_BITS
+from vitforge.sw.gemm.sparse import record_bytes
 
-__all__ = ["entry_words", "pack_entries", "unpack_entries"]
+__all__ = ["entry_words", "pack_entries", "unpack_entries", "sparse_tile_words",
+           "pack_sparse", "unpack_sparse_tile"]
 
 
 def entry_words(space, config):
@@ -67,3 +69,38 @@ def unpack_entries(space, raw, config):
                 rows[:, 6].astype(np.int64) & ((1 << SHIFT_BITS) - 1))
     return (rows[:, 0:2].copy().view("<i2").ravel().astype(np.int64),
             rows[:, 2:6].copy().view("<i4").ravel().astype(np.int64))
+
+
+def sparse_tile_words(blocks, kept_rows, config):
+    """External words of one column tile of a ``LOAD_SPARSE``: its index record, then its
+    ``blocks * kept_rows`` value entries (WGT layout)."""
+    record = record_bytes(blocks, kept_rows) // DRAM_WORD_BYTES
+    return record + blocks * kept_rows * entry_words(Space.WGT, config)
+
+
+def pack_sparse(weight, config):
+    """The bytes a ``LOAD_SPARSE`` reads for ``weight`` (an HPSparseWeight on groups of
+    ``config.array`` columns): per column tile its index record, then its values."""
+    if weight.pattern.cols != config.array:
+        raise ValueError(f"weight must be pruned on groups of array={config.array} columns, "
+                         f"not {weight.pattern.cols}")
+    records = weight.index_bytes()
+    return b"".join(record.tobytes() + pack_entries(Space.WGT, values, config)
+                    for record, values in zip(records, weight.values))
+
+
+def unpack_sparse_tile(raw, blocks, kept_rows, block_shift, config):
+    """One column tile of :func:`pack_sparse` (``raw``: its :func:`sparse_tile_words`).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        The A-row number of each entry, ``(block << block_shift) + offset``
+        (int64, ``blocks * kept_rows``), and the entries (int8 WGT words). Bytes
+        of the record after its ``blocks * (1 + kept_rows)`` used ones are not read.
+    """
+    data = np.frombuffer(raw, np.uint8)
+    record = record_bytes(blocks, kept_rows)
+    body = data[:blocks * (1 + kept_rows)].astype(np.int64).reshape(blocks, 1 + kept_rows)
+    rows = (body[:, :1] << block_shift) + body[:, 1:]
+    return rows.ravel(), unpack_entries(Space.WGT, data[record:].tobytes(), config)

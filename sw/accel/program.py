@@ -108,7 +108,14 @@ class CompiledProgram:
     trace : tuple of TraceEntry
         One per traced instruction (trace mode), else empty.
     macs : int
-        Multiply-accumulates the GEMMs do on real data.
+        Multiply-accumulates the GEMMs do on real data (a sparse layer's: on its
+        kept rows; a fully pruned one's: on its one filler entry per group).
+    dense_macs : int
+        The same with every weight matrix dense: ``macs / dense_macs`` is the
+        work that weight sparsity leaves.
+    dense_fallback : tuple of str
+        The layers with sparse weights that run dense (correct, no speedup):
+        the array size does not divide the columns of their pattern's groups.
     input : InputSlot
         The per-run input; :meth:`with_input` replaces it.
     output : ExternalMatrix
@@ -127,6 +134,8 @@ class CompiledProgram:
     sections: tuple
     trace: tuple
     macs: int
+    dense_macs: int
+    dense_fallback: tuple
     input: InputSlot
     output: ExternalMatrix
     logits: bool

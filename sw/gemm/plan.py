@@ -9,8 +9,10 @@ from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.sw.golden.gemm.requantize import check_requant_params, requantize
 
 from .layout import pack_activations, pack_weights, tiles, unpack_activations
+from .sparse import HPSparseWeight
 
-__all__ = ["GemmProblem", "GemmJob", "plan_gemm", "ideal_cycles", "command_cycles"]
+__all__ = ["GemmProblem", "GemmJob", "plan_gemm", "plan_sparse_gemm", "ideal_cycles",
+           "command_cycles"]
 
 #: After a tile's last issue: the drain starts 3 cycles later (buffer read,
 #: product, accumulate) and lasts ``cols`` cycles; a drained column is written
@@ -77,12 +79,17 @@ class GemmProblem:
 
 @dataclass(frozen=True)
 class GemmJob:
-    """A :class:`GemmProblem` placed in the buffers: words to load, command, result region."""
+    """A :class:`GemmProblem` placed in the buffers: words to load, command, result region.
+
+    ``i_words`` (sparse jobs only, else ``None``) are the index-buffer entries
+    (A-row numbers, int64) loaded at ``descriptor.b_addr`` beside ``b_words``.
+    """
 
     problem: GemmProblem
     descriptor: GemmDescriptor
     a_words: np.ndarray
     b_words: np.ndarray
+    i_words: np.ndarray = None
 
     def result(self, c_words):
         """The ``M x N`` result from the words read at ``descriptor.c_addr``."""
@@ -125,6 +132,37 @@ def _region(name, words, depth, depth_name, slot):
     return 0 if slot is None else slot * capacity
 
 
+def _check_slot_and_depth(config, problem, slot):
+    if slot not in (None, 0, 1):
+        raise ConfigError(f"slot must be None, 0 or 1, not {slot!r}")
+    if problem.k > config.k_max:
+        raise ConfigError(f"GEMM reduction depth k must be at most k_max={config.k_max}, "
+                          f"not {problem.k}")
+
+
+def _place(config, problem, slot, b_words, depth, *, i_words=None):
+    """The job of ``problem`` with weight words ``b_words`` (``depth`` words per column
+    tile, ``i_words`` their A rows if sparse) in buffer half ``slot``."""
+    m_tiles = tiles(problem.m, config.rows)
+    a_words = pack_activations(problem.a, config.rows)
+    descriptor = GemmDescriptor(
+        a_addr=_region("A-buffer", len(a_words), config.a_depth, "a_depth", slot),
+        a_stride=problem.k,
+        b_addr=_region("B-buffer", len(b_words), config.b_depth, "b_depth", slot),
+        b_stride=depth,
+        c_addr=_region("C-buffer", m_tiles * problem.n, config.c_depth, "c_depth", slot),
+        c_stride=problem.n,
+        p_addr=_region("parameter", problem.n, config.param_depth, "param_depth", slot),
+        k=depth,
+        m_tiles=m_tiles,
+        n=problem.n,
+        sparse=int(i_words is not None),
+    )
+    descriptor.check(config)
+    return GemmJob(problem=problem, descriptor=descriptor, a_words=a_words, b_words=b_words,
+                   i_words=i_words)
+
+
 def plan_gemm(config, problem, slot=None):
     """Place ``problem`` on ``config``'s engine.
 
@@ -143,25 +181,59 @@ def plan_gemm(config, problem, slot=None):
         If ``k`` exceeds ``k_max`` or an operand, the result or the
         parameters do not fit their buffer (or half of it).
     """
-    if slot not in (None, 0, 1):
-        raise ConfigError(f"slot must be None, 0 or 1, not {slot!r}")
-    if problem.k > config.k_max:
-        raise ConfigError(f"GEMM reduction depth k must be at most k_max={config.k_max}, "
-                          f"not {problem.k}")
-    m_tiles = tiles(problem.m, config.rows)
-    a_words = pack_activations(problem.a, config.rows)
-    b_words = pack_weights(problem.b, config.cols)
-    descriptor = GemmDescriptor(
-        a_addr=_region("A-buffer", len(a_words), config.a_depth, "a_depth", slot),
-        a_stride=problem.k,
-        b_addr=_region("B-buffer", len(b_words), config.b_depth, "b_depth", slot),
-        b_stride=problem.k,
-        c_addr=_region("C-buffer", m_tiles * problem.n, config.c_depth, "c_depth", slot),
-        c_stride=problem.n,
-        p_addr=_region("parameter", problem.n, config.param_depth, "param_depth", slot),
-        k=problem.k,
-        m_tiles=m_tiles,
-        n=problem.n,
-    )
-    descriptor.check(config)
-    return GemmJob(problem=problem, descriptor=descriptor, a_words=a_words, b_words=b_words)
+    _check_slot_and_depth(config, problem, slot)
+    return _place(config, problem, slot, pack_weights(problem.b, config.cols), problem.k)
+
+
+def plan_sparse_gemm(config, problem, weight, slot=None):
+    """Place ``problem`` as a sparse command whose B is the HP-pruned ``weight``.
+
+    Each column tile streams its ``L`` kept rows (``weight.values``): the job's
+    ``b_words`` are the ``groups * L`` value words, its ``i_words`` their A
+    rows (``weight.pattern.row_index()``, flattened), and the command has
+    ``k = b_stride = L``, ``a_stride = K`` and ``sparse = 1``, so it takes
+    ``command_cycles`` of a dense command of depth ``L``. A layer pruned
+    entirely (``L = 0``) gets one filler entry (row 0, zero weights): ``k = 1``
+    and the result is the bias path.
+
+    Parameters
+    ----------
+    config : GemmConfig
+    problem : GemmProblem
+        ``problem.b`` must equal ``weight.dense()``.
+    weight : vitforge.sw.gemm.sparse.HPSparseWeight
+        Pruned for groups of ``config.cols`` columns, or of a multiple of them
+        (it is then re-tiled with :meth:`HPSparseWeight.for_cols`).
+    slot : None, 0 or 1
+        As for :func:`plan_gemm`.
+
+    Raises
+    ------
+    TypeError
+        If ``weight`` is not an :class:`HPSparseWeight`.
+    ValueError
+        If ``weight`` is not ``problem.b``, or its groups are not a multiple
+        of ``config.cols`` columns.
+    vitforge.errors.ConfigError
+        As for :func:`plan_gemm`.
+    """
+    if not isinstance(weight, HPSparseWeight):
+        raise TypeError(f"weight must be an HPSparseWeight, not {type(weight).__name__}")
+    dense = weight.dense()
+    if dense.shape != problem.b.shape or not np.array_equal(dense, problem.b):
+        raise ValueError(f"weight must be the problem's b matrix ({problem.k}x{problem.n}); "
+                         f"its dense form ({dense.shape[0]}x{dense.shape[1]}) differs")
+    pattern_cols = weight.pattern.cols
+    if pattern_cols % config.cols:
+        raise ValueError(f"weight must be pruned for groups of a multiple of the array's "
+                         f"cols={config.cols} columns, not of {pattern_cols}")
+    _check_slot_and_depth(config, problem, slot)
+    if pattern_cols != config.cols:
+        weight = weight.for_cols(config.cols)
+    pattern, values = weight.pattern, weight.values
+    rows = pattern.row_index()
+    if pattern.length == 0:
+        values = np.zeros((pattern.groups, 1, config.cols), np.int8)
+        rows = np.zeros((pattern.groups, 1), np.int64)
+    return _place(config, problem, slot, values.reshape(-1, config.cols), values.shape[1],
+                  i_words=rows.reshape(-1).astype(np.int64))

@@ -12,11 +12,13 @@ import math
 
 import numpy as np
 
+from vitforge.sw.gemm.sparse import HPSparseWeight
 from vitforge.sw.params.gelu import gelu_table
 from vitforge.sw.params.layernorm import layernorm_params
 from vitforge.sw.params.softmax import exp_params
 from vitforge.sw.quant import fixed_point_multiplier
 
+from .hp_prune import check_sparsity
 from .quantized import QuantizedEncoderBlock, QuantizedLinear, Requant, ResidualParams
 from .vit import LAYERNORM_EPS
 
@@ -38,13 +40,17 @@ def quantize_tensor(values, scale):
     return np.clip(np.round(np.asarray(values) / scale), -128, 127).astype(np.int8)
 
 
-def _linear(weight, bias, scale_in, scale_out):
+def _linear(weight, bias, scale_in, scale_out, pattern=None):
+    """The integer layer; with an HP ``pattern`` its weight also in the sparse stored form
+    (a pruned weight quantizes to zero)."""
     weight_scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127
     weight_q = np.clip(np.round(weight / weight_scale), -127, 127).astype(np.int8)
     acc_scale = scale_in * weight_scale
     bias_q = np.round(bias / acc_scale).astype(np.int64)
     multiplier, shift = fixed_point_multiplier(acc_scale / scale_out)
-    return QuantizedLinear(weight=weight_q, bias=bias_q, multiplier=multiplier, shift=shift)
+    sparse = None if pattern is None else HPSparseWeight.encode(weight_q, pattern)
+    return QuantizedLinear(weight=weight_q, bias=bias_q, multiplier=multiplier, shift=shift,
+                           sparse=sparse)
 
 
 def _requant(scale):
@@ -61,15 +67,23 @@ def _residual(scale_x, scale_y, scale_out):
                           y_multiplier=round(ratios[1] * 2 ** shift), shift=shift)
 
 
-def quantize_block(block, heads, record, index, scale_in):
+def quantize_block(block, heads, record, index, scale_in, patterns=None):
     """Quantize float block ``index`` whose input tokens have scale ``scale_in``.
 
     ``record`` holds the float activations of the calibration images
-    (``vit.forward(..., record=...)``). Returns the integer block and the
-    scale of its output.
+    (``vit.forward(..., record=...)``); ``patterns`` maps the block's HP-pruned
+    layers (``"qkv"``, ``"proj"``, ``"fc1"``, ``"fc2"``) to their
+    :class:`~vitforge.sw.gemm.sparse.HPPattern`, whose layers then carry
+    their ``sparse`` form. Returns the integer block and the scale of its output.
     """
+    patterns = patterns or {}
+
     def scale(name):
         return tensor_scale(record[f"{index}.{name}"])
+
+    def linear(name, scale_in, scale_out):
+        return _linear(getattr(block, f"{name}_weight"), getattr(block, f"{name}_bias"),
+                       scale_in, scale_out, patterns.get(name))
 
     dim = block.qkv_weight.shape[0]
     head_dim = dim // heads
@@ -79,16 +93,16 @@ def quantize_block(block, heads, record, index, scale_in):
     quantized = QuantizedEncoderBlock(
         dim=dim, heads=heads,
         ln1=layernorm_params(scale_in, block.ln1_gamma, block.ln1_beta, LAYERNORM_EPS, s_ln1),
-        qkv=_linear(block.qkv_weight, block.qkv_bias, s_ln1, s_qkv),
+        qkv=linear("qkv", s_ln1, s_qkv),
         score=_requant(s_qkv * s_qkv / math.sqrt(head_dim) / s_scores),
         softmax=exp_params(s_scores),
         context=_requant(s_qkv / 127 / s_context),
-        proj=_linear(block.proj_weight, block.proj_bias, s_context, s_proj),
+        proj=linear("proj", s_context, s_proj),
         residual1=_residual(scale_in, s_proj, s_x1),
         ln2=layernorm_params(s_x1, block.ln2_gamma, block.ln2_beta, LAYERNORM_EPS, s_ln2),
-        fc1=_linear(block.fc1_weight, block.fc1_bias, s_ln2, s_fc1),
+        fc1=linear("fc1", s_ln2, s_fc1),
         gelu_table=gelu_table(s_fc1, s_gelu),
-        fc2=_linear(block.fc2_weight, block.fc2_bias, s_gelu, s_fc2),
+        fc2=linear("fc2", s_gelu, s_fc2),
         residual2=_residual(s_x1, s_fc2, s_x2))
     return quantized, s_x2
 
@@ -96,13 +110,20 @@ def quantize_block(block, heads, record, index, scale_in):
 def quantize_vit(vit, calibration_images):
     """Quantize a :class:`FloatVit` with its activations on ``calibration_images``.
 
-    Returns a :class:`QuantizedVit`; see the module notes for the observer.
+    Returns a :class:`QuantizedVit`; see the module notes for the observer. The layers
+    HP-pruned in ``vit.sparsity`` keep their zeros and carry their ``sparse`` form.
+
+    Raises
+    ------
+    ValueError
+        If a pattern of ``vit.sparsity`` does not fit its layer (naming it).
     """
     from vitforge.sw.golden.encoder import linear as integer_linear
 
     from .quantized import QuantizedVit
     from .vit import forward
 
+    check_sparsity(vit)
     record = {}
     forward(vit, calibration_images, record=record)
     shape = vit.shape
@@ -123,7 +144,9 @@ def quantize_vit(vit, calibration_images):
 
     blocks, scale = [], token_scale
     for index, block in enumerate(vit.blocks):
-        quantized, scale = quantize_block(block, shape.heads, record, index, scale)
+        patterns = {name.rsplit(".", 1)[1]: pattern for name, pattern in vit.sparsity.items()
+                    if name.startswith(f"blocks.{index}.")}
+        quantized, scale = quantize_block(block, shape.heads, record, index, scale, patterns)
         blocks.append(quantized)
     final = _final_norms(vit, record)
     norm_scale = tensor_scale(final)

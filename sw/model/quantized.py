@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vitforge.sw.gemm.sparse import HPSparseWeight
 from vitforge.sw.golden.gemm.requantize import check_requant_params
 from vitforge.sw.params.layernorm import LayerNormParams
 from vitforge.sw.params.softmax import ExpParams
@@ -14,12 +15,19 @@ __all__ = ["QuantizedLinear", "Requant", "ResidualParams", "QuantizedEncoderBloc
 
 @dataclass(frozen=True)
 class QuantizedLinear:
-    """``y = requantize(x @ weight, bias, multiplier, shift)``; weight int8 ``(in, out)``."""
+    """``y = requantize(x @ weight, bias, multiplier, shift)``; weight int8 ``(in, out)``.
+
+    ``sparse``, when given, is the same weight HP-pruned in its stored form
+    (:class:`~vitforge.sw.gemm.sparse.HPSparseWeight`, ``weight`` is its
+    :meth:`~vitforge.sw.gemm.sparse.HPSparseWeight.dense`): the compiler then
+    runs the layer as ``GEMM_SPARSE``.
+    """
 
     weight: np.ndarray
     bias: np.ndarray
     multiplier: np.ndarray
     shift: np.ndarray
+    sparse: HPSparseWeight = None
 
     def __post_init__(self):
         if self.weight.dtype != np.int8 or self.weight.ndim != 2:
@@ -30,6 +38,12 @@ class QuantizedLinear:
                 raise ValueError(f"{name} must have shape ({self.weight.shape[1]},), not "
                                  f"{np.shape(getattr(self, name))}")
         check_requant_params(self.bias, self.multiplier, self.shift)
+        if self.sparse is not None:
+            if not isinstance(self.sparse, HPSparseWeight):
+                raise TypeError(f"sparse must be an HPSparseWeight or None, not "
+                                f"{type(self.sparse).__name__}")
+            if not np.array_equal(self.sparse.dense(), self.weight):
+                raise ValueError("sparse must hold the same weights as weight")
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,12 @@ actually produces (the largest maps to about 100), so no stage saturates wholesa
 or collapses to zero.
 """
 
+from dataclasses import replace
+
 import numpy as np
 
+from vitforge.sw.gemm.sparse import HPSparseWeight
+from vitforge.sw.gemm.sparse_problems import random_pattern
 from vitforge.sw.golden.accel.residual import residual_add
 from vitforge.sw.golden.encoder import encoder_block, linear
 from vitforge.sw.golden.gemm.requantize import requantize
@@ -23,7 +27,7 @@ from .quantized import QuantizedEncoderBlock, QuantizedLinear, Requant, Residual
 from .quantized_selector import QuantizedSelector, QuantizedSelectors
 
 __all__ = ["random_block", "random_blocks", "random_tokens", "random_integer_selectors",
-           "block_selectors"]
+           "block_selectors", "sparsify", "sparsify_block"]
 
 _TARGET = 100.0
 _HALF_SUM = ResidualParams(x_multiplier=1 << 14, y_multiplier=1 << 14, shift=15)
@@ -173,3 +177,18 @@ def block_selectors(prune, mode, rng, x, blocks):
                           f"later block), not {len(blocks)}")
     return random_integer_selectors(rng, x, blocks,
                                     default_stages(len(blocks), mode or "threshold"))
+
+
+def sparsify(rng, layer, **pattern):
+    """``layer`` (a QuantizedLinear) with its weights outside a :func:`random_pattern`
+    (keywords ``pattern``) zeroed and stored sparse; the requantization stays."""
+    kept = random_pattern(rng, *layer.weight.shape, **pattern)
+    weight = np.where(kept.mask(), layer.weight, 0).astype(np.int8)
+    return replace(layer, weight=weight, sparse=HPSparseWeight.encode(weight, kept))
+
+
+def sparsify_block(rng, block, layers=("qkv", "proj", "fc1", "fc2"), **pattern):
+    """``block`` with the linear ``layers`` :func:`sparsify`-ed, each on its own pattern
+    (keywords ``pattern``, ``kept_blocks`` at most the blocks of the shortest layer)."""
+    return replace(block, **{name: sparsify(rng, getattr(block, name), **pattern)
+                             for name in layers})

@@ -14,7 +14,8 @@ from vitforge.errors import ConfigError, ToolchainError
 
 from .vit import FloatBlock, FloatVit, VitShape
 
-__all__ = ["from_timm_state_dict", "load_float_model", "load_timm_checkpoint", "DEFAULT_HEADS"]
+__all__ = ["from_timm_state_dict", "load_float_model", "load_float_model_meta",
+           "load_timm_checkpoint", "DEFAULT_HEADS"]
 
 #: Heads of the DeiT sizes (the weights do not say how many heads there are).
 DEFAULT_HEADS = {192: 3, 384: 6, 768: 12}
@@ -100,6 +101,12 @@ def load_float_model(path):
     vitforge.errors.ConfigError
         If the file is not a model of that format.
     """
+    return load_float_model_meta(path)[0]
+
+
+def load_float_model_meta(path):
+    """``(FloatVit, meta)`` of :func:`load_float_model`'s ``path``; ``meta`` is a vitforge
+    file's (:func:`~vitforge.sw.model.weights.load_vit`), ``{}`` for a timm checkpoint."""
     path = Path(path)
     if path.suffix == ".safetensors":
         try:
@@ -111,11 +118,11 @@ def load_float_model(path):
             state = load_file(str(path))
         except Exception as error:      # any failure to read the user's file, whatever its kind
             raise ConfigError(f"{path} is not a safetensors file ({error})") from None
-        return from_timm_state_dict(state)
+        return from_timm_state_dict(state), {}
     if path.suffix in (".pth", ".pt"):
-        return load_timm_checkpoint(path)
+        return load_timm_checkpoint(path), {}
     from .weights import load_vit
-    return load_vit(path)[0]
+    return load_vit(path)
 
 
 def load_timm_checkpoint(path, heads=None):

@@ -87,6 +87,10 @@ class FloatBlock:
 
 @dataclass
 class FloatVit:
+    """A float ViT; ``sparsity`` maps each HP-pruned encoder layer (``"blocks.3.fc1"``) to its
+    :class:`~vitforge.sw.gemm.sparse.HPPattern` (:func:`vitforge.sw.model.hp_prune.prune_vit`);
+    its weights are zero outside the pattern."""
+
     shape: VitShape
     patch_weight: np.ndarray    # (patch_features, dim)
     patch_bias: np.ndarray
@@ -97,6 +101,7 @@ class FloatVit:
     norm_beta: np.ndarray = None
     head_weight: np.ndarray = None   # (dim, classes)
     head_bias: np.ndarray = None
+    sparsity: dict = field(default_factory=dict)
 
 
 def random_vit(shape, rng, scale=0.02):

@@ -8,13 +8,14 @@ import pytest
 from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
-from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, Instruction, Live,
-                                   LiveState, Opcode, OpcodeSpec, Region, Space, decode, encode,
-                                   resolve, weight_load_may_run_beside, written_activations)
+from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, SIDE_HOSTS,
+                                   SIDE_LOADS, Instruction, Live, LiveState, Opcode, OpcodeSpec,
+                                   Region, Space, decode, encode, resolve,
+                                   weight_load_may_run_beside, written_activations)
 from vitforge.hw.accel.accelerator import UNITS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "isa.md"
-RESERVED = {Opcode.GEMM_SPARSE}
+RESERVED = set()         # none at present; GEMM_SPARSE was until it was defined
 DEFINED = [opcode for opcode, spec in ISA.items() if not spec.reserved]
 
 
@@ -67,7 +68,9 @@ def test_rules_per_opcode():
     expected = {  # unit, counter, fields that must not be zero
         Opcode.LOAD: ("dma", "load_store", ("count",)),
         Opcode.STORE: ("dma", "load_store", ("count",)),
+        Opcode.LOAD_SPARSE: ("dma", "load_store", ("tiles", "blocks", "kept_rows", "block_shift")),
         Opcode.GEMM: ("gemm", "gemm", ("k", "m_tiles", "n")),
+        Opcode.GEMM_SPARSE: ("gemm", "gemm", ("k", "m_tiles", "n", "depth")),
         Opcode.GELU: ("eltwise", "eltwise", ("count",)),
         Opcode.SOFTMAX: ("softmax", "softmax", ("m_tiles", "length")),
         Opcode.LAYERNORM: ("layernorm", "layernorm", ("m_tiles", "channels")),
@@ -90,6 +93,7 @@ def test_live_fields_per_opcode():
     """Every field that counts tokens may be live, and the ``live`` field is the last one."""
     expected = {
         Opcode.GEMM: {"m_tiles": Live.TILES, "n": Live.TOKENS, "k": Live.TOKENS},
+        Opcode.GEMM_SPARSE: {"m_tiles": Live.TILES},
         Opcode.GELU: {"count": Live.TILE_WORDS},
         Opcode.SOFTMAX: {"m_tiles": Live.TILES, "length": Live.TOKENS},
         Opcode.LAYERNORM: {"m_tiles": Live.TILES},
@@ -164,27 +168,56 @@ def test_written_activations_are_the_act_results():
     assert written_activations(Opcode.COPY_TO_WGT, copy, 4) is None
     traced = {opcode for opcode in DEFINED
               if written_activations(opcode, random_fields(np.random.default_rng(1), opcode), 4)}
-    assert traced == {Opcode.GEMM, Opcode.GELU, Opcode.SOFTMAX, Opcode.LAYERNORM, Opcode.ADD,
-                      Opcode.TOKEN_SELECT, Opcode.TOKEN_MEAN}
+    assert traced == {Opcode.GEMM, Opcode.GEMM_SPARSE, Opcode.GELU, Opcode.SOFTMAX,
+                      Opcode.LAYERNORM, Opcode.ADD, Opcode.TOKEN_SELECT, Opcode.TOKEN_MEAN}
+
+
+def test_sparse_regions_on_ints():
+    load = Instruction(Opcode.LOAD_SPARSE, dict(dram_addr=0, spad_addr=8, tiles=3, blocks=2,
+                                                kept_rows=5, block_shift=3))
+    assert [tuple(region.span(load, 4)) for region in ISA[Opcode.LOAD_SPARSE].writes] == [
+        (Space.WGT, 8, 38, 0), (Space.IDX, 8, 38, 0)]
+    gemm = Instruction(Opcode.GEMM_SPARSE, dict(a_addr=10, a_stride=32, b_addr=8, b_stride=10,
+                                                c_addr=80, c_stride=6, p_addr=0, k=10,
+                                                m_tiles=2, n=12, depth=32))
+    assert [tuple(region.span(gemm, 4)) for region in ISA[Opcode.GEMM_SPARSE].reads] == [
+        (Space.ACT, 10, 10 + 32 + 32, 32), (Space.WGT, 8, 38, 10), (Space.IDX, 8, 38, 10),
+        (Space.PRM, 0, 12, 0)]
 
 
 def side_load_cases():
+    """``(host opcode, host fields, load opcode, load fields, expected or None)``."""
     gemm = dict(a_addr=0, a_stride=4, b_addr=64, b_stride=16, c_addr=8, c_stride=4, p_addr=0,
                 k=16, m_tiles=1, n=8)            # B: 2 tiles, words 64..96
-    cases = [
-        (gemm, dict(space=Space.WGT, dram_addr=0, spad_addr=0, count=64), True),
-        (gemm, dict(space=Space.WGT, dram_addr=0, spad_addr=96, count=10), True),
-        (gemm, dict(space=Space.WGT, dram_addr=0, spad_addr=0, count=65), False),
-        (gemm, dict(space=Space.WGT, dram_addr=0, spad_addr=95, count=1), False),
-        (gemm, dict(space=Space.WGT, dram_addr=0, spad_addr=0, count=0), False),
-        (gemm, dict(space=Space.ACT, dram_addr=0, spad_addr=200, count=4), False),
-        (gemm, dict(space=Space.TBL, dram_addr=0, spad_addr=0, count=1), False),
+    sparse = {**gemm, "depth": 16}               # B and IDX words 64..96
+    loads = [
+        (dict(space=Space.WGT, dram_addr=0, spad_addr=0, count=64), True),
+        (dict(space=Space.WGT, dram_addr=0, spad_addr=96, count=10), True),
+        (dict(space=Space.WGT, dram_addr=0, spad_addr=0, count=65), False),
+        (dict(space=Space.WGT, dram_addr=0, spad_addr=95, count=1), False),
+        (dict(space=Space.WGT, dram_addr=0, spad_addr=0, count=0), False),
+        (dict(space=Space.ACT, dram_addr=0, spad_addr=200, count=4), False),
+        (dict(space=Space.TBL, dram_addr=0, spad_addr=0, count=1), False),
     ]
+    sparse_loads = [          # 2 tiles of 2 blocks x 4 rows: 16 WGT and IDX words
+        (dict(dram_addr=0, spad_addr=48, tiles=2, blocks=2, kept_rows=4, block_shift=3), True),
+        (dict(dram_addr=0, spad_addr=49, tiles=2, blocks=2, kept_rows=4, block_shift=3), False),
+        (dict(dram_addr=0, spad_addr=96, tiles=2, blocks=2, kept_rows=4, block_shift=3), True),
+        (dict(dram_addr=0, spad_addr=0, tiles=0, blocks=2, kept_rows=4, block_shift=3), False),
+    ]
+    cases = [(host, fields, Opcode.LOAD, load, expected)
+             for host, fields in ((Opcode.GEMM, gemm), (Opcode.GEMM_SPARSE, sparse))
+             for load, expected in loads]
+    cases += [(host, fields, Opcode.LOAD_SPARSE, load, expected)
+              for host, fields in ((Opcode.GEMM, gemm), (Opcode.GEMM_SPARSE, sparse))
+              for load, expected in sparse_loads]
     rng = np.random.default_rng(2)
     for _ in range(30):
-        gemm = random_fields(rng, Opcode.GEMM)
-        load = {**random_fields(rng, Opcode.LOAD), "space": int(rng.integers(0, 5))}
-        cases.append((gemm, load, None))
+        host, load = SIDE_HOSTS[int(rng.integers(0, 2))], SIDE_LOADS[int(rng.integers(0, 2))]
+        load_fields = random_fields(rng, load)
+        if load == Opcode.LOAD:
+            load_fields["space"] = int(rng.integers(0, Space.IDX))
+        cases.append((host, random_fields(rng, host), load, load_fields, None))
     return cases
 
 
@@ -192,26 +225,27 @@ def test_weight_load_rule_is_the_same_on_ints_and_in_hardware():
     """The formulas written once give the same answer on Python ints and as Amaranth logic."""
     array = 4
     cases = side_load_cases()
-    for gemm, load, expected in cases:
-        answer = weight_load_may_run_beside(Instruction(Opcode.GEMM, gemm),
-                                            Instruction(Opcode.LOAD, load), array)
-        assert expected is None or answer == expected, (gemm, load)
+    for host, fields, load, load_fields, expected in cases:
+        answer = weight_load_may_run_beside(host, Instruction(host, fields), load,
+                                            Instruction(load, load_fields), array)
+        assert expected is None or answer == expected, (host, fields, load, load_fields)
 
     m = Module()
-    gemm_word, load_word = Signal(INSTRUCTION_BITS), Signal(INSTRUCTION_BITS)
-    allowed = Signal()
-    m.d.comb += allowed.eq(weight_load_may_run_beside(
-        ISA[Opcode.GEMM].view(gemm_word), ISA[Opcode.LOAD].view(load_word), array))
+    words = {opcode: Signal(INSTRUCTION_BITS) for opcode in (*SIDE_HOSTS, *SIDE_LOADS)}
+    allowed = {(host, load): Signal() for host in SIDE_HOSTS for load in SIDE_LOADS}
+    for (host, load), signal in allowed.items():
+        m.d.comb += signal.eq(weight_load_may_run_beside(
+            host, ISA[host].view(words[host]), load, ISA[load].view(words[load]), array))
     mismatches = []
 
     async def testbench(context):
-        for gemm, load, _ in cases:
-            context.set(gemm_word, encode(Opcode.GEMM, **gemm))
-            context.set(load_word, encode(Opcode.LOAD, **load))
-            python = weight_load_may_run_beside(Instruction(Opcode.GEMM, gemm),
-                                                Instruction(Opcode.LOAD, load), array)
-            if context.get(allowed) != python:
-                mismatches.append((gemm, load))
+        for host, fields, load, load_fields, _ in cases:
+            context.set(words[host], encode(host, **fields))
+            context.set(words[load], encode(load, **load_fields))
+            python = weight_load_may_run_beside(host, Instruction(host, fields), load,
+                                                Instruction(load, load_fields), array)
+            if context.get(allowed[host, load]) != python:
+                mismatches.append((host, fields, load, load_fields))
 
     simulator = Simulator(m)
     simulator.add_testbench(testbench)

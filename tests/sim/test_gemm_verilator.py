@@ -10,8 +10,9 @@ import pytest
 from vitforge.errors import SimulationError
 from vitforge.hw.gemm.config import GemmConfig
 from vitforge.sim.gemm.cosim import simulate
-from vitforge.sw.gemm.plan import command_cycles, plan_gemm
+from vitforge.sw.gemm.plan import command_cycles, plan_gemm, plan_sparse_gemm
 from vitforge.sw.gemm.problems import PATTERNS, random_problem
+from vitforge.sw.gemm.sparse_problems import random_pattern, random_sparse_problem
 
 pytestmark = pytest.mark.verilator
 
@@ -90,6 +91,27 @@ def test_double_buffered_jobs_load_while_computing():
         np.testing.assert_array_equal(result.rtl, result.golden,
                                       err_msg=f"seed {SEED + 1}, overlapped job {index}")
         assert result.match
+
+
+def test_sparse_job_matches_golden_in_the_cycles_of_its_depth():
+    """About half the rows kept, K = 37 not a multiple of block_rows = 8 (fillers), then a
+    dense job in the other slot, overlapped."""
+    config = ARRAYS["3x5"]
+    seed = SEED + 2
+    rng = np.random.default_rng(seed)
+    pattern = random_pattern(rng, 37, 13, cols=config.cols, block_rows=8, kept_blocks=4,
+                             kept_rows=4)
+    problem, weight = random_sparse_problem(rng, 8, pattern)
+    jobs = [plan_sparse_gemm(config, problem, weight, slot=0),
+            plan_gemm(config, random_problem(rng, 7, 20, 9), slot=1)]
+    report = simulate(config, jobs, overlap=True)
+    for index, (job, result) in enumerate(zip(jobs, report.jobs)):
+        np.testing.assert_array_equal(result.rtl, result.golden,
+                                      err_msg=f"seed {seed}, job {index}: RTL vs golden")
+        assert result.match
+        assert result.cycles == command_cycles(config, job.descriptor), (seed, index)
+    np.testing.assert_array_equal(report.jobs[0].golden, problem.reference(),
+                                  err_msg=f"seed {seed}: golden vs plain reference")
 
 
 def test_watchdog_stops_a_hung_simulation():

@@ -164,8 +164,9 @@ def test_block_with_random_selectors_keeps_exactly_the_ratio_in_topk(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["verify", "--images", "0"], "images must be a positive integer, not 0"),
-    (["verify", "--model", "resnet"], "model must be one of tiny, deit-tiny, deit-small, "
-                                      "deit-base or an existing .npz file, not 'resnet'"),
+    (["verify", "--model", "resnet"], "model must be one of tiny, tiny-hp50, deit-tiny, "
+                                      "deit-small, deit-base or an existing .npz file, not "
+                                      "'resnet'"),
     (["simulate", "--clock-mhz", "0"], "clock-mhz must be positive, not 0.0"),
     (["verify", "--images", "400"], "images must be at most 359 for model 'tiny', not 400"),
 ])
@@ -432,3 +433,73 @@ def test_ctrl_c_exits_130_without_a_traceback(monkeypatch, capsys):
     monkeypatch.setattr(cli, "doctor", interrupted)
     assert cli.main(["doctor"]) == 130
     assert error_output(capsys) == "vitforge: interrupted\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["gemm", "--sparsity", "1.5"], "argument --sparsity: must lie in [0, 1], not 1.5"),
+    (["gemm", "--sparsity", "nan"], "argument --sparsity: must lie in [0, 1], not nan"),
+    (["gemm", "--sparsity", "0.5", "--block-rows", "24"],
+     "block_rows must be a power of two from 2 to 256, not 24"),
+    (["prune", "--out", "x.npz"], "the following arguments are required: --sparsity"),
+    (["prune", "--sparsity", "0.5", "--out", "x.npz", "--cols", "0"],
+     "cols must be a positive integer, not 0"),
+    (["prune", "--sparsity", "0.5", "--out", "x.npz", "--block-rows", "3"],
+     "block_rows must be a power of two from 2 to 256, not 3"),
+    (["prune", "--model", "deit-tiny", "--sparsity", "0.5", "--out", "x.npz",
+      "--fine-tune-epochs", "1"], "fine-tune-epochs needs a model with training data"),
+])
+def test_sparse_bad_arguments(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_usage_error(args, message)
+    assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.verilator
+def test_gemm_sparsity_reports_dense_cycles_and_bytes(tmp_path):
+    out = tmp_path / "gemm.json"
+    completed = run("gemm", "--rows", "4", "--cols", "4", "--m", "9", "--k", "40", "--n", "10",
+                    "--sparsity", "0.5", "--block-rows", "8", "--seed", "2", "--json", str(out))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    summary = json.loads(out.read_text())
+    assert summary["match"] is True
+    # 40 rows, blocks of 8: every 4-column tile keeps 20 of them, so 20 GEMM steps per row
+    # tile instead of 40; 3 column tiles of 20 four-byte words and a one-word index record.
+    assert summary["blocks"] * summary["kept_rows"] == 20
+    assert summary["pruned"] == 0.5
+    assert summary["cycles"] < summary["dense_cycles"]
+    assert (summary["dense_bytes"], summary["storage_bytes"]) == (3 * 40 * 4, 3 * (80 + 32))
+    assert "HP sparse       50.0% of B pruned" in completed.stdout
+
+
+def test_prune_writes_a_model_that_simulate_loads(tmp_path):
+    from vitforge.sim.model_run import load_model
+
+    out = tmp_path / "tiny50.npz"
+    completed = run("prune", "--model", "tiny", "--sparsity", "0.5", "--out", str(out))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    vit, _, _, labels = load_model(str(out))
+    assert labels is not None                       # the digits split comes with it
+    assert sorted(vit.sparsity) == sorted(f"blocks.{b}.{name}" for b in range(2)
+                                          for name in ("qkv", "proj", "fc1", "fc2"))
+    for name, pattern in vit.sparsity.items():
+        assert pattern.sparsity == 0.5, name
+    assert "blocks.1.fc2       4 blocks x  16 rows kept per tile (50.0% pruned)" in \
+        completed.stdout
+    assert re.search(r"float accuracy   dense 96\.10%, pruned \d+\.\d\d%", completed.stdout)
+
+
+@pytest.mark.verilator
+def test_verify_runs_the_shipped_sparse_model_with_token_pruning(tmp_path):
+    out = tmp_path / "verify.json"
+    completed = run("verify", "--model", "tiny-hp50", "--images", "2", "--prune", "default",
+                    "--json", str(out))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    summary = json.loads(out.read_text())
+    assert summary["bit_exact"] is True
+    assert summary["sparse_layers"] == 8 and summary["dense_fallback"] == []
+    assert summary["weight_bytes"] / summary["dense_weight_bytes"] < 0.56
+    assert summary["macs"] < summary["dense_macs"]      # fewer tokens as well as fewer rows
+    # Token-dense, the sparse model in int8 stays within a point of the dense tiny's float
+    # accuracy (96.10 %), the goal.
+    assert summary["dense_int8_accuracy"] >= 0.9510
+    assert "HP sparse weights    8 layers" in completed.stdout

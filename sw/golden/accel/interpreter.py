@@ -14,14 +14,14 @@ import numpy as np
 
 from vitforge.errors import ProgramError
 from vitforge.hw.accel.config import (DRAM_WORD_BYTES, MAX_SELECT_TOKENS,
-                                      SIGMOID_ENTRIES_PER_WORD,
-                                      SIGMOID_TABLE_DEPTH, TABLE_ENTRIES_PER_WORD)
+                                      SIGMOID_ENTRIES_PER_WORD, SIGMOID_TABLE_DEPTH, SIZE_BITS,
+                                      TABLE_ENTRIES_PER_WORD)
 from vitforge.hw.accel.isa import (INSTRUCTION_BYTES, INSTRUCTION_WORDS, ISA, SELECT_MODES,
                                    LiveState, Opcode, Space, decode, resolve, space_depth)
 from vitforge.hw.numerics import GELU_TABLE_DEPTH, MAX_SELECTOR_HEADS, PHI_BITS
 from vitforge.hw.gemm.descriptor import GemmDescriptor
-from vitforge.sw.accel.memory import entry_words, pack_entries, \
-    unpack_entries
+from vitforge.sw.accel.memory import (entry_words, pack_entries, sparse_tile_words,
+                                     unpack_entries, unpack_sparse_tile)
 from vitforge.sw.params.layernorm import LayerNormParams
 from vitforge.sw.params.softmax import ExpParams
 
@@ -36,7 +36,8 @@ __all__ = ["Machine", "run_program"]
 
 @dataclass
 class _Images:
-    """The GEMM golden model's view of the scratchpads: A and C are both ACT."""
+    """The GEMM golden model's view of the scratchpads: A and C are both ACT, B is WGT and
+    the index buffer IDX."""
 
     config: object
     a: np.ndarray
@@ -45,6 +46,7 @@ class _Images:
     bias: np.ndarray
     multiplier: np.ndarray
     shift: np.ndarray
+    index: np.ndarray
 
 
 class Machine:
@@ -66,6 +68,8 @@ class Machine:
         self.dram = np.frombuffer(bytes(dram), dtype=np.uint8).copy()
         self.act = np.zeros((config.act_depth, config.array), np.int8)
         self.wgt = np.zeros((config.wgt_depth, config.array), np.int8)
+        #: IDX: the A-row number of each WGT word (sparse weights).
+        self.idx = np.zeros(config.wgt_depth, np.int64)
         self.bias = np.zeros(config.prm_depth, np.int64)
         self.multiplier = np.zeros(config.prm_depth, np.int64)
         self.shift = np.zeros(config.prm_depth, np.int64)
@@ -109,6 +113,7 @@ def _dram_bytes(machine, index, instruction, word, words):
 def _load(machine, index, inst):
     config = machine.config
     space = Space(inst.space)
+    _check(space != Space.IDX, index, inst, "a LOAD must not write IDX (LOAD_SPARSE fills it)")
     tables = {Space.TBL: (machine.table, TABLE_ENTRIES_PER_WORD),
               Space.SIG: (machine.sigmoid, SIGMOID_ENTRIES_PER_WORD)}
     if space in tables:
@@ -144,19 +149,56 @@ def _store(machine, index, inst):
 
 
 def _gemm(machine, index, inst):
+    """GEMM and GEMM_SPARSE: ``GemmDescriptor`` semantics, A rows through IDX when sparse."""
     config = machine.config
-    descriptor = GemmDescriptor.from_fields(inst.fields)
+    sparse = int(inst.opcode == Opcode.GEMM_SPARSE)
+    descriptor = GemmDescriptor.from_fields(inst.fields, sparse=sparse)
     try:
         descriptor.check(config.gemm)
     except ValueError as error:
-        raise ProgramError(f"instruction {index} (GEMM): {error}") from None
+        raise ProgramError(f"instruction {index} ({inst.opcode.name}): {error}") from None
+    if sparse:
+        _check_indices(machine, index, inst, descriptor)
     # The result (C) must not overwrite the operand (A) while the GEMM still reads it.
-    spec = ISA[Opcode.GEMM]
+    spec = ISA[inst.opcode]
     a, c = (region.span(inst, config.array) for region in (spec.reads[0], spec.writes[0]))
     _check(c.end <= a.first or a.end <= c.first, index, inst,
            f"result words {c.first}..{c.end - 1} overlap operand words {a.first}..{a.end - 1}")
     execute_gemm(_Images(config.gemm, machine.act, machine.wgt, machine.act, machine.bias,
-                         machine.multiplier, machine.shift), descriptor)
+                         machine.multiplier, machine.shift, machine.idx), descriptor)
+
+
+def _check_indices(machine, index, inst, descriptor):
+    """GEMM_SPARSE's own rules: ``depth`` at most ``k_max``, every IDX entry it reads below
+    ``depth`` (inside each A tile)."""
+    k_max = machine.config.k_max
+    _check(inst.depth <= k_max, index, inst,
+           f"depth must be at most k_max={k_max}, not {inst.depth}")
+    starts = inst.b_addr + np.arange(descriptor.n_tiles(machine.config.gemm)) * inst.b_stride
+    entries = (starts[:, None] + np.arange(inst.k)[None, :]).ravel()
+    rows = machine.idx[entries]
+    beyond = rows >= inst.depth
+    first = int(np.argmax(beyond))
+    _check(not beyond.any(), index, inst,
+           f"IDX entry {entries[first]} holds row {rows[first]}, beyond depth={inst.depth}")
+
+
+def _load_sparse(machine, index, inst):
+    """LOAD_SPARSE: per column tile its index record, expanded into IDX, and its values."""
+    config = machine.config
+    per_tile = sparse_tile_words(inst.blocks, inst.kept_rows, config)
+    where = _dram_bytes(machine, index, inst, inst.dram_addr, inst.tiles * per_tile)
+    raw = machine.dram[where].reshape(inst.tiles, -1)
+    length = inst.blocks * inst.kept_rows
+    for tile, data in enumerate(raw):
+        rows, values = unpack_sparse_tile(data.tobytes(), inst.blocks, inst.kept_rows,
+                                          inst.block_shift, config)
+        _check(rows.max() < 1 << SIZE_BITS, index, inst,
+               f"tile {tile}: row {rows.max()} ((block << block_shift) + offset) must be below "
+               f"2**{SIZE_BITS}")
+        start = inst.spad_addr + tile * length
+        machine.idx[start:start + length] = rows
+        machine.wgt[start:start + length] = values
 
 
 def _rows(machine, src, stride, tiles, length):
@@ -278,7 +320,8 @@ def _token_select(machine, index, inst):
 
 
 _EXECUTE = {
-    Opcode.LOAD: _load, Opcode.STORE: _store, Opcode.GEMM: _gemm, Opcode.GELU: _gelu,
+    Opcode.LOAD: _load, Opcode.STORE: _store, Opcode.LOAD_SPARSE: _load_sparse,
+    Opcode.GEMM: _gemm, Opcode.GEMM_SPARSE: _gemm, Opcode.GELU: _gelu,
     Opcode.SOFTMAX: _softmax, Opcode.LAYERNORM: _layernorm, Opcode.ADD: _add,
     Opcode.COPY_TO_WGT: _copy_to_wgt, Opcode.TRANSPOSE_TO_WGT: _transpose_to_wgt,
     Opcode.TOKEN_MEAN: _token_mean, Opcode.TOKEN_SELECT: _token_select,

@@ -17,6 +17,8 @@ def run_jobs(config, jobs):
         d = job.descriptor
         images.a[d.a_addr:d.a_addr + len(job.a_words)] = job.a_words
         images.b[d.b_addr:d.b_addr + len(job.b_words)] = job.b_words
+        if job.i_words is not None:
+            images.index[d.b_addr:d.b_addr + len(job.i_words)] = job.i_words
         channels = slice(d.p_addr, d.p_addr + d.n)
         images.bias[channels] = job.problem.bias
         images.multiplier[channels] = job.problem.multiplier

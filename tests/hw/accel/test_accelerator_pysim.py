@@ -64,7 +64,7 @@ def test_one_activation_read_port_costs_add_one_cycle_per_word():
 
 @pytest.mark.parametrize("instructions, error, pc", [
     ([encode(Opcode.NOP), 0x7E], ERROR_OPCODE, 1),
-    ([int(Opcode.GEMM_SPARSE)], ERROR_OPCODE, 0),
+    ([int(Opcode.GEMM_SPARSE)], ERROR_EMPTY, 0),            # no longer reserved: k = 0
     # Zero tables keep every token: T = 9, three tiles of 4 words > the 8 words written.
     ([encode(Opcode.TOKEN_SELECT, src=0, src_stride=1, dst=40, dst_stride=1, channels=1,
              scores=20, scores_stride=1, weights=30, heads=1, tokens=9, alive=8, keep=0, mode=0),

@@ -33,7 +33,7 @@ def external_words(config, space, count):
 
 
 @pytest.mark.parametrize("stalls", STALLS, ids=["no-stalls", "stalls"])
-@pytest.mark.parametrize("space", list(Space), ids=[space.name for space in Space])
+@pytest.mark.parametrize("space", list(LOADS), ids=[space.name for space in LOADS])
 def test_load_fills_each_space_like_the_interpreter(space, stalls):
     """Padding bytes of the external words are random, so the unit must ignore them."""
     config = small_config()

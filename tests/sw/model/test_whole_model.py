@@ -175,6 +175,6 @@ def test_malformed_quantized_files_are_rejected(tmp_path):
 
     vit = random_vit(PRESETS["tiny"], np.random.default_rng(0))
     save_vit(tmp_path / "float.npz", vit)
-    with pytest.raises(ValueError, match=r"float\.npz has format 'vitforge-float-vit-1', "
-                                         r"expected 'vitforge-int8-vit-2'$"):
+    with pytest.raises(ValueError, match=r"float\.npz has format 'vitforge-float-vit-2', "
+                                         r"expected 'vitforge-int8-vit-3'$"):
         load_quantized(tmp_path / "float.npz")

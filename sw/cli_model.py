@@ -1,0 +1,134 @@
+"""The command-line handlers of whole models: ``simulate``, ``verify`` and ``demo``."""
+
+from vitforge.errors import EXIT_MISMATCH, EXIT_OK, ConfigError
+
+from .cli_support import check_output_folder, log, prepare_out_folder, progress, write_json
+
+__all__ = ["simulate", "verify", "demo"]
+
+
+def _model_summary(run, clock_mhz):
+    cycles = sum(run.cycles) / len(run.cycles)
+    return {
+        "model": run.model, "images": run.images, "bit_exact": run.bit_exact,
+        "error": run.error, "cycles": cycles, "cycles_per_image": run.cycles,
+        "per_layer": {name: value / len(run.cycles)
+                      for name, value in run.section_cycles.items()},
+        "per_class": {name: value / len(run.cycles) for name, value in run.class_cycles.items()},
+        "utilization": run.utilization, "macs": run.macs, "array": run.array,
+        "clock_mhz": clock_mhz, "latency_ms": cycles / (clock_mhz * 1e3),
+        "fps": clock_mhz * 1e6 / cycles,
+        "float_accuracy": run.float_accuracy, "int8_accuracy": run.int8_accuracy,
+        "top1_agreement": run.top1_agreement, "logit_cosine": run.logit_cosine,
+        "predictions": run.predictions,
+        **_pruning_summary(run),
+        "sparse_layers": run.sparse_layers, "weight_bytes": run.weight_bytes,
+        "dense_weight_bytes": run.dense_weight_bytes,
+        "dense_fallback": list(run.dense_fallback),
+    }
+
+
+def _pruning_summary(run):
+    """What token selection adds to the summary (nothing for a dense run)."""
+    if not run.stage_blocks:
+        return {"prune": "none"}
+    dense = sum(run.dense_cycles) / len(run.dense_cycles)
+    pruned = sum(run.cycles) / len(run.cycles)
+    return {
+        "prune": run.prune, "prune_mode": run.prune_mode, "stage_blocks": list(run.stage_blocks),
+        "kept_tokens": run.kept_tokens,
+        "kept_patches": [[len(stage) for stage in image] for image in run.kept_patches],
+        "dense_cycles": dense, "dense_cycles_per_image": run.dense_cycles,
+        "dense_per_layer": {name: value / len(run.dense_cycles)
+                            for name, value in run.dense_section_cycles.items()},
+        "speedup": dense / pruned, "dense_macs": run.dense_macs,
+        "dense_float_accuracy": run.dense_float_accuracy,
+        "dense_int8_accuracy": run.dense_int8_accuracy,
+    }
+
+
+def _print_model_summary(summary, verify):
+    print(f"model {summary['model']} on a {summary['array']}x{summary['array']} array, "
+          f"{summary['images']} image(s) simulated")
+    print(f"  RTL == golden        {'yes' if summary['bit_exact'] else 'NO'} (whole external "
+          f"memory, every image)")
+    print(f"  cycles per image     {summary['cycles']:.0f}  ({summary['latency_ms']:.3f} ms, "
+          f"{summary['fps']:.0f} images/s at {summary['clock_mhz']} MHz)")
+    print(f"  PE utilization       {summary['utilization']:.1%}")
+    if summary["prune"] != "none":
+        from vitforge.sim.report import before_blocks, mean_kept_tokens
+
+        print(f"  token selection      {summary['prune_mode']} "
+              f"{before_blocks(summary['stage_blocks'])}; tokens kept per stage (mean) "
+              f"{mean_kept_tokens(summary)}")
+        print(f"  dense, same images   {summary['dense_cycles']:.0f} cycles: pruned is "
+              f"{summary['speedup']:.2f}x faster")
+    if summary["sparse_layers"]:
+        fallback = ", ".join(summary["dense_fallback"]) or "none"
+        ratio = summary["weight_bytes"] / summary["dense_weight_bytes"]
+        print(f"  HP sparse weights    {summary['sparse_layers']} layers, stored in "
+              f"{summary['weight_bytes']} bytes ({ratio:.2f}x dense, indices included); run "
+              f"dense on this array: {fallback}")
+    print("  cycles per layer")
+    for name, cycles in summary["per_layer"].items():
+        print(f"    {name:22} {cycles:10.0f}  {cycles / summary['cycles']:6.1%}")
+    print("  cycles per instruction class")
+    for name, cycles in summary["per_class"].items():
+        print(f"    {name:22} {cycles:10.0f}  {cycles / summary['cycles']:6.1%}")
+    if verify:
+        if summary["float_accuracy"] is not None:
+            print(f"  accuracy             float {summary['float_accuracy']:.2%}, int8 "
+                  f"{summary['int8_accuracy']:.2%} (held-out split, golden model)")
+        if summary.get("dense_float_accuracy") is not None:
+            print(f"  dense accuracy       float {summary['dense_float_accuracy']:.2%}, int8 "
+                  f"{summary['dense_int8_accuracy']:.2%}")
+        print(f"  top-1 agreement      {summary['top1_agreement']:.2%}; logit cosine "
+              f"{summary['logit_cosine']:.4f}")
+
+
+def _run_model(args, compare_float):
+    from vitforge.hw.checks import check_positive_int
+    from vitforge.sim.model_run import run_model
+
+    check_output_folder(args.json)
+    check_positive_int("rows", args.rows)
+    if args.clock_mhz <= 0:
+        raise ConfigError(f"clock-mhz must be positive, not {args.clock_mhz}")
+    check_output_folder(args.waves)
+    run = run_model(args.model, images=args.images, array=args.rows, seed=args.seed,
+                    compare_float=compare_float, waves_to=args.waves, log=log,
+                    progress=progress, prune=args.prune, prune_mode=args.prune_mode)
+    return run, _model_summary(run, args.clock_mhz)
+
+
+def simulate(args):
+    """Cycle-accurate run of a quantized model: cycles per class, utilization, latency, FPS."""
+
+    run, summary = _run_model(args, compare_float=False)
+    _print_model_summary(summary, verify=False)
+    write_json(args.json, summary)
+    return EXIT_OK if run.bit_exact and not run.error else EXIT_MISMATCH
+
+
+def verify(args):
+    """RTL vs golden (bit-exact) and golden vs float (accuracy, agreement)."""
+
+    run, summary = _run_model(args, compare_float=True)
+    _print_model_summary(summary, verify=True)
+    if run.mismatch:
+        print(f"  first mismatch       {run.mismatch}")
+    write_json(args.json, summary)
+    return EXIT_OK if run.bit_exact and not run.error else EXIT_MISMATCH
+
+
+def demo(args):
+    """The embedded digits model end to end, with a report and plots in a folder."""
+    from vitforge.sim.report import write_demo_report
+
+    args.model, args.json = "tiny", None
+    prepare_out_folder(args.out)
+    run, summary = _run_model(args, compare_float=True)
+    _print_model_summary(summary, verify=True)
+    folder = write_demo_report(args.out, run, summary)
+    print(f"  report               {folder}/report.md (plots beside it)")
+    return EXIT_OK if run.bit_exact and not run.error else EXIT_MISMATCH
