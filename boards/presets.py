@@ -1,6 +1,7 @@
 """Hardware presets: everything ``vitforge generate`` builds a bitstream from."""
 
 from dataclasses import asdict, dataclass, fields
+import hashlib
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.axi.burst_master import check_burst_parameters
 from vitforge.hw.checks import check_positive_int
 
-__all__ = ["ShellConfig", "PRESETS", "load_shell_config"]
+__all__ = ["ShellConfig", "PRESETS", "DEFAULT_PRESET", "config_hash", "load_shell_config"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,18 +87,43 @@ PRESETS = {
         array=32, act_depth=51200, wgt_depth=37376, prm_depth=4096, lnp_depth=1024,
         k_max=2048, act_read_ports=1)),
 }
+#: The preset ``generate`` builds, and whose clock ``simulate``, ``verify`` and ``demo`` assume,
+#: when no ``--preset`` or ``--config`` is given.
+DEFAULT_PRESET = "zcu102"
+
+
+def config_hash(config):
+    """A short fingerprint of ``config``: the same hash means the same hardware and clock.
+
+    The first 12 hex digits of the SHA-256 of :meth:`ShellConfig.to_dict` as
+    canonical JSON (sorted keys, no spaces). ``generate`` writes it into
+    ``config.json`` and ``simulate``/``verify`` into their JSON, so a run can be
+    matched with the design it simulated.
+
+    Parameters
+    ----------
+    config : ShellConfig
+
+    Returns
+    -------
+    str
+    """
+    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def load_shell_config(path):
     """A :class:`ShellConfig` from a JSON file (the ``config.json`` generate writes, or by hand).
 
     The ``board`` key of a generated ``config.json`` is allowed and not part of
-    the config (the board is chosen on the command line).
+    the config (the board is chosen on the command line). Its ``config_hash``
+    key, where there is one, must be :func:`config_hash` of the rest.
 
     Raises
     ------
     vitforge.errors.ConfigError, vitforge.errors.ConfigTypeError
-        If the file is missing, unreadable, not JSON or not a valid config.
+        If the file is missing, unreadable, not JSON or not a valid config, or
+        if its ``config_hash`` does not match its contents.
     """
     path = Path(path)
     try:
@@ -111,6 +137,13 @@ def load_shell_config(path):
         raise ConfigError(f"config file {str(path)!r} is not text: {error}") from None
     except json.JSONDecodeError as error:
         raise ConfigError(f"config file {str(path)!r} is not valid JSON: {error}") from None
+    given = None
     if isinstance(values, dict):
         values.pop("board", None)
-    return ShellConfig.from_dict(values, where=f"config file {str(path)!r}")
+        given = values.pop("config_hash", None)
+    config = ShellConfig.from_dict(values, where=f"config file {str(path)!r}")
+    if given is not None and given != config_hash(config):
+        raise ConfigError(f"config file {str(path)!r} has config_hash {given!r}, but its "
+                          f"contents hash to {config_hash(config)!r}: it was edited after "
+                          f"generate wrote it; regenerate it or delete config_hash")
+    return config

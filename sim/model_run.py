@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from vitforge.errors import ConfigError
+from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.sw.accel.compiler import compile_model, config_for_model
 from vitforge.sw.accel.selection import block_counts
 from vitforge.sw.golden.encoder import pruned_vit_logits, vit_logits
@@ -122,6 +123,7 @@ class ModelRun:
     section_cycles: dict         # per layer (compiler section), summed over images
     macs: int                    # per image (pruned: the blocks' at the kept counts, mean)
     array: int
+    accelerator: AcceleratorConfig = None     # what ran
     float_accuracy: float = None
     int8_accuracy: float = None
     top1_agreement: float = None
@@ -178,8 +180,12 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
               log=None, progress=None, prune="none", prune_mode=None):
     """Quantize model ``name``, run ``images`` test images on the RTL and the golden model.
 
-    The float and int8 accuracies use the whole test split (golden model, no
-    simulation); RTL == golden is checked on the first ``images`` test images.
+    ``array`` is an :class:`AcceleratorConfig` to run on exactly (a preset's:
+    the model must fit it), or an int: the size of the PE array of an
+    accelerator whose scratchpads are sized to the model (the run's
+    ``accelerator`` says which). The float and int8 accuracies use the whole
+    test split (golden model, no simulation); RTL == golden is checked on the
+    first ``images`` test images.
     ``waves_to`` receives a VCD trace of the first image; ``progress(done,
     total)`` is called as images finish. ``prune``/``prune_mode`` select
     tokens at run time (:func:`load_pruning`): each image then also runs dense
@@ -197,15 +203,20 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
     shape = vit.shape
     selectors = None if pruning is None else quantize_selectors(vit, *pruning, calibration,
                                                                  model)
-    config = config_for_model(model, array, selectors=selectors)
+    config = array if isinstance(array, AcceleratorConfig) else config_for_model(
+        model, array, selectors=selectors)
 
     def patches_of(image):
         return quantize_tensor(patchify(image[None], shape)[0], model.input_scale)
 
     run = ModelRun(model=name, images=images, bit_exact=True, error=0, cycles=[],
-                   class_cycles={}, section_cycles={}, macs=0, array=array,
-                   prune=str(prune), prune_mode=None if pruning is None else pruning[1].mode,
+                   class_cycles={}, section_cycles={}, macs=0, array=config.array,
+                   accelerator=config, prune=str(prune),
+                   prune_mode=None if pruning is None else pruning[1].mode,
                    stage_blocks=() if pruning is None else pruning[1].blocks)
+    programs = _compile(config, model, selectors, name)
+    if selectors is not None:
+        run.dense_macs = programs["dense"].macs
     if compare_float:
         dense = np.array([vit_logits(model, patches_of(image)) for image in test_images])
         golden = dense if selectors is None else np.array(
@@ -216,11 +227,6 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
             run.dense_int8_accuracy = float((dense.argmax(1) == test_labels).mean())
             run.dense_float_accuracy = float(
                 (forward(vit, test_images).argmax(1) == test_labels).mean())
-    programs = {"pruned" if selectors is not None else "dense":
-                compile_model(config, model, selectors=selectors)}
-    if selectors is not None:
-        programs["dense"] = compile_model(config, model)
-        run.dense_macs = programs["dense"].macs
     run.macs = programs["dense"].macs
     _sparse_weights(run, model, programs["dense"])
     macs = []               # pruned: the blocks' MACs at each image's kept counts
@@ -260,6 +266,28 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
     if macs:
         run.macs = round(sum(macs) / len(macs))
     return run
+
+
+def _compile(config, model, selectors, name):
+    """``{"dense": program}``, or with ``selectors`` ``{"pruned": ..., "dense": ...}``.
+
+    Compiled before any image runs, so a model that does not fit ``config``
+    fails at once.
+
+    Raises
+    ------
+    vitforge.errors.ConfigError
+        Naming the model, if it does not fit ``config``.
+    """
+    try:
+        programs = {"pruned" if selectors is not None else "dense":
+                    compile_model(config, model, selectors=selectors)}
+        if selectors is not None:
+            programs["dense"] = compile_model(config, model)
+    except ConfigError as error:
+        raise ConfigError(f"model {name} does not fit the {config.array}x{config.array} "
+                          f"accelerator: {error}") from None
+    return programs
 
 
 def _sparse_weights(run, model, program):

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_demo_report", "before_blocks", "mean_kept_tokens", "shade_dropped"]
+__all__ = ["write_demo_report", "accelerator_text", "before_blocks", "mean_kept_tokens",
+           "shade_dropped"]
 
 
 def before_blocks(blocks):
@@ -31,6 +32,14 @@ def shade_dropped(axis, image, kept, patch_size):
                 vmax=1)
 
 
+def accelerator_text(summary):
+    """Which accelerator a model summary ran on, its config hash and the clock, in words."""
+    source = summary["clock_source"]
+    return (f"{summary['config_source']}, config hash {summary['config_hash']}, "
+            f"{summary['clock_mhz']} MHz"
+            + ("" if source == summary["config_source"] else f" (clock from {source})"))
+
+
 def write_demo_report(folder, run, summary):
     """Write ``report.md``, ``summary.json`` and plots into ``folder`` (replaced whole)."""
     from vitforge.sw.files import atomic_folder
@@ -47,6 +56,7 @@ def _markdown(summary, plots):
         "# vitforge demo: the embedded digits ViT", "",
         f"- model: {summary['model']} ({summary['images']} test images simulated on a "
         f"{summary['array']}x{summary['array']} array)",
+        f"- accelerator: {accelerator_text(summary)}",
         f"- RTL == golden model, bit for bit: **{'yes' if summary['bit_exact'] else 'NO'}**",
         f"- cycles per image: {summary['cycles']:.0f} ({summary['latency_ms']:.3f} ms, "
         f"{summary['fps']:.0f} images/s at {summary['clock_mhz']} MHz)",

@@ -36,7 +36,8 @@ from vitforge.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MISMATCH, EXI
                              UserError, exit_status)
 
 from .cli_model import demo, simulate, verify
-from .cli_support import check_output_folder, log, prepare_out_folder, write_json
+from .cli_support import (check_output_folder, log, prepare_out_folder, shell_config,
+                          write_json)
 
 __all__ = ["main"]
 
@@ -348,22 +349,15 @@ def block(args):
 
 def generate_command(args):
     """Verilog, constraints, Vivado scripts, register map and resource estimate for a board."""
-    from vitforge.boards.presets import PRESETS, load_shell_config
+    from vitforge.boards.presets import config_hash
     from vitforge.sw.generate import generate
 
-    if args.config and args.preset:
-        raise ConfigError("give --preset or --config, not both")
-    if args.config:
-        config = load_shell_config(args.config)
-    elif (args.preset or "zcu102") in PRESETS:
-        config = PRESETS[args.preset or "zcu102"]
-    else:
-        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, not {args.preset!r}")
+    config, _ = shell_config(args.preset, args.config)
     out = prepare_out_folder(args.out)
     result = generate(args.board, config, out, resources=not args.no_resources, log=log)
     accelerator = config.accelerator
     print(f"vitforge generate: {args.board}, {accelerator.array}x{accelerator.array} array at "
-          f"{config.clock_mhz} MHz -> {out}")
+          f"{config.clock_mhz} MHz, config {config_hash(config)} -> {out}")
     for relative in result.files:
         print(f"  {relative}")
     print(f"  Verilog and scripts  {result.seconds['verilog']:.1f} s")
@@ -393,13 +387,28 @@ def _add_model_options(parser, images, prune="none"):
     parser.add_argument("--prune-mode", choices=("threshold", "topk"),
                         help="keep tokens by keep probability >= 0.5 or keep exactly the "
                              "stage's ratio (default: the selectors' own mode)")
-    parser.add_argument("--rows", type=int, default=4, help="PE array size (default 4)")
+    _add_config_options(parser, "run on this preset's accelerator, exactly as generate builds "
+                                "it (default: one sized to the model)")
+    parser.add_argument("--rows", type=int,
+                        help="PE array size of the accelerator sized to the model (default 4); "
+                             "with --preset or --config the config's array")
     parser.add_argument("--seed", type=_seed, default=0, help="random seed")
-    parser.add_argument("--clock-mhz", type=float, default=300.0,
-                        help="clock for latency and FPS (default 300)")
+    parser.add_argument("--clock-mhz", type=int,
+                        help="clock for latency and FPS (default: the config's, else the "
+                             "zcu102 preset's)")
     parser.add_argument("--waves", metavar="FILE.vcd",
                         help="dump a VCD trace (top two hierarchy levels) of the first "
                              "image's run")
+
+
+def _add_config_options(parser, preset_help):
+    """``--preset NAME | --config FILE``, as generate, simulate, verify and demo take them."""
+    from vitforge.boards.presets import PRESETS
+
+    parser.add_argument("--preset", help=f"{preset_help}: {', '.join(PRESETS)}")
+    parser.add_argument("--config", metavar="FILE",
+                        help="hardware config as JSON, instead of --preset (a generated "
+                             "config.json works)")
 
 
 def _parser():
@@ -491,9 +500,7 @@ def _parser():
     generate_parser = commands.add_parser(
         "generate", help="Verilog, XDC, Vivado scripts, register map and resource estimate")
     generate_parser.add_argument("--board", default="zcu102", help="target board (zcu102)")
-    generate_parser.add_argument("--preset", help="hardware preset: small or zcu102 (default)")
-    generate_parser.add_argument("--config", metavar="FILE",
-                                 help="hardware config as JSON (a generated config.json works)")
+    _add_config_options(generate_parser, "hardware preset (default zcu102)")
     generate_parser.add_argument("--out", required=True, metavar="DIR",
                                  help="output folder (replaced whole)")
     generate_parser.add_argument("--no-resources", action="store_true",

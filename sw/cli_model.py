@@ -1,14 +1,21 @@
 """The command-line handlers of whole models: ``simulate``, ``verify`` and ``demo``."""
 
+from dataclasses import replace
+
 from vitforge.errors import EXIT_MISMATCH, EXIT_OK, ConfigError
 
-from .cli_support import check_output_folder, log, prepare_out_folder, progress, write_json
+from .cli_support import (check_output_folder, log, prepare_out_folder, progress, shell_config,
+                          write_json)
 
 __all__ = ["simulate", "verify", "demo"]
 
 
-def _model_summary(run, clock_mhz):
+def _model_summary(run, shell, config_source, clock_source):
+    """The JSON summary of ``run`` on ``shell`` (the accelerator that ran, at the clock used)."""
+    from vitforge.boards.presets import config_hash
+
     cycles = sum(run.cycles) / len(run.cycles)
+    clock_mhz = shell.clock_mhz
     return {
         "model": run.model, "images": run.images, "bit_exact": run.bit_exact,
         "error": run.error, "cycles": cycles, "cycles_per_image": run.cycles,
@@ -16,6 +23,8 @@ def _model_summary(run, clock_mhz):
                       for name, value in run.section_cycles.items()},
         "per_class": {name: value / len(run.cycles) for name, value in run.class_cycles.items()},
         "utilization": run.utilization, "macs": run.macs, "array": run.array,
+        "config": shell.to_dict(), "config_hash": config_hash(shell),
+        "config_source": config_source, "clock_source": clock_source,
         "clock_mhz": clock_mhz, "latency_ms": cycles / (clock_mhz * 1e3),
         "fps": clock_mhz * 1e6 / cycles,
         "float_accuracy": run.float_accuracy, "int8_accuracy": run.int8_accuracy,
@@ -48,8 +57,11 @@ def _pruning_summary(run):
 
 
 def _print_model_summary(summary, verify):
+    from vitforge.sim.report import accelerator_text
+
     print(f"model {summary['model']} on a {summary['array']}x{summary['array']} array, "
           f"{summary['images']} image(s) simulated")
+    print(f"  accelerator          {accelerator_text(summary)}")
     print(f"  RTL == golden        {'yes' if summary['bit_exact'] else 'NO'} (whole external "
           f"memory, every image)")
     print(f"  cycles per image     {summary['cycles']:.0f}  ({summary['latency_ms']:.3f} ms, "
@@ -86,19 +98,45 @@ def _print_model_summary(summary, verify):
               f"{summary['logit_cosine']:.4f}")
 
 
-def _run_model(args, compare_float):
+def _array(rows, shell, source):
+    """What the model runs on: ``--rows`` for an accelerator sized to the model, or exactly
+    the accelerator of ``--preset``/``--config`` (``source``), whose array ``--rows`` must
+    then equal if given."""
     from vitforge.hw.checks import check_positive_int
+
+    if source is None:
+        rows = 4 if rows is None else rows
+        check_positive_int("rows", rows)
+        return rows
+    array = shell.accelerator.array
+    if rows not in (None, array):
+        raise ConfigError(f"rows must be left out or equal the array of {source} ({array}), "
+                          f"not {rows}")
+    return shell.accelerator
+
+
+def _clocked(shell, clock_mhz, source):
+    """``shell`` at ``--clock-mhz`` where given, and where its clock comes from."""
+    from vitforge.boards.presets import DEFAULT_PRESET
+
+    if clock_mhz is None:
+        return shell, source or f"preset {DEFAULT_PRESET}"
+    return replace(shell, clock_mhz=clock_mhz), "--clock-mhz"
+
+
+def _run_model(args, compare_float):
     from vitforge.sim.model_run import run_model
 
     check_output_folder(args.json)
-    check_positive_int("rows", args.rows)
-    if args.clock_mhz <= 0:
-        raise ConfigError(f"clock-mhz must be positive, not {args.clock_mhz}")
     check_output_folder(args.waves)
-    run = run_model(args.model, images=args.images, array=args.rows, seed=args.seed,
+    shell, source = shell_config(args.preset, args.config)
+    array = _array(args.rows, shell, source)
+    shell, clock_source = _clocked(shell, args.clock_mhz, source)
+    run = run_model(args.model, images=args.images, array=array, seed=args.seed,
                     compare_float=compare_float, waves_to=args.waves, log=log,
                     progress=progress, prune=args.prune, prune_mode=args.prune_mode)
-    return run, _model_summary(run, args.clock_mhz)
+    shell = replace(shell, accelerator=run.accelerator)
+    return run, _model_summary(run, shell, source or "sized to the model", clock_source)
 
 
 def simulate(args):

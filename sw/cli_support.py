@@ -1,4 +1,4 @@
-"""What the command-line handlers share: log lines, progress, JSON and output checks."""
+"""What the command-line handlers share: log lines, progress, JSON, output checks, configs."""
 
 import json
 import os
@@ -7,7 +7,8 @@ import sys
 
 from vitforge.errors import ConfigError, OutputError
 
-__all__ = ["log", "progress", "write_json", "check_output_folder", "prepare_out_folder"]
+__all__ = ["log", "progress", "write_json", "check_output_folder", "prepare_out_folder",
+           "shell_config"]
 
 
 def log(line):
@@ -57,3 +58,30 @@ def prepare_out_folder(path):
                           f"({error.strerror})") from None
     check_output_folder(out)
     return out
+
+
+def shell_config(preset, path):
+    """The hardware config that ``--preset NAME`` or ``--config FILE`` names, and which it was.
+
+    Returns
+    -------
+    (vitforge.boards.presets.ShellConfig, str or None)
+        The config and ``"preset NAME"`` or ``"config FILE"``; with neither
+        option, :data:`~vitforge.boards.presets.DEFAULT_PRESET`'s config and ``None``.
+
+    Raises
+    ------
+    vitforge.errors.ConfigError
+        For both options, an unknown preset or a bad config file.
+    """
+    from vitforge.boards.presets import DEFAULT_PRESET, PRESETS, load_shell_config
+
+    if preset and path:
+        raise ConfigError("give --preset or --config, not both")
+    if path:
+        return load_shell_config(path), f"config {path}"
+    if preset is None:
+        return PRESETS[DEFAULT_PRESET], None
+    if preset not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+    return PRESETS[preset], f"preset {preset}"

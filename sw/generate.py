@@ -80,7 +80,7 @@ def generate(board, config, out, *, resources=True, log=None):
         If ``out`` cannot be written.
     """
     from vitforge.boards import vivado
-    from vitforge.boards.presets import ShellConfig
+    from vitforge.boards.presets import ShellConfig, config_hash
     from vitforge.hw.accel.regmap import regmap_header, regmap_json
     from vitforge.hw.verilog import to_verilog
     from vitforge.sw import resources as yosys_resources
@@ -108,7 +108,8 @@ def generate(board, config, out, *, resources=True, log=None):
     contents["build.sh"] = vivado.build_script(), 0o755
     contents["regmap.json"] = regmap_json(), 0o644
     contents["regmap.h"] = regmap_header(), 0o644
-    contents["config.json"] = _json({"board": board, **config.to_dict()}), 0o644
+    contents["config.json"] = _json({"board": board, **config.to_dict(),
+                                     "config_hash": config_hash(config)}), 0o644
     result.seconds["verilog"] = time.monotonic() - started
 
     if resources:

@@ -2,14 +2,21 @@
 
 A program runs in *phases*, the sections the compiler names (``input``,
 ``block 0 attention``, ``block 0 mlp``, ..., ``output``); each phase runs on
-the token count of its stage. A region is live from the first phase that
-uses it through the last one. Addresses come from bump allocation: ACT
-regions in the order they are declared, PRM and LNP regions from offset 0 at
-each load. B operands take alternate halves of WGT, so the plan only needs
-the largest. The compiler takes its addresses from the plan and
+the token count of its stage. Each phase names the ACT regions it uses: those
+it reads or writes and those whose values it carries to a later phase. An ACT
+region is live in exactly those phases (the same region of every block, such
+as ``scores``, has one address and is live in each block's attention phase),
+so between them its words are free for others. ACT is allocated by liveness:
+two regions live in a common phase *conflict*, and greedy first-fit places
+them longest-lived first (the token buffers, ``normalized``, ``sublayer``),
+then largest first, each at the lowest address that overlaps no conflicting
+region already placed. ACT then holds about the largest set of regions live
+at once rather than their sum. PRM and LNP regions lie from offset 0 at each
+load, live from that load's phase through its last user. B operands take
+alternate halves of WGT, so the plan only needs the largest. The compiler
+takes its addresses from the plan and
 :func:`~vitforge.sw.accel.compiler.config_for` its scratchpad sizes, so the
-two cannot disagree; the lifetimes are what liveness-based reuse of ACT will
-build on (the allocation does not use them yet).
+two cannot disagree.
 """
 
 from dataclasses import dataclass
@@ -30,15 +37,24 @@ class Phase:
 
 @dataclass(frozen=True)
 class Allocation:
-    """``words`` entries of scratchpad ``space`` from ``start``, live from phase
-    ``first`` through phase ``last`` (indices into :attr:`MemoryPlan.phases`)."""
+    """``words`` entries of scratchpad ``space`` from ``start``, live in ``phases``
+    (increasing indices into :attr:`MemoryPlan.phases`)."""
 
     space: Space
     name: str
     start: int
     words: int
-    first: int
-    last: int
+    phases: tuple
+
+    @property
+    def first(self):
+        """The first phase it is live in."""
+        return self.phases[0]
+
+    @property
+    def last(self):
+        """The last phase it is live in."""
+        return self.phases[-1]
 
     @property
     def end(self):
@@ -87,8 +103,8 @@ class MemoryPlan:
     phases : tuple of Phase
         In program order.
     regions : tuple of Allocation
-        ACT regions in allocation order, then the PRM and LNP regions of each
-        load in program order.
+        ACT regions in the order they are declared, then the PRM and LNP
+        regions of each load in program order.
     operands : tuple of Operand
         The WGT operands in the order they are loaded.
     reductions : tuple of Reduction
@@ -194,7 +210,8 @@ class PlanBuilder:
         """
         start = 0
         for name, count in entries:
-            self.loads.append(Allocation(Space(space), name, start, count, first, last))
+            self.loads.append(Allocation(Space(space), name, start, count,
+                                         tuple(range(first, last + 1))))
             start += count
 
     def operand(self, phase, name, words):
@@ -206,23 +223,43 @@ class PlanBuilder:
         self.reductions.append(Reduction(name, depth, phase))
 
     def build(self, activations):
-        """The plan, with ACT regions ``(name, words)`` allocated one after another.
+        """The plan, with ACT regions ``(name, words)`` allocated by liveness.
 
         Raises
         ------
         ValueError
             If a region is never used or a used region is not given.
         """
-        unknown = set(self.uses) - {name for name, _ in activations}
+        sizes = dict(activations)
+        unknown = set(self.uses) - set(sizes)
         if unknown:
             raise ValueError(f"activation regions {sorted(unknown)} are used but not sized")
-        regions, start = [], 0
-        for name, words in activations:
+        for name in sizes:
             if name not in self.uses:
                 raise ValueError(f"activation region {name} is sized but no phase uses it")
-            phases = self.uses[name]
-            regions.append(Allocation(Space.ACT, name, start, words, min(phases), max(phases)))
-            start += words
+        live = {name: tuple(sorted(set(phases))) for name, phases in self.uses.items()}
+        order = sorted(sizes, key=lambda name: (-len(live[name]), -sizes[name]))
+        starts = _first_fit(sizes, live, order)
+        regions = [Allocation(Space.ACT, name, starts[name], words, live[name])
+                   for name, words in activations]
         return MemoryPlan(lanes=self.lanes, phases=tuple(self.phases),
                           regions=tuple(regions + self.loads), operands=tuple(self.operands),
                           reductions=tuple(self.reductions))
+
+
+def _first_fit(sizes, live, order):
+    """Start of each region of ``sizes`` (name -> words), placed in ``order`` each at the
+    lowest address clear of every placed region live in a common phase of ``live``
+    (name -> phases)."""
+    starts = {}
+    for name in order:
+        phases = set(live[name])
+        taken = sorted((starts[other], starts[other] + sizes[other]) for other in starts
+                       if phases.intersection(live[other]))
+        start = 0
+        for begin, end in taken:
+            if start + sizes[name] <= begin:
+                break
+            start = max(start, end)
+        starts[name] = start
+    return starts

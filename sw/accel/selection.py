@@ -19,11 +19,12 @@ from vitforge.errors import ConfigError
 from vitforge.hw.accel.config import MAX_SELECT_TOKENS, SIGMOID_WORDS, TABLE_WORDS
 from vitforge.hw.accel.isa import SELECT_MODES, Opcode, Space
 from vitforge.hw.numerics import MAX_SELECTOR_HEADS
-from vitforge.sw.gemm.layout import pack_weights
+from vitforge.sw.gemm.layout import pack_weights, tiles
 from vitforge.sw.model.quantized_selector import check_selectors_fit
 from vitforge.sw.model.selector import keep_count
 
-__all__ = ["SelectStage", "select_stages", "block_counts", "plan_select", "lower_select"]
+__all__ = ["SelectStage", "select_stages", "block_counts", "select_regions", "plan_select",
+           "lower_select"]
 
 #: The predictor's GEMM layers, in the order they run.
 _LAYERS = ("input", "fc1", "fc2", "difference", "head_fc1", "head_fc2")
@@ -124,12 +125,26 @@ def _packed_weights(selector, lanes):
     return np.concatenate(words), offsets
 
 
+def select_regions(stages, lanes):
+    """The ACT regions ``(name, words)`` only selector ``stages`` use: ``select scores``,
+    each token's score per head, and ``select heads``, one tile of the head predictor's
+    input (the head means), hidden layer and output (the head weights)."""
+    if not stages:
+        return []
+    selectors = [stage.selector for stage in stages]
+    return [("select scores", tiles(stages[0].tokens, lanes)
+             * max(selector.heads for selector in selectors)),
+            ("select heads", max(2 * selector.heads + selector.head_fc1.weight.shape[1]
+                                 for selector in selectors))]
+
+
 def plan_select(builder, stage, dim, source, result):
     """The phase of ``stage``: its loads, operands (every predictor weight in one half of
-    WGT) and reductions."""
+    WGT) and reductions. Its predictor's layers run in ``normalized``, ``qkv``, ``mlp``,
+    ``context`` and the :func:`select_regions`."""
     name, selector = stage.name, stage.selector
     phase = builder.phase(name, stage.tokens, source, result, "normalized", "qkv", "mlp",
-                          "context", "scores", "probabilities")
+                          "context", "select scores", "select heads")
     layers = _layers(selector)
     builder.load(Space.PRM, phase, phase,
                  [(f"{name} {label}", layer.weight.shape[1]) for label, layer in layers])
@@ -157,7 +172,7 @@ def lower_select(lowering, stage, source, result):
     lnp = lowering.load_layernorms({f"{stage.name} ln": selector.ln})[f"{stage.name} ln"]
     normalized, z, f1, f2 = (lowering.act(name) for name in ("normalized", "qkv", "mlp",
                                                               "context"))
-    scores, small = lowering.act("scores"), lowering.act("probabilities")
+    scores, small = lowering.act("select scores"), lowering.act("select heads")
 
     packed, offsets = _packed_weights(selector, lowering.lanes)
     base = emit.take_weight_half()

@@ -5,7 +5,11 @@ attention`` and ``block i mlp`` for every block, for a whole model ``head``,
 and ``output``. Block ``i`` runs on its stage's token count (the first rows
 of the tokens); ACT regions are sized for all tokens, so every stage fits.
 The blocks alternate between the token buffers ``x`` and ``x2``
-(:func:`token_buffers`).
+(:func:`token_buffers`). Each phase names the ACT regions it reads or writes;
+a value that crosses phases (a block's source tokens, its attention output in
+``sublayer``, its result, the patches, the position table in ``x1``, the
+logits) only ever passes to the next phase, which names it too, so the plan
+keeps it (:mod:`.plan`).
 """
 
 from vitforge.errors import ConfigError
@@ -14,7 +18,7 @@ from vitforge.sw.gemm.layout import tiles
 from vitforge.sw.golden.encoder import block_token_counts
 
 from .plan import PlanBuilder
-from .selection import plan_select
+from .selection import plan_select, select_regions
 
 __all__ = ["plan_blocks", "plan_model", "token_buffers"]
 
@@ -44,7 +48,7 @@ def _check_blocks(blocks, tokens):
 
 
 def _activation_regions(blocks, tokens, lanes, extra_widths=()):
-    """ACT regions ``(name, words)`` in allocation order: each holds ``tokens`` rows."""
+    """ACT regions ``(name, words)`` in declaration order: each holds ``tokens`` rows."""
     dim, hidden = blocks[0].dim, max(block.hidden for block in blocks)
     widths = (("x", dim), ("normalized", dim), ("qkv", 3 * dim), ("scores", tokens),
               ("probabilities", tokens), ("context", dim), ("sublayer", dim), ("x1", dim),
@@ -119,7 +123,8 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=()):
     builder = PlanBuilder(lanes)
     flips = _plan_encoder(builder, blocks, counts, builder.phase("input", tokens, "x"), stages)
     builder.phase("output", counts[-1], token_buffers(len(blocks), flips)[0])
-    return builder.build(_activation_regions(blocks, tokens, lanes))
+    return builder.build(_activation_regions(blocks, tokens, lanes)
+                         + select_regions(stages, lanes))
 
 
 def plan_model(model, lanes, block_tokens=None, stages=()):
@@ -148,4 +153,5 @@ def plan_model(model, lanes, block_tokens=None, stages=()):
     builder.phase("output", counts[-1], "logits")
     return builder.build(_activation_regions(
         blocks, shape.tokens, lanes, (("patches", shape.patch_features),
-                                      ("logits", shape.classes))))
+                                      ("logits", shape.classes)))
+        + select_regions(stages, lanes))

@@ -13,8 +13,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vitforge.boards.presets import PRESETS
+from vitforge.boards.presets import DEFAULT_PRESET, PRESETS, config_hash
 from vitforge.errors import SimulationError, WatchdogError
+from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.sim import runner
 from vitforge.sim.gemm.cosim import JobReport, SimulationReport
 from vitforge.sim.model_run import ModelRun
@@ -167,7 +168,15 @@ def test_block_with_random_selectors_keeps_exactly_the_ratio_in_topk(tmp_path):
     (["verify", "--model", "resnet"], "model must be one of tiny, tiny-hp50, deit-tiny, "
                                       "deit-small, deit-base or an existing .npz file, not "
                                       "'resnet'"),
-    (["simulate", "--clock-mhz", "0"], "clock-mhz must be positive, not 0.0"),
+    (["simulate", "--clock-mhz", "0"], "clock_mhz must be a positive integer, not 0"),
+    (["simulate", "--clock-mhz", "2.5"], "argument --clock-mhz: invalid int value: '2.5'"),
+    (["simulate", "--preset", "small", "--rows", "8"],
+     "rows must be left out or equal the array of preset small (4), not 8"),
+    (["verify", "--preset", "huge"], "preset must be one of small, zcu102, not 'huge'"),
+    (["demo", "--preset", "small", "--config", "c.json"], "give --preset or --config, not both"),
+    (["simulate", "--config", "missing.json"], "config file 'missing.json' does not exist"),
+    (["simulate", "--preset", "small", "--model", "deit-tiny"],
+     "model deit-tiny does not fit the 4x4 accelerator: "),
     (["verify", "--images", "400"], "images must be at most 359 for model 'tiny', not 400"),
 ])
 def test_model_commands_bad_arguments(args, message):
@@ -337,7 +346,8 @@ def test_a_model_run_that_disagrees_exits_1(monkeypatch, capsys):
     def disagrees(name, **options):
         return ModelRun(model=name, images=1, bit_exact=False, error=0, cycles=[100],
                         class_cycles={"gemm": 100}, section_cycles={"head": 100}, macs=800,
-                        array=4, top1_agreement=1.0, logit_cosine=1.0,
+                        array=4, accelerator=AcceleratorConfig(array=4),
+                        top1_agreement=1.0, logit_cosine=1.0,
                         mismatch="external byte 0: RTL 1, golden 0; 1 bytes differ in all")
 
     monkeypatch.setattr("vitforge.sim.model_run.run_model", disagrees)
@@ -503,3 +513,75 @@ def test_verify_runs_the_shipped_sparse_model_with_token_pruning(tmp_path):
     # accuracy (96.10 %), the issue's goal.
     assert summary["dense_int8_accuracy"] >= 0.9510
     assert "HP sparse weights    8 layers" in completed.stdout
+
+
+def fake_model_run(calls):
+    """A ``run_model`` that records its keyword arguments in ``calls`` and simulates nothing."""
+    def run_model(name, **options):
+        calls.append(options)
+        array = options["array"]
+        accelerator = array if isinstance(array, AcceleratorConfig) else AcceleratorConfig(
+            array=array, act_depth=1024)
+        return ModelRun(model=name, images=1, bit_exact=True, error=0, cycles=[1000],
+                        class_cycles={"gemm": 1000}, section_cycles={"head": 1000}, macs=8000,
+                        array=accelerator.array, accelerator=accelerator, top1_agreement=1.0,
+                        logit_cosine=1.0)
+    return run_model
+
+
+def test_a_preset_runs_exactly_its_accelerator_at_its_clock(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr("vitforge.sim.model_run.run_model", fake_model_run(calls))
+    out = tmp_path / "small.json"
+    assert cli.main(["simulate", "--preset", "small", "--json", str(out)]) == 0
+    small = PRESETS["small"]
+    assert calls[0]["array"] == small.accelerator
+    summary = json.loads(out.read_text())
+    assert summary["config"] == small.to_dict()
+    assert summary["config_hash"] == config_hash(small)
+    assert (summary["config_source"], summary["clock_source"]) == ("preset small",) * 2
+    assert summary["clock_mhz"] == small.clock_mhz
+    assert summary["fps"] == small.clock_mhz * 1e6 / 1000
+    assert (f"  accelerator          preset small, config hash {config_hash(small)}, "
+            f"{small.clock_mhz} MHz\n") in capsys.readouterr().out
+
+
+def test_without_a_preset_the_accelerator_is_sized_at_the_default_presets_clock(
+        tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr("vitforge.sim.model_run.run_model", fake_model_run(calls))
+    out = tmp_path / "sized.json"
+    assert cli.main(["verify", "--rows", "8", "--json", str(out)]) == 0
+    assert calls[0]["array"] == 8
+    summary = json.loads(out.read_text())
+    shell = replace(PRESETS[DEFAULT_PRESET],
+                    accelerator=AcceleratorConfig(array=8, act_depth=1024))
+    assert summary["config"] == shell.to_dict()
+    assert summary["config_hash"] == config_hash(shell)
+    assert summary["config_source"] == "sized to the model"
+    assert summary["clock_source"] == f"preset {DEFAULT_PRESET}"
+    assert summary["clock_mhz"] == PRESETS[DEFAULT_PRESET].clock_mhz
+    assert (f"  accelerator          sized to the model, config hash {config_hash(shell)}, "
+            f"{shell.clock_mhz} MHz (clock from preset {DEFAULT_PRESET})\n") in \
+        capsys.readouterr().out
+
+
+def test_a_generated_config_runs_at_its_own_or_the_given_clock(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("vitforge.sim.model_run.run_model", fake_model_run(calls))
+    shell = replace(PRESETS["small"], clock_mhz=200)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"board": "zcu102", **shell.to_dict(),
+                                  "config_hash": config_hash(shell)}))
+    out = tmp_path / "run.json"
+    for clock, source in ((None, f"config {config}"), (300, "--clock-mhz")):
+        options = [] if clock is None else ["--clock-mhz", str(clock)]
+        assert cli.main(["simulate", "--config", str(config), "--rows", "4", *options,
+                         "--json", str(out)]) == 0
+        summary = json.loads(out.read_text())
+        clocked = shell if clock is None else replace(shell, clock_mhz=clock)
+        assert (summary["config_source"], summary["clock_source"]) == (f"config {config}",
+                                                                       source)
+        assert summary["clock_mhz"] == clocked.clock_mhz
+        assert summary["config_hash"] == config_hash(clocked)
+    assert calls[0]["array"] == calls[1]["array"] == shell.accelerator

@@ -1,12 +1,14 @@
 """``vitforge generate``: the files, their agreement with each other and with the RTL, errors."""
 
+from dataclasses import replace
 import json
 import re
 
 import pytest
 
 from vitforge.boards import vivado
-from vitforge.boards.presets import PRESETS, ShellConfig, load_shell_config
+from vitforge.boards.presets import PRESETS, ShellConfig, config_hash, load_shell_config
+from vitforge.errors import ConfigError
 from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.sim.axi_lite import read_register, write_register
 from vitforge.sim.pins import run_in_amaranth
@@ -172,3 +174,28 @@ def test_shell_config_rules():
     with pytest.raises(ValueError, match=r"^max_burst must be a power of two from 1 to 256, "
                                          r"not 24$"):
         ShellConfig(accelerator=AcceleratorConfig(), max_burst=24)
+
+
+def test_the_config_hash_names_the_hardware_and_the_clock():
+    small = PRESETS["small"]
+    assert re.fullmatch(r"[0-9a-f]{12}", config_hash(small))
+    assert config_hash(ShellConfig.from_dict(small.to_dict())) == config_hash(small)
+    assert len({config_hash(small), config_hash(PRESETS["zcu102"]),
+                config_hash(replace(small, clock_mhz=200)),
+                config_hash(replace(small, accelerator=replace(small.accelerator,
+                                                                act_depth=8192)))}) == 4
+
+
+def test_config_json_carries_the_hash_and_a_mismatch_is_refused(small, tmp_path):
+    values = json.loads((small / "config.json").read_text())
+    assert values["config_hash"] == config_hash(PRESETS["small"])
+    values["clock_mhz"] = 200
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(values))
+    with pytest.raises(ConfigError, match=rf"^config file '{edited}' has config_hash "
+                                          rf"'{config_hash(PRESETS['small'])}', but its contents "
+                                          rf"hash to '\w{{12}}': it was edited after generate"):
+        load_shell_config(edited)
+    del values["config_hash"]
+    edited.write_text(json.dumps(values))
+    assert load_shell_config(edited) == replace(PRESETS["small"], clock_mhz=200)

@@ -91,9 +91,9 @@ def test_deit_tiny_block_runs_quickly():
 
 
 @pytest.mark.parametrize("config, message", [
-    # 5 token tiles: x, normalized (160 each), qkv (480), scores, probabilities (85 each),
-    # then context needs 970..1129.
-    (dict(act_depth=1000), r"^activation region context needs ACT words 970\.\.1129, "
+    # 5 token tiles, by liveness: mlp (640) and qkv (480) from 0, context (160) after qkv,
+    # x, normalized and sublayer (160 each) after mlp, then scores needs 1120..1204.
+    (dict(act_depth=1000), r"^activation region scores needs ACT words 1120\.\.1204, "
                            r"beyond act_depth=1000$"),
     (dict(wgt_depth=512), r"^block 0 qkv needs 768 WGT words, but half of wgt_depth=512 "
                           r"holds 256$"),
