@@ -28,7 +28,6 @@ from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.accel.config import TABLE_WORDS
 from vitforge.sw.gemm.layout import tiles
 from vitforge.sw.gemm.plan import command_cycles
-from vitforge.sw.gemm.sparse import HPPattern, HPSparseWeight
 from vitforge.sw.model.quantized import QuantizedLinear
 
 from .selection import lower_select
@@ -50,32 +49,6 @@ class LoadedLayer(NamedTuple):
     chunks: tuple
     address: int
     sparse: object = None
-
-
-def _pattern(source, columns, blocks, offsets, kept_rows):
-    """An HPPattern of ``source``'s rows and blocks on ``columns`` columns."""
-    return HPPattern(rows=source.rows, columns=columns, cols=source.cols,
-                     block_rows=source.block_rows, kept_rows=kept_rows, blocks=blocks,
-                     offsets=offsets)
-
-
-def _filler(pattern):
-    """What a fully pruned ``pattern`` runs as: one zero entry per group (block 0, row 0),
-    so the GEMM's result is the bias path."""
-    groups = pattern.groups
-    filler = _pattern(pattern, pattern.columns, np.zeros((groups, 1), np.int64),
-                      np.zeros((groups, 1, 1), np.int64), kept_rows=1)
-    return HPSparseWeight(filler, np.zeros((groups, 1, pattern.cols), np.int8))
-
-
-def _columns(weight, start, end):
-    """Columns ``start..end`` of a sparse ``weight`` (``start`` a multiple of its groups'
-    columns, ``end`` too unless it is the last column)."""
-    p = weight.pattern
-    first, last = start // p.cols, tiles(end, p.cols)
-    pattern = _pattern(p, end - start, p.blocks[first:last], p.offsets[first:last],
-                       p.kept_rows)
-    return HPSparseWeight(pattern, weight.values[first:last])
 
 
 def _requant_entries(source, count):
@@ -179,9 +152,7 @@ class Lowering:
         if pattern.cols % self.lanes:
             self.dense_fallback.append(name)
             return None
-        if pattern.length == 0:
-            return _filler(pattern.for_cols(self.lanes))
-        return layer.sparse.for_cols(self.lanes)
+        return layer.sparse.for_cols(self.lanes).nonempty()
 
     def _tile_cycles(self, layer, sparse, m_tiles):
         """``(load, gemm)``: cycles to load one column tile of ``layer``'s weights (external
@@ -201,7 +172,7 @@ class Lowering:
         the next half of WGT; returns their WGT address."""
         if sparse is None:
             return self.emit.load_weights(layer.weight[:, start:end])
-        return self.emit.load_sparse_weights(_columns(sparse, start, end))
+        return self.emit.load_sparse_weights(sparse.columns(start, end))
 
     def load_layer(self, layer, name, m_tiles=None):
         """LOAD ``layer``'s weights, or the first of its column chunks, into the next half of

@@ -230,10 +230,6 @@ def plan_sparse_gemm(config, problem, weight, slot=None):
     _check_slot_and_depth(config, problem, slot)
     if pattern_cols != config.cols:
         weight = weight.for_cols(config.cols)
-    pattern, values = weight.pattern, weight.values
-    rows = pattern.row_index()
-    if pattern.length == 0:
-        values = np.zeros((pattern.groups, 1, config.cols), np.int8)
-        rows = np.zeros((pattern.groups, 1), np.int64)
-    return _place(config, problem, slot, values.reshape(-1, config.cols), values.shape[1],
-                  i_words=rows.reshape(-1).astype(np.int64))
+    weight = weight.nonempty()
+    return _place(config, problem, slot, weight.values.reshape(-1, config.cols),
+                  weight.pattern.length, i_words=weight.pattern.row_index().reshape(-1))

@@ -33,7 +33,7 @@ from vitforge.hw.accel.config import DRAM_WORD_BYTES
 from .layout import tiles
 
 __all__ = ["HPPattern", "HPSparseWeight", "DEFAULT_BLOCK_ROWS", "MAX_BLOCKS",
-           "check_block_rows", "record_bytes"]
+           "PATTERN_SIZES", "check_block_rows", "record_bytes"]
 
 #: Rows per block unless asked otherwise: an offset fits a byte with room to
 #: spare, a block number is paid for once per ``r`` rows, and K = 192 or 768
@@ -41,6 +41,9 @@ __all__ = ["HPPattern", "HPSparseWeight", "DEFAULT_BLOCK_ROWS", "MAX_BLOCKS",
 DEFAULT_BLOCK_ROWS = 32
 #: Block numbers are one byte.
 MAX_BLOCKS = 256
+#: The sizes of an :class:`HPPattern` (its other fields are the ``blocks`` and ``offsets``
+#: arrays): what a file stores beside those arrays.
+PATTERN_SIZES = ("rows", "columns", "cols", "block_rows", "kept_rows")
 #: Offsets are one byte, and the DMA turns a block number into a row by a shift.
 _BLOCK_ROW_CHOICES = tuple(1 << shift for shift in range(1, 9))
 
@@ -221,9 +224,9 @@ class HPPattern:
         return self.rows * self.groups * self.cols
 
     def to_arrays(self):
-        """The pattern as plain values (sizes) and arrays (``blocks``, ``offsets``)."""
-        return {"rows": self.rows, "columns": self.columns, "cols": self.cols,
-                "block_rows": self.block_rows, "kept_rows": self.kept_rows,
+        """The pattern as plain values (:data:`PATTERN_SIZES`) and arrays (``blocks``,
+        ``offsets``)."""
+        return {**{name: getattr(self, name) for name in PATTERN_SIZES},
                 "blocks": self.blocks, "offsets": self.offsets}
 
 
@@ -288,6 +291,28 @@ class HPSparseWeight:
     def for_cols(self, cols):
         """The same weights on groups of ``cols`` columns (see :meth:`HPPattern.for_cols`)."""
         return HPSparseWeight.encode(self.dense(), self.pattern.for_cols(cols))
+
+    def columns(self, start, end):
+        """Columns ``start..end`` of the matrix, whole groups (``start`` a multiple of
+        ``cols``, ``end`` too unless it is the last column)."""
+        p = self.pattern
+        first, last = start // p.cols, tiles(end, p.cols)
+        pattern = HPPattern(rows=p.rows, columns=end - start, cols=p.cols,
+                            block_rows=p.block_rows, kept_rows=p.kept_rows,
+                            blocks=p.blocks[first:last], offsets=p.offsets[first:last])
+        return HPSparseWeight(pattern, self.values[first:last])
+
+    def nonempty(self):
+        """These weights, or for a fully pruned matrix (``L = 0``) one zero entry per group
+        (row 0 of block 0): what a GEMM of at least one step runs (its result is then the
+        bias path)."""
+        p = self.pattern
+        if p.length:
+            return self
+        filler = HPPattern(rows=p.rows, columns=p.columns, cols=p.cols, block_rows=p.block_rows,
+                           kept_rows=1, blocks=np.zeros((p.groups, 1), np.int64),
+                           offsets=np.zeros((p.groups, 1, 1), np.int64))
+        return HPSparseWeight(filler, np.zeros((p.groups, 1, p.cols), np.int8))
 
     def index_bytes(self):
         """Each group's index record, ``(groups, record_bytes)`` uint8."""

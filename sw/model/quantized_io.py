@@ -7,7 +7,7 @@ import numpy as np
 
 from vitforge.errors import ConfigError
 from vitforge.sw.files import atomic_output
-from vitforge.sw.gemm.sparse import HPSparseWeight
+from vitforge.sw.gemm.sparse import PATTERN_SIZES, HPSparseWeight
 from vitforge.sw.params.layernorm import LayerNormParams
 from vitforge.sw.params.softmax import ExpParams
 
@@ -24,7 +24,6 @@ __all__ = ["save_quantized", "load_quantized", "QUANTIZED_FORMAT"]
 QUANTIZED_FORMAT = "vitforge-int8-vit-3"
 _DENSE_FORMAT = "vitforge-int8-vit-2"
 _CLASS_TOKEN_LAST_FORMAT = "vitforge-int8-vit-1"
-_SPARSE_SIZES = ("rows", "columns", "cols", "block_rows", "kept_rows")
 _TYPES = {cls.__name__: cls for cls in (QuantizedLinear, Requant, ResidualParams,
                                         LayerNormParams, ExpParams, QuantizedEncoderBlock)}
 
@@ -43,7 +42,7 @@ def _flatten_sparse(value, prefix, arrays):
     arrays[f"{prefix}.values"] = value.values
     arrays[f"{prefix}.index"] = value.index_bytes()
     sizes = value.pattern.to_arrays()
-    return {"hp_sparse": {key: sizes[key] for key in _SPARSE_SIZES},
+    return {"hp_sparse": {key: sizes[key] for key in PATTERN_SIZES},
             "values": f"{prefix}.values", "index": f"{prefix}.index"}
 
 
@@ -76,7 +75,7 @@ def _unflatten_sparse(description, arrays, where):
     sizes = description["hp_sparse"]
     try:
         weight = HPSparseWeight.from_stored(values, index, **{
-            key: sizes[key] for key in _SPARSE_SIZES if key != "cols"})
+            key: sizes[key] for key in PATTERN_SIZES if key != "cols"})
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: bad HP sparse weight ({error})") from None
     if weight.pattern.cols != sizes["cols"]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from vitforge.errors import ConfigError
 from vitforge.sw.files import atomic_output
-from vitforge.sw.gemm.sparse import HPPattern
+from vitforge.sw.gemm.sparse import PATTERN_SIZES, HPPattern
 
 from .archive import float_arrays, read_archive
 from .hp_prune import check_sparsity
@@ -36,7 +36,6 @@ DEIT_DIGITS_SELECTORS = Path(__file__).parent / "data" / "deit_tiny_digits224_se
 #: HP patterns are stored as ``sparsity.<layer>.blocks`` and ``.offsets`` arrays, their sizes
 #: in ``meta["sparsity"][layer]``.
 _SPARSITY = "sparsity."
-_PATTERN_SIZES = ("rows", "columns", "cols", "block_rows", "kept_rows")
 _TOP = ("patch_weight", "patch_bias", "cls_token", "position", "norm_gamma", "norm_beta",
         "head_weight", "head_bias")
 
@@ -78,7 +77,7 @@ def save_vit(path, vit, extra_meta=None):
     sizes = {}
     for name, pattern in vit.sparsity.items():
         stored = pattern.to_arrays()
-        sizes[name] = {key: stored[key] for key in _PATTERN_SIZES}
+        sizes[name] = {key: stored[key] for key in PATTERN_SIZES}
         for key in ("blocks", "offsets"):
             arrays[f"{_SPARSITY}{name}.{key}"] = stored[key].astype(np.int16)
     meta = {**(extra_meta or {}), "format": FORMAT, "shape": asdict(vit.shape),
@@ -98,7 +97,7 @@ def _load_sparsity(path, arrays, meta):
     for name, values in sizes.items():
         try:
             patterns[name] = HPPattern(
-                **{key: values[key] for key in _PATTERN_SIZES},
+                **{key: values[key] for key in PATTERN_SIZES},
                 **{key: stored.pop(f"{_SPARSITY}{name}.{key}") for key in ("blocks", "offsets")})
         except KeyError as error:
             raise ConfigError(f"{path}: layer {name}: bad HP pattern (no {error})") from None
