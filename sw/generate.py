@@ -6,7 +6,8 @@ import time
 
 from vitforge.errors import ConfigError, ConfigTypeError, ToolchainError
 
-__all__ = ["BOARDS", "DEVICE", "HEADROOM", "Generated", "generate", "resource_report"]
+__all__ = ["BOARDS", "DEVICE", "HEADROOM", "Generated", "generate", "resource_report",
+           "clock_evidence"]
 
 #: Boards generate knows.
 BOARDS = ("zcu102",)
@@ -24,21 +25,52 @@ class Generated:
     files: list                         # paths relative to the folder
     resources: dict = None              # resources.json's content
     seconds: dict = field(default_factory=dict)   # "verilog", "resources"
+    warnings: list = field(default_factory=list)  # e.g. a clock the depth evidence does not support
 
 
 def _json(value):
     return json.dumps(value, indent=2, sort_keys=True) + "\n"
 
 
-def resource_report(total, parts, method, yosys):
-    """``resources.json``: totals, device use, fit, and the share of DSPs doing MACs."""
+def clock_evidence(depths, clock_mhz):
+    """``resources.json``'s clock evidence from the slowest path of each part.
+
+    Parameters
+    ----------
+    depths : dict
+        ``{module: PathDepth}`` (:func:`vitforge.sw.resources.estimate_by_module`).
+    clock_mhz : int
+        The config's ``pl_clk0``.
+
+    Returns
+    -------
+    dict
+        The worst part's path, ``max_clock_mhz_estimate`` (what the delay model
+        of :mod:`vitforge.sw.timing` says the design supports), the clock, and
+        whether the estimate supports it.
+    """
+    from vitforge.sw.timing import supported_clock_mhz
+
+    worst = max(depths, key=lambda name: depths[name].delay_ns)
+    supported = supported_clock_mhz(depths.values())
+    return {"worst_module": worst, **depths[worst].as_dict(),
+            "max_clock_mhz_estimate": supported, "clock_mhz": clock_mhz,
+            "clock_supported": supported is not None and clock_mhz <= supported,
+            "model": "Zynq UltraScale+ -2: DS925 DSP48E2 and BUFG limits, assumed fabric "
+                     "delays (docs/performance.md, Clock evidence)"}
+
+
+def resource_report(total, parts, method, yosys, depths=None, clock_mhz=None):
+    """``resources.json``: totals, device use, fit, the share of DSPs doing MACs and, with
+    ``depths`` (``{module: PathDepth}``) and ``clock_mhz``, the clock evidence
+    (:func:`clock_evidence`) and each part's slowest path."""
     from vitforge.boards.zcu102 import PART
 
     counts = total.as_dict()
     mac_dsp = sum(count * part.dsp for name, (count, part) in parts.items()
                   if _MAC_MODULE in name)
     utilization = {key: counts[key] / capacity for key, capacity in DEVICE.items()}
-    return {
+    report = {
         **counts,
         "method": method,
         "tool": f"{yosys}: synth_xilinx -family xcup",
@@ -48,9 +80,13 @@ def resource_report(total, parts, method, yosys):
         "routing_headroom": utilization["lut"] <= HEADROOM and utilization["bram36"] <= HEADROOM,
         "mac_dsp": mac_dsp,
         "mac_dsp_fraction": round(mac_dsp / counts["dsp"], 4) if counts["dsp"] else 0.0,
-        "parts": {name: {"instances": count, **part.as_dict()}
+        "parts": {name: {"instances": count, **part.as_dict(),
+                         **(depths[name].as_dict() if depths else {})}
                   for name, (count, part) in sorted(parts.items())},
     }
+    if depths:
+        report["clock"] = clock_evidence(depths, clock_mhz)
+    return report
 
 
 def generate(board, config, out, *, resources=True, log=None):
@@ -67,8 +103,10 @@ def generate(board, config, out, *, resources=True, log=None):
     config : ShellConfig
     out : str or Path
     resources : bool
-        Run the Yosys estimate (``resources.json``); without Yosys the file
-        says why there is no estimate and how to get one.
+        Run the Yosys estimate (``resources.json``, with the clock evidence of
+        :func:`clock_evidence`); without Yosys the file says why there is no
+        estimate and how to get one. The result's ``warnings`` say when the
+        estimate's slowest path does not support ``config.clock_mhz``.
     log : callable or None
         Told what is happening (the estimate of a large preset takes minutes).
 
@@ -117,9 +155,18 @@ def generate(board, config, out, *, resources=True, log=None):
             log("estimating resources with yosys (per-module method)")
         started = time.monotonic()
         try:
-            total, parts = yosys_resources.estimate_by_module(core, vivado.CORE)
+            total, parts, depths = yosys_resources.estimate_by_module(core, vivado.CORE,
+                                                                      depth=True)
             result.resources = resource_report(total, parts, "per-module",
-                                               yosys_resources.yosys_version())
+                                               yosys_resources.yosys_version(), depths,
+                                               config.clock_mhz)
+            clock = result.resources["clock"]
+            if not clock["clock_supported"]:
+                result.warnings.append(
+                    f"clock {config.clock_mhz} MHz is above the {clock['max_clock_mhz_estimate']}"
+                    f" MHz the depth evidence supports (slowest path: {clock['logic_levels']} "
+                    f"LUT levels, {clock['carry_bits']}-bit carry chain in "
+                    f"{clock['worst_module']})")
         except ToolchainError as missing:
             result.resources = {"available": False, "reason": str(missing)}
             if log:

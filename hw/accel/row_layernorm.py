@@ -1,48 +1,56 @@
 """LAYERNORM over activation words: one token per lane, its channels in consecutive words."""
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data
-from amaranth.utils import bits_for
 
 from ..gemm.requantize import REQUANT_LATENCY, Requantizer
-from ..nonlinear.divider import SequentialDivider
-from ..nonlinear.isqrt import SequentialSqrt
-from ..numerics import (BETA_BITS, CENTRED_BITS, EPS_BITS, GAMMA_BITS, LAYERNORM_QUOTIENT_BITS,
-                        LAYERNORM_RECIPROCAL_BITS, MAX_ACC_BITS, MAX_CHANNELS, MAX_PRODUCT,
-                        NORMALIZE_SHIFT, NORMALIZED_BITS, SQRT_GUARD_BITS)
+from ..nonlinear.square import fabric_square
+from ..numerics import BETA_BITS, GAMMA_BITS, MAX_ACC_BITS, NORMALIZE_SHIFT, NORMALIZED_BITS
 from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .isa import ISA, Opcode
+from .layernorm_statistics import (PRODUCT_BITS, SQUARE_SUM_SHAPE, SUM_SHAPE, LayerNormStatistics,
+                                   statistics_cycles)
 from .ports import Unit, scratchpad_ports
+from .row_units import row_units
 
-__all__ = ["RowLayerNorm"]
+__all__ = ["RowLayerNorm", "layernorm_cycles"]
 
-# Widths that hold every row of up to MAX_CHANNELS channels (the count is a run-time field).
-# s1 (|s1| <= 128 * C) is kept in the width of C * x - s1.
-_SUM_SHAPE = signed(CENTRED_BITS)
-# s2 <= 16384 * C.
-_SQUARE_SUM_SHAPE = signed(bits_for(MAX_PRODUCT * MAX_CHANNELS, require_sign_bit=True))
-# D = C * s2 - s1**2 + eps <= C * 16384 * C + eps.
-_DEVIATION_BITS = bits_for(MAX_CHANNELS * MAX_PRODUCT * MAX_CHANNELS + (1 << EPS_BITS) - 1,
-                           require_sign_bit=True)
+#: Cycles per tile beside the two passes' words and the statistics: the passes' pipeline
+#: drains and the state changes.
+_TILE_DRAINS = 14
+
+
+def layernorm_cycles(lanes, tiles, channels, units=None):
+    """Cycles of a LAYERNORM of ``tiles`` tiles of ``channels`` channels on ``lanes`` lanes
+    with ``units`` statistics units (:func:`row_units` by default): per tile both passes,
+    the statistics and the drains, and the start and FINISH states."""
+    tile = 2 * channels + statistics_cycles(lanes, row_units(lanes, units)) + _TILE_DRAINS
+    return tiles * tile + 2
 
 
 class RowLayerNorm(Unit):
     """Executes LAYERNORM: ``layernorm_rows`` of ``docs/numerics.md`` on ``array`` tokens at once.
 
     For each tile of ``array`` tokens: a pass summing ``x`` and ``x**2`` per
-    lane over the channels' words; per lane (all lanes in parallel) an integer
-    square root (26 cycles) and a reciprocal (33 cycles); a pass that
-    normalizes, scales by gamma, adds beta and requantizes (the GEMM's
-    :class:`Requantizer`, channel ``j``'s gamma/beta shared by all lanes).
-    ``2 * channels + 75`` cycles per tile and 2 more per instruction.
+    lane over the channels' words (the square a table in fabric,
+    :func:`fabric_square`); the once-per-row statistics of every lane in
+    ``units`` shared units (:class:`LayerNormStatistics`: the integer square
+    root and reciprocal, lanes in turn); a pass that normalizes
+    (``x * scale - offset``, one multiply per lane), scales by gamma, adds
+    beta and requantizes (the GEMM's :class:`Requantizer`, channel ``j``'s
+    gamma/beta shared by all lanes). :func:`layernorm_cycles` in all:
+    ``tiles * (2 * channels + 130) + 2`` with the default 16 units of 32 lanes.
 
     Parameters
     ----------
     config : AcceleratorConfig
+    units : int or None
+        Shared statistics units; ``ceil(array / 2)`` by default (:func:`row_units`).
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, units=None):
         super().__init__(config, scratchpad_ports(config, "act_read", "lnp_read", "act_write"))
+        self._units = row_units(config.array, units)
 
     def elaborate(self, platform):
         m = Module()
@@ -53,8 +61,11 @@ class RowLayerNorm(Unit):
         index = Signal(SIZE_BITS)
         reading = Signal()
         output_pass = Signal()
-        s1 = Array(Signal(_SUM_SHAPE, name=f"s1_{lane}") for lane in range(lanes))
-        s2 = Array(Signal(_SQUARE_SUM_SHAPE, name=f"s2_{lane}") for lane in range(lanes))
+        s1 = Signal(data.ArrayLayout(SUM_SHAPE, lanes))
+        s2 = Signal(data.ArrayLayout(SQUARE_SUM_SHAPE, lanes))
+        m.submodules.statistics = statistics = LayerNormStatistics(lanes=lanes, units=self._units)
+        m.d.comb += [statistics.channels.eq(inst.channels), statistics.eps.eq(inst.eps),
+                     statistics.s1.eq(s1), statistics.s2.eq(s2)]
 
         m.d.comb += [
             self.act_read.addr.eq(inst.src + tile * inst.src_stride + index),
@@ -77,31 +88,7 @@ class RowLayerNorm(Unit):
             for lane in range(lanes):
                 x = self.act_read.data[lane]
                 m.d.sync += [s1[lane].eq(Mux(first, 0, s1[lane]) + x),
-                             s2[lane].eq(Mux(first, 0, s2[lane]) + x * x)]
-
-        # Square roots and reciprocals, every lane at once.
-        start_sqrt = Signal()
-        roots, reciprocals, dividers = [], [], []
-        for lane in range(lanes):
-            sqrt = SequentialSqrt(width=_DEVIATION_BITS + SQRT_GUARD_BITS)
-            divider = SequentialDivider(dividend_width=LAYERNORM_RECIPROCAL_BITS + 1,
-                                        divisor_width=len(sqrt.root),
-                                        quotient_width=LAYERNORM_QUOTIENT_BITS)
-            m.submodules[f"sqrt_{lane}"] = sqrt
-            m.submodules[f"divider_{lane}"] = divider
-            deviation = inst.channels * s2[lane] - s1[lane] * s1[lane] + inst.eps
-            reciprocal = Signal(LAYERNORM_QUOTIENT_BITS, name=f"reciprocal_{lane}")
-            m.d.comb += [
-                sqrt.start.eq(start_sqrt),
-                sqrt.value.eq(deviation << SQRT_GUARD_BITS),
-                divider.start.eq(sqrt.done),
-                divider.dividend.eq(1 << LAYERNORM_RECIPROCAL_BITS),
-                divider.divisor.eq(sqrt.root),
-                reciprocal.eq(Mux(sqrt.root == 0, 0, divider.quotient)),
-            ]
-            roots.append(sqrt)
-            dividers.append(divider)
-            reciprocals.append(reciprocal)
+                             s2[lane].eq(Mux(first, 0, s2[lane]) + fabric_square(x))]
 
         # Pass 2: normalize (product), scale by gamma, requantize with beta.
         m.submodules.requantizer = requantizer = Requantizer(lanes=lanes, acc_width=MAX_ACC_BITS)
@@ -110,11 +97,12 @@ class RowLayerNorm(Unit):
         gamma = Signal(signed(GAMMA_BITS))
         beta_1 = Signal(signed(BETA_BITS))
         for lane in range(lanes):
-            product = Signal(signed(CENTRED_BITS + LAYERNORM_QUOTIENT_BITS + 2),
-                             name=f"product_{lane}")
-            centred = inst.channels * self.act_read.data[lane] - s1[lane]
-            m.d.sync += product.eq(centred * reciprocals[lane])
-            normalized = (product >> NORMALIZE_SHIFT)[:NORMALIZED_BITS].as_signed()
+            # (C * x - s1) * r modulo 2**PRODUCT_BITS, all that z keeps.
+            product = Signal(PRODUCT_BITS, name=f"product_{lane}")
+            m.d.sync += product.eq(self.act_read.data[lane]
+                                   * statistics.scale[lane].as_signed()
+                                   - statistics.offset[lane])
+            normalized = product[NORMALIZE_SHIFT:NORMALIZE_SHIFT + NORMALIZED_BITS].as_signed()
             m.d.sync += scaled[lane].eq(normalized * gamma)
         m.d.sync += [gamma.eq(self.lnp_read.data.gamma), beta_1.eq(self.lnp_read.data.beta),
                      beta.eq(beta_1)]
@@ -143,7 +131,7 @@ class RowLayerNorm(Unit):
                         m.d.sync += [reading.eq(0), index.eq(0)]
                 with m.Elif(~in_flight):
                     with m.If(~output_pass):
-                        m.d.comb += start_sqrt.eq(1)
+                        m.d.comb += statistics.start.eq(1)
                         m.next = "STATISTICS"
                     with m.Else():
                         m.d.sync += [tile.eq(tile + 1), output_pass.eq(0)]
@@ -152,9 +140,7 @@ class RowLayerNorm(Unit):
                         with m.Else():
                             m.d.sync += reading.eq(1)
             with m.State("STATISTICS"):
-                # Every lane started together and takes the same cycles (a zero
-                # root's division runs too; its result is replaced by 0).
-                with m.If(dividers[0].done):
+                with m.If(~statistics.busy):
                     m.d.sync += [output_pass.eq(1), reading.eq(1)]
                     m.next = "PASS"
             with m.State("FINISH"):

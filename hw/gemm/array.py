@@ -1,11 +1,12 @@
 """Output-stationary array of processing elements with column-wise drain."""
 
-from amaranth import Module, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..numerics import OPERAND_BITS
 from .pe import ProcessingElement
+from .pe_pair import DSP_RUN_PRODUCTS, PackedPEPair, pack_weights
 
 __all__ = ["PEArray", "ARRAY_LATENCY"]
 
@@ -30,12 +31,22 @@ class PEArray(wiring.Component):
     next tile is already accumulating. The next tile's ``last`` may enter at
     most every ``cols`` cycles.
 
+    With ``macs_per_dsp=2`` each pair of adjacent columns is one
+    :class:`PackedPEPair` per row: one DSP48E2 multiplies the row's activation
+    by both columns' weights, packed once per column pair here. The array
+    cuts each sum into runs of :data:`DSP_RUN_PRODUCTS` products for the
+    pairs' DSP accumulators. Latency, throughput and results are those of the
+    ``macs_per_dsp=1`` array, on half the multipliers.
+
     Parameters
     ----------
     rows, cols : int
-        Array size.
+        Array size (logical MACs; ``cols`` is even when ``macs_per_dsp`` is 2).
     acc_width : int
         Accumulator width of each PE.
+    macs_per_dsp : int
+        1: a :class:`ProcessingElement` (one multiplier) per MAC; 2: a
+        :class:`PackedPEPair` per two MACs of a row.
 
     Attributes
     ----------
@@ -49,7 +60,7 @@ class PEArray(wiring.Component):
         Result registers of column 0.
     """
 
-    def __init__(self, *, rows, cols, acc_width):
+    def __init__(self, *, rows, cols, acc_width, macs_per_dsp=1):
         super().__init__({
             "a": In(data.ArrayLayout(signed(OPERAND_BITS), rows)),
             "b": In(data.ArrayLayout(signed(OPERAND_BITS), cols)),
@@ -62,9 +73,17 @@ class PEArray(wiring.Component):
         self._rows = rows
         self._cols = cols
         self._acc_width = acc_width
+        self._macs_per_dsp = macs_per_dsp
 
     def elaborate(self, platform):
         m = Module()
+        if self._macs_per_dsp == 2:
+            self._add_pairs(m)
+        else:
+            self._add_single_pes(m)
+        return m
+
+    def _add_single_pes(self, m):
         for i in range(self._rows):
             row = [ProcessingElement(self._acc_width) for _ in range(self._cols)]
             for j, pe in enumerate(row):
@@ -80,4 +99,42 @@ class PEArray(wiring.Component):
                 if j + 1 < self._cols:
                     m.d.comb += pe.shift_in.eq(row[j + 1].result)
             m.d.comb += self.column[i].eq(row[0].result)
-        return m
+
+    def _add_pairs(self, m):
+        # The DSP accumulator's runs: the same for every pair, so counted once.
+        run_count = Signal(range(DSP_RUN_PRODUCTS))     # products already in P
+        run_fresh = Signal()                            # the run in P began the sum
+        restart = Signal()
+        dump = Signal()
+        fresh = Signal()
+        m.d.comb += [
+            restart.eq(self.first | (run_count == 0)),
+            dump.eq(self.last | (run_count == DSP_RUN_PRODUCTS - 1)),
+            fresh.eq(self.first | run_fresh),
+        ]
+        with m.If(self.valid):
+            with m.If(dump):
+                m.d.sync += run_count.eq(0)
+            with m.Else():
+                m.d.sync += run_count.eq(Mux(restart, 1, run_count + 1))
+            m.d.sync += run_fresh.eq(fresh & ~dump)
+
+        pairs = self._cols // 2
+        packed = [pack_weights(self.b[2 * p], self.b[2 * p + 1]) for p in range(pairs)]
+        for i in range(self._rows):
+            row = [PackedPEPair(self._acc_width) for _ in range(pairs)]
+            for p, pair in enumerate(row):
+                m.submodules[f"pe_pair_{i}_{p}"] = pair
+                m.d.comb += [
+                    pair.a.eq(self.a[i]),
+                    pair.packed.eq(packed[p]),
+                    pair.valid.eq(self.valid),
+                    pair.restart.eq(restart),
+                    pair.dump.eq(dump),
+                    pair.fresh.eq(fresh),
+                    pair.last.eq(self.last),
+                    pair.shift.eq(self.shift),
+                ]
+                if p + 1 < pairs:
+                    m.d.comb += pair.shift_in.eq(row[p + 1].results[0])
+            m.d.comb += self.column[i].eq(row[0].results[0])

@@ -10,7 +10,12 @@ from vitforge.errors import ConfigError, ConfigTypeError
 from ..checks import check_positive_int
 from ..numerics import MAX_ACC_BITS, MAX_PRODUCT
 
-__all__ = ["GemmConfig"]
+__all__ = ["GemmConfig", "accumulator_width"]
+
+
+def accumulator_width(k_max):
+    """Smallest signed width that holds a sum of ``k_max`` int8 products, ``+-k_max * 128**2``."""
+    return (k_max * MAX_PRODUCT).bit_length() + 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +42,11 @@ class GemmConfig:
     acc_width : int
         Accumulator width in bits, at least :attr:`required_acc_width` and at
         most 32 (the accumulator is int32 in ``docs/numerics.md``).
+    macs_per_dsp : int
+        1: one multiplier per PE; 2: the PEs of two adjacent columns share one
+        DSP48E2 (:class:`~vitforge.hw.gemm.pe_pair.PackedPEPair`, Xilinx
+        WP486), so ``rows x cols`` MACs take ``rows x cols / 2`` multipliers
+        (``cols`` must be even). Results and cycles do not depend on it.
     """
 
     rows: int = 16
@@ -47,6 +57,7 @@ class GemmConfig:
     c_depth: int = 16384
     param_depth: int = 4096
     acc_width: int = 32
+    macs_per_dsp: int = 1
 
     def __post_init__(self):
         for field in fields(self):
@@ -56,6 +67,11 @@ class GemmConfig:
             if self.k_max > depth:
                 raise ConfigError(f"k_max must be at most {depth_name}={depth}, the deepest "
                                   f"tile that buffer holds, not {self.k_max}")
+        if self.macs_per_dsp not in (1, 2):
+            raise ConfigError(f"macs_per_dsp must be 1 or 2, not {self.macs_per_dsp}")
+        if self.macs_per_dsp == 2 and self.cols % 2:
+            raise ConfigError(f"cols must be even when macs_per_dsp is 2 (two columns share "
+                              f"a DSP), not {self.cols}")
         if self.acc_width > MAX_ACC_BITS:
             raise ConfigError(f"acc_width must be at most {MAX_ACC_BITS}, not {self.acc_width!r}")
         if self.acc_width < self.required_acc_width:
@@ -71,7 +87,7 @@ class GemmConfig:
     @property
     def required_acc_width(self):
         """Smallest signed width that holds ``+-acc_bound``."""
-        return self.acc_bound.bit_length() + 1
+        return accumulator_width(self.k_max)
 
     @property
     def index_bits(self):
@@ -82,6 +98,11 @@ class GemmConfig:
     def pes(self):
         """Number of processing elements, ``rows * cols``."""
         return self.rows * self.cols
+
+    @property
+    def multipliers(self):
+        """DSP48E2 multipliers of the array, ``pes / macs_per_dsp``."""
+        return self.pes // self.macs_per_dsp
 
     def to_dict(self):
         return asdict(self)

@@ -69,7 +69,8 @@ class GemmCore(wiring.Component):
         config = self._config
         m.submodules.controller = controller = TileController(config)
         m.submodules.array = array = PEArray(rows=config.rows, cols=config.cols,
-                                             acc_width=config.acc_width)
+                                             acc_width=config.acc_width,
+                                             macs_per_dsp=config.macs_per_dsp)
         m.submodules.writeback = writeback = Writeback(config)
 
         connect(m, flipped(self.cmd), controller.cmd)

@@ -38,7 +38,7 @@ from ..words import pack_int8, unpack_int8
 
 __all__ = ["Backpressure", "UnitRun", "run_unit", "golden_after", "run_and_compare",
            "copy_machine", "random_machine", "assert_same_state", "small_config", "set_rows",
-           "extreme_rows", "STATE"]
+           "extreme_rows", "spread_rows", "run_back_to_back", "STATE"]
 
 #: The :class:`Machine` arrays that make up the accelerator's state (besides ``live``, the
 #: live token registers, compared as well).
@@ -192,6 +192,48 @@ def extreme_rows(length):
     return np.stack([np.zeros(length, np.int8), np.full(length, -128, np.int8),
                      np.full(length, 127, np.int8), single,
                      np.where(np.arange(length) % 2, 127, -128).astype(np.int8)])
+
+
+def spread_rows(rng, count, length):
+    """``count`` random rows of ``length`` int8, each around its own centre with its own
+    spread (1 to 128), so that lanes have different statistics."""
+    centres = rng.integers(-128, 128, (count, 1))
+    spreads = rng.integers(1, 129, (count, 1))
+    offsets = rng.integers(-(1 << 16), 1 << 16, (count, length)) % (2 * spreads) - spreads
+    return np.clip(centres + offsets, -128, 127).astype(np.int8)
+
+
+def run_back_to_back(dut, batches, apply, read):
+    """Run the component ``dut`` (``start`` in, ``busy`` out) on ``batches`` back to back.
+
+    For each batch ``apply(ctx, batch)`` sets the inputs and ``start`` pulses for one cycle;
+    when ``busy`` falls, the coroutine ``read(ctx, batch)`` takes the results (it may let
+    cycles pass) and the next batch starts in the cycle it returns.
+
+    Returns
+    -------
+    list of (object, int)
+        Per batch, what ``read`` returned and the cycles from ``start`` to ``busy`` falling.
+    """
+    results = []
+
+    async def testbench(ctx):
+        for batch in batches:
+            apply(ctx, batch)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            cycles = 1
+            while ctx.get(dut.busy):
+                await ctx.tick()
+                cycles += 1
+            results.append((await read(ctx, batch), cycles))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return results
 
 
 def set_rows(machine, address, stride, rows):

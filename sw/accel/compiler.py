@@ -26,14 +26,10 @@ from .vit_plan import plan_blocks, plan_model, token_buffers
 __all__ = ["compile_blocks", "compile_model", "config_for", "config_for_model"]
 
 
-def _check_array(config, blocks):
+def _check_array(config):
     """What the lowering needs of the array size (a :exc:`ConfigError`: the user chose both)."""
     if config.array > 64:
         raise ConfigError(f"array must be at most 64 for the compiler, not {config.array}")
-    for index, block in enumerate(blocks):
-        if block.head_dim % config.array:
-            raise ConfigError(f"head dimension must be a multiple of the array size "
-                              f"{config.array}, not {block.head_dim} (block {index})")
 
 
 def _load_input(lowering, slot, values, region):
@@ -83,14 +79,14 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, selectors=None, trac
     ------
     ValueError
         When a shape does not fit the configured scratchpads (naming the region
-        and the depth), a head dimension is not a multiple of the array size, a
-        reduction exceeds ``k_max`` or ``block_tokens`` is not a valid list.
+        and the depth), the array is larger than 64, a reduction exceeds
+        ``k_max`` or ``block_tokens`` is not a valid list.
     """
     x = np.asarray(x)
     if x.dtype != np.int8 or x.ndim != 2:
         raise ConfigError(f"input tokens must be a 2-D int8 array, not {x.dtype} of shape "
                           f"{x.shape}")
-    _check_array(config, blocks)
+    _check_array(config)
     stages, block_tokens = _stages(_block_shape(blocks, x.shape[0]), block_tokens, selectors)
     plan = plan_blocks(list(blocks), x.shape[0], config.array, block_tokens, stages)
     plan.check(config)
@@ -144,7 +140,7 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
         As for :func:`compile_blocks`.
     """
     shape = model.shape
-    _check_array(config, model.blocks)
+    _check_array(config)
     stages, block_tokens = _stages(model.shape, block_tokens, selectors)
     plan = plan_model(model, config.array, block_tokens, stages)
     plan.check(config)

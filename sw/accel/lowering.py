@@ -257,7 +257,7 @@ class Lowering:
         values = self.emit.take_weight_half()
         self.emit(Opcode.TRANSPOSE_TO_WGT, src=q + 2 * dim, src_stride=3 * dim, dst=values,
                   dst_stride=self.token_tiles * self.lanes, token_tiles=self.token_tiles,
-                  channel_tiles=head_dim // self.lanes,
+                  channel_tiles=tiles(head_dim, self.lanes),
                   live=self.live_bits(Opcode.TRANSPOSE_TO_WGT, "token_tiles"))
         self.gemm(probabilities, tokens, values, self.token_tiles * self.lanes,
                   self.act("context") + head * head_dim, dim, context_prm, tokens, head_dim,

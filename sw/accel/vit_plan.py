@@ -48,12 +48,24 @@ def _check_blocks(blocks, tokens):
 
 
 def _activation_regions(blocks, tokens, lanes, extra_widths=()):
-    """ACT regions ``(name, words)`` in declaration order: each holds ``tokens`` rows."""
+    """ACT regions ``(name, words)`` in declaration order: each holds ``tokens`` rows.
+
+    ``qkv`` has a few words more where the head dimension is not a multiple of
+    ``lanes``: the transpose of the last head's V reads whole blocks of
+    ``lanes`` channels, up to :func:`_head_padding` words past the last row.
+    """
     dim, hidden = blocks[0].dim, max(block.hidden for block in blocks)
     widths = (("x", dim), ("normalized", dim), ("qkv", 3 * dim), ("scores", tokens),
               ("probabilities", tokens), ("context", dim), ("sublayer", dim), ("x1", dim),
               ("mlp", hidden), ("x2", dim), *extra_widths)
-    return [(name, tiles(tokens, lanes) * width) for name, width in widths]
+    padding = {"qkv": max(_head_padding(block, lanes) for block in blocks)}
+    return [(name, tiles(tokens, lanes) * width + padding.get(name, 0))
+            for name, width in widths]
+
+
+def _head_padding(block, lanes):
+    """Channels past the head dimension in its last block of ``lanes`` channels."""
+    return tiles(block.head_dim, lanes) * lanes - block.head_dim
 
 
 def _plan_block(builder, index, block, tokens, following, flips):
@@ -70,10 +82,11 @@ def _plan_block(builder, index, block, tokens, following, flips):
                  + [(f"{name} score", tokens), (f"{name} context", block.head_dim)])
     builder.load(Space.LNP, attention, mlp, [(f"{name} ln1", block.dim),
                                              (f"{name} ln2", block.dim)])
-    head_words = tiles(tokens, lanes) * block.head_dim
+    key_words = tiles(tokens, lanes) * block.head_dim
+    value_words = tiles(tokens, lanes) * (block.head_dim + _head_padding(block, lanes))
     for _ in range(block.heads):
-        builder.operand(attention, f"{name} keys", head_words)
-        builder.operand(attention, f"{name} values", head_words)
+        builder.operand(attention, f"{name} keys", key_words)
+        builder.operand(attention, f"{name} values", value_words)
     builder.operand(attention, f"{name} proj", _weight_words(block.proj, lanes))
     builder.operand(mlp, f"{name} fc1", _weight_words(block.fc1, lanes))
     builder.operand(mlp, f"{name} fc2", _weight_words(block.fc2, lanes))

@@ -43,6 +43,9 @@ def run(*args):
      "GEMM reduction depth k must be at most k_max=768, not 769"),
     (["gemm", "--rows", "x"], "argument --rows: invalid int value: 'x'"),
     (["gemm", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
+    (["gemm", "--cols", "5", "--macs-per-dsp", "2"],
+     "cols must be even when macs_per_dsp is 2 (two columns share a DSP), not 5"),
+    (["gemm", "--macs-per-dsp", "3"], "argument --macs-per-dsp: invalid choice: 3"),
     (["gemm", "--seed", "-1"], "argument --seed: must be a non-negative integer, not -1"),
     (["gemm", "--pattern", "noise"], "pattern must be one of random, min, max, alternating, "
                                      "zeros, not 'noise'"),
@@ -119,8 +122,7 @@ def test_nonlinear_runs_and_reports(tmp_path, op, options):
      "cols must equal rows (the accelerator's array is square), not 8 and 4"),
     (["block", "--dim", "30", "--heads", "4"], "dim must be a multiple of heads=4, not 30"),
     (["block", "--tokens", "0"], "tokens must be a positive integer, not 0"),
-    (["block", "--rows", "8", "--dim", "32", "--heads", "8"],
-     "head dimension must be a multiple of the array size 8, not 4 (block 0)"),
+    (["block", "--rows", "72"], "array must be at most 64 for the compiler, not 72"),
     (["block", "--tokens", "5000"],
      "these shapes need a larger accelerator than the instruction set can address: act_depth "
      "must be at most 1048576 (what the instruction fields reach), not 16777216"),
@@ -172,7 +174,8 @@ def test_block_with_random_selectors_keeps_exactly_the_ratio_in_topk(tmp_path):
     (["simulate", "--clock-mhz", "2.5"], "argument --clock-mhz: invalid int value: '2.5'"),
     (["simulate", "--preset", "small", "--rows", "8"],
      "rows must be left out or equal the array of preset small (4), not 8"),
-    (["verify", "--preset", "huge"], "preset must be one of small, zcu102, not 'huge'"),
+    (["verify", "--preset", "huge"],
+     "preset must be one of small, zcu102, zcu102-32x32, not 'huge'"),
     (["demo", "--preset", "small", "--config", "c.json"], "give --preset or --config, not both"),
     (["simulate", "--config", "missing.json"], "config file 'missing.json' does not exist"),
     (["simulate", "--preset", "small", "--model", "deit-tiny"],
@@ -236,8 +239,8 @@ def test_simulate_dumps_waves(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["generate", "--board", "kcu105", "--out", "x", "--no-resources"],
      "board must be one of zcu102, not 'kcu105'"),
-    (["generate", "--preset", "huge", "--out", "x"], "preset must be one of small, zcu102, "
-                                                     "not 'huge'"),
+    (["generate", "--preset", "huge", "--out", "x"],
+     "preset must be one of small, zcu102, zcu102-32x32, not 'huge'"),
     (["generate", "--preset", "small", "--config", "c.json", "--out", "x"],
      "give --preset or --config, not both"),
     (["generate", "--config", "missing.json", "--out", "x"],
@@ -467,11 +470,13 @@ def test_sparse_bad_arguments(args, message, tmp_path, monkeypatch):
 @pytest.mark.verilator
 def test_gemm_sparsity_reports_dense_cycles_and_bytes(tmp_path):
     out = tmp_path / "gemm.json"
+    # On the packed array: two MACs per DSP, sparse weights.
     completed = run("gemm", "--rows", "4", "--cols", "4", "--m", "9", "--k", "40", "--n", "10",
-                    "--sparsity", "0.5", "--block-rows", "8", "--seed", "2", "--json", str(out))
+                    "--sparsity", "0.5", "--block-rows", "8", "--seed", "2", "--json", str(out),
+                    "--macs-per-dsp", "2")
     assert completed.returncode == 0, completed.stdout + completed.stderr
     summary = json.loads(out.read_text())
-    assert summary["match"] is True
+    assert (summary["match"], summary["macs_per_dsp"]) == (True, 2)
     # 40 rows, blocks of 8: every 4-column tile keeps 20 of them, so 20 GEMM steps per row
     # tile instead of 40; 3 column tiles of 20 four-byte words and a one-word index record.
     assert summary["blocks"] * summary["kept_rows"] == 20

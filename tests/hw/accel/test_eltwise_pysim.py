@@ -67,3 +67,24 @@ def test_add_rescales_rounds_and_saturates(ports):
     assert [run.cycles for run in runs] == [per_word * count + OVERHEAD for count in counts]
     for run in runs:
         assert run.activity["act_write"][-1] - run.activity["act_read"][-1] == 2
+
+
+@pytest.mark.parametrize("ports", [1, 2])
+def test_add_scales_x_and_y_each_by_its_own_multiplier(ports):
+    """With one port, x and y take turns on one multiplier per lane: each gets its own scale,
+    also right after a GELU and from one ADD to the next."""
+    config = small_config(act_read_ports=ports)
+    seed = 50 + ports
+    cases = [
+        add(0, 8, 200, 9, 0, 65535, 0),             # x ignored; y at both rails, saturated
+        add(8, 0, 210, 9, 65535, 0, 16),            # y ignored; x * 65535 / 2**16, rounded
+        encode(Opcode.GELU, src=20, dst=220, count=3),
+        add(20, 40, 230, 16, 1, 65535, 16),         # random words, nearly y alone
+        add(40, 20, 250, 5, 65535, 1, 0),           # nearly x * 65535: both rails
+        add(60, 61, 62, 1, 1, 2, 0),                # x + 2 y, one word
+    ]
+    runs = run_and_compare(Eltwise(config), machine_with_extremes(config, seed), cases,
+                           err_msg=f"ADD, {ports} read ports, seed {seed}")
+    per_word = 1 if ports == 2 else 2
+    words = [(9, per_word), (9, per_word), (3, 1), (16, per_word), (5, per_word), (1, per_word)]
+    assert [run.cycles for run in runs] == [count * cycles + OVERHEAD for count, cycles in words]

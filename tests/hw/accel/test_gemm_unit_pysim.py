@@ -21,13 +21,14 @@ COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("array", [2, 4])
-def test_gemm_equals_the_interpreter_in_the_cycles_the_plan_predicts(array):
-    config = small_config(array=array)
+@pytest.mark.parametrize("array, macs_per_dsp", [(2, 1), (4, 1), (4, 2)])
+def test_gemm_equals_the_interpreter_in_the_cycles_the_plan_predicts(array, macs_per_dsp):
+    config = small_config(array=array, macs_per_dsp=macs_per_dsp)
     seed = 70 + array
     runs = run_and_compare(GemmUnit(config), random_machine(config, np.random.default_rng(seed)),
                            [encode(Opcode.GEMM, **fields) for fields in COMMANDS],
-                           err_msg=f"GEMM, array {array}, seed {seed}")
+                           err_msg=f"GEMM, array {array}, macs_per_dsp {macs_per_dsp}, "
+                                   f"seed {seed}")
     for run, fields in zip(runs, COMMANDS):
         # The core is busy for command_cycles from the start cycle on; ``done`` follows.
         assert run.cycles == command_cycles(config.gemm, GemmDescriptor(**fields)) + 1, fields

@@ -4,17 +4,10 @@ import numpy as np
 import pytest
 
 from vitforge.hw.accel.isa import Opcode, encode
-from vitforge.hw.accel.row_softmax import RowSoftmax
+from vitforge.hw.accel.row_softmax import RowSoftmax, softmax_cycles
 from vitforge.sim.accel.unit_bench import extreme_rows, random_machine, run_and_compare, \
-    set_rows, small_config
+    set_rows, small_config, spread_rows
 from vitforge.sw.params.softmax import exp_params
-
-#: Cycles per tile beyond three passes of one word per cycle (measured: every pass drains the
-#: 7-stage read/exp/output pipeline, 25 for the division).
-TILE_OVERHEAD = 50
-#: Cycles per instruction beyond its tiles: start and the FINISH state.
-OVERHEAD = 2
-
 
 def softmax(params, src, src_stride, dst, dst_stride, m_tiles, length):
     return encode(Opcode.SOFTMAX, src=src, src_stride=src_stride, dst=dst, dst_stride=dst_stride,
@@ -38,4 +31,39 @@ def test_strided_tiles_and_extreme_rows_match_the_interpreter(scale, array):
     runs = run_and_compare(RowSoftmax(config), machine, words,
                            err_msg=f"SOFTMAX, array {array}, scale {scale}, seed {seed}")
     assert [run.cycles for run in runs] == [
-        tiles * (3 * length + TILE_OVERHEAD) + OVERHEAD for *_, tiles, length in shapes]
+        softmax_cycles(array, tiles, length) for *_, tiles, length in shapes]
+
+
+@pytest.mark.parametrize("units", [3, 8])
+def test_shared_units_under_back_to_back_rows(units):
+    """Eight lanes in 3 (unevenly loaded) or 8 dividers: rows of every spread and extreme
+    rows, tiles and instructions back to back, the second on the first's output."""
+    config = small_config(array=8)
+    rng = np.random.default_rng(100 + units)
+    machine = random_machine(config, rng)
+    set_rows(machine, 0, 12, np.concatenate([spread_rows(rng, 11, 12), extreme_rows(12)]))
+    shapes = [(0, 12, 100, 12, 2, 12), (100, 12, 100, 12, 2, 12), (30, 1, 200, 1, 3, 1)]
+    words = [softmax(exp_params(scale), *shape) for scale, shape in zip((0.05, 0.01, 0.1), shapes)]
+    runs = run_and_compare(RowSoftmax(config, units=units), machine, words,
+                           err_msg=f"SOFTMAX, {units} units")
+    assert [run.cycles for run in runs] == [
+        softmax_cycles(8, tiles, length, units) for *_, tiles, length in shapes]
+
+
+def test_a_long_row_hides_the_table_fill():
+    """Rows of 300 elements: the first maxima pass outlasts the fill of the exp table."""
+    config = small_config(array=2, act_depth=2048)
+    rng = np.random.default_rng(3)
+    machine = random_machine(config, rng)
+    set_rows(machine, 0, 300, spread_rows(rng, 4, 300))
+    word = softmax(exp_params(0.05), 0, 300, 600, 300, 2, 300)
+    runs = run_and_compare(RowSoftmax(config), machine, [word], err_msg="SOFTMAX, rows of 300")
+    assert [run.cycles for run in runs] == [softmax_cycles(2, 2, 300)]
+    assert softmax_cycles(2, 2, 300) == softmax_cycles(2, 2, 299) + 6 == 2 * (900 + 66) + 2
+
+
+def test_cycles_of_deit_shapes():
+    """32 lanes in the default 16 dividers, 7 tiles of rows of 197 (DeiT): per tile three
+    passes, 2 divisions of 26 cycles and the drains; the table's fill beyond the first
+    maxima pass."""
+    assert softmax_cycles(32, 7, 197) == 7 * (3 * 197 + 66) + 263 - 197 - 4 + 2

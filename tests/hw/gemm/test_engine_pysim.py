@@ -48,9 +48,10 @@ def test_random_shapes_match_golden(rows, cols, seed):
         assert result.busy_cycles == command_cycles(config, d)
 
 
+@pytest.mark.parametrize("cols, macs_per_dsp", [(3, 1), (4, 2)])
 @pytest.mark.parametrize("pattern", ["min", "max", "alternating", "zeros"])
-def test_extreme_operands_match_golden(pattern):
-    config = GemmConfig(rows=2, cols=3, **SMALL)
+def test_extreme_operands_match_golden(pattern, cols, macs_per_dsp):
+    config = GemmConfig(rows=2, cols=cols, macs_per_dsp=macs_per_dsp, **SMALL)
     rng = np.random.default_rng(5)
     jobs = [plan_gemm(config, random_problem(rng, 3, 40, 4, pattern=pattern))]
     assert_matches_golden(config, jobs, simulate(config, jobs), seed=5)

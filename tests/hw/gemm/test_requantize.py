@@ -80,3 +80,36 @@ def test_params_layout_matches_field_widths():
     layout = data.Layout.cast(RequantParams)
     assert [(name, field.width) for name, field in layout] == [
         ("bias", 32), ("multiplier", 16), ("shift", 6)]
+
+
+def fitting_shift(acc, bias, multiplier):
+    """Per vector, the shift that brings the largest product just inside int8 (few saturate)."""
+    largest = np.abs((acc + bias[:, None]) * multiplier[:, None]).max(axis=1)
+    return np.array([max(int(value).bit_length() - 7, 0) for value in largest])
+
+
+def test_sums_of_every_width_match_golden():
+    """Sums of 1 to 33 bits, shifted so that the product's top bits reach the output."""
+    seed = 11
+    rng = np.random.default_rng(seed)
+    count = 400
+    lo, hi = -(1 << 31), (1 << 31) - 1
+    acc = rng.integers(lo, hi + 1, size=(count, LANES)) >> rng.integers(0, 32, size=(count, 1))
+    bias = rng.integers(lo, hi + 1, size=count) >> rng.integers(0, 32, size=count)
+    acc[:4], bias[:4] = [[lo, lo, hi, hi]], [lo, hi, lo, hi]
+    multiplier = rng.integers(0, 1 << 16, size=count)
+    multiplier[::5], multiplier[1::5], multiplier[2::7] = 65535, 1, 0
+    shift = fitting_shift(acc, bias, multiplier)
+    shift[::9], shift[1::9] = 0, 63
+    check(acc, bias, multiplier, shift, seed)
+
+
+def test_every_low_part_matches_golden():
+    """All 64 values of the sum's 6 low bits (multiplied in LUTs, the rest on the DSP) with
+    the high part near 0 and at both ends of the 33-bit sum (acc and bias on one rail)."""
+    lo, hi = -(1 << 31), (1 << 31) - 1
+    offsets = np.arange(256).reshape(-1, LANES)             # 64 vectors
+    acc = np.concatenate([offsets - 128, hi - offsets, lo + offsets] * 4)
+    bias = np.repeat(np.tile([0, hi, lo], 4), len(offsets))
+    multiplier = np.repeat([65535, 43691, 21845, 1], 3 * len(offsets))
+    check(acc, bias, multiplier, fitting_shift(acc, bias, multiplier), seed="all low parts")

@@ -37,7 +37,7 @@ def run(program, patches, config):
 
 
 @pytest.mark.parametrize("mode, array, seed", [("threshold", 4, 1), ("topk", 8, 2),
-                                               ("threshold", 8, 3)])
+                                               ("threshold", 8, 3), ("topk", 6, 4)])
 def test_a_pruned_program_equals_the_pruned_golden_model(mode, array, seed):
     model, quantized, patches = setup(mode, seed)
     config = config_for_model(model, array, selectors=quantized)

@@ -1,0 +1,98 @@
+"""SOFTMAX's ``exp_q15`` as a table per lane, filled by one shared :class:`ExpUnit`."""
+
+from amaranth import Cat, Module, Signal, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..nonlinear.exp import EXP_LATENCY, ExpParamsLayout, ExpUnit
+from ..numerics import EXP_BITS, OPERAND_BITS
+
+__all__ = ["ExpTable", "TABLE_LATENCY", "FILL_CYCLES"]
+
+#: Cycles from :attr:`ExpTable.n` to :attr:`ExpTable.e` (the table's registered read).
+TABLE_LATENCY = 1
+_ENTRIES = 1 << OPERAND_BITS                 # n = max - x: 0 to 255
+_PER_WORD = 8                                # entries per table word (distributed RAM)
+_WORDS = _ENTRIES // _PER_WORD
+#: Cycles from ``start`` to ``busy`` falling: one entry fed per cycle, the exp pipeline,
+#: the last word's write.
+FILL_CYCLES = 1 + _ENTRIES + EXP_LATENCY + 1
+
+
+class ExpTable(wiring.Component):
+    """``e = exp_q15(n)`` (``docs/numerics.md``) for ``lanes`` values ``0 <= n <= 255`` per
+    cycle, by lookup.
+
+    ``start`` (while not :attr:`busy`) fills the table for :attr:`params`: one
+    :class:`ExpUnit` of one lane computes the 256 entries, one a cycle, and
+    every lane's copy takes them (32 words of eight 16-bit entries, which
+    Yosys maps to distributed RAM: a read port per copy). :attr:`busy`
+    falls :data:`FILL_CYCLES` cycles after ``start``; :attr:`params` must
+    hold until then. Afterwards :attr:`e` is ``exp_q15`` of :attr:`n`
+    :data:`TABLE_LATENCY` cycle later, one vector per cycle, exact (the same
+    unit computed each entry). Replaces :class:`ExpUnit`'s four multipliers
+    per lane.
+
+    Parameters
+    ----------
+    lanes : int
+
+    Attributes
+    ----------
+    start : ``In(1)``
+    params : ``In(ExpParamsLayout)``
+    busy : ``Out(1)``
+    n : ``In(ArrayLayout(unsigned(8), lanes))``
+    e : ``Out(ArrayLayout(unsigned(16), lanes))``
+    """
+
+    def __init__(self, *, lanes):
+        self._lanes = lanes
+        super().__init__({
+            "start": In(1),
+            "params": In(ExpParamsLayout),
+            "busy": Out(1),
+            "n": In(data.ArrayLayout(unsigned(OPERAND_BITS), lanes)),
+            "e": Out(data.ArrayLayout(unsigned(EXP_BITS), lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+
+        # Fill: n = 0, 1, ... 255 through the exp pipeline, eight entries to a word.
+        m.submodules.exp = exp = ExpUnit(lanes=1)
+        feed = Signal(OPERAND_BITS)
+        feeding = Signal()
+        valid = Signal(EXP_LATENCY)
+        m.d.comb += [exp.enable.eq(1), exp.params.eq(self.params), exp.n[0].eq(feed)]
+        m.d.sync += valid.eq(Cat(feeding, valid[:-1]))
+        with m.If(feeding):
+            m.d.sync += feed.eq(feed + 1)
+            with m.If(feed == _ENTRIES - 1):
+                m.d.sync += feeding.eq(0)
+        entry = Signal(OPERAND_BITS)                 # the entry leaving the pipeline
+        word = Signal(_PER_WORD * EXP_BITS)
+        write = Signal()
+        address = Signal(range(_WORDS))
+        m.d.sync += write.eq(0)
+        with m.If(valid[-1]):
+            m.d.sync += [word.eq(Cat(word[EXP_BITS:], exp.e[0])), entry.eq(entry + 1),
+                         address.eq(entry // _PER_WORD)]
+            with m.If(entry % _PER_WORD == _PER_WORD - 1):
+                m.d.sync += write.eq(1)
+        with m.If(write & (address == _WORDS - 1)):
+            m.d.sync += self.busy.eq(0)
+        with m.If(self.start):
+            m.d.sync += [self.busy.eq(1), feeding.eq(1), feed.eq(0), entry.eq(0)]
+
+        # A copy per lane, read every cycle.
+        for lane in range(self._lanes):
+            m.submodules[f"table_{lane}"] = table = memory.Memory(
+                shape=len(word), depth=_WORDS, init=[])
+            writer, reader = table.write_port(), table.read_port()
+            select = Signal(range(_PER_WORD), name=f"select_{lane}")
+            m.d.comb += [writer.addr.eq(address), writer.data.eq(word), writer.en.eq(write),
+                         reader.addr.eq(self.n[lane] // _PER_WORD),
+                         self.e[lane].eq(reader.data.word_select(select, EXP_BITS))]
+            m.d.sync += select.eq(self.n[lane] % _PER_WORD)
+        return m
