@@ -112,8 +112,17 @@ def config_hash(config):
     -------
     str
     """
-    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    values = config.to_dict()
+    # Fields added later are left out at their defaults, so earlier hashes stay valid.
+    for name, default in _LATER_FIELDS.items():
+        if values["accelerator"][name] == default:
+            del values["accelerator"][name]
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+#: AcceleratorConfig fields newer than config hashes, and their defaults.
+_LATER_FIELDS = {"macs_per_dsp": 1}
 
 
 def load_shell_config(path):

@@ -1,6 +1,7 @@
 """``vitforge generate``: the files, their agreement with each other and with the RTL, errors."""
 
 from dataclasses import replace
+import hashlib
 import json
 import re
 
@@ -184,7 +185,21 @@ def test_the_config_hash_names_the_hardware_and_the_clock():
     assert len({config_hash(small), config_hash(PRESETS["zcu102"]),
                 config_hash(replace(small, clock_mhz=200)),
                 config_hash(replace(small, accelerator=replace(small.accelerator,
-                                                                act_depth=8192)))}) == 4
+                                                                act_depth=8192))),
+                config_hash(replace(small, accelerator=replace(small.accelerator,
+                                                                macs_per_dsp=2)))}) == 5
+
+
+def test_a_config_json_from_before_macs_per_dsp_still_loads(tmp_path):
+    # generate wrote no macs_per_dsp before issue 13; its hash must still match.
+    values = PRESETS["small"].to_dict()
+    del values["accelerator"]["macs_per_dsp"]
+    # The hash as generate computed it then: canonical JSON of the config, SHA-256.
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    values["config_hash"] = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    old = tmp_path / "config.json"
+    old.write_text(json.dumps(values))
+    assert load_shell_config(old) == PRESETS["small"]
 
 
 def test_config_json_carries_the_hash_and_a_mismatch_is_refused(small, tmp_path):
