@@ -2,7 +2,7 @@
 
 from collections import defaultdict
 
-from amaranth import Module, Mux
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 
 from .controller import ERROR_EMPTY, ERROR_LIVE, ERROR_NONE, ERROR_OPCODE, Controller
@@ -11,7 +11,7 @@ from .dma import Dma
 from .eltwise import Eltwise
 from .fetch import InstructionFetch
 from .gemm_unit import GemmUnit
-from .isa import COUNTER_CLASSES, ISA, Opcode
+from .isa import COUNTER_CLASSES, INSTRUCTION_BITS, ISA, Opcode
 from .live import LiveFields
 from .moves import Moves
 from .ports import SCRATCHPAD_PORTS, control_members, forward, memory_port
@@ -45,8 +45,9 @@ class Accelerator(wiring.Component):
     Instructions execute one after another, each on the unit :data:`ISA`
     names for it (:data:`UNITS`), except that a weight load may run beside a
     GEMM (see :class:`Controller`); fetching an instruction takes two external
-    reads. ``done`` rises when the program ends and stays high until the next
-    ``start``; ``error`` then tells why it ended early. A weight load run
+    reads, and issuing it (filling in its live fields) one cycle. ``done``
+    rises when the program ends and stays high until the next ``start``;
+    ``error`` then tells why it ended early. A weight load run
     beside a GEMM retires with it (``retire`` pulses once for both, with
     :attr:`cycles` counting it: a profiler can log per-instruction cycles
     without touching the run).
@@ -87,23 +88,29 @@ class Accelerator(wiring.Component):
             forward(m, self, part, {name: member for name, member in members.items()
                                     if name in part.signature.members})
         m.submodules.live = live = LiveFields()
+        # The instruction register: the instruction with its live fields filled in,
+        # loaded in ISSUE and held while it executes.
+        issued = Signal(INSTRUCTION_BITS)
+        exceeds = Signal()
+        with m.If(controller.issue):
+            m.d.sync += [issued.eq(live.resolved), exceeds.eq(live.exceeds)]
         m.d.comb += [live.instruction.eq(fetch.instruction),
                      live.clear.eq(self.start & ~self.busy),
-                     controller.live_exceeds.eq(live.exceeds),
-                     decoder.instruction.eq(live.resolved),
+                     controller.live_exceeds.eq(exceeds),
+                     decoder.instruction.eq(issued),
                      decoder.next_instruction.eq(fetch.next_instruction)]
-        self._dispatch(m, units, live.resolved, fetch, decoder, controller)
+        self._dispatch(m, units, issued, fetch, decoder, controller)
         self._connect_ports(m, units, fetch, live)
         return m
 
     @staticmethod
-    def _dispatch(m, units, resolved, fetch, decoder, controller):
+    def _dispatch(m, units, issued, fetch, decoder, controller):
         """Start the decoded instruction's unit and watch its ``done``; run side loads."""
         done = 0
         for index, (name, unit) in enumerate(units.items()):
             chosen = decoder.unit[index]
             start = controller.start_unit & chosen
-            instruction = resolved
+            instruction = issued
             if name == _SIDE_UNIT:
                 start = start | controller.start_side
                 instruction = Mux(controller.side_active, fetch.next_instruction, instruction)

@@ -4,7 +4,7 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .decoder import DECODED, NO_CLASS
+from .decoder import DECODED, NO_CLASS, SIDE_LOAD_LATENCY
 from .fetch import FETCH_CONTROL
 from .isa import COUNTER_CLASSES
 from .ports import control_members
@@ -26,16 +26,19 @@ _STALL_CLASS = COUNTER_CLASSES.index("stall")
 class Controller(wiring.Component):
     """Runs a program: fetch, decode, start the instruction's unit, retire it.
 
-    States: ``FETCH`` (two external reads, three cycles) -> ``DECODE`` (one
+    States: ``FETCH`` (two external reads, three cycles) -> ``ISSUE`` (one
+    cycle: ``issue`` loads the instruction register with the instruction,
+    its live fields filled in) -> ``DECODE`` (one
     cycle; an unknown opcode, an empty field or a live value beyond its field
     (``live_exceeds``) stops the run with an error,
     DONE stops it, NOP and SYNC retire at once) -> ``EXECUTE`` until the unit
     is done. While a GEMM executes, the controller fetches the next
-    instruction (``LOOK_AHEAD``) and, if it is a weight load that may run
-    beside the GEMM (``SIDE_START``), starts it on the side unit; the GEMM
+    instruction (``LOOK_AHEAD``), waits for the decoder's pipelined check
+    (``SIDE_CHECK``, :data:`SIDE_LOAD_LATENCY` cycles) and, if it is a weight
+    load that may run beside the GEMM (``SIDE_START``), starts it on the side unit; the GEMM
     then retires only when the load has finished too, and both retire
     together. An instruction fetched ahead and not started is decoded
-    without a second fetch.
+    without a second fetch, but issued again.
 
     ``cycles`` counts the cycles from ``start`` to ``done``; ``class_cycles``
     the same cycles split by :data:`COUNTER_CLASSES`: fetching and decoding
@@ -55,7 +58,10 @@ class Controller(wiring.Component):
     cycles : ``Out(32)``
     class_cycles : ``Out(ArrayLayout(32, len(COUNTER_CLASSES)))``
     fetch : ``Out(FETCH_CONTROL)``
+    issue : ``Out(1)``
+        Load the instruction register (held until the next ``issue``).
     decoded : ``In(DECODED)``
+        Of the instruction register.
     live_exceeds : ``In(1)``
         :class:`~vitforge.hw.accel.live.LiveFields`' ``exceeds``.
     start_unit : ``Out(1)``
@@ -75,6 +81,7 @@ class Controller(wiring.Component):
         super().__init__({
             **control,
             "fetch": Out(FETCH_CONTROL),
+            "issue": Out(1),
             "decoded": In(DECODED),
             "live_exceeds": In(1),
             "start_unit": Out(1),
@@ -92,6 +99,7 @@ class Controller(wiring.Component):
         looked_ahead = Signal()     # the next instruction has been fetched
         side_started = Signal()     # ... and it is a LOAD running on the side unit
         active_class = Signal(range(NO_CLASS + 1), init=NO_CLASS)
+        side_wait = Signal(range(SIDE_LOAD_LATENCY + 1))
         m.d.comb += [self.retire_pc.eq(pc), self.side_active.eq(side_started)]
 
         with m.If(self.busy):
@@ -110,7 +118,10 @@ class Controller(wiring.Component):
             with m.State("FETCH"):
                 m.d.comb += [fetch.fetch.eq(1), active_class.eq(_FETCH_CLASS)]
                 with m.If(fetch.arrived):
-                    m.next = "DECODE"
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += [self.issue.eq(1), active_class.eq(_FETCH_CLASS)]
+                m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.comb += active_class.eq(_FETCH_CLASS)
                 m.d.sync += [main_done.eq(0), looked_ahead.eq(0), side_started.eq(0)]
@@ -139,7 +150,7 @@ class Controller(wiring.Component):
                     m.d.sync += pc.eq(pc + 1 + side_started)
                     with m.If(looked_ahead & ~side_started):
                         m.d.comb += fetch.advance.eq(1)
-                        m.next = "DECODE"
+                        m.next = "ISSUE"
                     with m.Else():
                         m.next = "FETCH"
                 with m.Elif(decoded.side_capable & ~looked_ahead):
@@ -148,6 +159,13 @@ class Controller(wiring.Component):
                 m.d.comb += [fetch.look_ahead.eq(1), active_class.eq(decoded.counter)]
                 self._keep_done(m, main_done)
                 with m.If(fetch.arrived):
+                    m.d.sync += side_wait.eq(SIDE_LOAD_LATENCY)
+                    m.next = "SIDE_CHECK"
+            with m.State("SIDE_CHECK"):
+                m.d.comb += active_class.eq(decoded.counter)
+                self._keep_done(m, main_done)
+                m.d.sync += side_wait.eq(side_wait - 1)
+                with m.If(side_wait == 1):
                     m.next = "SIDE_START"
             with m.State("SIDE_START"):
                 m.d.comb += active_class.eq(decoded.counter)

@@ -1,13 +1,16 @@
 """The hardware instruction decoder: the ISA table's rules as logic."""
 
-from amaranth import Module
+from amaranth import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, OPCODE_BITS, SIDE_HOSTS, SIDE_LOADS,
                   Opcode, weight_load_may_run_beside)
 
-__all__ = ["InstructionDecoder", "DECODED", "NO_CLASS"]
+__all__ = ["InstructionDecoder", "DECODED", "NO_CLASS", "SIDE_LOAD_LATENCY"]
+
+#: Cycles from ``instruction`` and ``next_instruction`` to ``decoded.side_load``.
+SIDE_LOAD_LATENCY = 4
 
 #: The ``counter`` of an instruction that counts to no class.
 NO_CLASS = len(COUNTER_CLASSES)
@@ -20,6 +23,7 @@ DECODED = wiring.Signature({
     "at_once": Out(1),        # no unit runs it: it retires at once (NOP, SYNC)
     "side_capable": Out(1),   # a weight load may run beside it (SIDE_HOSTS: GEMM, GEMM_SPARSE)
     "side_load": Out(1),      # the next instruction is a SIDE_LOADS load that may run beside
+                              # (SIDE_LOAD_LATENCY cycles after the instructions)
     "counter": Out(range(NO_CLASS + 1), init=NO_CLASS),   # COUNTER_CLASSES index
 })
 
@@ -27,14 +31,17 @@ DECODED = wiring.Signature({
 class InstructionDecoder(wiring.Component):
     """Decodes an instruction for the controller and selects its execution unit (:data:`ISA`).
 
-    Combinational (no latency). ``decoded.known`` is low for an unknown or
-    reserved opcode, ``decoded.empty`` high when one of the opcode's
+    Combinational (no latency), except ``decoded.side_load``.
+    ``decoded.known`` is low for an unknown or reserved opcode, ``decoded.empty`` high when one of the opcode's
     ``nonzero`` fields is zero; ``unit`` is one-hot over ``units`` (all low
     for what the controller does itself). ``decoded.side_capable`` is high
     for a :data:`SIDE_HOSTS` opcode, and ``decoded.side_load`` when
     ``next_instruction`` is a :data:`SIDE_LOADS` opcode and
     :func:`weight_load_may_run_beside` allows the pair (each instruction
-    viewed with its own opcode's fields).
+    viewed with its own opcode's fields). That check multiplies fields, so it
+    is cut by registers (see :func:`weight_load_may_run_beside`), and
+    ``decoded.side_load`` is valid :data:`SIDE_LOAD_LATENCY` cycles after
+    the two instructions, which must be held meanwhile.
 
     Parameters
     ----------
@@ -83,14 +90,23 @@ class InstructionDecoder(wiring.Component):
                         m.d.comb += decoded.at_once.eq(1)
         opcode = self.instruction[:OPCODE_BITS]
         next_opcode = self.next_instruction[:OPCODE_BITS]
+
+        def register(term):
+            if isinstance(term, int):
+                return term
+            value = Value.cast(term)
+            staged = Signal(value.shape())
+            m.d.sync += staged.eq(value)
+            return staged
+
+        m.d.comb += decoded.side_capable.eq(Cat(opcode == host for host in SIDE_HOSTS).any())
+        side_load = 0
         for host in SIDE_HOSTS:
-            host_fields = ISA[host].view(self.instruction)
-            with m.If(opcode == host):
-                m.d.comb += decoded.side_capable.eq(1)
-                for load in SIDE_LOADS:
-                    allowed = weight_load_may_run_beside(
-                        host, host_fields, load, ISA[load].view(self.next_instruction),
-                        self._array)
-                    with m.If(next_opcode == load):
-                        m.d.comb += decoded.side_load.eq(allowed)
+            for load in SIDE_LOADS:
+                allowed = weight_load_may_run_beside(
+                    host, ISA[host].view(self.instruction), load,
+                    ISA[load].view(self.next_instruction), self._array, stage=register)
+                side_load = side_load | (register((opcode == host) & (next_opcode == load))
+                                         & allowed)
+        m.d.sync += decoded.side_load.eq(side_load)
         return m

@@ -41,8 +41,10 @@ class Dma(Unit):
     (holding ``mem.resp.ready`` low meanwhile), written to
     ``IDX[spad_addr + t*L + j]``; the values go to ``WGT[spad_addr + t*L + j]``
     as a LOAD writes WGT. With memory that answers every read in the next
-    cycle it takes ``tiles * (blocks * (1 + kept_rows) + L * act_entry_words) + 2``
-    cycles from ``start`` to ``done``.
+    cycle it takes ``tiles * (blocks * (1 + kept_rows) + L * act_entry_words) + 3``
+    cycles from ``start`` to ``done``, plus one in which it multiplies out
+    its totals (``SPARSE_TOTALS``). The other products of fields are
+    registered at ``start``.
 
     Parameters
     ----------
@@ -75,7 +77,13 @@ class Dma(Unit):
         piece = Signal(range(max(entry_words, 2)))  # word of the entry arriving / going out
         pending = Signal()             # STORE: an entry read waits on the read port's output
         indexed = Signal(SCRATCHPAD_ADDRESS_BITS)    # LOAD_SPARSE: IDX entries written
-        length = sparse.blocks * sparse.kept_rows    # LOAD_SPARSE: L
+        # Products of fields, registered at start (LOAD_SPARSE's totals one cycle later).
+        record_bytes = sparse.blocks * (sparse.kept_rows + 1)
+        record_words = Signal.like((record_bytes + DRAM_WORD_BYTES - 1) >> _WORD_BYTE_SHIFT)
+        length = Signal.like(sparse.blocks * sparse.kept_rows)    # LOAD_SPARSE: L
+        entries = Signal.like(sparse.tiles * length)    # LOAD_SPARSE: value entries
+        sparse_words = sparse.tiles * (record_words + length * entry_words)
+        words = Signal.like(Mux(wide, load.count * entry_words, sparse_words))
         group_entry = Signal.like(length)            # LOAD_SPARSE: value entry of the group
         values = Signal()              # LOAD_SPARSE: the group's values arrive (else its record)
         m.d.sync += self.done.eq(0)
@@ -108,16 +116,22 @@ class Dma(Unit):
                 with m.If(self.start):
                     m.d.sync += [self.busy.eq(1), issued.eq(0), received.eq(0),
                                  words_out.eq(0), piece.eq(0), indexed.eq(0),
-                                 group_entry.eq(0), values.eq(0)]
+                                 group_entry.eq(0), values.eq(0),
+                                 words.eq(Mux(wide, load.count * entry_words, load.count)),
+                                 length.eq(sparse.blocks * sparse.kept_rows),
+                                 record_words.eq((record_bytes + DRAM_WORD_BYTES - 1)
+                                                 >> _WORD_BYTE_SHIFT)]
                     with m.If(store.opcode == Opcode.STORE):
                         m.next = "STORE"
                     with m.Elif(sparse.opcode == Opcode.LOAD_SPARSE):
-                        m.next = "LOAD_SPARSE"
+                        m.next = "SPARSE_TOTALS"
                     with m.Else():
                         m.next = "LOAD"
+            with m.State("SPARSE_TOTALS"):
+                m.d.sync += [words.eq(sparse_words), entries.eq(sparse.tiles * length)]
+                m.next = "LOAD_SPARSE"
             with m.State("LOAD"):
-                load_words = Mux(wide, load.count * entry_words, load.count)
-                self._request_reads(m, load.dram_addr, issued, load_words)
+                self._request_reads(m, load.dram_addr, issued, words)
                 m.d.comb += [self.mem.resp.ready.eq(1), taking.eq(self.mem.resp.valid)]
                 target = load.spad_addr + received
                 m.d.comb += [
@@ -139,10 +153,7 @@ class Dma(Unit):
                 with m.If(complete & (received + 1 == load.count)):
                     finish()
             with m.State("LOAD_SPARSE"):
-                record_bytes = sparse.blocks * (sparse.kept_rows + 1)
-                record_words = (record_bytes + DRAM_WORD_BYTES - 1) >> _WORD_BYTE_SHIFT
-                self._request_reads(m, sparse.dram_addr, issued,
-                                    sparse.tiles * (record_words + length * entry_words))
+                self._request_reads(m, sparse.dram_addr, issued, words)
                 m.d.comb += [
                     expander.blocks.eq(sparse.blocks),
                     expander.kept_rows.eq(sparse.kept_rows),
@@ -165,7 +176,7 @@ class Dma(Unit):
                     m.d.sync += group_entry.eq(group_entry + 1)
                     with m.If(group_entry == length - 1):
                         m.d.sync += [group_entry.eq(0), values.eq(0)]
-                    with m.If(received + 1 == sparse.tiles * length):
+                    with m.If(received + 1 == entries):
                         finish()
             with m.State("STORE"):
                 # Read entry i + 1 while the last word of entry i is written.

@@ -1,6 +1,6 @@
 """GELU and ADD: element-wise over activation words, one word per cycle."""
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory
 from amaranth.lib.wiring import Out
 
@@ -10,6 +10,9 @@ from .isa import ISA, Opcode
 from .ports import MEMORY_DATA_BITS, Unit, scratchpad_ports
 
 __all__ = ["Eltwise"]
+
+#: Registers between a word's arrival and its result: products, rounded sum, saturation.
+_RESULT_STAGES = 3
 
 
 class Eltwise(Unit):
@@ -24,8 +27,10 @@ class Eltwise(Unit):
     reads both operands through the one port and does one word per two
     cycles (a second read port doubles the activation scratchpad's block RAM,
     the largest memory of the design, for an instruction that takes about
-    1 % of a ViT's cycles). Latency: two cycles from the last read to the
-    last write.
+    1 % of a ViT's cycles). Latency: four cycles from the last read to the
+    last write (the read, then registers after the products, the rounded
+    sum and the saturation: no multiplier or adder shares a cycle with
+    another).
 
     ADD's products ``x * x_multiplier`` and ``y * y_multiplier`` take one DSP
     per lane with one read port (x is scaled in the cycle it arrives, y in
@@ -59,8 +64,10 @@ class Eltwise(Unit):
         index = Signal(SCRATCHPAD_ADDRESS_BITS)
         issuing = Signal()
         reading_y = Signal()                # stays 0 with two ports
-        valid = [Signal(name=f"valid_{i}") for i in range(2)]
-        address = [Signal(SCRATCHPAD_ADDRESS_BITS, name=f"address_{i}") for i in range(2)]
+        # valid[0]: a word (ADD: its last operand) arrives; valid[-1]: its result is written.
+        valid = [Signal(name=f"valid_{i}") for i in range(_RESULT_STAGES + 1)]
+        address = [Signal(SCRATCHPAD_ADDRESS_BITS, name=f"address_{i}")
+                   for i in range(_RESULT_STAGES + 1)]
         m.d.sync += self.done.eq(0)
         with m.If(self.start & ~self.busy):
             m.d.sync += [self.busy.eq(1), issuing.eq(1), index.eq(0), reading_y.eq(0)]
@@ -79,14 +86,16 @@ class Eltwise(Unit):
             self.act_read.addr.eq(Mux(reading_y, add.y, source) + index),
             self.act_read.en.eq(issuing),
         ]
-        m.d.sync += [valid[0].eq(element_read), address[0].eq(destination + index),
-                     valid[1].eq(valid[0]), address[1].eq(address[0])]
-        with m.If(self.busy & ~issuing & ~valid[0] & ~valid[1]):
+        m.d.sync += [valid[0].eq(element_read), address[0].eq(destination + index)]
+        m.d.sync += [later.eq(earlier) for pair in (valid, address)
+                     for earlier, later in zip(pair, pair[1:])]
+        with m.If(self.busy & ~issuing & ~Cat(*valid).any()):
             m.d.sync += [self.busy.eq(0), self.done.eq(1)]
 
-        # Stage 1: table reads (GELU) or the rescaled sum (ADD), registered. With
-        # one port, ADD's x arrives the cycle before y: one multiplier per lane
-        # scales x, its product waits in x_product, then the multiplier scales y.
+        # ADD: the products, registered; their rounded sum, registered; the shift and
+        # saturation, registered. With one port, ADD's x arrives the cycle before y:
+        # one multiplier per lane scales x, its product waits in x_product, then the
+        # multiplier scales y. GELU: the table read, and its entry delayed to match.
         if one_port:
             y_arrives = Signal()            # act_read.data holds ADD's y word
             m.d.sync += y_arrives.eq(reading_y)
@@ -94,14 +103,17 @@ class Eltwise(Unit):
         results = Signal(data.ArrayLayout(signed(8), lanes))
         for lane in range(lanes):
             x = self.act_read.data[lane]
+            product_shape = signed(OPERAND_BITS + MULTIPLIER_BITS)
+            product = Signal(product_shape, name=f"product_{lane}")
+            x_product = Signal(product_shape, name=f"x_product_{lane}")
             if one_port:
-                product = Signal(signed(OPERAND_BITS + MULTIPLIER_BITS), name=f"product_{lane}")
-                x_product = Signal.like(product, name=f"x_product_{lane}")
-                m.d.comb += product.eq(x * coefficient)
-                m.d.sync += x_product.eq(product)
-                weighted = x_product + product
+                m.d.sync += [product.eq(x * coefficient), x_product.eq(product)]
             else:
-                weighted = x * add.x_multiplier + self.y_read.data[lane] * add.y_multiplier
+                m.d.sync += [x_product.eq(x * add.x_multiplier),
+                             product.eq(self.y_read.data[lane] * add.y_multiplier)]
+            rounding = x_product + product + ((1 << add.shift) >> 1)
+            rounded = Signal(rounding.shape(), name=f"rounded_{lane}")
+            m.d.sync += rounded.eq(rounding)
             m.submodules[f"table_{lane}"] = table = memory.Memory(
                 shape=MEMORY_DATA_BITS, depth=TABLE_WORDS, init=[])
             writer, reader = table.write_port(), table.read_port()
@@ -110,13 +122,14 @@ class Eltwise(Unit):
             byte = Signal(4, name=f"byte_{lane}")
             m.d.comb += reader.addr.eq(x.as_unsigned()[4:])
             m.d.sync += byte.eq(x.as_unsigned()[:4])
-            total = Signal(signed(26), name=f"total_{lane}")
+            total = rounded >> add.shift
             summed = Signal(signed(8), name=f"sum_{lane}")
-            m.d.comb += total.eq((weighted + ((1 << add.shift) >> 1)) >> add.shift)
             m.d.sync += summed.eq(Mux(total > OPERAND_MAX, OPERAND_MAX,
-                                              Mux(total < OPERAND_MIN, OPERAND_MIN, total)))
-            entry = reader.data.word_select(byte, 8)
-            m.d.comb += results[lane].eq(Mux(is_add, summed, entry))
-        m.d.comb += [self.act_write.addr.eq(address[1]), self.act_write.data.eq(results),
-                     self.act_write.en.eq(valid[1])]
+                                      Mux(total < OPERAND_MIN, OPERAND_MIN, total)))
+            entry = Signal(8, name=f"entry_{lane}")
+            delayed = Signal(8, name=f"delayed_entry_{lane}")
+            m.d.sync += [entry.eq(reader.data.word_select(byte, 8)), delayed.eq(entry)]
+            m.d.comb += results[lane].eq(Mux(is_add, summed, delayed))
+        m.d.comb += [self.act_write.addr.eq(address[-1]), self.act_write.data.eq(results),
+                     self.act_write.en.eq(valid[-1])]
         return m

@@ -160,12 +160,14 @@ class Region:
     tiles: object = 1
     stride: object = 0
 
-    def span(self, fields, array):
-        """The :class:`Span` for ``fields`` (attributes: ints or Amaranth values) and ``array``."""
-        first, stride = _evaluate(self.first, fields, array), _evaluate(self.stride, fields, array)
-        end = first + (_evaluate(self.tiles, fields, array) - 1) * stride \
-            + _evaluate(self.length, fields, array)
-        return Span(_evaluate(self.space, fields, array), first, end, stride)
+    def span(self, fields, array, stage=None):
+        """The :class:`Span` for ``fields`` (ints or Amaranth values) and ``array``; ``stage``
+        goes around each term and the tiles-stride product (:func:`weight_load_may_run_beside`)."""
+        stage = stage or _unstaged
+        first, stride, tiles, length = (stage(_evaluate(term, fields, array)) for term in
+                                        (self.first, self.stride, self.tiles, self.length))
+        end = first + stage((tiles - 1) * stride) + length
+        return Span(stage(_evaluate(self.space, fields, array)), first, end, stride)
 
     def field_names(self):
         """The fields named directly by the terms."""
@@ -177,6 +179,10 @@ class Region:
         if self.tiles == 1:
             return where
         return f"{_text(self.tiles)} tiles of {where}, {_text(self.stride)} apart"
+
+
+def _unstaged(term):
+    return term
 
 
 def _evaluate(term, fields, array):
@@ -447,23 +453,12 @@ def space_depth(space, config):
 
 
 def written_activations(opcode, fields, array):
-    """The activation words an instruction computes (what trace mode stores), or ``None``.
+    """The :class:`Span` of the activation words an instruction computes (what trace mode
+    stores), from its ``fields`` (a dict or an :class:`Instruction`) and ``array``.
 
-    Parameters
-    ----------
-    opcode : Opcode
-    fields : dict or Instruction
-        The instruction's field values.
-    array : int
-        ``AcceleratorConfig.array``.
-
-    Returns
-    -------
-    Span or None
-        The :class:`Span` of the region the opcode writes in ACT by its
-        definition; ``None`` for an opcode that writes no such region (a LOAD
-        writes the scratchpad its ``space`` field names: it moves data, it
-        computes nothing).
+    ``None`` for an opcode that writes no region in ACT by its definition (a
+    LOAD writes the scratchpad its ``space`` field names: it moves data, it
+    computes nothing).
     """
     if isinstance(fields, dict):
         fields = SimpleNamespace(**fields)
@@ -478,7 +473,7 @@ SIDE_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE)
 SIDE_LOADS = (Opcode.LOAD, Opcode.LOAD_SPARSE)
 
 
-def weight_load_may_run_beside(host, host_fields, load, load_fields, array):
+def weight_load_may_run_beside(host, host_fields, load, load_fields, array, stage=None):
     """Whether ``load`` may run while ``host`` executes (``docs/isa.md``, Ordering).
 
     ``host`` is an opcode of :data:`SIDE_HOSTS` and ``load`` one of
@@ -486,14 +481,22 @@ def weight_load_may_run_beside(host, host_fields, load, load_fields, array):
     IDX words, and none that the host reads or writes (the compiler
     alternates halves of WGT, and of IDX with it, for this). The fields are
     ints, or views of instruction signals: the result is then a 1-bit
-    Amaranth value.
+    Amaranth value. Hardware passes a ``stage`` that registers its argument,
+    to cut the check: around each region's terms, their tiles-stride product,
+    and the space, first and end word compared. Terms of different depths
+    meet, so the inputs must be held for three cycles (and the result's own).
     """
-    allowed = ISA[load].empty(load_fields) == 0
-    used = [region.span(host_fields, array)
+    stage = stage or _unstaged
+
+    def staged(span):
+        return Span(*(stage(term) for term in (span.space, span.first, span.end)), span.stride)
+
+    allowed = stage(ISA[load].empty(load_fields) == 0)
+    used = [staged(region.span(host_fields, array, stage))
             for region in (*ISA[host].reads, *ISA[host].writes)
             if region.space in (Space.WGT, Space.IDX)]
     for written in ISA[load].writes:
-        loaded = written.span(load_fields, array)
+        loaded = staged(written.span(load_fields, array, stage))
         allowed = allowed & ((loaded.space == Space.WGT) | (loaded.space == Space.IDX))
         for span in used:
             allowed = allowed & ((loaded.space != span.space) | (loaded.end <= span.first)

@@ -12,13 +12,15 @@ from ..numerics import (KEEP_SCORE_BITS, PACKAGE_WEIGHT_BITS, PACKAGE_WEIGHT_SHI
 from .config import MAX_SELECT_TOKENS, SIZE_BITS
 from .keep_scorer import WEIGHT_SUM_BITS
 
-__all__ = ["ROW_INFO", "KeepMarker", "SEARCH_DIGIT_BITS", "SEARCH_PASSES"]
+__all__ = ["ROW_INFO", "KeepMarker", "SEARCH_DIGIT_BITS", "SEARCH_PASSES", "STEP_DELAY"]
 
 #: The top-k search settles this many bits of the threshold per pass over the scores...
 SEARCH_DIGIT_BITS = 4
 #: ... so it takes this many passes (9 for 35-bit scores).
 SEARCH_PASSES = -(-KEEP_SCORE_BITS // SEARCH_DIGIT_BITS)
 _RADIX = 1 << SEARCH_DIGIT_BITS
+#: Cycles from a pass's last ``compare`` to its ``step``, without one of either.
+STEP_DELAY = 4
 
 #: What the selector knows of a row: kept, or its weight in the package token (0 if kept).
 ROW_INFO = data.StructLayout({"keep": 1, "weight": PACKAGE_WEIGHT_BITS})
@@ -36,8 +38,10 @@ class KeepMarker(wiring.Component):
 
     ``topk`` only, first: an exact radix search for the k-th largest score
     ``tau``, the largest value that at least ``k`` scores reach. A pass is
-    one read of every score (``compare`` in each cycle of one) and a
-    ``step``; each pass settles one 4-bit digit of ``tau`` from the top
+    one read of every score (``compare`` in each cycle of one) and, after
+    :data:`STEP_DELAY` more cycles (a score is compared in the cycle after
+    it arrives, counted in the next, and the counts give the digit in the
+    one after), a ``step``; each pass settles one 4-bit digit of ``tau`` from the top
     (:data:`SEARCH_PASSES` = 9 passes for 35 bits): 16 comparators and
     counters count the scores at least ``tau + j place`` for ``j = 1 .. 16``
     (``place`` the digit's weight, ``tau`` holding the digits settled so
@@ -119,28 +123,31 @@ class KeepMarker(wiring.Component):
         k_i = self.score
 
         # The search: a pass counts the scores at least `threshold + j place`, j = 1 .. 16;
-        # `threshold` is zero from the digit down, so below 16 the sum is an OR.
+        # `threshold` is zero from the digit down, so below 16 the sum is an OR. The
+        # candidates are registered when the threshold changes, each comparison in the
+        # cycle after its score arrives, and counted in the next.
         threshold = Signal(KEEP_SCORE_BITS)
         place = Signal(KEEP_SCORE_BITS)               # one-hot: the digit's lowest bit
+        candidates = [Signal(KEEP_SCORE_BITS + 1, name=f"candidate_{j}")
+                      for j in range(1, _RADIX + 1)]
+        hits = [Signal(name=f"hit_{j}") for j in range(1, _RADIX + 1)]
         counts = [Signal(range(MAX_SELECT_TOKENS + 1), name=f"count_{j}")
                   for j in range(1, _RADIX + 1)]
         ties = Signal(range(MAX_SELECT_TOKENS + 1))   # scores equal to tau still kept
         compared = Signal()                           # `score` is one of the pass
-        reached = []
-        for j, count in zip(range(1, _RADIX + 1), counts):
+        for j, candidate in zip(range(1, _RADIX + 1), candidates):
             multiple = reduce(operator.or_, (place << bit for bit in range(SEARCH_DIGIT_BITS + 1)
                                              if j >> bit & 1))
-            candidate = threshold + multiple if j == _RADIX else threshold | multiple
-            reached.append(count + (compared & (k_i >= candidate)))
+            m.d.sync += candidate.eq(threshold + multiple if j == _RADIX else threshold | multiple)
+        m.d.sync += [compared.eq(self.compare),
+                     *(hit.eq(compared & (k_i >= candidate))
+                       for hit, candidate in zip(hits, candidates))]
         digit = Signal(SEARCH_DIGIT_BITS)
-        m.d.comb += [digit.eq(sum(total >= self.k for total in reached[:-1])),
-                     self.searched.eq(place == 1)]
-        m.d.sync += compared.eq(self.compare)
+        m.d.sync += digit.eq(sum(count >= self.k for count in counts[:-1]))
+        m.d.comb += self.searched.eq(place == 1)
         with m.If(self.start):
             m.d.sync += [threshold.eq(0), place.eq(1 << (SEARCH_PASSES - 1) * SEARCH_DIGIT_BITS),
                          *(count.eq(0) for count in counts)]
-        with m.Elif(self.compare):
-            m.d.sync += [count.eq(total) for count, total in zip(counts, reached)]
         with m.Elif(self.step):
             m.d.sync += [place.eq(place >> SEARCH_DIGIT_BITS), *(count.eq(0) for count in counts)]
             for index in range(SEARCH_PASSES):
@@ -148,7 +155,9 @@ class KeepMarker(wiring.Component):
                 with m.If(place[low]):
                     m.d.sync += threshold[low:low + SEARCH_DIGIT_BITS].eq(digit)
             with m.If(place == 1):                    # the scores above the new tau
-                m.d.sync += ties.eq(self.k - Array(reached)[digit])
+                m.d.sync += ties.eq(self.k - Array(counts)[digit])
+        with m.Else():
+            m.d.sync += [count.eq(count + hit) for count, hit in zip(counts, hits)]
 
         # Marking: the row of the score on `score`, appended to the tile's word.
         row = Signal(_MARK)

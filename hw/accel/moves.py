@@ -37,6 +37,13 @@ class Moves(Unit):
         written = Signal(SCRATCHPAD_ADDRESS_BITS)
         pending = Signal()         # a copied word is on its way to the weight scratchpad
         pending_address = Signal(SCRATCHPAD_ADDRESS_BITS)
+        # Running addresses instead of products of the counters: the first word of the
+        # tile (copy) or block (transpose) read, and of the transpose's channel tile
+        # read and its block written.
+        read_base = Signal(SCRATCHPAD_ADDRESS_BITS)
+        write_base = Signal(SCRATCHPAD_ADDRESS_BITS)
+        channel_read = Signal(SCRATCHPAD_ADDRESS_BITS)     # turn.src + outer * lanes
+        channel_write = Signal(SCRATCHPAD_ADDRESS_BITS)    # turn.dst + outer * dst_stride
         block = Array(Signal(data.ArrayLayout(signed(8), lanes), name=f"block_{c}")
                       for c in range(lanes))
 
@@ -48,27 +55,30 @@ class Moves(Unit):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [self.busy.eq(1), tile.eq(0), outer.eq(0), step.eq(0),
-                                 written.eq(0)]
+                                 written.eq(0), channel_read.eq(turn.src),
+                                 channel_write.eq(turn.dst), write_base.eq(turn.dst)]
                     with m.If(copy.opcode == Opcode.COPY_TO_WGT):
+                        m.d.sync += read_base.eq(copy.src)
                         m.next = "COPY"
                     with m.Else():
+                        m.d.sync += read_base.eq(turn.src)
                         m.next = "GATHER"
             with m.State("COPY"):
                 m.d.comb += [
-                    self.act_read.addr.eq(copy.src + tile * copy.src_stride + step),
+                    self.act_read.addr.eq(read_base + step),
                     self.act_read.en.eq(1),
                 ]
                 m.d.sync += [pending.eq(1), pending_address.eq(copy.dst + written),
                              written.eq(written + 1), step.eq(step + 1)]
                 with m.If(step + 1 == copy.words):
-                    m.d.sync += [step.eq(0), tile.eq(tile + 1)]
+                    m.d.sync += [step.eq(0), tile.eq(tile + 1),
+                                 read_base.eq(read_base + copy.src_stride)]
                     with m.If(tile + 1 == copy.tiles):
                         m.next = "FINISH"
             with m.State("GATHER"):
                 # Read channel `step` of token tile `tile`, channel tile `outer`.
                 m.d.comb += [
-                    self.act_read.addr.eq(turn.src + tile * turn.src_stride
-                                          + outer * lanes + step),
+                    self.act_read.addr.eq(read_base + step),
                     self.act_read.en.eq(1),
                 ]
                 m.d.sync += step.eq(step + 1)
@@ -83,17 +93,22 @@ class Moves(Unit):
                 for channel in range(lanes):
                     m.d.comb += token_word[channel].eq(block[channel][step])
                 m.d.comb += [
-                    self.wgt_write.addr.eq(turn.dst + outer * turn.dst_stride
-                                           + tile * lanes + step),
+                    self.wgt_write.addr.eq(write_base + step),
                     self.wgt_write.data.eq(token_word),
                     self.wgt_write.en.eq(1),
                 ]
                 m.d.sync += step.eq(step + 1)
                 with m.If(step == lanes - 1):
-                    m.d.sync += [step.eq(0), tile.eq(tile + 1)]
+                    m.d.sync += [step.eq(0), tile.eq(tile + 1),
+                                 read_base.eq(read_base + turn.src_stride),
+                                 write_base.eq(write_base + lanes)]
                     m.next = "GATHER"
                     with m.If(tile + 1 == turn.token_tiles):
-                        m.d.sync += [tile.eq(0), outer.eq(outer + 1)]
+                        m.d.sync += [tile.eq(0), outer.eq(outer + 1),
+                                     channel_read.eq(channel_read + lanes),
+                                     channel_write.eq(channel_write + turn.dst_stride),
+                                     read_base.eq(channel_read + lanes),
+                                     write_base.eq(channel_write + turn.dst_stride)]
                         with m.If(outer + 1 == turn.channel_tiles):
                             m.next = "FINISH"
             with m.State("FINISH"):

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import Out
 from ..numerics import MAX_SELECTOR_HEADS
 from .config import SCRATCHPAD_ADDRESS_BITS, SIGMOID_WORDS, SIZE_BITS
 from .isa import ISA, SELECT_MODES, Opcode
-from .keep_marker import ROW_INFO, SEARCH_PASSES, KeepMarker
+from .keep_marker import ROW_INFO, SEARCH_PASSES, STEP_DELAY, KeepMarker
 from .keep_scorer import KeepScorer
 from .ports import LIVE_UPDATE, MEMORY_DATA_BITS, Unit, scratchpad_ports
 from .rounding_divider import RoundingDivider
@@ -28,7 +28,7 @@ _SCORE_DRAIN = 4
 def select_cycles(array, tokens, alive, heads, channels, mode):
     """Cycles from ``start`` to ``done`` of a TOKEN_SELECT (:class:`TokenSelector`'s formula)."""
     tiles = -(-tokens // array)
-    search = SEARCH_PASSES * (alive + 1) if SELECT_MODES[mode] == "topk" and alive else 0
+    search = SEARCH_PASSES * (alive + STEP_DELAY) if SELECT_MODES[mode] == "topk" and alive else 0
     score_drain = _SCORE_DRAIN if alive else _SCORE_DRAIN - 1     # no product to sum
     return (1 + heads * (1 + alive) + score_drain + search + tiles * array + 1
             + channels * (tiles + _DRAIN + _DIVIDE + 1) + 1)
@@ -66,7 +66,7 @@ class TokenSelector(Unit):
        reach), one pass over the ``K_i`` per 4-bit digit from the top, the
        last also counting the scores above it; the ``k - #{K_i > tau}``
        scores equal to ``tau`` with the lowest indices are kept as well
-       (``9 (A + 1)`` cycles);
+       (``9 (A + 4)`` cycles);
     3. marking: per row, the keep bit (``threshold``: ``2 K_i >= 2**15
        sum_h w_h``) and the package weight ``(K_i >> 15) + 1`` of a dropped
        patch (0 otherwise), packed into one word per tile (``array t``);
@@ -80,10 +80,10 @@ class TokenSelector(Unit):
 
     Cycles from ``start`` to ``done`` (:func:`select_cycles`)::
 
-        H (A + 1) + 7 + [9 (A + 1) if topk and A > 0] + array t + C (t + 13)
+        H (A + 1) + 7 + [9 (A + 4) if topk and A > 0] + array t + C (t + 13)
 
     (one less with ``A = 0``). DeiT-T (T = 197, A = 196, H = 3, C = 192,
-    array 16): 7 571 cycles with ``topk``, 5 798 with ``threshold``.
+    array 16): 7 598 cycles with ``topk``, 5 798 with ``threshold``.
     ``live_update`` pulses in the cycle before ``done``.
 
     TOKEN_MEAN (``w`` words, ``g`` group, ``a = ceil((1 + alive) / array)``
@@ -214,6 +214,11 @@ class TokenSelector(Unit):
                 m.d.comb += [scorer.score_read.addr.eq(row), marker.compare.eq(1)]
                 m.d.sync += row.eq(row + 1)
                 with m.If(row == select.alive - 1):
+                    m.d.sync += row.eq(0)
+                    m.next = "SEARCH_COUNT"
+            with m.State("SEARCH_COUNT"):        # the marker counts the pass's last scores
+                m.d.sync += row.eq(row + 1)
+                with m.If(row == STEP_DELAY - 2):
                     m.d.sync += row.eq(0)
                     m.next = "SEARCH_STEP"
             with m.State("SEARCH_STEP"):

@@ -8,6 +8,7 @@ from vitforge.errors import ConfigError
 
 from ..accel.ports import MEMORY_ADDRESS_BITS, MEMORY_DATA_BITS, memory_port
 from ..checks import check_positive_int
+from .register_slice import RegisterSlice
 from .signals import BURST_INCR, RESP_OKAY, axi_master_members
 
 __all__ = ["AxiBurstMaster", "BEAT_BYTES", "check_burst_parameters"]
@@ -40,8 +41,9 @@ class AxiBurstMaster(wiring.Component):
     beats (``wstrb`` all ones) and AxCACHE ``0b0011``.
 
     Throughput: one word per cycle in either direction, given a slave that
-    keeps up (gathering costs no cycles between bursts). Latency: a burst's
-    address goes out one cycle after its last word was requested; write data
+    keeps up (gathering costs no cycles between bursts). Latency: requests
+    pass a :class:`RegisterSlice` (one cycle), and a burst's address goes out
+    one cycle after its last word left the slice; write data
     wait in a ``2 * max_burst``-word FIFO until their address is accepted.
 
     Ordering: read data return in request order (a single AXI ID). A read is
@@ -88,7 +90,12 @@ class AxiBurstMaster(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         max_burst, max_outstanding = self._max_burst, self._max_outstanding
-        request = self.mem.req
+        # Requests enter through a register slice: no path from the accelerator's
+        # address logic into the gathering below, nor from it back to the accelerator.
+        m.submodules.request_slice = request_slice = RegisterSlice(
+            self.mem.req.payload.shape())
+        wiring.connect(m, wiring.flipped(self.mem.req), request_slice.input)
+        request = request_slice.output
 
         # Bursts in flight per direction.
         reads_in_flight = Signal(range(max_outstanding + 1))
@@ -197,6 +204,7 @@ class AxiBurstMaster(wiring.Component):
                   | (self.rvalid & self.rready & (self.rresp != RESP_OKAY))):
             m.d.sync += self.bus_error.eq(1)
 
-        m.d.comb += self.idle.eq(~gathering & ~address_valid & (reads_in_flight == 0)
+        m.d.comb += self.idle.eq(~request.valid & ~gathering & ~address_valid
+                                 & (reads_in_flight == 0)
                                  & (writes_in_flight == 0))
         return m
