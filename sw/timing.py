@@ -73,7 +73,8 @@ class PathDepth:
     Yosys' CARRY4 pairs) between ``start`` and ``end`` (the names of the
     nets the path starts and ends at), ``delay_ns`` long under the model.
     ``dsp_mhz`` is the lowest DSP48E2 limit of the module for its register
-    configuration (``None`` without DSPs).
+    configuration (``None`` without DSPs). ``nets`` names the design's nets
+    along the path, which tells where a register would cut it.
     """
 
     lut_levels: int = 0
@@ -84,6 +85,7 @@ class PathDepth:
     end: str = ""
     dsp_mhz: float = None
     cells: str = ""                 # the cell types along the path, runs counted
+    nets: tuple = ()                # the named nets along the path, start first
     others: tuple = ()      # (block, end, lut levels, carry bits, ns) of other blocks
 
 
@@ -95,7 +97,8 @@ class PathDepth:
         return {"logic_levels": self.lut_levels, "muxf": self.muxf,
                 "carry_bits": self.carry_bits, "carry8": self.carry8,
                 "path_ns": round(self.delay_ns, 3), "path_from": self.start,
-                "path_to": self.end, "path_cells": self.cells, "dsp_limit_mhz": self.dsp_mhz,
+                "path_to": self.end, "path_cells": self.cells, "path_nets": list(self.nets),
+                "dsp_limit_mhz": self.dsp_mhz,
                 "other_blocks": [{"block": block, "path_to": end, "logic_levels": levels,
                                   "carry_bits": bits, "path_ns": ns}
                                  for block, end, levels, bits, ns in self.others]}
@@ -310,6 +313,7 @@ def longest_path(netlist, top, delays=DELAYS, others=12):
                      delay_ns=path[0], start=names.get(path[4], str(path[4])), end=end,
                      dsp_mhz=dsp,
                      cells=_describe((bit, end_cell), previous, driver, cells, path[4]),
+                     nets=_named_nets(bit, previous, names),
                      others=tuple(list(blocks.values())[1:others + 1]))
 
 
@@ -344,6 +348,21 @@ def _describe(last, previous, driver, cells, start_bit):
         else:
             runs.append([kind, 1])
     return " > ".join(kind if count == 1 else f"{kind} x{count}" for kind, count in runs)
+
+
+def _named_nets(bit, previous, names):
+    """The names of the nets a path goes through, from its start to ``bit``: those the
+    design gave (Yosys' own start with ``$``), each run of one name once."""
+    chain = []
+    while bit is not None:
+        chain.append(bit)
+        bit = previous.get(bit)
+    visible = []
+    for bit in reversed(chain):
+        name = re.sub(r"\[\d+\]$", "", names.get(bit, "$"))
+        if not name.startswith("$") and (not visible or visible[-1] != name):
+            visible.append(name)
+    return tuple(visible)
 
 
 def _end_name(cell, bit):

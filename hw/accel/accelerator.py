@@ -45,7 +45,7 @@ class Accelerator(wiring.Component):
     Instructions execute one after another, each on the unit :data:`ISA`
     names for it (:data:`UNITS`), except that a weight load may run beside a
     GEMM (see :class:`Controller`); fetching an instruction takes two external
-    reads, and issuing it (filling in its live fields) one cycle. ``done``
+    reads, and issuing it (filling in its live fields) two cycles. ``done``
     rises when the program ends and stays high until the next ``start``;
     ``error`` then tells why it ended early. A weight load run
     beside a GEMM retires with it (``retire`` pulses once for both, with

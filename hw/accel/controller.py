@@ -26,7 +26,8 @@ _STALL_CLASS = COUNTER_CLASSES.index("stall")
 class Controller(wiring.Component):
     """Runs a program: fetch, decode, start the instruction's unit, retire it.
 
-    States: ``FETCH`` (two external reads, three cycles) -> ``ISSUE`` (one
+    States: ``FETCH`` (two external reads, three cycles) -> ``RESOLVE``
+    (one cycle: the live fields' products are registered) -> ``ISSUE`` (one
     cycle: ``issue`` loads the instruction register with the instruction,
     its live fields filled in) -> ``DECODE`` (one
     cycle; an unknown opcode, an empty field or a live value beyond its field
@@ -68,9 +69,12 @@ class Controller(wiring.Component):
         Start the unit of the decoded instruction.
     unit_done : ``In(1)``
         That unit's ``done``.
-    start_side, side_active : ``Out(1)``
-        Start the side unit on the instruction fetched ahead; the side unit
-        runs that instruction (while ``side_active``).
+    start_side : ``Out(1)``
+        Start the side unit on the instruction fetched ahead.
+    side_active : ``Out(1)``
+        The side unit's instruction is the one fetched ahead: a register, high
+        from the look-ahead's arrival until the GEMM beside it retires (the
+        side unit is idle meanwhile unless ``start_side`` started it).
     side_busy : ``In(1)``
         The side unit's ``busy``.
     """
@@ -100,7 +104,7 @@ class Controller(wiring.Component):
         side_started = Signal()     # ... and it is a LOAD running on the side unit
         active_class = Signal(range(NO_CLASS + 1), init=NO_CLASS)
         side_wait = Signal(range(SIDE_LOAD_LATENCY + 1))
-        m.d.comb += [self.retire_pc.eq(pc), self.side_active.eq(side_started)]
+        m.d.comb += self.retire_pc.eq(pc)
 
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -118,7 +122,10 @@ class Controller(wiring.Component):
             with m.State("FETCH"):
                 m.d.comb += [fetch.fetch.eq(1), active_class.eq(_FETCH_CLASS)]
                 with m.If(fetch.arrived):
-                    m.next = "ISSUE"
+                    m.next = "RESOLVE"
+            with m.State("RESOLVE"):
+                m.d.comb += active_class.eq(_FETCH_CLASS)
+                m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += [self.issue.eq(1), active_class.eq(_FETCH_CLASS)]
                 m.next = "DECODE"
@@ -147,10 +154,10 @@ class Controller(wiring.Component):
                 finished = (self.unit_done | main_done) & ~(side_started & self.side_busy)
                 with m.If(finished):
                     m.d.comb += self.retire.eq(1)
-                    m.d.sync += pc.eq(pc + 1 + side_started)
+                    m.d.sync += [pc.eq(pc + 1 + side_started), self.side_active.eq(0)]
                     with m.If(looked_ahead & ~side_started):
                         m.d.comb += fetch.advance.eq(1)
-                        m.next = "ISSUE"
+                        m.next = "RESOLVE"
                     with m.Else():
                         m.next = "FETCH"
                 with m.Elif(decoded.side_capable & ~looked_ahead):
@@ -159,7 +166,7 @@ class Controller(wiring.Component):
                 m.d.comb += [fetch.look_ahead.eq(1), active_class.eq(decoded.counter)]
                 self._keep_done(m, main_done)
                 with m.If(fetch.arrived):
-                    m.d.sync += side_wait.eq(SIDE_LOAD_LATENCY)
+                    m.d.sync += [side_wait.eq(SIDE_LOAD_LATENCY), self.side_active.eq(1)]
                     m.next = "SIDE_CHECK"
             with m.State("SIDE_CHECK"):
                 m.d.comb += active_class.eq(decoded.counter)
@@ -172,7 +179,7 @@ class Controller(wiring.Component):
                 self._keep_done(m, main_done)
                 m.d.sync += looked_ahead.eq(1)
                 with m.If(decoded.side_load):
-                    m.d.comb += [self.start_side.eq(1), self.side_active.eq(1)]
+                    m.d.comb += self.start_side.eq(1)
                     m.d.sync += side_started.eq(1)
                 m.next = "EXECUTE"
         return m

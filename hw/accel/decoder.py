@@ -1,11 +1,12 @@
 """The hardware instruction decoder: the ISA table's rules as logic."""
 
-from amaranth import Cat, Module, Signal, Value
+from amaranth import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, OPCODE_BITS, SIDE_HOSTS, SIDE_LOADS,
                   Opcode, weight_load_may_run_beside)
+from .ports import registering
 
 __all__ = ["InstructionDecoder", "DECODED", "NO_CLASS", "SIDE_LOAD_LATENCY"]
 
@@ -32,9 +33,10 @@ class InstructionDecoder(wiring.Component):
     """Decodes an instruction for the controller and selects its execution unit (:data:`ISA`).
 
     Combinational (no latency), except ``decoded.side_load``.
-    ``decoded.known`` is low for an unknown or reserved opcode, ``decoded.empty`` high when one of the opcode's
-    ``nonzero`` fields is zero; ``unit`` is one-hot over ``units`` (all low
-    for what the controller does itself). ``decoded.side_capable`` is high
+    ``decoded.known`` is low for an unknown or reserved opcode,
+    ``decoded.empty`` high when one of the opcode's ``nonzero`` fields is
+    zero; ``unit`` is one-hot over ``units`` (all low for what the
+    controller does itself). ``decoded.side_capable`` is high
     for a :data:`SIDE_HOSTS` opcode, and ``decoded.side_load`` when
     ``next_instruction`` is a :data:`SIDE_LOADS` opcode and
     :func:`weight_load_may_run_beside` allows the pair (each instruction
@@ -90,14 +92,7 @@ class InstructionDecoder(wiring.Component):
                         m.d.comb += decoded.at_once.eq(1)
         opcode = self.instruction[:OPCODE_BITS]
         next_opcode = self.next_instruction[:OPCODE_BITS]
-
-        def register(term):
-            if isinstance(term, int):
-                return term
-            value = Value.cast(term)
-            staged = Signal(value.shape())
-            m.d.sync += staged.eq(value)
-            return staged
+        register = registering(m)
 
         m.d.comb += decoded.side_capable.eq(Cat(opcode == host for host in SIDE_HOSTS).any())
         side_load = 0

@@ -106,6 +106,9 @@ class Dma(Unit):
             m.d.sync += [received.eq(received + 1), piece.eq(0)]
 
         m.submodules.expander = expander = IndexExpander(len(self.idx_write.data))
+        # The record's shape comes straight from the instruction, whatever the state.
+        m.d.comb += [expander.blocks.eq(sparse.blocks), expander.kept_rows.eq(sparse.kept_rows),
+                     expander.block_shift.eq(sparse.block_shift)]
 
         def finish():
             m.d.sync += [self.busy.eq(0), self.done.eq(1)]
@@ -155,9 +158,6 @@ class Dma(Unit):
             with m.State("LOAD_SPARSE"):
                 self._request_reads(m, sparse.dram_addr, issued, words)
                 m.d.comb += [
-                    expander.blocks.eq(sparse.blocks),
-                    expander.kept_rows.eq(sparse.kept_rows),
-                    expander.block_shift.eq(sparse.block_shift),
                     expander.record.payload.eq(response),
                     expander.record.valid.eq(self.mem.resp.valid & ~values),
                     taking.eq(self.mem.resp.valid & values),

@@ -11,8 +11,9 @@ from .ports import MEMORY_DATA_BITS, Unit, scratchpad_ports
 
 __all__ = ["Eltwise"]
 
-#: Registers between a word's arrival and its result: products, rounded sum, saturation.
-_RESULT_STAGES = 3
+#: Registers between a word's arrival and its result: products, rounded sum, shift,
+#: saturation.
+_RESULT_STAGES = 4
 
 
 class Eltwise(Unit):
@@ -27,10 +28,10 @@ class Eltwise(Unit):
     reads both operands through the one port and does one word per two
     cycles (a second read port doubles the activation scratchpad's block RAM,
     the largest memory of the design, for an instruction that takes about
-    1 % of a ViT's cycles). Latency: four cycles from the last read to the
+    1 % of a ViT's cycles). Latency: five cycles from the last read to the
     last write (the read, then registers after the products, the rounded
-    sum and the saturation: no multiplier or adder shares a cycle with
-    another).
+    sum, the shift and the saturation: no multiplier, adder or shifter
+    shares a cycle with another).
 
     ADD's products ``x * x_multiplier`` and ``y * y_multiplier`` take one DSP
     per lane with one read port (x is scaled in the cycle it arrives, y in
@@ -92,8 +93,8 @@ class Eltwise(Unit):
         with m.If(self.busy & ~issuing & ~Cat(*valid).any()):
             m.d.sync += [self.busy.eq(0), self.done.eq(1)]
 
-        # ADD: the products, registered; their rounded sum, registered; the shift and
-        # saturation, registered. With one port, ADD's x arrives the cycle before y:
+        # ADD: the products, the rounded sum, the shift and the saturation, each
+        # registered. With one port, ADD's x arrives the cycle before y:
         # one multiplier per lane scales x, its product waits in x_product, then the
         # multiplier scales y. GELU: the table read, and its entry delayed to match.
         if one_port:
@@ -122,14 +123,17 @@ class Eltwise(Unit):
             byte = Signal(4, name=f"byte_{lane}")
             m.d.comb += reader.addr.eq(x.as_unsigned()[4:])
             m.d.sync += byte.eq(x.as_unsigned()[:4])
-            total = rounded >> add.shift
+            total = Signal(rounded.shape(), name=f"shifted_{lane}")
             summed = Signal(signed(8), name=f"sum_{lane}")
-            m.d.sync += summed.eq(Mux(total > OPERAND_MAX, OPERAND_MAX,
-                                      Mux(total < OPERAND_MIN, OPERAND_MIN, total)))
-            entry = Signal(8, name=f"entry_{lane}")
-            delayed = Signal(8, name=f"delayed_entry_{lane}")
-            m.d.sync += [entry.eq(reader.data.word_select(byte, 8)), delayed.eq(entry)]
-            m.d.comb += results[lane].eq(Mux(is_add, summed, delayed))
+            m.d.sync += [total.eq(rounded >> add.shift),
+                         summed.eq(Mux(total > OPERAND_MAX, OPERAND_MAX,
+                                       Mux(total < OPERAND_MIN, OPERAND_MIN, total)))]
+            entry = reader.data.word_select(byte, 8)
+            for stage in range(_RESULT_STAGES - 1):
+                delayed = Signal(8, name=f"entry_{lane}_{stage}")
+                m.d.sync += delayed.eq(entry)
+                entry = delayed
+            m.d.comb += results[lane].eq(Mux(is_add, summed, entry))
         m.d.comb += [self.act_write.addr.eq(address[-1]), self.act_write.data.eq(results),
                      self.act_write.en.eq(valid[-1])]
         return m

@@ -61,14 +61,15 @@ class InstructionFetch(wiring.Component):
         m = Module()
         control, mem, unit = self.control, self.mem, self.unit_mem
         reading = control.fetch | control.look_ahead
-        index = Signal(32)
         requested = Signal(range(INSTRUCTION_WORDS + 1))
         received = Signal(range(INSTRUCTION_WORDS + 1))
+        # Both addresses from registers only; the controller's state only selects one.
+        base = self.program_addr + control.pc * INSTRUCTION_WORDS
+        current = base + requested
+        following = base + (requested + INSTRUCTION_WORDS)
         m.d.comb += [
-            index.eq(control.pc + control.look_ahead),
             mem.req.valid.eq(Mux(reading, requested < INSTRUCTION_WORDS, unit.req.valid)),
-            mem.req.payload.addr.eq(Mux(reading, self.program_addr
-                                        + index * INSTRUCTION_WORDS + requested,
+            mem.req.payload.addr.eq(Mux(reading, Mux(control.look_ahead, following, current),
                                         unit.req.payload.addr)),
             mem.req.payload.write.eq(Mux(reading, 0, unit.req.payload.write)),
             mem.req.payload.wdata.eq(unit.req.payload.wdata),

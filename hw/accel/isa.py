@@ -25,6 +25,7 @@ from amaranth.lib import data
 
 from ..numerics import (COEFFICIENT_BITS, EPS_BITS, GELU_TABLE_DEPTH, MAX_SELECTOR_HEADS,
                         MULTIPLIER_BITS, RATIO_BITS, SHIFT_BITS)
+from .ceil_divide import ceil_divide
 from .config import (DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, PARAMETER_ADDRESS_BITS,
                      SCRATCHPAD_ADDRESS_BITS, SIGMOID_ENTRIES_PER_WORD, SIGMOID_TABLE_DEPTH,
                      SIZE_BITS, TABLE_ENTRIES_PER_WORD)
@@ -283,18 +284,18 @@ class OpcodeSpec:
         """The fields of an instruction signal, ``view.src`` and so on."""
         return self.layout(instruction[:self.layout.size])
 
-    def live_values(self, fields, state):
+    def live_values(self, fields, state, stage=None):
         """Field name -> ``(flagged, live value)`` for the :attr:`live` fields.
 
-        ``fields`` and ``state`` (a :class:`LiveState`) are ints or Amaranth
-        values alike; ``flagged`` is the field's bit of ``live``.
+        ``fields`` and ``state`` (a :class:`LiveState`) are ints or Amaranth values alike;
+        ``flagged`` is the field's bit of ``live``; ``stage`` wraps a ``TILE_WORDS`` product.
         """
         values = {}
         for bit, (name, kind) in enumerate(self.live):
             value = {Live.TOKENS: state.tokens, Live.ALIVE: state.alive,
                      Live.TILES: state.tiles}.get(kind)
             if kind is Live.TILE_WORDS:
-                value = state.tiles * fields.tile_words
+                value = (stage or _unstaged)(state.tiles * fields.tile_words)
             values[name] = ((fields.live >> bit) & 1, value)
         return values
 
@@ -315,7 +316,7 @@ _LOADED_WORDS = Formula("`count` (TBL: 16 x `count`, SIG: 8 x `count`)",
                                                      * (f.space == Space.TBL)
                                                      + _SIGMOID_ENTRIES_PER_WORD_LOG2
                                                      * (f.space == Space.SIG)))
-_B_TILES = Formula("ceil(`n` / array)", lambda f, array: (f.n + array - 1) // array)
+_B_TILES = Formula("ceil(`n` / array)", lambda f, array: ceil_divide(f.n, array, SIZE_BITS))
 _COPIED_WORDS = Formula("`tiles` x `words`", lambda f, array: f.tiles * f.words)
 _CHANNEL_WORDS = Formula("array x `channel_tiles`", lambda f, array: f.channel_tiles * array)
 _TOKEN_WORDS = Formula("array x `token_tiles`", lambda f, array: f.token_tiles * array)
@@ -323,8 +324,7 @@ _TOKEN_TILES = Formula("ceil(`tokens` / array)", lambda f, array: (f.tokens + ar
 _ALIVE_TILES = Formula("ceil((1 + `alive`) / array)",
                        lambda f, array: (f.alive + array) // array)
 _MEANS = Formula("`words` / `group`", lambda f, array: f.words // f.group)
-_SPARSE_WORDS = Formula("`tiles` x `blocks` x `kept_rows`",
-                        lambda f, array: f.tiles * f.blocks * f.kept_rows)
+_GROUP_WORDS = Formula("`blocks` x `kept_rows`", lambda f, array: f.blocks * f.kept_rows)
 
 # Field widths: scratchpad words (addresses, strides, word counts), PRM and LNP
 # entries, sizes (tiles, reduction depths, row lengths), external words.
@@ -362,8 +362,8 @@ ISA = {spec.opcode: spec for spec in (
                                "block_shift": _SHIFT},
           nonzero=("tiles", "blocks", "kept_rows", "block_shift"), unit="dma",
           counter="load_store",
-          writes=(Region(Space.WGT, "spad_addr", _SPARSE_WORDS),
-                  Region(Space.IDX, "spad_addr", _SPARSE_WORDS))),
+          writes=tuple(Region(space, "spad_addr", _GROUP_WORDS, tiles="tiles",
+                              stride=_GROUP_WORDS) for space in (Space.WGT, Space.IDX))),
     _spec(Opcode.GEMM, _GEMM_FIELDS,
           nonzero=("k", "m_tiles", "n"), unit="gemm", counter="gemm",
           live=(("m_tiles", Live.TILES), ("n", Live.TOKENS), ("k", Live.TOKENS)),
@@ -481,10 +481,9 @@ def weight_load_may_run_beside(host, host_fields, load, load_fields, array, stag
     IDX words, and none that the host reads or writes (the compiler
     alternates halves of WGT, and of IDX with it, for this). The fields are
     ints, or views of instruction signals: the result is then a 1-bit
-    Amaranth value. Hardware passes a ``stage`` that registers its argument,
-    to cut the check: around each region's terms, their tiles-stride product,
-    and the space, first and end word compared. Terms of different depths
-    meet, so the inputs must be held for three cycles (and the result's own).
+    Amaranth value. Hardware's ``stage`` registers each region's terms, their
+    tiles-stride product and the words compared; the inputs must be held for
+    those three cycles (and the result's own), as terms of different depths meet.
     """
     stage = stage or _unstaged
 

@@ -59,8 +59,8 @@ class KeepMarker(wiring.Component):
     ``ArrayLayout(ROW_INFO, array)``), written to the next address when its
     last row is marked; ``info_read`` reads them back (one cycle latency),
     ``ceil(MAX_SELECT_TOKENS / array)`` words deep. ``dropped`` gives each
-    marked row's weight in the cycle after its ``mark`` and ``kept`` counts
-    the patches kept.
+    marked row's weight two cycles after its ``mark`` (from a register) and
+    ``kept`` counts the patches kept.
 
     ``start`` (one cycle, at an instruction's start) clears ``kept``, the
     search and the next info address.
@@ -143,7 +143,7 @@ class KeepMarker(wiring.Component):
                      *(hit.eq(compared & (k_i >= candidate))
                        for hit, candidate in zip(hits, candidates))]
         digit = Signal(SEARCH_DIGIT_BITS)
-        m.d.sync += digit.eq(sum(count >= self.k for count in counts[:-1]))
+        m.d.sync += digit.eq(_ones_of_thermometer([count >= self.k for count in counts[:-1]]))
         m.d.comb += self.searched.eq(place == 1)
         with m.If(self.start):
             m.d.sync += [threshold.eq(0), place.eq(1 << (SEARCH_PASSES - 1) * SEARCH_DIGIT_BITS),
@@ -173,8 +173,8 @@ class KeepMarker(wiring.Component):
         appended = Cat(assembled.as_value()[ROW_INFO.size:], info)
         tiles = Signal(range(self._info_depth))
         m.d.comb += [info_write.addr.eq(tiles), info_write.data.eq(appended),
-                     info_write.en.eq(row.valid & row.last),
-                     self.dropped.valid.eq(row.valid), self.dropped.weight.eq(info.weight)]
+                     info_write.en.eq(row.valid & row.last)]
+        m.d.sync += [self.dropped.valid.eq(row.valid), self.dropped.weight.eq(info.weight)]
         with m.If(self.start):
             m.d.sync += [self.kept.eq(0), tiles.eq(0)]
         with m.Elif(row.valid):
@@ -186,3 +186,21 @@ class KeepMarker(wiring.Component):
             with m.If(row.last):
                 m.d.sync += tiles.eq(tiles + 1)
         return m
+
+
+def _ones_of_thermometer(bits):
+    """How many of the 1-bit values ``bits`` are high, given that no high bit follows a low one.
+
+    The counts fall as ``j`` (their threshold) rises, so the comparisons are
+    such a code, and its count is where it ends: bit ``b`` of the count is high
+    when the code ends in the upper half of a ``2**(b + 1)`` block. Two LUT
+    levels, instead of an adder tree.
+    """
+    count = len(bits)
+    digits = []
+    for half in (1 << b for b in range(count.bit_length())):
+        ends = [bits[start + half - 1] & ~bits[start + 2 * half - 1]
+                if start + 2 * half - 1 < count else bits[start + half - 1]
+                for start in range(0, count, 2 * half) if start + half - 1 < count]
+        digits.append(reduce(operator.or_, ends))
+    return Cat(*digits)

@@ -33,6 +33,8 @@ _SQRT_WIDTH = _DEVIATION_BITS + SQRT_GUARD_BITS
 # From a unit's start to its done pulse, in which it may start again.
 _SQRT_CYCLES = -(-_SQRT_WIDTH // 2) + 1
 _DIVISION_CYCLES = LAYERNORM_QUOTIENT_BITS + 1
+# Registers from a lane's issue to its D: the lane's sums, their products, D.
+_D_STAGES = 3
 
 
 def statistics_period(units):
@@ -43,11 +45,11 @@ def statistics_period(units):
 
 def statistics_cycles(lanes, units):
     """Cycles of :class:`LayerNormStatistics` from ``start`` to ``busy`` falling: the last
-    lane's issue, two cycles for ``D``, the square root, the division and three cycles to
+    lane's issue, three cycles for ``D``, the square root, the division and three cycles to
     the registers."""
     last = lanes - 1
     issued = statistics_period(units) * (last // units) + last % units + 1
-    return issued + 2 + _SQRT_CYCLES + _DIVISION_CYCLES + 3
+    return issued + _D_STAGES + _SQRT_CYCLES + _DIVISION_CYCLES + 3
 
 
 class LayerNormStatistics(wiring.Component):
@@ -63,8 +65,9 @@ class LayerNormStatistics(wiring.Component):
     ``units`` square-root/divider pairs (:class:`SequentialSqrt`, 27 cycles
     from start to done; :class:`SequentialDivider`, 34) serve the lanes, unit ``u`` the lanes
     ``u, u + units, ...`` in turn, the next lane's root beside the last one's
-    division. One multiplier stage for ``D`` and one for ``scale`` and
-    ``offset`` serve every unit: lane ``l`` is issued
+    division. One pipeline for ``D`` (a register for the lane's sums, then
+    one multiplier stage, then the sum) and one multiplier stage for
+    ``scale`` and ``offset`` serve every unit: lane ``l`` is issued
     ``1 + P * (l // units) + l % units`` cycles after ``start``
     (``P = statistics_period(units)``, 34 up to 34 units), so at most one lane
     a cycle enters or leaves them. :attr:`busy` rises in the cycle after
@@ -124,18 +127,21 @@ class LayerNormStatistics(wiring.Component):
             with m.If(lane == lanes - 1):
                 m.d.sync += issuing.eq(0)
 
-        # D in two stages (products, then the sum), tagged with the unit.
+        # D in three stages (the lane's sums, their products, then D), tagged with the unit.
+        issued_s1 = Signal(SUM_SHAPE)
+        issued_s2 = Signal(SQUARE_SUM_SHAPE)
         square_sum = Signal(signed(SIZE_BITS + SQUARE_SUM_SHAPE.width + 1))
         sum_square = Signal(2 * SUM_SHAPE.width)
         deviation = Signal(_DEVIATION_BITS)
-        valid = Signal(2)
-        unit = [Signal(range(units), name=f"unit_{stage}") for stage in range(2)]
+        valid = Signal(_D_STAGES)
+        unit = [Signal(range(units), name=f"unit_{stage}") for stage in range(_D_STAGES)]
         m.d.sync += [
-            square_sum.eq(self.channels * self.s2[lane]),
-            sum_square.eq(self.s1[lane] * self.s1[lane]),
+            issued_s1.eq(self.s1[lane]), issued_s2.eq(self.s2[lane]),
+            square_sum.eq(self.channels * issued_s2),
+            sum_square.eq(issued_s1 * issued_s1),
             deviation.eq(square_sum - sum_square + self.eps),
-            valid.eq(Cat(issue, valid[0])),
-            unit[0].eq(slot), unit[1].eq(unit[0]),
+            valid.eq(Cat(issue, valid[:-1])),
+            unit[0].eq(slot), *(later.eq(earlier) for earlier, later in zip(unit, unit[1:])),
         ]
 
         # The units: a root, then its reciprocal, 0 for a zero root.
@@ -149,7 +155,7 @@ class LayerNormStatistics(wiring.Component):
             m.submodules[f"divider_{index}"] = divider
             zero = Signal(name=f"zero_{index}")
             m.d.comb += [
-                sqrt.start.eq(valid[1] & (unit[1] == index)),
+                sqrt.start.eq(valid[-1] & (unit[-1] == index)),
                 sqrt.value.eq(deviation << SQRT_GUARD_BITS),
                 divider.start.eq(sqrt.done),
                 divider.dividend.eq(1 << LAYERNORM_RECIPROCAL_BITS),
@@ -168,11 +174,18 @@ class LayerNormStatistics(wiring.Component):
         offset = Signal(PRODUCT_BITS)
         writing = Signal()
         write_lane = Signal(range(lanes))
+        # The lanes' s1 in the order they leave: the head is the one leaving with
+        # `reciprocal` (a shift register, not a multiplexer over the lanes).
+        queue = Signal.like(self.s1)
+        with m.If(self.start):
+            m.d.sync += queue.eq(self.s1)
+        with m.Elif(leaving):
+            m.d.sync += queue.eq(queue.as_value() >> SUM_SHAPE.width)
         m.d.sync += [
             reciprocal.eq(reduce(or_, reciprocals)),
             leaving.eq(Cat(*done).any()),
             scale.eq(self.channels * reciprocal),
-            offset.eq(self.s1[out_lane] * reciprocal),
+            offset.eq(queue[0] * reciprocal),
             writing.eq(leaving),
             write_lane.eq(out_lane),
         ]

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import SIZE_BITS
 from .isa import INSTRUCTION_BITS, ISA, OPCODE_BITS, LiveState
-from .ports import LIVE_UPDATE
+from .ports import LIVE_UPDATE, registering
 
 __all__ = ["LiveFields"]
 
@@ -20,8 +20,10 @@ class LiveFields(wiring.Component):
     whose ``live`` bit is set replaced by its value from the registers
     (:meth:`~vitforge.hw.accel.isa.OpcodeSpec.live_values`); ``exceeds`` is
     high when such a value is larger than the field as written (the most the
-    program allows). Combinational from ``instruction`` and the registers; a
-    ``TILE_WORDS`` field costs a ``SIZE_BITS x SIZE_BITS`` multiplier.
+    program allows). Combinational from ``instruction`` and the registers,
+    except a ``TILE_WORDS`` field: its ``SIZE_BITS x SIZE_BITS`` product is
+    registered, so ``resolved`` and ``exceeds`` are valid in the second
+    cycle of an ``instruction`` (and of the registers).
 
     Attributes
     ----------
@@ -56,6 +58,7 @@ class LiveFields(wiring.Component):
                          for register, name in zip(registers, LiveState._fields)]
 
         state = LiveState(*registers)
+
         m.d.comb += self.resolved.eq(self.instruction)
         with m.Switch(self.instruction[:OPCODE_BITS]):
             for code, spec in ISA.items():
@@ -64,7 +67,8 @@ class LiveFields(wiring.Component):
                 with m.Case(code):
                     written = spec.view(self.instruction)
                     resolved = spec.view(self.resolved)
-                    for name, (flagged, value) in spec.live_values(written, state).items():
+                    for name, (flagged, value) in spec.live_values(written, state,
+                                                                   registering(m)).items():
                         live_value = Signal.like(getattr(written, name), name=f"live_{name}")
                         m.d.comb += live_value.eq(value)
                         with m.If(flagged):

@@ -1,18 +1,18 @@
 """The execution-unit interface and the port signatures the accelerator's parts share."""
 
-from amaranth import signed, unsigned
+from amaranth import Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..gemm.core import COUNTER_BITS
 from ..gemm.requantize import RequantParams
 from ..nonlinear.layernorm import ChannelParams
-from .config import DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, SIZE_BITS
+from .config import DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .isa import COUNTER_CLASSES, INSTRUCTION_BITS
 
 __all__ = ["control_members", "Unit", "act_word", "read_request", "write_request", "memory_port",
            "scratchpad_entries", "scratchpad_ports", "SCRATCHPAD_PORTS", "forward", "LIVE_UPDATE",
-           "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS"]
+           "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS", "tile_address", "registering"]
 
 #: External memory: 128-bit words, word addresses.
 MEMORY_DATA_BITS = 8 * DRAM_WORD_BYTES
@@ -39,6 +39,34 @@ LIVE_UPDATE = wiring.Signature({"en": Out(1), "tokens": Out(SIZE_BITS), "alive":
 def act_word(config):
     """An activation (or weight) scratchpad word: ``array`` int8 lanes."""
     return data.ArrayLayout(signed(8), config.array)
+
+
+def registering(m):
+    """A ``stage`` function for the ISA's rules (``weight_load_may_run_beside``,
+    ``live_values``): it puts each value through a register of ``m``, ints as they are."""
+    def register(term):
+        if isinstance(term, int):
+            return term
+        value = Value.cast(term)
+        staged = Signal(value.shape())
+        m.d.sync += staged.eq(value)
+        return staged
+    return register
+
+
+def tile_address(m, name, *, load, first, advance, stride):
+    """A register holding a tile's first scratchpad word, ``first + t * stride`` after the
+    ``t``-th ``advance`` since ``load``: the address of a tile without a multiplier.
+
+    ``first`` is taken in the cycle ``load`` is high, ``stride`` added in each cycle
+    ``advance`` is (modulo the scratchpad address width).
+    """
+    address = Signal(SCRATCHPAD_ADDRESS_BITS, name=name)
+    with m.If(load):
+        m.d.sync += address.eq(first)
+    with m.Elif(advance):
+        m.d.sync += address.eq(address + stride)
+    return address
 
 
 def scratchpad_entries(config):

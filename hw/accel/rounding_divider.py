@@ -4,7 +4,7 @@ from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..numerics import OPERAND_BITS, OPERAND_MIN
+from ..numerics import OPERAND_BITS
 
 __all__ = ["RoundingDivider"]
 
@@ -42,7 +42,8 @@ class RoundingDivider(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         numerator_bits, denominator_bits = self._widths
-        # 2 n + 257 d < 2 d * 256: the dividend is below the first divisor times two.
+        # 2 n + 257 d < 2 d * 256: the dividend is below the first divisor times two
+        # (257 = 1 - 2 * OPERAND_MIN).
         remainder = Signal(max(numerator_bits, denominator_bits + OPERAND_BITS) + 2)
         divisor = Signal(denominator_bits + OPERAND_BITS)
         offset = Signal(OPERAND_BITS)                  # q + 128, built from the top bit
@@ -51,7 +52,9 @@ class RoundingDivider(wiring.Component):
         m.d.comb += self.quotient.eq(offset ^ (1 << (OPERAND_BITS - 1)))
         with m.If(self.start):
             m.d.sync += [
-                remainder.eq(2 * self.numerator + (1 - 2 * OPERAND_MIN) * self.denominator),
+                # 257 d as a shifted sum: no multiplier in the start cycle.
+                remainder.eq(2 * self.numerator + (self.denominator << OPERAND_BITS)
+                             + self.denominator),
                 divisor.eq(self.denominator << OPERAND_BITS),        # 2 d << 7
                 steps.eq(OPERAND_BITS),
             ]

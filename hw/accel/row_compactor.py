@@ -33,10 +33,11 @@ class RowCompactor(wiring.Component):
     that rows wait. Meanwhile ``sum`` adds up ``sum_i weight_i x_i`` of
     every tile (``array`` products of 8 x 20 bits, exact).
 
-    Latency: two stages after the read (products and packed lanes, then the
-    sum and the buffer): ``full`` and the sum of a tile two cycles after its
+    Latency: three stages after the read (the prefix sums, a tree of
+    ``ceil(log2 array)`` adders; the products and packed lanes; the sum and
+    the buffer): ``full`` and the sum of a tile three cycles after its
     read; ``busy`` until then. Throughput: one tile per cycle. ``clear``
-    empties the buffer and zeroes ``sum`` (not with a tile in stage two).
+    empties the buffer and zeroes ``sum`` (not with a tile in stage three).
 
     Parameters
     ----------
@@ -77,29 +78,36 @@ class RowCompactor(wiring.Component):
         lanes = self._lanes
         word_bits = lanes * OPERAND_BITS
 
-        # Stage 1: the tile's kept lanes packed to the bottom, the weighted lanes.
+        # Stage 1: the prefix sums of the keep bits (a log-depth tree), the tile held.
         arrived = Signal()
-        m.d.sync += arrived.eq(self.read)
-        x = self.data
-        keep = [self.rows[index].keep for index in range(lanes)]
-        prefix = [C(0, 1)]
-        for index in range(lanes):
-            prefix.append(prefix[-1] + keep[index])
+        counted = Signal()
+        m.d.sync += [arrived.eq(self.read), counted.eq(arrived)]
+        x = Signal(self._word)
+        rows = Signal.like(self.rows)
+        m.d.sync += [x.eq(self.data), rows.eq(self.rows)]
+        keep = [rows[index].keep for index in range(lanes)]
+        prefix = [C(0, 1), *(Signal(range(index + 1), name=f"prefix_{index}")
+                             for index in range(1, lanes + 1))]
+        m.d.sync += [register.eq(total) for register, total
+                     in zip(prefix[1:], _prefix_sums([self.rows[index].keep
+                                                      for index in range(lanes)]))]
+
+        # Stage 2: the tile's kept lanes packed to the bottom, the weighted lanes.
         packed = Signal(self._word)
         count = Signal(range(lanes + 1))
         products = [Signal(signed(OPERAND_BITS + PACKAGE_WEIGHT_BITS + 1),
                            name=f"product_{index}")
                     for index in range(lanes)]
         staged = Signal()
-        m.d.sync += [staged.eq(arrived), count.eq(prefix[-1])]
+        m.d.sync += [staged.eq(counted), count.eq(prefix[-1])]
         for out in range(lanes):
             m.d.sync += packed[out].eq(reduce(operator.or_, (
                 Mux(keep[index] & (prefix[index] == out), x[index], 0)
                 for index in range(out, lanes))))
         for index in range(lanes):
-            m.d.sync += products[index].eq(x[index] * self.rows[index].weight)
+            m.d.sync += products[index].eq(x[index] * rows[index].weight)
 
-        # Stage 2: sum the products; append the packed lanes to `buffer`, a word when full.
+        # Stage 3: sum the products; append the packed lanes to `buffer`, a word when full.
         fill = Signal(range(lanes))           # rows waiting in `buffer`
         buffer = Signal(word_bits)
         numerator = Signal(signed(NUMERATOR_BITS))
@@ -110,7 +118,7 @@ class RowCompactor(wiring.Component):
                      window.eq(buffer | (incoming << (fill * OPERAND_BITS))),
                      self.full.eq(staged & (merged >= lanes)),
                      self.word.eq(window[:word_bits]), self.partial.eq(fill != 0),
-                     self.sum.eq(numerator), self.busy.eq(arrived | staged)]
+                     self.sum.eq(numerator), self.busy.eq(arrived | counted | staged)]
         with m.If(self.clear):
             m.d.sync += [fill.eq(0), buffer.eq(0), numerator.eq(0)]
         with m.Elif(staged):
@@ -119,3 +127,16 @@ class RowCompactor(wiring.Component):
             with m.If(self.full):
                 m.d.sync += [fill.eq(merged - lanes), buffer.eq(window[word_bits:])]
         return m
+
+
+def _prefix_sums(bits):
+    """``[b0, b0 + b1, ..., sum(bits)]`` by a Kogge-Stone tree: ``ceil(log2 n)`` levels of
+    small adders instead of a chain of ``n``."""
+    sums = list(bits)
+    distance = 1
+    while distance < len(sums):
+        sums = [total if index < distance else total + sums[index - distance]
+                for index, total in enumerate(sums)]
+        distance *= 2
+    return sums
+

@@ -10,14 +10,14 @@ from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .isa import ISA, Opcode
 from .layernorm_statistics import (PRODUCT_BITS, SQUARE_SUM_SHAPE, SUM_SHAPE, LayerNormStatistics,
                                    statistics_cycles)
-from .ports import Unit, scratchpad_ports
+from .ports import Unit, scratchpad_ports, tile_address
 from .row_units import row_units
 
 __all__ = ["RowLayerNorm", "layernorm_cycles"]
 
 #: Cycles per tile beside the two passes' words and the statistics: the passes' pipeline
 #: drains and the state changes.
-_TILE_DRAINS = 14
+_TILE_DRAINS = 22
 
 
 def layernorm_cycles(lanes, tiles, channels, units=None):
@@ -39,7 +39,7 @@ class RowLayerNorm(Unit):
     (``x * scale - offset``, one multiply per lane), scales by gamma, adds
     beta and requantizes (the GEMM's :class:`Requantizer`, channel ``j``'s
     gamma/beta shared by all lanes). :func:`layernorm_cycles` in all:
-    ``tiles * (2 * channels + 130) + 2`` with the default 16 units of 32 lanes.
+    ``tiles * (2 * channels + 139) + 2`` with the default 16 units of 32 lanes.
 
     Parameters
     ----------
@@ -67,18 +67,24 @@ class RowLayerNorm(Unit):
         m.d.comb += [statistics.channels.eq(inst.channels), statistics.eps.eq(inst.eps),
                      statistics.s1.eq(s1), statistics.s2.eq(s2)]
 
+        next_tile = Signal()
+        src_tile, dst_tile = (
+            tile_address(m, f"{name}_tile", load=self.start, first=first, advance=next_tile,
+                         stride=stride)
+            for name, first, stride in (("src", inst.src, inst.src_stride),
+                                        ("dst", inst.dst, inst.dst_stride)))
         m.d.comb += [
-            self.act_read.addr.eq(inst.src + tile * inst.src_stride + index),
+            self.act_read.addr.eq(src_tile + index),
             self.act_read.en.eq(reading),
             self.lnp_read.addr.eq(inst.lnp_addr + index),
             self.lnp_read.en.eq(reading),
         ]
-        depth = 3 + REQUANT_LATENCY                 # read, product, scale, requantizer
+        depth = 4 + REQUANT_LATENCY     # read, product, normalized, scale, requantizer
         valid = [Signal(name=f"valid_{i}") for i in range(depth)]
         first = Signal()
         address = [Signal(SCRATCHPAD_ADDRESS_BITS, name=f"address_{i}") for i in range(depth)]
         m.d.sync += [valid[0].eq(reading), first.eq(reading & (index == 0)),
-                     address[0].eq(inst.dst + tile * inst.dst_stride + index)]
+                     address[0].eq(dst_tile + index)]
         for i in range(1, depth):
             m.d.sync += [valid[i].eq(valid[i - 1]), address[i].eq(address[i - 1])]
         in_flight = Cat(*valid).any()
@@ -94,20 +100,23 @@ class RowLayerNorm(Unit):
         m.submodules.requantizer = requantizer = Requantizer(lanes=lanes, acc_width=MAX_ACC_BITS)
         beta = Signal(signed(BETA_BITS))
         scaled = Signal(data.ArrayLayout(signed(MAX_ACC_BITS), lanes))
-        gamma = Signal(signed(GAMMA_BITS))
-        beta_1 = Signal(signed(BETA_BITS))
+        gammas = [Signal(signed(GAMMA_BITS), name=f"gamma_{i}") for i in range(2)]
+        betas = [Signal(signed(BETA_BITS), name=f"beta_{i}") for i in range(2)]
         for lane in range(lanes):
-            # (C * x - s1) * r modulo 2**PRODUCT_BITS, all that z keeps.
+            # (C * x - s1) * r modulo 2**PRODUCT_BITS, all that z keeps: x * scale, then
+            # the offset subtracted in the next cycle.
             product = Signal(PRODUCT_BITS, name=f"product_{lane}")
-            m.d.sync += product.eq(self.act_read.data[lane]
-                                   * statistics.scale[lane].as_signed()
-                                   - statistics.offset[lane])
-            normalized = product[NORMALIZE_SHIFT:NORMALIZE_SHIFT + NORMALIZED_BITS].as_signed()
-            m.d.sync += scaled[lane].eq(normalized * gamma)
-        m.d.sync += [gamma.eq(self.lnp_read.data.gamma), beta_1.eq(self.lnp_read.data.beta),
-                     beta.eq(beta_1)]
+            centred = Signal(PRODUCT_BITS, name=f"centred_{lane}")
+            m.d.sync += [product.eq(self.act_read.data[lane]
+                                    * statistics.scale[lane].as_signed()),
+                         centred.eq(product - statistics.offset[lane])]
+            normalized = centred[NORMALIZE_SHIFT:NORMALIZE_SHIFT + NORMALIZED_BITS].as_signed()
+            m.d.sync += scaled[lane].eq(normalized * gammas[-1])
+        m.d.sync += [gammas[0].eq(self.lnp_read.data.gamma), gammas[1].eq(gammas[0]),
+                     betas[0].eq(self.lnp_read.data.beta), betas[1].eq(betas[0]),
+                     beta.eq(betas[1])]
         m.d.comb += [
-            requantizer.i_valid.eq(valid[2]),
+            requantizer.i_valid.eq(valid[3]),
             requantizer.i_acc.eq(scaled),
             requantizer.i_params.bias.eq(beta),
             requantizer.i_params.multiplier.eq(inst.multiplier),
@@ -134,6 +143,7 @@ class RowLayerNorm(Unit):
                         m.d.comb += statistics.start.eq(1)
                         m.next = "STATISTICS"
                     with m.Else():
+                        m.d.comb += next_tile.eq(1)
                         m.d.sync += [tile.eq(tile + 1), output_pass.eq(0)]
                         with m.If(tile + 1 == inst.m_tiles):
                             m.next = "FINISH"

@@ -7,7 +7,7 @@ from ..numerics import OPERAND_BITS, SOFTMAX_RECIPROCAL_BITS, softmax_one
 from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .exp_table import FILL_CYCLES, TABLE_LATENCY, ExpTable
 from .isa import ISA, Opcode
-from .ports import Unit, scratchpad_ports
+from .ports import Unit, scratchpad_ports, tile_address
 from .row_units import row_units
 from .softmax_reciprocals import SUM_BITS, SoftmaxReciprocals, reciprocals_cycles
 
@@ -16,9 +16,9 @@ __all__ = ["RowSoftmax", "softmax_cycles"]
 _ONE = softmax_one(OPERAND_BITS)          # int8 probabilities, scale 1/127
 #: Cycles per tile beside the three passes' words and the reciprocals: the passes' pipeline
 #: drains and the state changes.
-_TILE_DRAINS = 12
+_TILE_DRAINS = 15
 #: Cycles of the maxima pass beside its words: the fill runs beside the first one.
-_MAXIMA_DRAIN = 4
+_MAXIMA_DRAIN = 5
 
 
 def softmax_cycles(lanes, tiles, length, units=None):
@@ -39,10 +39,11 @@ class RowSoftmax(Unit):
     lanes in turn, 26 cycles each) and a pass that reads the exps again,
     scales them and writes the probabilities, one word read per cycle. The
     instruction's ``exp_q15`` table (:class:`ExpTable`, one shared exp
-    pipeline, 263 cycles) fills beside the first maxima pass.
-    :func:`softmax_cycles` in all: ``tiles * (3 * length + 66) +
+    pipeline, 264 cycles) fills beside the first maxima pass.
+    :func:`softmax_cycles` in all: ``tiles * (3 * length + 69) +
     max(0, 259 - length) + 2`` with the default 16 dividers of 32 lanes (each
-    pass drains the two-stage pipeline).
+    pass drains the pipeline: the read, the table, the product and the
+    rounded probability each have a register).
 
     Parameters
     ----------
@@ -73,17 +74,24 @@ class RowSoftmax(Unit):
         for lane in range(lanes):
             m.d.comb += exp.n[lane].eq(maxima[lane] - self.act_read.data[lane])
 
+        next_tile = Signal()
+        src_tile, dst_tile = (
+            tile_address(m, f"{name}_tile", load=self.start, first=first, advance=next_tile,
+                         stride=stride)
+            for name, first, stride in (("src", inst.src, inst.src_stride),
+                                        ("dst", inst.dst, inst.dst_stride)))
         m.d.comb += [
-            self.act_read.addr.eq(inst.src + tile * inst.src_stride + index),
+            self.act_read.addr.eq(src_tile + index),
             self.act_read.en.eq(reading),
         ]
-        # Side band: valid/first per stage after the read (1 + TABLE_LATENCY + 1 output).
-        depth = 2 + TABLE_LATENCY
+        # Side band: valid/first per stage after the read (1 + TABLE_LATENCY + product +
+        # output).
+        depth = 3 + TABLE_LATENCY
         valid = [Signal(name=f"valid_{i}") for i in range(depth)]
         first = [Signal(name=f"first_{i}") for i in range(depth)]
         address = [Signal(SCRATCHPAD_ADDRESS_BITS, name=f"address_{i}") for i in range(depth)]
         m.d.sync += [valid[0].eq(reading), first[0].eq(reading & (index == 0)),
-                     address[0].eq(inst.dst + tile * inst.dst_stride + index)]
+                     address[0].eq(dst_tile + index)]
         for i in range(1, depth):
             m.d.sync += [valid[i].eq(valid[i - 1]), first[i].eq(first[i - 1]),
                          address[i].eq(address[i - 1])]
@@ -105,11 +113,15 @@ class RowSoftmax(Unit):
         m.submodules.reciprocals = reciprocals = SoftmaxReciprocals(lanes=lanes,
                                                                     units=self._units)
         m.d.comb += [reciprocals.sums[lane].eq(sums[lane]) for lane in range(lanes)]
-        # Pass 2: probabilities, one register after the table, then written.
+        # Pass 2: probabilities: the product registered after the table, then rounded and
+        # saturated into a register, then written.
         probabilities = Signal(data.ArrayLayout(signed(OPERAND_BITS), lanes))
         for lane in range(lanes):
-            scaled = ((exp.e[lane] * reciprocals.reciprocal[lane]
-                       + (1 << (SOFTMAX_RECIPROCAL_BITS - 1))) >> SOFTMAX_RECIPROCAL_BITS)
+            product = exp.e[lane] * reciprocals.reciprocal[lane]
+            registered = Signal(product.shape(), name=f"product_{lane}")
+            m.d.sync += registered.eq(product)
+            scaled = ((registered + (1 << (SOFTMAX_RECIPROCAL_BITS - 1)))
+                      >> SOFTMAX_RECIPROCAL_BITS)
             m.d.sync += probabilities[lane].eq(Mux(scaled > _ONE, _ONE, scaled))
         m.d.comb += [self.act_write.addr.eq(address[-1]), self.act_write.data.eq(probabilities),
                      self.act_write.en.eq((phase == 2) & valid[-1])]
@@ -136,6 +148,7 @@ class RowSoftmax(Unit):
                             m.d.comb += reciprocals.start.eq(1)
                             m.next = "DIVIDE"
                         with m.Case(2):
+                            m.d.comb += next_tile.eq(1)
                             m.d.sync += [tile.eq(tile + 1), phase.eq(0)]
                             with m.If(tile + 1 == inst.m_tiles):
                                 m.next = "FINISH"

@@ -17,9 +17,9 @@ __all__ = ["TokenSelector", "select_cycles", "mean_cycles", "NUMERATOR_BITS", "D
 
 #: The weights of a package token, or ``alive * group`` of a TOKEN_MEAN.
 DENOMINATOR_BITS = 2 * SIZE_BITS
-#: Cycles per channel (TOKEN_SELECT) or group (TOKEN_MEAN) beyond reading its words: two
+#: Cycles per channel (TOKEN_SELECT) or group (TOKEN_MEAN) beyond reading its words: three
 #: pipeline stages, the divider's start and the rest of its latency.
-_DRAIN = 3
+_DRAIN = 4
 _DIVIDE = RoundingDivider.LATENCY
 #: TOKEN_SELECT's scoring pipeline: activation read, table read, product, sum.
 _SCORE_DRAIN = 4
@@ -76,14 +76,14 @@ class TokenSelector(Unit):
        multipliers (8 x 20 bits) sums the dropped lanes ``W_i x_i``; then the
        :class:`RoundingDivider` gives the package token, inserted after the
        last output row, and the last word is written with zeros after it
-       (``t + 13`` cycles per channel).
+       (``t + 14`` cycles per channel).
 
     Cycles from ``start`` to ``done`` (:func:`select_cycles`)::
 
-        H (A + 1) + 7 + [9 (A + 4) if topk and A > 0] + array t + C (t + 13)
+        H (A + 1) + 7 + [9 (A + 4) if topk and A > 0] + array t + C (t + 14)
 
     (one less with ``A = 0``). DeiT-T (T = 197, A = 196, H = 3, C = 192,
-    array 16): 7 598 cycles with ``topk``, 5 798 with ``threshold``.
+    array 16): 7 790 cycles with ``topk``, 5 990 with ``threshold``.
     ``live_update`` pulses in the cycle before ``done``.
 
     TOKEN_MEAN (``w`` words, ``g`` group, ``a = ceil((1 + alive) / array)``
@@ -92,7 +92,7 @@ class TokenSelector(Unit):
     division by ``alive g``, and ``d`` writes of the broadcast mean; a group
     is read whole before its mean is written (in place is safe), mean by
     mean (destination tiles must not overlap one another). Cycles
-    (:func:`mean_cycles`): ``w a + (w / g) (12 + d) + 2``.
+    (:func:`mean_cycles`): ``w a + (w / g) (13 + d) + 2``.
 
     Resources: ``array + 1`` multipliers (one 16 x 16, ``array`` 8 x 20),
     three memories (SIG 64 x 128, scores 1024 x 35, row info as above), an
@@ -134,10 +134,13 @@ class TokenSelector(Unit):
         mean_rows = Signal(data.ArrayLayout(ROW_INFO, lanes))
         m.d.comb += [mean_rows[index].weight.eq(mean_weights[index]) for index in range(lanes)]
         wiring.connect(m, wiring.flipped(self.sig_write), scorer.sig_write)
+        keep_count = Signal(SIZE_BITS)        # k = min(keep, A), registered at start
+        with m.If(self.start):
+            m.d.sync += keep_count.eq(Mux(select.keep < select.alive, select.keep, select.alive))
         m.d.comb += [
             scorer.data.eq(self.act_read.data),
             marker.topk.eq(select.mode == SELECT_MODES.index("topk")),
-            marker.k.eq(Mux(select.keep < select.alive, select.keep, select.alive)),
+            marker.k.eq(keep_count),
             marker.weight_sum.eq(scorer.weight_sum),
             marker.score.eq(scorer.score_read.data),
             compactor.data.eq(self.act_read.data),

@@ -42,8 +42,8 @@ class AxiBurstMaster(wiring.Component):
 
     Throughput: one word per cycle in either direction, given a slave that
     keeps up (gathering costs no cycles between bursts). Latency: requests
-    pass a :class:`RegisterSlice` (one cycle), and a burst's address goes out
-    one cycle after its last word left the slice; write data
+    and read data each pass a :class:`RegisterSlice` (one cycle), and a
+    burst's address goes out one cycle after its last word left the slice; write data
     wait in a ``2 * max_burst``-word FIFO until their address is accepted.
 
     Ordering: read data return in request order (a single AXI ID). A read is
@@ -186,12 +186,14 @@ class AxiBurstMaster(wiring.Component):
         with m.If(self.wvalid & self.wready):
             m.d.sync += beat.eq(Mux(last, 0, beat + 1))
 
-        # B and R.
+        # B and R; read data reach the accelerator through a register slice too.
+        m.submodules.response_slice = response_slice = RegisterSlice(MEMORY_DATA_BITS)
+        wiring.connect(m, response_slice.output, wiring.flipped(self.mem.resp))
         m.d.comb += [
             self.bready.eq(1),
-            self.mem.resp.valid.eq(self.rvalid),
-            self.mem.resp.payload.eq(self.rdata),
-            self.rready.eq(self.mem.resp.ready),
+            response_slice.input.valid.eq(self.rvalid),
+            response_slice.input.payload.eq(self.rdata),
+            self.rready.eq(response_slice.input.ready),
         ]
         read_done = self.rvalid & self.rready & self.rlast
         m.d.sync += reads_in_flight.eq(reads_in_flight + (self.arvalid & self.arready)
@@ -204,7 +206,8 @@ class AxiBurstMaster(wiring.Component):
                   | (self.rvalid & self.rready & (self.rresp != RESP_OKAY))):
             m.d.sync += self.bus_error.eq(1)
 
-        m.d.comb += self.idle.eq(~request.valid & ~gathering & ~address_valid
+        m.d.comb += self.idle.eq(~request.valid & ~response_slice.output.valid
+                                 & ~gathering & ~address_valid
                                  & (reads_in_flight == 0)
                                  & (writes_in_flight == 0))
         return m

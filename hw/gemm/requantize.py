@@ -11,7 +11,7 @@ __all__ = ["Requantizer", "RequantParams", "REQUANT_LATENCY"]
 
 
 #: Cycles from :attr:`Requantizer.i_valid` to :attr:`Requantizer.o_valid`.
-REQUANT_LATENCY = 3
+REQUANT_LATENCY = 6
 
 #: Low bits of the 33-bit sum multiplied in fabric, so that the rest fits a
 #: DSP48E2's 27-bit multiplier input.
@@ -37,18 +37,19 @@ class Requantizer(wiring.Component):
     product 50 bits, the shift arithmetic (towards minus infinity after the
     rounding offset), and the result saturates to ``[-128, 127]``.
 
-    Pipeline: bias add, multiply, round/shift/saturate, one register each:
-    latency :data:`REQUANT_LATENCY` cycles, one vector per cycle.
+    Pipeline, one register after each step, so that no multiplier or wide
+    adder shares a cycle with another: the bias add; the low bits' product;
+    the high part's product; their sum; the shift; the rounding and
+    saturation. Latency :data:`REQUANT_LATENCY` cycles, one vector per cycle.
 
     The 33 x 16 bit product takes one DSP48E2 (27 x 18 bits) per lane, not
     two: the sum is split as ``sum = high * 2**6 + low`` (``high`` signed,
-    27 bits; ``low`` unsigned, 6 bits). Stage 1 also computes ``low *
-    multiplier`` in LUTs (three 2-bit digits of ``low`` select 0, 1, 2 or 3
-    times the multiplier, and the selections are summed; 3 times the
-    multiplier is one adder shared by the lanes). Stage 2 forms ``high *
-    multiplier + (low * multiplier >> 6)`` (a multiply-add, for the DSP's
-    post-adder; Yosys 0.23 leaves the adder in LUTs) above the product's 6
-    low bits, which are those of ``low * multiplier``.
+    27 bits; ``low`` unsigned, 6 bits). ``low * multiplier`` is computed in
+    LUTs (three 2-bit digits of ``low`` select 0, 1, 2 or 3 times the
+    multiplier, and the selections are summed; 3 times the multiplier is
+    one adder shared by the lanes). Then ``high * multiplier + (low *
+    multiplier >> 6)`` (a multiply-add, for the DSP's post-adder) forms the
+    product above its 6 low bits, which are those of ``low * multiplier``.
 
     Parameters
     ----------
@@ -79,50 +80,69 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        lanes = range(self._lanes)
 
-        # Stage 1: add the bias; multiply the sum's LOW_BITS low bits in fabric.
-        sums = [Signal(signed(REQUANT_SUM_BITS), name=f"sum_{lane}")
-                for lane in range(self._lanes)]
-        low_products = [Signal(unsigned(LOW_BITS + MULTIPLIER_BITS), name=f"low_product_{lane}")
-                        for lane in range(self._lanes)]
-        multiplier_1 = Signal(unsigned(MULTIPLIER_BITS))
-        shift_1 = Signal(unsigned(SHIFT_BITS))
-        valid_1 = Signal()
-        multiplier = self.i_params.multiplier
+        def delayed(value, name, stages):
+            """``value`` through ``stages`` registers: the last one."""
+            for stage in range(stages):
+                register = Signal.like(value, name=f"{name}_{stage + 1}")
+                m.d.sync += register.eq(value)
+                value = register
+            return value
+
+        # Stage 1: add the bias; three times the multiplier.
+        totals = [Signal(signed(REQUANT_SUM_BITS), name=f"total_{lane}") for lane in lanes]
+        m.d.sync += [total.eq(self.i_acc[lane] + self.i_params.bias)
+                     for lane, total in enumerate(totals)]
+        multiplier_1 = delayed(self.i_params.multiplier, "multiplier", 1)
         multiplier_3 = Signal(MULTIPLIER_BITS + 2)
-        m.d.comb += multiplier_3.eq(multiplier + (multiplier << 1))
-        multiples = (0, multiplier, multiplier << 1, multiplier_3)
-        for lane, (sum_, low_product) in enumerate(zip(sums, low_products)):
-            total = Signal(signed(REQUANT_SUM_BITS), name=f"total_{lane}")
-            m.d.comb += total.eq(self.i_acc[lane] + self.i_params.bias)
-            m.d.sync += [sum_.eq(total),
-                         low_product.eq(_fabric_product(total[:LOW_BITS], multiples))]
-        m.d.sync += [multiplier_1.eq(multiplier),
-                     shift_1.eq(self.i_params.shift), valid_1.eq(self.i_valid)]
+        m.d.sync += multiplier_3.eq(self.i_params.multiplier + (self.i_params.multiplier << 1))
+        shift = delayed(self.i_params.shift, "shift", 1)
+        valid = delayed(self.i_valid, "valid", 1)
 
-        # Stage 2: the rest of the product, on the DSP.
+        # Stage 2: the sum's LOW_BITS low bits times the multiplier, in fabric.
+        multiples = (0, multiplier_1, multiplier_1 << 1, multiplier_3)
+        low_products = [Signal(unsigned(LOW_BITS + MULTIPLIER_BITS), name=f"low_product_{lane}")
+                        for lane in lanes]
+        m.d.sync += [low_product.eq(_fabric_product(total[:LOW_BITS], multiples))
+                     for total, low_product in zip(totals, low_products)]
+        highs = [delayed(total[LOW_BITS:].as_signed(), f"high_{lane}", 1)
+                 for lane, total in enumerate(totals)]
+        multiplier_2 = delayed(multiplier_1, "multiplier", 1)
+
+        # Stage 3: the high part's product, alone on the DSP.
+        high_products = [Signal(signed(REQUANT_PRODUCT_BITS - LOW_BITS),
+                                name=f"high_product_{lane}") for lane in lanes]
+        m.d.sync += [high_product.eq(high * multiplier_2)
+                     for high, high_product in zip(highs, high_products)]
+        low_products = [delayed(low_product, f"low_product_{lane}", 1)
+                        for lane, low_product in enumerate(low_products)]
+
+        # Stage 4: the product, the low product's upper bits added (the DSP's post-adder
+        # in Vivado; Yosys 0.23 leaves it in LUTs).
         products = [Signal(signed(REQUANT_PRODUCT_BITS), name=f"product_{lane}")
-                    for lane in range(self._lanes)]
-        shift_2 = Signal(unsigned(SHIFT_BITS))
-        shift_minus_1_2 = Signal(unsigned(SHIFT_BITS))
-        valid_2 = Signal()
-        for sum_, low_product, product in zip(sums, low_products, products):
-            high = sum_[LOW_BITS:].as_signed()
-            m.d.sync += product.eq(Cat(low_product[:LOW_BITS],
-                                       high * multiplier_1 + low_product[LOW_BITS:]))
-        m.d.sync += [shift_2.eq(shift_1), shift_minus_1_2.eq(shift_1 - 1), valid_2.eq(valid_1)]
+                    for lane in lanes]
+        m.d.sync += [product.eq(Cat(low_product[:LOW_BITS],
+                                    high_product + low_product[LOW_BITS:]))
+                     for low_product, high_product, product
+                     in zip(low_products, high_products, products)]
+        shift = delayed(shift, "shift", 2)
+        shift_zero = Signal()
+        shift_minus_1 = Signal(unsigned(SHIFT_BITS))
+        m.d.sync += [shift_zero.eq(shift == 0), shift_minus_1.eq(shift - 1)]
 
-        # Stage 3: round half up, shift right arithmetically, saturate. For
-        # shift > 0, (p + 2**(shift-1)) >> shift == ((p >> (shift-1)) + 1) >> 1,
-        # which needs no adder wider than the product.
+        # Stage 5: shift right arithmetically by shift - 1. Stage 6: round half up,
+        # saturate. For shift > 0, (p + 2**(shift-1)) >> shift ==
+        # ((p >> (shift-1)) + 1) >> 1, which needs no adder wider than the product.
+        zero = delayed(shift_zero, "shift_zero", 1)
         for lane, product in enumerate(products):
             shifted = Signal(signed(REQUANT_PRODUCT_BITS), name=f"shifted_{lane}")
-            halved = (((product >> shift_minus_1_2) + 1) >> 1)
-            m.d.comb += shifted.eq(Mux(shift_2 == 0, product, halved))
+            m.d.sync += shifted.eq(Mux(shift_zero, product, product >> shift_minus_1))
+            rounded = Mux(zero, shifted, (shifted + 1) >> 1)
             m.d.sync += self.o_data[lane].eq(
-                Mux(shifted > OPERAND_MAX, OPERAND_MAX,
-                    Mux(shifted < OPERAND_MIN, OPERAND_MIN, shifted)))
-        m.d.sync += self.o_valid.eq(valid_2)
+                Mux(rounded > OPERAND_MAX, OPERAND_MAX,
+                    Mux(rounded < OPERAND_MIN, OPERAND_MIN, rounded)))
+        m.d.sync += self.o_valid.eq(delayed(valid, "valid", REQUANT_LATENCY - 2))
         return m
 
 

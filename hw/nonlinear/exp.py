@@ -11,7 +11,7 @@ from ..numerics import (COEFFICIENT_BITS, EXP_BITS, EXP_POLYNOMIAL_SHIFT, EXP_PR
 __all__ = ["ExpUnit", "ExpParamsLayout", "EXP_LATENCY"]
 
 #: Register stages from :attr:`ExpUnit.n` to :attr:`ExpUnit.e` (cycles with ``enable``).
-EXP_LATENCY = 5
+EXP_LATENCY = 6
 
 
 class ExpParamsLayout(data.Struct):
@@ -30,7 +30,8 @@ class ExpUnit(wiring.Component):
     ``e = ((alpha * (beta - phi)**2) >> 31) + gamma`` approximates
     ``2**-phi`` and is shifted right by ``z`` (truncating; 0 for ``z >= 16``).
 
-    Pipeline: product, split, square, polynomial, shift: :data:`EXP_LATENCY`
+    Pipeline: product, split, square, the polynomial's product, its sum,
+    shift: :data:`EXP_LATENCY`
     stages, all advancing together while ``enable`` is high (so a stalled
     consumer can freeze it). One vector per enabled cycle.
 
@@ -67,6 +68,8 @@ class ExpUnit(wiring.Component):
             z_3 = Signal.like(z, name=f"z3_{lane}")
             square = Signal(2 * len(d), name=f"square_{lane}")
             z_4 = Signal.like(z, name=f"z4_{lane}")
+            weighted = Signal(len(params.alpha) + len(square), name=f"weighted_{lane}")
+            z_5 = Signal.like(z, name=f"z5_{lane}")
             poly = Signal(EXP_BITS + 1, name=f"poly_{lane}")
             whole = w[RATIO_FRACTION_BITS:]
             phi = w[RATIO_FRACTION_BITS - PHI_BITS:RATIO_FRACTION_BITS]
@@ -78,7 +81,9 @@ class ExpUnit(wiring.Component):
                     z_3.eq(z),
                     square.eq(d * d),
                     z_4.eq(z_3),
-                    poly.eq(((params.alpha * square) >> EXP_POLYNOMIAL_SHIFT) + params.gamma),
-                    self.e[lane].eq(Mux(z_4 == EXP_SHIFT_LIMIT, 0, poly >> z_4)),
+                    weighted.eq(params.alpha * square),
+                    z_5.eq(z_4),
+                    poly.eq((weighted >> EXP_POLYNOMIAL_SHIFT) + params.gamma),
+                    self.e[lane].eq(Mux(z_5 == EXP_SHIFT_LIMIT, 0, poly >> z_5)),
                 ]
         return m

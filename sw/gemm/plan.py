@@ -16,9 +16,9 @@ __all__ = ["GemmProblem", "GemmJob", "plan_gemm", "plan_sparse_gemm", "ideal_cyc
 
 #: After a tile's last issue: the drain starts 3 cycles later (buffer read,
 #: product, accumulate) and lasts ``cols`` cycles; a drained column is written
-#: 4 cycles later (column register, three requantizer stages).
+#: 7 cycles later (column register, six requantizer stages).
 _DRAIN_START = 3
-_WRITE_DELAY = 4
+_WRITE_DELAY = 7
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,7 @@ def test_sparse_regions_on_ints():
     load = Instruction(Opcode.LOAD_SPARSE, dict(dram_addr=0, spad_addr=8, tiles=3, blocks=2,
                                                 kept_rows=5, block_shift=3))
     assert [tuple(region.span(load, 4)) for region in ISA[Opcode.LOAD_SPARSE].writes] == [
-        (Space.WGT, 8, 38, 0), (Space.IDX, 8, 38, 0)]
+        (Space.WGT, 8, 38, 10), (Space.IDX, 8, 38, 10)]
     gemm = Instruction(Opcode.GEMM_SPARSE, dict(a_addr=10, a_stride=32, b_addr=8, b_stride=10,
                                                 c_addr=80, c_stride=6, p_addr=0, k=10,
                                                 m_tiles=2, n=12, depth=32))
@@ -221,14 +221,16 @@ def side_load_cases():
     return cases
 
 
-def test_weight_load_rule_is_the_same_on_ints_and_in_hardware():
-    """The formulas written once give the same answer on Python ints and as Amaranth logic."""
-    array = 4
+@pytest.mark.parametrize("array", [4, 40])
+def test_weight_load_rule_is_the_same_on_ints_and_in_hardware(array):
+    """The formulas written once give the same answer on Python ints and as Amaranth logic
+    (40 lanes: ``ceil(n / array)`` by a multiply, not a power-of-two shift)."""
     cases = side_load_cases()
     for host, fields, load, load_fields, expected in cases:
         answer = weight_load_may_run_beside(host, Instruction(host, fields), load,
                                             Instruction(load, load_fields), array)
-        assert expected is None or answer == expected, (host, fields, load, load_fields)
+        # The planted answers are for 4 lanes.
+        assert expected is None or array != 4 or answer == expected, (host, fields, load)
 
     m = Module()
     words = {opcode: Signal(INSTRUCTION_BITS) for opcode in (*SIDE_HOSTS, *SIDE_LOADS)}
@@ -250,7 +252,7 @@ def test_weight_load_rule_is_the_same_on_ints_and_in_hardware():
     simulator = Simulator(m)
     simulator.add_testbench(testbench)
     simulator.run()
-    assert not mismatches, "seed 2: hardware and Python disagree"
+    assert not mismatches, f"seed 2, array {array}: hardware and Python disagree"
 
 
 def test_bad_tables_are_rejected():

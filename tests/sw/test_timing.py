@@ -49,6 +49,8 @@ def test_the_slowest_path_counts_lut_levels_and_carry_bits():
     assert (found.lut_levels, found.muxf, found.carry_bits, found.carry8) == (3, 0, 8, 1)
     assert (found.start, found.end) == ("x.a_reg", "x.b_reg")
     assert found.cells == "FDRE > LUT2 x3 > CARRY4 x2 > FDRE"
+    assert found.nets == ("x.a_reg", "sum")                 # the LUTs' nets have no names
+    assert found.as_dict()["path_nets"] == ["x.a_reg", "sum"]
     # The slowest path into block y (one LUT); x.a_reg is in the worst path's block.
     short = (DELAYS.clock_to_out + 2 * DELAYS.net + DELAYS.lut + DELAYS.setup
              + DELAYS.uncertainty)

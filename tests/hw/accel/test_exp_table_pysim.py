@@ -41,4 +41,4 @@ def test_refilled_tables_give_exp_q15_of_every_n_in_every_lane():
         want = exp_q15(np.arange(256), exp_params(scale))
         for lane in range(LANES):
             np.testing.assert_array_equal(got[lane], want, err_msg=f"scale {scale}, lane {lane}")
-        assert cycles == FILL_CYCLES == 1 + 256 + 5 + 1
+        assert cycles == FILL_CYCLES == 1 + 256 + 6 + 1

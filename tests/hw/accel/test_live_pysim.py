@@ -44,6 +44,7 @@ def test_live_fields_resolve_like_the_isa_and_the_registers_follow_updates():
             await ctx.tick()
             ctx.set(dut.update.en, 0)
             ctx.set(dut.instruction, word)
+            await ctx.tick()                  # a TILE_WORDS product takes a cycle
             seen.append((ctx.get(dut.resolved), ctx.get(dut.exceeds),
                          (ctx.get(dut.tokens), ctx.get(dut.alive), ctx.get(dut.tiles))))
         ctx.set(dut.clear, 1)
