@@ -41,10 +41,10 @@ class Dma(Unit):
     (holding ``mem.resp.ready`` low meanwhile), written to
     ``IDX[spad_addr + t*L + j]``; the values go to ``WGT[spad_addr + t*L + j]``
     as a LOAD writes WGT. With memory that answers every read in the next
-    cycle it takes ``tiles * (blocks * (1 + kept_rows) + L * act_entry_words) + 3``
-    cycles from ``start`` to ``done``, plus one in which it multiplies out
-    its totals (``SPARSE_TOTALS``). The other products of fields are
-    registered at ``start``.
+    cycle it takes ``tiles * (blocks * (1 + kept_rows) + L * act_entry_words) + 4``
+    cycles from ``start`` to ``done``, two of them to multiply out its
+    totals (``SPARSE_TOTALS``, ``SPARSE_WORDS``). The other products of
+    fields are registered at ``start``.
 
     Parameters
     ----------
@@ -82,8 +82,8 @@ class Dma(Unit):
         record_words = Signal.like((record_bytes + DRAM_WORD_BYTES - 1) >> _WORD_BYTE_SHIFT)
         length = Signal.like(sparse.blocks * sparse.kept_rows)    # LOAD_SPARSE: L
         entries = Signal.like(sparse.tiles * length)    # LOAD_SPARSE: value entries
-        sparse_words = sparse.tiles * (record_words + length * entry_words)
-        words = Signal.like(Mux(wide, load.count * entry_words, sparse_words))
+        group_words = Signal.like(record_words + length * entry_words)  # LOAD_SPARSE: a group's
+        words = Signal.like(Mux(wide, load.count * entry_words, sparse.tiles * group_words))
         group_entry = Signal.like(length)            # LOAD_SPARSE: value entry of the group
         values = Signal()              # LOAD_SPARSE: the group's values arrive (else its record)
         m.d.sync += self.done.eq(0)
@@ -131,7 +131,11 @@ class Dma(Unit):
                     with m.Else():
                         m.next = "LOAD"
             with m.State("SPARSE_TOTALS"):
-                m.d.sync += [words.eq(sparse_words), entries.eq(sparse.tiles * length)]
+                m.d.sync += [group_words.eq(record_words + length * entry_words),
+                             entries.eq(sparse.tiles * length)]
+                m.next = "SPARSE_WORDS"
+            with m.State("SPARSE_WORDS"):
+                m.d.sync += words.eq(sparse.tiles * group_words)
                 m.next = "LOAD_SPARSE"
             with m.State("LOAD"):
                 self._request_reads(m, load.dram_addr, issued, words)

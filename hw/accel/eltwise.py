@@ -11,9 +11,9 @@ from .ports import MEMORY_DATA_BITS, Unit, scratchpad_ports
 
 __all__ = ["Eltwise"]
 
-#: Registers between a word's arrival and its result: products, rounded sum, shift,
-#: saturation.
-_RESULT_STAGES = 4
+#: Registers between a word's arrival and its result: operands, products, rounded sum,
+#: shift, saturation.
+_RESULT_STAGES = 5
 
 
 class Eltwise(Unit):
@@ -28,10 +28,10 @@ class Eltwise(Unit):
     reads both operands through the one port and does one word per two
     cycles (a second read port doubles the activation scratchpad's block RAM,
     the largest memory of the design, for an instruction that takes about
-    1 % of a ViT's cycles). Latency: five cycles from the last read to the
-    last write (the read, then registers after the products, the rounded
-    sum, the shift and the saturation: no multiplier, adder or shifter
-    shares a cycle with another).
+    1 % of a ViT's cycles). Latency: six cycles from the last read to the
+    last write (the read, then registers for the operands and after the
+    products, the rounded sum, the shift and the saturation: no
+    multiplier, adder or shifter shares a cycle with another).
 
     ADD's products ``x * x_multiplier`` and ``y * y_multiplier`` take one DSP
     per lane with one read port (x is scaled in the cycle it arrives, y in
@@ -93,25 +93,31 @@ class Eltwise(Unit):
         with m.If(self.busy & ~issuing & ~Cat(*valid).any()):
             m.d.sync += [self.busy.eq(0), self.done.eq(1)]
 
-        # ADD: the products, the rounded sum, the shift and the saturation, each
-        # registered. With one port, ADD's x arrives the cycle before y:
+        # ADD: the operands, the products, the rounded sum, the shift and the
+        # saturation, each registered. With one port, ADD's x arrives the cycle before y:
         # one multiplier per lane scales x, its product waits in x_product, then the
         # multiplier scales y. GELU: the table read, and its entry delayed to match.
         if one_port:
             y_arrives = Signal()            # act_read.data holds ADD's y word
-            m.d.sync += y_arrives.eq(reading_y)
-            coefficient = Mux(y_arrives, add.y_multiplier, add.x_multiplier)
+            y_operand = Signal()            # ... and the operand registers hold it
+            m.d.sync += [y_arrives.eq(reading_y), y_operand.eq(y_arrives)]
+            coefficient = Mux(y_operand, add.y_multiplier, add.x_multiplier)
         results = Signal(data.ArrayLayout(signed(8), lanes))
         for lane in range(lanes):
             x = self.act_read.data[lane]
+            # The operands are registered before their multiplier.
+            operand = Signal(signed(OPERAND_BITS), name=f"operand_{lane}")
+            m.d.sync += operand.eq(x)
             product_shape = signed(OPERAND_BITS + MULTIPLIER_BITS)
             product = Signal(product_shape, name=f"product_{lane}")
             x_product = Signal(product_shape, name=f"x_product_{lane}")
             if one_port:
-                m.d.sync += [product.eq(x * coefficient), x_product.eq(product)]
+                m.d.sync += [product.eq(operand * coefficient), x_product.eq(product)]
             else:
-                m.d.sync += [x_product.eq(x * add.x_multiplier),
-                             product.eq(self.y_read.data[lane] * add.y_multiplier)]
+                y_operand = Signal(signed(OPERAND_BITS), name=f"y_operand_{lane}")
+                m.d.sync += [y_operand.eq(self.y_read.data[lane]),
+                             x_product.eq(operand * add.x_multiplier),
+                             product.eq(y_operand * add.y_multiplier)]
             rounding = x_product + product + ((1 << add.shift) >> 1)
             rounded = Signal(rounding.shape(), name=f"rounded_{lane}")
             m.d.sync += rounded.eq(rounding)

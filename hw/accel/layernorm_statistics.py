@@ -128,6 +128,13 @@ class LayerNormStatistics(wiring.Component):
                 m.d.sync += issuing.eq(0)
 
         # D in three stages (the lane's sums, their products, then D), tagged with the unit.
+        # The lanes' sums in issue order (shift registers: no multiplexer over the lanes).
+        pending_s1, pending_s2 = Signal.like(self.s1), Signal.like(self.s2)
+        with m.If(self.start):
+            m.d.sync += [pending_s1.eq(self.s1), pending_s2.eq(self.s2)]
+        with m.Elif(issue):
+            m.d.sync += [pending_s1.eq(pending_s1.as_value() >> SUM_SHAPE.width),
+                         pending_s2.eq(pending_s2.as_value() >> SQUARE_SUM_SHAPE.width)]
         issued_s1 = Signal(SUM_SHAPE)
         issued_s2 = Signal(SQUARE_SUM_SHAPE)
         square_sum = Signal(signed(SIZE_BITS + SQUARE_SUM_SHAPE.width + 1))
@@ -136,7 +143,7 @@ class LayerNormStatistics(wiring.Component):
         valid = Signal(_D_STAGES)
         unit = [Signal(range(units), name=f"unit_{stage}") for stage in range(_D_STAGES)]
         m.d.sync += [
-            issued_s1.eq(self.s1[lane]), issued_s2.eq(self.s2[lane]),
+            issued_s1.eq(pending_s1[0]), issued_s2.eq(pending_s2[0]),
             square_sum.eq(self.channels * issued_s2),
             sum_square.eq(issued_s1 * issued_s1),
             deviation.eq(square_sum - sum_square + self.eps),
@@ -176,16 +183,16 @@ class LayerNormStatistics(wiring.Component):
         write_lane = Signal(range(lanes))
         # The lanes' s1 in the order they leave: the head is the one leaving with
         # `reciprocal` (a shift register, not a multiplexer over the lanes).
-        queue = Signal.like(self.s1)
+        leaving_s1 = Signal.like(self.s1)
         with m.If(self.start):
-            m.d.sync += queue.eq(self.s1)
+            m.d.sync += leaving_s1.eq(self.s1)
         with m.Elif(leaving):
-            m.d.sync += queue.eq(queue.as_value() >> SUM_SHAPE.width)
+            m.d.sync += leaving_s1.eq(leaving_s1.as_value() >> SUM_SHAPE.width)
         m.d.sync += [
             reciprocal.eq(reduce(or_, reciprocals)),
             leaving.eq(Cat(*done).any()),
             scale.eq(self.channels * reciprocal),
-            offset.eq(queue[0] * reciprocal),
+            offset.eq(leaving_s1[0] * reciprocal),
             writing.eq(leaving),
             write_lane.eq(out_lane),
         ]

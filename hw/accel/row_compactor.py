@@ -3,7 +3,7 @@
 from functools import reduce
 import operator
 
-from amaranth import C, Module, Mux, Signal, signed
+from amaranth import C, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,7 +12,12 @@ from .config import SIZE_BITS
 from .keep_marker import ROW_INFO
 from .ports import act_word
 
-__all__ = ["RowCompactor", "NUMERATOR_BITS"]
+__all__ = ["RowCompactor", "NUMERATOR_BITS", "COMPACTOR_LATENCY"]
+
+#: Registers of the prefix sums: the tile held, then the two halves of the tree.
+_PREFIX_STAGES = 2
+#: Cycles from a tile's ``read`` to its ``full`` and sum.
+COMPACTOR_LATENCY = _PREFIX_STAGES + 3
 
 #: A weighted sum of int8 tokens: TOKEN_MEAN sums up to ``alive * group < 2**32`` values.
 NUMERATOR_BITS = 2 * SIZE_BITS + OPERAND_BITS
@@ -33,11 +38,13 @@ class RowCompactor(wiring.Component):
     that rows wait. Meanwhile ``sum`` adds up ``sum_i weight_i x_i`` of
     every tile (``array`` products of 8 x 20 bits, exact).
 
-    Latency: three stages after the read (the prefix sums, a tree of
-    ``ceil(log2 array)`` adders; the products and packed lanes; the sum and
-    the buffer): ``full`` and the sum of a tile three cycles after its
-    read; ``busy`` until then. Throughput: one tile per cycle. ``clear``
-    empties the buffer and zeroes ``sum`` (not with a tile in stage three).
+    Latency: :data:`COMPACTOR_LATENCY` (5) stages after the read (the tile
+    held; the prefix sums, a tree of ``ceil(log2 array)`` levels of small
+    adders, half of them in each of two stages; the products and packed
+    lanes; the sum and the buffer): ``full`` and the sum of a tile five
+    cycles after its read; ``busy`` until then. Throughput: one tile per
+    cycle. ``clear`` empties the buffer and zeroes ``sum`` (not with a tile
+    in the last stage).
 
     Parameters
     ----------
@@ -78,28 +85,39 @@ class RowCompactor(wiring.Component):
         lanes = self._lanes
         word_bits = lanes * OPERAND_BITS
 
-        # Stage 1: the prefix sums of the keep bits (a log-depth tree), the tile held.
-        arrived = Signal()
-        counted = Signal()
-        m.d.sync += [arrived.eq(self.read), counted.eq(arrived)]
-        x = Signal(self._word)
-        rows = Signal.like(self.rows)
-        m.d.sync += [x.eq(self.data), rows.eq(self.rows)]
+        # Stage 1: the tile held. Stages 2 and 3: the prefix sums of its keep bits, a
+        # Kogge-Stone tree, half of its levels in each.
+        # valid[0]: the tile arrives; valid[-1]: its prefix sums are registered.
+        valid = [Signal(name=f"valid_{stage}") for stage in range(_PREFIX_STAGES + 2)]
+        m.d.sync += [valid[0].eq(self.read),
+                     *(later.eq(earlier) for earlier, later in zip(valid, valid[1:]))]
+        held = [(Signal(self._word, name=f"data_{stage}"),
+                 Signal.like(self.rows, name=f"rows_{stage}"))
+                for stage in range(_PREFIX_STAGES + 1)]
+        m.d.sync += [held[0][0].eq(self.data), held[0][1].eq(self.rows),
+                     *(register.eq(value) for earlier, later in zip(held, held[1:])
+                       for register, value in zip(later, earlier))]
+        x, rows = held[-1]
         keep = [rows[index].keep for index in range(lanes)]
-        prefix = [C(0, 1), *(Signal(range(index + 1), name=f"prefix_{index}")
-                             for index in range(1, lanes + 1))]
-        m.d.sync += [register.eq(total) for register, total
-                     in zip(prefix[1:], _prefix_sums([self.rows[index].keep
-                                                      for index in range(lanes)]))]
+        sums = [held[0][1][index].keep for index in range(lanes)]
+        distances = [1 << level for level in range((lanes - 1).bit_length())]
+        half = -(-len(distances) // 2)
+        for stage, levels in enumerate((distances[:half], distances[half:])):
+            registers = [Signal(range(index + 2), name=f"prefix_{stage}_{index}")
+                         for index in range(lanes)]
+            m.d.sync += [register.eq(total)
+                         for register, total in zip(registers, _prefix_levels(sums, levels))]
+            sums = registers
+        prefix = [C(0, 1), *sums]
 
-        # Stage 2: the tile's kept lanes packed to the bottom, the weighted lanes.
+        # Stage 4: the tile's kept lanes packed to the bottom, the weighted lanes.
         packed = Signal(self._word)
         count = Signal(range(lanes + 1))
         products = [Signal(signed(OPERAND_BITS + PACKAGE_WEIGHT_BITS + 1),
                            name=f"product_{index}")
                     for index in range(lanes)]
         staged = Signal()
-        m.d.sync += [staged.eq(counted), count.eq(prefix[-1])]
+        m.d.sync += [staged.eq(valid[-1]), count.eq(prefix[-1])]
         for out in range(lanes):
             m.d.sync += packed[out].eq(reduce(operator.or_, (
                 Mux(keep[index] & (prefix[index] == out), x[index], 0)
@@ -107,7 +125,7 @@ class RowCompactor(wiring.Component):
         for index in range(lanes):
             m.d.sync += products[index].eq(x[index] * rows[index].weight)
 
-        # Stage 3: sum the products; append the packed lanes to `buffer`, a word when full.
+        # Stage 5: sum the products; append the packed lanes to `buffer`, a word when full.
         fill = Signal(range(lanes))           # rows waiting in `buffer`
         buffer = Signal(word_bits)
         numerator = Signal(signed(NUMERATOR_BITS))
@@ -118,7 +136,7 @@ class RowCompactor(wiring.Component):
                      window.eq(buffer | (incoming << (fill * OPERAND_BITS))),
                      self.full.eq(staged & (merged >= lanes)),
                      self.word.eq(window[:word_bits]), self.partial.eq(fill != 0),
-                     self.sum.eq(numerator), self.busy.eq(arrived | counted | staged)]
+                     self.sum.eq(numerator), self.busy.eq(Cat(*valid, staged).any())]
         with m.If(self.clear):
             m.d.sync += [fill.eq(0), buffer.eq(0), numerator.eq(0)]
         with m.Elif(staged):
@@ -129,14 +147,11 @@ class RowCompactor(wiring.Component):
         return m
 
 
-def _prefix_sums(bits):
-    """``[b0, b0 + b1, ..., sum(bits)]`` by a Kogge-Stone tree: ``ceil(log2 n)`` levels of
-    small adders instead of a chain of ``n``."""
-    sums = list(bits)
-    distance = 1
-    while distance < len(sums):
+def _prefix_levels(sums, distances):
+    """Levels of a Kogge-Stone prefix sum: at each distance ``d``, ``sums[i] += sums[i - d]``.
+    With the distances 1, 2, 4, ... below ``len(sums)``, ``sums[i]`` becomes the sum of the
+    first ``i + 1`` values, in ``ceil(log2 n)`` levels of small adders instead of ``n``."""
+    for distance in distances:
         sums = [total if index < distance else total + sums[index - distance]
                 for index, total in enumerate(sums)]
-        distance *= 2
     return sums
-

@@ -17,7 +17,7 @@ __all__ = ["RowLayerNorm", "layernorm_cycles"]
 
 #: Cycles per tile beside the two passes' words and the statistics: the passes' pipeline
 #: drains and the state changes.
-_TILE_DRAINS = 22
+_TILE_DRAINS = 24
 
 
 def layernorm_cycles(lanes, tiles, channels, units=None):
@@ -39,7 +39,7 @@ class RowLayerNorm(Unit):
     (``x * scale - offset``, one multiply per lane), scales by gamma, adds
     beta and requantizes (the GEMM's :class:`Requantizer`, channel ``j``'s
     gamma/beta shared by all lanes). :func:`layernorm_cycles` in all:
-    ``tiles * (2 * channels + 139) + 2`` with the default 16 units of 32 lanes.
+    ``tiles * (2 * channels + 141) + 2`` with the default 16 units of 32 lanes.
 
     Parameters
     ----------
@@ -79,7 +79,7 @@ class RowLayerNorm(Unit):
             self.lnp_read.addr.eq(inst.lnp_addr + index),
             self.lnp_read.en.eq(reading),
         ]
-        depth = 4 + REQUANT_LATENCY     # read, product, normalized, scale, requantizer
+        depth = 5 + REQUANT_LATENCY     # read, operand, product, centred, scale, requantizer
         valid = [Signal(name=f"valid_{i}") for i in range(depth)]
         first = Signal()
         address = [Signal(SCRATCHPAD_ADDRESS_BITS, name=f"address_{i}") for i in range(depth)]
@@ -100,23 +100,25 @@ class RowLayerNorm(Unit):
         m.submodules.requantizer = requantizer = Requantizer(lanes=lanes, acc_width=MAX_ACC_BITS)
         beta = Signal(signed(BETA_BITS))
         scaled = Signal(data.ArrayLayout(signed(MAX_ACC_BITS), lanes))
-        gammas = [Signal(signed(GAMMA_BITS), name=f"gamma_{i}") for i in range(2)]
-        betas = [Signal(signed(BETA_BITS), name=f"beta_{i}") for i in range(2)]
+        gammas = [Signal(signed(GAMMA_BITS), name=f"gamma_{i}") for i in range(3)]
+        betas = [Signal(signed(BETA_BITS), name=f"beta_{i}") for i in range(3)]
         for lane in range(lanes):
-            # (C * x - s1) * r modulo 2**PRODUCT_BITS, all that z keeps: x * scale, then
-            # the offset subtracted in the next cycle.
+            # (C * x - s1) * r modulo 2**PRODUCT_BITS, all that z keeps: x registered,
+            # x * scale, then the offset subtracted in the next cycle.
+            operand = Signal(signed(8), name=f"operand_{lane}")
             product = Signal(PRODUCT_BITS, name=f"product_{lane}")
             centred = Signal(PRODUCT_BITS, name=f"centred_{lane}")
-            m.d.sync += [product.eq(self.act_read.data[lane]
-                                    * statistics.scale[lane].as_signed()),
+            m.d.sync += [operand.eq(self.act_read.data[lane]),
+                         product.eq(operand * statistics.scale[lane].as_signed()),
                          centred.eq(product - statistics.offset[lane])]
             normalized = centred[NORMALIZE_SHIFT:NORMALIZE_SHIFT + NORMALIZED_BITS].as_signed()
             m.d.sync += scaled[lane].eq(normalized * gammas[-1])
-        m.d.sync += [gammas[0].eq(self.lnp_read.data.gamma), gammas[1].eq(gammas[0]),
-                     betas[0].eq(self.lnp_read.data.beta), betas[1].eq(betas[0]),
-                     beta.eq(betas[1])]
+        m.d.sync += [gammas[0].eq(self.lnp_read.data.gamma), betas[0].eq(self.lnp_read.data.beta),
+                     *(later.eq(earlier) for pair in (gammas, betas)
+                       for earlier, later in zip(pair, pair[1:])),
+                     beta.eq(betas[-1])]
         m.d.comb += [
-            requantizer.i_valid.eq(valid[3]),
+            requantizer.i_valid.eq(valid[4]),
             requantizer.i_acc.eq(scaled),
             requantizer.i_params.bias.eq(beta),
             requantizer.i_params.multiplier.eq(inst.multiplier),

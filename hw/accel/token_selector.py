@@ -17,9 +17,9 @@ __all__ = ["TokenSelector", "select_cycles", "mean_cycles", "NUMERATOR_BITS", "D
 
 #: The weights of a package token, or ``alive * group`` of a TOKEN_MEAN.
 DENOMINATOR_BITS = 2 * SIZE_BITS
-#: Cycles per channel (TOKEN_SELECT) or group (TOKEN_MEAN) beyond reading its words: three
+#: Cycles per channel (TOKEN_SELECT) or group (TOKEN_MEAN) beyond reading its words: five
 #: pipeline stages, the divider's start and the rest of its latency.
-_DRAIN = 4
+_DRAIN = 6
 _DIVIDE = RoundingDivider.LATENCY
 #: TOKEN_SELECT's scoring pipeline: activation read, table read, product, sum.
 _SCORE_DRAIN = 4
@@ -76,14 +76,14 @@ class TokenSelector(Unit):
        multipliers (8 x 20 bits) sums the dropped lanes ``W_i x_i``; then the
        :class:`RoundingDivider` gives the package token, inserted after the
        last output row, and the last word is written with zeros after it
-       (``t + 14`` cycles per channel).
+       (``t + 16`` cycles per channel).
 
     Cycles from ``start`` to ``done`` (:func:`select_cycles`)::
 
-        H (A + 1) + 7 + [9 (A + 4) if topk and A > 0] + array t + C (t + 14)
+        H (A + 1) + 7 + [9 (A + 4) if topk and A > 0] + array t + C (t + 16)
 
     (one less with ``A = 0``). DeiT-T (T = 197, A = 196, H = 3, C = 192,
-    array 16): 7 790 cycles with ``topk``, 5 990 with ``threshold``.
+    array 16): 8 174 cycles with ``topk``, 6 374 with ``threshold``.
     ``live_update`` pulses in the cycle before ``done``.
 
     TOKEN_MEAN (``w`` words, ``g`` group, ``a = ceil((1 + alive) / array)``
@@ -92,7 +92,7 @@ class TokenSelector(Unit):
     division by ``alive g``, and ``d`` writes of the broadcast mean; a group
     is read whole before its mean is written (in place is safe), mean by
     mean (destination tiles must not overlap one another). Cycles
-    (:func:`mean_cycles`): ``w a + (w / g) (13 + d) + 2``.
+    (:func:`mean_cycles`): ``w a + (w / g) (15 + d) + 2``.
 
     Resources: ``array + 1`` multipliers (one 16 x 16, ``array`` 8 x 20),
     three memories (SIG 64 x 128, scores 1024 x 35, row info as above), an
