@@ -82,7 +82,7 @@ class Dma(Unit):
         record_words = Signal.like((record_bytes + DRAM_WORD_BYTES - 1) >> _WORD_BYTE_SHIFT)
         length = Signal.like(sparse.blocks * sparse.kept_rows)    # LOAD_SPARSE: L
         entries = Signal.like(sparse.tiles * length)    # LOAD_SPARSE: value entries
-        group_words = Signal.like(record_words + length * entry_words)  # LOAD_SPARSE: a group's
+        group_words = Signal.like(record_words + length * entry_words)  # LOAD_SPARSE, per group
         words = Signal.like(Mux(wide, load.count * entry_words, sparse.tiles * group_words))
         group_entry = Signal.like(length)            # LOAD_SPARSE: value entry of the group
         values = Signal()              # LOAD_SPARSE: the group's values arrive (else its record)

@@ -12,7 +12,7 @@ from .isa import COUNTER_CLASSES, INSTRUCTION_BITS
 
 __all__ = ["control_members", "Unit", "act_word", "read_request", "write_request", "memory_port",
            "scratchpad_entries", "scratchpad_ports", "SCRATCHPAD_PORTS", "forward", "LIVE_UPDATE",
-           "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS", "tile_address", "registering"]
+           "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS", "tile_addresses", "registering"]
 
 #: External memory: 128-bit words, word addresses.
 MEMORY_DATA_BITS = 8 * DRAM_WORD_BYTES
@@ -54,19 +54,24 @@ def registering(m):
     return register
 
 
-def tile_address(m, name, *, load, first, advance, stride):
-    """A register holding a tile's first scratchpad word, ``first + t * stride`` after the
-    ``t``-th ``advance`` since ``load``: the address of a tile without a multiplier.
+def tile_addresses(m, fields, *, load, advance):
+    """Registers holding a row-parallel instruction's tile bases, ``src + t * src_stride`` and
+    ``dst + t * dst_stride`` after the ``t``-th ``advance`` since ``load``: a tile's
+    addresses without a multiplier.
 
-    ``first`` is taken in the cycle ``load`` is high, ``stride`` added in each cycle
-    ``advance`` is (modulo the scratchpad address width).
+    ``fields`` (a view with ``src``, ``src_stride``, ``dst`` and ``dst_stride``) is taken
+    in the cycle ``load`` is high, the strides added in each cycle ``advance`` is (modulo
+    the scratchpad address width).
     """
-    address = Signal(SCRATCHPAD_ADDRESS_BITS, name=name)
-    with m.If(load):
-        m.d.sync += address.eq(first)
-    with m.Elif(advance):
-        m.d.sync += address.eq(address + stride)
-    return address
+    bases = []
+    for name in ("src", "dst"):
+        base = Signal(SCRATCHPAD_ADDRESS_BITS, name=f"{name}_tile")
+        with m.If(load):
+            m.d.sync += base.eq(getattr(fields, name))
+        with m.Elif(advance):
+            m.d.sync += base.eq(base + getattr(fields, f"{name}_stride"))
+        bases.append(base)
+    return tuple(bases)
 
 
 def scratchpad_entries(config):

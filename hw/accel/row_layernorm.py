@@ -10,7 +10,7 @@ from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .isa import ISA, Opcode
 from .layernorm_statistics import (PRODUCT_BITS, SQUARE_SUM_SHAPE, SUM_SHAPE, LayerNormStatistics,
                                    statistics_cycles)
-from .ports import Unit, scratchpad_ports, tile_address
+from .ports import Unit, scratchpad_ports, tile_addresses
 from .row_units import row_units
 
 __all__ = ["RowLayerNorm", "layernorm_cycles"]
@@ -68,11 +68,7 @@ class RowLayerNorm(Unit):
                      statistics.s1.eq(s1), statistics.s2.eq(s2)]
 
         next_tile = Signal()
-        src_tile, dst_tile = (
-            tile_address(m, f"{name}_tile", load=self.start, first=first, advance=next_tile,
-                         stride=stride)
-            for name, first, stride in (("src", inst.src, inst.src_stride),
-                                        ("dst", inst.dst, inst.dst_stride)))
+        src_tile, dst_tile = tile_addresses(m, inst, load=self.start, advance=next_tile)
         m.d.comb += [
             self.act_read.addr.eq(src_tile + index),
             self.act_read.en.eq(reading),

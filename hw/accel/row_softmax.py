@@ -7,7 +7,7 @@ from ..numerics import OPERAND_BITS, SOFTMAX_RECIPROCAL_BITS, softmax_one
 from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .exp_table import FILL_CYCLES, TABLE_LATENCY, ExpTable
 from .isa import ISA, Opcode
-from .ports import Unit, scratchpad_ports, tile_address
+from .ports import Unit, scratchpad_ports, tile_addresses
 from .row_units import row_units
 from .softmax_reciprocals import SUM_BITS, SoftmaxReciprocals, reciprocals_cycles
 
@@ -75,11 +75,7 @@ class RowSoftmax(Unit):
             m.d.comb += exp.n[lane].eq(maxima[lane] - self.act_read.data[lane])
 
         next_tile = Signal()
-        src_tile, dst_tile = (
-            tile_address(m, f"{name}_tile", load=self.start, first=first, advance=next_tile,
-                         stride=stride)
-            for name, first, stride in (("src", inst.src, inst.src_stride),
-                                        ("dst", inst.dst, inst.dst_stride)))
+        src_tile, dst_tile = tile_addresses(m, inst, load=self.start, advance=next_tile)
         m.d.comb += [
             self.act_read.addr.eq(src_tile + index),
             self.act_read.en.eq(reading),
