@@ -12,7 +12,7 @@ __all__ = [
     "GELU_TABLE_DEPTH",
     "RATIO_BITS", "RATIO_FRACTION_BITS", "ALPHA_FRACTION_BITS", "PHI_BITS", "COEFFICIENT_BITS",
     "EXP_PRODUCT_BITS", "EXP_POLYNOMIAL_SHIFT", "EXP_BITS", "EXP_SHIFT_LIMIT",
-    "EXP_AT_ZERO_MIN_BITS", "SOFTMAX_RECIPROCAL_BITS", "softmax_one",
+    "EXP_AT_ZERO_MIN_BITS", "SOFTMAX_RECIPROCAL_BITS", "PROBABILITY_SHIFT_BITS", "softmax_one",
     "MAX_CHANNELS", "EPS_BITS", "GAMMA_BITS", "BETA_BITS", "SQRT_GUARD_BITS",
     "LAYERNORM_RECIPROCAL_BITS", "LAYERNORM_QUOTIENT_BITS", "NORMALIZED_FRACTION_BITS",
     "NORMALIZE_SHIFT", "CENTRED_BITS", "NORMALIZED_BITS",
@@ -72,6 +72,9 @@ EXP_SHIFT_LIMIT = EXP_BITS
 EXP_AT_ZERO_MIN_BITS = 14
 #: A row's reciprocal is ``floor(one * 2**32 / sum)``.
 SOFTMAX_RECIPROCAL_BITS = 32
+#: Width of the accelerator's ``probability_shift`` ``k``: probabilities of scale
+#: ``1 / (one * 2**k)``, ``k`` up to 3.
+PROBABILITY_SHIFT_BITS = 2
 
 
 def softmax_one(out_bits):

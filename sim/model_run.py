@@ -20,7 +20,7 @@ from vitforge.sw.model.weights import (DIGITS_CALIBRATION_IMAGES, EMBEDDED_HP50_
 
 from .accel.cosim import coverify
 
-__all__ = ["load_model", "load_pruning", "ModelRun", "run_model", "PRUNE_CHOICES",
+__all__ = ["load_model", "data_source", "load_pruning", "ModelRun", "run_model", "PRUNE_CHOICES",
            "DIGITS_MODELS"]
 
 #: The digits models by name: the embedded one and its HP-pruned, fine-tuned version.
@@ -29,8 +29,11 @@ DIGITS_MODELS = {"tiny": EMBEDDED_WEIGHTS, "tiny-hp50": EMBEDDED_HP50_WEIGHTS}
 PRUNE_CHOICES = ("none", "default")
 
 
-def load_model(name, seed=0):
+def load_model(name, seed=0, data=None):
     """``(float_vit, calibration_images, test_images, test_labels)`` for a model name or file.
+
+    ``data``, a :class:`~vitforge.sw.model.data.DataFiles`, gives the images
+    (and labels, if the file has them) instead of the model's own.
 
     ``tiny`` is the embedded digits model and ``tiny-hp50`` the same HP-pruned
     to 50 % and fine-tuned (:data:`DIGITS_MODELS`); they, and a model file whose
@@ -55,6 +58,9 @@ def load_model(name, seed=0):
             raise ConfigError(f"model must be one of {names} or an existing .npz file, not "
                               f"{name!r}")
         vit, meta = load_float_model_meta(path)
+    if data is not None:
+        images = data.load(vit.shape)
+        return vit, images.calibration, images.test, images.labels
     if meta.get("data") == "digits":
         return (vit, *_digits_data(vit, name))
     shape = vit.shape
@@ -134,6 +140,7 @@ class ModelRun:
     # dense (cycles, summed per layer) and per stage its kept patch indices and tokens.
     prune: str = "none"
     prune_mode: str = None
+    data: str = ""              # where the images came from (:func:`data_source`)
     stage_blocks: tuple = ()
     dense_cycles: list = field(default_factory=list)
     dense_section_cycles: dict = field(default_factory=dict)
@@ -176,8 +183,20 @@ def _float_comparison(run, vit, golden, test_images, test_labels, logit_scale, p
     return floats
 
 
+def data_source(data, calibration, test_images, test_labels):
+    """Where a model's images come from, in words, for its summary."""
+    if data is not None:
+        where = f" (calibration: {data.calibration})" if data.calibration else ""
+        return (f"{data.path}: {len(calibration)} calibration, {len(test_images)} test "
+                f"images{where}")
+    if test_labels is not None:
+        return "the digits data set (scikit-learn): training images calibrate, held-out test"
+    return "random uniform images (no --data given)"
+
+
 def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=None,
-              log=None, progress=None, prune="none", prune_mode=None):
+              log=None, progress=None, prune="none", prune_mode=None, data=None,
+              observer="auto"):
     """Quantize model ``name``, run ``images`` test images on the RTL and the golden model.
 
     ``array`` is an :class:`AcceleratorConfig` to run on exactly (a preset's:
@@ -191,15 +210,17 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
     tokens at run time (:func:`load_pruning`): each image then also runs dense
     on the same accelerator, so the report compares both from one run, and
     the accuracies are those of the pruned models (the dense ones beside them).
+    ``data`` (:class:`~vitforge.sw.model.data.DataFiles`) gives the images instead
+    of the model's own; ``observer`` is :func:`quantize_vit`'s.
     """
     if not isinstance(images, int) or images <= 0:
         raise ConfigError(f"images must be a positive integer, not {images!r}")
-    vit, calibration, test_images, test_labels = load_model(name, seed)
+    vit, calibration, test_images, test_labels = load_model(name, seed, data)
     if images > len(test_images):
         raise ConfigError(f"images must be at most {len(test_images)} for model {name!r}, "
                           f"not {images}")
     pruning = load_pruning(prune, prune_mode, name, vit, seed)
-    model = quantize_vit(vit, calibration)
+    model = quantize_vit(vit, calibration, observer)
     shape = vit.shape
     selectors = None if pruning is None else quantize_selectors(vit, *pruning, calibration,
                                                                  model)
@@ -213,7 +234,8 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
                    class_cycles={}, section_cycles={}, macs=0, array=config.array,
                    accelerator=config, prune=str(prune),
                    prune_mode=None if pruning is None else pruning[1].mode,
-                   stage_blocks=() if pruning is None else pruning[1].blocks)
+                   stage_blocks=() if pruning is None else pruning[1].blocks,
+                   data=data_source(data, calibration, test_images, test_labels))
     programs = _compile(config, model, selectors, name)
     if selectors is not None:
         run.dense_macs = programs["dense"].macs

@@ -34,8 +34,9 @@ from vitforge.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MISMATCH, EXI
                              UserError, exit_status)
 
 from .cli_model import demo, simulate, verify
-from .cli_support import (check_output_folder, log, prepare_out_folder, shell_config,
-                          write_json)
+from .cli_quantize import add_quantize_parser, quantize
+from .cli_support import (add_data_options, check_output_folder, log, prepare_out_folder,
+                          shell_config, write_json)
 
 __all__ = ["main"]
 
@@ -388,6 +389,7 @@ def generate_command(args):
 def _add_model_options(parser, images, prune="none"):
     parser.add_argument("--images", type=int, default=images,
                         help=f"test images to simulate (default {images})")
+    add_data_options(parser)
     parser.add_argument("--prune", default=prune, metavar="{none,default,FILE}",
                         help="token selection at run time: none, default (the selectors "
                              "shipped with tiny; random ones for a preset) or a selector .npz "
@@ -524,6 +526,7 @@ def _parser():
         "demo", help="the embedded digits ViT end to end, report and plots in a folder")
     _add_model_options(demo_parser, images=6, prune="default")
     demo_parser.add_argument("--out", default="build/demo", help="report folder")
+    add_quantize_parser(commands)
     return parser
 
 
@@ -565,7 +568,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     handlers = {"doctor": doctor, "gemm": gemm, "nonlinear": nonlinear, "block": block,
                 "simulate": simulate, "verify": verify, "demo": demo, "prune": prune,
-                "generate": generate_command}
+                "generate": generate_command, "quantize": quantize}
     try:
         args = _parser().parse_args(argv)
         return handlers[args.command](args)

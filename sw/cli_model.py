@@ -4,8 +4,8 @@ from dataclasses import replace
 
 from vitforge.errors import EXIT_MISMATCH, EXIT_OK, ConfigError
 
-from .cli_support import (check_output_folder, log, prepare_out_folder, progress, shell_config,
-                          write_json)
+from .cli_support import (check_output_folder, data_files, log, prepare_out_folder, progress,
+                          shell_config, write_json)
 
 __all__ = ["simulate", "verify", "demo"]
 
@@ -17,7 +17,8 @@ def _model_summary(run, shell, config_source, clock_source):
     cycles = sum(run.cycles) / len(run.cycles)
     clock_mhz = shell.clock_mhz
     return {
-        "model": run.model, "images": run.images, "bit_exact": run.bit_exact,
+        "model": run.model, "data": run.data, "images": run.images,
+        "bit_exact": run.bit_exact,
         "error": run.error, "cycles": cycles, "cycles_per_image": run.cycles,
         "per_layer": {name: value / len(run.cycles)
                       for name, value in run.section_cycles.items()},
@@ -62,6 +63,7 @@ def _print_model_summary(summary, verify):
     print(f"model {summary['model']} on a {summary['array']}x{summary['array']} array, "
           f"{summary['images']} image(s) simulated")
     print(f"  accelerator          {accelerator_text(summary)}")
+    print(f"  images               {summary['data']}")
     print(f"  RTL == golden        {'yes' if summary['bit_exact'] else 'NO'} (whole external "
           f"memory, every image)")
     print(f"  cycles per image     {summary['cycles']:.0f}  ({summary['latency_ms']:.3f} ms, "
@@ -134,7 +136,8 @@ def _run_model(args, compare_float):
     shell, clock_source = _clocked(shell, args.clock_mhz, source)
     run = run_model(args.model, images=args.images, array=array, seed=args.seed,
                     compare_float=compare_float, waves_to=args.waves, log=log,
-                    progress=progress, prune=args.prune, prune_mode=args.prune_mode)
+                    progress=progress, prune=args.prune, prune_mode=args.prune_mode,
+                    data=data_files(args), observer=args.observer)
     shell = replace(shell, accelerator=run.accelerator)
     return run, _model_summary(run, shell, source or "sized to the model", clock_source)
 

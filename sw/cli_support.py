@@ -8,7 +8,7 @@ import sys
 from vitforge.errors import ConfigError, OutputError
 
 __all__ = ["log", "progress", "write_json", "check_output_folder", "prepare_out_folder",
-           "shell_config"]
+           "shell_config", "data_files", "add_data_options"]
 
 
 def log(line):
@@ -58,6 +58,44 @@ def prepare_out_folder(path):
                           f"({error.strerror})") from None
     check_output_folder(out)
     return out
+
+
+def add_data_options(parser):
+    """``--data``, ``--calibration``, ``--mean``, ``--std`` and ``--observer``, as simulate,
+    verify, demo and quantize take them."""
+    from vitforge.sw.model.observers import OBSERVERS
+
+    parser.add_argument("--data", metavar="FILE.npz",
+                        help="your images: an .npz with 'images' (n, C, H, W) float and "
+                             "optional 'labels' (n,); the first fifth (at most 64) calibrate "
+                             "unless --calibration is given (default: the model's own data, "
+                             "else random images)")
+    parser.add_argument("--calibration", metavar="FILE.npz",
+                        help="calibrate on this file's images instead (needs --data)")
+    parser.add_argument("--mean", help="subtract from every image: one number or one per "
+                                       "channel, comma-separated (needs --data)")
+    parser.add_argument("--std", help="then divide by: one number or one per channel "
+                                      "(needs --data)")
+    parser.add_argument("--observer", default="auto", choices=("auto", *OBSERVERS),
+                        help="how activations' int8 scales are chosen: auto (the rule of "
+                             "docs/quantization.md) or one observer for all (default auto)")
+
+
+def data_files(args):
+    """The :class:`~vitforge.sw.model.data.DataFiles` of ``args``, or ``None`` without
+    ``--data``."""
+    from vitforge.sw.model.data import DataFiles
+
+    if args.data is None:
+        given = [f"--{name}" for name in ("calibration", "mean", "std")
+                 if getattr(args, name) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} need --data")
+        return None
+    for path in (args.data, args.calibration):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"data must be an existing .npz file, not {path!r}")
+    return DataFiles(path=args.data, calibration=args.calibration, mean=args.mean, std=args.std)
 
 
 def shell_config(preset, path):

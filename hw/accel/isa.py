@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple
 from amaranth.lib import data
 
 from ..numerics import (COEFFICIENT_BITS, EPS_BITS, GELU_TABLE_DEPTH, MAX_SELECTOR_HEADS,
-                        MULTIPLIER_BITS, RATIO_BITS, SHIFT_BITS)
+                        MULTIPLIER_BITS, PROBABILITY_SHIFT_BITS, RATIO_BITS, SHIFT_BITS)
 from .ceil_divide import ceil_divide
 from .config import (DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, PARAMETER_ADDRESS_BITS,
                      SCRATCHPAD_ADDRESS_BITS, SIGMOID_ENTRIES_PER_WORD, SIGMOID_TABLE_DEPTH,
@@ -386,7 +386,8 @@ ISA = {spec.opcode: spec for spec in (
           writes=(Region(Space.ACT, "dst", "count"),)),
     _spec(Opcode.SOFTMAX, {**_ROW_TILES, "length": _SIZE, "ratio": RATIO_BITS,
                            "alpha": COEFFICIENT_BITS, "beta": COEFFICIENT_BITS,
-                           "gamma": COEFFICIENT_BITS},
+                           "gamma": COEFFICIENT_BITS,
+                           "probability_shift": PROBABILITY_SHIFT_BITS},
           nonzero=("m_tiles", "length"), unit="softmax", counter="softmax",
           live=(("m_tiles", Live.TILES), ("length", Live.TOKENS)),
           reads=(_rows("src", "length"),), writes=(_rows("dst", "length"),)),

@@ -116,8 +116,8 @@ class RowSoftmax(Unit):
             product = exp.e[lane] * reciprocals.reciprocal[lane]
             registered = Signal(product.shape(), name=f"product_{lane}")
             m.d.sync += registered.eq(product)
-            scaled = ((registered + (1 << (SOFTMAX_RECIPROCAL_BITS - 1)))
-                      >> SOFTMAX_RECIPROCAL_BITS)
+            shifted = registered << inst.probability_shift
+            scaled = (shifted + (1 << (SOFTMAX_RECIPROCAL_BITS - 1))) >> SOFTMAX_RECIPROCAL_BITS
             m.d.sync += probabilities[lane].eq(Mux(scaled > _ONE, _ONE, scaled))
         m.d.comb += [self.act_write.addr.eq(address[-1]), self.act_write.data.eq(probabilities),
                      self.act_write.en.eq((phase == 2) & valid[-1])]

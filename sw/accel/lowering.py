@@ -253,6 +253,7 @@ class Lowering:
         self.emit(Opcode.SOFTMAX, src=scores, src_stride=tokens, dst=probabilities,
                   dst_stride=tokens, m_tiles=self.token_tiles, length=tokens, ratio=e.ratio,
                   alpha=e.alpha, beta=e.beta, gamma=e.gamma,
+                  probability_shift=block.probability_shift,
                   live=self.live_bits(Opcode.SOFTMAX, "m_tiles", "length"))
         values = self.emit.take_weight_half()
         self.emit(Opcode.TRANSPOSE_TO_WGT, src=q + 2 * dim, src_stride=3 * dim, dst=values,

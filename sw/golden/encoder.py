@@ -15,8 +15,7 @@ from .nonlinear.layernorm import layernorm_rows
 from .nonlinear.softmax import softmax_rows
 
 __all__ = ["encoder_block", "encoder_blocks", "pruned_encoder_blocks", "block_token_counts",
-           "linear", "vit_logits",
-           "pruned_vit_logits"]
+           "linear", "vit_logits", "vit_activations", "pruned_vit_logits"]
 
 
 def linear(x, layer):
@@ -30,29 +29,61 @@ def _matmul_requant(a, b, requant):
     return requantize(sums, 0, requant.multiplier, requant.shift)
 
 
-def encoder_block(x, block):
-    """One :class:`QuantizedEncoderBlock` on int8 tokens ``x`` (N, C); returns int8 (N, C)."""
+def encoder_block(x, block, keep=None):
+    """One :class:`QuantizedEncoderBlock` on int8 tokens ``x`` (N, C); returns int8 (N, C).
+
+    ``keep(name, array)``, when given, receives each int8 activation named as in
+    :data:`~vitforge.sw.model.calibration.BLOCK_TENSORS` (``"scores"`` stacked
+    over the heads).
+    """
     x = np.asarray(x)
     if x.dtype != np.int8 or x.ndim != 2 or x.shape[1] != block.dim:
         raise ConfigError(f"block input must be int8 of shape (tokens, {block.dim}), not "
                           f"{x.dtype} of shape {x.shape}")
+    keep = keep or (lambda name, value: None)
     dim, head_dim = block.dim, block.head_dim
-    qkv = linear(layernorm_rows(x, block.ln1), block.qkv)
-    heads = []
+    normalized = layernorm_rows(x, block.ln1)
+    qkv = linear(normalized, block.qkv)
+    heads, scores = [], []
     for head in range(block.heads):
         columns = slice(head * head_dim, (head + 1) * head_dim)
         q = qkv[:, columns]
         k = qkv[:, dim:][:, columns]
         v = qkv[:, 2 * dim:][:, columns]
-        scores = _matmul_requant(q, k.T, block.score)
-        probabilities = softmax_rows(scores, block.softmax).astype(np.int8)
+        scores.append(_matmul_requant(q, k.T, block.score))
+        probabilities = softmax_rows(scores[-1], block.softmax,
+                                     shift=block.probability_shift).astype(np.int8)
         heads.append(_matmul_requant(probabilities, v, block.context))
-    attention = linear(np.concatenate(heads, axis=1), block.proj)
+    context = np.concatenate(heads, axis=1)
+    attention = linear(context, block.proj)
     r = block.residual1
     x1 = residual_add(x, attention, r.x_multiplier, r.y_multiplier, r.shift)
-    hidden = gelu(linear(layernorm_rows(x1, block.ln2), block.fc1), block.gelu_table)
+    normalized2 = layernorm_rows(x1, block.ln2)
+    fc1 = linear(normalized2, block.fc1)
+    hidden = gelu(fc1, block.gelu_table)
+    fc2 = linear(hidden, block.fc2)
     r = block.residual2
-    return residual_add(x1, linear(hidden, block.fc2), r.x_multiplier, r.y_multiplier, r.shift)
+    x2 = residual_add(x1, fc2, r.x_multiplier, r.y_multiplier, r.shift)
+    for name, value in (("ln1", normalized), ("qkv", qkv), ("scores", np.stack(scores)),
+                        ("context", context), ("proj", attention), ("x1", x1),
+                        ("ln2", normalized2), ("fc1", fc1), ("gelu", hidden), ("fc2", fc2),
+                        ("x2", x2)):
+        keep(name, value)
+    return x2
+
+
+def vit_activations(model, patches):
+    """Every int8 activation of one dense image (:func:`vit_logits`), by the names of
+    :class:`~vitforge.sw.model.calibration.Calibration`: ``"tokens"``,
+    ``"{block}.{name}"``, and the class token's ``"norm"`` and ``"logits"``."""
+    activations = {"tokens": _tokens(model, patches)}
+    x = activations["tokens"]
+    for index, block in enumerate(model.blocks):
+        x = encoder_block(x, block, keep=lambda name, value, index=index:
+                          activations.__setitem__(f"{index}.{name}", value))
+    activations["norm"] = layernorm_rows(x, model.norm)[0]
+    activations["logits"] = linear(activations["norm"][None], model.head)[0]
+    return activations
 
 
 def block_token_counts(block_tokens, blocks, tokens):

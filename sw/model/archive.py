@@ -39,7 +39,9 @@ def read_archive(path, what, formats):
         # TypeError: a plain .npy array is not an archive.
         raise ConfigError(f"{path} is not a {what} file ({error})") from None
     if "meta" not in arrays:
-        raise ConfigError(f"{path} has no 'meta' entry: not a {what} file")
+        hint = ("; it holds 'images': pass a data file as --data" if "images" in arrays
+                else "")
+        raise ConfigError(f"{path} has no 'meta' entry: not a {what} file{hint}")
     try:
         meta = json.loads(str(arrays.pop("meta")))
     except ValueError as error:

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vitforge.hw.numerics import PROBABILITY_SHIFT_BITS
 from vitforge.sw.gemm.sparse import HPSparseWeight
 from vitforge.sw.golden.gemm.requantize import check_requant_params
 from vitforge.sw.params.layernorm import LayerNormParams
@@ -68,9 +69,9 @@ class QuantizedEncoderBlock:
     """Pre-norm encoder block: ``x + Attn(LN1(x))``, then ``x + MLP(LN2(x))``.
 
     Attention of head ``h``: ``S = requant(Q_h K_h^T, score)``,
-    ``P = softmax(S)`` (int8 probabilities, scale 1/127), ``O_h = requant(P V_h,
-    context)``; ``Q, K, V`` are columns ``[0, C)``, ``[C, 2C)``, ``[2C, 3C)`` of
-    ``qkv(LN1(x))``.
+    ``P = softmax(S)`` (int8 probabilities, scale ``1 / (127 * 2**probability_shift)``,
+    saturating), ``O_h = requant(P V_h, context)``; ``Q, K, V`` are columns
+    ``[0, C)``, ``[C, 2C)``, ``[2C, 3C)`` of ``qkv(LN1(x))``.
     """
 
     dim: int
@@ -87,10 +88,16 @@ class QuantizedEncoderBlock:
     gelu_table: np.ndarray
     fc2: QuantizedLinear
     residual2: ResidualParams
+    probability_shift: int = 0
 
     def __post_init__(self):
         if self.dim % self.heads:
             raise ValueError(f"dim must be a multiple of heads={self.heads}, not {self.dim}")
+        if not isinstance(self.probability_shift, (int, np.integer)) or not (
+                0 <= self.probability_shift < 1 << PROBABILITY_SHIFT_BITS):
+            raise ValueError(f"probability_shift must be an integer in [0, "
+                             f"{(1 << PROBABILITY_SHIFT_BITS) - 1}], not "
+                             f"{self.probability_shift!r}")
         shapes = {"qkv": (self.dim, 3 * self.dim), "proj": (self.dim, self.dim),
                   "fc1": (self.dim, self.hidden), "fc2": (self.hidden, self.dim)}
         for name, shape in shapes.items():
@@ -128,3 +135,10 @@ class QuantizedVit:
     norm: LayerNormParams
     head: QuantizedLinear
     logit_scale: float
+    #: The real scale of each int8 activation (name -> scale, the names of
+    #: :class:`~vitforge.sw.model.calibration.Calibration`), as quantization chose them;
+    #: ``None`` where unknown (files written before they were stored).
+    activation_scales: dict = None
+    #: Name -> offset of the activations whose int8 ``q`` stands for ``q * scale + offset``
+    #: (the GELU outputs); the others have none.
+    activation_offsets: dict = None

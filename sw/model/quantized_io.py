@@ -2,6 +2,7 @@
 
 from dataclasses import asdict, fields, is_dataclass
 import json
+import math
 
 import numpy as np
 
@@ -18,10 +19,13 @@ from .vit import VitShape
 
 __all__ = ["save_quantized", "load_quantized", "QUANTIZED_FORMAT"]
 
-#: Version 3 stores HP-pruned layers compressed (``sparse``: values and index records, no
-#: dense weight). Version 2 (all dense) loads as is; version 1 stored ``position`` with the
-#: class token last, ``[patches..., class token]``, and is converted on load.
-QUANTIZED_FORMAT = "vitforge-int8-vit-3"
+#: Version 4 adds each block's ``probability_shift``, the ``activation_scales`` and the
+#: ``activation_offsets``; version 3 files (shift 0, neither) load as they are. Version 3
+#: stores HP-pruned layers compressed (``sparse``: values and index records, no dense
+#: weight). Version 2 (all dense) loads as is; version 1 stored ``position`` with the class
+#: token last, ``[patches..., class token]``, and is converted on load.
+QUANTIZED_FORMAT = "vitforge-int8-vit-4"
+_SHIFT_FREE_FORMAT = "vitforge-int8-vit-3"
 _DENSE_FORMAT = "vitforge-int8-vit-2"
 _CLASS_TOKEN_LAST_FORMAT = "vitforge-int8-vit-1"
 _TYPES = {cls.__name__: cls for cls in (QuantizedLinear, Requant, ResidualParams,
@@ -115,6 +119,9 @@ def save_quantized(path, model):
                        for i, block in enumerate(model.blocks)]
     meta = {"format": QUANTIZED_FORMAT, "shape": asdict(model.shape),
             "input_scale": model.input_scale, "logit_scale": model.logit_scale, "parts": parts}
+    for key in ("activation_scales", "activation_offsets"):
+        if getattr(model, key) is not None:
+            meta[key] = {name: float(value) for name, value in getattr(model, key).items()}
     with atomic_output(path, suffix=".npz") as out:
         np.savez_compressed(out, meta=np.array(json.dumps(meta)), **arrays)
 
@@ -134,7 +141,8 @@ def load_quantized(path):
         or malformed (the block and layer are named: ``block 1 fc2``).
     """
     arrays, meta = read_archive(path, "vitforge quantized model",
-                                (QUANTIZED_FORMAT, _DENSE_FORMAT, _CLASS_TOKEN_LAST_FORMAT))
+                                (QUANTIZED_FORMAT, _SHIFT_FREE_FORMAT, _DENSE_FORMAT,
+                                 _CLASS_TOKEN_LAST_FORMAT))
     try:
         parts = meta["parts"]
         values = {name: _unflatten(parts[name], arrays, f"{path}: {name}")
@@ -143,9 +151,25 @@ def load_quantized(path):
                        for i, block in enumerate(parts["blocks"]))
         shape = VitShape(**meta["shape"])
         input_scale, logit_scale = meta["input_scale"], meta["logit_scale"]
+        activation_scales = _activation_values(meta, "activation_scales", path, positive=True)
+        activation_offsets = _activation_values(meta, "activation_offsets", path)
     except (KeyError, TypeError) as error:
         raise ConfigError(f"{path}: malformed model description ({error})") from None
     if meta["format"] == _CLASS_TOKEN_LAST_FORMAT:
         values["position"] = np.roll(values["position"], 1, axis=0)
     return QuantizedVit(shape=shape, input_scale=input_scale, blocks=blocks,
-                        logit_scale=logit_scale, **values)
+                        logit_scale=logit_scale, activation_scales=activation_scales,
+                        activation_offsets=activation_offsets, **values)
+
+
+def _activation_values(meta, key, path, positive=False):
+    """``meta[key]``, a dict of names to numbers (absent before format version 4)."""
+    stored = meta.get(key)
+    if stored is None:
+        return None
+    if not isinstance(stored, dict) or not all(
+            isinstance(value, (int, float)) and math.isfinite(value)
+            and (value > 0 or not positive) for value in stored.values()):
+        kind = "positive numbers" if positive else "finite numbers"
+        raise ConfigError(f"{path}: {key} must map names to {kind}")
+    return {str(name): float(value) for name, value in stored.items()}

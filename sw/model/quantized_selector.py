@@ -21,7 +21,7 @@ from vitforge.sw.params.sigmoid import sigmoid_table
 from .quantize import _linear, tensor_scale
 from .quantized import QuantizedLinear
 from .selector import SelectorConfig, _check_selectors, forward_pruned
-from .vit import LAYERNORM_EPS, forward
+from .vit import LAYERNORM_EPS
 
 __all__ = ["QuantizedSelector", "QuantizedSelectors", "quantize_selectors",
            "check_selectors_fit", "random_pruned_vit"]
@@ -115,20 +115,21 @@ def check_selectors_fit(selectors, shape):
                               f"{selector.heads} of {selector.head_dim}")
 
 
-def _block_input_scales(vit, calibration_images):
-    """The scale of each dense block's input, as :func:`quantize_vit` observes it."""
-    record = {}
-    forward(vit, calibration_images, record=record)
-    return [tensor_scale(record["tokens"])] + [tensor_scale(record[f"{index}.x2"])
-                                               for index in range(vit.shape.depth - 1)]
+def _block_input_scales(model):
+    """The scale of each block's input in ``model`` (a QuantizedVit), as quantized."""
+    scales = model.activation_scales
+    if scales is None:
+        raise ConfigError("model must carry the activation scales it was quantized with "
+                          "(quantize_vit's result or a file that stores them), not None")
+    return [scales["tokens"]] + [scales[f"{index}.x2"] for index in range(model.shape.depth - 1)]
 
 
 def quantize_selectors(vit, selectors, config, calibration_images, model):
     """Quantize float ``selectors`` of ``config`` to run on the integer ``model`` (of ``vit``).
 
     A selector reads its block's int8 input tokens, whose scale is the one
-    :func:`~vitforge.sw.model.quantize.quantize_vit` chose on the dense model
-    with the same ``calibration_images``. Every intermediate scale is observed
+    :func:`~vitforge.sw.model.quantize.quantize_vit` chose for ``model``
+    (``model.activation_scales``). Every intermediate scale is observed
     on the float pruned forward (:func:`~vitforge.sw.model.selector.forward_pruned`,
     ``record=``) of those images; the score difference ``keep - drop`` has its
     own scale, observed on the float scores.
@@ -149,7 +150,7 @@ def quantize_selectors(vit, selectors, config, calibration_images, model):
     if model.shape != vit.shape:
         raise ConfigError(f"model must have the float model's shape {vit.shape}, not "
                           f"{model.shape}")
-    input_scales = _block_input_scales(vit, calibration_images)
+    input_scales = _block_input_scales(model)
     record = {}
     forward_pruned(vit, calibration_images, selectors, config, record=record)
     stages = []

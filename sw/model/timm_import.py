@@ -38,10 +38,15 @@ def from_timm_state_dict(state, heads=None):
     ------
     vitforge.errors.ConfigError
         On a missing key, or a key whose shape disagrees with the others
-        (naming the key and both shapes).
+        (naming the key and both shapes), or a distilled DeiT (``dist_token``).
     """
     state = {key: (value.detach().cpu().numpy() if hasattr(value, "detach") else value)
              for key, value in state.items()}
+    distilled = sorted(key for key in state if key == "dist_token" or key.startswith("head_dist"))
+    if distilled:
+        raise ConfigError(f"state_dict is a distilled DeiT ({', '.join(distilled)}): its "
+                          f"second token and head are not supported; use a DeiT without "
+                          f"distillation (deit_*_patch16_224, not *_distilled_*)")
     proj = _get(state, "patch_embed.proj.weight")
     if proj.ndim != 4 or proj.shape[2] != proj.shape[3]:
         raise ConfigError(f"state_dict key 'patch_embed.proj.weight' has shape {proj.shape}, "

@@ -145,21 +145,26 @@ def _attention(x, block, heads, keep, prefix):
     tokens, dim = x.shape
     head_dim = dim // heads
     qkv = keep(f"{prefix}.qkv", x @ block.qkv_weight + block.qkv_bias)
-    outputs, scores = [], []
+    outputs, scores, probabilities = [], [], []
     for head in range(heads):
         columns = slice(head * head_dim, (head + 1) * head_dim)
         q, k, v = qkv[:, columns], qkv[:, dim:][:, columns], qkv[:, 2 * dim:][:, columns]
         scores.append(q @ k.T / math.sqrt(head_dim))
-        outputs.append(reference.softmax(scores[-1]) @ v)
+        probabilities.append(reference.softmax(scores[-1]))
+        outputs.append(probabilities[-1] @ v)
     keep(f"{prefix}.scores", np.stack(scores))
+    keep(f"{prefix}.probabilities", np.stack(probabilities))
     context = keep(f"{prefix}.context", np.concatenate(outputs, axis=1))
     return keep(f"{prefix}.proj", context @ block.proj_weight + block.proj_bias)
 
 
 def _recorder(record):
-    """A ``keep(name, value)`` that appends ``value`` to ``record[name]`` (if a dict)."""
+    """A ``keep(name, value)`` that returns ``value`` after appending it to ``record[name]``
+    (a dict) or calling ``record(name, value)`` (a callable)."""
     def keep(name, value):
-        if record is not None:
+        if callable(record):
+            record(name, value)
+        elif record is not None:
             record.setdefault(name, []).append(value)
         return value
     return keep
@@ -196,7 +201,8 @@ def forward(vit, images, *, record=None, selectors=None, config=None):
     """Logits ``(batch, classes)`` of float images.
 
     ``record``, a dict, receives the activations every quantized tensor sees
-    (for calibration): key -> list of arrays, one per image.
+    (for calibration): key -> list of arrays, one per image; a callable
+    ``record(key, array)`` is called with each instead.
 
     ``selectors`` (a list of :class:`vitforge.sw.model.selector.FloatSelector`)
     and ``config`` (its :class:`~vitforge.sw.model.selector.SelectorConfig`)

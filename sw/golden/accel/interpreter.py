@@ -219,7 +219,7 @@ def _softmax(machine, index, inst):
     params = ExpParams(ratio=inst.ratio, alpha=inst.alpha, beta=inst.beta, gamma=inst.gamma)
     _check(params.ratio > 0 and params.beta >= 1 << PHI_BITS, index, inst,
            "ratio must be positive and beta at least 2**15")
-    probabilities = softmax_rows(rows, params).astype(np.int8)
+    probabilities = softmax_rows(rows, params, shift=inst.probability_shift).astype(np.int8)
     _write_rows(machine, inst.dst, inst.dst_stride, inst.m_tiles, inst.length, probabilities)
 
 

@@ -9,10 +9,10 @@ from vitforge.sim.accel.unit_bench import extreme_rows, random_machine, run_and_
     set_rows, small_config, spread_rows
 from vitforge.sw.params.softmax import exp_params
 
-def softmax(params, src, src_stride, dst, dst_stride, m_tiles, length):
+def softmax(params, src, src_stride, dst, dst_stride, m_tiles, length, probability_shift=0):
     return encode(Opcode.SOFTMAX, src=src, src_stride=src_stride, dst=dst, dst_stride=dst_stride,
                   m_tiles=m_tiles, length=length, ratio=params.ratio, alpha=params.alpha,
-                  beta=params.beta, gamma=params.gamma)
+                  beta=params.beta, gamma=params.gamma, probability_shift=probability_shift)
 
 
 @pytest.mark.parametrize("scale", [0.02, 0.1])
@@ -27,7 +27,9 @@ def test_strided_tiles_and_extreme_rows_match_the_interpreter(scale, array):
               (40, 5, 40, 5, 2, 5),                       # in place
               (200, 1, 220, 2, 3, 1),                     # rows of one element
               (60, 13, 150, 13, 1, 13)]
-    words = [softmax(params, *shape) for shape in shapes]
+    # Each probability scale, 1/127 to 1/1016 (saturating above 2**-shift).
+    words = [softmax(params, *shape, probability_shift=shift)
+             for shift, shape in enumerate(shapes)]
     runs = run_and_compare(RowSoftmax(config), machine, words,
                            err_msg=f"SOFTMAX, array {array}, scale {scale}, seed {seed}")
     assert [run.cycles for run in runs] == [

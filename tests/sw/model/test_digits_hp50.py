@@ -22,7 +22,9 @@ def test_the_shipped_pruned_model_keeps_the_dense_accuracy_in_int8():
     float_accuracy, int8_accuracy = digits_accuracies(vit)
     dense_float, _ = digits_accuracies(load_vit(EMBEDDED_WEIGHTS)[0])
     assert float_accuracy == meta["float_test_accuracy"]
-    assert int8_accuracy == meta["accuracy"]["tuned"]["int8"]
+    # The file records the int8 accuracy it had when shipped; quantization may only improve it
+    # (issue 14's observers and probability scales raised it from 96.66% to 96.94%).
+    assert int8_accuracy >= meta["accuracy"]["tuned"]["int8"]
     assert int8_accuracy >= dense_float - 0.01                      # the issue's goal
 
 

@@ -83,7 +83,7 @@ def test_sparse_quantized_files_round_trip_bit_exactly(tmp_path):
     with np.load(tmp_path / "q.npz") as archive:
         keys = set(archive.files)
         meta = json.loads(str(archive["meta"]))
-    assert meta["format"] == "vitforge-int8-vit-3"
+    assert meta["format"] == "vitforge-int8-vit-4"
     assert "blocks.1.fc2.weight" not in keys            # stored compressed only
     assert {"blocks.1.fc2.sparse.values", "blocks.1.fc2.sparse.index"} <= keys
     assert meta["parts"]["blocks"][1]["fields"]["fc2"]["fields"]["sparse"]["hp_sparse"] == {
@@ -96,12 +96,14 @@ def test_sparse_quantized_files_round_trip_bit_exactly(tmp_path):
     assert_same(load_quantized(tmp_path / "again.npz"), model)
 
 
-def test_dense_version_2_files_still_load(tmp_path):
+@pytest.mark.parametrize("version", [2, 3])
+def test_dense_version_2_and_3_files_still_load(tmp_path, version):
     rng = np.random.default_rng(0)
-    model = quantize_vit(random_vit(PRESETS["tiny"], rng), rng.uniform(0, 1, (4, 1, 8, 8)))
+    model = quantize_vit(random_vit(PRESETS["tiny"], rng), rng.uniform(0, 1, (4, 1, 8, 8)),
+                         probability_shift=0)
     save_quantized(tmp_path / "q.npz", model)
     path = _rewrite(tmp_path, tmp_path / "q.npz",
-                    lambda meta: meta.update(format="vitforge-int8-vit-2"))
+                    lambda meta: meta.update(format=f"vitforge-int8-vit-{version}"))
     assert_same(load_quantized(path), model)
 
 

@@ -6,7 +6,8 @@ import pytest
 from vitforge.sw.accel.compiler import compile_blocks, config_for
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sw.golden.encoder import encoder_block
-from vitforge.sw.model.quantize import quantize_block, quantize_tensor, tensor_scale
+from vitforge.sw.model.calibration import Calibration
+from vitforge.sw.model.quantize import quantize_block, quantize_tensor
 from vitforge.sw.model.vit import PRESETS, VitShape, forward, patchify, random_vit
 
 SHAPE = PRESETS["tiny"]
@@ -45,12 +46,13 @@ def quantized_model(seed):
     rng = np.random.default_rng(seed)
     vit = random_vit(SHAPE, rng, scale=0.2)
     images = rng.uniform(0, 1, (16, 1, 8, 8))
-    record = {}
-    forward(vit, images[:12], record=record)
-    input_scale = tensor_scale(record["tokens"])
+    calibration = Calibration.of(vit, images[:12])
+    scales = calibration.scales()
+    input_scale = scales["tokens"]
     blocks, scale = [], input_scale
     for index, block in enumerate(vit.blocks):
-        quantized, scale = quantize_block(block, SHAPE.heads, record, index, scale)
+        quantized, scale = quantize_block(block, SHAPE.heads, scales.__getitem__, index, scale,
+                                          probability_shift=calibration.probability_shift(index))
         blocks.append(quantized)
     held_out = {}
     forward(vit, images[12:], record=held_out)

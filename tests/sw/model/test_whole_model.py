@@ -1,5 +1,6 @@
 """Weights files, the embedded digits model, and the whole-model compile."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,18 @@ def test_compiled_model_equals_the_direct_integer_model(array):
                                       vit_logits(model, patches), err_msg=f"image {index}")
 
 
+@pytest.mark.parametrize("shifts", [(1, 3), (2, 0)])
+def test_every_probability_scale_compiles_to_the_direct_integer_model(shifts):
+    model, images = random_model(5, images=12)
+    model = replace(model, blocks=tuple(replace(block, probability_shift=shift)
+                                        for block, shift in zip(model.blocks, shifts)))
+    program = compile_model(config_for_model(model, 4), model)
+    for index, patches in enumerate(images):
+        np.testing.assert_array_equal(run_logits(program.with_input(patches)),
+                                      vit_logits(model, patches),
+                                      err_msg=f"image {index}, shifts {shifts}")
+
+
 def test_patched_inputs_give_the_image_of_a_fresh_compile():
     model, (first, second) = random_model(6, images=12)
     config = config_for_model(model, 4)
@@ -135,9 +148,16 @@ def test_quantized_model_round_trips_through_one_file(tmp_path):
     vit = random_vit(PRESETS["tiny"], rng, scale=0.2)
     images = rng.uniform(0, 1, (12, 1, 8, 8))
     model = quantize_vit(vit, images[:10])
+    # Finer attention probabilities in block 1 (issue 14): stored and compiled too.
+    model = replace(model, blocks=(model.blocks[0], replace(model.blocks[1],
+                                                            probability_shift=2)))
     save_quantized(tmp_path / "q.npz", model)
     loaded = load_quantized(tmp_path / "q.npz")
     assert loaded.shape == model.shape and loaded.input_scale == model.input_scale
+    assert [block.probability_shift for block in loaded.blocks] == [
+        model.blocks[0].probability_shift, 2]
+    assert loaded.activation_scales == model.activation_scales
+    assert {"tokens", "0.scores", "1.x2", "logits"} <= set(loaded.activation_scales)
     for image in images[10:]:
         patches = quantize_tensor(patchify(image[None], vit.shape)[0], model.input_scale)
         np.testing.assert_array_equal(vit_logits(loaded, patches), vit_logits(model, patches))
@@ -157,6 +177,8 @@ def test_files_with_the_class_token_last_are_converted():
     from vitforge.sw.model.quantized_io import load_quantized
 
     model = load_quantized(DATA / "tiny_int8_format1.npz")
+    assert model.activation_scales is None            # files before issue 14 have none
+    assert [block.probability_shift for block in model.blocks] == [0, 0]
     with np.load(DATA / "tiny_int8_format1_io.npz") as saved:
         patches, logits = saved["patches"], saved["logits"]
     config = config_for_model(model, 4)
@@ -176,5 +198,5 @@ def test_malformed_quantized_files_are_rejected(tmp_path):
     vit = random_vit(PRESETS["tiny"], np.random.default_rng(0))
     save_vit(tmp_path / "float.npz", vit)
     with pytest.raises(ValueError, match=r"float\.npz has format 'vitforge-float-vit-2', "
-                                         r"expected 'vitforge-int8-vit-3'$"):
+                                         r"expected 'vitforge-int8-vit-4'$"):
         load_quantized(tmp_path / "float.npz")
