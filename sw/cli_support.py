@@ -92,9 +92,9 @@ def data_files(args):
         if given:
             raise ConfigError(f"{', '.join(given)} need --data")
         return None
-    for path in (args.data, args.calibration):
+    for option, path in (("data", args.data), ("calibration", args.calibration)):
         if path is not None and not Path(path).is_file():
-            raise ConfigError(f"data must be an existing .npz file, not {path!r}")
+            raise ConfigError(f"{option} must be an existing .npz file, not {path!r}")
     return DataFiles(path=args.data, calibration=args.calibration, mean=args.mean, std=args.std)
 
 

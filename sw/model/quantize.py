@@ -176,6 +176,7 @@ def quantize_calibrated(vit, calibration, observer="auto", probability_shift="au
                     if name.startswith(f"blocks.{index}.")}
         shift = (calibration.probability_shift(index) if probability_shift == "auto"
                  else probability_shift)
+        scales[f"{index}.probabilities"] = 1 / (127 << shift)
         quantized, scale = quantize_block(block, shape.heads, scales.__getitem__, index, scale,
                                           patterns, shift, offsets[f"{index}.gelu"])
         blocks.append(quantized)

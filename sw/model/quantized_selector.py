@@ -152,7 +152,12 @@ def quantize_selectors(vit, selectors, config, calibration_images, model):
                           f"{model.shape}")
     input_scales = _block_input_scales(model)
     record = {}
-    forward_pruned(vit, calibration_images, selectors, config, record=record)
+
+    def keep_selector_activations(name, value):
+        if name.startswith("select."):
+            record.setdefault(name, []).append(value)
+
+    forward_pruned(vit, calibration_images, selectors, config, record=keep_selector_activations)
     stages = []
     for stage, (selector, block) in enumerate(zip(selectors, config.blocks)):
         def scale(name):
