@@ -45,9 +45,9 @@ class Calibration:
     The names are those of :func:`~.vit.forward`'s ``record`` (``"tokens"``,
     ``"3.fc1"``, ...; ``"3.probabilities"`` for :meth:`probability_shift`), plus
     ``"embedded"`` (the patch embedding before the position table), ``"norm"``
-    (the final LayerNorm of the class token) and
-    ``"logits"`` (the head's output for the class token): only the class token
-    reaches the output, so only its row sets those two scales.
+    (the final LayerNorm of the class token) and ``"logits"`` (the head's output
+    for the class token): only the class token reaches the output, so only its
+    row sets those two scales.
 
     Parameters
     ----------
@@ -89,8 +89,8 @@ class Calibration:
                 progress(index + 1, len(images))
 
     def _observe(self, name, value):
-        for name, value in scaled_activations(self._vit, name, value):
-            self.histograms.setdefault(name, MagnitudeHistogram()).update(value)
+        for scaled, activation in scaled_activations(self._vit, name, value):
+            self.histograms.setdefault(scaled, MagnitudeHistogram()).update(activation)
 
     def probability_shift(self, block):
         """The ``probability_shift`` of ``block``'s softmax (0 to 3) whose probability scale
