@@ -42,22 +42,15 @@ GOAL_POINTS, GOAL_AGREEMENT, GOAL_SPREAD, GOAL_SECONDS = 0.005, 0.98, 0.003, 60.
 RESULTS = Path(__file__).parent / "results"
 
 
-def _integer_logits(model, vit, images):
+def _scores(model, images, floats, labels):
+    """:func:`~vitforge.sw.model.quant_report.logit_comparison` of ``model``'s golden logits
+    on ``images`` against ``floats``."""
     from vitforge.sw.golden.encoder import vit_logits
-    from vitforge.sw.model.quantize import quantize_tensor
-    from vitforge.sw.model.vit import patchify
+    from vitforge.sw.model.quant_report import logit_comparison
+    from vitforge.sw.model.quantize import quantized_patches
 
-    return np.array([vit_logits(model, quantize_tensor(patches, model.input_scale))
-                     for patches in patchify(images, vit.shape)]).astype(np.float64)
-
-
-def _scores(integers, logit_scale, floats, labels):
-    real = integers * logit_scale
-    cosine = np.sum(real * floats, axis=1) / (np.linalg.norm(real, axis=1)
-                                               * np.linalg.norm(floats, axis=1))
-    return {"int8_accuracy": float((integers.argmax(1) == labels).mean()),
-            "top1_agreement": float((integers.argmax(1) == floats.argmax(1)).mean()),
-            "logit_cosine": float(cosine.mean())}
+    integers = [vit_logits(model, patches) for patches in quantized_patches(model, images)]
+    return logit_comparison(integers, model.logit_scale, floats, labels)
 
 
 def _calibrations(vit, images):
@@ -92,8 +85,7 @@ def _tiny():
     result = {"float_accuracy": float((floats.argmax(1) == labels).mean())}
     for label in ("before", "auto"):
         model = quantize_calibrated(vit, calibration, *VARIANTS[label])
-        result[label] = _scores(_integer_logits(model, vit, test), model.logit_scale, floats,
-                                labels)
+        result[label] = _scores(model, test, floats, labels)
     return result
 
 
@@ -149,8 +141,7 @@ def main():
     for label, variant in VARIANTS.items():
         for size, calibration in calibrations.items():
             model = quantize_calibrated(vit, calibration, *variant)
-            scores = _scores(_integer_logits(model, vit, test_images), model.logit_scale,
-                             floats, labels)
+            scores = _scores(model, test_images, floats, labels)
             scores["probability_shifts"] = [block.probability_shift for block in model.blocks]
             table.setdefault(label, {})[size] = scores
             print(f"{label:12} {size:4} calibration images: int8 {scores['int8_accuracy']:.2%}"

@@ -10,11 +10,12 @@ from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.sw.accel.compiler import compile_model, config_for_model
 from vitforge.sw.accel.selection import block_counts
 from vitforge.sw.golden.encoder import pruned_vit_logits, vit_logits
-from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
+from vitforge.sw.model.quant_report import logit_comparison
+from vitforge.sw.model.quantize import quantized_patches, quantize_vit
 from vitforge.sw.model.quantized_selector import quantize_selectors
 from vitforge.sw.model.selector import (MODES, default_stages, forward_pruned, load_selectors,
                                         random_selectors)
-from vitforge.sw.model.vit import PRESETS, forward, patchify, random_vit
+from vitforge.sw.model.vit import PRESETS, forward, random_vit
 from vitforge.sw.model.weights import (DIGITS_CALIBRATION_IMAGES, EMBEDDED_HP50_WEIGHTS,
                                        EMBEDDED_WEIGHTS)
 
@@ -172,14 +173,10 @@ def _float_comparison(run, vit, golden, test_images, test_labels, logit_scale, p
         floats = forward(vit, test_images)
     else:
         floats, _ = forward_pruned(vit, test_images, *pruning)
-    run.top1_agreement = float((golden.argmax(1) == floats.argmax(1)).mean())
-    scaled = golden * logit_scale
-    run.logit_cosine = float(np.mean(np.sum(scaled * floats, axis=1)
-                                     / np.linalg.norm(scaled, axis=1)
-                                     / np.linalg.norm(floats, axis=1)))
+    scores = logit_comparison(golden, logit_scale, floats, test_labels)
+    run.top1_agreement, run.logit_cosine = scores["top1_agreement"], scores["logit_cosine"]
     if test_labels is not None:
-        run.float_accuracy = float((floats.argmax(1) == test_labels).mean())
-        run.int8_accuracy = float((golden.argmax(1) == test_labels).mean())
+        run.float_accuracy, run.int8_accuracy = scores["float_accuracy"], scores["int8_accuracy"]
     return floats
 
 
@@ -228,7 +225,7 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
         model, array, selectors=selectors)
 
     def patches_of(image):
-        return quantize_tensor(patchify(image[None], shape)[0], model.input_scale)
+        return quantized_patches(model, image[None])[0]
 
     run = ModelRun(model=name, images=images, bit_exact=True, error=0, cycles=[],
                    class_cycles={}, section_cycles={}, macs=0, array=config.array,

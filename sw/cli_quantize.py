@@ -34,30 +34,21 @@ def add_quantize_parser(commands):
     parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
 
 
-def _accuracy(predictions, labels):
-    return None if labels is None else float((predictions == labels).mean())
-
-
 def _measure(vit, model, images, labels):
-    """Float against int8 (golden model) on ``images``: accuracies, agreement, cosine."""
+    """Float against int8 (golden model) on ``images``, an image at a time for the progress
+    bar: :func:`~vitforge.sw.model.quant_report.logit_comparison`."""
     from vitforge.sw.golden.encoder import vit_logits
-    from vitforge.sw.model.quantize import quantize_tensor
-    from vitforge.sw.model.vit import forward, patchify
+    from vitforge.sw.model.quant_report import logit_comparison
+    from vitforge.sw.model.quantize import quantized_patches
+    from vitforge.sw.model.vit import forward
 
     floats, integers = [], []
     for index, image in enumerate(images):
         floats.append(forward(vit, image[None])[0])
-        patches = quantize_tensor(patchify(image[None], vit.shape)[0], model.input_scale)
-        integers.append(vit_logits(model, patches).astype(np.float64) * model.logit_scale)
+        integers.append(vit_logits(model, quantized_patches(model, image[None])[0]))
         progress(index + 1, len(images))
-    floats, integers = np.array(floats), np.array(integers)
-    norms = np.linalg.norm(floats, axis=1) * np.linalg.norm(integers, axis=1)
-    cosine = np.sum(floats * integers, axis=1) / np.maximum(norms, 1e-300)
     return {"test_images": len(images),
-            "float_accuracy": _accuracy(floats.argmax(1), labels),
-            "int8_accuracy": _accuracy(integers.argmax(1), labels),
-            "top1_agreement": float((floats.argmax(1) == integers.argmax(1)).mean()),
-            "logit_cosine": float(cosine.mean())}
+            **logit_comparison(integers, model.logit_scale, floats, labels)}
 
 
 def _write_report(folder, rows, summary):

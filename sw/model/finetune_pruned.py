@@ -114,16 +114,15 @@ def digits_accuracies(vit):
     """
     from vitforge.sw.golden.encoder import vit_logits
 
-    from .quantize import quantize_tensor, quantize_vit
+    from .quant_report import logit_comparison
+    from .quantize import quantized_patches, quantize_vit
 
     (train_images, _), (test_images, test_labels) = digits_split()
     model = quantize_vit(vit, train_images[:DIGITS_CALIBRATION_IMAGES])
-    floats = forward(vit, test_images).argmax(1)
-    integers = np.array([
-        vit_logits(model, quantize_tensor(patchify(image[None], vit.shape)[0],
-                                          model.input_scale)).argmax()
-        for image in test_images])
-    return float((floats == test_labels).mean()), float((integers == test_labels).mean())
+    integers = [vit_logits(model, patches) for patches in quantized_patches(model, test_images)]
+    scores = logit_comparison(integers, model.logit_scale, forward(vit, test_images),
+                              test_labels)
+    return scores["float_accuracy"], scores["int8_accuracy"]
 
 
 def main(argv=None):

@@ -11,9 +11,26 @@ import math
 import numpy as np
 
 from .calibration import scaled_activations
-from .vit import forward, patchify
+from .vit import forward
 
-__all__ = ["activation_errors", "LayerError"]
+__all__ = ["activation_errors", "LayerError", "logit_comparison"]
+
+
+def logit_comparison(integers, logit_scale, floats, labels=None):
+    """Int8 logits ``integers`` (batch, classes) of scale ``logit_scale`` against float
+    ``floats``: ``top1_agreement``, ``logit_cosine`` (the mean over images), and the top-1
+    ``float_accuracy`` and ``int8_accuracy`` on ``labels`` (``None`` without)."""
+    scaled = np.asarray(integers, dtype=np.float64) * logit_scale
+    floats = np.asarray(floats, dtype=np.float64)
+    cosine = (np.sum(scaled * floats, axis=1) / np.linalg.norm(scaled, axis=1)
+              / np.linalg.norm(floats, axis=1))
+
+    def accuracy(logits):
+        return None if labels is None else float((logits.argmax(1) == labels).mean())
+
+    return {"float_accuracy": accuracy(floats), "int8_accuracy": accuracy(scaled),
+            "top1_agreement": float((scaled.argmax(1) == floats.argmax(1)).mean()),
+            "logit_cosine": float(np.mean(cosine))}
 
 
 class LayerError(dict):
@@ -44,7 +61,7 @@ def activation_errors(vit, model, images):
     from vitforge.errors import ConfigError
     from vitforge.sw.golden.encoder import vit_activations
 
-    from .quantize import quantize_tensor
+    from .quantize import quantized_patches
 
     scales = model.activation_scales
     if scales is None:
@@ -54,8 +71,7 @@ def activation_errors(vit, model, images):
     totals = {}
     for image in np.asarray(images, dtype=np.float64):
         floats = _float_activations(vit, image)
-        patches = quantize_tensor(patchify(image[None], vit.shape)[0], model.input_scale)
-        for name, value in vit_activations(model, patches).items():
+        for name, value in vit_activations(model, quantized_patches(model, image[None])[0]).items():
             real, offset = floats[name], offsets.get(name, 0.0)
             error = real - (value.astype(np.float64) * scales[name] + offset)
             codes = (real - offset) / scales[name]

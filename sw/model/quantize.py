@@ -26,7 +26,8 @@ from .hp_prune import check_sparsity
 from .quantized import QuantizedEncoderBlock, QuantizedLinear, Requant, ResidualParams
 from .vit import LAYERNORM_EPS
 
-__all__ = ["tensor_scale", "quantize_tensor", "quantize_block", "quantize_vit",
+__all__ = ["tensor_scale", "quantize_tensor", "quantized_patches", "quantize_block",
+           "quantize_vit",
            "quantize_calibrated", "RESIDUAL_SHIFT_MAX"]
 
 RESIDUAL_SHIFT_MAX = 30
@@ -42,6 +43,14 @@ def tensor_scale(values):
 def quantize_tensor(values, scale):
     """``clip(round(values / scale), -128, 127)`` as int8."""
     return np.clip(np.round(np.asarray(values) / scale), -128, 127).astype(np.int8)
+
+
+def quantized_patches(model, images):
+    """The int8 patch features ``(batch, patches, features)`` that ``model`` (a QuantizedVit)
+    sees for float ``images`` (batch, C, H, W)."""
+    from .vit import patchify
+
+    return quantize_tensor(patchify(images, model.shape), model.input_scale)
 
 
 def _linear(weight, bias, scale_in, scale_out, pattern=None, offset_in=0.0):
