@@ -8,13 +8,28 @@ from .isa import ISA, Opcode, Space
 from .ports import MEMORY_DATA_BITS, Unit, memory_port, scratchpad_ports, write_request
 from .sparse_loader import IndexExpander
 
-__all__ = ["Dma"]
+__all__ = ["Dma", "dma_cycles"]
 
 #: A table LOAD's ``spad_addr`` is an entry; the table memories are addressed in words.
 _TABLE_WORD_SHIFT = TABLE_ENTRIES_PER_WORD.bit_length() - 1
 _SIGMOID_WORD_SHIFT = SIGMOID_ENTRIES_PER_WORD.bit_length() - 1
 #: LOAD_SPARSE's index records are whole external words.
 _WORD_BYTE_SHIFT = DRAM_WORD_BYTES.bit_length() - 1
+
+
+def dma_cycles(config, instruction):
+    """Cycles from ``start`` to ``done`` of a LOAD, STORE or LOAD_SPARSE ``instruction``
+    (its fields as attributes) when memory accepts a request every cycle and answers each in
+    the next: one per external word and, for LOAD_SPARSE, one per used index-record byte;
+    two more (four for LOAD_SPARSE: its totals take two)."""
+    entry = config.act_entry_words
+    if instruction.opcode == Opcode.LOAD_SPARSE:
+        length = instruction.blocks * instruction.kept_rows
+        record = instruction.blocks * (1 + instruction.kept_rows)
+        return instruction.tiles * (record + length * entry) + 4
+    if instruction.opcode == Opcode.LOAD and instruction.space not in (Space.ACT, Space.WGT):
+        entry = 1
+    return instruction.count * entry + 2
 
 
 class Dma(Unit):

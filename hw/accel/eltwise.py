@@ -9,7 +9,17 @@ from .config import SCRATCHPAD_ADDRESS_BITS, TABLE_WORDS
 from .isa import ISA, Opcode
 from .ports import MEMORY_DATA_BITS, Unit, scratchpad_ports
 
-__all__ = ["Eltwise"]
+__all__ = ["Eltwise", "eltwise_cycles"]
+
+#: Cycles from ``start`` to ``done`` beyond the words: six of pipeline, start and done.
+_OVERHEAD = 8
+
+
+def eltwise_cycles(config, opcode, count):
+    """Cycles from ``start`` to ``done`` of a GELU or ADD of ``count`` words: one per word,
+    two per word for ADD through one activation read port."""
+    per_word = 2 if opcode == Opcode.ADD and config.act_read_ports == 1 else 1
+    return per_word * count + _OVERHEAD
 
 #: Registers between a word's arrival and its result: operands, products, rounded sum,
 #: shift, saturation.

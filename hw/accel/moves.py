@@ -7,7 +7,19 @@ from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .isa import ISA, Opcode
 from .ports import Unit, scratchpad_ports
 
-__all__ = ["Moves"]
+__all__ = ["Moves", "move_cycles"]
+
+#: Cycles from ``start`` to ``done`` beyond the moving itself: start and the FINISH state.
+_OVERHEAD = 2
+
+
+def move_cycles(config, instruction):
+    """Cycles from ``start`` to ``done`` of a COPY_TO_WGT (one per word) or
+    TRANSPOSE_TO_WGT (``2 * array + 1`` per block) ``instruction``."""
+    if instruction.opcode == Opcode.COPY_TO_WGT:
+        return instruction.tiles * instruction.words + _OVERHEAD
+    blocks = instruction.token_tiles * instruction.channel_tiles
+    return blocks * (2 * config.array + 1) + _OVERHEAD
 
 
 class Moves(Unit):

@@ -6,6 +6,8 @@ import json
 import numpy as np
 
 from vitforge.hw.accel.config import DRAM_WORD_BYTES
+from vitforge.hw.accel.profile import PROFILE_DEPTH
+from vitforge.sw.accel.cycles import program_cycles
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 
 from .. import runner
@@ -44,6 +46,19 @@ class CoverificationReport:
     verilog_seconds: float
     build_directory: str          # the Verilator build used; its name ends in the cache key
     build_cached: bool            # the build came from the cache (not built by this call)
+    predicted: object             # the cycle model's ProgramCycles (sw/accel/cycles.py)
+    predicted_sections: dict      # ... and its cycles per section
+
+    def prediction_mismatch(self):
+        """What the cycle model got wrong about this run's counters ("" when it predicted
+        the total, every class and every section exactly; sections only where the hardware
+        profiled every instruction, :data:`~vitforge.hw.accel.profile.PROFILE_DEPTH`)."""
+        compared = [("cycles", self.predicted.cycles, self.cycles),
+                    ("per class", self.predicted.class_cycles, self.class_cycles)]
+        if len(self.predicted.retired_at) <= PROFILE_DEPTH:
+            compared.append(("per section", self.predicted_sections, self.section_cycles))
+        return "; ".join(f"{what}: predicted {predicted}, simulated {simulated}"
+                         for what, predicted, simulated in compared if predicted != simulated)
 
 
 def describe_mismatch(program, rtl, golden):
@@ -99,13 +114,14 @@ def coverify(program, *, max_cycles=None, waves_to=None, log=None):
     config = program.config
     if max_cycles is None:
         max_cycles = 20 * program.macs // (config.array ** 2) + 100_000
-    machine = Machine(config, program.image)
-    run_program(machine, program.program_addr)
+    machine, executed = Machine(config, program.image), []
+    run_program(machine, program.program_addr, executed=executed)
     result, seconds, built, verilog = run_rtl(config, program.image, program.program_addr,
                                               max_cycles=max_cycles,
                                               instructions=len(program.instructions),
                                               waves_to=waves_to, log=log)
     rtl_image = result["dram"]
+    predicted = program_cycles(config, executed)
     return CoverificationReport(
         match=bytes(rtl_image) == bytes(machine.dram), done=result["done"],
         error=result["error"], error_pc=result["error_pc"], cycles=result["cycles"],
@@ -115,7 +131,9 @@ def coverify(program, *, max_cycles=None, waves_to=None, log=None):
         mismatch=describe_mismatch(program, rtl_image, machine.dram),
         sim_seconds=seconds,
         build_seconds=built.seconds, verilog_seconds=verilog.seconds,
-        build_directory=str(built.directory), build_cached=built.cached)
+        build_directory=str(built.directory), build_cached=built.cached,
+        predicted=predicted,
+        predicted_sections=program.section_cycles(predicted.retired_at, predicted.cycles))
 
 
 def run_rtl(config, image, program_addr, *, max_cycles, instructions=0, waves_to=None,

@@ -43,6 +43,8 @@ def test_stacked_blocks_match_golden(seed, array, count, macs_per_dsp):
     np.testing.assert_array_equal(report.rtl_output, expected,
                                   err_msg=f"seed {seed}, array {array}")
     assert report.cycles == sum(report.class_cycles.values())
+    # The cycle model (sw/accel/cycles.py) predicts every counter exactly.
+    assert not report.prediction_mismatch(), report.prediction_mismatch()
     assert report.cycles == sum(report.section_cycles.values())
     assert set(report.section_cycles) >= {"input", "block 0 attention", "block 0 mlp", "output"}
 

@@ -36,6 +36,8 @@ def test_pruned_models_match_the_golden_model_on_the_rtl(mode, seed):
         assert report.match, f"{mode}, seed {seed}, image {index}: {report.mismatch}"
         np.testing.assert_array_equal(report.rtl_output, expected,
                                       err_msg=f"{mode}, seed {seed}, image {index}")
+        # The cycle model (sw/accel/cycles.py) predicts every counter exactly.
+        assert not report.prediction_mismatch(), report.prediction_mismatch()
         assert report.class_cycles["select"] > 0
         assert {"select 0", "select 1"} <= set(report.section_cycles)
         kept_counts.append([len(stage) for stage in kept])

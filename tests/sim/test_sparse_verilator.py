@@ -49,6 +49,8 @@ def test_sparse_and_dense_layers_match_the_golden_model_and_save_gemm_cycles():
     np.testing.assert_array_equal(report.rtl_output, expected, err_msg=f"seed {seed}")
     dense_report = coverify(dense)
     assert dense_report.match, f"seed {seed}: {dense_report.mismatch}"
+    # The cycle model (sw/accel/cycles.py) predicts every counter exactly.
+    assert not report.prediction_mismatch(), report.prediction_mismatch()
     assert report.class_cycles["gemm"] < dense_report.class_cycles["gemm"], \
         (report.class_cycles, dense_report.class_cycles)
 

@@ -328,12 +328,13 @@ _EXECUTE = {
 }
 
 
-def run_program(machine, program_addr, *, max_instructions=1_000_000):
+def run_program(machine, program_addr, *, max_instructions=1_000_000, executed=None):
     """Execute the program at external word ``program_addr`` until DONE.
 
     The live token registers start at 0 (``machine.live``); a field flagged
     live takes its value from them after the ISA's rules are checked on the
-    instruction as written.
+    instruction as written. ``executed``, a list if given, receives each
+    instruction as the units execute it (live fields resolved), DONE included.
 
     Returns the number of instructions executed (DONE included).
 
@@ -355,6 +356,8 @@ def run_program(machine, program_addr, *, max_instructions=1_000_000):
             raise ProgramError(f"instruction {index}: {error}") from None
         machine.executed += 1
         if instruction.opcode == Opcode.DONE:
+            if executed is not None:
+                executed.append(instruction)
             return index + 1
         _check_rules(machine, index, instruction)
         instruction, exceeding = resolve(instruction, machine.live)
@@ -363,6 +366,8 @@ def run_program(machine, program_addr, *, max_instructions=1_000_000):
         spec = ISA[instruction.opcode]
         _check(not spec.empty(instruction), index, instruction,
                f"live values make a field of {list(spec.nonzero)} zero")
+        if executed is not None:
+            executed.append(instruction)
         handler = _EXECUTE.get(instruction.opcode)
         if handler is not None:
             handler(machine, index, instruction)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from vitforge.hw.accel.dma import Dma
+from vitforge.hw.accel.dma import Dma, dma_cycles
 from vitforge.errors import ProgramError
-from vitforge.hw.accel.isa import Opcode, Space, encode
+from vitforge.hw.accel.isa import Opcode, Space, decode, encode
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sim.accel.unit_bench import Backpressure, random_machine, run_and_compare, \
     small_config
@@ -44,10 +44,10 @@ def test_load_fills_each_space_like_the_interpreter(space, stalls):
                            err_msg=f"LOAD {space.name}, seed {seed}, stalls {stalls}")
     if stalls is None:
         # One read request per cycle from the cycle after start, done two cycles after the last.
-        for run, (_, _, count) in zip(runs, LOADS[space]):
+        for run, word, (_, _, count) in zip(runs, words, LOADS[space]):
             requests = external_words(config, space, count)
             assert run.activity["mem.req"] == list(range(1, requests + 1))
-            assert run.cycles == requests + 2
+            assert run.cycles == requests + 2 == dma_cycles(config, decode(word))
 
 
 @pytest.mark.parametrize("stalls", STALLS, ids=["no-stalls", "stalls"])
@@ -61,9 +61,9 @@ def test_store_writes_activation_words_like_the_interpreter(stalls):
                            err_msg=f"STORE, seed {seed}, stalls {stalls}")
     if stalls is None:
         # "one external word per cycle": writes in consecutive cycles from cycle 2.
-        for run, (_, _, count) in zip(runs, stores):
+        for run, word, (_, _, count) in zip(runs, words, stores):
             assert run.activity["mem.req"] == list(range(2, count + 2))
-            assert run.cycles == count + 2
+            assert run.cycles == count + 2 == dma_cycles(config, decode(word))
 
 
 @pytest.mark.parametrize("stalls", STALLS, ids=["no-stalls", "stalls"])
@@ -78,7 +78,8 @@ def test_entries_of_20_lanes_span_two_external_words(stalls):
     runs = run_and_compare(Dma(config), load_machine(config, seed), words, backpressure=stalls,
                            err_msg=f"array 20, seed {seed}, stalls {stalls}")
     if stalls is None:
-        assert [run.cycles for run in runs] == [2 * 5 + 2, 2 * 5 + 2, 2 * 7 + 2]
+        assert [run.cycles for run in runs] == [2 * 5 + 2, 2 * 5 + 2, 2 * 7 + 2] == [
+            dma_cycles(config, decode(word)) for word in words]
 
 
 def test_a_table_load_must_start_at_a_whole_word_of_entries():

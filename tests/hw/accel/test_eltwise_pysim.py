@@ -3,12 +3,9 @@
 import numpy as np
 import pytest
 
-from vitforge.hw.accel.eltwise import Eltwise
-from vitforge.hw.accel.isa import Opcode, encode
+from vitforge.hw.accel.eltwise import Eltwise, eltwise_cycles
+from vitforge.hw.accel.isa import Opcode, decode, encode
 from vitforge.sim.accel.unit_bench import random_machine, run_and_compare, small_config
-
-#: Cycles from start to done beyond one per word: six of pipeline, start and done.
-OVERHEAD = 8
 
 
 def machine_with_extremes(config, seed):
@@ -38,7 +35,8 @@ def test_gelu_looks_up_every_lane_in_the_loaded_table(ports):
     runs = run_and_compare(Eltwise(config), machine_with_extremes(config, seed), words,
                            err_msg=f"GELU, {ports} read ports, seed {seed}")
     # One word per cycle; the last write six cycles after the last read.
-    assert [run.cycles for run in runs] == [count + OVERHEAD for count in counts]
+    assert [run.cycles for run in runs] == [count + 8 for count in counts] == [
+        eltwise_cycles(config, Opcode.GELU, count) for count in counts]
     for run, count in zip(runs, counts):
         assert run.activity["act_read"] == list(range(1, count + 1))
         assert run.activity["act_write"][-1] - run.activity["act_read"][-1] == 6
@@ -64,7 +62,8 @@ def test_add_rescales_rounds_and_saturates(ports):
     counts = [9, 4, 9, 7, 7, 9, 1]
     # Two read ports: one word per cycle; one port: x then y, one word per two cycles.
     per_word = 1 if ports == 2 else 2
-    assert [run.cycles for run in runs] == [per_word * count + OVERHEAD for count in counts]
+    assert [run.cycles for run in runs] == [per_word * count + 8 for count in counts] == [
+        eltwise_cycles(config, Opcode.ADD, count) for count in counts]
     for run in runs:
         assert run.activity["act_write"][-1] - run.activity["act_read"][-1] == 6
 
@@ -87,4 +86,6 @@ def test_add_scales_x_and_y_each_by_its_own_multiplier(ports):
                            err_msg=f"ADD, {ports} read ports, seed {seed}")
     per_word = 1 if ports == 2 else 2
     words = [(9, per_word), (9, per_word), (3, 1), (16, per_word), (5, per_word), (1, per_word)]
-    assert [run.cycles for run in runs] == [count * cycles + OVERHEAD for count, cycles in words]
+    assert [run.cycles for run in runs] == [count * cycles + 8 for count, cycles in words] == [
+        eltwise_cycles(config, decode(case).opcode, count)
+        for case, (count, _) in zip(cases, words)]

@@ -15,8 +15,8 @@ from amaranth.sim import Simulator
 from vitforge.hw.accel.accelerator import UNITS
 from vitforge.hw.accel.config import DRAM_WORD_BYTES
 from vitforge.hw.accel.decoder import SIDE_LOAD_LATENCY, InstructionDecoder
-from vitforge.hw.accel.dma import Dma
-from vitforge.hw.accel.isa import Opcode, Space, encode, weight_load_may_run_beside
+from vitforge.hw.accel.dma import Dma, dma_cycles
+from vitforge.hw.accel.isa import Opcode, Space, decode, encode, weight_load_may_run_beside
 from vitforge.sim.accel.unit_bench import (STATE, Backpressure, assert_same_state, copy_machine,
                                            golden_after, random_machine, run_unit, small_config)
 from vitforge.sw.accel.memory import pack_entries
@@ -87,6 +87,7 @@ def test_load_sparse_writes_rows_to_idx_and_values_to_wgt(case, array, stalls):
         used = p.kept_blocks * (1 + p.kept_rows)
         # The docstring's count: two cycles for the totals, then one per byte and word.
         assert run.cycles == p.groups * (used + p.length * config.act_entry_words) + 4, what
+        assert run.cycles == dma_cycles(config, decode(word)), what
 
 
 GEMM_SPARSE = dict(a_addr=0, a_stride=32, b_addr=100, b_stride=12, c_addr=200, c_stride=8,

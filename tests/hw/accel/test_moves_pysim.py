@@ -3,12 +3,9 @@
 import numpy as np
 import pytest
 
-from vitforge.hw.accel.isa import Opcode, encode
-from vitforge.hw.accel.moves import Moves
+from vitforge.hw.accel.isa import Opcode, decode, encode
+from vitforge.hw.accel.moves import Moves, move_cycles
 from vitforge.sim.accel.unit_bench import random_machine, run_and_compare, small_config
-
-#: Cycles from start to done beyond the moving itself: start and the FINISH state.
-OVERHEAD = 2
 
 
 @pytest.mark.parametrize("array", [2, 4])
@@ -21,8 +18,8 @@ def test_copy_to_wgt_gathers_strided_tiles_one_word_per_cycle(array):
              for index, (tiles, count, stride) in enumerate(shapes)]
     runs = run_and_compare(Moves(config), random_machine(config, np.random.default_rng(seed)),
                            words, err_msg=f"COPY_TO_WGT, array {array}, seed {seed}")
-    for run, (tiles, count, _) in zip(runs, shapes):
-        assert run.cycles == tiles * count + OVERHEAD
+    for run, word, (tiles, count, _) in zip(runs, words, shapes):
+        assert run.cycles == tiles * count + 2 == move_cycles(config, decode(word))
         assert run.activity["act_read"] == list(range(1, tiles * count + 1))
 
 
@@ -39,7 +36,7 @@ def test_transpose_to_wgt_turns_blocks_in_2_array_plus_1_cycles_each(array):
                             channel_tiles=channel_tiles))
     runs = run_and_compare(Moves(config), random_machine(config, np.random.default_rng(seed)),
                            words, err_msg=f"TRANSPOSE_TO_WGT, array {array}, seed {seed}")
-    for run, (token_tiles, channel_tiles) in zip(runs, shapes):
+    for run, word, (token_tiles, channel_tiles) in zip(runs, words, shapes):
         blocks = token_tiles * channel_tiles
-        assert run.cycles == blocks * (2 * array + 1) + OVERHEAD
+        assert run.cycles == blocks * (2 * array + 1) + 2 == move_cycles(config, decode(word))
         assert len(run.activity["act_read"]) == len(run.activity["wgt_write"]) == blocks * array
