@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.vitforge-installed
+RAY     = $(VENV)/.vitforge-ray
 
 .PHONY: demo test bench doctor clean yosys
 
@@ -18,8 +19,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)          ## the embedded digits ViT: generate, simulate, verify; report in build/demo
 	$(BIN)/vitforge demo
 
-test: $(STAMP) yosys    ## the whole test suite
+test: $(STAMP) $(RAY) yosys    ## the whole test suite (with Ray, for its backend's tests)
 	$(BIN)/python -m pytest
+
+$(RAY): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	touch $(RAY)
 
 # Debian's Yosys 0.23: the resource estimates, the clock evidence and their tests need it.
 yosys:

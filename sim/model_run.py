@@ -22,10 +22,13 @@ from vitforge.sw.model.weights import (DIGITS_CALIBRATION_IMAGES, EMBEDDED_HP50_
 from .accel.cosim import coverify
 
 __all__ = ["load_model", "data_source", "load_pruning", "ModelRun", "run_model", "PRUNE_CHOICES",
-           "DIGITS_MODELS"]
+           "DIGITS_MODELS", "RANDOM_MODELS"]
 
 #: The digits models by name: the embedded one and its HP-pruned, fine-tuned version.
 DIGITS_MODELS = {"tiny": EMBEDDED_WEIGHTS, "tiny-hp50": EMBEDDED_HP50_WEIGHTS}
+#: Models of random weights by name: the presets' shapes, and ``tiny-random`` (the embedded
+#: model's shape), whose seeds make quick regression farms.
+RANDOM_MODELS = {**PRESETS, "tiny-random": PRESETS["tiny"]}
 #: ``--prune`` takes one of these or a selector file.
 PRUNE_CHOICES = ("none", "default")
 
@@ -50,12 +53,12 @@ def load_model(name, seed=0, data=None):
     if name in DIGITS_MODELS:
         vit, meta = load_vit(DIGITS_MODELS[name])
         meta = {**meta, "data": "digits"}
-    elif name in PRESETS:
-        vit, meta = random_vit(PRESETS[name], rng), {}
+    elif name in RANDOM_MODELS:
+        vit, meta = random_vit(RANDOM_MODELS[name], rng), {}
     else:
         path = Path(name)
         if not path.exists():
-            names = ", ".join(dict.fromkeys([*DIGITS_MODELS, *PRESETS]))
+            names = ", ".join(dict.fromkeys([*DIGITS_MODELS, *RANDOM_MODELS]))
             raise ConfigError(f"model must be one of {names} or an existing .npz file, not "
                               f"{name!r}")
         vit, meta = load_float_model_meta(path)
@@ -104,7 +107,7 @@ def load_pruning(prune, mode, name, vit, seed=0):
     if prune == "default":
         if name in DIGITS_MODELS:
             selectors, config = load_selectors(EMBEDDED_SELECTORS, vit.shape)
-        elif name in PRESETS:
+        elif name in RANDOM_MODELS:
             config = default_stages(vit.shape.depth)
             selectors = random_selectors(vit.shape, config, np.random.default_rng(seed + 1))
         else:
@@ -137,6 +140,8 @@ class ModelRun:
     logit_cosine: float = None
     predictions: list = field(default_factory=list)   # (rtl, golden, float, label) per image
     mismatch: str = ""
+    predicted_cycles: list = field(default_factory=list)  # the cycle model's, per image
+    cycle_model_mismatch: str = ""       # where the cycle model and the counters differ
     # With token selection (``prune``): the stages, and per simulated image the same image
     # dense (cycles, summed per layer) and per stage its kept patch indices and tokens.
     prune: str = "none"
@@ -266,6 +271,9 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
                 _add(run.dense_section_cycles, report.section_cycles)
                 continue
             run.cycles.append(report.cycles)
+            run.predicted_cycles.append(report.predicted.cycles)
+            run.cycle_model_mismatch = (run.cycle_model_mismatch
+                                        or report.prediction_mismatch())
             _add(run.class_cycles, report.class_cycles)
             _add(run.section_cycles, report.section_cycles)
             rtl, expected = report.rtl_output, report.golden_output

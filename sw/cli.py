@@ -34,6 +34,7 @@ from vitforge.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MISMATCH, EXI
                              UserError, exit_status)
 
 from .cli_model import demo, simulate, verify
+from .cli_explore import add_explore_parser, add_farm_options, explore_command
 from .cli_quantize import add_quantize_parser, quantize
 from .cli_support import (add_data_options, check_output_folder, log, prepare_out_folder,
                           shell_config, write_json)
@@ -504,11 +505,13 @@ def _parser():
                        ("verify", "RTL vs golden (bit-exact) and golden vs float accuracy")):
         model_parser = commands.add_parser(name, help=text)
         model_parser.add_argument("--model", default="tiny",
-                                  help="tiny (embedded digits model), deit-tiny, deit-small, "
-                                       "deit-base (random weights) or a weights file (.npz, timm "
-                                       ".pth or .safetensors)")
+                                  help="tiny (embedded digits model), tiny-random, deit-tiny, "
+                                       "deit-small, deit-base (random weights from --seed) or a "
+                                       "weights file (.npz, timm .pth or .safetensors)")
         _add_model_options(model_parser, images=4)
         model_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+        if name == "verify":
+            add_farm_options(model_parser)
     generate_parser = commands.add_parser(
         "generate", help="Verilog, XDC, Vivado scripts, register map and resource estimate")
     generate_parser.add_argument("--board", default="zcu102", help="target board (zcu102)")
@@ -527,6 +530,7 @@ def _parser():
     _add_model_options(demo_parser, images=6, prune="default")
     demo_parser.add_argument("--out", default="build/demo", help="report folder")
     add_quantize_parser(commands)
+    add_explore_parser(commands)
     return parser
 
 
@@ -568,7 +572,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     handlers = {"doctor": doctor, "gemm": gemm, "nonlinear": nonlinear, "block": block,
                 "simulate": simulate, "verify": verify, "demo": demo, "prune": prune,
-                "generate": generate_command, "quantize": quantize}
+                "generate": generate_command, "quantize": quantize, "explore": explore_command}
     try:
         args = _parser().parse_args(argv)
         return handlers[args.command](args)

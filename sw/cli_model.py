@@ -20,6 +20,8 @@ def _model_summary(run, shell, config_source, clock_source):
         "model": run.model, "data": run.data, "images": run.images,
         "bit_exact": run.bit_exact,
         "error": run.error, "cycles": cycles, "cycles_per_image": run.cycles,
+        "predicted_cycles_per_image": run.predicted_cycles,
+        "cycle_model_exact": not run.cycle_model_mismatch,
         "per_layer": {name: value / len(run.cycles)
                       for name, value in run.section_cycles.items()},
         "per_class": {name: value / len(run.cycles) for name, value in run.class_cycles.items()},
@@ -68,6 +70,8 @@ def _print_model_summary(summary, verify):
           f"memory, every image)")
     print(f"  cycles per image     {summary['cycles']:.0f}  ({summary['latency_ms']:.3f} ms, "
           f"{summary['fps']:.0f} images/s at {summary['clock_mhz']} MHz)")
+    print(f"  cycle model          {'exact' if summary['cycle_model_exact'] else 'NOT exact'}"
+          f" (total, per class and per layer against the hardware counters)")
     print(f"  PE utilization       {summary['utilization']:.1%}")
     if summary["prune"] != "none":
         from vitforge.sim.report import before_blocks, mean_kept_tokens
@@ -152,8 +156,12 @@ def simulate(args):
 
 
 def verify(args):
-    """RTL vs golden (bit-exact) and golden vs float (accuracy, agreement)."""
+    """RTL vs golden (bit-exact) and golden vs float (accuracy, agreement); with ``--seeds``
+    or ``--configs`` a regression farm (:func:`~.cli_explore.verify_farm`)."""
+    if args.seeds is not None or args.configs is not None:
+        from .cli_explore import verify_farm
 
+        return verify_farm(args)
     run, summary = _run_model(args, compare_float=True)
     _print_model_summary(summary, verify=True)
     if run.mismatch:

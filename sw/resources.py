@@ -1,7 +1,9 @@
 """FPGA resource estimates from Yosys ``synth_xilinx`` (UltraScale+)."""
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
+import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -11,7 +13,8 @@ from pathlib import Path
 from vitforge.errors import ConfigError, ToolchainError
 
 __all__ = ["Resources", "estimate", "estimate_by_module", "parse_stat", "yosys_command",
-           "merge_identical_modules", "yosys_version", "METHODS", "cost_in_shell"]
+           "merge_identical_modules", "yosys_version", "METHODS", "cost_in_shell",
+           "synthesized_part"]
 
 #: ``per-module``: each replicated module synthesized once and counted once per
 #: instance, the rest flat (:func:`estimate_by_module`); ``flat``: the whole
@@ -170,6 +173,10 @@ def estimate_by_module(verilog, top, *, depth=False):
     register-to-register path (:func:`vitforge.sw.timing.longest_path`; a
     path is cut at the boundary of a replicated module).
 
+    Each part's result is cached by the hash of its Verilog, the black boxes
+    and the Yosys version (:func:`synthesized_part`), so a PE that another
+    design already had costs no synthesis.
+
     Returns
     -------
     total : Resources
@@ -184,11 +191,12 @@ def estimate_by_module(verilog, top, *, depth=False):
     replicated = [name for name, count in instances.items() if count > 1]
     plain = {name: name.strip().lstrip("\\") for name in bodies}
     depths = {}
+    version = yosys_version()
 
     def synthesize(text, name, boxes):
-        log, depths[name] = _synthesize(text, name, flatten=True, black_boxes=boxes,
-                                        depth=depth)
-        return parse_stat(log)
+        resources, depths[name] = synthesized_part(text, name, boxes, depth=depth,
+                                                   version=version)
+        return resources
 
     parts = {top: (1, synthesize(merged, top, [plain[name] for name in replicated]))}
     for name in replicated:
@@ -209,6 +217,61 @@ def estimate_by_module(verilog, top, *, depth=False):
                                          for count, part in parts.values())
                          for field in fields(Resources)})
     return (total, parts, depths) if depth else (total, parts)
+
+
+def synthesized_part(verilog, top, black_boxes, *, depth=False, version=None):
+    """:class:`Resources` of module ``top`` of ``verilog`` synthesized flat around
+    ``black_boxes``, and with ``depth`` its :class:`~vitforge.sw.timing.PathDepth` (else
+    ``None``).
+
+    Results are kept in the build cache (``yosys/`` under ``$VITFORGE_CACHE``) under the
+    SHA-256 of the Verilog, the top, the boxes, ``depth`` and the Yosys ``version``
+    (:func:`yosys_version` when not given); a cache that cannot be written only costs the
+    synthesis next time.
+    """
+    from vitforge.errors import OutputError
+    from vitforge.sim.runner import cache_root
+
+    version = version or yosys_version()
+    key = hashlib.sha256(json.dumps([version, verilog, top, sorted(black_boxes), depth])
+                         .encode()).hexdigest()[:24]
+    try:
+        path = cache_root() / "yosys" / f"{key}.json"
+    except OutputError:
+        path = None
+    cached = _cached_part(path)
+    if cached is not None:
+        return cached
+    log, path_depth = _synthesize(verilog, top, flatten=True, black_boxes=black_boxes,
+                                  depth=depth)
+    resources = parse_stat(log)
+    if path is not None:
+        try:
+            path.parent.mkdir(exist_ok=True)
+            staging = path.with_suffix(f".{os.getpid()}.tmp")
+            staging.write_text(json.dumps({
+                "resources": resources.as_dict(),
+                "depth": None if path_depth is None else asdict(path_depth)}))
+            os.replace(staging, path)
+        except OSError:
+            pass
+    return resources, path_depth
+
+
+def _cached_part(path):
+    """:func:`synthesized_part`'s result from cache file ``path``, or ``None`` if there is
+    none or it is unreadable (then the part is synthesized again and the file replaced)."""
+    from vitforge.sw.timing import PathDepth
+
+    try:
+        cached = json.loads(path.read_text())
+        depth = cached["depth"]
+        return (Resources(**cached["resources"]),
+                None if depth is None else PathDepth(**{
+                    **depth, "nets": tuple(depth["nets"]),
+                    "others": tuple(tuple(other) for other in depth["others"])}))
+    except (AttributeError, OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def yosys_command():

@@ -202,3 +202,22 @@ def test_generate_warns_when_the_depth_evidence_does_not_support_the_clock(
     assert evidence["clock_supported"] is True
     assert (evidence["worst_module"], evidence["max_clock_mhz_estimate"]) == (
         "vitforge_accelerator", 125)
+
+
+def test_a_synthesized_part_is_cached_by_content_and_a_corrupt_entry_is_redone(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("VITFORGE_CACHE", str(tmp_path))
+    first = resources.synthesized_part(XOR_AND_ADD, "top", [], depth=True)
+    (entry,) = (tmp_path / "yosys").iterdir()
+
+    def no_synthesis(*args, **kwargs):
+        raise AssertionError("synthesized again although cached")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(resources, "_synthesize", no_synthesis)
+        assert resources.synthesized_part(XOR_AND_ADD, "top", [], depth=True) == first
+        with pytest.raises(AssertionError, match="synthesized again"):     # other content
+            resources.synthesized_part(XOR_AND_ADD + "\n", "top", [], depth=True)
+    entry.write_text('{"resources": ')                     # truncated: synthesized again
+    assert resources.synthesized_part(XOR_AND_ADD, "top", [], depth=True) == first
+    assert entry.read_text().startswith('{"resources": {')

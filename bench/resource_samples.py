@@ -1,0 +1,111 @@
+"""Yosys per-module estimates of sample configs: the resource model's fit and held-out sets.
+
+Each sample is the shell of an :class:`AcceleratorConfig` as ``vitforge generate`` builds
+it, estimated as ``generate`` does (parts cached by content, so a rerun costs seconds).
+Results go to ``bench/results/resource_samples.json`` one sample at a time, so an
+interrupted run keeps what it finished and the next run goes on from there.
+``--fit`` then fits :class:`~vitforge.sw.explore.resource_model.ResourceModel` on the fit
+set and writes it to ``sw/explore/resource_model.json``; ``bench/cost_models.py`` reports
+its error on the held-out set.
+
+    python bench/resource_samples.py [--fit]
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+import time
+
+RESULTS = Path(__file__).parent / "results" / "resource_samples.json"
+
+_BASE = dict(prm_depth=1024, lnp_depth=256)
+#: name -> AcceleratorConfig fields. Arrays, depths, ports, k_max and packing all vary.
+FIT = {
+    "a4-small": dict(array=4, act_depth=4096, wgt_depth=2048, prm_depth=512, lnp_depth=64,
+                     k_max=128),
+    "a6-packed": dict(_BASE, array=6, act_depth=2048, wgt_depth=2048, k_max=64,
+                      act_read_ports=1, macs_per_dsp=2),
+    "a8-one-port": dict(_BASE, array=8, act_depth=8192, wgt_depth=4096, k_max=256,
+                        act_read_ports=1),
+    "a10-packed": dict(_BASE, array=10, act_depth=4096, wgt_depth=4096, k_max=512,
+                       macs_per_dsp=2),
+    "a12-packed": dict(_BASE, array=12, act_depth=4096, wgt_depth=8192, k_max=512,
+                       macs_per_dsp=2),
+    "a16-one-port": dict(_BASE, array=16, act_depth=16384, wgt_depth=8192, prm_depth=2048,
+                         lnp_depth=512, k_max=1024, act_read_ports=1),
+    "a16-packed": dict(_BASE, array=16, act_depth=8192, wgt_depth=16384, prm_depth=4096,
+                       lnp_depth=1024, k_max=2048, macs_per_dsp=2),
+}
+HELD_OUT = {
+    "a8-packed": dict(_BASE, array=8, act_depth=16384, wgt_depth=4096, k_max=2048,
+                      macs_per_dsp=2),
+    "a12-one-port": dict(_BASE, array=12, act_depth=6144, wgt_depth=6144, k_max=256,
+                         act_read_ports=1),
+    "a14-one-port": dict(_BASE, array=14, act_depth=12288, wgt_depth=6144, k_max=512,
+                         act_read_ports=1),
+    "a18-two-ports": dict(_BASE, array=18, act_depth=4096, wgt_depth=8192, prm_depth=2048,
+                          k_max=1024),
+    "a6-two-ports": dict(_BASE, array=6, act_depth=8192, wgt_depth=2048, k_max=128),
+}
+#: The presets' estimates as ``vitforge generate`` reported them (docs/performance.md, "ZCU102
+#: output"), for how the model extrapolates to the arrays it was not fitted on.
+PRESET_ESTIMATES = {"zcu102": {"lut": 194_307, "ff": 175_030, "dsp": 1_959, "bram36": 446.5},
+                    "zcu102-32x32": {"lut": 140_043, "ff": 125_493, "dsp": 1_672,
+                                     "bram36": 650.5}}
+
+
+def shell_config(fields):
+    from vitforge.boards.presets import ShellConfig
+    from vitforge.hw.accel.config import AcceleratorConfig
+
+    return ShellConfig(accelerator=AcceleratorConfig(**fields))
+
+
+def load_samples():
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def measure(names):
+    """Estimate every sample of ``names`` not yet in the results file."""
+    from vitforge.sw.explore.resource_model import yosys_estimate
+
+    for name in names:
+        if name in load_samples():
+            continue
+        fields = {**FIT, **HELD_OUT}[name]
+        started = time.monotonic()
+        values = yosys_estimate(shell_config(fields))
+        seconds = round(time.monotonic() - started, 1)
+        print(f"{name}: {values} ({seconds} s)", flush=True)
+        samples = load_samples()            # another run may have added samples meanwhile
+        samples[name] = {"config": fields, "resources": values, "seconds": seconds}
+        staging = RESULTS.with_suffix(f".{os.getpid()}.tmp")
+        staging.write_text(json.dumps(samples, indent=1, sort_keys=True) + "\n")
+        staging.replace(RESULTS)
+    return load_samples()
+
+
+def fit_model(samples):
+    from vitforge.sw.explore.resource_model import DEFAULT_MODEL, fit
+
+    model = fit([(name, shell_config(samples[name]["config"]).accelerator,
+                  samples[name]["resources"]) for name in FIT])
+    model.save(DEFAULT_MODEL)
+    print(f"fitted on {len(FIT)} samples -> {DEFAULT_MODEL}")
+    return model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fit", action="store_true", help="fit and save the model after")
+    parser.add_argument("--names", help="comma-separated samples to measure (default all; "
+                                        "runs with different names may run at once)")
+    args = parser.parse_args()
+    samples = measure(args.names.split(",") if args.names else [*FIT, *HELD_OUT])
+    if args.fit:
+        fit_model(samples)
+
+
+if __name__ == "__main__":
+    main()

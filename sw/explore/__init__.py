@@ -1,0 +1,1 @@
+"""Design-space exploration: cost models, spaces, backends and the `explore` command."""
