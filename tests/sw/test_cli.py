@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 import json
+import os
 from pathlib import Path
 import re
 import subprocess
@@ -69,8 +70,27 @@ def test_unwritable_json_is_refused_before_simulating(tmp_path, capsys, monkeypa
 def test_doctor_lists_the_toolchain():
     completed = run("doctor")
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    for tool in ("python", "amaranth", "cocotb", "verilator", "yosys"):
+    for tool in ("python", "amaranth", "cocotb", "verilator", "make", "c++ compiler", "perl",
+                 "build cache", "yosys", "ray"):
         assert any(line.startswith(tool) for line in completed.stdout.splitlines()), tool
+    assert completed.stdout.endswith("doctor: ready to build and simulate\n")
+
+
+def test_doctor_fails_when_a_build_would_and_says_how_to_fix_each_piece(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    completed = subprocess.run([sys.executable, "-m", "vitforge.sw.cli", "doctor"],
+                               capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "PATH": str(tmp_path),
+                                    "VITFORGE_CACHE": str(blocker / "cache")})
+    assert completed.returncode == 3, completed.stdout
+    lines = completed.stdout.splitlines()
+    for fix in ("make            MISSING (Verilator builds need it): apt-get install make",
+                "perl            MISSING (Verilator builds need it): apt-get install perl"):
+        assert fix in lines, completed.stdout
+    assert any(line.startswith("build cache     UNUSABLE: ") for line in lines)
+    assert lines[-1] == ("doctor: builds would fail: missing make, c++ compiler, perl, build "
+                         "cache (see above)")
 
 
 @pytest.mark.verilator
@@ -168,8 +188,8 @@ def test_block_with_random_selectors_keeps_exactly_the_ratio_in_topk(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["verify", "--images", "0"], "images must be a positive integer, not 0"),
     (["verify", "--model", "resnet"], "model must be one of tiny, tiny-hp50, deit-tiny, "
-                                      "deit-small, deit-base or an existing .npz file, not "
-                                      "'resnet'"),
+                                      "deit-small, deit-base, tiny-random or an existing .npz "
+                                      "file, not 'resnet'"),
     (["simulate", "--clock-mhz", "0"], "clock_mhz must be a positive integer, not 0"),
     (["simulate", "--clock-mhz", "2.5"], "argument --clock-mhz: invalid int value: '2.5'"),
     (["simulate", "--preset", "small", "--rows", "8"],

