@@ -100,17 +100,16 @@ def resources():
 
     model = ResourceModel.load()
     samples = load_samples()
-    rows = []
-    for name in HELD_OUT:
-        if name not in samples:
-            print(f"{name}: not sampled yet (bench/resource_samples.py)")
-            continue
-        measured = samples[name]["resources"]
-        predicted = model.predict(shell_config(samples[name]["config"]).accelerator)
+
+    def compare(name, config, measured):
+        predicted = model.predict(config)
         errors = {key: (predicted[key] - measured[key]) / measured[key] for key in RESOURCES}
-        rows.append({"config": name, "yosys": measured, "model": predicted, "error": errors})
         print(f"{name}: " + ", ".join(f"{key} {predicted[key]} vs {measured[key]} "
                                       f"({errors[key]:+.1%})" for key in RESOURCES))
+        return {"config": name, "yosys": measured, "model": predicted, "error": errors}
+
+    rows = [compare(name, shell_config(samples[name]["config"]).accelerator,
+                    samples[name]["resources"]) for name in HELD_OUT if name in samples]
     worst = max((abs(value) for row in rows for value in row["error"].values()), default=None)
     return {"fitted_on": list(model.fitted_on), "held_out": rows, "max_abs_error": worst,
             "goal": 0.05}

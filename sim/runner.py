@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 from pathlib import Path
 import re
@@ -115,13 +116,18 @@ def _system_root(executable):
     return Path(output)
 
 
-def cache_root():
-    """Directory holding all cached builds, created on first use.
+def cache_root(writable=True):
+    """Directory holding all cached builds, created on first use (``$VITFORGE_CACHE``; unset
+    or empty: ``~/.cache/vitforge``).
+
+    With ``writable=False`` an existing read-only cache is returned too: its entries can be
+    used, not added.
 
     Raises
     ------
     vitforge.errors.OutputError
-        If it cannot be created or written (the message says how to choose another).
+        If it cannot be created, or written when ``writable`` (the message says how to
+        choose another).
     """
     root = Path(os.environ.get("VITFORGE_CACHE") or Path.home() / ".cache" / "vitforge")
     try:
@@ -129,11 +135,41 @@ def cache_root():
     except OSError as error:
         reason = error.strerror or error
     else:
-        if os.access(root, os.W_OK | os.X_OK):
+        if os.access(root, os.W_OK | os.X_OK) or (not writable and os.access(root, os.X_OK)):
             return root
         reason = "not writable"
     raise OutputError(f"the build cache {str(root)!r} cannot be used ({reason}); set "
                       f"VITFORGE_CACHE to a writable folder")
+
+
+def warn(line):
+    """A one-line warning on stderr."""
+    print(f"vitforge: warning: {line}", file=sys.stderr, flush=True)
+
+
+def _file_digest(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _complete(directory, toplevel, key):
+    """Whether ``directory`` holds a whole build of ``key``: its marker, written last, names
+    the key and the SHA-256 of the simulator binary, which must still match."""
+    path = directory / _COMPLETE_MARKER
+    try:
+        text = path.read_text()
+        if text == key:                     # written before markers had checksums: adopt it
+            marker = {"key": key, "binary": _file_digest(directory / toplevel)}
+            path.write_text(json.dumps(marker))
+        else:
+            marker = json.loads(text)
+        return (marker["key"] == key
+                and marker["binary"] == _file_digest(directory / toplevel))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -219,12 +255,23 @@ def build(verilog, toplevel, *, build_args=(), waves=False, log=None):
     control_text = "\n".join(lines) + "\n"
     key = _build_key(toolchain, verilog + control_text, toplevel,
                      [*build_args, f"waves={waves}"])
-    directory = cache_root() / "verilator" / f"{toplevel}-{key}"
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with open(directory.parent / f"{directory.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (directory / _COMPLETE_MARKER).exists():
+    directory = cache_root(writable=False) / "verilator" / f"{toplevel}-{key}"
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(directory.parent / f"{directory.name}.lock", "w")
+    except OSError as error:                    # a read-only cache: use what it has
+        if _complete(directory, toplevel, key):
             return Build(directory=directory, toplevel=toplevel, seconds=0.0, cached=True)
+        raise OutputError(f"the build cache {str(directory.parent)!r} cannot take a new build "
+                          f"({error.strerror or error}); set VITFORGE_CACHE to a writable "
+                          f"folder") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _complete(directory, toplevel, key):
+            return Build(directory=directory, toplevel=toplevel, seconds=0.0, cached=True)
+        if (directory / _COMPLETE_MARKER).exists():
+            warn(f"the cached build {directory} is damaged (its simulator does not match its "
+                 f"checksum); building it again")
         if log:
             log(f"building {toplevel} with Verilator {toolchain.verilator_version} "
                 f"(cached afterwards in {directory})")
@@ -251,7 +298,8 @@ def build(verilog, toplevel, *, build_args=(), waves=False, log=None):
             finally:
                 if spaced:
                     shutil.move(workdir, directory)
-        (directory / _COMPLETE_MARKER).write_text(key)
+        (directory / _COMPLETE_MARKER).write_text(json.dumps(
+            {"key": key, "binary": _file_digest(directory / toplevel)}))
         return Build(directory=directory, toplevel=toplevel,
                      seconds=time.monotonic() - started, cached=False)
 

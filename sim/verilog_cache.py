@@ -7,7 +7,7 @@ from pathlib import Path
 import tempfile
 import time
 
-from .runner import cache_root
+from .runner import cache_root, warn
 
 __all__ = ["GeneratedVerilog", "cached_verilog"]
 
@@ -52,16 +52,40 @@ def cached_verilog(toplevel, parameters, make_component, *, log=None, what=None)
     from vitforge.hw.verilog import to_verilog
 
     key = hashlib.sha256((toplevel + parameters + _hw_source_digest()).encode())
-    path = cache_root() / "verilog" / f"{toplevel}-{key.hexdigest()[:20]}.v"
+    path = cache_root(writable=False) / "verilog" / f"{toplevel}-{key.hexdigest()[:20]}.v"
+    cached = _read_checked(path)
+    if cached is not None:
+        return GeneratedVerilog(text=cached, seconds=0.0, cached=True)
     if path.exists():
-        return GeneratedVerilog(text=path.read_text(), seconds=0.0, cached=True)
+        warn(f"the cached Verilog {path} is damaged (it does not match its checksum); "
+             f"generating it again")
     if log:
         log(f"generating Verilog for {what or toplevel}")
     started = time.monotonic()
     text = to_verilog(make_component(), toplevel)
     seconds = time.monotonic() - started
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:
-        out.write(text)
-    os.replace(out.name, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
+                                         suffix=".tmp") as out:
+            out.write(f"{text}{_CHECKSUM}{hashlib.sha256(text.encode()).hexdigest()}\n")
+        os.replace(out.name, path)
+    except OSError:
+        pass                                # a read-only cache: generated, not kept
     return GeneratedVerilog(text=text, seconds=seconds, cached=False)
+
+
+#: The last line of a cached file: a Verilog comment with the SHA-256 of the text before it.
+_CHECKSUM = "// vitforge-sha256: "
+
+
+def _read_checked(path):
+    """The text of cached Verilog ``path``, or ``None`` if it is missing or damaged."""
+    try:
+        content = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    text, separator, digest = content.rpartition(_CHECKSUM)
+    if not separator or digest.strip() != hashlib.sha256(text.encode()).hexdigest():
+        return None
+    return text

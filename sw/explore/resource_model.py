@@ -2,23 +2,26 @@
 
 The Yosys per-module estimate (:func:`vitforge.sw.resources.estimate_by_module`)
 of a large design takes minutes to tens of minutes; design-space exploration
-needs thousands of points per minute. The model is linear in a few terms that
-follow the design's structure, fitted by least squares on per-module
-estimates of sample configs (:func:`fit`, ``bench/cost_models.py``):
+needs thousands of points per minute. The model follows the estimate's own
+structure, two parts fitted by least squares (non-negative coefficients) on the
+per-module estimates of sample configs (:func:`fit`,
+``bench/resource_samples.py``):
 
-- **PEs**: ``array**2`` multipliers, in ``array**2 / 2`` packed pairs with
-  ``macs_per_dsp=2``, each with an accumulator of
-  :func:`~vitforge.hw.gemm.config.accumulator_width` bits;
-- **lanes**: what exists once per lane (row units, requantizers, element-wise,
-  DMA gathering, scratchpad port multiplexers), ``array``;
-- **memories**: each scratchpad as the block RAMs its entry width and depth
-  need in the best single RAMB36E2/RAMB18E2 aspect ratio
-  (:func:`block_rams`), once per read port;
-- a constant: controller, decoder, AXI shell.
+- **the PEs**: ``array**2`` processing elements, or ``array**2 / 2`` packed
+  pairs with ``macs_per_dsp=2``, each costing ``a + b * accumulator bits``
+  (:func:`~vitforge.hw.gemm.config.accumulator_width` of ``k_max``), fitted on
+  the PE part of each sample;
+- **the rest** (row units, requantizers, element-wise, DMA, scratchpads and
+  their port multiplexers, controller, AXI shell), linear in: a constant, the
+  lanes (``array``), the lanes times the accumulator bits (the requantizers'
+  inputs), the lanes times a second ACT read port, and the memories: each
+  scratchpad as the block RAMs its entry width and depth need in the best
+  single RAMB36E2/RAMB18E2 aspect ratio (:func:`block_rams`), once per read
+  port, ACT apart from the others. BRAM36 uses only the constant and the
+  memories; DSPs no memories.
 
-BRAM36 follows the memories alone; DSPs the PEs and the lanes. The fitted
-coefficients ship in ``resource_model.json`` beside this file; the benchmark
-reports the model's error on held-out configs.
+The fitted coefficients ship in ``resource_model.json`` beside this file;
+``bench/cost_models.py`` reports the model's error on held-out configs.
 """
 
 from dataclasses import dataclass
@@ -31,19 +34,20 @@ from vitforge.errors import ConfigError
 from vitforge.hw.accel.ports import scratchpad_entries
 from vitforge.hw.gemm.config import accumulator_width
 
-__all__ = ["ResourceModel", "features", "block_rams", "fit", "yosys_estimate", "RESOURCES",
-           "FEATURES", "DEFAULT_MODEL"]
+__all__ = ["ResourceModel", "rest_features", "pe_count", "block_rams", "fit",
+           "yosys_estimate", "RESOURCES", "REST_FEATURES", "DEFAULT_MODEL", "PE_KINDS"]
 
 #: What the model predicts (keys of :class:`~vitforge.sw.resources.Resources`).
 RESOURCES = ("lut", "ff", "dsp", "bram36")
-#: The terms, in the order of each resource's coefficients.
-FEATURES = ("one", "lanes", "pe_units", "pe_accumulator_bits", "pair_units",
-            "pair_accumulator_bits", "act_bram", "other_bram")
-#: Which terms each resource may use (the others' coefficients are 0).
-_USES = {"lut": FEATURES[:6] + ("act_bram", "other_bram"),
-         "ff": FEATURES[:6],
-         "dsp": ("one", "lanes", "pe_units", "pair_units"),
+#: The rest's terms.
+REST_FEATURES = ("one", "lanes", "lane_accumulator_bits", "lane_second_port", "act_bram",
+                 "other_bram")
+#: Which terms each resource's rest may use.
+_USES = {"lut": REST_FEATURES, "ff": REST_FEATURES[:4],
+         "dsp": ("one", "lanes", "lane_second_port"),
          "bram36": ("one", "act_bram", "other_bram")}
+#: ``macs_per_dsp`` -> the PE part's name, as the module is named in the Verilog.
+PE_KINDS = {1: "pe", 2: "pe_pair"}
 #: RAMB36E2 (depth, width) aspect ratios, and RAMB18E2's (each half a RAMB36E2).
 _RAMB36 = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
 _RAMB18 = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
@@ -63,48 +67,52 @@ def block_rams(width, depth):
     return float(min(options))
 
 
-def features(config):
-    """The model's terms for an :class:`~vitforge.hw.accel.config.AcceleratorConfig`."""
+def pe_count(config):
+    """``(kind, count)``: the PE part of an AcceleratorConfig and how many there are."""
     pes = config.array ** 2
-    acc = accumulator_width(config.k_max)
-    packed = config.macs_per_dsp == 2
-    memories = {name: block_rams(_bits(shape), depth)
+    return PE_KINDS[config.macs_per_dsp], pes // config.macs_per_dsp
+
+
+def rest_features(config):
+    """The rest's terms for an :class:`~vitforge.hw.accel.config.AcceleratorConfig`."""
+    from amaranth import Shape
+
+    memories = {name: block_rams(Shape.cast(shape).width, depth)
                 for name, (shape, depth) in scratchpad_entries(config).items()}
-    return {"one": 1.0, "lanes": float(config.array),
-            "pe_units": 0.0 if packed else float(pes),
-            "pe_accumulator_bits": 0.0 if packed else float(pes * acc),
-            "pair_units": float(pes // 2) if packed else 0.0,
-            "pair_accumulator_bits": float(pes // 2 * acc) if packed else 0.0,
+    lanes = float(config.array)
+    return {"one": 1.0, "lanes": lanes,
+            "lane_accumulator_bits": lanes * accumulator_width(config.k_max),
+            "lane_second_port": lanes * (config.act_read_ports - 1),
             "act_bram": memories["act"] * config.act_read_ports,
             "other_bram": sum(memories.values()) - memories["act"]}
 
 
-def _bits(shape):
-    from amaranth import Shape
-
-    return Shape.cast(shape).width
-
-
 @dataclass(frozen=True)
 class ResourceModel:
-    """Coefficients per resource over :data:`FEATURES`, and where they came from."""
+    """Fitted coefficients: ``pe[kind][resource] = (a, b)`` (one PE costs ``a + b *
+    accumulator bits``) and ``rest[resource] = {term: coefficient}``."""
 
-    coefficients: dict          # resource -> {feature: coefficient}
+    pe: dict
+    rest: dict
     fitted_on: tuple            # the sample configs' names
 
     def predict(self, config):
         """``{resource: value}`` for an AcceleratorConfig (LUT/FF/DSP rounded, BRAM36 to
         halves)."""
-        terms = features(config)
-        values = {resource: sum(coefficient * terms[name]
-                                for name, coefficient in self.coefficients[resource].items())
-                  for resource in RESOURCES}
-        return {resource: (round(value * 2) / 2 if resource == "bram36" else round(value))
-                for resource, value in values.items()}
+        kind, count = pe_count(config)
+        bits = accumulator_width(config.k_max)
+        terms = rest_features(config)
+        values = {}
+        for resource in RESOURCES:
+            a, b = self.pe[kind][resource]
+            rest = sum(coefficient * terms[name]
+                       for name, coefficient in self.rest[resource].items())
+            value = count * (a + b * bits) + rest
+            values[resource] = round(value * 2) / 2 if resource == "bram36" else round(value)
+        return values
 
     def to_dict(self):
-        return {"features": list(FEATURES), "coefficients": self.coefficients,
-                "fitted_on": list(self.fitted_on)}
+        return {"pe": self.pe, "rest": self.rest, "fitted_on": list(self.fitted_on)}
 
     def save(self, path):
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
@@ -116,50 +124,83 @@ class ResourceModel:
         Raises
         ------
         vitforge.errors.ConfigError
-            If the file is missing, not JSON or not a model of these features.
+            If the file is missing, not JSON or not a model of these terms.
         """
         try:
             values = json.loads(Path(path).read_text())
-            coefficients = {resource: {name: float(value) for name, value in
-                                       values["coefficients"][resource].items()}
-                            for resource in RESOURCES}
-            if set().union(*coefficients.values()) - set(FEATURES):
-                raise KeyError("features")
-            return cls(coefficients=coefficients, fitted_on=tuple(values["fitted_on"]))
+            pe = {kind: {resource: tuple(float(c) for c in values["pe"][kind][resource])
+                         for resource in RESOURCES} for kind in PE_KINDS.values()}
+            rest = {resource: {name: float(value) for name, value in
+                               values["rest"][resource].items()} for resource in RESOURCES}
+            if set().union(*rest.values()) - set(REST_FEATURES):
+                raise KeyError("rest terms")
+            return cls(pe=pe, rest=rest, fitted_on=tuple(values["fitted_on"]))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise ConfigError(f"resource model {path} cannot be read: {error!r}") from None
 
 
-def fit(samples):
-    """Least-squares coefficients from ``samples``: ``(name, AcceleratorConfig, {resource:
-    value})`` triples, the values from :func:`yosys_estimate`.
+def _nonnegative_fit(matrix, target):
+    """Least squares on relative error (rows weighted by one over the target) with
+    non-negative coefficients."""
+    from scipy.optimize import nnls
 
-    Each resource uses only its own terms (``_USES``), fitted on relative error (each
-    sample weighted by one over its value) so small configs count as much as large ones.
+    weight = 1.0 / np.maximum(np.asarray(target, dtype=float), 1.0)
+    solution, _ = nnls(np.asarray(matrix, dtype=float) * weight[:, None],
+                       np.asarray(target, dtype=float) * weight)
+    return solution
+
+
+def fit(samples):
+    """A :class:`ResourceModel` from ``samples``: ``(name, AcceleratorConfig, estimate)``,
+    the estimates as :func:`yosys_estimate` gives them (the total and the PE part).
+
+    Raises
+    ------
+    vitforge.errors.ConfigError
+        Without samples, or without a sample of each PE kind.
     """
     if not samples:
         raise ConfigError("samples must not be empty")
-    rows = [features(config) for _, config, _ in samples]
-    coefficients = {}
+    pe = {}
+    for macs_per_dsp, kind in PE_KINDS.items():
+        rows = [(accumulator_width(config.k_max), estimate["pe"]["unit"])
+                for _, config, estimate in samples if config.macs_per_dsp == macs_per_dsp]
+        if not rows:
+            raise ConfigError(f"samples must include macs_per_dsp={macs_per_dsp} ({kind})")
+        pe[kind] = {resource: tuple(float(c) for c in _nonnegative_fit(
+            [[1.0, bits] for bits, _ in rows], [unit[resource] for _, unit in rows]))
+            for resource in RESOURCES}
+    rest = {}
     for resource in RESOURCES:
-        used = [name for name in FEATURES if name in _USES[resource]]
-        matrix = np.array([[row[name] for name in used] for row in rows])
-        target = np.array([values[resource] for _, _, values in samples], dtype=float)
-        weight = 1.0 / np.maximum(target, 1.0)
-        solution, *_ = np.linalg.lstsq(matrix * weight[:, None], target * weight, rcond=None)
-        coefficients[resource] = {name: float(value) for name, value in zip(used, solution)}
-    return ResourceModel(coefficients=coefficients,
-                         fitted_on=tuple(name for name, _, _ in samples))
+        used = [name for name in REST_FEATURES if name in _USES[resource]]
+        matrix, target = [], []
+        for _, config, estimate in samples:
+            terms = rest_features(config)
+            kind, count = pe_count(config)
+            matrix.append([terms[name] for name in used])
+            target.append(estimate["total"][resource] - count * estimate["pe"]["unit"][resource])
+        rest[resource] = dict(zip(used, map(float, _nonnegative_fit(matrix, target))))
+    return ResourceModel(pe=pe, rest=rest, fitted_on=tuple(name for name, _, _ in samples))
 
 
 def yosys_estimate(config):
     """The Yosys per-module estimate of the shell of ``config`` (a
-    :class:`~vitforge.boards.presets.ShellConfig`): what ``vitforge generate`` reports, its
-    parts taken from the synthesis cache where they were synthesized before."""
+    :class:`~vitforge.boards.presets.ShellConfig`), as ``vitforge generate`` makes it (parts
+    from the synthesis cache where they were synthesized before): ``{"total": {resource:
+    value}, "pe": {"count": n, "unit": {resource: value}}}``."""
     from vitforge.boards import vivado
     from vitforge.hw.verilog import to_verilog
     from vitforge.sw.resources import estimate_by_module
 
     core = to_verilog(config.shell(), vivado.CORE, zero_init=False)
-    total, _ = estimate_by_module(core, vivado.CORE)
-    return {resource: getattr(total, resource) for resource in RESOURCES}
+    total, parts = estimate_by_module(core, vivado.CORE)
+    kind, _ = pe_count(config.accelerator)
+    pe_parts = [(count, unit) for name, (count, unit) in parts.items()
+                if name.rsplit(".", 1)[-1].startswith(f"{kind}_")
+                and name.rsplit(".", 1)[-1][len(kind) + 1].isdigit()]
+    count = sum(count for count, _ in pe_parts)
+    # Edge PEs are separate modules of (nearly) the same cost: their mean is the unit.
+    return {"total": {resource: getattr(total, resource) for resource in RESOURCES},
+            "pe": {"count": count,
+                   "unit": {resource: sum(n * getattr(unit, resource) for n, unit in pe_parts)
+                            / count for resource in RESOURCES}}}

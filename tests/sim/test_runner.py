@@ -92,3 +92,63 @@ def test_a_build_needs_no_python_on_path_and_takes_a_cache_path_with_spaces(monk
 def test_an_empty_cache_variable_means_the_default(monkeypatch):
     monkeypatch.setenv("VITFORGE_CACHE", "")
     assert runner.cache_root() == runner.Path.home() / ".cache" / "vitforge"
+
+
+@pytest.mark.verilator
+def test_a_damaged_build_is_rebuilt_with_a_warning(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("VITFORGE_CACHE", str(tmp_path))
+    first = runner.build(TINY_VERILOG, "tiny")
+    binary = first.directory / "tiny"
+    binary.write_bytes(binary.read_bytes()[:1000])               # truncated
+    again = runner.build(TINY_VERILOG, "tiny")
+    assert not again.cached and binary.stat().st_size > 1000
+    assert capsys.readouterr().err == (f"vitforge: warning: the cached build {first.directory} "
+                                       f"is damaged (its simulator does not match its "
+                                       f"checksum); building it again\n")
+    assert runner.build(TINY_VERILOG, "tiny").cached
+
+
+@pytest.mark.verilator
+def test_a_read_only_cache_serves_what_it_has_and_refuses_to_add(monkeypatch, tmp_path):
+    monkeypatch.setenv("VITFORGE_CACHE", str(tmp_path))
+    built = runner.build(TINY_VERILOG, "tiny")
+    real_open = open
+
+    def read_only(path, mode="r", *args, **kwargs):      # as on a read-only file system
+        if "w" in mode and str(path).startswith(str(tmp_path)):
+            raise PermissionError(30, "Read-only file system")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", read_only)
+    assert runner.build(TINY_VERILOG, "tiny") == runner.Build(built.directory, "tiny", 0.0, True)
+    with pytest.raises(OutputError, match=r"^the build cache '.*verilator' cannot take a new "
+                                          r"build \(Read-only file system\); set VITFORGE_CACHE"):
+        runner.build(TINY_VERILOG.replace("4'd1", "4'd3"), "tiny")
+
+
+def test_damaged_cached_verilog_is_generated_again(monkeypatch, tmp_path, capsys):
+    from amaranth import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import Out
+
+    from vitforge.sim.verilog_cache import cached_verilog
+
+    class Counter(wiring.Component):
+        count: Out(4)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.sync += self.count.eq(self.count + 1)
+            return m
+
+    monkeypatch.setenv("VITFORGE_CACHE", str(tmp_path))
+    first = cached_verilog("counter", "{}", Counter)
+    assert not first.cached and cached_verilog("counter", "{}", Counter).cached
+    (path,) = (tmp_path / "verilog").iterdir()
+    path.write_text(path.read_text()[:200])                       # truncated
+    again = cached_verilog("counter", "{}", Counter)
+    assert not again.cached and again.text == first.text
+    assert capsys.readouterr().err == (f"vitforge: warning: the cached Verilog {path} is "
+                                       f"damaged (it does not match its checksum); generating "
+                                       f"it again\n")
+    assert cached_verilog("counter", "{}", Counter).text == first.text
