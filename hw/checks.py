@@ -2,7 +2,12 @@
 
 from vitforge.errors import ConfigError, ConfigTypeError
 
-__all__ = ["check_positive_int"]
+__all__ = ["check_positive_int", "check_lanes", "MAX_LANES"]
+
+#: The widest PE array (rows, columns) or row of lanes a generator builds: 64 x 64 int8 MACs
+#: is 4,096 PEs, above the XCZU9EG's 2,520 DSP48E2 even packed two to a DSP, and the compiler
+#: plans for at most 64 lanes; wider designs take hours to build in Verilator.
+MAX_LANES = 64
 
 
 def check_positive_int(name, value):
@@ -19,3 +24,11 @@ def check_positive_int(name, value):
         raise ConfigTypeError(f"{name} must be an integer, not {value!r}")
     if value <= 0:
         raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+
+
+def check_lanes(name, value):
+    """:func:`check_positive_int`, and at most :data:`MAX_LANES`."""
+    check_positive_int(name, value)
+    if value > MAX_LANES:
+        raise ConfigError(f"{name} must be at most {MAX_LANES} (the widest array vitforge "
+                          f"builds), not {value}")

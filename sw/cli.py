@@ -105,11 +105,12 @@ def gemm(args):
     """Generate the engine, simulate one GEMM, compare with the golden model."""
     from vitforge.hw.gemm.config import GemmConfig
     from vitforge.sim.gemm.cosim import first_mismatch, simulate
-    from vitforge.sw.gemm.plan import plan_gemm
+    from vitforge.sw.gemm.plan import check_shape, plan_gemm
     from vitforge.sw.gemm.problems import random_problem
 
     check_output_folder(args.json)
     config = GemmConfig(rows=args.rows, cols=args.cols, macs_per_dsp=args.macs_per_dsp)
+    check_shape(config, args.m, args.k, args.n)         # before the operands exist
     problem = random_problem(np.random.default_rng(args.seed), args.m, args.k, args.n,
                              pattern=args.pattern)
     sparse = {}
@@ -243,6 +244,12 @@ def nonlinear(args):
     return EXIT_OK if result.match else EXIT_MISMATCH
 
 
+#: ``block``'s largest sizes: tokens and channels of the largest ViTs (2,305 tokens at 384x384
+#: with 8x8 patches; 1,024 channels and a 4,096 MLP for ViT-L), 64 lanes (``MAX_LANES``).
+_BLOCK_LIMITS = {"tokens": 4096, "dim": 1024, "heads": 64, "mlp": 4096, "blocks": 64,
+                 "rows": 64}
+
+
 def block(args):
     """Compile random integer encoder blocks, run them on the RTL and the golden interpreter."""
     from vitforge.hw.checks import check_positive_int
@@ -252,8 +259,10 @@ def block(args):
     from vitforge.sw.model.random_block import block_selectors, random_blocks
 
     check_output_folder(args.json)
-    for name in ("tokens", "dim", "heads", "mlp", "blocks", "rows"):
+    for name, maximum in _BLOCK_LIMITS.items():
         check_positive_int(name, getattr(args, name))
+        if getattr(args, name) > maximum:
+            raise ConfigError(f"{name} must be at most {maximum}, not {getattr(args, name)}")
     if args.cols is not None and args.cols != args.rows:
         raise ConfigError(f"cols must equal rows (the accelerator's array is square), not "
                           f"{args.cols} and {args.rows}")

@@ -108,11 +108,11 @@ def _array(rows, shell, source):
     """What the model runs on: ``--rows`` for an accelerator sized to the model, or exactly
     the accelerator of ``--preset``/``--config`` (``source``), whose array ``--rows`` must
     then equal if given."""
-    from vitforge.hw.checks import check_positive_int
+    from vitforge.hw.checks import check_lanes
 
     if source is None:
         rows = 4 if rows is None else rows
-        check_positive_int("rows", rows)
+        check_lanes("rows", rows)
         return rows
     array = shell.accelerator.array
     if rows not in (None, array):

@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass, fields
 
 from vitforge.errors import ConfigError
 
-from ..checks import check_positive_int
+from ..checks import check_lanes, check_positive_int
 from ..numerics import GELU_TABLE_DEPTH, SIGMOID_BITS
 from ..gemm.config import GemmConfig, accumulator_width
 
@@ -72,6 +72,7 @@ class AcceleratorConfig:
     def __post_init__(self):
         for field in fields(self):
             check_positive_int(field.name, getattr(self, field.name))
+        check_lanes("array", self.array)
         if self.act_read_ports not in (1, 2):
             raise ConfigError(f"act_read_ports must be 1 or 2, not {self.act_read_ports}")
         if self.macs_per_dsp == 2 and self.array % 2:

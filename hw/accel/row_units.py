@@ -2,7 +2,7 @@
 
 from vitforge.errors import ConfigError
 
-from ..checks import check_positive_int
+from ..checks import check_lanes, check_positive_int
 
 __all__ = ["LANES_PER_ROW_UNIT", "row_units"]
 
@@ -22,7 +22,7 @@ def row_units(lanes, units=None):
     vitforge.errors.ConfigError
         If ``units`` is not a positive integer of at most ``lanes``.
     """
-    check_positive_int("lanes", lanes)
+    check_lanes("lanes", lanes)
     if units is None:
         return -(-lanes // LANES_PER_ROW_UNIT)
     check_positive_int("units", units)

@@ -7,7 +7,7 @@ from amaranth.utils import bits_for
 
 from vitforge.errors import ConfigError, ConfigTypeError
 
-from ..checks import check_positive_int
+from ..checks import check_lanes, check_positive_int
 from ..numerics import MAX_ACC_BITS, MAX_PRODUCT
 
 __all__ = ["GemmConfig", "accumulator_width"]
@@ -62,6 +62,8 @@ class GemmConfig:
     def __post_init__(self):
         for field in fields(self):
             check_positive_int(field.name, getattr(self, field.name))
+        check_lanes("rows", self.rows)
+        check_lanes("cols", self.cols)
         for depth_name in ("a_depth", "b_depth"):
             depth = getattr(self, depth_name)
             if self.k_max > depth:

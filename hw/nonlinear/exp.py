@@ -4,7 +4,7 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..checks import check_positive_int
+from ..checks import check_lanes
 from ..numerics import (COEFFICIENT_BITS, EXP_BITS, EXP_POLYNOMIAL_SHIFT, EXP_PRODUCT_BITS,
                         EXP_SHIFT_LIMIT, OPERAND_BITS, PHI_BITS, RATIO_BITS, RATIO_FRACTION_BITS)
 
@@ -49,7 +49,7 @@ class ExpUnit(wiring.Component):
     """
 
     def __init__(self, *, lanes):
-        check_positive_int("lanes", lanes)
+        check_lanes("lanes", lanes)
         super().__init__({
             "enable": In(1),
             "params": In(ExpParamsLayout),

@@ -4,7 +4,7 @@ from amaranth import Module, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..checks import check_positive_int
+from ..checks import check_lanes
 from ..numerics import GELU_TABLE_DEPTH, OPERAND_BITS
 
 __all__ = ["GeluUnit", "GELU_LATENCY"]
@@ -45,7 +45,7 @@ class GeluUnit(wiring.Component):
     """
 
     def __init__(self, *, lanes):
-        check_positive_int("lanes", lanes)
+        check_lanes("lanes", lanes)
         beat = data.ArrayLayout(signed(OPERAND_BITS), lanes)
         super().__init__({
             "i": In(stream.Signature(beat)),

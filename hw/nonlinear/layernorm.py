@@ -8,7 +8,7 @@ from amaranth.utils import bits_for
 
 from vitforge.errors import ConfigError
 
-from ..checks import check_positive_int
+from ..checks import check_lanes, check_positive_int
 from ..gemm.requantize import REQUANT_LATENCY, Requantizer
 from ..numerics import (BETA_BITS, CENTRED_BITS, EPS_BITS, GAMMA_BITS, LAYERNORM_QUOTIENT_BITS,
                         LAYERNORM_RECIPROCAL_BITS, MAX_ACC_BITS, MAX_CHANNELS, MAX_PRODUCT,
@@ -76,7 +76,7 @@ class LayerNormUnit(wiring.Component):
     """
 
     def __init__(self, *, lanes, channels):
-        check_positive_int("lanes", lanes)
+        check_lanes("lanes", lanes)
         check_positive_int("channels", channels)
         if channels > MAX_CHANNELS:
             raise ConfigError(f"channels must be at most {MAX_CHANNELS}, not {channels}")

@@ -7,7 +7,7 @@ from amaranth.utils import bits_for, ceil_log2
 
 from vitforge.errors import ConfigError
 
-from ..checks import check_positive_int
+from ..checks import check_lanes, check_positive_int
 from ..numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, OPERAND_BITS, OPERAND_MIN,
                         SOFTMAX_RECIPROCAL_BITS, softmax_one)
 from .divider import SequentialDivider
@@ -78,7 +78,7 @@ class SoftmaxUnit(wiring.Component):
     """
 
     def __init__(self, *, lanes, max_length, out_bits=8):
-        check_positive_int("lanes", lanes)
+        check_lanes("lanes", lanes)
         check_positive_int("max_length", max_length)
         check_positive_int("out_bits", out_bits)
         if not 2 <= out_bits <= 16:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitforge.errors import ConfigError
-from vitforge.hw.checks import check_positive_int
+from vitforge.hw.checks import MAX_LANES, check_positive_int
 from vitforge.hw.numerics import MAX_CHANNELS, OPERAND_BITS, softmax_one
 from vitforge.sw.golden.nonlinear.gelu import gelu as golden_gelu
 from vitforge.sw.golden.nonlinear.layernorm import layernorm as golden_layernorm
@@ -21,6 +21,12 @@ from .cosim import simulate_unit
 __all__ = ["OPS", "Evaluation", "evaluate"]
 
 OPS = ("gelu", "softmax", "layernorm")
+#: The most rows one evaluation simulates (each a full softmax or LayerNorm row; the golden
+#: model and the testbench hold all of them in memory at once).
+MAX_ROWS = 65536
+#: The longest softmax row, and the most GELU passes over the 256 int8 values, one evaluation
+#: streams (ViT rows are 50 to 577 tokens long).
+MAX_LENGTH = 4096
 #: LayerNorm output scale: +-4 standard deviations over int8.
 LAYERNORM_SCALE_OUT = 4 / 127
 LAYERNORM_EPS = 1e-6           # DeiT's
@@ -68,14 +74,14 @@ def evaluate(op, *, scale=0.05, length=None, rows=8, lanes=1, seed=0, log=None):
     if op not in OPS:
         raise ConfigError(f"op must be one of {', '.join(OPS)}, not {op!r}")
     scale = check_scale("scale", scale)
-    _check_count("lanes", lanes)
-    _check_count("rows", rows)
+    _check_count("lanes", lanes, MAX_LANES)
+    _check_count("rows", rows, MAX_ROWS)
     rng = np.random.default_rng(seed)
     if op == "gelu":
         return _gelu(scale, length or 1, lanes, log)
     if op == "softmax":
         length = 197 if length is None else length
-        _check_count("length", length)
+        _check_count("length", length, MAX_LENGTH)
         return _softmax(rng, scale, length, rows, lanes, log)
     length = 192 if length is None else length
     _check_count("length", length, maximum=MAX_CHANNELS)
@@ -92,7 +98,7 @@ def _finish(op, run, golden, real, exact, output_scale, lanes):
 
 
 def _gelu(scale, repeats, lanes, log):
-    _check_count("length", repeats)
+    _check_count("length", repeats, MAX_LENGTH)
     table = gelu_table(scale, scale)
     values = np.tile(np.arange(-128, 128).astype(np.int8), repeats)
     run = simulate_unit("gelu", {"lanes": lanes}, {"table": table, "values": values}, log=log)

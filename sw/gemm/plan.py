@@ -5,14 +5,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitforge.errors import ConfigError
+from vitforge.hw.checks import check_positive_int
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.sw.golden.gemm.requantize import check_requant_params, requantize
 
 from .layout import pack_activations, pack_weights, tiles, unpack_activations
 from .sparse import HPSparseWeight
 
-__all__ = ["GemmProblem", "GemmJob", "plan_gemm", "plan_sparse_gemm", "ideal_cycles",
-           "command_cycles"]
+__all__ = ["GemmProblem", "GemmJob", "plan_gemm", "plan_sparse_gemm", "check_shape",
+           "ideal_cycles", "command_cycles"]
 
 #: After a tile's last issue: the drain starts 3 cycles later (buffer read,
 #: product, accumulate) and lasts ``cols`` cycles; a drained column is written
@@ -161,6 +162,22 @@ def _place(config, problem, slot, b_words, depth, *, i_words=None):
     descriptor.check(config)
     return GemmJob(problem=problem, descriptor=descriptor, a_words=a_words, b_words=b_words,
                    i_words=i_words)
+
+
+def check_shape(config, m, k, n, slot=None):
+    """Raise the :exc:`~vitforge.errors.ConfigError` that :func:`plan_gemm` would for an
+    ``m x k`` by ``k x n`` problem, before any operand is made: ``k`` above ``k_max``, or A,
+    B, C or the parameters beyond their buffer (or half of it)."""
+    for name, value in (("m", m), ("k", k), ("n", n)):
+        check_positive_int(name, value)
+    if k > config.k_max:
+        raise ConfigError(f"GEMM reduction depth k must be at most k_max={config.k_max}, "
+                          f"not {k}")
+    for name, words, depth_name in (("A-buffer", tiles(m, config.rows) * k, "a_depth"),
+                                    ("B-buffer", tiles(n, config.cols) * k, "b_depth"),
+                                    ("C-buffer", tiles(m, config.rows) * n, "c_depth"),
+                                    ("parameter", n, "param_depth")):
+        _region(name, words, getattr(config, depth_name), depth_name, slot)
 
 
 def plan_gemm(config, problem, slot=None):

@@ -9,12 +9,21 @@ from vitforge.errors import ConfigError, ConfigTypeError
 __all__ = ["gelu", "sigmoid", "softmax", "layernorm", "check_scale"]
 
 
+#: The range of a quantization scale: outside it the parameter generators' float64 squares and
+#: quotients (LayerNorm's ``eps * C**2 / scale**2``, the exp and GELU tables' thresholds)
+#: overflow or underflow, and no real model's activations come near either end.
+SCALE_RANGE = (1e-12, 1e12)
+
+
 def check_scale(name, scale):
-    """Raise unless ``scale`` is a positive finite real number."""
+    """Raise unless ``scale`` is a real number within :data:`SCALE_RANGE`."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)):
         raise ConfigTypeError(f"{name} must be a real number, not {scale!r}")
     if not math.isfinite(scale) or scale <= 0:
         raise ConfigError(f"{name} must be positive and finite, not {scale!r}")
+    low, high = SCALE_RANGE
+    if not low <= scale <= high:
+        raise ConfigError(f"{name} must lie in [{low:g}, {high:g}], not {scale!r}")
     return float(scale)
 
 

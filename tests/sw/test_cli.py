@@ -51,6 +51,29 @@ def run(*args):
     (["gemm", "--pattern", "noise"], "pattern must be one of random, min, max, alternating, "
                                      "zeros, not 'noise'"),
     (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
+    # Sizes beyond what the design and the machine hold are refused before any work.
+    (["gemm", "--rows", "100000", "--cols", "4"],
+     "rows must be at most 64 (the widest array vitforge builds), not 100000"),
+    (["gemm", "--rows", "4", "--cols", "65"],
+     "cols must be at most 64 (the widest array vitforge builds), not 65"),
+    (["gemm", "--rows", "4", "--cols", "4", "--m", "1000000000"],
+     "GEMM needs 48000000000 A-buffer words, but a_depth=16384 holds 16384"),
+    (["gemm", "--rows", "4", "--cols", "4", "--n", "100000"],
+     "GEMM needs 4800000 B-buffer words, but b_depth=16384 holds 16384"),
+    (["nonlinear", "--op", "gelu", "--lanes", "100000"], "lanes must be at most 64, not 100000"),
+    (["nonlinear", "--op", "softmax", "--length", "100000"],
+     "length must be at most 4096, not 100000"),
+    (["nonlinear", "--op", "layernorm", "--rows", "1000000"],
+     "rows must be at most 65536, not 1000000"),
+    (["nonlinear", "--op", "layernorm", "--scale", "1e-300"],
+     "scale must lie in [1e-12, 1e+12], not 1e-300"),
+    (["nonlinear", "--op", "gelu", "--scale", "1e300"],
+     "scale must lie in [1e-12, 1e+12], not 1e+300"),
+    (["block", "--tokens", "100000"], "tokens must be at most 4096, not 100000"),
+    (["block", "--dim", "4096"], "dim must be at most 1024, not 4096"),
+    (["block", "--rows", "512"], "rows must be at most 64, not 512"),
+    (["simulate", "--rows", "512"],
+     "rows must be at most 64 (the widest array vitforge builds), not 512"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args, message):
     assert_usage_error(args, message)
@@ -142,8 +165,8 @@ def test_nonlinear_runs_and_reports(tmp_path, op, options):
      "cols must equal rows (the accelerator's array is square), not 8 and 4"),
     (["block", "--dim", "30", "--heads", "4"], "dim must be a multiple of heads=4, not 30"),
     (["block", "--tokens", "0"], "tokens must be a positive integer, not 0"),
-    (["block", "--rows", "72"], "array must be at most 64 for the compiler, not 72"),
-    (["block", "--tokens", "5000"],
+    (["block", "--rows", "72"], "rows must be at most 64, not 72"),
+    (["block", "--tokens", "4096"],
      "these shapes need a larger accelerator than the instruction set can address: act_depth "
      "must be at most 1048576 (what the instruction fields reach), not 16777216"),
     (["block", "--prune", "default"],

@@ -171,6 +171,9 @@ def test_identical_modules_are_synthesized_once():
 def test_shell_config_rules():
     with pytest.raises(ValueError, match=r"^act_read_ports must be 1 or 2, not 3$"):
         AcceleratorConfig(act_read_ports=3)
+    with pytest.raises(ValueError, match=r"^array must be at most 64 \(the widest array "
+                                         r"vitforge builds\), not 512$"):
+        AcceleratorConfig(array=512)
     with pytest.raises(TypeError, match=r"^accelerator must be an AcceleratorConfig, not dict$"):
         ShellConfig(accelerator={})
     with pytest.raises(ValueError, match=r"^clock_mhz must be from 10 to 500, not 900$"):

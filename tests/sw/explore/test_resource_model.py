@@ -1,0 +1,70 @@
+"""The resource model: block RAM tiling, fitting, the shipped coefficients, bad files."""
+
+from dataclasses import replace
+
+import pytest
+
+from vitforge.boards.presets import PRESETS
+from vitforge.errors import ConfigError
+from vitforge.hw.gemm.config import accumulator_width
+from vitforge.sw.explore.resource_model import (RESOURCES, ResourceModel, block_rams, fit,
+                                                pe_count, rest_features)
+
+
+@pytest.mark.parametrize("width, depth, expected", [
+    (72, 512, 1.0), (9, 4096, 1.0), (36, 1024, 1.0), (8, 2048, 0.5), (8, 512, 0.0),
+    (320, 17408, 153.0),         # 17 deep x 9 wide of 1024 x 36
+    (64, 16384, 32.0),
+])
+def test_block_rams_take_the_cheapest_aspect_ratio(width, depth, expected):
+    assert block_rams(width, depth) == expected
+
+
+def test_a_fit_recovers_a_model_that_made_its_samples():
+    truth = ResourceModel(
+        pe={"pe": {"lut": (1.0, 2.0), "ff": (19.0, 2.0), "dsp": (1.0, 0.0),
+                   "bram36": (0.0, 0.0)},
+            "pe_pair": {"lut": (38.0, 4.0), "ff": (39.0, 4.0), "dsp": (1.0, 0.0),
+                        "bram36": (0.0, 0.0)}},
+        rest={"lut": {"one": 5000.0, "lanes": 2000.0, "act_bram": 20.0},
+              "ff": {"one": 5500.0, "lanes": 1600.0, "lane_accumulator_bits": 9.0},
+              "dsp": {"one": 20.0, "lanes": 8.0},
+              "bram36": {"one": 6.0, "act_bram": 1.0, "other_bram": 1.0}},
+        fitted_on=())
+    base = PRESETS["small"].accelerator
+    configs = [replace(base, array=array, k_max=k_max, macs_per_dsp=packing,
+                       act_read_ports=ports, act_depth=depth)
+               for array, k_max, packing, ports, depth in (
+                   (4, 128, 1, 2, 4096), (6, 64, 2, 1, 2048), (8, 256, 1, 1, 8192),
+                   (10, 512, 2, 2, 4096), (12, 512, 2, 2, 8192), (16, 1024, 1, 1, 16384))]
+
+    def estimate(config):
+        kind, count = pe_count(config)
+        bits = accumulator_width(config.k_max)
+        unit = {r: truth.pe[kind][r][0] + truth.pe[kind][r][1] * bits for r in RESOURCES}
+        return {"total": truth.predict(config), "pe": {"count": count, "unit": unit}}
+
+    fitted = fit([(str(index), config, estimate(config)) for index, config in enumerate(configs)])
+    for config in configs + [replace(base, array=24, k_max=2048)]:
+        predicted, expected = fitted.predict(config), truth.predict(config)
+        for resource in RESOURCES:
+            assert predicted[resource] == pytest.approx(expected[resource], rel=0.005, abs=1)
+
+
+def test_the_shipped_model_grows_with_the_array_and_packing_saves_dsps():
+    model = ResourceModel.load()
+    base = PRESETS["zcu102"].accelerator
+    small, large = (model.predict(replace(base, array=array)) for array in (16, 32))
+    assert all(large[resource] > small[resource] for resource in ("lut", "ff", "dsp"))
+    packed = model.predict(replace(base, array=32, macs_per_dsp=2))
+    assert packed["dsp"] < large["dsp"] - 400
+    assert rest_features(base)["act_bram"] == block_rams(8 * 40, 17408)
+
+
+def test_a_model_file_that_is_not_a_model_is_refused(tmp_path):
+    bad = tmp_path / "model.json"
+    bad.write_text('{"pe": {}}')
+    with pytest.raises(ConfigError, match=rf"^resource model {bad} cannot be read: KeyError"):
+        ResourceModel.load(bad)
+    with pytest.raises(ConfigError, match=r"^samples must not be empty$"):
+        fit([])
