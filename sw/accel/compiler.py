@@ -26,12 +26,6 @@ from .vit_plan import plan_blocks, plan_model, token_buffers
 __all__ = ["compile_blocks", "compile_model", "config_for", "config_for_model"]
 
 
-def _check_array(config):
-    """What the lowering needs of the array size (a :exc:`ConfigError`: the user chose both)."""
-    if config.array > 64:
-        raise ConfigError(f"array must be at most 64 for the compiler, not {config.array}")
-
-
 def _load_input(lowering, slot, values, region):
     """LOAD the rows of input ``slot`` for ``values`` into ACT ``region``."""
     lowering.enter("input")
@@ -86,7 +80,6 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, selectors=None, trac
     if x.dtype != np.int8 or x.ndim != 2:
         raise ConfigError(f"input tokens must be a 2-D int8 array, not {x.dtype} of shape "
                           f"{x.shape}")
-    _check_array(config)
     stages, block_tokens = _stages(_block_shape(blocks, x.shape[0]), block_tokens, selectors)
     plan = plan_blocks(list(blocks), x.shape[0], config.array, block_tokens, stages)
     plan.check(config)
@@ -140,7 +133,6 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
         As for :func:`compile_blocks`.
     """
     shape = model.shape
-    _check_array(config)
     stages, block_tokens = _stages(model.shape, block_tokens, selectors)
     plan = plan_model(model, config.array, block_tokens, stages)
     plan.check(config)

@@ -25,6 +25,7 @@ from pathlib import Path
 import tomllib
 
 from vitforge.errors import ConfigError
+from vitforge.hw.checks import check_lanes
 
 __all__ = ["load_space", "check_space", "space_points", "point_config", "SPACE_KEYS",
            "MAX_POINTS", "MODEL_SIZED"]
@@ -122,7 +123,7 @@ def space_points(space):
 def point_config(base, point, model_sized=None):
     """The :class:`~vitforge.boards.presets.ShellConfig` ``base`` with ``point``'s fields,
     a ``"model"`` value taken from ``model_sized(array)`` (an AcceleratorConfig sized to the
-    model on that array), which is asked only once the other values are valid.
+    model on that array), which is asked only for a valid array.
 
     Raises
     ------
@@ -134,12 +135,11 @@ def point_config(base, point, model_sized=None):
     accelerator = {key: value for key, value in point.items() if key in accelerator_keys}
     shell = {key: value for key, value in point.items() if key in shell_keys}
     sized = [key for key, value in accelerator.items() if value == "model"]
-    plain = {key: value for key, value in accelerator.items() if key not in sized}
-    config = replace(base, accelerator=replace(base.accelerator, **plain), **shell)
-    if not sized:
-        return config
-    if model_sized is None:
-        raise ConfigError(f"{', '.join(sized)} \"model\" needs the model")
-    fitted = model_sized(config.accelerator.array)
-    return replace(config, accelerator=replace(config.accelerator,
-                                               **{key: getattr(fitted, key) for key in sized}))
+    if sized:
+        if model_sized is None:
+            raise ConfigError(f"{', '.join(sized)} \"model\" needs the model")
+        array = accelerator.get("array", base.accelerator.array)
+        check_lanes("array", array)
+        fitted = model_sized(array)
+        accelerator.update({key: getattr(fitted, key) for key in sized})
+    return replace(base, accelerator=replace(base.accelerator, **accelerator), **shell)

@@ -19,7 +19,7 @@ from vitforge.sw.generate import generate, resource_report
 
 EXPECTED_FILES = {"rtl/vitforge_accelerator.v", "rtl/vitforge_zcu102.v", "rtl/lint_waivers.vlt",
                   "constraints/zcu102.xdc", "create_project.tcl", "build.sh", "regmap.json",
-                  "regmap.h", "config.json"}
+                  "regmap.h", "config.json", FOLDER_MARKER}
 
 
 @pytest.fixture(scope="module")

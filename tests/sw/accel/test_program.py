@@ -101,7 +101,8 @@ def test_deit_tiny_block_runs_quickly():
     (dict(prm_depth=256), r"^block 0 fc2 params needs PRM words 256\.\.287, beyond "
                           r"prm_depth=256$"),
     (dict(k_max=100), r"^hidden 128 exceeds k_max=100: a GEMM reduces over it$"),
-    (dict(array=72), r"^array must be at most 64 for the compiler, not 72$"),
+    (dict(array=72), r"^array must be at most 64 \(the widest array vitforge builds\), "
+                     r"not 72$"),
 ])
 def test_shapes_that_do_not_fit_are_rejected(config, message):
     x, blocks = make_blocks(0, 17, 32, 2, 128, 1)

@@ -68,18 +68,21 @@ def test_spaces_from_toml_and_json_and_the_product_of_their_values(tmp_path):
 
 
 def test_invalid_and_unfitting_points_are_marked_and_the_rest_predicted_exactly(tmp_path):
-    space = {"array": [0, 4, 8, 80], **SIZED, "clock_mhz": [200, 1000]}
+    space = {"array": [0, 4, 8, 80], **SIZED, "act_depth": ["model", 256],
+             "clock_mhz": [200, 1000]}
     result = explore(study(), space, tmp_path / "out", workers=2, log=quiet)
-    by_point = {(json.loads(row["point"])["array"], json.loads(row["point"])["clock_mhz"]): row
+    by_point = {tuple(json.loads(row["point"])[key] for key in ("array", "act_depth",
+                                                                "clock_mhz")): row
                 for row in result.rows}
     statuses = [row["status"] for row in result.rows]
-    assert statuses.count("invalid") == 2 + 3     # array 0; 1000 MHz on the other arrays
-    assert "clock_mhz must be from 10 to 500, not 1000" in {row["error"] for row in result.rows}
-    no_fit = by_point[80, 200]
+    assert statuses.count("invalid") == 4 + 4 + 4  # arrays 0 and 80; 1000 MHz on the others
+    errors = {row["error"] for row in result.rows}
+    assert {"clock_mhz must be from 10 to 500, not 1000",
+            "array must be at most 64 (the widest array vitforge builds), not 80"} <= errors
+    no_fit = by_point[8, 256, 200]
     assert no_fit["status"] == "no-fit", no_fit
-    assert no_fit["error"] == "array must be at most 64 for the compiler, not 80"
-    ok = by_point[8, 200]
-    assert ok["status"] == "ok"
+    assert no_fit["error"].endswith("beyond act_depth=256"), no_fit["error"]
+    assert by_point[8, "model", 200]["status"] == "ok"
     # The row's cycles are the cycle model's for the model compiled on that config.
     config = load_shell_config(tmp_path / "out" / "best.json")
     model = loaded_model(study())[2]
@@ -88,7 +91,7 @@ def test_invalid_and_unfitting_points_are_marked_and_the_rest_predicted_exactly(
     assert best["cycles"] == predict(compile_model(config.accelerator, model)).cycles
     assert best["fps"] == pytest.approx(200e6 / best["cycles"], rel=1e-6)
     csv_lines = (tmp_path / "out" / "points.csv").read_text().splitlines()
-    assert len(csv_lines) == 1 + len(space_points(space))
+    assert len(csv_lines) == 1 + len(space_points(space)) == 1 + 16
     assert (tmp_path / "out" / "pareto.png").stat().st_size > 10_000
 
 
