@@ -35,8 +35,8 @@ def read_archive(path, what, formats):
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, TypeError, zipfile.BadZipFile) as error:
-        # TypeError: a plain .npy array is not an archive.
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as error:
+        # TypeError: a plain .npy array is not an archive; EOFError: an empty file.
         raise ConfigError(f"{path} is not a {what} file ({error})") from None
     if "meta" not in arrays:
         hint = ("; it holds 'images': pass a data file as --data" if "images" in arrays
@@ -46,7 +46,10 @@ def read_archive(path, what, formats):
         meta = json.loads(str(arrays.pop("meta")))
     except ValueError as error:
         raise ConfigError(f"{path} has a 'meta' entry that is not JSON ({error})") from None
-    found = meta.get("format") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path} has a 'meta' entry that is a JSON {type(meta).__name__}, "
+                          f"not an object: not a {what} file")
+    found = meta.get("format")
     if found not in formats:
         raise ConfigError(f"{path} has format {found!r}, expected {formats[0]!r}")
     return arrays, meta
