@@ -321,7 +321,10 @@ def run_test(built, test_module, *, env=None, testcase=None, keep_dir=None, wave
     Raises
     ------
     SimulationError
-        If the simulator exits abnormally or any cocotb test fails.
+        If the simulator exits abnormally or any cocotb test fails. The
+        simulation log is then kept in the cache's ``logs/`` folder, which the
+        message names, and a run directory made here is removed (as on an
+        interrupt).
     """
     from cocotb_tools.runner import get_results
 
@@ -332,22 +335,40 @@ def run_test(built, test_module, *, env=None, testcase=None, keep_dir=None, wave
     log_file = run_dir / "sim.log"
     runner = _verilator_runner()
     variables = {**toolchain.environment(), **(env or {})}
-    # The runner exits the process on failures when it thinks pytest called it.
-    with _patched_environment(variables, remove=("PYTEST_CURRENT_TEST",)):
-        try:
-            runner.test(test_module=test_module, hdl_toplevel=built.toplevel,
-                        hdl_toplevel_lang="verilog",
-                        testcase=testcase, build_dir=built.directory, test_dir=run_dir,
-                        results_xml=str(results_xml), log_file=log_file, waves=waves)
-        except SystemExit as error:
-            raise SimulationError(f"simulator exited with status {error.code}; "
-                                  f"log {log_file}:\n{_tail(log_file)}") from None
     try:
-        total, failed = get_results(results_xml)
-    except RuntimeError as error:
-        raise SimulationError(f"no cocotb results ({error}); log {log_file}:\n"
-                              f"{_tail(log_file)}") from None
-    if failed or not total:
-        raise SimulationError(f"{failed} of {total} cocotb tests failed; log {log_file}:\n"
-                              f"{_tail(log_file)}")
+        # The runner exits the process on failures when it thinks pytest called it.
+        with _patched_environment(variables, remove=("PYTEST_CURRENT_TEST",)):
+            try:
+                runner.test(test_module=test_module, hdl_toplevel=built.toplevel,
+                            hdl_toplevel_lang="verilog",
+                            testcase=testcase, build_dir=built.directory, test_dir=run_dir,
+                            results_xml=str(results_xml), log_file=log_file, waves=waves)
+            except SystemExit as error:
+                raise _failed(f"simulator exited with status {error.code}", log_file,
+                              built.toplevel) from None
+        try:
+            total, failed = get_results(results_xml)
+        except RuntimeError as error:
+            raise _failed(f"no cocotb results ({error})", log_file, built.toplevel) from None
+        if failed or not total:
+            raise _failed(f"{failed} of {total} cocotb tests failed", log_file, built.toplevel)
+    except BaseException:
+        if not keep_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return run_dir
+
+
+def _failed(what, log_file, toplevel):
+    """A :exc:`SimulationError` saying ``what`` with the log's tail; the log is copied to the
+    cache's ``logs/`` folder first (it stays where it is if the cache cannot take it)."""
+    tail = _tail(log_file)
+    kept = log_file
+    try:
+        folder = cache_root() / "logs"
+        folder.mkdir(exist_ok=True)
+        kept = folder / f"{toplevel}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        shutil.copyfile(log_file, kept)
+    except (OSError, OutputError):
+        kept = log_file
+    return SimulationError(f"{what}; log {kept}:\n{tail}")

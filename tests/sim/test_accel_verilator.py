@@ -5,6 +5,7 @@ interpreter's, so any instruction's wrong output anywhere shows.
 """
 
 from dataclasses import replace
+import re
 
 import numpy as np
 import pytest
@@ -65,7 +66,9 @@ def test_token_counts_change_between_programs_on_one_build():
     assert second.build_cached and second.build_seconds == 0.0
 
 
-def test_bad_opcode_is_an_error_status_and_a_hang_is_stopped():
+def test_bad_opcode_is_an_error_status_and_a_hang_is_stopped(tmp_path, monkeypatch):
+    import tempfile
+
     x, blocks, _ = make(0, 17, 32, 2, 128, 1)
     config = config_for(blocks, 17, 4)
     image = b"".join(word.to_bytes(32, "little")
@@ -73,5 +76,11 @@ def test_bad_opcode_is_an_error_status_and_a_hang_is_stopped():
     result, _, _, _ = run_rtl(config, image, 0, max_cycles=1000)
     assert (result["done"], result["error"], result["error_pc"]) == (True, ERROR_OPCODE, 1)
     nops = b"".join(encode(Opcode.NOP).to_bytes(32, "little") for _ in range(4))
-    with pytest.raises(SimulationError, match=r"busy did not become 0 within 2000 cycles"):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(SimulationError, match=r"busy did not become 0 within 2000 cycles") \
+            as failed:
         run_rtl(config, nops, 0, max_cycles=2000)
+    # The failed run's folder is gone; its log is kept in the cache, where the message says.
+    assert list(tmp_path.iterdir()) == []
+    kept = re.search(r"; log (\S+/logs/\S+\.log):", str(failed.value))
+    assert kept and "busy did not become 0" in open(kept[1]).read(), str(failed.value)
