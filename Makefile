@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.vitforge-installed
 RAY     = $(VENV)/.vitforge-ray
 
-.PHONY: demo test bench doctor clean yosys
+.PHONY: demo test bench doctor clean yosys iverilog
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)          ## the embedded digits ViT: generate, simulate, verify; report in build/demo
 	$(BIN)/vitforge demo
 
-test: $(STAMP) $(RAY) yosys    ## the whole test suite (with Ray, for its backend's tests)
+test: $(STAMP) $(RAY) yosys iverilog    ## the whole test suite (with Ray and Icarus Verilog)
 	$(BIN)/python -m pytest
 
 $(RAY): $(STAMP)
@@ -32,6 +32,14 @@ yosys:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq yosys \
 	  >/dev/null; } || { echo "yosys is missing: install it with apt-get install yosys" \
 	  "(as root) for the resource estimates and their tests"; exit 1; }
+
+# Debian's Icarus Verilog, the second simulator (tests marked icarus): installed where this
+# machine allows it; elsewhere those tests are skipped and say how to install it.
+iverilog:
+	@command -v iverilog >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog \
+	  >/dev/null; } \
+	  || echo "iverilog is missing: the Icarus tests will be skipped (apt-get install iverilog)"
 
 bench: $(STAMP)         ## benchmarks (not timed tests); results in bench/results/
 	$(BIN)/python bench/gemm_utilization.py

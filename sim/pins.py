@@ -113,6 +113,16 @@ class CocotbPins:
     def get(self, path):
         return _unsigned(self._handle(path).value)
 
+    def drive_inputs(self, signature, value=0):
+        """Drive every input port of ``signature`` (the design's ``wiring.Signature``) to
+        ``value``: a 4-state simulator leaves an undriven input at Z, which Verilator's 2-state
+        model reads as 0."""
+        from amaranth.lib.wiring import In
+
+        for path, member in signature.members.flatten():
+            if member.is_port and member.flow == In:
+                self.set(".".join(map(str, path)), value)
+
     async def tick(self):
         from cocotb.triggers import FallingEdge
         await FallingEdge(self._dut.clk)

@@ -23,9 +23,14 @@ import sys
 import tempfile
 import time
 
-from vitforge.errors import OutputError, SimulationError, ToolchainError
+from vitforge.errors import ConfigError, OutputError, SimulationError, ToolchainError
 
-__all__ = ["Toolchain", "find_toolchain", "Build", "build", "run_test", "cache_root"]
+__all__ = ["Toolchain", "find_toolchain", "Build", "build", "run_test", "cache_root",
+           "default_simulator", "warn", "SIMULATORS"]
+
+#: The simulators a build can be for: Verilator (2-state, fast) and Icarus Verilog
+#: (4-state: an X is an X).
+SIMULATORS = ("verilator", "icarus")
 
 #: Oldest Verilator cocotb 2.x works with.
 MIN_VERILATOR = (5, 36)
@@ -155,19 +160,19 @@ def _file_digest(path):
     return digest.hexdigest()
 
 
-def _complete(directory, toplevel, key):
+def _complete(directory, artifact, key):
     """Whether ``directory`` holds a whole build of ``key``: its marker, written last, names
-    the key and the SHA-256 of the simulator binary, which must still match."""
+    the key and the SHA-256 of the simulator (file ``artifact``), which must still match."""
     path = directory / _COMPLETE_MARKER
     try:
         text = path.read_text()
         if text == key:                     # written before markers had checksums: adopt it
-            marker = {"key": key, "binary": _file_digest(directory / toplevel)}
+            marker = {"key": key, "binary": _file_digest(directory / artifact)}
             path.write_text(json.dumps(marker))
         else:
             marker = json.loads(text)
         return (marker["key"] == key
-                and marker["binary"] == _file_digest(directory / toplevel))
+                and marker["binary"] == _file_digest(directory / artifact))
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -178,6 +183,7 @@ class Build:
     toplevel: str
     seconds: float          # time spent building now; 0.0 when the cache had it
     cached: bool
+    simulator: str = "verilator"
 
 
 def _build_key(toolchain, verilog, toplevel, build_args):
@@ -225,8 +231,8 @@ def _verilator_runner():
     return TopPortsVerilator()
 
 
-def build(verilog, toplevel, *, build_args=(), waves=False, log=None):
-    """Compile ``verilog`` with Verilator for cocotb, or reuse a cached build.
+def build(verilog, toplevel, *, build_args=(), waves=False, log=None, simulator=None):
+    """Compile ``verilog`` for cocotb, or reuse a cached build.
 
     Parameters
     ----------
@@ -238,14 +244,29 @@ def build(verilog, toplevel, *, build_args=(), waves=False, log=None):
         Extra Verilator arguments (part of the cache key).
     waves : bool
         Build with signal tracing (VCD, the top two levels of hierarchy), so
-        :func:`run_test` can dump waves (a separate cached build).
+        :func:`run_test` can dump waves (a separate cached build; Verilator only).
     log : callable or None
         Called with one-line progress messages.
+    simulator : str or None
+        ``verilator`` or ``icarus`` (4-state, for the small configs);
+        :func:`default_simulator` when ``None``.
 
     Raises
     ------
-    ToolchainError, SimulationError
+    ConfigError, ToolchainError, SimulationError
     """
+    simulator = simulator or default_simulator()
+    if simulator not in SIMULATORS:
+        raise ConfigError(f"simulator must be one of {', '.join(SIMULATORS)}, not "
+                          f"{simulator!r}")
+    if simulator == "icarus":
+        if waves:
+            raise ConfigError("waves need the verilator simulator")
+        version = _icarus_version()
+        key = _build_key(find_toolchain(), verilog, toplevel, ["icarus", version,
+                                                                *_ICARUS_ARGS])
+        return _cached_build("icarus", toplevel, key, "sim.vvp", f"Icarus Verilog {version}",
+                             lambda workdir: _build_icarus(verilog, toplevel, workdir), log)
     toolchain = find_toolchain()
     build_args = ["-Wno-fatal", "-O3", *build_args]
     lines = ["`verilator_config", f'public_flat_rw -module "{toplevel}" -var "*"']
@@ -255,53 +276,98 @@ def build(verilog, toplevel, *, build_args=(), waves=False, log=None):
     control_text = "\n".join(lines) + "\n"
     key = _build_key(toolchain, verilog + control_text, toplevel,
                      [*build_args, f"waves={waves}"])
-    directory = cache_root(writable=False) / "verilator" / f"{toplevel}-{key}"
+
+    def make(workdir):
+        source = workdir / f"{toplevel}.v"
+        source.write_text(verilog)
+        control = workdir / "ports.vlt"
+        control.write_text(control_text)
+        with _patched_environment(toolchain.environment()):
+            _verilator_runner().build(sources=[control, source], hdl_toplevel=toplevel,
+                                      build_dir=workdir, build_args=build_args, waves=waves,
+                                      log_file=workdir / "build.log")
+
+    return _cached_build("verilator", toplevel, key, toplevel,
+                         f"Verilator {toolchain.verilator_version}", make, log)
+
+
+def default_simulator():
+    """``$VITFORGE_SIMULATOR``, else ``verilator``."""
+    return os.environ.get("VITFORGE_SIMULATOR") or "verilator"
+
+
+def _icarus_version():
+    """The first line of ``iverilog -V``.
+
+    Raises
+    ------
+    vitforge.errors.ToolchainError
+        Without Icarus Verilog (the message says how to install it).
+    """
+    if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+        raise ToolchainError("Icarus Verilog (iverilog, vvp) not found; install it with: "
+                             "apt-get install iverilog")
+    output = subprocess.run(["iverilog", "-V"], capture_output=True, text=True,
+                            check=False).stdout
+    return output.splitlines()[0].strip() if output.strip() else "unknown"
+
+
+#: Verilog-2005 semantics (after cocotb's ``-g2012``): a declaration's initial value is then an
+#: event at time 0, which Yosys' Verilog relies on to run every ``always @*`` block once.
+_ICARUS_ARGS = ["-g2005"]
+
+
+def _build_icarus(verilog, toplevel, workdir):
+    from cocotb_tools.runner import get_runner
+
+    source = workdir / f"{toplevel}.v"
+    source.write_text(verilog)
+    get_runner("icarus").build(sources=[source], hdl_toplevel=toplevel, build_dir=workdir,
+                               build_args=_ICARUS_ARGS, timescale=("1ns", "1ps"),
+                               log_file=workdir / "build.log")
+
+
+def _cached_build(simulator, toplevel, key, artifact, tool, make, log):
+    """The build of ``key`` in the cache (``<simulator>/<toplevel>-<key>``), made by
+    ``make(folder)`` when missing or damaged; ``artifact`` is the file it produces, whose
+    SHA-256 the completion marker (written last) holds."""
+    directory = cache_root(writable=False) / simulator / f"{toplevel}-{key}"
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         lock = open(directory.parent / f"{directory.name}.lock", "w")
     except OSError as error:                    # a read-only cache: use what it has
-        if _complete(directory, toplevel, key):
-            return Build(directory=directory, toplevel=toplevel, seconds=0.0, cached=True)
+        if _complete(directory, artifact, key):
+            return Build(directory, toplevel, 0.0, True, simulator)
         raise OutputError(f"the build cache {str(directory.parent)!r} cannot take a new build "
                           f"({error.strerror or error}); set VITFORGE_CACHE to a writable "
                           f"folder") from None
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _complete(directory, toplevel, key):
-            return Build(directory=directory, toplevel=toplevel, seconds=0.0, cached=True)
+        if _complete(directory, artifact, key):
+            return Build(directory, toplevel, 0.0, True, simulator)
         if (directory / _COMPLETE_MARKER).exists():
             warn(f"the cached build {directory} is damaged (its simulator does not match its "
                  f"checksum); building it again")
         if log:
-            log(f"building {toplevel} with Verilator {toolchain.verilator_version} "
-                f"(cached afterwards in {directory})")
+            log(f"building {toplevel} with {tool} (cached afterwards in {directory})")
         shutil.rmtree(directory, ignore_errors=True)
         # GNU make cannot build in a folder whose path has a space: build elsewhere, move in.
         spaced = " " in str(directory)
         workdir = Path(tempfile.mkdtemp(prefix="vitforge-build-")) if spaced else directory
         workdir.mkdir(parents=True, exist_ok=True)
-        source = workdir / f"{toplevel}.v"
-        source.write_text(verilog)
-        control = workdir / "ports.vlt"
-        control.write_text(control_text)
         started = time.monotonic()
-        runner = _verilator_runner()
-        with _patched_environment(toolchain.environment()):
-            try:
-                runner.build(sources=[control, source], hdl_toplevel=toplevel, build_dir=workdir,
-                             build_args=build_args, waves=waves,
-                             log_file=workdir / "build.log")
-            except (RuntimeError, SystemExit) as error:
-                tail = _tail(workdir / "build.log")
-                raise SimulationError(f"Verilator build of {toplevel} failed ({error}); "
-                                      f"log {directory / 'build.log'}:\n{tail}") from None
-            finally:
-                if spaced:
-                    shutil.move(workdir, directory)
+        try:
+            make(workdir)
+        except (RuntimeError, SystemExit) as error:
+            tail = _tail(workdir / "build.log")
+            raise SimulationError(f"{tool} build of {toplevel} failed ({error}); "
+                                  f"log {directory / 'build.log'}:\n{tail}") from None
+        finally:
+            if spaced:
+                shutil.move(workdir, directory)
         (directory / _COMPLETE_MARKER).write_text(json.dumps(
-            {"key": key, "binary": _file_digest(directory / toplevel)}))
-        return Build(directory=directory, toplevel=toplevel,
-                     seconds=time.monotonic() - started, cached=False)
+            {"key": key, "binary": _file_digest(directory / artifact)}))
+        return Build(directory, toplevel, time.monotonic() - started, False, simulator)
 
 
 def _tail(path, lines=20):
@@ -328,12 +394,14 @@ def run_test(built, test_module, *, env=None, testcase=None, keep_dir=None, wave
     """
     from cocotb_tools.runner import get_results
 
+    from cocotb_tools.runner import get_runner
+
     toolchain = find_toolchain()
     run_dir = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="vitforge-run-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     results_xml = run_dir / "results.xml"
     log_file = run_dir / "sim.log"
-    runner = _verilator_runner()
+    runner = _verilator_runner() if built.simulator == "verilator" else get_runner("icarus")
     variables = {**toolchain.environment(), **(env or {})}
     try:
         # The runner exits the process on failures when it thinks pytest called it.

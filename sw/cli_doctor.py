@@ -77,6 +77,9 @@ def doctor(args):
     else:
         print(f"{'yosys':15} not found (for resource estimates): apt-get install yosys, "
               f"or make yosys")
+    icarus = shutil.which("iverilog") or ("not found (the second simulator, tests marked "
+                                          "icarus): apt-get install iverilog")
+    print(f"{'iverilog':15} {icarus}")
     for name, (purpose, hint) in _OPTIONAL.items():
         version = package_version(name)
         print(f"{name:15} {version or f'not installed (for {purpose}): {hint}'}")

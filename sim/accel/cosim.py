@@ -15,7 +15,7 @@ from ..jobs import run_job
 from ..verilog_cache import cached_verilog
 
 __all__ = ["CoverificationReport", "coverify", "run_rtl", "describe_mismatch", "memory_words_for",
-           "load_job", "save_results", "load_results"]
+           "load_job", "save_results", "load_results", "system_verilog"]
 
 TOPLEVEL = "accelerator_system"
 TEST_MODULE = "vitforge.sim.tb.accel_tb"
@@ -136,6 +136,22 @@ def coverify(program, *, max_cycles=None, waves_to=None, log=None):
         predicted_sections=program.section_cycles(predicted.retired_at, predicted.cycles))
 
 
+def system_verilog(config, memory_words, log=None):
+    """The :class:`GeneratedVerilog` of the simulated system (the accelerator of ``config``
+    and a Verilog memory of ``memory_words`` external words), cached."""
+    from dataclasses import replace
+
+    from .system import VERILOG_MEMORY_MODULE, SimulatedSystem
+
+    verilog = cached_verilog(TOPLEVEL, json.dumps({**config.to_dict(),
+                                                   "memory_words": memory_words},
+                                                  sort_keys=True),
+                             lambda: SimulatedSystem(config, memory_words, verilog_memory=True),
+                             log=log,
+                             what=f"the accelerator ({config.array}x{config.array} array)")
+    return replace(verilog, text=verilog.text + VERILOG_MEMORY_MODULE)
+
+
 def run_rtl(config, image, program_addr, *, max_cycles, instructions=0, waves_to=None,
             log=None):
     """Run the program at ``program_addr`` of ``image`` on the RTL in Verilator.
@@ -144,16 +160,9 @@ def run_rtl(config, image, program_addr, *, max_cycles, instructions=0, waves_to
     keys ``dram`` (the whole memory image afterwards), ``done``, ``error``,
     ``error_pc``, ``cycles`` and ``class_cycles``.
     """
-    from .system import VERILOG_MEMORY_MODULE, SimulatedSystem
-
     memory_words = memory_words_for(image)
-    verilog = cached_verilog(TOPLEVEL, json.dumps({**config.to_dict(),
-                                                   "memory_words": memory_words},
-                                                  sort_keys=True),
-                             lambda: SimulatedSystem(config, memory_words, verilog_memory=True),
-                             log=log,
-                             what=f"the accelerator ({config.array}x{config.array} array)")
-    built = runner.build(verilog.text + VERILOG_MEMORY_MODULE, TOPLEVEL,
+    verilog = system_verilog(config, memory_words, log=log)
+    built = runner.build(verilog.text, TOPLEVEL,
                          waves=waves_to is not None, log=log)
     if log:
         log("simulating the program" + (f", waves to {waves_to}" if waves_to else ""))

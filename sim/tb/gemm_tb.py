@@ -12,6 +12,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
+from vitforge.hw.gemm.engine import GemmEngine
 from vitforge.sim.gemm.session import load_session, run_session, save_results
 from vitforge.sim.pins import CocotbPins
 
@@ -23,8 +24,7 @@ async def run_saved_session(dut):
     config, jobs, options = load_session(os.environ["VITFORGE_JOB"])
     Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
     pins = CocotbPins(dut, CLOCK_PERIOD_NS)
-    for port in ("cmd.valid", "a_load.en", "b_load.en", "i_load.en", "p_load.en"):
-        pins.set(port, 0)
+    pins.drive_inputs(GemmEngine(config).signature)
     dut.rst.value = 1
     for _ in range(2):
         await FallingEdge(dut.clk)
