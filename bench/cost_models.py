@@ -129,14 +129,19 @@ def _explore(model, space, out, preset="zcu102", **options):
 
 def explore_speed(scratch):
     """The 504-point spaces of DeiT-T and DeiT-S, each timed from scratch."""
+    from vitforge.sw.explore.results import best_row
+
     rows = {}
     for model in ("deit-tiny", "deit-small"):
         out = scratch / model
         result, seconds = _explore(model, EXPLORE_SPACE, out, workers=2)
-        best = result.front[0] if result.front else None
+        best = best_row(result.rows)            # what best.json holds
         rows[model] = {"points": len(result.rows), "seconds": round(seconds, 1),
                        "ok": result.count("ok"), "no_fit": result.count("no-fit"),
                        "invalid": result.count("invalid"), "front": len(result.front),
+                       "fits": sum(bool(row["fits"]) for row in result.rows),
+                       "headroom": sum(bool(row["fits"] and row["headroom"])
+                                       for row in result.rows),
                        "best": None if best is None else {
                            key: best[key] for key in ("array", "clock_mhz", "act_read_ports",
                                                       "macs_per_dsp", "fps", "lut_util",

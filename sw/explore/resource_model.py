@@ -112,7 +112,12 @@ class ResourceModel:
         return values
 
     def to_dict(self):
-        return {"pe": self.pe, "rest": self.rest, "fitted_on": list(self.fitted_on)}
+        return {"pe": {kind: {resource: [round(c, 6) for c in pair]
+                              for resource, pair in costs.items()}
+                       for kind, costs in self.pe.items()},
+                "rest": {resource: {name: round(c, 6) for name, c in terms.items()}
+                         for resource, terms in self.rest.items()},
+                "fitted_on": list(self.fitted_on)}
 
     def save(self, path):
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
