@@ -265,7 +265,7 @@ def build(verilog, toplevel, *, build_args=(), waves=False, log=None, simulator=
         version = _icarus_version()
         key = _build_key(find_toolchain(), verilog, toplevel, ["icarus", version,
                                                                 *_ICARUS_ARGS])
-        return _cached_build("icarus", toplevel, key, "sim.vvp", f"Icarus Verilog {version}",
+        return _cached_build("icarus", toplevel, key, "sim.vvp", ("Icarus Verilog", version),
                              lambda workdir: _build_icarus(verilog, toplevel, workdir), log)
     toolchain = find_toolchain()
     build_args = ["-Wno-fatal", "-O3", *build_args]
@@ -288,7 +288,7 @@ def build(verilog, toplevel, *, build_args=(), waves=False, log=None, simulator=
                                       log_file=workdir / "build.log")
 
     return _cached_build("verilator", toplevel, key, toplevel,
-                         f"Verilator {toolchain.verilator_version}", make, log)
+                         ("Verilator", toolchain.verilator_version), make, log)
 
 
 def default_simulator():
@@ -329,8 +329,9 @@ def _build_icarus(verilog, toplevel, workdir):
 
 def _cached_build(simulator, toplevel, key, artifact, tool, make, log):
     """The build of ``key`` in the cache (``<simulator>/<toplevel>-<key>``), made by
-    ``make(folder)`` when missing or damaged; ``artifact`` is the file it produces, whose
-    SHA-256 the completion marker (written last) holds."""
+    ``make(folder)`` when missing or damaged with ``tool`` (its name and version);
+    ``artifact`` is the file it produces, whose SHA-256 the completion marker (written last)
+    holds."""
     directory = cache_root(writable=False) / simulator / f"{toplevel}-{key}"
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
@@ -349,7 +350,7 @@ def _cached_build(simulator, toplevel, key, artifact, tool, make, log):
             warn(f"the cached build {directory} is damaged (its simulator does not match its "
                  f"checksum); building it again")
         if log:
-            log(f"building {toplevel} with {tool} (cached afterwards in {directory})")
+            log(f"building {toplevel} with {' '.join(tool)} (cached afterwards in {directory})")
         shutil.rmtree(directory, ignore_errors=True)
         # GNU make cannot build in a folder whose path has a space: build elsewhere, move in.
         spaced = " " in str(directory)
@@ -360,7 +361,7 @@ def _cached_build(simulator, toplevel, key, artifact, tool, make, log):
             make(workdir)
         except (RuntimeError, SystemExit) as error:
             tail = _tail(workdir / "build.log")
-            raise SimulationError(f"{tool} build of {toplevel} failed ({error}); "
+            raise SimulationError(f"{tool[0]} build of {toplevel} failed ({error}); "
                                   f"log {directory / 'build.log'}:\n{tail}") from None
         finally:
             if spaced:

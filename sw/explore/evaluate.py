@@ -23,7 +23,7 @@ STATUSES = ("ok", "invalid", "no-fit", "failed")
 #: The columns of ``points.csv``, in order; ``point`` is the point's own fields as JSON.
 ROW_FIELDS = ("index", "point", "status", "error", "config_hash", "array", "act_depth",
               "wgt_depth", "prm_depth", "lnp_depth", "k_max", "act_read_ports", "macs_per_dsp",
-              "clock_mhz", "keep", "lut", "ff", "dsp", "bram36", "lut_util", "ff_util",
+              "clock_mhz", "keep", "sparsity", "lut", "ff", "dsp", "bram36", "lut_util", "ff_util",
               "dsp_util", "bram36_util", "fits", "headroom", "cycles", "fps", "latency_ms",
               "pe_utilization", "accuracy", "simulated_cycles", "bit_exact", "seconds")
 
@@ -42,8 +42,9 @@ def row_key(point):
     return json.dumps(point, sort_keys=True, separators=(",", ":"))
 
 
-def point_shell(study, point, keep):
-    """The ShellConfig of ``point``, its ``"model"`` sizes resolved for the model at ``keep``.
+def point_shell(study, point):
+    """The ShellConfig of ``point``, its ``"model"`` sizes resolved for the model as the
+    point's ``keep`` and ``sparsity`` change it.
 
     Raises
     ------
@@ -52,7 +53,7 @@ def point_shell(study, point, keep):
     """
     from .space import point_config
 
-    sized = workload.model_sized(study, keep)
+    sized = workload.model_sized(study, point)
 
     def sizing(array):
         try:
@@ -68,7 +69,9 @@ def evaluate_point(study, index, point, resource_model=None):
     from the cycle model and resources from the resource model (the shipped one by default).
 
     A point with ``keep`` ratios runs the study's token selectors in ``topk`` mode at those
-    ratios: its token counts are then fixed at compile time, and so are its cycles.
+    ratios: its token counts are then fixed at compile time, and so are its cycles. A point
+    with a ``sparsity`` runs the model HP-pruned to it by magnitude (no fine-tuning) in column
+    groups of its array, so that its sparse layers run as ``GEMM_SPARSE``.
     """
     from vitforge.boards.presets import config_hash
     from vitforge.sw.accel.cycles import predict, program_cycles
@@ -83,11 +86,14 @@ def evaluate_point(study, index, point, resource_model=None):
         return {**row, **columns, "status": status,
                 "seconds": round(time.monotonic() - started, 3)}
 
-    keep = workload.keep_ratios(point.get("keep"))
-    row["keep"] = "none" if keep is None else json.dumps(list(keep))
+    keep = point.get("keep", "none")
+    row["keep"] = keep if keep == "none" else json.dumps(keep)
+    row["sparsity"] = point.get("sparsity", 0)
     try:
-        workload.accuracy(study, keep)          # checks the ratios against the selectors
-        config = point_shell(study, point, keep)
+        # The ratios must suit the selectors (checked on the dense model: no array yet).
+        workload.selectors_for(study, workload.variant_of({"keep": keep}, None))
+        config = point_shell(study, point)
+        variant = workload.variant_of(point, config.accelerator.array)
     except _NoFit as error:
         return finished("no-fit", error=str(error))
     except (ValueError, TypeError) as error:
@@ -97,7 +103,7 @@ def evaluate_point(study, index, point, resource_model=None):
                 ("array", "act_depth", "wgt_depth", "prm_depth", "lnp_depth", "k_max",
                  "act_read_ports", "macs_per_dsp")},
                clock_mhz=config.clock_mhz, config_hash=config_hash(config),
-               accuracy=workload.accuracy(study, keep))
+               accuracy=workload.accuracy(study, variant))
     resources = (resource_model or ResourceModel.load()).predict(accelerator)
     utilization = {name: value / DEVICE[name] for name, value in resources.items()}
     row.update(resources, **{f"{name}_util": round(value, 4)
@@ -105,11 +111,11 @@ def evaluate_point(study, index, point, resource_model=None):
                fits=all(value <= 1 for value in utilization.values()),
                headroom=utilization["lut"] <= HEADROOM and utilization["bram36"] <= HEADROOM)
     try:
-        compiled = workload.program(study, keep, accelerator)
+        compiled = workload.program(study, variant, accelerator)
     except ConfigError as error:
         return finished("no-fit", error=str(error))
     # top-k keeps counts the compiler knows: the program as written is what runs.
-    cycles = (predict(compiled) if keep is None else
+    cycles = (predict(compiled) if variant.keep is None else
               program_cycles(accelerator, compiled.instructions)).cycles
     return finished("ok", error="", cycles=cycles,
                     fps=round(config.clock_mhz * 1e6 / cycles, 3),
@@ -125,11 +131,11 @@ def simulate_point(study, row):
 
     started = time.monotonic()
     point = json.loads(row["point"])
-    keep = workload.keep_ratios(point.get("keep"))
-    accelerator = point_shell(study, point, keep).accelerator
-    _, _, model, images, _ = workload.loaded_model(study)
-    patches = quantized_patches(model, images[:1])[0]
-    report = coverify(workload.program(study, keep, accelerator).with_input(patches))
+    accelerator = point_shell(study, point).accelerator
+    variant = workload.variant_of(point, accelerator.array)
+    model = workload.variant_models(study, variant)[1]
+    patches = quantized_patches(model, workload.loaded_model(study)[3][:1])[0]
+    report = coverify(workload.program(study, variant, accelerator).with_input(patches))
     return {**row, "simulated_cycles": report.cycles,
             "bit_exact": report.match and not report.error,
             "seconds": round(row["seconds"] + time.monotonic() - started, 3)}

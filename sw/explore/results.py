@@ -2,9 +2,10 @@
 
 The front is over the points that are ``ok`` and fit the device: a point is on
 it when no other point has at least its FPS (and its accuracy, where points
-have one) with at most its DSPs, LUTs and BRAM36 and is better in one of them. ``best.json`` is the fastest point with
-routing headroom (LUT and BRAM36 at most 80% of the device), else the fastest
-that fits, written as ``vitforge generate --config`` reads it.
+have one) with at most its DSPs, LUTs and BRAM36 and is better in one of them.
+``best.json`` is the fastest point with routing headroom (LUT and BRAM36 at most
+80% of the device), else the fastest that fits, written as ``vitforge generate
+--config`` reads it.
 """
 
 import csv
@@ -51,7 +52,6 @@ def write_results(folder, rows, study, *, log=print):
     from vitforge.boards.presets import config_hash
 
     from .evaluate import point_shell
-    from .workload import keep_ratios
 
     rows = sorted(rows, key=lambda row: row["index"])
     front = pareto_front(rows)
@@ -66,8 +66,7 @@ def write_results(folder, rows, study, *, log=print):
     write_atomic(folder / "points.json", json.dumps(table, indent=1) + "\n")
     best = best_row(rows)
     if best is not None:
-        point = json.loads(best["point"])
-        config = point_shell(study, point, keep_ratios(point.get("keep")))
+        config = point_shell(study, json.loads(best["point"]))
         write_atomic(folder / "best.json", json.dumps(
             {"board": study.board, **config.to_dict(), "config_hash": config_hash(config)},
             indent=2, sort_keys=True) + "\n")
@@ -120,13 +119,15 @@ def _plot(path, rows, front, log):
 
 
 def _accuracy_panel(axis, ok, front):
-    """Accuracy against FPS, a colour per token-pruning setting (``keep``)."""
-    for index, keep in enumerate(dict.fromkeys(row["keep"] for row in ok)):
-        subset = [row for row in ok if row["keep"] == keep and row["fits"]]
+    """Accuracy against FPS, a colour per pruning setting (``keep`` and ``sparsity``)."""
+    settings = dict.fromkeys((row["keep"], row["sparsity"]) for row in ok)
+    for index, (keep, sparsity) in enumerate(settings):
+        subset = [row for row in ok if (row["keep"], row["sparsity"]) == (keep, sparsity)
+                  and row["fits"]]
         if subset:
             axis.scatter([row["fps"] for row in subset],
                          [100 * row["accuracy"] for row in subset], s=14,
-                         color=f"C{index}", label=f"keep {keep}")
+                         color=f"C{index % 10}", label=f"keep {keep}, sparsity {sparsity}")
     if front:
         axis.scatter([row["fps"] for row in front], [100 * row["accuracy"] for row in front],
                      s=40, facecolors="none", edgecolors="tab:red", label="Pareto front")

@@ -5,7 +5,7 @@ seed, data, selectors and base config), ``points.jsonl`` (one line per evaluated
 appended and flushed as each finishes) and, with ``--fidelity sim``,
 ``simulated.jsonl`` (the Pareto points co-verified on the RTL). An interrupted
 run (Ctrl-C, a crash, a lost machine) keeps every finished line; running the
-same command again evaluates only the points that are missing. The summary
+same command again evaluates only the points that are missing or failed. The summary
 files (:func:`~.results.write_results`) are rewritten from the lines at the end
 of every run, also an interrupted one.
 """
@@ -134,7 +134,7 @@ def explore(study, space, out, *, fidelity="model", backend="local", workers=Non
     rows = {}
     for index, point in enumerate(points):
         key = row_key(point)
-        if key in done:
+        if key in done and done[key]["status"] != "failed":     # failed points run again
             rows[key] = {**done[key], "index": index}
     todo = [(index, point) for index, point in enumerate(points) if row_key(point) not in rows]
     reused = len(rows)

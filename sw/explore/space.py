@@ -13,9 +13,11 @@ The sizes of :data:`MODEL_SIZED` may also be ``"model"``: as large as the
 model needs on the point's array (what ``simulate`` sizes an accelerator to),
 so a space over ``array`` need not list a scratchpad depth per array.
 
-One key is not a config field: ``keep``, token pruning. Each value is
+Two keys are not config fields: ``keep``, token pruning, whose values are
 ``"none"`` (dense) or a list of keep ratios, one per selector stage of the
-model's selectors, which then run in ``topk`` mode at those ratios.
+model's selectors, which then run in ``topk`` mode at those ratios; and
+``sparsity``, HP weight sparsity in [0, 1) (0: dense), to which the encoder
+layers are pruned by magnitude in column groups of the point's array.
 """
 
 from dataclasses import fields, replace
@@ -45,8 +47,9 @@ def _keys():
     return accelerator, shell
 
 
-#: The keys a space may have: AcceleratorConfig's fields, ShellConfig's, and ``keep``.
-SPACE_KEYS = sum(_keys(), ()) + ("keep",)
+#: The keys a space may have: AcceleratorConfig's fields, ShellConfig's, ``keep`` and
+#: ``sparsity``.
+SPACE_KEYS = sum(_keys(), ()) + ("keep", "sparsity")
 
 
 def load_space(path):
@@ -89,6 +92,12 @@ def check_space(space, where="space"):
         for value in values:
             if key == "keep":
                 _check_keep(where, value)
+                continue
+            if key == "sparsity":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                        or not 0 <= value < 1:
+                    raise ConfigError(f"{where}: sparsity values must be numbers in [0, 1), "
+                                      f"not {value!r}")
                 continue
             if value == "model" and key in MODEL_SIZED:
                 continue

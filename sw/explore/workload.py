@@ -1,10 +1,11 @@
-"""What a design point runs: the study's model, quantized once per worker, with or without
-token pruning at given keep ratios, compiled once per accelerator.
+"""What a design point runs: the study's model, quantized once per worker, HP-pruned to a
+sparsity and pruning tokens at keep ratios where the point asks, compiled once per
+accelerator.
 
 Everything here is cached per process (a local worker, a Ray worker, or the
 command itself, whose cache forked workers inherit), keyed by what it depends
-on, so a worker quantizes the model once and points that differ only in
-clock or AXI settings share one compilation.
+on, so a worker quantizes each model variant once and points that differ only
+in clock or AXI settings share one compilation.
 """
 
 from dataclasses import dataclass, replace
@@ -13,7 +14,8 @@ import numpy as np
 
 from vitforge.errors import ConfigError
 
-__all__ = ["Study", "loaded_model", "program", "accuracy", "model_sized", "keep_ratios"]
+__all__ = ["Study", "Variant", "variant_of", "loaded_model", "variant_models", "selectors_for",
+           "program", "accuracy", "model_sized"]
 
 
 @dataclass(frozen=True)
@@ -47,13 +49,34 @@ class Study:
     prune: str = "default"
 
 
+@dataclass(frozen=True)
+class Variant:
+    """How a point changes the study's model: token pruning at ``keep`` ratios (``None``:
+    dense), and HP weight sparsity ``sparsity`` (0: dense) in column groups of ``cols``
+    (the point's array, so that the sparse layers run sparse on it)."""
+
+    keep: tuple = None
+    sparsity: float = 0.0
+    cols: int = None
+
+
+def variant_of(point, array):
+    """The :class:`Variant` of a space point (its ``keep`` and ``sparsity``) on ``array``."""
+    keep = point.get("keep", "none")
+    sparsity = float(point.get("sparsity", 0))
+    return Variant(keep=None if keep == "none" else tuple(float(ratio) for ratio in keep),
+                   sparsity=sparsity, cols=array if sparsity else None)
+
+
 #: (model, seed, data, observer) -> (float ViT, calibration, quantized model, test, labels).
 _MODELS = {}
-#: (model key, keep ratios) -> QuantizedSelectors, or the ConfigError of bad ratios.
+#: (model key, sparsity, cols) -> (float ViT, quantized model), HP-pruned.
+_PRUNED = {}
+#: (model key, variant) -> QuantizedSelectors, or the ConfigError of bad ratios.
 _SELECTORS = {}
-#: (model key, keep ratios, AcceleratorConfig) -> CompiledProgram or ConfigError.
+#: (model key, variant, AcceleratorConfig) -> CompiledProgram or ConfigError.
 _PROGRAMS = {}
-#: (model key, keep ratios) -> int8 top-1 on the test split, or None without labels.
+#: (model key, variant) -> int8 top-1 on the test split, or None without labels.
 _ACCURACIES = {}
 
 
@@ -75,35 +98,48 @@ def loaded_model(study):
     return _MODELS[key]
 
 
-def keep_ratios(value):
-    """A space's ``keep`` value as a tuple of ratios, or ``None`` for ``"none"`` (dense)."""
-    return None if value in (None, "none") else tuple(float(ratio) for ratio in value)
+def variant_models(study, variant):
+    """``(float ViT, quantized model)`` of the study's model HP-pruned to the variant's
+    sparsity (by magnitude, no fine-tuning), or the model itself at sparsity 0."""
+    vit, calibration, model, _, _ = loaded_model(study)
+    if not variant.sparsity:
+        return vit, model
+    key = _key(study), variant.sparsity, variant.cols
+    if key not in _PRUNED:
+        from vitforge.sw.model.hp_prune import prune_vit
+        from vitforge.sw.model.quantize import quantize_vit
+
+        pruned = prune_vit(vit, variant.sparsity, cols=variant.cols)
+        _PRUNED[key] = pruned, quantize_vit(pruned, calibration, study.observer)
+    return _PRUNED[key]
 
 
-def _selectors(study, keep):
-    """The study's selectors quantized for ``keep`` (``topk`` at those ratios), or ``None``
-    for a dense point.
+def selectors_for(study, variant):
+    """The study's selectors quantized for the variant's ``keep`` ratios (``topk``), or
+    ``None`` for a point without token pruning.
 
     Raises
     ------
     vitforge.errors.ConfigError
         If the ratios do not suit the selectors (one per stage, in (0, 1], not increasing).
     """
-    if keep is None:
+    if variant.keep is None:
         return None
-    key = _key(study), keep
+    key = _key(study), variant
     if key not in _SELECTORS:
         from vitforge.sim.model_run import load_pruning
         from vitforge.sw.model.quantized_selector import quantize_selectors
 
-        vit, calibration, model, _, _ = loaded_model(study)
+        vit, model = variant_models(study, variant)
+        calibration = loaded_model(study)[1]
         try:
             selectors, config = load_pruning(study.prune, "topk", study.model, vit, study.seed)
             stages = len(config.blocks)
-            if len(keep) != stages:
+            if len(variant.keep) != stages:
                 raise ConfigError(f"keep must have one ratio per selector stage ({stages}, "
-                                  f"before blocks {list(config.blocks)}), not {list(keep)}")
-            config = replace(config, ratios=keep)
+                                  f"before blocks {list(config.blocks)}), not "
+                                  f"{list(variant.keep)}")
+            config = replace(config, ratios=variant.keep)
             _SELECTORS[key] = quantize_selectors(vit, selectors, config, calibration, model)
         except ConfigError as error:
             _SELECTORS[key] = error
@@ -112,8 +148,8 @@ def _selectors(study, keep):
     return _SELECTORS[key]
 
 
-def program(study, keep, accelerator):
-    """The study's model (pruned at ``keep``) compiled for ``accelerator``.
+def program(study, variant, accelerator):
+    """The study's model as the variant changes it, compiled for ``accelerator``.
 
     Raises
     ------
@@ -122,11 +158,11 @@ def program(study, keep, accelerator):
     """
     from vitforge.sw.accel.compiler import compile_model
 
-    selectors = _selectors(study, keep)
-    key = _key(study), keep, accelerator
+    selectors = selectors_for(study, variant)
+    key = _key(study), variant, accelerator
     if key not in _PROGRAMS:
         try:
-            _PROGRAMS[key] = compile_model(accelerator, loaded_model(study)[2],
+            _PROGRAMS[key] = compile_model(accelerator, variant_models(study, variant)[1],
                                            selectors=selectors)
         except ConfigError as error:
             _PROGRAMS[key] = error
@@ -135,19 +171,21 @@ def program(study, keep, accelerator):
     return _PROGRAMS[key]
 
 
-def accuracy(study, keep=None):
-    """The int8 golden model's top-1 on the study's test split (pruned at ``keep``), or
-    ``None`` without labels. The hardware is bit-exact, so it is every point's accuracy."""
-    key = _key(study), keep
+def accuracy(study, variant=Variant()):
+    """The int8 golden model's top-1 on the study's test split as the variant changes the
+    model, or ``None`` without labels. The hardware is bit-exact, so it is every point's
+    accuracy."""
+    key = _key(study), variant
     if key not in _ACCURACIES:
         from vitforge.sw.golden.encoder import pruned_vit_logits, vit_logits
         from vitforge.sw.model.quantize import quantized_patches
 
-        _, _, model, images, labels = loaded_model(study)
+        _, _, _, images, labels = loaded_model(study)
         if labels is None:
             _ACCURACIES[key] = None
         else:
-            selectors = _selectors(study, keep)
+            model = variant_models(study, variant)[1]
+            selectors = selectors_for(study, variant)
             logits = [vit_logits(model, patches) if selectors is None else
                       pruned_vit_logits(model, patches, selectors)[0]
                       for patches in quantized_patches(model, images)]
@@ -155,10 +193,14 @@ def accuracy(study, keep=None):
     return _ACCURACIES[key]
 
 
-def model_sized(study, keep=None):
-    """``array -> AcceleratorConfig`` sized to the study's model (and its selectors at
-    ``keep``): what a space's ``"model"`` values take."""
+def model_sized(study, point=None):
+    """``array -> AcceleratorConfig`` sized to the study's model as ``point`` (its ``keep``
+    and ``sparsity``) changes it on that array: what a space's ``"model"`` values take."""
     from vitforge.sw.accel.compiler import config_for_model
 
-    return lambda array: config_for_model(loaded_model(study)[2], array,
-                                          selectors=_selectors(study, keep))
+    def sized(array):
+        variant = variant_of(point or {}, array)
+        return config_for_model(variant_models(study, variant)[1], array,
+                                selectors=selectors_for(study, variant))
+
+    return sized

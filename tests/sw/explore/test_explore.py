@@ -189,6 +189,8 @@ def test_a_point_that_kills_its_worker_is_marked_failed_and_the_run_completes(
     assert result.rows[1]["error"] == "its worker died 3 times"
     assert [row["pareto"] for row in json.loads((tmp_path / "points.json").read_text())
             if row["status"] != "ok"] == [False]
+    again = explore(study(), {"array": [4, 6, 8], **SIZED}, tmp_path, workers=2, log=quiet)
+    assert (again.evaluated, again.reused) == (1, 2)              # the failed point runs again
 
 
 def test_keep_ratios_prune_tokens_at_top_k_and_change_accuracy_and_cycles(tmp_path):
@@ -231,3 +233,14 @@ def test_ctrl_c_stops_the_command_with_one_line_and_keeps_the_finished_points(tm
     kept = json.loads((out / "points.json").read_text())
     assert 3 <= len(kept) < 294
     assert all(row["status"] == "ok" for row in kept)
+
+
+def test_sparsity_prunes_weights_on_the_point_s_array_and_runs_them_sparse(tmp_path):
+    space = {"array": [8], **SIZED, "sparsity": [0, 0.5]}
+    dense, sparse = explore(study(), space, tmp_path, workers=1, log=quiet).rows
+    assert (dense["sparsity"], sparse["sparsity"]) == (0, 0.5)
+    assert sparse["status"] == "ok" and sparse["cycles"] < 0.8 * dense["cycles"], sparse
+    assert sparse["accuracy"] != dense["accuracy"]
+    with pytest.raises(ConfigError, match=r"^space: sparsity values must be numbers in "
+                                          r"\[0, 1\), not 1\.5$"):
+        check_space({"sparsity": [1.5]})
