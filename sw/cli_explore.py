@@ -67,13 +67,14 @@ def add_explore_parser(commands):
 
 def explore_command(args):
     from .explore import workload
-    from .explore.run import explore
+    from .explore.run import explore, open_folder
     from .explore.space import load_space
 
     space = load_space(args.space)
     base, _ = shell_config(args.preset, args.config)
     study = workload.Study(model=args.model, board=args.board, base=base, seed=args.seed,
                            data=data_files(args), observer=args.observer, prune=args.prune)
+    open_folder(study, args.out)      # before the model is loaded
     log(f"loading and quantizing {args.model}")
     workload.accuracy(study)          # once here: the forked workers inherit it
     try:
@@ -139,6 +140,7 @@ def add_farm_options(parser):
 def verify_farm(args):
     """``verify --seeds A..B --configs FILE``: every seed on every config, then a summary."""
     from vitforge.errors import EXIT_MISMATCH, ConfigError
+    from vitforge.sw.files import check_replaceable
 
     from .explore.workload import Study, model_sized
     from .explore.farm import FarmJob, parse_seeds, run_farm
@@ -148,6 +150,7 @@ def verify_farm(args):
         raise ConfigError("the regression farm takes no --prune, --waves or --json (its "
                           "results go to --out)")
     seeds = parse_seeds(args.seeds if args.seeds is not None else args.seed)
+    check_replaceable(args.out)                 # before any work
     base, _ = shell_config(args.preset, args.config)
     space = load_space(args.configs) if args.configs else check_space({})
     data = data_files(args)

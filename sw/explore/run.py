@@ -22,7 +22,7 @@ from .evaluate import blank_row, evaluate_point, row_key, simulate_point
 from .results import pareto_front, write_results
 from .space import space_points
 
-__all__ = ["explore", "ExploreResult", "MARKER"]
+__all__ = ["explore", "open_folder", "ExploreResult", "MARKER"]
 
 #: The file that makes a folder an exploration folder.
 MARKER = "explore.json"
@@ -48,8 +48,15 @@ def _identity(study):
             "observer": study.observer, "prune": study.prune, "base": study.base.to_dict()}
 
 
-def _open_folder(out, identity):
-    """Create ``out`` or check that it holds an exploration of the same study."""
+def open_folder(study, out):
+    """Create ``out`` or check that it holds an exploration of ``study`` (before any work).
+
+    Raises
+    ------
+    vitforge.errors.OutputError, vitforge.errors.ConfigError
+        For a file, a folder explore did not create, or one holding another study.
+    """
+    identity = _identity(study)
     out = Path(out)
     marker = out / MARKER
     if out.exists() and not out.is_dir():
@@ -127,7 +134,7 @@ def explore(study, space, out, *, fidelity="model", backend="local", workers=Non
     """
     if fidelity not in ("model", "sim"):
         raise ConfigError(f"fidelity must be model or sim, not {fidelity!r}")
-    out = _open_folder(out, _identity(study))
+    out = open_folder(study, out)
     points = space_points(space)
     done = _read_lines(out / "points.jsonl")
     simulated = _read_lines(out / "simulated.jsonl")

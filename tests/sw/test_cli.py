@@ -250,7 +250,7 @@ def test_verify_and_demo_on_the_embedded_model(tmp_path):
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert {p.name for p in folder.iterdir()} == {"report.md", "summary.json", "cycles.png",
                                                    "digits.png", "pruned_cycles.png",
-                                                   "kept_patches.png"}
+                                                   "kept_patches.png", ".vitforge-output"}
     report = (folder / "report.md").read_text()
     assert "RTL == golden model, bit for bit: **yes**" in report
     assert "| select 0 |" in report and "x** faster, selectors included" in report
