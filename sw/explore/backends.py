@@ -65,6 +65,8 @@ def run_tasks(function, tasks, *, backend="local", workers=None, address=None, r
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, not {workers!r}")
     tasks = list(tasks)
+    if not tasks:                       # nothing to do: start no pool and no Ray
+        return iter(())
     if backend == "ray":
         return _ray(function, tasks, workers, address, retries)
     return _local(function, tasks, workers, retries)
