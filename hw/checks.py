@@ -10,25 +10,26 @@ __all__ = ["check_positive_int", "check_lanes", "MAX_LANES"]
 MAX_LANES = 64
 
 
-def check_positive_int(name, value):
-    """Check that parameter ``name`` is a positive ``int`` (``bool`` is not one).
+def check_positive_int(name, value, maximum=None, why=None):
+    """Check that parameter ``name`` is a positive ``int`` (``bool`` is not one), and at most
+    ``maximum`` when given (``why`` then says why, in the message).
 
     Raises
     ------
     vitforge.errors.ConfigTypeError
         If ``value`` is not an ``int`` (a ``TypeError``).
     vitforge.errors.ConfigError
-        If it is not above 0 (a ``ValueError``).
+        If it is not above 0, or above ``maximum`` (a ``ValueError``).
     """
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigTypeError(f"{name} must be an integer, not {value!r}")
     if value <= 0:
         raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+    if maximum is not None and value > maximum:
+        reason = f" ({why})" if why else ""
+        raise ConfigError(f"{name} must be at most {maximum}{reason}, not {value}")
 
 
 def check_lanes(name, value):
     """:func:`check_positive_int`, and at most :data:`MAX_LANES`."""
-    check_positive_int(name, value)
-    if value > MAX_LANES:
-        raise ConfigError(f"{name} must be at most {MAX_LANES} (the widest array vitforge "
-                          f"builds), not {value}")
+    check_positive_int(name, value, MAX_LANES, "the widest array vitforge builds")

@@ -260,9 +260,7 @@ def block(args):
 
     check_output_folder(args.json)
     for name, maximum in _BLOCK_LIMITS.items():
-        check_positive_int(name, getattr(args, name))
-        if getattr(args, name) > maximum:
-            raise ConfigError(f"{name} must be at most {maximum}, not {getattr(args, name)}")
+        check_positive_int(name, getattr(args, name), maximum)
     if args.cols is not None and args.cols != args.rows:
         raise ConfigError(f"cols must equal rows (the accelerator's array is square), not "
                           f"{args.cols} and {args.rows}")

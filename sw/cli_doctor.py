@@ -41,36 +41,38 @@ def build_tools():
             ("perl", shutil.which("perl"), "apt-get install perl")]
 
 
+def _required():
+    """``(name, what to show, present)`` of everything a simulation build needs."""
+    from vitforge.sim.runner import cache_root, find_toolchain
+
+    for name, hint in _PACKAGES.items():
+        version = package_version(name)
+        yield name, version or f"MISSING: {hint}", version is not None
+    try:
+        toolchain = find_toolchain()
+        yield "verilator", f"{toolchain.verilator_version} ({toolchain.verilator})", True
+    except ToolchainError as error:
+        yield "verilator", f"MISSING: {error}", False
+    for name, path, hint in build_tools():
+        yield name, path or f"MISSING (Verilator builds need it): {hint}", path is not None
+    try:
+        yield "build cache", f"{cache_root()} (writable)", True
+    except OutputError as error:
+        yield "build cache", f"UNUSABLE: {error}", False
+
+
 def doctor(args):
     """Print every tool and package vitforge uses, or how to get a missing one; exit non-zero
     (3) when a simulation build would fail."""
-    from vitforge.sim.runner import cache_root, find_toolchain
     from vitforge.sw import resources
 
     missing = []
     print(f"{'python':15} {platform.python_version()} ({sys.executable}; also runs the "
           f"Verilator makefile's helpers)")
-    for name, hint in _PACKAGES.items():
-        version = package_version(name)
-        if version is None:
+    for name, shown, present in _required():
+        if not present:
             missing.append(name)
-        print(f"{name:15} {version or f'MISSING: {hint}'}")
-    try:
-        toolchain = find_toolchain()
-        print(f"{'verilator':15} {toolchain.verilator_version} ({toolchain.verilator})")
-    except ToolchainError as error:
-        missing.append("verilator")
-        print(f"{'verilator':15} MISSING: {error}")
-    for name, path, hint in build_tools():
-        if path is None:
-            missing.append(name)
-        print(f"{name:15} {path or f'MISSING (Verilator builds need it): {hint}'}")
-    try:
-        root = cache_root()
-        print(f"{'build cache':15} {root} (writable)")
-    except OutputError as error:
-        missing.append("build cache")
-        print(f"{'build cache':15} UNUSABLE: {error}")
+        print(f"{name:15} {shown}")
     yosys = resources.yosys_command()
     if yosys:
         print(f"{'yosys':15} {resources.yosys_version()} ({yosys[0]})")

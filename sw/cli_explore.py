@@ -1,31 +1,28 @@
 """``vitforge explore``: a design space for a model and a board, and its Pareto front."""
 
-import sys
 import time
 
 from vitforge.errors import EXIT_INTERRUPTED, EXIT_OK
 
-from .cli_support import add_data_options, data_files, log, shell_config
+from .cli_support import add_data_options, data_files, log, progress, shell_config
 from .processes import stop_descendants
 
 __all__ = ["add_explore_parser", "explore_command", "Progress"]
 
 
 class Progress:
-    """A progress bar on stderr for long runs, at most one line every ``interval`` seconds
-    (and always the last): ``vitforge: evaluating [#####.....] 250/500``."""
+    """:func:`~.cli_support.progress` for long runs: at most one line every ``interval``
+    seconds, and always the last (``vitforge: [#####.....] 250/500 points evaluated``)."""
 
-    def __init__(self, interval=2.0, width=30):
-        self._interval, self._width, self._shown = interval, width, None
+    def __init__(self, interval=2.0):
+        self._interval, self._shown = interval, None
 
-    def __call__(self, done, total, phase):
+    def __call__(self, done, total, what):
         now = time.monotonic()
         if done < total and self._shown is not None and now - self._shown < self._interval:
             return
         self._shown = now
-        filled = self._width * done // max(total, 1)
-        print(f"vitforge: {phase} [{'#' * filled}{'.' * (self._width - filled)}] "
-              f"{done}/{total}", file=sys.stderr, flush=True)
+        progress(done, total, what)
 
 
 def add_explore_parser(commands):

@@ -15,10 +15,10 @@ def log(line):
     print(f"vitforge: {line}", file=sys.stderr, flush=True)
 
 
-def progress(done, total, width=30):
+def progress(done, total, what="images", width=30):
     """A progress bar on stderr: ``vitforge: [#####.....] 3/6 images``."""
-    filled = width * done // total
-    print(f"vitforge: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} images",
+    filled = width * done // max(total, 1)
+    print(f"vitforge: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {what}",
           file=sys.stderr, flush=True)
 
 

@@ -58,12 +58,6 @@ class Evaluation:
                 "max_err_lsb": self.max_err_lsb}
 
 
-def _check_count(name, value, maximum=None):
-    check_positive_int(name, value)
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"{name} must be at most {maximum}, not {value}")
-
-
 def evaluate(op, *, scale=0.05, length=None, rows=8, lanes=1, seed=0, log=None):
     """Run ``op`` on random int8 input of real scale ``scale`` in Verilator.
 
@@ -74,17 +68,17 @@ def evaluate(op, *, scale=0.05, length=None, rows=8, lanes=1, seed=0, log=None):
     if op not in OPS:
         raise ConfigError(f"op must be one of {', '.join(OPS)}, not {op!r}")
     scale = check_scale("scale", scale)
-    _check_count("lanes", lanes, MAX_LANES)
-    _check_count("rows", rows, MAX_ROWS)
+    check_positive_int("lanes", lanes, MAX_LANES)
+    check_positive_int("rows", rows, MAX_ROWS)
     rng = np.random.default_rng(seed)
     if op == "gelu":
         return _gelu(scale, length or 1, lanes, log)
     if op == "softmax":
         length = 197 if length is None else length
-        _check_count("length", length, MAX_LENGTH)
+        check_positive_int("length", length, MAX_LENGTH)
         return _softmax(rng, scale, length, rows, lanes, log)
     length = 192 if length is None else length
-    _check_count("length", length, maximum=MAX_CHANNELS)
+    check_positive_int("length", length, MAX_CHANNELS)
     return _layernorm(rng, scale, length, rows, lanes, log)
 
 
@@ -98,7 +92,7 @@ def _finish(op, run, golden, real, exact, output_scale, lanes):
 
 
 def _gelu(scale, repeats, lanes, log):
-    _check_count("length", repeats, MAX_LENGTH)
+    check_positive_int("length", repeats, MAX_LENGTH)
     table = gelu_table(scale, scale)
     values = np.tile(np.arange(-128, 128).astype(np.int8), repeats)
     run = simulate_unit("gelu", {"lanes": lanes}, {"table": table, "values": values}, log=log)

@@ -100,7 +100,7 @@ def run_farm(jobs, out, *, backend="local", workers=None, address=None, progress
         stale.unlink(missing_ok=True)
     results = [None] * len(jobs)
     if progress:
-        progress(0, len(jobs), "co-verifying")
+        progress(0, len(jobs), "jobs co-verified")
     for count, (position, result) in enumerate(
             run_tasks(verify_job, [(job,) for job in jobs], backend=backend, workers=workers,
                       address=address), start=1):
@@ -111,7 +111,7 @@ def run_farm(jobs, out, *, backend="local", workers=None, address=None, progress
                       "config_hash": config_hash(job.config)}
         results[position] = result
         if progress:
-            progress(count, len(jobs), "co-verifying")
+            progress(count, len(jobs), "jobs co-verified")
     counts = {status: sum(result["status"] == status for result in results)
               for status in ("pass", "mismatch", "no-fit")}
     summary = {"jobs": len(jobs), **counts, "results": results, "first_mismatch": None}

@@ -118,7 +118,7 @@ def explore(study, space, out, *, fidelity="model", backend="local", workers=Non
             address=None, progress=None, log=print):
     """Evaluate every point of ``space`` for ``study`` into folder ``out``.
 
-    ``progress(done, total, phase)`` is called as points finish. Points already
+    ``progress(done, total, what)`` is called as points finish. Points already
     in ``out`` (same study, same point) are not evaluated again. With
     ``fidelity="sim"`` the Pareto points are then co-verified on the RTL (those not
     co-verified in ``out`` before: a folder explored with ``model`` can go on with ``sim``).
@@ -167,7 +167,7 @@ def _evaluate(study, todo, rows, out, backend, workers, address, progress, total
     appender = _Appender(out / "points.jsonl")
     done = total - len(todo)
     if progress:
-        progress(done, total, "evaluating")
+        progress(done, total, "points evaluated")
     try:
         tasks = [(study, index, point, resource_model) for index, point in todo]
         for position, row in run_tasks(evaluate_point, tasks, backend=backend,
@@ -179,7 +179,7 @@ def _evaluate(study, todo, rows, out, backend, workers, address, progress, total
             appender.write(row)
             done += 1
             if progress:
-                progress(done, total, "evaluating")
+                progress(done, total, "points evaluated")
     finally:
         appender.close()
 
@@ -187,7 +187,7 @@ def _evaluate(study, todo, rows, out, backend, workers, address, progress, total
 def _simulate(study, front, simulated, out, backend, workers, address, progress):
     appender = _Appender(out / "simulated.jsonl")
     if progress:
-        progress(0, len(front), "co-verifying the Pareto points")
+        progress(0, len(front), "Pareto points co-verified")
     try:
         tasks = [(study, row) for row in front]
         for count, (position, row) in enumerate(
@@ -199,6 +199,6 @@ def _simulate(study, front, simulated, out, backend, workers, address, progress)
             simulated[row["point"]] = row
             appender.write(row)
             if progress:
-                progress(count, len(front), "co-verifying the Pareto points")
+                progress(count, len(front), "Pareto points co-verified")
     finally:
         appender.close()

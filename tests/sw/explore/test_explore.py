@@ -110,7 +110,7 @@ def test_an_interrupted_run_keeps_its_finished_points_and_resumes(tmp_path):
     out = tmp_path / "out"
     space = {"array": [4, 6, 8, 10, 12], **SIZED}
 
-    def interrupt_after_two(done, total, phase):
+    def interrupt_after_two(done, total, what):
         if done == 2:
             raise KeyboardInterrupt
 
@@ -158,7 +158,7 @@ def test_the_command_line(tmp_path):
                     "--workers", "1")
     assert completed.returncode == 0, completed.stderr
     assert "2 points (2 evaluated, 0 from" in completed.stdout
-    assert "vitforge: evaluating [" in completed.stderr
+    assert "] 2/2 points evaluated\n" in completed.stderr
     best = tmp_path / "out" / "best.json"
     generated = run("generate", "--config", str(best), "--out", str(tmp_path / "rtl"),
                     "--no-resources")
