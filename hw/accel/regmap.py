@@ -28,12 +28,16 @@ class Register:
     offset: int
     access: str        # "rw", "ro", or "w1c" (write 1 to clear)
     description: str
+    strobes: int = 0   # of an "rw" register: bits that pulse for one cycle when written 1
 
 
 REGISTERS = (
-    Register("CONTROL", 0x00, "rw", "bit 0: start (write 1; reads 0); bit 1: interrupt enable"),
+    Register("CONTROL", 0x00, "rw", "bit 0: start (write 1; reads 0); bit 1: interrupt "
+             "enable; bit 2: abort the run (write 1; reads 0)", strobes=0b101),
     Register("STATUS", 0x04, "ro", "bit 0: busy; bit 1: done (every write acknowledged); "
-             "bits 3..2: error code; bit 4: AXI bus error since start"),
+             "bits 3..2: error code; bit 4: AXI bus error since start; bits 6..5: its "
+             "response (2: SLVERR, 3: DECERR); bit 7: it answered a write; bit 8: the run "
+             "was stopped (bus error or abort)"),
     Register("PROGRAM_ADDR", 0x08, "rw", "index of the first instruction's 16-byte word"),
     Register("IMAGE_BASE_LO", 0x0C, "rw", "byte address of the memory image, bits 31..0"),
     Register("IMAGE_BASE_HI", 0x10, "rw", "byte address of the memory image, bits 63..32"),

@@ -1,6 +1,6 @@
 """The accelerator as the processing system sees it: registers, a memory master, an interrupt."""
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -27,7 +27,15 @@ class AcceleratorShell(wiring.Component):
     (:class:`AxiBurstMaster`). ``STATUS`` reports done once the program has
     ended *and* every write has been acknowledged; at that moment
     ``IRQ_STATUS`` bit 0 is set, and ``irq`` is high while it is set and
-    ``CONTROL`` bit 1 enables it. A start while busy is ignored. The register
+    ``CONTROL`` bit 1 enables it. A start while busy is ignored.
+
+    A run stops early, cleanly, on an AXI error response (SLVERR or DECERR,
+    on a read or a write: ``STATUS`` says which) or on ``CONTROL`` bit 2
+    (abort, for a host whose watchdog expired): the accelerator is held in
+    reset from the next cycle, its requests stop, the bursts in flight
+    complete (their read data are dropped), and then ``STATUS`` reports done
+    with bit 8 set and the interrupt fires, as at the end of a program. The
+    next start runs normally. The register
     map is :data:`vitforge.hw.accel.regmap.REGISTERS`; ``HW_*`` registers read
     back the :class:`AcceleratorConfig`, so a driver can check a program
     against the bitstream; ``PROFILE_*`` read the :class:`RetireProfile`, the
@@ -67,18 +75,25 @@ class AcceleratorShell(wiring.Component):
         m = Module()
         m.submodules.registers = registers = AxiLiteRegisters(
             REGISTERS, address_width=REGISTER_ADDRESS_BITS)
-        m.submodules.accelerator = accelerator = Accelerator(self._config)
+        accelerator = Accelerator(self._config)
+        stopped = Signal()      # a bus error or an abort ended the run early
+        launch = Signal()       # a start the accelerator takes
+        m.submodules.accelerator = ResetInserter(stopped & ~launch)(accelerator)
         m.submodules.master = master = self._master
         connect_flat(m, self, "s_axil", registers,
                      axi_lite_slave_members(REGISTER_ADDRESS_BITS))
         connect_flat(m, self, "m_axi", master,
                      axi_master_members(len(master.base), MEMORY_DATA_BITS))
-        wiring.connect(m, accelerator.mem, master.mem)
+        _connect_unless_stopped(m, accelerator.mem, master.mem, stopped)
 
         control = registers.reg_CONTROL
-        start = control[0]
         busy = accelerator.busy | ~master.idle
-        finished = accelerator.done & master.idle
+        m.d.comb += launch.eq(control[0] & ~busy)
+        with m.If(launch):
+            m.d.sync += stopped.eq(0)
+        with m.Elif(master.bus_error | control[2]):
+            m.d.sync += stopped.eq(1)
+        finished = (accelerator.done | stopped) & master.idle
         was_finished = Signal()
         irq_pending = Signal()
         m.d.sync += was_finished.eq(finished)
@@ -87,11 +102,13 @@ class AcceleratorShell(wiring.Component):
         with m.If(finished & ~was_finished):
             m.d.sync += irq_pending.eq(1)
         m.d.comb += [
-            accelerator.start.eq(start & ~busy),
+            accelerator.start.eq(launch),
             accelerator.program_addr.eq(registers.reg_PROGRAM_ADDR),
             master.base.eq(Cat(registers.reg_IMAGE_BASE_LO, registers.reg_IMAGE_BASE_HI)),
-            master.clear_error.eq(start & ~busy),
-            registers.reg_STATUS.eq(Cat(busy, finished, accelerator.error, master.bus_error)),
+            master.clear_error.eq(launch),
+            registers.reg_STATUS.eq(Cat(busy, finished, accelerator.error, master.bus_error,
+                                        master.bus_error_resp, master.bus_error_write,
+                                        stopped)),
             registers.reg_IRQ_STATUS.eq(irq_pending),
             registers.reg_ERROR_PC.eq(accelerator.error_pc),
             registers.reg_CYCLES.eq(accelerator.cycles),
@@ -109,3 +126,17 @@ class AcceleratorShell(wiring.Component):
         for name, value in self._config.to_dict().items():
             m.d.comb += getattr(registers, f"reg_HW_{name.upper()}").eq(value)
         return m
+
+
+def _connect_unless_stopped(m, accelerator_mem, master_mem, stopped):
+    """Connect the accelerator's memory port to the master's, cut while ``stopped``:
+    no request passes, and read data are taken and dropped, so bursts in flight drain."""
+    request, response = accelerator_mem.req, master_mem.resp
+    m.d.comb += [
+        master_mem.req.payload.eq(request.payload),
+        master_mem.req.valid.eq(request.valid & ~stopped),
+        request.ready.eq(master_mem.req.ready & ~stopped),
+        accelerator_mem.resp.payload.eq(response.payload),
+        accelerator_mem.resp.valid.eq(response.valid & ~stopped),
+        response.ready.eq(accelerator_mem.resp.ready | stopped),
+    ]

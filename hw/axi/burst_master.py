@@ -70,6 +70,10 @@ class AxiBurstMaster(wiring.Component):
         No request is gathered, queued or in flight.
     bus_error : ``Out(1)``
         A response other than OKAY has arrived since :attr:`clear_error`.
+    bus_error_resp : ``Out(2)``
+        The first such response (``RESP_SLVERR`` or ``RESP_DECERR``) ...
+    bus_error_write : ``Out(1)``
+        ... and whether it answered a write (B) rather than a read (R).
     clear_error : ``In(1)``
     ``aw*``, ``w*``, ``b*``, ``ar*``, ``r*`` : the AXI4 master ports
     """
@@ -83,6 +87,8 @@ class AxiBurstMaster(wiring.Component):
             "base": In(address_width),
             "idle": Out(1),
             "bus_error": Out(1),
+            "bus_error_resp": Out(2),
+            "bus_error_write": Out(1),
             "clear_error": In(1),
             **axi_master_members(address_width, MEMORY_DATA_BITS),
         })
@@ -201,10 +207,13 @@ class AxiBurstMaster(wiring.Component):
         m.d.sync += writes_in_flight.eq(writes_in_flight + (self.awvalid & self.awready)
                                         - self.bvalid)
         with m.If(self.clear_error):
-            m.d.sync += self.bus_error.eq(0)
-        with m.If((self.bvalid & (self.bresp != RESP_OKAY))
-                  | (self.rvalid & self.rready & (self.rresp != RESP_OKAY))):
-            m.d.sync += self.bus_error.eq(1)
+            m.d.sync += [self.bus_error.eq(0), self.bus_error_resp.eq(RESP_OKAY),
+                         self.bus_error_write.eq(0)]
+        write_error = self.bvalid & (self.bresp != RESP_OKAY)
+        read_error = self.rvalid & self.rready & (self.rresp != RESP_OKAY)
+        with m.Elif((write_error | read_error) & ~self.bus_error):
+            m.d.sync += [self.bus_error.eq(1), self.bus_error_write.eq(write_error),
+                         self.bus_error_resp.eq(Mux(write_error, self.bresp, self.rresp))]
 
         m.d.comb += self.idle.eq(~request.valid & ~response_slice.output.valid
                                  & ~gathering & ~address_valid

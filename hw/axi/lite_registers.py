@@ -15,8 +15,9 @@ class AxiLiteRegisters(wiring.Component):
     Each register ``NAME`` has a port ``reg_NAME``: an output holding the
     value written for ``rw`` registers, an input read back for ``ro`` and
     ``w1c`` registers; ``w1c`` registers also get ``clear_NAME``, the written
-    bits pulsed for one cycle. Writes to ``CONTROL`` bit 0 pulse
-    ``reg_CONTROL`` bit 0 for one cycle only (a start strobe).
+    bits pulsed for one cycle. The ``strobes`` bits of an ``rw`` register
+    are high for one cycle after a write of 1 and read 0 otherwise (a start
+    strobe).
 
     One transaction at a time: a write completes when address and data have
     both arrived (in either order), a read one cycle after its address. An
@@ -55,8 +56,9 @@ class AxiLiteRegisters(wiring.Component):
         for register in self._registers:
             if register.access == "w1c":
                 m.d.sync += getattr(self, f"clear_{register.name}").eq(0)
-            if register.name == "CONTROL":
-                m.d.sync += self.reg_CONTROL[0].eq(0)        # the start strobe lasts a cycle
+            if register.strobes:
+                port = getattr(self, f"reg_{register.name}")
+                m.d.sync += port.eq(port & ~register.strobes)        # strobes last a cycle
         with m.If(have_address & have_value & ~self.bvalid):
             m.d.sync += [have_address.eq(0), have_value.eq(0), self.bvalid.eq(1),
                          self.bresp.eq(RESP_SLVERR)]

@@ -33,7 +33,7 @@ def shell_verilog(config, log=None):
 
 
 def run_on_shell(config, programs, *, back_pressure=False, seed=0, use_interrupt=True,
-                 max_cycles=1_000_000, log=None):
+                 max_cycles=1_000_000, faults=None, log=None):
     """Run ``programs`` one after another on the shell.
 
     ``config`` is a :class:`ShellConfig`; a program is ``(image, program_addr)``
@@ -41,7 +41,19 @@ def run_on_shell(config, programs, *, back_pressure=False, seed=0, use_interrupt
     retirement cycles to read back. Each goes through
     :class:`AcceleratorDriver` over :class:`AxiSimTransport` into a fresh
     buffer of an ``AxiRam``.
+
+    ``faults``, one per program (``None``: none), disturbs that run:
+    ``{"kind": "read" or "write", "response": "SLVERR" or "DECERR",
+    "after_beats": n}`` answers beat ``n`` of that direction with the error
+    (:class:`FaultInjector`); ``{"kind": "watchdog", "max_cycles": n}`` gives the
+    driver's wait ``n`` cycles; ``{"kind": "reset", "after_cycles": n}``
+    resets the whole shell (and the memory model's state machines) ``n``
+    cycles into the run, abandoning it (its run records ``reset_while_busy``).
     """
+    faults = list(faults or [None] * len(programs))
+    if len(faults) != len(programs):
+        raise ValueError(f"faults must have one entry per program ({len(programs)}), "
+                         f"not {len(faults)}")
     verilog = shell_verilog(config, log)
     built = runner.build(verilog.text, TOPLEVEL, log=log)
     programs = [(*program, 0) if len(program) == 2 else tuple(program) for program in programs]
@@ -55,7 +67,7 @@ def run_on_shell(config, programs, *, back_pressure=False, seed=0, use_interrupt
                 "instructions": [count for _, _, count in programs],
                 "memory_bytes": memory_bytes,
                 "max_cycles": max_cycles, "back_pressure": back_pressure, "seed": seed,
-                "use_interrupt": use_interrupt}
+                "use_interrupt": use_interrupt, "faults": faults}
         np.savez(path, meta=json.dumps(meta), **arrays)
 
     results, seconds = run_job(built, TEST_MODULE, write_job, _load_results)

@@ -10,7 +10,8 @@ import os
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.utils import get_sim_time
 from cocotbext.axi.constants import AxiResp
 
 from vitforge.sim.accel.axi_transport import AxiSimTransport
@@ -46,6 +47,41 @@ async def _probe_registers(transport, driver):
             "bad_write_slverr": bad_write.resp == AxiResp.SLVERR}
 
 
+async def _reset(dut, cycles=4):
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+async def _run(dut, transport, driver, job, program, fault):
+    """One program through the driver, disturbed by ``fault`` (see ``run_on_shell``)."""
+    image, program_addr, instructions = program
+    kind = fault.get("kind")
+    if kind in ("read", "write"):
+        transport.faults.arm(kind, fault["response"], fault["after_beats"])
+    transport.max_cycles = fault.get("max_cycles", job["max_cycles"])
+    run = driver.run(image, program_addr, use_interrupt=job["use_interrupt"],
+                     instructions=instructions)
+    began = get_sim_time("ns")
+    try:
+        if kind == "reset":
+            task = cocotb.start_soon(run)
+            await ClockCycles(dut.clk, fault["after_cycles"])
+            busy = bool(int(dut.led.value) & 1)
+            task.cancel()
+            await _reset(dut)
+            return {"driver_error": "", "reset_while_busy": busy}
+        result = await run
+    except DriverError as error:
+        return {"driver_error": str(error),
+                "status": await transport.read_register(OFFSET["STATUS"]),
+                "host_cycles": (get_sim_time("ns") - began) // CLOCK_PERIOD_NS}
+    return {"image": result.image, "cycles": result.cycles,
+            "class_cycles": result.class_cycles, "retired_at": result.retired_at,
+            "driver_error": "", "host_cycles": (get_sim_time("ns") - began) // CLOCK_PERIOD_NS}
+
+
 @cocotb.test()
 async def run_driver_job(dut):
     job = load_job(os.environ["VITFORGE_JOB"])
@@ -54,24 +90,13 @@ async def run_driver_job(dut):
     transport = AxiSimTransport(dut, memory_bytes=job["memory_bytes"],
                                 max_cycles=job["max_cycles"],
                                 back_pressure=job["back_pressure"], seed=job["seed"])
-    for _ in range(4):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await _reset(dut)
     bursts = {"read": [], "write": []}
     cocotb.start_soon(_count_bursts(dut, bursts))
     driver = AcceleratorDriver(transport)
     registers = await _probe_registers(transport, driver)
-    runs = []
-    for image, program_addr, instructions in job["programs"]:
-        try:
-            result = await driver.run(image, program_addr, use_interrupt=job["use_interrupt"],
-                                      instructions=instructions)
-        except DriverError as error:
-            runs.append({"driver_error": str(error)})
-            continue
-        runs.append({"image": result.image, "cycles": result.cycles,
-                     "class_cycles": result.class_cycles, "retired_at": result.retired_at,
-                     "driver_error": ""})
+    runs = [await _run(dut, transport, driver, job, program, fault or {})
+            for program, fault in zip(job["programs"], job["faults"])]
     save_results(os.environ["VITFORGE_RESULTS"], {
         "registers": registers, "runs": runs, "guards_damaged": transport.check_guards(),
         "bursts": bursts})

@@ -40,9 +40,12 @@ OFFSET = {register.name: register.offset for register in REGISTERS}
 
 _START = 1 << 0
 _IRQ_ENABLE = 1 << 1
+_ABORT = 1 << 2
 _BUSY = 1 << 0
 _DONE = 1 << 1
 _BUS_ERROR = 1 << 4
+_BUS_ERROR_WRITE = 1 << 7
+_RESPONSES = {2: "SLVERR", 3: "DECERR"}
 
 
 class DriverError(SimulationError):
@@ -116,11 +119,14 @@ class AcceleratorDriver:
         ------
         DriverError
             If the accelerator is busy, reports an AXI bus error, stops with
-            an error code, or does not finish in time.
+            an error code, or does not finish in time. After a bus error or
+            a timeout the run has been stopped (:meth:`abort`), so the next
+            program can run.
         """
         transport = self.transport
         if await transport.read_register(OFFSET["STATUS"]) & _BUSY:
-            raise DriverError("the accelerator is busy with another program")
+            raise DriverError("the accelerator is busy with another program (abort it, or "
+                              "reset the programmable logic)")
         buffer = transport.allocate(len(image))
         try:
             await transport.write_buffer(buffer, bytes(image))
@@ -130,11 +136,18 @@ class AcceleratorDriver:
             await transport.write_register(OFFSET["IRQ_STATUS"], 1)
             enable = _IRQ_ENABLE if use_interrupt else 0
             await transport.write_register(OFFSET["CONTROL"], enable | _START)
-            status = await self._wait(use_interrupt)
+            try:
+                status = await self._wait(use_interrupt)
+            except DriverError as error:
+                await self.abort()
+                raise DriverError(f"{error}; the run was aborted") from None
             await transport.write_register(OFFSET["IRQ_STATUS"], 1)
             if status & _BUS_ERROR:
-                raise DriverError("the accelerator's memory accesses got an AXI error response "
-                                  f"(image at 0x{buffer.address:x}, {len(image)} bytes)")
+                response = _RESPONSES.get((status >> 5) & 0b11, "an error")
+                access = "write" if status & _BUS_ERROR_WRITE else "read"
+                raise DriverError(f"the accelerator's memory {access} got an AXI {response} "
+                                  f"response (image at 0x{buffer.address:x}, {len(image)} "
+                                  "bytes); the run was stopped")
             image_after = await transport.read_buffer(buffer)
         finally:
             transport.free(buffer)
@@ -153,6 +166,25 @@ class AcceleratorDriver:
             raise DriverError(f"the program stopped with error {result.error} at instruction "
                               f"{result.error_pc} (see docs/isa.md)")
         return result
+
+    async def abort(self):
+        """Stop the program that is running (``CONTROL`` bit 2) and wait until the
+        accelerator is idle, its memory accesses complete.
+
+        Raises
+        ------
+        DriverError
+            If it is still busy after ``poll_limit`` polls.
+        """
+        transport = self.transport
+        await transport.write_register(OFFSET["CONTROL"], _ABORT)
+        for _ in range(transport.poll_limit):
+            if not await transport.read_register(OFFSET["STATUS"]) & _BUSY:
+                await transport.write_register(OFFSET["IRQ_STATUS"], 1)
+                return
+            await transport.pause()
+        raise DriverError(f"the accelerator is still busy {transport.poll_limit} status polls "
+                          "after an abort: reset the programmable logic")
 
     def run_program_sync(self, program, **options):
         """:meth:`run_program` from synchronous code (PYNQ notebooks and scripts)."""

@@ -113,3 +113,50 @@ def test_short_bursts_one_outstanding_transaction_one_read_port():
     np.testing.assert_array_equal(program.result(result["image"]), expected)
     assert max(run.bursts["read"]) == 4 and max(run.bursts["write"]) == 4
     assert run.guards_damaged == []
+
+
+def test_bus_errors_a_watchdog_and_a_reset_stop_the_run_and_the_next_run_is_correct():
+    """Faults on the AXI4 master: each stops its run cleanly with the driver's error, and
+    the program after it leaves memory exactly as the golden interpreter does."""
+    x, blocks, expected = random_blocks(np.random.default_rng(5), tokens=17, dim=32, heads=2,
+                                        hidden=128, count=1)
+    config = config_for(blocks, 17, 4)
+    program = compile_blocks(config, blocks, x)
+    faults = [{"kind": "read", "response": "SLVERR", "after_beats": 10},
+              {"kind": "read", "response": "DECERR", "after_beats": 400},
+              {"kind": "write", "response": "SLVERR", "after_beats": 3},
+              {"kind": "write", "response": "DECERR", "after_beats": 0},
+              {"kind": "watchdog", "max_cycles": 300},
+              {"kind": "reset", "after_cycles": 600}]
+    schedule = [None]
+    for fault in faults:
+        schedule += [fault, None]
+    run = run_on_shell(ShellConfig(accelerator=config),
+                       [(program.image, program.program_addr)] * len(schedule),
+                       faults=schedule)
+    expected_image = golden_image(program)
+    clean = [result for result, fault in zip(run.runs, schedule) if fault is None]
+    for index, result in enumerate(clean):
+        assert result["driver_error"] == "", (index, result["driver_error"])
+        assert result["image"] == expected_image, f"clean run {index} after a fault"
+    np.testing.assert_array_equal(program.result(clean[-1]["image"]), expected)
+    disturbed = [result for result, fault in zip(run.runs, schedule) if fault is not None]
+    messages = [result["driver_error"] for result in disturbed]
+    for message, (access, response) in zip(messages, [("read", "SLVERR"), ("read", "DECERR"),
+                                                      ("write", "SLVERR"),
+                                                      ("write", "DECERR")]):
+        assert message.startswith(f"the accelerator's memory {access} got an AXI {response} "
+                                  "response (image at 0x"), message
+        assert message.endswith(f", {len(program.image)} bytes); the run was stopped"), message
+    for result, fault in zip(disturbed[:5], faults):
+        # Idle, done, and stopped early (STATUS bit 8); the error's response and direction.
+        response = {"SLVERR": 2, "DECERR": 3}.get(fault.get("response"), 0)
+        write = fault["kind"] == "write"
+        assert result["status"] == 0b10 | (response != 0) << 4 | response << 5 | write << 7 \
+            | 1 << 8, (fault, bin(result["status"]))
+    # A read error at the tenth beat stops the run long before a clean run would end.
+    assert disturbed[0]["host_cycles"] < clean[0]["host_cycles"] / 4
+    assert messages[4] == ("no interrupt from the accelerator: irq did not rise within 300 "
+                           "cycles; the run was aborted")
+    assert disturbed[5] == {"driver_error": "", "reset_while_busy": True}
+    assert run.guards_damaged == []

@@ -146,7 +146,7 @@ def test_error_status_and_missing_interrupt_raise_driver_errors():
     silent = FakeDevice(program.config, raise_irq=False)
     driver = AcceleratorDriver(PynqTransport(timeout_s=0.05, pynq_module=fake_pynq(silent)))
     with pytest.raises(DriverError, match=r"^no interrupt from the accelerator: no interrupt "
-                                          r"within 0.05 s$"):
+                                          r"within 0.05 s; the run was aborted$"):
         driver.run_program_sync(program)
 
 
