@@ -97,7 +97,9 @@ class Eltwise(Unit):
             self.act_read.addr.eq(Mux(reading_y, add.y, source) + index),
             self.act_read.en.eq(issuing),
         ]
-        m.d.sync += [valid[0].eq(element_read), address[0].eq(destination + index)]
+        arrived = Signal()                  # act_read.data holds a word read
+        m.d.sync += [valid[0].eq(element_read), address[0].eq(destination + index),
+                     arrived.eq(issuing)]
         m.d.sync += [later.eq(earlier) for pair in (valid, address)
                      for earlier, later in zip(pair, pair[1:])]
         with m.If(self.busy & ~issuing & ~Cat(*valid).any()):
@@ -106,7 +108,9 @@ class Eltwise(Unit):
         # ADD: the operands, the products, the rounded sum, the shift and the
         # saturation, each registered. With one port, ADD's x arrives the cycle before y:
         # one multiplier per lane scales x, its product waits in x_product, then the
-        # multiplier scales y. GELU: the table read, and its entry delayed to match.
+        # multiplier scales y. GELU: the table read, and its entry delayed to match. The
+        # registers taking read data load only when it is a word read (before a memory's
+        # first read it is undefined: X in a 4-state simulator).
         if one_port:
             y_arrives = Signal()            # act_read.data holds ADD's y word
             y_operand = Signal()            # ... and the operand registers hold it
@@ -117,7 +121,8 @@ class Eltwise(Unit):
             x = self.act_read.data[lane]
             # The operands are registered before their multiplier.
             operand = Signal(signed(OPERAND_BITS), name=f"operand_{lane}")
-            m.d.sync += operand.eq(x)
+            with m.If(arrived):
+                m.d.sync += operand.eq(x)
             product_shape = signed(OPERAND_BITS + MULTIPLIER_BITS)
             product = Signal(product_shape, name=f"product_{lane}")
             x_product = Signal(product_shape, name=f"x_product_{lane}")
@@ -125,8 +130,9 @@ class Eltwise(Unit):
                 m.d.sync += [product.eq(operand * coefficient), x_product.eq(product)]
             else:
                 y_operand = Signal(signed(OPERAND_BITS), name=f"y_operand_{lane}")
-                m.d.sync += [y_operand.eq(self.y_read.data[lane]),
-                             x_product.eq(operand * add.x_multiplier),
+                with m.If(arrived & is_add):
+                    m.d.sync += y_operand.eq(self.y_read.data[lane])
+                m.d.sync += [x_product.eq(operand * add.x_multiplier),
                              product.eq(y_operand * add.y_multiplier)]
             rounding = x_product + product + ((1 << add.shift) >> 1)
             rounded = Signal(rounding.shape(), name=f"rounded_{lane}")
@@ -138,7 +144,8 @@ class Eltwise(Unit):
                          writer.en.eq(self.tbl_write.en)]
             byte = Signal(4, name=f"byte_{lane}")
             m.d.comb += reader.addr.eq(x.as_unsigned()[4:])
-            m.d.sync += byte.eq(x.as_unsigned()[:4])
+            with m.If(arrived):
+                m.d.sync += byte.eq(x.as_unsigned()[:4])
             total = Signal(rounded.shape(), name=f"shifted_{lane}")
             summed = Signal(signed(8), name=f"sum_{lane}")
             m.d.sync += [total.eq(rounded >> add.shift),
@@ -147,7 +154,8 @@ class Eltwise(Unit):
             entry = reader.data.word_select(byte, 8)
             for stage in range(_RESULT_STAGES - 1):
                 delayed = Signal(8, name=f"entry_{lane}_{stage}")
-                m.d.sync += delayed.eq(entry)
+                with m.If(valid[stage + 1]):
+                    m.d.sync += delayed.eq(entry)
                 entry = delayed
             m.d.comb += results[lane].eq(Mux(is_add, summed, entry))
         m.d.comb += [self.act_write.addr.eq(address[-1]), self.act_write.data.eq(results),

@@ -31,7 +31,8 @@ class ExpTable(wiring.Component):
     hold until then. Afterwards :attr:`e` is ``exp_q15`` of :attr:`n`
     :data:`TABLE_LATENCY` cycle later, one vector per cycle, exact (the same
     unit computed each entry). Replaces :class:`ExpUnit`'s four multipliers
-    per lane.
+    per lane. A lookup is made in the cycles :attr:`en` is high (by default
+    every cycle); otherwise :attr:`e` holds.
 
     Parameters
     ----------
@@ -42,6 +43,9 @@ class ExpTable(wiring.Component):
     start : ``In(1)``
     params : ``In(ExpParamsLayout)``
     busy : ``Out(1)``
+    en : ``In(1, init=1)``
+        Look :attr:`n` up: low while it is undefined, as a memory's read data before the
+        first read (X in a 4-state simulator), so that no register takes it.
     n : ``In(ArrayLayout(unsigned(8), lanes))``
     e : ``Out(ArrayLayout(unsigned(16), lanes))``
     """
@@ -52,6 +56,7 @@ class ExpTable(wiring.Component):
             "start": In(1),
             "params": In(ExpParamsLayout),
             "busy": Out(1),
+            "en": In(1, init=1),
             "n": In(data.ArrayLayout(unsigned(OPERAND_BITS), lanes)),
             "e": Out(data.ArrayLayout(unsigned(EXP_BITS), lanes)),
         })
@@ -85,14 +90,15 @@ class ExpTable(wiring.Component):
         with m.If(self.start):
             m.d.sync += [self.busy.eq(1), feeding.eq(1), feed.eq(0), entry.eq(0)]
 
-        # A copy per lane, read every cycle.
+        # A copy per lane, read in the cycles of en.
         for lane in range(self._lanes):
             m.submodules[f"table_{lane}"] = table = memory.Memory(
                 shape=len(word), depth=_WORDS, init=[])
             writer, reader = table.write_port(), table.read_port()
             select = Signal(range(_PER_WORD), name=f"select_{lane}")
             m.d.comb += [writer.addr.eq(address), writer.data.eq(word), writer.en.eq(write),
-                         reader.addr.eq(self.n[lane] // _PER_WORD),
+                         reader.addr.eq(self.n[lane] // _PER_WORD), reader.en.eq(self.en),
                          self.e[lane].eq(reader.data.word_select(select, EXP_BITS))]
-            m.d.sync += select.eq(self.n[lane] % _PER_WORD)
+            with m.If(self.en):
+                m.d.sync += select.eq(self.n[lane] % _PER_WORD)
         return m

@@ -100,14 +100,18 @@ class KeepScorer(wiring.Component):
         product = Signal(data.StructLayout({"valid": 1, "product": 2 * SIGMOID_BITS,
                                             "first": 1, "last": 1}))
 
-        # Stage 1: the word arrives; its byte indexes SIG.
+        # Stage 1: the word arrives; its byte indexes SIG. Read data, and the products of
+        # it, are registered with their valid bit only (before a memory's first read its
+        # data is undefined: X in a 4-state simulator).
         arrived = Signal(self._read)
         m.d.sync += arrived.eq(self.read)
         byte = self.data[arrived.lane].as_unsigned()
         m.d.comb += table.addr.eq(Cat(byte[_ENTRY_BITS:], arrived.weight))
         m.d.sync += [looked_up.valid.eq(arrived.valid), looked_up.weight.eq(arrived.weight),
-                     looked_up.head.eq(arrived.head), looked_up.entry.eq(byte[:_ENTRY_BITS]),
-                     looked_up.first.eq(arrived.first), looked_up.last.eq(arrived.last)]
+                     looked_up.head.eq(arrived.head), looked_up.first.eq(arrived.first),
+                     looked_up.last.eq(arrived.last)]
+        with m.If(arrived.valid):
+            m.d.sync += looked_up.entry.eq(byte[:_ENTRY_BITS])
         # Stage 2: the entry is a head weight, kept, or a difference's, multiplied.
         entry = table.data.word_select(looked_up.entry, SIGMOID_BITS)
         with m.If(self.start):
@@ -116,8 +120,9 @@ class KeepScorer(wiring.Component):
             m.d.sync += [weights[looked_up.head].eq(entry),
                          self.weight_sum.eq(self.weight_sum + entry)]
         m.d.sync += [product.valid.eq(looked_up.valid & ~looked_up.weight),
-                     product.product.eq(weights[looked_up.head] * entry),
                      product.first.eq(looked_up.first), product.last.eq(looked_up.last)]
+        with m.If(looked_up.valid):
+            m.d.sync += product.product.eq(weights[looked_up.head] * entry)
         # Stage 3: a patch's products summed into K_i, written after its last head.
         total = Mux(product.first, 0, score) + product.product
         m.d.sync += score.eq(total)

@@ -94,7 +94,9 @@ class RowCompactor(wiring.Component):
         held = [(Signal(self._word, name=f"data_{stage}"),
                  Signal.like(self.rows, name=f"rows_{stage}"))
                 for stage in range(_PREFIX_STAGES + 1)]
-        m.d.sync += [held[0][0].eq(self.data), held[0][1].eq(self.rows),
+        with m.If(valid[0]):                # a word read: X before a memory's first read
+            m.d.sync += held[0][0].eq(self.data)
+        m.d.sync += [held[0][1].eq(self.rows),
                      *(register.eq(value) for earlier, later in zip(held, held[1:])
                        for register, value in zip(later, earlier))]
         x, rows = held[-1]

@@ -92,7 +92,9 @@ class RowLayerNorm(Unit):
                 m.d.sync += [s1[lane].eq(Mux(first, 0, s1[lane]) + x),
                              s2[lane].eq(Mux(first, 0, s2[lane]) + fabric_square(x))]
 
-        # Pass 2: normalize (product), scale by gamma, requantize with beta.
+        # Pass 2: normalize (product), scale by gamma, requantize with beta. The registers
+        # taking read data load only when it is a word read (before a memory's first read
+        # it is undefined: X in a 4-state simulator).
         m.submodules.requantizer = requantizer = Requantizer(lanes=lanes, acc_width=MAX_ACC_BITS)
         beta = Signal(signed(BETA_BITS))
         scaled = Signal(data.ArrayLayout(signed(MAX_ACC_BITS), lanes))
@@ -104,13 +106,16 @@ class RowLayerNorm(Unit):
             operand = Signal(signed(8), name=f"operand_{lane}")
             product = Signal(PRODUCT_BITS, name=f"product_{lane}")
             centred = Signal(PRODUCT_BITS, name=f"centred_{lane}")
-            m.d.sync += [operand.eq(self.act_read.data[lane]),
-                         product.eq(operand * statistics.scale[lane].as_signed()),
+            with m.If(valid[0]):
+                m.d.sync += operand.eq(self.act_read.data[lane])
+            m.d.sync += [product.eq(operand * statistics.scale[lane].as_signed()),
                          centred.eq(product - statistics.offset[lane])]
             normalized = centred[NORMALIZE_SHIFT:NORMALIZE_SHIFT + NORMALIZED_BITS].as_signed()
             m.d.sync += scaled[lane].eq(normalized * gammas[-1])
-        m.d.sync += [gammas[0].eq(self.lnp_read.data.gamma), betas[0].eq(self.lnp_read.data.beta),
-                     *(later.eq(earlier) for pair in (gammas, betas)
+        with m.If(valid[0]):
+            m.d.sync += [gammas[0].eq(self.lnp_read.data.gamma),
+                         betas[0].eq(self.lnp_read.data.beta)]
+        m.d.sync += [*(later.eq(earlier) for pair in (gammas, betas)
                        for earlier, later in zip(pair, pair[1:])),
                      beta.eq(betas[-1])]
         m.d.comb += [

@@ -92,7 +92,7 @@ class RowSoftmax(Unit):
             m.d.sync += [valid[i].eq(valid[i - 1]), first[i].eq(first[i - 1]),
                          address[i].eq(address[i - 1])]
         in_flight = Signal()
-        m.d.comb += in_flight.eq(Cat(*valid).any())
+        m.d.comb += [in_flight.eq(Cat(*valid).any()), exp.en.eq(valid[0])]
 
         # Pass 0: maxima, straight from the read data.
         with m.If((phase == 0) & valid[0]):
@@ -110,12 +110,15 @@ class RowSoftmax(Unit):
                                                                     units=self._units)
         m.d.comb += [reciprocals.sums[lane].eq(sums[lane]) for lane in range(lanes)]
         # Pass 2: probabilities: the product registered after the table, then rounded and
-        # saturated into a register, then written.
+        # saturated into a register, then written. The table looks up, and the product
+        # takes, words read only (before a memory's first read its data is undefined: X in
+        # a 4-state simulator).
         probabilities = Signal(data.ArrayLayout(signed(OPERAND_BITS), lanes))
         for lane in range(lanes):
             product = exp.e[lane] * reciprocals.reciprocal[lane]
             registered = Signal(product.shape(), name=f"product_{lane}")
-            m.d.sync += registered.eq(product)
+            with m.If(exp_valid):
+                m.d.sync += registered.eq(product)
             shifted = registered << inst.probability_shift
             scaled = (shifted + (1 << (SOFTMAX_RECIPROCAL_BITS - 1))) >> SOFTMAX_RECIPROCAL_BITS
             m.d.sync += probabilities[lane].eq(Mux(scaled > _ONE, _ONE, scaled))

@@ -19,7 +19,10 @@ class ProcessingElement(wiring.Component):
 
     Pipeline: ``a * b`` is registered (stage 1, the DSP48E2 ``MREG``), then
     accumulated (stage 2, ``PREG``). ``result`` holds the finished sum two
-    cycles after the ``last`` inputs. Throughput: one MAC per cycle.
+    cycles after the ``last`` inputs. Throughput: one MAC per cycle. Stage 1
+    loads in valid cycles only (``MREG``'s clock enable), so that operands
+    read before a buffer's first read (X in a 4-state simulator) reach no
+    register.
 
     Arithmetic is exact: the caller guarantees (through
     :attr:`GemmConfig.acc_width`) that no sum overflows ``acc_width`` bits.
@@ -63,8 +66,9 @@ class ProcessingElement(wiring.Component):
         product_valid = Signal()
         product_first = Signal()
         product_last = Signal()
+        with m.If(self.valid):
+            m.d.sync += product.eq(self.a * self.b)
         m.d.sync += [
-            product.eq(self.a * self.b),
             product_valid.eq(self.valid),
             product_first.eq(self.first),
             product_last.eq(self.last),

@@ -41,6 +41,9 @@ class Requantizer(wiring.Component):
     adder shares a cycle with another: the bias add; the low bits' product;
     the high part's product; their sum; the shift; the rounding and
     saturation. Latency :data:`REQUANT_LATENCY` cycles, one vector per cycle.
+    The first step's registers load in valid cycles only, so that parameters
+    read before a memory's first read (X in a 4-state simulator) reach no
+    register.
 
     The 33 x 16 bit product takes one DSP48E2 (27 x 18 bits) per lane, not
     two: the sum is split as ``sum = high * 2**6 + low`` (``high`` signed,
@@ -90,14 +93,15 @@ class Requantizer(wiring.Component):
                 value = register
             return value
 
-        # Stage 1: add the bias; three times the multiplier.
+        # Stage 1, loaded in valid cycles only: add the bias; three times the multiplier.
         totals = [Signal(signed(REQUANT_SUM_BITS), name=f"total_{lane}") for lane in lanes]
-        m.d.sync += [total.eq(self.i_acc[lane] + self.i_params.bias)
-                     for lane, total in enumerate(totals)]
-        multiplier_1 = delayed(self.i_params.multiplier, "multiplier", 1)
         multiplier_3 = Signal(MULTIPLIER_BITS + 2)
-        m.d.sync += multiplier_3.eq(self.i_params.multiplier + (self.i_params.multiplier << 1))
-        shift = delayed(self.i_params.shift, "shift", 1)
+        with m.If(self.i_valid):
+            m.d.sync += [total.eq(self.i_acc[lane] + self.i_params.bias)
+                         for lane, total in enumerate(totals)]
+            multiplier_1 = delayed(self.i_params.multiplier, "multiplier", 1)
+            m.d.sync += multiplier_3.eq(self.i_params.multiplier + (self.i_params.multiplier << 1))
+            shift = delayed(self.i_params.shift, "shift", 1)
         valid = delayed(self.i_valid, "valid", 1)
 
         # Stage 2: the sum's LOW_BITS low bits times the multiplier, in fabric.

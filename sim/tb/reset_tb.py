@@ -1,9 +1,17 @@
 """cocotb testbench: which signals of a design are X or Z after reset (run under Icarus).
 
-Every top-level input the testbench finds undriven (all Z) is driven to 0, reset is held for
-two cycles, then the design runs ``cycles`` idle cycles; every signal of every module (memories
-aside) is read, and those with an X or Z bit go to ``$VITFORGE_RESULTS`` as JSON, the top
-level's ports (``ports``) apart from the rest (``internal``), each as ``name=value``.
+The top level's input ports (``inputs`` in the job, clock and reset aside) are driven to 0,
+reset is held for two cycles, then the design runs ``cycles`` idle cycles. The memories' read
+registers (``read_registers`` in the job: their names by module) that hold X are noted, then
+set to 0, a block RAM output register's value on the device; a nanosecond later every signal of
+every module (memories aside) is read. ``$VITFORGE_RESULTS`` gets, as JSON, those with an X or
+Z bit (``unresolved``) and the read registers noted (``read_registers``), each as
+``name=value``.
+
+Under Icarus cocotb makes a vector a :class:`~cocotb.handle.PackedObject`, a single bit a
+:class:`~cocotb.handle.LogicObject`; both are read. The inputs are named by the job rather than
+guessed from their values: every net an undriven input feeds is all Z as well, and a value put
+on such a net would hide the undriven input instead of driving it.
 """
 
 import json
@@ -11,20 +19,19 @@ import os
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.handle import HierarchyObject, LogicArrayObject, LogicObject
-from cocotb.triggers import FallingEdge
+from cocotb.handle import HierarchyObject, LogicArrayObject, LogicObject, PackedObject
+from cocotb.triggers import FallingEdge, Timer
 
 CLOCK_PERIOD_NS = 10
+_LOGIC = (LogicObject, LogicArrayObject, PackedObject)
 
 
-def _signals(scope, prefix=""):
-    """``(name, handle)`` of every logic signal below ``scope``."""
+def _scopes(scope, prefix=""):
+    """``(prefix, scope)`` of ``scope`` and of every module below it."""
+    yield prefix, scope
     for handle in scope:
-        name = f"{prefix}{handle._name}"
-        if isinstance(handle, (LogicObject, LogicArrayObject)):
-            yield name, handle
-        elif isinstance(handle, HierarchyObject) and handle is not scope:
-            yield from _signals(handle, f"{name}.")
+        if isinstance(handle, HierarchyObject) and handle is not scope:
+            yield from _scopes(handle, f"{prefix}{handle._name}.")
 
 
 def _unresolved(value):
@@ -34,21 +41,27 @@ def _unresolved(value):
 @cocotb.test()
 async def no_x_after_reset(dut):
     with open(os.environ["VITFORGE_JOB"]) as job:
-        cycles = json.load(job)["cycles"]
-    for handle in dut:
-        if (isinstance(handle, (LogicObject, LogicArrayObject))
-                and handle._name not in ("clk", "rst") and set(str(handle.value)) <= {"z", "Z"}):
-            handle.value = 0                    # an undriven input port
+        job = json.load(job)
+    for name in job["inputs"]:
+        dut[name].value = 0
     Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
     dut.rst.value = 1
     for _ in range(2):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
-    for _ in range(cycles):
+    for _ in range(job["cycles"]):
         await FallingEdge(dut.clk)
-    unresolved = sorted(f"{name}={handle.value}" for name, handle in _signals(dut)
-                        if _unresolved(handle.value))
+    scopes = list(_scopes(dut))
+    read_registers = []
+    for prefix, scope in scopes:
+        for name in job["read_registers"].get(scope._def_name, ()):
+            handle = scope[name]
+            if _unresolved(handle.value):
+                read_registers.append(f"{prefix}{name}={handle.value}")
+                handle.value = 0
+    await Timer(1, unit="ns")
+    unresolved = sorted(f"{prefix}{handle._name}={handle.value}" for prefix, scope in scopes
+                        for handle in scope
+                        if isinstance(handle, _LOGIC) and _unresolved(handle.value))
     with open(os.environ["VITFORGE_RESULTS"], "w") as results:
-        json.dump({"ports": [name for name in unresolved if "." not in name.split("=")[0]],
-                   "internal": [name for name in unresolved if "." in name.split("=")[0]]},
-                  results)
+        json.dump({"unresolved": unresolved, "read_registers": sorted(read_registers)}, results)
