@@ -48,6 +48,7 @@ bench: $(STAMP)         ## benchmarks (not timed tests); results in bench/result
 	$(BIN)/python bench/zcu102.py
 	$(BIN)/python bench/selector_accuracy.py
 	$(BIN)/python bench/cost_models.py
+	$(BIN)/python bench/fuzz.py
 
 doctor: $(STAMP)
 	$(BIN)/vitforge doctor

@@ -36,10 +36,10 @@ from .cli_model import demo, simulate, verify
 from .cli_doctor import doctor, package_version
 from .cli_explore import add_explore_parser, add_farm_options, explore_command
 from .cli_quantize import add_quantize_parser, quantize
+from .cli_replay import add_replay_parser, replay
 from .processes import interrupt_on_sigterm, stop_descendants
 from .cli_support import (add_data_options, add_force_option, check_output_folder, log,
-                          prepare_out_folder,
-                          shell_config, write_json)
+                          prepare_out_folder, seed_argument, shell_config, write_json)
 
 __all__ = ["main"]
 
@@ -49,17 +49,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UserError(message)
-
-
-def _seed(text):
-    """The ``--seed`` type: a non-negative integer, what NumPy's generators accept."""
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {seed}")
-    return seed
 
 
 def _sparsity(text):
@@ -375,7 +364,7 @@ def _add_model_options(parser, images, prune="none"):
     parser.add_argument("--rows", type=int,
                         help="PE array size of the accelerator sized to the model (default 4); "
                              "with --preset or --config the config's array")
-    parser.add_argument("--seed", type=_seed, default=0, help="random seed")
+    parser.add_argument("--seed", type=seed_argument, default=0, help="random seed")
     parser.add_argument("--clock-mhz", type=int,
                         help="clock for latency and FPS (default: the config's, else the "
                              "zcu102 preset's)")
@@ -410,7 +399,8 @@ def _parser():
     gemm_parser.add_argument("--m", type=int, default=197, help="rows of A (default 197)")
     gemm_parser.add_argument("--k", type=int, default=192, help="columns of A (default 192)")
     gemm_parser.add_argument("--n", type=int, default=192, help="columns of B (default 192)")
-    gemm_parser.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    gemm_parser.add_argument("--seed", type=seed_argument, default=0,
+                             help="random seed (default 0)")
     gemm_parser.add_argument("--pattern", default="random",
                              help="operands: random, min, max, alternating or zeros")
     gemm_parser.add_argument("--sparsity", type=_sparsity, metavar="S",
@@ -436,7 +426,7 @@ def _parser():
     prune_parser.add_argument("--fine-tune-epochs", type=int, default=0, metavar="E",
                               help="masked fine-tune on the digits training split (needs "
                                    "PyTorch, the 'train' extra; default 0: none)")
-    prune_parser.add_argument("--seed", type=_seed, default=0, help="random seed")
+    prune_parser.add_argument("--seed", type=seed_argument, default=0, help="random seed")
 
     nonlinear_parser = commands.add_parser(
         "nonlinear", help="simulate GELU, softmax or LayerNorm against golden and float")
@@ -449,7 +439,7 @@ def _parser():
     nonlinear_parser.add_argument("--rows", type=int, default=8, help="rows (default 8)")
     nonlinear_parser.add_argument("--lanes", type=int, default=1,
                                   help="elements per beat (default 1)")
-    nonlinear_parser.add_argument("--seed", type=_seed, default=0, help="random seed")
+    nonlinear_parser.add_argument("--seed", type=seed_argument, default=0, help="random seed")
     nonlinear_parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
 
     block_parser = commands.add_parser(
@@ -462,7 +452,7 @@ def _parser():
     block_parser.add_argument("--rows", type=int, default=4, help="PE array size (default 4)")
     block_parser.add_argument("--cols", type=int, default=None,
                               help="PE columns: must equal --rows")
-    block_parser.add_argument("--seed", type=_seed, default=0, help="random seed")
+    block_parser.add_argument("--seed", type=seed_argument, default=0, help="random seed")
     block_parser.add_argument("--trace", action="store_true",
                               help="store every intermediate result, so a mismatch names the "
                                    "first wrong instruction")
@@ -505,6 +495,7 @@ def _parser():
     add_force_option(demo_parser)
     add_quantize_parser(commands)
     add_explore_parser(commands)
+    add_replay_parser(commands)
     return parser
 
 
@@ -546,7 +537,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     handlers = {"doctor": doctor, "gemm": gemm, "nonlinear": nonlinear, "block": block,
                 "simulate": simulate, "verify": verify, "demo": demo, "prune": prune,
-                "generate": generate_command, "quantize": quantize, "explore": explore_command}
+                "generate": generate_command, "quantize": quantize, "explore": explore_command,
+                "replay": replay}
     interrupt_on_sigterm()
     try:
         args = _parser().parse_args(argv)

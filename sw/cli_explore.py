@@ -1,10 +1,12 @@
 """``vitforge explore``: a design space for a model and a board, and its Pareto front."""
 
+import importlib.util
 import time
 
-from vitforge.errors import EXIT_INTERRUPTED, EXIT_OK
+from vitforge.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, ToolchainError
 
-from .cli_support import add_data_options, data_files, log, progress, shell_config
+from .cli_support import (add_data_options, data_files, log, progress, seed_argument,
+                          shell_config)
 from .processes import stop_descendants
 
 __all__ = ["add_explore_parser", "explore_command", "Progress"]
@@ -52,7 +54,8 @@ def add_explore_parser(commands):
     parser.add_argument("--address", help="Ray cluster address (default: a local instance)")
     parser.add_argument("--workers", type=int,
                         help="parallel workers (default: this machine's CPUs)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of a preset model")
+    parser.add_argument("--seed", type=seed_argument, default=0,
+                        help="random seed of a preset model")
     parser.add_argument("--prune", default="default", metavar="{default,FILE}",
                         help="the token selectors a space's keep ratios run (top-k): default "
                              "(tiny's trained ones, random ones for a preset) or a selector "
@@ -62,17 +65,30 @@ def add_explore_parser(commands):
                         help="results folder; running again resumes it")
 
 
+def _check_backend(args):
+    """``--backend``, ``--address`` and ``--workers``, before any work (``run_tasks`` checks
+    them only when the tasks start)."""
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"workers must be a positive integer, not {args.workers}")
+    if args.address is not None and args.backend != "ray":
+        raise ConfigError(f"address needs the ray backend, not {args.backend}")
+    if args.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ToolchainError("the ray backend needs Ray: pip install 'vitforge[ray]' "
+                             "(or pip install ray)")
+
+
 def explore_command(args):
     from .explore import workload
     from .explore.run import explore, open_folder
     from .explore.space import load_space
 
+    _check_backend(args)
     space = load_space(args.space)
     base, _ = shell_config(args.preset, args.config)
     study = workload.Study(model=args.model, board=args.board, base=base, seed=args.seed,
                            data=data_files(args), observer=args.observer, prune=args.prune)
-    open_folder(study, args.out)      # before the model is loaded
-    log(f"loading and quantizing {args.model}")
+    open_folder(study, args.out, create=False)      # before the model is loaded
+    workload.loaded_model(study, log=log)   # a bad model or data file: one line, no folder
     workload.accuracy(study)          # once here: the forked workers inherit it
     try:
         result = explore(study, space, args.out, fidelity=args.fidelity, backend=args.backend,
@@ -136,7 +152,7 @@ def add_farm_options(parser):
 
 def verify_farm(args):
     """``verify --seeds A..B --configs FILE``: every seed on every config, then a summary."""
-    from vitforge.errors import EXIT_MISMATCH, ConfigError
+    from vitforge.errors import EXIT_MISMATCH
     from vitforge.sw.files import check_replaceable
 
     from .explore.workload import Study, model_sized
@@ -146,6 +162,7 @@ def verify_farm(args):
     if args.prune != "none" or args.waves or args.json:
         raise ConfigError("the regression farm takes no --prune, --waves or --json (its "
                           "results go to --out)")
+    _check_backend(args)
     seeds = parse_seeds(args.seeds if args.seeds is not None else args.seed)
     check_replaceable(args.out)                 # before any work
     base, _ = shell_config(args.preset, args.config)

@@ -9,7 +9,7 @@ import numpy as np
 from vitforge.errors import EXIT_OK, ConfigError
 
 from .cli_support import (add_data_options, add_force_option, check_output_folder, data_files,
-                          log, prepare_out_folder, progress, write_json)
+                          log, prepare_out_folder, progress, seed_argument, write_json)
 
 __all__ = ["add_quantize_parser", "quantize", "REPORT_IMAGES"]
 
@@ -26,7 +26,7 @@ def add_quantize_parser(commands):
     add_data_options(parser)
     parser.add_argument("--images", type=int,
                         help="test images to measure accuracy on (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (random models)")
+    parser.add_argument("--seed", type=seed_argument, default=0, help="random seed (random models)")
     parser.add_argument("--out", metavar="FILE.npz", help="write the int8 model")
     parser.add_argument("--report", metavar="DIR",
                         help=f"write the SQNR and max error of every quantized activation "

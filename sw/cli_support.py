@@ -1,5 +1,6 @@
 """What the command-line handlers share: log lines, progress, JSON, output checks, configs."""
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -8,7 +9,8 @@ import sys
 from vitforge.errors import ConfigError, OutputError
 
 __all__ = ["log", "progress", "write_json", "check_output_folder", "prepare_out_folder",
-           "shell_config", "data_files", "add_data_options", "add_force_option"]
+           "shell_config", "data_files", "add_data_options", "add_force_option",
+           "seed_argument"]
 
 
 def log(line):
@@ -22,6 +24,17 @@ def progress(done, total, what="images", width=30):
           file=sys.stderr, flush=True)
 
 
+def seed_argument(text):
+    """The ``--seed`` type: a non-negative integer, what NumPy's generators accept."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {seed}")
+    return seed
+
+
 def write_json(path, summary):
     """Write ``summary`` as JSON to ``path`` (atomically), if a path was given."""
     from vitforge.sw.files import write_atomic
@@ -30,10 +43,13 @@ def write_json(path, summary):
         write_atomic(path, json.dumps(summary, indent=2) + "\n")
 
 
-def check_output_folder(path):
-    """Fail before a long run, not after it, when an output cannot be written."""
+def check_output_folder(path, file=True):
+    """Fail before a long run, not after it, when an output cannot be written: its folder
+    must exist and be writable, and an output ``file`` must not be a folder."""
     if path is None:
         return
+    if file and Path(path).is_dir():
+        raise OutputError(f"cannot write {str(path)!r} (Is a directory)")
     folder = Path(path).resolve().parent
     if not folder.is_dir():
         raise OutputError(f"output folder must exist, not {str(folder)!r}")
@@ -60,7 +76,7 @@ def prepare_out_folder(path, force=False):
     except OSError as error:
         raise OutputError(f"out must be a folder that can be created, not {str(out)!r} "
                           f"({error.strerror})") from None
-    check_output_folder(out)
+    check_output_folder(out, file=False)
     return out
 
 

@@ -21,7 +21,7 @@ _CACHE = 0b0011
 
 def check_burst_parameters(address_width, max_burst, max_outstanding):
     """Raise ``ConfigTypeError``/``ConfigError`` for invalid :class:`AxiBurstMaster` parameters."""
-    check_positive_int("address_width", address_width)
+    check_positive_int("address_width", address_width, 64, "AXI4 addresses have at most 64 bits")
     check_positive_int("max_burst", max_burst)
     check_positive_int("max_outstanding", max_outstanding)
     if max_burst > 256 or max_burst & (max_burst - 1):

@@ -48,8 +48,9 @@ def _identity(study):
             "observer": study.observer, "prune": study.prune, "base": study.base.to_dict()}
 
 
-def open_folder(study, out):
-    """Create ``out`` or check that it holds an exploration of ``study`` (before any work).
+def open_folder(study, out, create=True):
+    """Create ``out`` or check that it holds an exploration of ``study`` (before any work);
+    with ``create`` false, only check.
 
     Raises
     ------
@@ -74,6 +75,8 @@ def open_folder(study, out):
             raise ConfigError(f"--out {out} holds an exploration with another "
                               f"{', '.join(changed)}; choose another folder to explore "
                               f"this one")
+        return out
+    if not create:
         return out
     from vitforge.sw.files import write_atomic
 

@@ -84,8 +84,9 @@ def _key(study):
     return study.model, study.seed, study.data, study.observer
 
 
-def loaded_model(study):
-    """``(vit, calibration_images, quantized_model, test_images, test_labels)``."""
+def loaded_model(study, log=None):
+    """``(vit, calibration_images, quantized_model, test_images, test_labels)``; ``log``
+    receives a line when the model is loaded and its quantization starts."""
     key = _key(study)
     if key not in _MODELS:
         from vitforge.sim.model_run import load_model
@@ -93,6 +94,8 @@ def loaded_model(study):
 
         vit, calibration, test_images, test_labels = load_model(study.model, study.seed,
                                                                 study.data)
+        if log:
+            log(f"quantizing {study.model} on {len(calibration)} calibration images")
         _MODELS[key] = (vit, calibration, quantize_vit(vit, calibration, study.observer),
                         test_images, test_labels)
     return _MODELS[key]

@@ -52,8 +52,9 @@ def parse_channels(name, text, channels):
     except ValueError:
         raise ConfigError(f"{name} must be numbers separated by commas, not {text!r}") from None
     if len(values) not in (1, channels) or not np.isfinite(values).all():
-        raise ConfigError(f"{name} must be 1 or {channels} finite numbers (one per channel), "
-                          f"not {text!r}")
+        count = "one finite number" if channels == 1 else \
+            f"1 or {channels} finite numbers (one per channel)"
+        raise ConfigError(f"{name} must be {count}, not {text!r}")
     if name == "std" and (values <= 0).any():
         raise ConfigError(f"std must be positive, not {text!r}")
     return np.broadcast_to(values, (channels,)).reshape(channels, 1, 1)

@@ -1,4 +1,5 @@
-"""The command line: exit codes, one-line errors, JSON output."""
+"""The command line: exit codes, one-line errors, JSON output (its answers to bad inputs are
+``test_bad_inputs.py``'s)."""
 
 from dataclasses import replace
 import json
@@ -35,59 +36,6 @@ def assert_usage_error(args, message):
 def run(*args):
     return subprocess.run([sys.executable, "-m", "vitforge.sw.cli", *args],
                           capture_output=True, text=True, timeout=900)
-
-
-@pytest.mark.parametrize("args, message", [
-    (["gemm", "--rows", "0"], "rows must be a positive integer, not 0"),
-    (["gemm", "--rows", "4", "--cols", "4", "--m", "-2"], "m must be a positive integer, not -2"),
-    (["gemm", "--rows", "4", "--cols", "4", "--k", "769"],
-     "GEMM reduction depth k must be at most k_max=768, not 769"),
-    (["gemm", "--rows", "x"], "argument --rows: invalid int value: 'x'"),
-    (["gemm", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
-    (["gemm", "--cols", "5", "--macs-per-dsp", "2"],
-     "cols must be even when macs_per_dsp is 2 (two columns share a DSP), not 5"),
-    (["gemm", "--macs-per-dsp", "3"], "argument --macs-per-dsp: invalid choice: 3"),
-    (["gemm", "--seed", "-1"], "argument --seed: must be a non-negative integer, not -1"),
-    (["gemm", "--pattern", "noise"], "pattern must be one of random, min, max, alternating, "
-                                     "zeros, not 'noise'"),
-    (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
-    # Sizes beyond what the design and the machine hold are refused before any work.
-    (["gemm", "--rows", "100000", "--cols", "4"],
-     "rows must be at most 64 (the widest array vitforge builds), not 100000"),
-    (["gemm", "--rows", "4", "--cols", "65"],
-     "cols must be at most 64 (the widest array vitforge builds), not 65"),
-    (["gemm", "--rows", "4", "--cols", "4", "--m", "1000000000"],
-     "GEMM needs 48000000000 A-buffer words, but a_depth=16384 holds 16384"),
-    (["gemm", "--rows", "4", "--cols", "4", "--n", "100000"],
-     "GEMM needs 4800000 B-buffer words, but b_depth=16384 holds 16384"),
-    (["nonlinear", "--op", "gelu", "--lanes", "100000"], "lanes must be at most 64, not 100000"),
-    (["nonlinear", "--op", "softmax", "--length", "100000"],
-     "length must be at most 4096, not 100000"),
-    (["nonlinear", "--op", "layernorm", "--rows", "1000000"],
-     "rows must be at most 65536, not 1000000"),
-    (["nonlinear", "--op", "layernorm", "--scale", "1e-300"],
-     "scale must lie in [1e-12, 1e+12], not 1e-300"),
-    (["nonlinear", "--op", "gelu", "--scale", "1e300"],
-     "scale must lie in [1e-12, 1e+12], not 1e+300"),
-    (["block", "--tokens", "100000"], "tokens must be at most 4096, not 100000"),
-    (["block", "--dim", "4096"], "dim must be at most 1024, not 4096"),
-    (["block", "--rows", "512"], "rows must be at most 64, not 512"),
-    (["simulate", "--rows", "512"],
-     "rows must be at most 64 (the widest array vitforge builds), not 512"),
-])
-def test_bad_arguments_give_one_line_and_exit_2(args, message):
-    assert_usage_error(args, message)
-
-
-def test_unwritable_json_is_refused_before_simulating(tmp_path, capsys, monkeypatch):
-    def no_simulation(*args, **kwargs):
-        raise AssertionError("simulated although the output cannot be written")
-    monkeypatch.setattr("vitforge.sim.gemm.cosim.simulate", no_simulation)
-    missing = tmp_path / "missing"
-    code = cli.main(["gemm", "--rows", "4", "--cols", "4", "--json", str(missing / "out.json")])
-    assert code == 2
-    assert capsys.readouterr().err == f"vitforge: error: output folder must exist, " \
-                                      f"not {str(missing)!r}\n"
 
 
 def test_doctor_lists_the_toolchain():
@@ -131,19 +79,6 @@ def test_gemm_runs_verifies_and_writes_json(tmp_path):
     assert "RTL == golden   yes" in completed.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["nonlinear", "--op", "tanh"], "argument --op: invalid choice: 'tanh'"),
-    (["nonlinear", "--op", "gelu", "--scale", "0"], "scale must be positive and finite, not 0.0"),
-    (["nonlinear", "--op", "softmax", "--lanes", "0"], "lanes must be a positive integer, not 0"),
-    (["nonlinear", "--op", "layernorm", "--length", "2000"],
-     "length must be at most 1024, not 2000"),
-    (["nonlinear", "--op", "layernorm", "--length", "10", "--lanes", "4"],
-     "length must be a multiple of lanes=4, not 10"),
-])
-def test_nonlinear_bad_arguments(args, message):
-    assert_usage_error(args, message)
-
-
 @pytest.mark.verilator
 @pytest.mark.parametrize("op, options", [("gelu", ["--lanes", "4"]),
                                          ("softmax", ["--lanes", "3", "--length", "40"]),
@@ -158,23 +93,6 @@ def test_nonlinear_runs_and_reports(tmp_path, op, options):
     assert summary["max_err_lsb"] < 1.0
     assert 0 < summary["elements_per_cycle"] <= summary["lanes"]
     assert "RTL == golden     yes" in completed.stdout
-
-
-@pytest.mark.parametrize("args, message", [
-    (["block", "--rows", "4", "--cols", "8"],
-     "cols must equal rows (the accelerator's array is square), not 8 and 4"),
-    (["block", "--dim", "30", "--heads", "4"], "dim must be a multiple of heads=4, not 30"),
-    (["block", "--tokens", "0"], "tokens must be a positive integer, not 0"),
-    (["block", "--rows", "72"], "rows must be at most 64, not 72"),
-    (["block", "--tokens", "4096"],
-     "these shapes need a larger accelerator than the instruction set can address: act_depth "
-     "must be at most 1048576 (what the instruction fields reach), not 16777216"),
-    (["block", "--prune", "default"],
-     "blocks must be at least 2 for --prune (a selector runs before a later block), not 1"),
-    (["block", "--prune-mode", "topk"], "prune-mode topk needs --prune default"),
-])
-def test_block_bad_arguments(args, message):
-    assert_usage_error(args, message)
 
 
 @pytest.mark.verilator
@@ -206,27 +124,6 @@ def test_block_with_random_selectors_keeps_exactly_the_ratio_in_topk(tmp_path):
     assert summary["speedup"] == summary["dense_cycles"] / summary["cycles"]
     assert "token selection   topk before blocks 1, 2: kept patches 14, 10 of 20" in \
         completed.stdout
-
-
-@pytest.mark.parametrize("args, message", [
-    (["verify", "--images", "0"], "images must be a positive integer, not 0"),
-    (["verify", "--model", "resnet"], "model must be one of tiny, tiny-hp50, deit-tiny, "
-                                      "deit-small, deit-base, tiny-random or an existing .npz "
-                                      "file, not 'resnet'"),
-    (["simulate", "--clock-mhz", "0"], "clock_mhz must be a positive integer, not 0"),
-    (["simulate", "--clock-mhz", "2.5"], "argument --clock-mhz: invalid int value: '2.5'"),
-    (["simulate", "--preset", "small", "--rows", "8"],
-     "rows must be left out or equal the array of preset small (4), not 8"),
-    (["verify", "--preset", "huge"],
-     "preset must be one of small, zcu102, zcu102-32x32, not 'huge'"),
-    (["demo", "--preset", "small", "--config", "c.json"], "give --preset or --config, not both"),
-    (["simulate", "--config", "missing.json"], "config file 'missing.json' does not exist"),
-    (["simulate", "--preset", "small", "--model", "deit-tiny"],
-     "model deit-tiny does not fit the 4x4 accelerator: "),
-    (["verify", "--images", "400"], "images must be at most 359 for model 'tiny', not 400"),
-])
-def test_model_commands_bad_arguments(args, message):
-    assert_usage_error(args, message)
 
 
 @pytest.mark.verilator
@@ -279,70 +176,11 @@ def test_simulate_dumps_waves(tmp_path):
     assert b"$enddefinitions" in head and b"retire" in head
 
 
-@pytest.mark.parametrize("args, message", [
-    (["generate", "--board", "kcu105", "--out", "x", "--no-resources"],
-     "board must be one of zcu102, not 'kcu105'"),
-    (["generate", "--preset", "huge", "--out", "x"],
-     "preset must be one of small, zcu102, zcu102-32x32, not 'huge'"),
-    (["generate", "--preset", "small", "--config", "c.json", "--out", "x"],
-     "give --preset or --config, not both"),
-    (["generate", "--config", "missing.json", "--out", "x"],
-     "config file 'missing.json' does not exist"),
-])
-def test_bad_generate_arguments(args, message, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert_usage_error(args, message)
-    assert not (tmp_path / "x").exists()
-
-
-def test_bad_config_file_and_unwritable_out(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    values = {"board": "zcu102", **PRESETS["small"].to_dict()}
-    (tmp_path / "extra.json").write_text(json.dumps({**values, "lanes": 3}))
-    assert_usage_error(["generate", "--config", "extra.json", "--out", "x"],
-                       "config file 'extra.json' has unknown keys: lanes")
-    values["accelerator"]["array"] = 0
-    (tmp_path / "zero.json").write_text(json.dumps(values))
-    assert_usage_error(["generate", "--config", "zero.json", "--out", "x"],
-                       "array must be a positive integer, not 0")
-    (tmp_path / "file").write_text("")
-    assert_usage_error(["generate", "--preset", "small", "--out", "file/sub", "--no-resources"],
-                       "out must be a folder that can be created, not 'file/sub' "
-                       "(File exists)")
-
-
 def error_output(capsys):
     """stderr of an in-process run, which must be the only output."""
     captured = capsys.readouterr()
     assert captured.out == ""
     return captured.err
-
-
-def test_bad_config_and_model_files_are_usage_errors(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    values = PRESETS["small"].to_dict()
-    values["accelerator"]["array"] = "big"
-    (tmp_path / "type.json").write_text(json.dumps(values))
-    (tmp_path / "folder.json").mkdir()
-    (tmp_path / "text.npz").write_text("not a model")
-    for args, message in [
-            (["generate", "--config", "type.json", "--out", "x"],
-             "array must be an integer, not 'big'"),
-            (["generate", "--config", "folder.json", "--out", "x"],
-             "config file 'folder.json' cannot be read (Is a directory)"),
-            (["simulate", "--rows", "0"], "rows must be a positive integer, not 0"),
-            (["simulate", "--prune-mode", "topk"],
-             "prune-mode topk needs --prune default or a selector file"),
-            (["simulate", "--prune", "missing.npz"],
-             "prune must be one of none, default or a selector .npz file, not 'missing.npz'")]:
-        assert cli.main(args) == 2
-        assert error_output(capsys) == f"vitforge: error: {message}\n"
-    assert cli.main(["verify", "--model", "text.npz"]) == 2
-    assert re.fullmatch(r"vitforge: error: text\.npz is not a vitforge model file \(.*\)\n",
-                        error_output(capsys))
-    assert cli.main(["verify", "--prune", "text.npz"]) == 2
-    assert re.fullmatch(r"vitforge: error: text\.npz is not a vitforge selector file \(.*\)\n",
-                        error_output(capsys))
 
 
 def gemm_report(match):
@@ -401,15 +239,6 @@ def test_a_model_run_that_disagrees_exits_1(monkeypatch, capsys):
     captured = capsys.readouterr()
     assert "  RTL == golden        NO " in captured.out
     assert "  first mismatch       external byte 0: RTL 1, golden 0" in captured.out
-
-
-def test_an_unwritable_output_is_a_usage_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("vitforge.sim.gemm.cosim.simulate",
-                        lambda config, jobs, log: gemm_report(match=True))
-    (tmp_path / "out.json").mkdir()
-    assert cli.main([*GEMM, "--json", str(tmp_path / "out.json")]) == 2
-    assert capsys.readouterr().err == (f"vitforge: error: cannot write "
-                                       f"{str(tmp_path / 'out.json')!r} (Is a directory)\n")
 
 
 def test_a_missing_verilator_exits_3_and_says_how_to_install_it(monkeypatch, capsys):
@@ -489,25 +318,6 @@ def test_ctrl_c_exits_130_without_a_traceback(monkeypatch, capsys):
     monkeypatch.setattr(cli, "doctor", interrupted)
     assert cli.main(["doctor"]) == 130
     assert error_output(capsys) == "vitforge: interrupted\n"
-
-
-@pytest.mark.parametrize("args, message", [
-    (["gemm", "--sparsity", "1.5"], "argument --sparsity: must lie in [0, 1], not 1.5"),
-    (["gemm", "--sparsity", "nan"], "argument --sparsity: must lie in [0, 1], not nan"),
-    (["gemm", "--sparsity", "0.5", "--block-rows", "24"],
-     "block_rows must be a power of two from 2 to 256, not 24"),
-    (["prune", "--out", "x.npz"], "the following arguments are required: --sparsity"),
-    (["prune", "--sparsity", "0.5", "--out", "x.npz", "--cols", "0"],
-     "cols must be a positive integer, not 0"),
-    (["prune", "--sparsity", "0.5", "--out", "x.npz", "--block-rows", "3"],
-     "block_rows must be a power of two from 2 to 256, not 3"),
-    (["prune", "--model", "deit-tiny", "--sparsity", "0.5", "--out", "x.npz",
-      "--fine-tune-epochs", "1"], "fine-tune-epochs needs a model with training data"),
-])
-def test_sparse_bad_arguments(args, message, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert_usage_error(args, message)
-    assert not (tmp_path / "x.npz").exists()
 
 
 @pytest.mark.verilator

@@ -1,4 +1,7 @@
-"""Output folders: vitforge replaces only what it wrote, checks before working, and says why."""
+"""Output folders: vitforge replaces only what it wrote, checks before working, and says why.
+
+Every command's refusal of a bad output path is a case of ``test_bad_inputs.py``.
+"""
 
 import os
 from pathlib import Path
@@ -10,7 +13,7 @@ from vitforge.errors import OutputError
 from vitforge.sw.files import FOLDER_MARKER, atomic_folder, check_replaceable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_cli import assert_usage_error, run  # noqa: E402
+from test_cli import run  # noqa: E402
 
 
 def user_folder(path):
@@ -47,21 +50,6 @@ def test_only_new_empty_or_marked_folders_are_replaced(tmp_path, monkeypatch):
     assert (tmp_path / "user" / "notes.txt").read_text() == "mine"
     assert (tmp_path / "file.txt").read_text() == "mine"
     assert os.readlink(tmp_path / "link") == str(tmp_path / "empty")
-
-
-@pytest.mark.parametrize("command", [
-    ["generate", "--preset", "small", "--no-resources", "--out"],
-    ["demo", "--images", "1", "--out"],
-    ["quantize", "--images", "1", "--report"],
-])
-def test_commands_refuse_a_folder_they_did_not_write_before_any_work(tmp_path, command):
-    user = user_folder(tmp_path / "user")
-    assert_usage_error([*command, str(user)], f"'{user}' is a folder vitforge did not write")
-    (tmp_path / "notes.txt").write_text("mine")
-    assert_usage_error([*command, str(tmp_path / "notes.txt")], "")
-    assert (user / "notes.txt").read_text() == "mine"
-    assert (tmp_path / "notes.txt").read_text() == "mine"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt", "user"]
 
 
 def test_generate_replaces_its_own_folder_and_force_replaces_another(tmp_path):

@@ -18,7 +18,8 @@ from vitforge.hw.accel.config import (DRAM_WORD_BYTES, MAX_SELECT_TOKENS,
                                       TABLE_ENTRIES_PER_WORD)
 from vitforge.hw.accel.isa import (INSTRUCTION_BYTES, INSTRUCTION_WORDS, ISA, SELECT_MODES,
                                    LiveState, Opcode, Space, decode, resolve, space_depth)
-from vitforge.hw.numerics import GELU_TABLE_DEPTH, MAX_SELECTOR_HEADS, PHI_BITS
+from vitforge.hw.numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, GELU_TABLE_DEPTH,
+                                  MAX_SELECTOR_HEADS, PHI_BITS)
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.sw.accel.memory import (entry_words, pack_entries, sparse_tile_words,
                                      unpack_entries, unpack_sparse_tile)
@@ -26,6 +27,7 @@ from vitforge.sw.params.layernorm import LayerNormParams
 from vitforge.sw.params.softmax import ExpParams
 
 from ..gemm.engine import execute as execute_gemm
+from ..nonlinear.exp import exp_q15
 from ..nonlinear.layernorm import layernorm_rows
 from ..nonlinear.softmax import softmax_rows
 from ..selector import choose, compact, keep_scores, token_means
@@ -219,6 +221,10 @@ def _softmax(machine, index, inst):
     params = ExpParams(ratio=inst.ratio, alpha=inst.alpha, beta=inst.beta, gamma=inst.gamma)
     _check(params.ratio > 0 and params.beta >= 1 << PHI_BITS, index, inst,
            "ratio must be positive and beta at least 2**15")
+    at_zero = int(exp_q15(0, params))
+    _check(1 << EXP_AT_ZERO_MIN_BITS <= at_zero < 1 << EXP_BITS, index, inst,
+           f"exp_q15(0) = ((alpha * beta**2) >> 31) + gamma must lie in "
+           f"[2**{EXP_AT_ZERO_MIN_BITS}, 2**{EXP_BITS}), not {at_zero}")
     probabilities = softmax_rows(rows, params, shift=inst.probability_shift).astype(np.int8)
     _write_rows(machine, inst.dst, inst.dst_stride, inst.m_tiles, inst.length, probabilities)
 

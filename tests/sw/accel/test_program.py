@@ -137,6 +137,15 @@ def machine_with(*words):
              p_addr=0, k=40, m_tiles=1, n=4)],
      r"^instruction 0 \(GEMM\): descriptor field k must be at most k_max=32, not 40$"),
     ([encode(Opcode.NOP)], r"^instruction 1: program runs past the image without DONE$"),
+    # exp_q15(0) = (2751 * 32768**2 >> 31) + 0 = 1375: a row's sum could be below 2**14,
+    # where the hardware's reciprocal overflows (found by the differential fuzzer).
+    ([encode(Opcode.SOFTMAX, src=0, src_stride=0, dst=8, dst_stride=0, m_tiles=1, length=1,
+             ratio=1, alpha=2751, beta=1 << 15, gamma=0, probability_shift=0)],
+     r"^instruction 0 \(SOFTMAX\): exp_q15\(0\) = \(\(alpha \* beta\*\*2\) >> 31\) \+ gamma "
+     r"must lie in \[2\*\*14, 2\*\*16\), not 1375$"),
+    ([encode(Opcode.SOFTMAX, src=0, src_stride=0, dst=8, dst_stride=0, m_tiles=1, length=1,
+             ratio=1, alpha=0xFFFF, beta=0xFFFF, gamma=0, probability_shift=0)],
+     r"^instruction 0 \(SOFTMAX\): exp_q15\(0\) = .* not 131066$"),        # above 16 bits
 ])
 def test_malformed_programs_are_rejected_with_their_location(words, message):
     with pytest.raises(ProgramError, match=message):

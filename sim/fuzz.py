@@ -1,0 +1,500 @@
+"""Differential fuzzing: random legal programs for the golden interpreter and the RTL.
+
+:func:`programs` is a Hypothesis strategy of :class:`FuzzProgram`: a memory
+image holding a prologue that loads every scratchpad whole (so nothing a
+program reads depends on what ran before it), then random instructions of
+every opcode over random regions and shapes, edge sizes included, then DONE.
+Fields are drawn inside the ISA's rules; what the interpreter still refuses
+(a result overlapping its operand, a live value that makes a field zero, a
+TOKEN_SELECT writing over its scores, ...) is dropped one instruction at a time
+until the interpreter runs the rest (:func:`legalize`), so every program is
+one the golden model defines. A failing program is saved as a replay file
+(:func:`vitforge.sim.replay.save_replay`) that ``vitforge replay FILE`` runs again.
+
+Regions an instruction writes never partly overlap the regions it reads:
+they are either disjoint or, for the row and element-wise units, the same
+words (in place), which is what the compiler emits.
+"""
+
+from dataclasses import dataclass, replace
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+import numpy as np
+
+from vitforge.errors import ProgramError
+from vitforge.hw.accel.config import (DRAM_WORD_BYTES, GELU_TABLE_DEPTH, SIGMOID_TABLE_DEPTH,
+                                      AcceleratorConfig)
+from vitforge.hw.accel.isa import INSTRUCTION_WORDS, ISA, Opcode, Space, encode
+from vitforge.hw.numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, EXP_POLYNOMIAL_SHIFT,
+                                  MAX_SELECTOR_HEADS, PHI_BITS)
+from vitforge.sw.accel.memory import entry_words, sparse_tile_words
+from vitforge.sw.golden.accel.interpreter import Machine
+
+from .replay import difference, run_golden, save_replay
+
+__all__ = ["FUZZ_CONFIG", "FuzzProgram", "programs", "legalize", "fuzz_golden", "fuzz_rtl",
+           "PROLOGUE"]
+
+#: The configuration fuzzed on the RTL in CI: a 4x4 array with both ACT read ports, whose
+#: build (with 4,096 words of external memory) ``tests/sim/test_icarus.py`` makes too.
+FUZZ_CONFIG = AcceleratorConfig(array=4, act_depth=512, wgt_depth=512, prm_depth=256,
+                                lnp_depth=32, k_max=32, act_read_ports=2)
+#: Half of the instructions draw their regions from these first words of each scratchpad,
+#: so that instructions often touch each other's data; the others from the whole depth.
+WINDOW = {"act_depth": 96, "wgt_depth": 64, "prm_depth": 24, "lnp_depth": 16}
+
+#: External memory: the program, random data (loads and stores), sparse records; enough
+#: for the prologue of scratchpads of 512 words of up to two external words each.
+PROGRAM_WORDS = 96
+DATA_WORDS = 1088
+SPARSE_WORDS = 1088
+#: LOAD_SPARSE records hold bytes below this and shift blocks by at most 2, so every
+#: A-row number is below 16 and a GEMM_SPARSE of depth >= 16 may use them.
+_SPARSE_BYTE_LIMIT = 4
+_MAX_SPARSE_SHIFT = 2
+_MAX_ROW = (_SPARSE_BYTE_LIMIT - 1 << _MAX_SPARSE_SHIFT) + _SPARSE_BYTE_LIMIT - 1
+#: Random instructions after the prologue (before dropping).
+MAX_BODY = 14
+#: Instructions of the prologue: five LOADs and a LOAD_SPARSE.
+PROLOGUE = 6
+#: Cycle budget of one program on the RTL (the longest take a few thousand).
+MAX_CYCLES = 200_000
+#: Hypothesis settings of both passes: the same examples in the same order every run.
+_SETTINGS = dict(deadline=None, database=None, derandomize=True,
+                 suppress_health_check=list(HealthCheck))
+
+
+@dataclass(frozen=True, repr=False)
+class FuzzProgram:
+    """A legal random program, and what the golden model says of it."""
+
+    config: AcceleratorConfig
+    instructions: tuple      # (Opcode, fields) of the program as run, DONE excluded
+    image: bytes             # the whole external memory, the program at word 0
+    golden: bytes            # the memory after the golden interpreter ran it
+    cycles: int              # the cycle model's prediction (sw/accel/cycles.py)
+
+    def __repr__(self):
+        body = ", ".join(opcode.name for opcode, _ in self.instructions[PROLOGUE:])
+        return f"FuzzProgram(prologue, {body or 'nothing'}, DONE)"
+
+    def _repr_pretty_(self, printer, cycle):
+        """Hypothesis' printer of failing examples: the short form, not every byte."""
+        printer.text(repr(self))
+
+
+def _span(draw, depth, length, tiles=1, min_stride=None):
+    """``(addr, stride)`` of ``tiles`` tiles of ``length`` words inside ``depth`` words, the
+    tiles ``min_stride`` or more apart (default: any stride, overlapping reads allowed)."""
+    if tiles == 1:
+        return draw(st.integers(0, depth - length)), 0
+    low = 0 if min_stride is None else min_stride
+    high = (depth - length) // (tiles - 1)
+    if low > high:
+        return None
+    stride = draw(st.integers(low, min(high, low + length + 3)))
+    return draw(st.integers(0, depth - length - (tiles - 1) * stride)), stride
+
+
+def _span_apart(draw, depth, length, tiles, avoid):
+    """:func:`_span` of tiles ``length`` or more apart, outside the words ``avoid``
+    (``(first, end)``): a result that must not overwrite its operand."""
+    stride = 0 if tiles == 1 else draw(st.integers(length, length + 3))
+    size = (tiles - 1) * stride + length
+    places = [(0, avoid[0] - size), (avoid[1], depth - size)]
+    places = [(low, high) for low, high in places if low <= high]
+    if not places:
+        return None
+    low, high = draw(st.sampled_from(places))
+    return draw(st.integers(low, high)), stride
+
+
+def _count(draw, limit, high=8):
+    return draw(st.integers(1, max(1, min(limit, high))))
+
+
+def _dram(draw, first, words, needed):
+    if needed > words:
+        return None
+    return first + draw(st.integers(0, words - needed))
+
+
+def _load(draw, config):
+    space = draw(st.sampled_from([Space.ACT, Space.WGT, Space.PRM, Space.LNP, Space.TBL,
+                                  Space.SIG]))
+    if space in (Space.TBL, Space.SIG):
+        per_word = DRAM_WORD_BYTES if space == Space.TBL else 8
+        entries = GELU_TABLE_DEPTH if space == Space.TBL else SIGMOID_TABLE_DEPTH
+        count = _count(draw, entries // per_word, 16)
+        spad = per_word * draw(st.integers(0, entries // per_word - count))
+        needed = count
+    else:
+        depth = _depth(space, config)
+        count = _count(draw, depth, 12)
+        spad = draw(st.integers(0, depth - count))
+        needed = count * entry_words(space, config)
+    dram = _dram(draw, PROGRAM_WORDS, DATA_WORDS, needed)
+    return dict(space=space, dram_addr=dram, spad_addr=spad, count=count)
+
+
+def _depth(space, config):
+    return {Space.ACT: config.act_depth, Space.WGT: config.wgt_depth,
+            Space.PRM: config.prm_depth, Space.LNP: config.lnp_depth}[space]
+
+
+def _store(draw, config):
+    count = _count(draw, config.act_depth, 12)
+    return dict(spad_addr=draw(st.integers(0, config.act_depth - count)), count=count,
+                dram_addr=_dram(draw, PROGRAM_WORDS, DATA_WORDS,
+                                count * config.act_entry_words))
+
+
+def _load_sparse(draw, config):
+    tiles, blocks = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kept_rows = draw(st.integers(1, 4))
+    length = tiles * blocks * kept_rows
+    if length > config.wgt_depth:
+        return None
+    return dict(dram_addr=_dram(draw, PROGRAM_WORDS + DATA_WORDS, SPARSE_WORDS,
+                                tiles * sparse_tile_words(blocks, kept_rows, config)),
+                spad_addr=draw(st.integers(0, config.wgt_depth - length)), tiles=tiles,
+                blocks=blocks, kept_rows=kept_rows,
+                block_shift=draw(st.integers(1, _MAX_SPARSE_SHIFT)))
+
+
+def _gemm(draw, config, sparse=False):
+    array = config.array
+    k = draw(st.sampled_from([1, 2, 3, array, 2 * array + 1, config.k_max]))
+    m_tiles, n = draw(st.integers(1, 3)), draw(st.sampled_from([1, array - 1, array,
+                                                                 array + 1, 2 * array]))
+    depth = draw(st.integers(_MAX_ROW + 1, config.k_max)) if sparse else k
+    n_tiles = -(-n // array)
+    a = _span(draw, config.act_depth, depth, m_tiles)
+    b = _span(draw, config.wgt_depth, k, n_tiles) if k <= config.wgt_depth else None
+    if None in (a, b) or n > config.prm_depth:
+        return None
+    c = _span_apart(draw, config.act_depth, n, m_tiles, (a[0], a[0] + (m_tiles - 1) * a[1]
+                                                         + depth))
+    if c is None:
+        return None
+    fields = dict(a_addr=a[0], a_stride=a[1], b_addr=b[0], b_stride=b[1], c_addr=c[0],
+                  c_stride=c[1], p_addr=draw(st.integers(0, config.prm_depth - n)), k=k,
+                  m_tiles=m_tiles, n=n)
+    if sparse:
+        fields["depth"] = depth
+    return fields
+
+
+def _in_place_or_apart(draw, config, count, src):
+    """A destination of ``count`` words: ``src`` itself or anywhere (the interpreter and
+    :func:`legalize` keep only the ones apart)."""
+    if draw(st.booleans()):
+        return src
+    return draw(st.integers(0, config.act_depth - count))
+
+
+def _gelu(draw, config):
+    count = _count(draw, config.act_depth, 16)
+    src = draw(st.integers(0, config.act_depth - count))
+    return dict(src=src, dst=_in_place_or_apart(draw, config, count, src), count=count)
+
+
+def _add(draw, config):
+    count = _count(draw, config.act_depth, 16)
+    x, y = (draw(st.integers(0, config.act_depth - count)) for _ in range(2))
+    dst = draw(st.sampled_from([x, y, draw(st.integers(0, config.act_depth - count))]))
+    return dict(x=x, y=y, dst=dst, count=count, x_multiplier=draw(st.integers(0, 0xFFFF)),
+                y_multiplier=draw(st.integers(0, 0xFFFF)), shift=draw(st.integers(0, 63)))
+
+
+def _rows(draw, config, length, tiles):
+    """Source and destination of a row unit: tiles of ``length`` words, in place or apart."""
+    src = _span(draw, config.act_depth, length, tiles)
+    if src is None:
+        return None
+    if draw(st.booleans()) and (tiles == 1 or src[1] >= length):
+        return dict(src=src[0], src_stride=src[1], dst=src[0], dst_stride=src[1])
+    dst = _span(draw, config.act_depth, length, tiles, min_stride=length)
+    if dst is None:
+        return None
+    return dict(src=src[0], src_stride=src[1], dst=dst[0], dst_stride=dst[1])
+
+
+def _softmax(draw, config):
+    m_tiles, length = draw(st.integers(1, 3)), draw(st.integers(1, 12))
+    rows = _rows(draw, config, length, m_tiles)
+    if rows is None:
+        return None
+    # Any ratio; alpha, beta and gamma such that exp_q15(0) lies in [2**14, 2**16).
+    beta = draw(st.integers(1 << PHI_BITS, 0xFFFF))
+    alpha = draw(st.integers(0, min(0xFFFF, ((1 << EXP_BITS) - 1 << EXP_POLYNOMIAL_SHIFT)
+                                    // beta ** 2)))
+    polynomial = alpha * beta ** 2 >> EXP_POLYNOMIAL_SHIFT
+    gamma = draw(st.integers(max(0, (1 << EXP_AT_ZERO_MIN_BITS) - polynomial),
+                             min(0xFFFF, (1 << EXP_BITS) - 1 - polynomial)))
+    return dict(rows, m_tiles=m_tiles, length=length, ratio=draw(st.integers(1, (1 << 24) - 1)),
+                alpha=alpha, beta=beta, gamma=gamma, probability_shift=draw(st.integers(0, 3)))
+
+
+def _layernorm(draw, config):
+    m_tiles = draw(st.integers(1, 3))
+    channels = draw(st.integers(1, config.lnp_depth))
+    rows = _rows(draw, config, channels, m_tiles)
+    if rows is None:
+        return None
+    return dict(rows, m_tiles=m_tiles, channels=channels,
+                lnp_addr=draw(st.integers(0, config.lnp_depth - channels)),
+                eps=draw(st.integers(0, (1 << 32) - 1)), multiplier=draw(st.integers(0, 0xFFFF)),
+                shift=draw(st.integers(0, 63)))
+
+
+def _copy_to_wgt(draw, config):
+    tiles, words = draw(st.integers(1, 3)), draw(st.integers(1, 8))
+    src = _span(draw, config.act_depth, words, tiles)
+    if src is None or tiles * words > config.wgt_depth:
+        return None
+    return dict(src=src[0], src_stride=src[1], tiles=tiles, words=words,
+                dst=draw(st.integers(0, config.wgt_depth - tiles * words)))
+
+
+def _transpose_to_wgt(draw, config):
+    array = config.array
+    token_tiles, channel_tiles = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    src = _span(draw, config.act_depth, array * channel_tiles, token_tiles)
+    dst = _span(draw, config.wgt_depth, array * token_tiles, channel_tiles,
+                min_stride=array * token_tiles)
+    if None in (src, dst):
+        return None
+    return dict(src=src[0], src_stride=src[1], dst=dst[0], dst_stride=dst[1],
+                token_tiles=token_tiles, channel_tiles=channel_tiles)
+
+
+def _token_select(draw, config):
+    array = config.array
+    tokens = draw(st.integers(2, 3 * array))
+    alive = draw(st.integers(1, tokens - 1))
+    channels, heads = draw(st.integers(1, 6)), draw(st.integers(1, min(4, MAX_SELECTOR_HEADS)))
+    token_tiles = -(-tokens // array)
+    src = _span(draw, config.act_depth, channels, token_tiles)
+    dst = _span(draw, config.act_depth, channels, token_tiles, min_stride=channels)
+    scores = _span(draw, config.act_depth, heads, (alive + array) // array)
+    if None in (src, dst, scores):
+        return None
+    return dict(src=src[0], src_stride=src[1], dst=dst[0], dst_stride=dst[1],
+                channels=channels, scores=scores[0], scores_stride=scores[1],
+                weights=draw(st.integers(0, config.act_depth - heads)), heads=heads,
+                tokens=tokens, alive=alive, keep=draw(st.integers(0, alive)),
+                mode=draw(st.integers(0, 1)))
+
+
+def _token_mean(draw, config):
+    array = config.array
+    group, alive = draw(st.integers(1, 3)), draw(st.integers(0, 2 * array))
+    words = group * draw(st.integers(1, 3))
+    dst_tiles = draw(st.integers(1, 3))
+    src = _span(draw, config.act_depth, words, (alive + array) // array)
+    if src is None:
+        return None
+    if draw(st.booleans()) and group == 1 and dst_tiles == (alive + array) // array:
+        dst = src
+    else:
+        dst = _span(draw, config.act_depth, words // group, dst_tiles,
+                    min_stride=words // group)
+    if dst is None:
+        return None
+    return dict(src=src[0], src_stride=src[1], words=words, group=group, alive=alive,
+                dst=dst[0], dst_stride=dst[1], dst_tiles=dst_tiles)
+
+
+_DRAWERS = {
+    Opcode.GEMM: _gemm, Opcode.LOAD: _load, Opcode.STORE: _store,
+    Opcode.LOAD_SPARSE: _load_sparse,
+    Opcode.GEMM_SPARSE: lambda draw, config: _gemm(draw, config, True),
+    Opcode.GELU: _gelu, Opcode.ADD: _add, Opcode.SOFTMAX: _softmax,
+    Opcode.LAYERNORM: _layernorm, Opcode.COPY_TO_WGT: _copy_to_wgt,
+    Opcode.TRANSPOSE_TO_WGT: _transpose_to_wgt, Opcode.TOKEN_SELECT: _token_select,
+    Opcode.TOKEN_MEAN: _token_mean, Opcode.NOP: lambda draw, config: {},
+    Opcode.SYNC: lambda draw, config: {},
+}
+#: In the order Hypothesis shrinks towards: GEMM first, NOP and SYNC last.
+_OPCODES = tuple(_DRAWERS)
+
+
+def _with_live(draw, opcode, fields):
+    """Flag some of the opcode's live fields (their values become the most allowed);
+    a ``tile_words`` for a count that takes ``ceil(T / array) x tile_words``. Only after a
+    TOKEN_SELECT (before it, every live value is 0)."""
+    live = ISA[opcode].live
+    if not live or draw(st.integers(0, 2)) != 0:
+        return fields
+    flags = draw(st.integers(1, (1 << len(live)) - 1))
+    fields = dict(fields, live=flags)
+    if "tile_words" in ISA[opcode].fields:
+        fields["tile_words"] = draw(st.integers(1, 4))
+    return fields
+
+
+def _prologue(draw, config):
+    """Load every scratchpad whole, IDX (and WGT) through LOAD_SPARSE."""
+    instructions = []
+    for space, count, needed in (
+            (Space.ACT, config.act_depth, config.act_depth * config.act_entry_words),
+            (Space.PRM, config.prm_depth, config.prm_depth),
+            (Space.LNP, config.lnp_depth, config.lnp_depth),
+            (Space.TBL, GELU_TABLE_DEPTH // DRAM_WORD_BYTES, GELU_TABLE_DEPTH // DRAM_WORD_BYTES),
+            (Space.SIG, SIGMOID_TABLE_DEPTH // 8, SIGMOID_TABLE_DEPTH // 8)):
+        instructions.append((Opcode.LOAD, dict(
+            space=space, spad_addr=0, count=count,
+            dram_addr=_dram(draw, PROGRAM_WORDS, DATA_WORDS, needed))))
+    blocks, kept_rows = 2, 4
+    tiles = config.wgt_depth // (blocks * kept_rows)
+    instructions.append((Opcode.LOAD_SPARSE, dict(
+        dram_addr=_dram(draw, PROGRAM_WORDS + DATA_WORDS, SPARSE_WORDS,
+                        tiles * sparse_tile_words(blocks, kept_rows, config)),
+        spad_addr=0, tiles=tiles, blocks=blocks, kept_rows=kept_rows,
+        block_shift=draw(st.integers(1, _MAX_SPARSE_SHIFT)))))
+    return instructions
+
+
+def _assemble(instructions, data):
+    words = b"".join(encode(opcode, **fields).to_bytes(INSTRUCTION_WORDS * DRAM_WORD_BYTES,
+                                                       "little")
+                     for opcode, fields in [*instructions, (Opcode.DONE, {})])
+    if len(words) > PROGRAM_WORDS * DRAM_WORD_BYTES:
+        raise ValueError(f"{len(instructions)} instructions exceed {PROGRAM_WORDS} words")
+    return words.ljust(PROGRAM_WORDS * DRAM_WORD_BYTES, b"\0") + data
+
+
+def legalize(config, instructions, data):
+    """Drop, one at a time, the instructions the golden interpreter refuses.
+
+    Returns the :class:`FuzzProgram` of what is left (the prologue is never dropped).
+    """
+    instructions = list(instructions)
+    while True:
+        image = _assemble(instructions, data)
+        machine = Machine(config, image)
+        try:
+            cycles = run_golden(machine)
+        except ProgramError:
+            del instructions[machine.executed - 1]
+            continue
+        return FuzzProgram(config, tuple(instructions), image, bytes(machine.dram), cycles)
+
+
+@st.composite
+def programs(draw, config=FUZZ_CONFIG):
+    """A :class:`FuzzProgram` for ``config``: a prologue, random instructions, DONE."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    generator = np.random.default_rng(seed)
+    data = generator.integers(0, 256, DATA_WORDS * DRAM_WORD_BYTES, np.uint8).tobytes()
+    sparse = generator.integers(0, _SPARSE_BYTE_LIMIT, SPARSE_WORDS * DRAM_WORD_BYTES,
+                                np.uint8).tobytes()
+    instructions = _prologue(draw, config)
+    window = replace(config, **{name: min(depth, getattr(config, name))
+                                for name, depth in WINDOW.items()})
+    selected = False
+    for _ in range(draw(st.integers(0, MAX_BODY))):
+        opcode = draw(st.sampled_from(_OPCODES))
+        fields = _DRAWERS[opcode](draw, window if draw(st.booleans()) else config)
+        if fields is not None and None not in fields.values():
+            if selected:
+                fields = _with_live(draw, opcode, fields)
+            instructions.append((opcode, fields))
+            selected |= opcode == Opcode.TOKEN_SELECT
+    return legalize(config, instructions, data + sparse)
+
+
+def _search(count, config, check, replay_folder=None):
+    """Run ``check(program)`` on ``count`` programs; it returns what is wrong ("" if
+    nothing). Hypothesis shrinks a failing program; the smallest, the one it runs last, is
+    saved as a replay file in ``replay_folder``, whose command the AssertionError gives."""
+    failing = []
+
+    @settings(max_examples=count, **_SETTINGS)
+    @given(programs(config))
+    def search(program):
+        problem = check(program)
+        if problem:
+            failing.append(program)
+            raise AssertionError(problem)
+
+    try:
+        search()
+    except AssertionError as error:
+        path = save_replay(replay_folder, config, failing[-1].image)
+        raise AssertionError(f"{error}; reproduce with: vitforge replay {path}") from None
+
+
+def fuzz_golden(count, *, replay_folder, config=FUZZ_CONFIG):
+    """``count`` programs on the golden interpreter: each must touch external memory only
+    through its STOREs and get a cycle prediction.
+
+    Returns
+    -------
+    collections.Counter
+        How often each opcode ran (after the prologue), and ``"live"``: instructions with
+        a live field.
+
+    Raises
+    ------
+    AssertionError
+        For the smallest failing program, with the ``vitforge replay`` command.
+    """
+    from collections import Counter
+
+    seen = Counter()
+
+    def check(program):
+        allowed = np.zeros(len(program.image), bool)
+        for opcode, fields in program.instructions[PROLOGUE:]:
+            if opcode == Opcode.STORE:
+                first = fields["dram_addr"] * DRAM_WORD_BYTES
+                allowed[first:first + fields["count"] * config.act_entry_words
+                        * DRAM_WORD_BYTES] = True
+            seen[opcode.name] += 1
+            seen["live"] += bool(fields.get("live"))
+        changed = np.frombuffer(program.golden, np.uint8) != np.frombuffer(program.image,
+                                                                            np.uint8)
+        if (changed & ~allowed).any():
+            outside = int(np.argmax(changed & ~allowed))
+            return f"external byte {outside} changed outside every STORE"
+        if program.cycles < len(program.instructions):
+            return f"the cycle model predicts {program.cycles} cycles"
+        return ""
+
+    _search(count, config, check, replay_folder)
+    return seen
+
+
+def fuzz_rtl(count, *, replay_folder, config=FUZZ_CONFIG, run=None, log=None):
+    """``count`` programs on the RTL of ``config`` against the golden interpreter: the whole
+    external memory bit for bit, and the cycles against the cycle model.
+
+    All programs run in one simulation (:func:`~vitforge.sim.accel.batch.run_batch`); a
+    failing one is then shrunk by Hypothesis, one simulation per candidate. ``run``
+    replaces ``run_batch`` (``run(images)`` -> results), for testing the harness.
+
+    Returns the number of programs run.
+
+    Raises
+    ------
+    AssertionError
+        For the smallest failing program, with the ``vitforge replay`` command.
+    """
+    from .accel.batch import run_batch
+
+    if run is None:
+        def run(images):
+            return run_batch(config, images, max_cycles=MAX_CYCLES, log=log)
+    drawn = []
+    _search(count, config, lambda program: drawn.append(program) or "")
+    results = dict(zip((program.image for program in drawn),
+                       run([program.image for program in drawn])))
+
+    def check(program):
+        rtl = results.get(program.image) or run([program.image])[0]
+        return difference(program.golden, program.cycles, rtl)
+
+    _search(count, config, check, replay_folder)
+    return len(drawn)
