@@ -11,9 +11,9 @@ until the interpreter runs the rest (:func:`legalize`), so every program is
 one the golden model defines. A failing program is saved as a replay file
 (:func:`vitforge.sim.replay.save_replay`) that ``vitforge replay FILE`` runs again.
 
-Regions an instruction writes never partly overlap the regions it reads:
-they are either disjoint or, for the row and element-wise units, the same
-words (in place), which is what the compiler emits.
+A row unit's (SOFTMAX, LAYERNORM) destination is its source (in place) or
+apart from it, as the compiler emits them; an element-wise destination (GELU,
+ADD) is its source or anywhere, partial overlaps included.
 """
 
 from dataclasses import dataclass, replace
@@ -85,7 +85,10 @@ class FuzzProgram:
 
 def _span(draw, depth, length, tiles=1, min_stride=None):
     """``(addr, stride)`` of ``tiles`` tiles of ``length`` words inside ``depth`` words, the
-    tiles ``min_stride`` or more apart (default: any stride, overlapping reads allowed)."""
+    tiles ``min_stride`` or more apart (default: any stride, overlapping reads allowed);
+    ``None`` if they do not fit."""
+    if length > depth:
+        return None
     if tiles == 1:
         return draw(st.integers(0, depth - length)), 0
     low = 0 if min_stride is None else min_stride
@@ -170,7 +173,7 @@ def _gemm(draw, config, sparse=False):
     depth = draw(st.integers(_MAX_ROW + 1, config.k_max)) if sparse else k
     n_tiles = -(-n // array)
     a = _span(draw, config.act_depth, depth, m_tiles)
-    b = _span(draw, config.wgt_depth, k, n_tiles) if k <= config.wgt_depth else None
+    b = _span(draw, config.wgt_depth, k, n_tiles)
     if None in (a, b) or n > config.prm_depth:
         return None
     c = _span_apart(draw, config.act_depth, n, m_tiles, (a[0], a[0] + (m_tiles - 1) * a[1]
@@ -186,8 +189,7 @@ def _gemm(draw, config, sparse=False):
 
 
 def _in_place_or_apart(draw, config, count, src):
-    """A destination of ``count`` words: ``src`` itself or anywhere (the interpreter and
-    :func:`legalize` keep only the ones apart)."""
+    """A destination of ``count`` words: ``src`` itself, or anywhere."""
     if draw(st.booleans()):
         return src
     return draw(st.integers(0, config.act_depth - count))
