@@ -27,6 +27,9 @@ def test_registers_read_write_strobe_and_errors():
         seen["bad_write"] = await write_register(pins, 0xF0, 1)
         seen["start"] = await write_register(pins, 0x00, 0b11)
         seen["control_after"] = pins.get("reg_CONTROL")
+        await write_register(pins, 0x00, 0b110)                         # abort, enable kept
+        seen["control_after_abort"] = pins.get("reg_CONTROL")
+        seen["control_read"] = await read_register(pins, 0x00)
         seen["irq_clear"] = await write_register(pins, 0x14, 1)
         return seen
 
@@ -40,6 +43,8 @@ def test_registers_read_write_strobe_and_errors():
     assert seen["bad_write"] == RESP_SLVERR
     assert seen["start"] == RESP_OKAY
     assert seen["control_after"] == 0b10        # start strobe gone, interrupt enable kept
+    assert seen["control_after_abort"] == 0b10  # so is the abort strobe (bit 2)
+    assert seen["control_read"] == (RESP_OKAY, 0b10)
 
 
 def test_header_and_json_are_the_same_map():
