@@ -13,7 +13,7 @@ edge; :meth:`Pins.tick` returns once the outputs show that edge's results, and
 
 from vitforge.errors import WatchdogError
 
-__all__ = ["AmaranthPins", "CocotbPins", "run_in_amaranth"]
+__all__ = ["AmaranthPins", "CocotbPins", "run_in_amaranth", "pulse_reset"]
 
 
 class AmaranthPins:
@@ -148,3 +148,13 @@ class CocotbPins:
                                     f"cycles") from None
             await FallingEdge(self._dut.clk)
         return round((get_sim_time("ns") - start) / self._period_ns)
+
+
+async def pulse_reset(dut, cycles=2):
+    """Hold ``dut.rst`` high for ``cycles`` falling edges of ``dut.clk`` (cocotb)."""
+    from cocotb.triggers import FallingEdge
+
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0

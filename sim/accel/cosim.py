@@ -10,15 +10,12 @@ from vitforge.hw.accel.profile import PROFILE_DEPTH
 from vitforge.sw.accel.cycles import program_cycles
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 
-from .. import runner
-from ..jobs import run_job
 from ..verilog_cache import cached_verilog
 
 __all__ = ["CoverificationReport", "coverify", "run_rtl", "describe_mismatch", "memory_words_for",
-           "load_job", "save_results", "load_results", "system_verilog"]
+           "system_verilog"]
 
 TOPLEVEL = "accelerator_system"
-TEST_MODULE = "vitforge.sim.tb.accel_tb"
 #: Smallest external memory of a simulated system, in words.
 _MIN_MEMORY_WORDS = 1 << 12
 
@@ -158,40 +155,16 @@ def run_rtl(config, image, program_addr, *, max_cycles, instructions=0, waves_to
 
     Returns ``(result, sim_seconds, build, verilog)`` where ``result`` has the
     keys ``dram`` (the whole memory image afterwards), ``done``, ``error``,
-    ``error_pc``, ``cycles`` and ``class_cycles``.
+    ``error_pc``, ``cycles``, ``class_cycles`` and ``retired_at``.
+
+    Raises
+    ------
+    vitforge.errors.SimulationError
+        If the program does not finish within ``max_cycles`` (the log is kept).
     """
-    memory_words = memory_words_for(image)
-    verilog = system_verilog(config, memory_words, log=log)
-    built = runner.build(verilog.text, TOPLEVEL,
-                         waves=waves_to is not None, log=log)
-    if log:
-        log("simulating the program" + (f", waves to {waves_to}" if waves_to else ""))
+    from .batch import run_programs
 
-    def write_job(path):
-        np.savez(path, image=np.frombuffer(bytes(image), np.uint8), program_addr=program_addr,
-                 max_cycles=max_cycles, memory_words=memory_words, instructions=instructions)
-
-    result, seconds = run_job(built, TEST_MODULE, write_job, load_results, waves_to=waves_to)
-    return result, seconds, built, verilog
-
-
-def load_job(path):
-    with np.load(path) as archive:
-        return (archive["image"].tobytes(), int(archive["program_addr"]),
-                int(archive["max_cycles"]), int(archive["memory_words"]),
-                int(archive["instructions"]))
-
-
-def save_results(path, result):
-    np.savez(path, dram=np.frombuffer(result.dram, np.uint8),
-             meta=json.dumps({"done": result.done, "error": result.error,
-                              "error_pc": result.error_pc, "cycles": result.cycles,
-                              "class_cycles": result.class_cycles,
-                              "retired_at": result.retired_at}))
-
-
-def load_results(path):
-    with np.load(path) as archive:
-        meta = json.loads(str(archive["meta"]))
-        meta["dram"] = archive["dram"].tobytes()
-        return meta
+    results, seconds, built, verilog = run_programs(
+        config, [image], program_addr=program_addr, max_cycles=max_cycles,
+        instructions=instructions, waves_to=waves_to, reset_after_hang=False, log=log)
+    return results[0], seconds, built, verilog

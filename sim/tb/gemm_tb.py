@@ -10,11 +10,10 @@ import os
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge
 
 from vitforge.hw.gemm.engine import GemmEngine
 from vitforge.sim.gemm.session import load_session, run_session, save_results
-from vitforge.sim.pins import CocotbPins
+from vitforge.sim.pins import CocotbPins, pulse_reset
 
 CLOCK_PERIOD_NS = 10
 
@@ -25,9 +24,6 @@ async def run_saved_session(dut):
     Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
     pins = CocotbPins(dut, CLOCK_PERIOD_NS)
     pins.drive_inputs(GemmEngine(config).signature)
-    dut.rst.value = 1
-    for _ in range(2):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await pulse_reset(dut)
     results = await run_session(pins, config, jobs, **options)
     save_results(os.environ["VITFORGE_RESULTS"], results)

@@ -5,13 +5,12 @@ import os
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge
 
 from vitforge.sim.nonlinear.cosim import load_job, save_results
 from vitforge.sim.nonlinear.gelu_session import run_gelu
 from vitforge.sim.nonlinear.layernorm_session import run_layernorm
 from vitforge.sim.nonlinear.softmax_session import run_softmax
-from vitforge.sim.pins import CocotbPins
+from vitforge.sim.pins import CocotbPins, pulse_reset
 
 CLOCK_PERIOD_NS = 10
 SESSIONS = {"gelu": run_gelu, "softmax": run_softmax, "layernorm": run_layernorm}
@@ -24,10 +23,7 @@ async def run_saved_job(dut):
     pins = CocotbPins(dut, CLOCK_PERIOD_NS)
     pins.set("i.valid", 0)
     pins.set("o.ready", 0)
-    dut.rst.value = 1
-    for _ in range(2):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await pulse_reset(dut)
     rng = None if meta["seed"] is None else np.random.default_rng(meta["seed"])
     outputs, cycles = await SESSIONS[meta["op"]](
         pins, **meta["parameters"], **arrays, rng=rng, valid_rate=meta["valid_rate"],

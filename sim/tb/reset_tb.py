@@ -22,6 +22,8 @@ from cocotb.clock import Clock
 from cocotb.handle import HierarchyObject, LogicArrayObject, LogicObject, PackedObject
 from cocotb.triggers import FallingEdge, Timer
 
+from vitforge.sim.pins import pulse_reset
+
 CLOCK_PERIOD_NS = 10
 _LOGIC = (LogicObject, LogicArrayObject, PackedObject)
 
@@ -45,10 +47,7 @@ async def no_x_after_reset(dut):
     for name in job["inputs"]:
         dut[name].value = 0
     Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
-    dut.rst.value = 1
-    for _ in range(2):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await pulse_reset(dut)
     for _ in range(job["cycles"]):
         await FallingEdge(dut.clk)
     scopes = list(_scopes(dut))

@@ -10,12 +10,13 @@ import os
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge
 from cocotb.utils import get_sim_time
 from cocotbext.axi.constants import AxiResp
 
 from vitforge.sim.accel.axi_transport import AxiSimTransport
 from vitforge.sim.accel.shell_session import load_job, save_results
+from vitforge.sim.pins import pulse_reset
 from vitforge.sw.runtime.driver import OFFSET, AcceleratorDriver, DriverError
 
 CLOCK_PERIOD_NS = 4
@@ -47,13 +48,6 @@ async def _probe_registers(transport, driver):
             "bad_write_slverr": bad_write.resp == AxiResp.SLVERR}
 
 
-async def _reset(dut, cycles=4):
-    dut.rst.value = 1
-    for _ in range(cycles):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
-
-
 async def _run(dut, transport, driver, job, program, fault):
     """One program through the driver, disturbed by ``fault`` (see ``run_on_shell``)."""
     image, program_addr, instructions = program
@@ -70,7 +64,7 @@ async def _run(dut, transport, driver, job, program, fault):
             await ClockCycles(dut.clk, fault["after_cycles"])
             busy = bool(int(dut.led.value) & 1)
             task.cancel()
-            await _reset(dut)
+            await pulse_reset(dut, 4)
             return {"driver_error": "", "reset_while_busy": busy}
         result = await run
     except DriverError as error:
@@ -90,7 +84,7 @@ async def run_driver_job(dut):
     transport = AxiSimTransport(dut, memory_bytes=job["memory_bytes"],
                                 max_cycles=job["max_cycles"],
                                 back_pressure=job["back_pressure"], seed=job["seed"])
-    await _reset(dut)
+    await pulse_reset(dut, 4)
     bursts = {"read": [], "write": []}
     cocotb.start_soon(_count_bursts(dut, bursts))
     driver = AcceleratorDriver(transport)
