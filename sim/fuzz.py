@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import numpy as np
 
 from vitforge.errors import ProgramError
-from vitforge.hw.accel.config import (DRAM_WORD_BYTES, GELU_TABLE_DEPTH, SIGMOID_TABLE_DEPTH,
-                                      AcceleratorConfig)
-from vitforge.hw.accel.isa import INSTRUCTION_WORDS, ISA, Opcode, Space, encode
+from vitforge.hw.accel.config import (DRAM_WORD_BYTES, SIGMOID_ENTRIES_PER_WORD,
+                                      TABLE_ENTRIES_PER_WORD, AcceleratorConfig)
+from vitforge.hw.accel.isa import INSTRUCTION_WORDS, ISA, Opcode, Space, encode, space_depth
 from vitforge.hw.numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, EXP_POLYNOMIAL_SHIFT,
                                   MAX_SELECTOR_HEADS, PHI_BITS)
 from vitforge.sw.accel.memory import entry_words, sparse_tile_words
@@ -53,6 +53,8 @@ SPARSE_WORDS = 1088
 _SPARSE_BYTE_LIMIT = 4
 _MAX_SPARSE_SHIFT = 2
 _MAX_ROW = (_SPARSE_BYTE_LIMIT - 1 << _MAX_SPARSE_SHIFT) + _SPARSE_BYTE_LIMIT - 1
+#: Entries per external word of the tables, whose LOADs count words.
+_TABLE_ENTRIES_PER_WORD = {Space.TBL: TABLE_ENTRIES_PER_WORD, Space.SIG: SIGMOID_ENTRIES_PER_WORD}
 #: Random instructions after the prologue (before dropping).
 MAX_BODY = 14
 #: Instructions of the prologue: five LOADs and a LOAD_SPARSE.
@@ -125,24 +127,18 @@ def _dram(draw, first, words, needed):
 def _load(draw, config):
     space = draw(st.sampled_from([Space.ACT, Space.WGT, Space.PRM, Space.LNP, Space.TBL,
                                   Space.SIG]))
-    if space in (Space.TBL, Space.SIG):
-        per_word = DRAM_WORD_BYTES if space == Space.TBL else 8
-        entries = GELU_TABLE_DEPTH if space == Space.TBL else SIGMOID_TABLE_DEPTH
-        count = _count(draw, entries // per_word, 16)
-        spad = per_word * draw(st.integers(0, entries // per_word - count))
+    depth = space_depth(space, config)
+    if space in _TABLE_ENTRIES_PER_WORD:
+        per_word = _TABLE_ENTRIES_PER_WORD[space]
+        count = _count(draw, depth // per_word, 16)
+        spad = per_word * draw(st.integers(0, depth // per_word - count))
         needed = count
     else:
-        depth = _depth(space, config)
         count = _count(draw, depth, 12)
         spad = draw(st.integers(0, depth - count))
         needed = count * entry_words(space, config)
     dram = _dram(draw, PROGRAM_WORDS, DATA_WORDS, needed)
     return dict(space=space, dram_addr=dram, spad_addr=spad, count=count)
-
-
-def _depth(space, config):
-    return {Space.ACT: config.act_depth, Space.WGT: config.wgt_depth,
-            Space.PRM: config.prm_depth, Space.LNP: config.lnp_depth}[space]
 
 
 def _store(draw, config):
@@ -339,12 +335,13 @@ def _with_live(draw, opcode, fields):
 def _prologue(draw, config):
     """Load every scratchpad whole, IDX (and WGT) through LOAD_SPARSE."""
     instructions = []
-    for space, count, needed in (
-            (Space.ACT, config.act_depth, config.act_depth * config.act_entry_words),
-            (Space.PRM, config.prm_depth, config.prm_depth),
-            (Space.LNP, config.lnp_depth, config.lnp_depth),
-            (Space.TBL, GELU_TABLE_DEPTH // DRAM_WORD_BYTES, GELU_TABLE_DEPTH // DRAM_WORD_BYTES),
-            (Space.SIG, SIGMOID_TABLE_DEPTH // 8, SIGMOID_TABLE_DEPTH // 8)):
+    loads = [(Space.ACT, config.act_depth, config.act_depth * config.act_entry_words),
+             (Space.PRM, config.prm_depth, config.prm_depth),
+             (Space.LNP, config.lnp_depth, config.lnp_depth)]
+    for space, per_word in _TABLE_ENTRIES_PER_WORD.items():
+        words = space_depth(space, config) // per_word          # a table LOAD counts words
+        loads.append((space, words, words))
+    for space, count, needed in loads:
         instructions.append((Opcode.LOAD, dict(
             space=space, spad_addr=0, count=count,
             dram_addr=_dram(draw, PROGRAM_WORDS, DATA_WORDS, needed))))
