@@ -80,16 +80,18 @@ PRESETS = {
     "small": ShellConfig(accelerator=AcceleratorConfig(
         array=4, act_depth=4096, wgt_depth=2048, prm_depth=512, lnp_depth=64, k_max=128)),
     # 40x40 PEs (1,600 int8 MACs per cycle) with scratchpads for DeiT-T and DeiT-S, the ACT
-    # sized by liveness; one activation read port keeps that scratchpad in one copy of block
-    # RAM. 197 tokens fill 5 tiles of 40 rows (98.5%). Estimate (Yosys) and the choice of
-    # the array: docs/performance.md, "ZCU102 output".
+    # sized by liveness in two banks (words 0..16,383 and 16,384..20,479) so that each
+    # head's softmax runs beside the next head's GEMM; one activation read port keeps that
+    # scratchpad in one copy of block RAM. 197 tokens fill 5 tiles of 40 rows (98.5%).
+    # Estimate (Yosys) and the choice of the array: docs/performance.md, "ZCU102 output".
     "zcu102": ShellConfig(accelerator=AcceleratorConfig(
-        array=40, act_depth=17408, wgt_depth=30720, prm_depth=4096, lnp_depth=1024,
-        k_max=2048, act_read_ports=1)),
-    # The zcu102 preset before issue 13: 32x32 PEs, the ACT sized for every region at once.
+        array=40, act_depth=20480, wgt_depth=30720, prm_depth=4096, lnp_depth=1024,
+        k_max=2048, act_read_ports=1, act_banks=2)),
+    # The zcu102 preset before issue 13: 32x32 PEs, the ACT sized for every region at once,
+    # one ACT bank (instructions one after another but for weight loads).
     "zcu102-32x32": ShellConfig(accelerator=AcceleratorConfig(
         array=32, act_depth=51200, wgt_depth=37376, prm_depth=4096, lnp_depth=1024,
-        k_max=2048, act_read_ports=1)),
+        k_max=2048, act_read_ports=1, act_banks=1)),
 }
 #: The preset ``generate`` builds, and whose clock ``simulate``, ``verify`` and ``demo`` assume,
 #: when no ``--preset`` or ``--config`` is given.

@@ -13,7 +13,10 @@ one the golden model defines. A failing program is saved as a replay file
 
 A row unit's (SOFTMAX, LAYERNORM) destination is its source (in place) or
 apart from it, as the compiler emits them; an element-wise destination (GELU,
-ADD) is its source or anywhere, partial overlaps included.
+ADD) is its source or anywhere, partial overlaps included. A quarter of the
+draws are pairs that overlap on the hardware: a GEMM or GEMM_SPARSE and a
+SOFTMAX, LAYERNORM, GELU or ADD that asks to run beside it, their ACT regions
+in the banks that let it (``docs/isa.md``, Ordering).
 """
 
 from dataclasses import dataclass, replace
@@ -24,7 +27,8 @@ import numpy as np
 from vitforge.errors import ProgramError
 from vitforge.hw.accel.config import (DRAM_WORD_BYTES, SIGMOID_ENTRIES_PER_WORD,
                                       TABLE_ENTRIES_PER_WORD, AcceleratorConfig)
-from vitforge.hw.accel.isa import INSTRUCTION_WORDS, ISA, Opcode, Space, encode, space_depth
+from vitforge.hw.accel.isa import (INSTRUCTION_WORDS, ISA, SIDE_HOSTS, SIDE_ROWS, Instruction,
+                                   Opcode, Space, beside_refusal, encode, space_depth)
 from vitforge.hw.numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, EXP_POLYNOMIAL_SHIFT,
                                   MAX_SELECTOR_HEADS, PHI_BITS)
 from vitforge.sw.accel.memory import entry_words, sparse_tile_words
@@ -74,7 +78,7 @@ class FuzzProgram:
     instructions: tuple      # (Opcode, fields) of the program as run, DONE excluded
     image: bytes             # the whole external memory, the program at word 0
     golden: bytes            # the memory after the golden interpreter ran it
-    cycles: int              # the cycle model's prediction (sw/accel/cycles.py)
+    predicted: object        # the cycle model's ProgramCycles (sw/accel/cycles.py)
 
     def __repr__(self):
         body = ", ".join(opcode.name for opcode, _ in self.instructions[PROLOGUE:])
@@ -317,6 +321,42 @@ _DRAWERS = {
 #: In the order Hypothesis shrinks towards: GEMM first, NOP and SYNC last.
 _OPCODES = tuple(_DRAWERS)
 
+#: The ACT address fields of a beside pair's instructions: (read, written).
+_ACT_ADDRESSES = {Opcode.GEMM: (("a_addr",), ("c_addr",)),
+                  Opcode.GEMM_SPARSE: (("a_addr",), ("c_addr",)),
+                  Opcode.GELU: (("src",), ("dst",)), Opcode.SOFTMAX: (("src",), ("dst",)),
+                  Opcode.LAYERNORM: (("src",), ("dst",)), Opcode.ADD: (("x", "y"), ("dst",))}
+
+
+def _in_banks(fields, opcode, banks, bank_start):
+    """``fields`` with the ACT regions moved into ``banks`` (read bank, written bank)."""
+    moved = dict(fields)
+    for names, bank in zip(_ACT_ADDRESSES[opcode], banks):
+        for name in names:
+            moved[name] += bank * bank_start
+    return moved
+
+
+def _beside_pair(draw, config):
+    """A host of SIDE_HOSTS and a SIDE_ROWS instruction that asks to run beside it, each
+    region drawn inside one bank, the side's in the banks the host does not use; ``None``
+    if they do not fit or still touch the same words."""
+    bank_start = config.act_bank_start
+    if bank_start is None:
+        return None
+    bank = replace(config, act_depth=min(bank_start, config.act_depth - bank_start))
+    host, side = draw(st.sampled_from(SIDE_HOSTS)), draw(st.sampled_from(SIDE_ROWS))
+    host_fields, side_fields = _DRAWERS[host](draw, bank), _DRAWERS[side](draw, bank)
+    if host_fields is None or side_fields is None or None in side_fields.values():
+        return None
+    read, written = draw(st.integers(0, 1)), draw(st.integers(0, 1))
+    pair = [(host, _in_banks(host_fields, host, (read, written), bank_start)),
+            (side, dict(_in_banks(side_fields, side, (1 - read, 1 - written), bank_start),
+                        beside=1))]
+    if beside_refusal(*(Instruction(*item) for item in pair), config.array, bank_start):
+        return None
+    return pair
+
 
 def _with_live(draw, opcode, fields):
     """Flag some of the opcode's live fields (their values become the most allowed);
@@ -374,11 +414,12 @@ def legalize(config, instructions, data):
         image = _assemble(instructions, data)
         machine = Machine(config, image)
         try:
-            cycles = run_golden(machine)
+            predicted = run_golden(machine)
         except ProgramError:
             del instructions[machine.executed - 1]
             continue
-        return FuzzProgram(config, tuple(instructions), image, bytes(machine.dram), cycles)
+        return FuzzProgram(config, tuple(instructions), image, bytes(machine.dram),
+                           predicted)
 
 
 @st.composite
@@ -394,10 +435,14 @@ def programs(draw, config=FUZZ_CONFIG):
                                 for name, depth in WINDOW.items()})
     selected = False
     for _ in range(draw(st.integers(0, MAX_BODY))):
-        opcode = draw(st.sampled_from(_OPCODES))
-        fields = _DRAWERS[opcode](draw, window if draw(st.booleans()) else config)
-        if fields is not None and None not in fields.values():
-            if selected:
+        if draw(st.integers(0, 3)) == 3:          # shrinks towards single instructions
+            drawn = _beside_pair(draw, config) or []
+        else:
+            opcode = draw(st.sampled_from(_OPCODES))
+            fields = _DRAWERS[opcode](draw, window if draw(st.booleans()) else config)
+            drawn = [] if fields is None or None in fields.values() else [(opcode, fields)]
+        for index, (opcode, fields) in enumerate(drawn):
+            if selected and index == 0:
                 fields = _with_live(draw, opcode, fields)
             instructions.append((opcode, fields))
             selected |= opcode == Opcode.TOKEN_SELECT
@@ -432,8 +477,8 @@ def fuzz_golden(count, *, replay_folder, config=FUZZ_CONFIG):
     Returns
     -------
     collections.Counter
-        How often each opcode ran (after the prologue), and ``"live"``: instructions with
-        a live field.
+        How often each opcode ran (after the prologue), ``"live"``: instructions with
+        a live field, and ``"beside"``: instructions that ran beside a GEMM.
 
     Raises
     ------
@@ -453,13 +498,14 @@ def fuzz_golden(count, *, replay_folder, config=FUZZ_CONFIG):
                         * DRAM_WORD_BYTES] = True
             seen[opcode.name] += 1
             seen["live"] += bool(fields.get("live"))
+            seen["beside"] += bool(fields.get("beside"))
         changed = np.frombuffer(program.golden, np.uint8) != np.frombuffer(program.image,
                                                                             np.uint8)
         if (changed & ~allowed).any():
             outside = int(np.argmax(changed & ~allowed))
             return f"external byte {outside} changed outside every STORE"
-        if program.cycles < len(program.instructions):
-            return f"the cycle model predicts {program.cycles} cycles"
+        if program.predicted.cycles < len(program.instructions):
+            return f"the cycle model predicts {program.predicted.cycles} cycles"
         return ""
 
     _search(count, config, check, replay_folder)
@@ -493,7 +539,7 @@ def fuzz_rtl(count, *, replay_folder, config=FUZZ_CONFIG, run=None, log=None):
 
     def check(program):
         rtl = results.get(program.image) or run([program.image])[0]
-        return difference(program.golden, program.cycles, rtl)
+        return difference(program.golden, program.predicted, rtl)
 
     _search(count, config, check, replay_folder)
     return len(drawn)

@@ -141,6 +141,7 @@ class ModelRun:
     predictions: list = field(default_factory=list)   # (rtl, golden, float, label) per image
     mismatch: str = ""
     predicted_cycles: list = field(default_factory=list)  # the cycle model's, per image
+    side_cycles: dict = field(default_factory=dict)   # per class, beside a GEMM (the model's)
     cycle_model_mismatch: str = ""       # where the cycle model and the counters differ
     # With token selection (``prune``): the stages, and per simulated image the same image
     # dense (cycles, summed per layer) and per stage its kept patch indices and tokens.
@@ -275,6 +276,7 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
             run.cycle_model_mismatch = (run.cycle_model_mismatch
                                         or report.prediction_mismatch())
             _add(run.class_cycles, report.class_cycles)
+            _add(run.side_cycles, report.predicted.side_cycles)
             _add(run.section_cycles, report.section_cycles)
             rtl, expected = report.rtl_output, report.golden_output
         if selectors is not None:

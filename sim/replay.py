@@ -22,7 +22,7 @@ __all__ = ["run_golden", "difference", "save_replay", "load_replay"]
 
 def run_golden(machine, program_addr=0):
     """Run the program at ``program_addr`` on ``machine`` (a golden ``Machine``); return the
-    cycles the cycle model predicts for it.
+    cycle model's :class:`~vitforge.sw.accel.cycles.ProgramCycles` for it.
 
     Raises
     ------
@@ -31,13 +31,14 @@ def run_golden(machine, program_addr=0):
     """
     executed = []
     run_program(machine, program_addr, executed=executed)
-    return program_cycles(machine.config, executed).cycles
+    return program_cycles(machine.config, executed)
 
 
-def difference(golden, cycles, rtl):
+def difference(golden, predicted, rtl):
     """What the RTL's run ``rtl`` (a :func:`~vitforge.sim.accel.batch.run_batch` result) did
-    differently from the golden memory ``golden`` and the predicted ``cycles``; "" if
-    nothing."""
+    differently from the golden memory ``golden`` and the cycle model's ``predicted``
+    (:class:`~vitforge.sw.accel.cycles.ProgramCycles`: the total, per class and beside a
+    GEMM); "" if nothing."""
     if rtl["hung"]:
         return f"the RTL did not finish within {rtl['cycles']} cycles"
     if rtl["error"]:
@@ -48,8 +49,13 @@ def difference(golden, cycles, rtl):
         first = int(differ[0])
         return (f"external byte {first} (word {first // DRAM_WORD_BYTES}): RTL "
                 f"{rtl_bytes[first]}, golden {golden_bytes[first]}; {differ.size} bytes differ")
-    if rtl["cycles"] != cycles:
-        return f"the RTL took {rtl['cycles']} cycles, the cycle model predicts {cycles}"
+    if rtl["cycles"] != predicted.cycles:
+        return (f"the RTL took {rtl['cycles']} cycles, the cycle model predicts "
+                f"{predicted.cycles}")
+    for what, counters, model in (("per class", rtl["class_cycles"], predicted.class_cycles),
+                                  ("beside a GEMM", rtl["side_cycles"], predicted.side_cycles)):
+        if counters != model:
+            return f"cycles {what}: the RTL counted {counters}, the cycle model predicts {model}"
     return ""
 
 

@@ -79,9 +79,12 @@ def _markdown(summary, plots):
             row += (f" {dense[name]:.0f} | {cycles / dense[name]:.2f} |" if name in dense
                     else " - | - |")
         lines.append(row)
-    lines += ["", "| instruction class | cycles per image | share |", "| --- | ---: | ---: |"]
+    lines += ["", "| instruction class | cycles per image | share | beside a GEMM (hidden) |",
+              "| --- | ---: | ---: | ---: |"]
+    beside = summary["per_class_beside"]
     for name, cycles in summary["per_class"].items():
-        lines.append(f"| {name} | {cycles:.0f} | {cycles / summary['cycles']:.1%} |")
+        lines.append(f"| {name} | {cycles:.0f} | {cycles / summary['cycles']:.1%} | "
+                     f"{beside.get(name, 0):.0f} |")
     lines.append("")
     lines += [f"![{name}]({name}.png)" for name in plots]
     return "\n".join(lines) + "\n"
@@ -113,6 +116,12 @@ def _plots(folder, run, summary):
                              (axes[1], "per_class", "Cycles per instruction class")):
         names = list(summary[key])[::-1]
         axis.barh(names, [summary[key][n] for n in names], color="#4c72b0")
+        if key == "per_class":
+            beside = summary["per_class_beside"]
+            axis.barh(names, [beside.get(n, 0) for n in names],
+                      left=[summary[key][n] for n in names], color="#c7d4e8", hatch="//",
+                      label="beside a GEMM (hidden)")
+            axis.legend(fontsize=8, loc="lower right")
         axis.set_xlabel("cycles per image")
         axis.set_title(f"{title} (utilization {summary['utilization']:.0%})", fontsize=10)
     figure.tight_layout()

@@ -39,7 +39,8 @@ from .cli_quantize import add_quantize_parser, quantize
 from .cli_replay import add_replay_parser, replay
 from .processes import interrupt_on_sigterm, stop_descendants
 from .cli_support import (add_data_options, add_force_option, check_output_folder, log,
-                          prepare_out_folder, seed_argument, shell_config, write_json)
+                          prepare_out_folder, print_class_cycles, seed_argument, shell_config,
+                          write_json)
 
 __all__ = ["main"]
 
@@ -278,7 +279,8 @@ def block(args):
     summary = {"match": report.match and report.error == 0 and dense_ok,
                "cycles": report.cycles,
                "ideal_cycles": ideal, "utilization": ideal / report.cycles if report.cycles else 0,
-               "class_cycles": report.class_cycles, "macs": program.macs,
+               "class_cycles": report.class_cycles,
+               "side_cycles": report.predicted.side_cycles, "macs": program.macs,
                "instructions": len(program.instructions), "error": report.error,
                "tokens": args.tokens, "dim": args.dim, "heads": args.heads, "mlp": args.mlp,
                "blocks": args.blocks, "rows": args.rows, "seed": args.seed,
@@ -300,9 +302,8 @@ def block(args):
               f"{pruning['dense_cycles']} cycles (pruned: {pruning['speedup']:.2f}x as fast)")
     print(f"  ideal cycles      {ideal:.0f}  (MACs / PEs)")
     print(f"  utilization       {summary['utilization']:.1%}")
-    for name, cycles in report.class_cycles.items():
-        share = cycles / report.cycles if report.cycles else 0
-        print(f"    {name:12} {cycles:10d}  {share:6.1%}")
+    print_class_cycles(report.class_cycles, report.predicted.side_cycles, report.cycles,
+                       indent=4, width=12)
     write_json(args.json, summary)
     return EXIT_OK if summary["match"] else EXIT_MISMATCH
 

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 from vitforge.errors import EXIT_MISMATCH, EXIT_OK, ConfigError
 
-from .cli_support import (check_output_folder, data_files, log, prepare_out_folder, progress,
-                          shell_config, write_json)
+from .cli_support import (check_output_folder, data_files, log, prepare_out_folder,
+                          print_class_cycles, progress, shell_config, write_json)
 
 __all__ = ["simulate", "verify", "demo"]
 
@@ -25,6 +25,8 @@ def _model_summary(run, shell, config_source, clock_source):
         "per_layer": {name: value / len(run.cycles)
                       for name, value in run.section_cycles.items()},
         "per_class": {name: value / len(run.cycles) for name, value in run.class_cycles.items()},
+        "per_class_beside": {name: value / len(run.cycles)
+                             for name, value in run.side_cycles.items()},
         "utilization": run.utilization, "macs": run.macs, "array": run.array,
         "config": shell.to_dict(), "config_hash": config_hash(shell),
         "config_source": config_source, "clock_source": clock_source,
@@ -90,9 +92,8 @@ def _print_model_summary(summary, verify):
     print("  cycles per layer")
     for name, cycles in summary["per_layer"].items():
         print(f"    {name:22} {cycles:10.0f}  {cycles / summary['cycles']:6.1%}")
-    print("  cycles per instruction class")
-    for name, cycles in summary["per_class"].items():
-        print(f"    {name:22} {cycles:10.0f}  {cycles / summary['cycles']:6.1%}")
+    print_class_cycles(summary["per_class"], summary["per_class_beside"], summary["cycles"],
+                       indent=4, width=22)
     if verify:
         if summary["float_accuracy"] is not None:
             print(f"  accuracy             float {summary['float_accuracy']:.2%}, int8 "

@@ -26,16 +26,16 @@ def replay(args):
     config, image, program_addr = load_replay(args.file)
     machine = Machine(config, image)
     try:
-        cycles = run_golden(machine, program_addr)
+        predicted = run_golden(machine, program_addr)
     except ProgramError as error:
         raise ConfigError(f"{args.file}: the golden interpreter refuses the program: "
                           f"{error}") from None
-    print(f"golden: {machine.executed} instructions, {cycles} cycles predicted")
+    print(f"golden: {machine.executed} instructions, {predicted.cycles} cycles predicted")
     if args.golden_only:
         return EXIT_OK
     rtl, = run_batch(config, [image], program_addr=program_addr,
-                     max_cycles=10 * cycles + 100_000, log=log)
-    problem = difference(bytes(machine.dram), cycles, rtl)
+                     max_cycles=10 * predicted.cycles + 100_000, log=log)
+    problem = difference(bytes(machine.dram), predicted, rtl)
     if problem:
         print(f"RTL differs: {problem}")
         return EXIT_MISMATCH

@@ -24,6 +24,17 @@ def progress(done, total, what="images", width=30):
           file=sys.stderr, flush=True)
 
 
+def print_class_cycles(class_cycles, beside, total, *, indent, width):
+    """The cycles per instruction class, their share, and the cycles each class ran beside a
+    GEMM (hidden by it, so not in the class's own count)."""
+    print(f"{' ' * (indent - 2)}cycles per instruction class{' ' * (width - 14)}"
+          f"   share  beside a GEMM")
+    for name, cycles in class_cycles.items():
+        share = cycles / total if total else 0
+        hidden = f"{beside[name]:13.0f}" if beside.get(name) else ""
+        print(f"{' ' * indent}{name:{width}} {cycles:10.0f}  {share:6.1%}  {hidden}".rstrip())
+
+
 def seed_argument(text):
     """The ``--seed`` type: a non-negative integer, what NumPy's generators accept."""
     try:

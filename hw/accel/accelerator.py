@@ -11,7 +11,7 @@ from .dma import Dma
 from .eltwise import Eltwise
 from .fetch import InstructionFetch
 from .gemm_unit import GemmUnit
-from .isa import COUNTER_CLASSES, INSTRUCTION_BITS, ISA, Opcode
+from .isa import COUNTER_CLASSES, INSTRUCTION_BITS, ISA, SIDE_LOADS, SIDE_ROWS
 from .live import LiveFields
 from .moves import Moves
 from .ports import SCRATCHPAD_PORTS, control_members, forward, memory_port
@@ -35,19 +35,20 @@ UNITS = {
     "selector": TokenSelector,
 }
 
-#: The unit that runs a weight load beside a GEMM.
-_SIDE_UNIT = ISA[Opcode.LOAD].unit
+#: The units that run an instruction beside a GEMM.
+_SIDE_UNITS = {ISA[opcode].unit for opcode in (*SIDE_LOADS, *SIDE_ROWS)}
 
 
 class Accelerator(wiring.Component):
     """Runs a program from external memory (``docs/isa.md``) until DONE or an error.
 
     Instructions execute one after another, each on the unit :data:`ISA`
-    names for it (:data:`UNITS`), except that a weight load may run beside a
-    GEMM (see :class:`Controller`); fetching an instruction takes two external
+    names for it (:data:`UNITS`), except that a weight load, or a row
+    instruction that asks to, may run beside a GEMM on its own unit (see
+    :class:`Controller`); fetching an instruction takes two external
     reads, and issuing it (filling in its live fields) two cycles. ``done``
     rises when the program ends and stays high until the next ``start``;
-    ``error`` then tells why it ended early. A weight load run
+    ``error`` then tells why it ended early. An instruction run
     beside a GEMM retires with it (``retire`` pulses once for both, with
     :attr:`cycles` counting it: a profiler can log per-instruction cycles
     without touching the run).
@@ -77,7 +78,7 @@ class Accelerator(wiring.Component):
         for name, unit in units.items():
             m.submodules[name] = unit
         m.submodules.fetch = fetch = InstructionFetch()
-        m.submodules.decoder = decoder = InstructionDecoder(self._config.array, tuple(units))
+        m.submodules.decoder = decoder = InstructionDecoder(self._config, tuple(units))
         m.submodules.controller = controller = Controller()
 
         wiring.connect(m, wiring.flipped(self.mem), fetch.mem)
@@ -105,19 +106,22 @@ class Accelerator(wiring.Component):
 
     @staticmethod
     def _dispatch(m, units, issued, fetch, decoder, controller):
-        """Start the decoded instruction's unit and watch its ``done``; run side loads."""
-        done = 0
+        """Start the decoded instruction's unit and watch its ``done``; start the instruction
+        fetched ahead beside a GEMM on its unit and watch its ``busy``."""
+        done = side_busy = 0
         for index, (name, unit) in enumerate(units.items()):
             chosen = decoder.unit[index]
             start = controller.start_unit & chosen
             instruction = issued
-            if name == _SIDE_UNIT:
-                start = start | controller.start_side
-                instruction = Mux(controller.side_active, fetch.next_instruction, instruction)
-                m.d.comb += controller.side_busy.eq(unit.busy)
+            if name in _SIDE_UNITS:
+                beside = decoder.next_unit[index]
+                start = start | (controller.start_side & beside)
+                instruction = Mux(controller.side_active & beside, fetch.next_instruction,
+                                  instruction)
+                side_busy = side_busy | (beside & unit.busy)
             m.d.comb += [unit.start.eq(start), unit.instruction.eq(instruction)]
             done = done | (chosen & unit.done)
-        m.d.comb += controller.unit_done.eq(done)
+        m.d.comb += [controller.unit_done.eq(done), controller.side_busy.eq(side_busy)]
 
     def _connect_ports(self, m, units, fetch, live):
         """Connect the units' memory ports by name.

@@ -58,6 +58,14 @@ class AcceleratorConfig:
         Read ports of the activation scratchpad: 2 lets ADD read both operands
         in one cycle (one word per cycle); 1 halves ADD's throughput but keeps
         the scratchpad in one copy of block RAM instead of two.
+    macs_per_dsp : int
+        1, or 2 to pack two int8 MACs into each DSP48E2 (``docs/architecture.md``).
+    act_banks : int
+        1, or 2 to split the activation scratchpad into two banks, each with its
+        own ports: words below :attr:`act_bank_start` and the rest. A SOFTMAX,
+        LAYERNORM, GELU or ADD then runs beside a GEMM when its ``beside`` field
+        asks and it uses the banks' ports the GEMM does not (``docs/isa.md``,
+        Ordering).
     """
 
     array: int = 16
@@ -68,6 +76,7 @@ class AcceleratorConfig:
     k_max: int = 1024
     act_read_ports: int = 2
     macs_per_dsp: int = 1
+    act_banks: int = 2
 
     def __post_init__(self):
         for field in fields(self):
@@ -75,6 +84,11 @@ class AcceleratorConfig:
         check_lanes("array", self.array)
         if self.act_read_ports not in (1, 2):
             raise ConfigError(f"act_read_ports must be 1 or 2, not {self.act_read_ports}")
+        if self.act_banks not in (1, 2):
+            raise ConfigError(f"act_banks must be 1 or 2, not {self.act_banks}")
+        if self.act_banks == 2 and self.act_depth < 2:
+            raise ConfigError(f"act_depth must be at least 2 for two ACT banks, not "
+                              f"{self.act_depth}")
         if self.macs_per_dsp == 2 and self.array % 2:
             raise ConfigError(f"array must be even when macs_per_dsp is 2 (two columns share "
                               f"a DSP), not {self.array}")
@@ -100,6 +114,14 @@ class AcceleratorConfig:
                           a_depth=self.act_depth, b_depth=self.wgt_depth,
                           c_depth=self.act_depth, param_depth=self.prm_depth,
                           macs_per_dsp=self.macs_per_dsp)
+
+    @property
+    def act_bank_start(self):
+        """The first word of the second ACT bank: the largest power of two below
+        ``act_depth`` (its top address bit selects the bank); ``None`` for one bank."""
+        if self.act_banks == 1:
+            return None
+        return 1 << ((self.act_depth - 1).bit_length() - 1)
 
     @property
     def act_entry_words(self):

@@ -4,9 +4,9 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .decoder import DECODED, NO_CLASS, SIDE_LOAD_LATENCY
+from .decoder import DECODED, NO_CLASS, SIDE_CHECK_LATENCY
 from .fetch import FETCH_CONTROL
-from .isa import COUNTER_CLASSES
+from .isa import COUNTER_CLASSES, SIDE_CLASSES
 from .ports import control_members
 
 __all__ = ["Controller", "ERROR_NONE", "ERROR_OPCODE", "ERROR_EMPTY", "ERROR_LIVE"]
@@ -35,16 +35,21 @@ class Controller(wiring.Component):
     DONE stops it, NOP and SYNC retire at once) -> ``EXECUTE`` until the unit
     is done. While a GEMM executes, the controller fetches the next
     instruction (``LOOK_AHEAD``), waits for the decoder's pipelined check
-    (``SIDE_CHECK``, :data:`SIDE_LOAD_LATENCY` cycles) and, if it is a weight
-    load that may run beside the GEMM (``SIDE_START``), starts it on the side unit; the GEMM
-    then retires only when the load has finished too, and both retire
+    (``SIDE_CHECK``, :data:`SIDE_CHECK_LATENCY` cycles) and, if it may run
+    beside the GEMM (``decoded.side``: a weight load, or a row instruction
+    that asks to), starts it on its own unit (``SIDE_START``); the GEMM
+    then retires only when that unit has finished too, and both retire
     together. An instruction fetched ahead and not started is decoded
     without a second fetch, but issued again.
 
     ``cycles`` counts the cycles from ``start`` to ``done``; ``class_cycles``
     the same cycles split by :data:`COUNTER_CLASSES`: fetching and decoding
     count to ``fetch``, executing to the instruction's ``counter``, waiting
-    for a side load after the instruction has finished to ``stall``.
+    for the instruction beside it after the instruction has finished to ``stall``.
+    ``side_cycles`` counts, per :data:`SIDE_CLASSES`, the cycles an
+    instruction of that class ran beside a GEMM (those after its start, up to
+    and including its ``done``) while the GEMM's own cycles counted: the work
+    the overlap hid.
 
     Attributes
     ----------
@@ -58,6 +63,7 @@ class Controller(wiring.Component):
         Pulses when instruction ``retire_pc`` has finished.
     cycles : ``Out(32)``
     class_cycles : ``Out(ArrayLayout(32, len(COUNTER_CLASSES)))``
+    side_cycles : ``Out(ArrayLayout(32, len(SIDE_CLASSES)))``
     fetch : ``Out(FETCH_CONTROL)``
     issue : ``Out(1)``
         Load the instruction register (held until the next ``issue``).
@@ -70,7 +76,7 @@ class Controller(wiring.Component):
     unit_done : ``In(1)``
         That unit's ``done``.
     start_side : ``Out(1)``
-        Start the side unit on the instruction fetched ahead.
+        Start the unit of the instruction fetched ahead (the side unit) on it.
     side_active : ``Out(1)``
         The side unit's instruction is the one fetched ahead: a register, high
         from the look-ahead's arrival until the GEMM beside it retires (the
@@ -99,11 +105,11 @@ class Controller(wiring.Component):
         m = Module()
         decoded, fetch = self.decoded, self.fetch
         pc = fetch.pc
-        main_done = Signal()        # the unit's done pulse, kept while a side load runs
+        main_done = Signal()        # the unit's done pulse, kept while the side unit runs
         looked_ahead = Signal()     # the next instruction has been fetched
-        side_started = Signal()     # ... and it is a LOAD running on the side unit
+        side_started = Signal()     # ... and it is running beside, on the side unit
         active_class = Signal(range(NO_CLASS + 1), init=NO_CLASS)
-        side_wait = Signal(range(SIDE_LOAD_LATENCY + 1))
+        side_wait = Signal(range(SIDE_CHECK_LATENCY + 1))
         m.d.comb += self.retire_pc.eq(pc)
 
         with m.If(self.busy):
@@ -111,6 +117,14 @@ class Controller(wiring.Component):
             for index in range(NO_CLASS):
                 with m.If(active_class == index):
                     m.d.sync += self.class_cycles[index].eq(self.class_cycles[index] + 1)
+            # The side unit's cycles after its start: busy, then the cycle of its done.
+            side_was_busy = Signal()
+            m.d.sync += side_was_busy.eq(self.side_busy)
+            hidden = (side_started & (self.side_busy | side_was_busy)
+                      & (active_class != _STALL_CLASS))
+            for index in range(len(SIDE_CLASSES)):
+                with m.If(hidden & (decoded.side_class == index)):
+                    m.d.sync += self.side_cycles[index].eq(self.side_cycles[index] + 1)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -118,6 +132,7 @@ class Controller(wiring.Component):
                     m.d.sync += [self.busy.eq(1), self.done.eq(0), self.error.eq(ERROR_NONE),
                                  pc.eq(0), self.cycles.eq(0)]
                     m.d.sync += [self.class_cycles[i].eq(0) for i in range(NO_CLASS)]
+                    m.d.sync += [self.side_cycles[i].eq(0) for i in range(len(SIDE_CLASSES))]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += [fetch.fetch.eq(1), active_class.eq(_FETCH_CLASS)]
@@ -166,7 +181,7 @@ class Controller(wiring.Component):
                 m.d.comb += [fetch.look_ahead.eq(1), active_class.eq(decoded.counter)]
                 self._keep_done(m, main_done)
                 with m.If(fetch.arrived):
-                    m.d.sync += [side_wait.eq(SIDE_LOAD_LATENCY), self.side_active.eq(1)]
+                    m.d.sync += [side_wait.eq(SIDE_CHECK_LATENCY), self.side_active.eq(1)]
                     m.next = "SIDE_CHECK"
             with m.State("SIDE_CHECK"):
                 m.d.comb += active_class.eq(decoded.counter)
@@ -178,7 +193,7 @@ class Controller(wiring.Component):
                 m.d.comb += active_class.eq(decoded.counter)
                 self._keep_done(m, main_done)
                 m.d.sync += looked_ahead.eq(1)
-                with m.If(decoded.side_load):
+                with m.If(decoded.side):
                     m.d.comb += self.start_side.eq(1)
                     m.d.sync += side_started.eq(1)
                 m.next = "EXECUTE"

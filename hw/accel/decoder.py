@@ -5,13 +5,13 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, OPCODE_BITS, SIDE_HOSTS, SIDE_LOADS,
-                  Opcode, weight_load_may_run_beside)
+                  SIDE_CLASSES, SIDE_ROWS, Opcode, weight_load_may_run_beside)
 from .ports import registering
 
-__all__ = ["InstructionDecoder", "DECODED", "NO_CLASS", "SIDE_LOAD_LATENCY"]
+__all__ = ["InstructionDecoder", "DECODED", "NO_CLASS", "SIDE_CHECK_LATENCY"]
 
-#: Cycles from ``instruction`` and ``next_instruction`` to ``decoded.side_load``.
-SIDE_LOAD_LATENCY = 4
+#: Cycles from ``instruction`` and ``next_instruction`` to ``decoded.side``.
+SIDE_CHECK_LATENCY = 4
 
 #: The ``counter`` of an instruction that counts to no class.
 NO_CLASS = len(COUNTER_CLASSES)
@@ -22,33 +22,41 @@ DECODED = wiring.Signature({
     "empty": Out(1),          # a field that must not be zero is zero
     "ends": Out(1),           # DONE
     "at_once": Out(1),        # no unit runs it: it retires at once (NOP, SYNC)
-    "side_capable": Out(1),   # a weight load may run beside it (SIDE_HOSTS: GEMM, GEMM_SPARSE)
-    "side_load": Out(1),      # the next instruction is a SIDE_LOADS load that may run beside
-                              # (SIDE_LOAD_LATENCY cycles after the instructions)
+    "side_capable": Out(1),   # another may run beside it (SIDE_HOSTS: GEMM, GEMM_SPARSE)
+    "side": Out(1),           # the next instruction runs beside it
+                              # (SIDE_CHECK_LATENCY cycles after the instructions)
     "counter": Out(range(NO_CLASS + 1), init=NO_CLASS),   # COUNTER_CLASSES index
+    "side_class": Out(range(len(SIDE_CLASSES))),  # the next one's SIDE_CLASSES index, if any
 })
 
 
 class InstructionDecoder(wiring.Component):
     """Decodes an instruction for the controller and selects its execution unit (:data:`ISA`).
 
-    Combinational (no latency), except ``decoded.side_load``.
+    Combinational (no latency), except ``decoded.side``.
     ``decoded.known`` is low for an unknown or reserved opcode,
     ``decoded.empty`` high when one of the opcode's ``nonzero`` fields is
     zero; ``unit`` is one-hot over ``units`` (all low for what the
-    controller does itself). ``decoded.side_capable`` is high
-    for a :data:`SIDE_HOSTS` opcode, and ``decoded.side_load`` when
-    ``next_instruction`` is a :data:`SIDE_LOADS` opcode and
-    :func:`weight_load_may_run_beside` allows the pair (each instruction
-    viewed with its own opcode's fields). That check multiplies fields, so it
-    is cut by registers (see :func:`weight_load_may_run_beside`), and
-    ``decoded.side_load`` is valid :data:`SIDE_LOAD_LATENCY` cycles after
-    the two instructions, which must be held meanwhile.
+    controller does itself), and ``next_unit`` the same for
+    ``next_instruction``. ``decoded.side_capable`` is high
+    for a :data:`SIDE_HOSTS` opcode, and ``decoded.side`` when
+    ``next_instruction`` may start beside it (``docs/isa.md``, Ordering):
+
+    - a :data:`SIDE_LOADS` load that :func:`weight_load_may_run_beside`
+      allows (each instruction viewed with its own opcode's fields);
+    - with two ACT banks, a :data:`SIDE_ROWS` instruction with ``beside`` set,
+      no live flags and no empty field. Its ACT ports and regions are the
+      program's promise (:func:`~vitforge.hw.accel.isa.beside_refusal`,
+      which the golden interpreter checks), not checked here.
+
+    The load check multiplies fields, so it is cut by registers (see
+    :func:`weight_load_may_run_beside`), and ``decoded.side`` is valid
+    :data:`SIDE_CHECK_LATENCY` cycles after the two instructions, which must
+    be held meanwhile.
 
     Parameters
     ----------
-    array : int
-        ``AcceleratorConfig.array``.
+    config : AcceleratorConfig
     units : tuple of str
         The accelerator's execution units, in the order of ``unit``'s bits.
 
@@ -56,11 +64,11 @@ class InstructionDecoder(wiring.Component):
     ----------
     instruction, next_instruction : ``In(256)``
     decoded : ``Out(DECODED)``
-    unit : ``Out(len(units))``
+    unit, next_unit : ``Out(len(units))``
     """
 
-    def __init__(self, array, units):
-        self._array = array
+    def __init__(self, config, units):
+        self._config = config
         self._units = tuple(units)
         missing = sorted({spec.unit for spec in ISA.values() if spec.unit} - set(self._units))
         if missing:
@@ -71,6 +79,7 @@ class InstructionDecoder(wiring.Component):
             "next_instruction": In(INSTRUCTION_BITS),
             "decoded": Out(DECODED),
             "unit": Out(len(self._units)),
+            "next_unit": Out(len(self._units)),
         })
 
     def elaborate(self, platform):
@@ -90,18 +99,41 @@ class InstructionDecoder(wiring.Component):
                         m.d.comb += decoded.ends.eq(1)
                     else:
                         m.d.comb += decoded.at_once.eq(1)
+        next_opcode = self.next_instruction[:OPCODE_BITS]
+        for code, spec in ISA.items():
+            if spec.unit is not None:
+                with m.If(next_opcode == code):
+                    m.d.comb += self.next_unit[self._units.index(spec.unit)].eq(1)
+                    if spec.counter in SIDE_CLASSES:
+                        m.d.comb += decoded.side_class.eq(SIDE_CLASSES.index(spec.counter))
+        host = Cat(self.instruction[:OPCODE_BITS] == code for code in SIDE_HOSTS).any()
+        m.d.comb += decoded.side_capable.eq(host)
+        m.d.sync += decoded.side.eq(host & (self._side_load(m) | self._side_row(next_opcode)))
+        return m
+
+    def _side_load(self, m):
+        """A load that may run beside (valid after the registers of its check)."""
+        register = registering(m)
         opcode = self.instruction[:OPCODE_BITS]
         next_opcode = self.next_instruction[:OPCODE_BITS]
-        register = registering(m)
-
-        m.d.comb += decoded.side_capable.eq(Cat(opcode == host for host in SIDE_HOSTS).any())
         side_load = 0
         for host in SIDE_HOSTS:
             for load in SIDE_LOADS:
                 allowed = weight_load_may_run_beside(
                     host, ISA[host].view(self.instruction), load,
-                    ISA[load].view(self.next_instruction), self._array, stage=register)
+                    ISA[load].view(self.next_instruction), self._config.array, stage=register)
                 side_load = side_load | (register((opcode == host) & (next_opcode == load))
                                          & allowed)
-        m.d.sync += decoded.side_load.eq(side_load)
-        return m
+        return side_load
+
+    def _side_row(self, next_opcode):
+        """A row instruction that asks to run beside, as the hardware may start it."""
+        if self._config.act_banks == 1:
+            return 0
+        side_row = 0
+        for code in SIDE_ROWS:
+            spec = ISA[code]
+            fields = spec.view(self.next_instruction)
+            side_row = side_row | ((next_opcode == code) & fields.beside & ~spec.empty(fields)
+                                   & (fields.live == 0))
+        return side_row

@@ -33,7 +33,8 @@ from .config import (DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, PARAMETER_ADDRESS_BIT
 __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "INSTRUCTION_WORDS", "OPCODE_BITS",
            "COUNTER_CLASSES", "Opcode", "Space", "Live", "LiveState", "Formula", "Region", "Span",
            "OpcodeSpec", "ISA", "Instruction", "encode", "decode", "space_depth",
-           "written_activations", "weight_load_may_run_beside", "SIDE_HOSTS", "SIDE_LOADS",
+           "written_activations", "weight_load_may_run_beside", "beside_refusal",
+           "SIDE_HOSTS", "SIDE_LOADS", "SIDE_ROWS", "SIDE_CLASSES",
            "resolve", "SELECT_MODES"]
 
 INSTRUCTION_BITS = 256
@@ -306,7 +307,9 @@ class OpcodeSpec:
 
 
 def _spec(opcode, fields=None, live=(), **rules):
-    flags = {"live": len(live)} if live else {}
+    flags = {"beside": 1} if opcode in SIDE_ROWS else {}
+    if live:
+        flags["live"] = len(live)
     layout = data.StructLayout({"opcode": OPCODE_BITS, **(fields or {}), **flags})
     return OpcodeSpec(opcode=opcode, layout=layout, live=tuple(live), **rules)
 
@@ -345,6 +348,15 @@ def _rows(start, length):
     """The ``m_tiles`` tiles of rows of ``length`` words a row-parallel instruction reads
     (``start="src"``) or writes (``start="dst"``)."""
     return Region(Space.ACT, start, length, tiles="m_tiles", stride=f"{start}_stride")
+
+
+#: The opcodes another instruction may run beside.
+SIDE_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE)
+#: The weight loads the hardware starts beside a host when :func:`weight_load_may_run_beside`.
+SIDE_LOADS = (Opcode.LOAD, Opcode.LOAD_SPARSE)
+#: The computing instructions that run beside a host when their ``beside`` field asks
+#: and :func:`beside_refusal` has nothing against it.
+SIDE_ROWS = (Opcode.GELU, Opcode.SOFTMAX, Opcode.LAYERNORM, Opcode.ADD)
 
 
 #: The instruction set: opcode -> :class:`OpcodeSpec`.
@@ -444,6 +456,12 @@ ISA = {spec.opcode: spec for spec in (
 )}
 
 
+#: The counter classes of the instructions that may run beside a host, in
+#: :data:`COUNTER_CLASSES` order: the hardware counts, per class, the cycles they ran beside.
+SIDE_CLASSES = tuple(name for name in COUNTER_CLASSES
+                     if name in {ISA[opcode].counter for opcode in (*SIDE_LOADS, *SIDE_ROWS)})
+
+
 def space_depth(space, config):
     """Entries of scratchpad ``space`` in an accelerator of ``config`` (AcceleratorConfig)."""
     depths = {Space.ACT: config.act_depth, Space.WGT: config.wgt_depth,
@@ -467,11 +485,6 @@ def written_activations(opcode, fields, array):
         if region.space is Space.ACT:
             return region.span(fields, array)
     return None
-
-
-#: The opcodes a weight load may run beside, and the loads that may run beside them.
-SIDE_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE)
-SIDE_LOADS = (Opcode.LOAD, Opcode.LOAD_SPARSE)
 
 
 def weight_load_may_run_beside(host, host_fields, load, load_fields, array, stage=None):
@@ -502,6 +515,67 @@ def weight_load_may_run_beside(host, host_fields, load, load_fields, array, stag
             allowed = allowed & ((loaded.space != span.space) | (loaded.end <= span.first)
                                  | (loaded.first >= span.end))
     return allowed
+
+
+def _act_spans(spec, fields, array, regions):
+    return [region.span(fields, array) for region in getattr(spec, regions)
+            if region.space is Space.ACT]
+
+
+def _bank(span, bank_start):
+    """The ACT bank a span lies in, or ``None`` if it crosses ``bank_start``."""
+    if span.end <= bank_start:
+        return 0
+    return 1 if span.first >= bank_start else None
+
+
+def _words(span):
+    return f"ACT words {span.first}..{span.end - 1}"
+
+
+def beside_refusal(host, side, array, bank_start):
+    """Why ``side`` may not run beside ``host`` (``docs/isa.md``, Ordering), or ``None``.
+
+    ``side`` (an :class:`Instruction` of :data:`SIDE_ROWS` whose ``beside`` field
+    is set) starts while ``host``, the instruction before it, executes. That
+    needs: a host of :data:`SIDE_HOSTS`; no live fields in ``side`` (the hardware
+    starts it as written); two ACT banks (``bank_start``, the first word of the
+    second, or ``None`` for one bank); every ACT region of both in one bank; the
+    side reading only the bank the host does not read and writing only the bank
+    the host does not write (each bank has one read and one write port); and no
+    word the host reads written by the side, none it writes read by the side.
+    Regions count as their hull (first tile to last), and ``host``'s fields are
+    the values it executes with.
+    """
+    if host is None or host.opcode not in SIDE_HOSTS:
+        before = "nothing" if host is None else host.opcode.name
+        return f"the instruction before it is {before}, not one of " \
+               f"{[opcode.name for opcode in SIDE_HOSTS]}"
+    if side.fields.get("live"):
+        return "it flags live fields, and an instruction beside a GEMM runs as written"
+    if bank_start is None:
+        return "ACT has one bank (act_banks=1), so the GEMM's ports are the only ones"
+    spans = {(who, kind): _act_spans(ISA[instruction.opcode], instruction, array, kind)
+             for who, instruction in (("host", host), ("side", side))
+             for kind in ("reads", "writes")}
+    for (who, kind), group in spans.items():
+        for span in group:
+            if _bank(span, bank_start) is None:
+                owner = "the GEMM" if who == "host" else "it"
+                return f"{owner} {kind[:-1]}s {_words(span)}, across the bank boundary " \
+                       f"{bank_start}"
+    for kind, other in (("reads", "writes"), ("writes", "reads")):
+        for span in spans["side", kind]:
+            for used in spans["host", kind]:
+                if _bank(span, bank_start) == _bank(used, bank_start):
+                    return f"it {kind[:-1]}s {_words(span)} in bank " \
+                           f"{_bank(span, bank_start)}, whose {kind[:-1]} port the GEMM " \
+                           f"uses ({_words(used)})"
+            for used in spans["host", other]:
+                if span.first < used.end and used.first < span.end:
+                    return f"it {kind[:-1]}s {_words(span)}, which the GEMM " \
+                           f"{other[:-1]}s ({_words(used)})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -544,7 +618,7 @@ def resolve(instruction, state):
 
 
 #: Fields :func:`encode` fills in when they are not given: no field live, no tile size.
-_FIELD_DEFAULTS = {"live": 0, "tile_words": 0}
+_FIELD_DEFAULTS = {"live": 0, "tile_words": 0, "beside": 0}
 
 
 def encode(opcode, **values):

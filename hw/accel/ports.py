@@ -8,7 +8,7 @@ from ..gemm.core import COUNTER_BITS
 from ..gemm.requantize import RequantParams
 from ..nonlinear.layernorm import ChannelParams
 from .config import DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
-from .isa import COUNTER_CLASSES, INSTRUCTION_BITS
+from .isa import COUNTER_CLASSES, INSTRUCTION_BITS, SIDE_CLASSES
 
 __all__ = ["control_members", "Unit", "act_word", "read_request", "write_request", "memory_port",
            "scratchpad_entries", "scratchpad_ports", "SCRATCHPAD_PORTS", "forward", "LIVE_UPDATE",
@@ -173,7 +173,7 @@ def control_members():
     dict
         ``start`` and ``program_addr`` (the external word of the first
         instruction) in; ``busy``, ``done``, ``error``, ``error_pc``,
-        ``cycles``, ``class_cycles``, ``retire`` and ``retire_pc`` out (see
+        ``cycles``, ``class_cycles``, ``side_cycles``, ``retire`` and ``retire_pc`` out (see
         :class:`~vitforge.hw.accel.controller.Controller`).
     """
     return {
@@ -185,6 +185,7 @@ def control_members():
         "error_pc": Out(32),
         "cycles": Out(COUNTER_BITS),
         "class_cycles": Out(data.ArrayLayout(COUNTER_BITS, len(COUNTER_CLASSES))),
+        "side_cycles": Out(data.ArrayLayout(COUNTER_BITS, len(SIDE_CLASSES))),
         "retire": Out(1),
         "retire_pc": Out(32),
     }

@@ -7,7 +7,7 @@ generated from :data:`REGISTERS`.
 from dataclasses import asdict, dataclass, fields
 import json
 
-from .isa import COUNTER_CLASSES
+from .isa import COUNTER_CLASSES, SIDE_CLASSES
 from .config import AcceleratorConfig
 
 __all__ = ["Register", "REGISTERS", "regmap_json", "regmap_header", "REGISTER_BYTES"]
@@ -18,8 +18,13 @@ REGISTER_BYTES = 4
 _CLASS_CYCLES = 0x20
 _PROFILE = _CLASS_CYCLES + REGISTER_BYTES * len(COUNTER_CLASSES)
 _HARDWARE = 0x60
+#: One CYCLES_BESIDE_* register per class of SIDE_CLASSES from here: room for 16 HW_* fields.
+_SIDE_CYCLES = 0xA0
 if _PROFILE + 2 * REGISTER_BYTES > _HARDWARE:
     raise AssertionError(f"{len(COUNTER_CLASSES)} counter classes overlap the HW_* registers")
+if _HARDWARE + REGISTER_BYTES * len(fields(AcceleratorConfig)) > _SIDE_CYCLES:
+    raise AssertionError(f"{len(fields(AcceleratorConfig))} HW_* registers overlap the "
+                         f"CYCLES_BESIDE_* registers")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,9 @@ REGISTERS = (
     *(Register(f"HW_{name.upper()}", _HARDWARE + REGISTER_BYTES * index, "ro",
                f"the hardware's AcceleratorConfig.{name}")
       for index, name in enumerate(field.name for field in fields(AcceleratorConfig))),
+    *(Register(f"CYCLES_BESIDE_{name.upper()}", _SIDE_CYCLES + REGISTER_BYTES * index, "ro",
+               f"cycles {name} instructions ran beside a GEMM, hidden by it")
+      for index, name in enumerate(SIDE_CLASSES)),
 )
 
 

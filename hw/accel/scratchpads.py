@@ -1,6 +1,6 @@
 """The scratchpads: ACT, WGT, PRM, LNP and IDX memories, each port shared by its users."""
 
-from amaranth import Cat, Module, Mux
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
@@ -17,6 +17,15 @@ class Scratchpads(wiring.Component):
     take turns, so at most one does); read data goes back to every user one
     cycle after ``en`` (``amaranth.lib.memory`` read ports, not transparent).
     ``y_read`` is the activation scratchpad's second read port.
+
+    With ``config.act_banks == 2`` ACT is two memories, words below
+    ``config.act_bank_start`` and the rest, and each ACT port is one port per
+    bank: a request goes to the bank its address's top bit selects, and at
+    most one user per bank and port may have ``en`` high, so two units may
+    use the same port name in different banks at once (an instruction beside
+    a GEMM). A user's read data comes from the bank of its last read (a
+    register per user, loaded with ``en``): one 2:1 multiplexer more on the
+    read path.
 
     Parameters
     ----------
@@ -44,25 +53,51 @@ class Scratchpads(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         for name, (shape, depth) in scratchpad_entries(self._config).items():
-            m.submodules[name] = store = memory.Memory(shape=shape, depth=depth, init=[])
+            bank_start = self._config.act_bank_start if name == "act" else None
+            bounds = [0, depth] if bank_start is None else [0, bank_start, depth]
+            stores = []
+            for bank, (first, end) in enumerate(zip(bounds, bounds[1:])):
+                store = memory.Memory(shape=shape, depth=end - first, init=[])
+                m.submodules[name if len(bounds) == 2 else f"{name}{bank}"] = store
+                stores.append(store)
             for port_name, (memory_name, direction) in SCRATCHPAD_PORTS.items():
-                if memory_name != name or port_name not in self._users:
-                    continue
-                requests = getattr(self, port_name)
-                if direction == "read":
-                    port = store.read_port()
-                    m.d.comb += [request.data.eq(port.data) for request in requests]
-                else:
-                    port = store.write_port()
-                    m.d.comb += port.data.eq(_enabled(requests, "data"))
-                m.d.comb += [port.addr.eq(_enabled(requests, "addr")),
-                             port.en.eq(Cat(request.en for request in requests).any())]
+                if memory_name == name and port_name in self._users:
+                    self._connect(m, stores, getattr(self, port_name), direction)
         return m
 
+    @staticmethod
+    def _connect(m, stores, requests, direction):
+        """One port of each of ``stores`` (the banks of a scratchpad, in address order),
+        shared by ``requests``; the top address bit selects the bank of two."""
+        data = []
+        for bank, store in enumerate(stores):
+            if len(stores) == 1:
+                chosen = [request.en for request in requests]
+            else:
+                chosen = [request.en & (request.addr[-1] == bank) for request in requests]
+            if direction == "read":
+                port = store.read_port()
+                data.append(port.data)
+            else:
+                port = store.write_port()
+                m.d.comb += port.data.eq(_enabled(requests, chosen, "data"))
+            m.d.comb += [port.addr.eq(_enabled(requests, chosen, "addr")),
+                         port.en.eq(Cat(chosen).any())]
+        if direction == "write":
+            return
+        for request in requests:
+            if len(stores) == 1:
+                m.d.comb += request.data.eq(data[0])
+                continue
+            bank = Signal(name=f"{request.addr.name}_bank")
+            with m.If(request.en):
+                m.d.sync += bank.eq(request.addr[-1])
+            m.d.comb += request.data.eq(Mux(bank, data[1], data[0]))
 
-def _enabled(requests, name):
-    """Member ``name`` of the request with ``en`` high (0 if none is)."""
+
+def _enabled(requests, chosen, name):
+    """Member ``name`` of the request whose ``chosen`` is high (0 if none is)."""
     value = 0
-    for request in reversed(requests):
-        value = Mux(request.en, getattr(request, name), value)
+    for request, enabled in zip(reversed(requests), reversed(chosen)):
+        value = Mux(enabled, getattr(request, name), value)
     return value

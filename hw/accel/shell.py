@@ -8,6 +8,7 @@ from ..axi.burst_master import AxiBurstMaster
 from ..axi.lite_registers import AxiLiteRegisters
 from ..axi.signals import axi_lite_slave_members, axi_master_members, connect_flat, prefixed
 from .accelerator import COUNTER_CLASSES, Accelerator
+from .isa import SIDE_CLASSES
 from .ports import MEMORY_DATA_BITS
 from .profile import profile_retirements
 from .regmap import REGISTERS
@@ -123,6 +124,9 @@ class AcceleratorShell(wiring.Component):
         for index, name in enumerate(COUNTER_CLASSES):
             m.d.comb += getattr(registers, f"reg_CYCLES_{name.upper()}").eq(
                 accelerator.class_cycles[index])
+        for index, name in enumerate(SIDE_CLASSES):
+            m.d.comb += getattr(registers, f"reg_CYCLES_BESIDE_{name.upper()}").eq(
+                accelerator.side_cycles[index])
         for name, value in self._config.to_dict().items():
             m.d.comb += getattr(registers, f"reg_HW_{name.upper()}").eq(value)
         return m

@@ -38,7 +38,8 @@ def run_programs(config, images, *, max_cycles, program_addr=0, instructions=0,
     -------
     results : list of dict
         Per image: ``dram`` (the image's words afterwards), ``done``, ``error``,
-        ``error_pc``, ``cycles``, ``class_cycles``, ``retired_at`` and ``hung``.
+        ``error_pc``, ``cycles``, ``class_cycles``, ``side_cycles``, ``retired_at`` and
+        ``hung``.
     sim_seconds : float
     build : runner.Build
     verilog : GeneratedVerilog

@@ -34,6 +34,7 @@ class CoverificationReport:
     error_pc: int
     cycles: int
     class_cycles: dict
+    side_cycles: dict             # per SIDE_CLASSES class: cycles it ran beside a GEMM
     rtl_output: np.ndarray
     golden_output: np.ndarray
     section_cycles: dict          # cycles per compiler section (layer), from the profile
@@ -48,10 +49,12 @@ class CoverificationReport:
 
     def prediction_mismatch(self):
         """What the cycle model got wrong about this run's counters ("" when it predicted
-        the total, every class and every section exactly; sections only where the hardware
-        profiled every instruction, :data:`~vitforge.hw.accel.profile.PROFILE_DEPTH`)."""
+        the total, every class, the cycles beside a GEMM and every section exactly; sections
+        only where the hardware profiled every instruction,
+        :data:`~vitforge.hw.accel.profile.PROFILE_DEPTH`)."""
         compared = [("cycles", self.predicted.cycles, self.cycles),
-                    ("per class", self.predicted.class_cycles, self.class_cycles)]
+                    ("per class", self.predicted.class_cycles, self.class_cycles),
+                    ("beside a GEMM", self.predicted.side_cycles, self.side_cycles)]
         if len(self.predicted.retired_at) <= PROFILE_DEPTH:
             compared.append(("per section", self.predicted_sections, self.section_cycles))
         return "; ".join(f"{what}: predicted {predicted}, simulated {simulated}"
@@ -122,7 +125,8 @@ def coverify(program, *, max_cycles=None, waves_to=None, log=None):
     return CoverificationReport(
         match=bytes(rtl_image) == bytes(machine.dram), done=result["done"],
         error=result["error"], error_pc=result["error_pc"], cycles=result["cycles"],
-        class_cycles=result["class_cycles"], rtl_output=program.result(rtl_image),
+        class_cycles=result["class_cycles"], side_cycles=result["side_cycles"],
+        rtl_output=program.result(rtl_image),
         golden_output=program.result(machine.dram),
         section_cycles=program.section_cycles(result["retired_at"], result["cycles"]),
         mismatch=describe_mismatch(program, rtl_image, machine.dram),

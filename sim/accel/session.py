@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitforge.hw.accel.accelerator import COUNTER_CLASSES
+from vitforge.hw.accel.isa import COUNTER_CLASSES, SIDE_CLASSES
 from vitforge.hw.accel.profile import PROFILE_DEPTH
 from vitforge.hw.gemm.core import COUNTER_BITS
 
@@ -19,14 +19,14 @@ class SystemResult:
     error_pc: int
     cycles: int
     class_cycles: dict
+    side_cycles: dict
     retired_at: list = None   # cycle count when each instruction retired (0: retired with another)
 
 
-def _class_cycles(value):
-    """:data:`COUNTER_CLASSES` name -> counter, from the ``class_cycles`` port's bits."""
+def _counters(value, names):
+    """Counter name -> value, from the bits of an array of counters named ``names``."""
     mask = (1 << COUNTER_BITS) - 1
-    return {name: (value >> index * COUNTER_BITS) & mask
-            for index, name in enumerate(COUNTER_CLASSES)}
+    return {name: (value >> index * COUNTER_BITS) & mask for index, name in enumerate(names)}
 
 
 def _words(image):
@@ -60,7 +60,8 @@ async def run_system(pins, image, program_addr, *, memory_words, max_cycles,
     await pins.wait_until("busy", 0, max_cycles)
     result = SystemResult(dram=b"", done=bool(pins.get("done")), error=pins.get("error"),
                           error_pc=pins.get("error_pc"), cycles=pins.get("cycles"),
-                          class_cycles=_class_cycles(pins.get("class_cycles")))
+                          class_cycles=_counters(pins.get("class_cycles"), COUNTER_CLASSES),
+                          side_cycles=_counters(pins.get("side_cycles"), SIDE_CLASSES))
     out = bytearray()
     for address in range(len(words)):
         pins.set("host_addr", address)

@@ -35,6 +35,7 @@ async def run_programs_job(dut):
                 raise
             results.append({"dram": b"", "done": False, "error": 0, "error_pc": 0,
                             "cycles": job["max_cycles"], "class_cycles": {},
+                            "side_cycles": {},
                             "retired_at": [], "hung": True})
             await pulse_reset(dut)
             continue

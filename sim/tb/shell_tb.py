@@ -72,7 +72,8 @@ async def _run(dut, transport, driver, job, program, fault):
                 "status": await transport.read_register(OFFSET["STATUS"]),
                 "host_cycles": (get_sim_time("ns") - began) // CLOCK_PERIOD_NS}
     return {"image": result.image, "cycles": result.cycles,
-            "class_cycles": result.class_cycles, "retired_at": result.retired_at,
+            "class_cycles": result.class_cycles, "side_cycles": result.side_cycles,
+            "retired_at": result.retired_at,
             "driver_error": "", "host_cycles": (get_sim_time("ns") - began) // CLOCK_PERIOD_NS}
 
 

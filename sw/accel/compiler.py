@@ -1,7 +1,11 @@
 """Compiler: integer encoder blocks or a whole ViT -> an accelerator program and its image.
 
 The memory plan (:mod:`.vit_plan`) decides where everything lies in the
-scratchpads; :func:`config_for` sizes an accelerator from the same plan. The
+scratchpads; :func:`config_for` sizes an accelerator from the same plan. With
+two ACT banks the compiler plans for overlapped heads (each softmax beside a
+GEMM of the next head, :meth:`~.lowering.Lowering.attention`) and falls back to
+heads in turn, on the unbanked plan, when that plan does not fit the
+accelerator or the token counts are live (selector stages). The
 lowering (:mod:`.lowering`) emits the instructions at the plan's addresses
 through an emitter (:mod:`.emitter`) that lays out the image, and the result
 is one complete :class:`~.program.CompiledProgram`. A model is compiled once;
@@ -9,6 +13,8 @@ is one complete :class:`~.program.CompiledProgram`. A model is compiled once;
 features into it.
 """
 
+from dataclasses import replace
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
@@ -32,8 +38,45 @@ def _load_input(lowering, slot, values, region):
     lowering.emit.load_activations(slot.rows(values), lowering.act(region))
 
 
-def _finish(lowering, region, rows, cols):
-    """STORE ``rows x cols`` from ACT ``region``, DONE; returns the program's pieces."""
+def _sequential_reason(config, blocks, stages):
+    """Why the heads of ``blocks`` cannot overlap on ``config`` with selector ``stages``,
+    whatever the plan, or ``None``."""
+    if config.act_banks == 1:
+        return "act_banks=1"
+    if stages:
+        return "selector stages make the token counts live"
+    if all(block.heads == 1 for block in blocks):
+        return "every block has one head"
+    return None
+
+
+def _banked_plan(make_plan, config):
+    """``(plan, None)``: ``make_plan(bank_start=...)`` on ``config``'s ACT banks, if it fits
+    ``config``; else ``(None, why not)``."""
+    try:
+        plan = make_plan(bank_start=config.act_bank_start)
+        plan.check(config)
+    except ConfigError as error:
+        return None, f"the banked plan does not fit: {error}"
+    return plan, None
+
+
+def _choose_plan(make_plan, config, blocks, stages):
+    """``(plan, sequential reason)``: the banked plan (reason ``None``) where heads may
+    overlap and it fits ``config``, else the unbanked one, checked against ``config``."""
+    reason = _sequential_reason(config, blocks, stages)
+    if reason is None:
+        plan, reason = _banked_plan(make_plan, config)
+        if plan is not None:
+            return plan, None
+    plan = make_plan(bank_start=None)
+    plan.check(config)
+    return plan, reason
+
+
+def _finish(lowering, region, rows, cols, reason):
+    """STORE ``rows x cols`` from ACT ``region``, DONE; returns the program's pieces
+    (``reason`` why its heads do not overlap, ``None`` if they do)."""
     emit = lowering.emit
     lowering.enter("output")
     output = emit.store_activations(lowering.act(region), rows, cols)
@@ -42,7 +85,7 @@ def _finish(lowering, region, rows, cols):
                 program_addr=program_addr, instructions=tuple(emit.instructions),
                 sections=tuple(emit.sections), trace=tuple(emit.traced), macs=emit.macs,
                 dense_macs=emit.dense_macs, dense_fallback=tuple(lowering.dense_fallback),
-                output=output)
+                output=output, overlap=reason is None, sequential_reason=reason)
 
 
 def compile_blocks(config, blocks, x, *, block_tokens=None, selectors=None, trace=False):
@@ -80,19 +123,20 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, selectors=None, trac
     if x.dtype != np.int8 or x.ndim != 2:
         raise ConfigError(f"input tokens must be a 2-D int8 array, not {x.dtype} of shape "
                           f"{x.shape}")
+    blocks = list(blocks)
     stages, block_tokens = _stages(_block_shape(blocks, x.shape[0]), block_tokens, selectors)
-    plan = plan_blocks(list(blocks), x.shape[0], config.array, block_tokens, stages)
-    plan.check(config)
+    plan, reason = _choose_plan(partial(plan_blocks, blocks, x.shape[0], config.array,
+                                        block_tokens, stages), config, blocks, stages)
     dim = blocks[0].dim
     if x.shape[1] != dim:
         raise ConfigError(f"input tokens must have {dim} channels, not {x.shape[1]}")
     lowering = Lowering(config, plan, Emitter(config, trace), dim)
     slot = InputSlot("input tokens", ExternalMatrix(lowering.emit.next_word, *x.shape), 0)
     _load_input(lowering, slot, x, "x")
-    lowering.blocks(list(blocks), lowering.load_layer(blocks[0].qkv, "block 0 qkv"), stages)
+    lowering.blocks(blocks, lowering.load_layer(blocks[0].qkv, "block 0 qkv"), stages)
     return CompiledProgram(
         **_finish(lowering, token_buffers(len(blocks), len(stages))[0],
-                  plan.phases[-1].tokens, dim), input=slot, logits=False)
+                  plan.phases[-1].tokens, dim, reason), input=slot, logits=False)
 
 
 def _stages(shape, block_tokens, selectors):
@@ -134,8 +178,8 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
     """
     shape = model.shape
     stages, block_tokens = _stages(model.shape, block_tokens, selectors)
-    plan = plan_model(model, config.array, block_tokens, stages)
-    plan.check(config)
+    plan, reason = _choose_plan(partial(plan_model, model, config.array, block_tokens, stages),
+                                config, model.blocks, stages)
     lowering = Lowering(config, plan, Emitter(config, trace), shape.dim)
     slot = InputSlot("patches", ExternalMatrix(lowering.emit.next_word, shape.tokens,
                                                shape.patch_features), 1)
@@ -144,8 +188,8 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
     lowering.emit.load_activations(model.position, lowering.act("x1"))
     lowering.blocks(list(model.blocks), lowering.patch_embedding(model), stages)
     lowering.head(model, flips=len(stages))
-    return CompiledProgram(**_finish(lowering, "logits", 1, shape.classes), input=slot,
-                           logits=True)
+    return CompiledProgram(**_finish(lowering, "logits", 1, shape.classes, reason),
+                           input=slot, logits=True)
 
 
 def _power_of_two(value, minimum=16):
@@ -171,11 +215,22 @@ def _smallest_config(plan, array):
                           f"can address: {error}") from None
 
 
-def _config_for_plans(plans, array):
-    """The smallest power-of-two scratchpads that hold every one of ``plans``."""
-    configs = [_smallest_config(plan, array) for plan in plans]
-    return AcceleratorConfig(**{name: max(getattr(config, name) for config in configs)
-                                for name in configs[0].to_dict()})
+def _config_for_plans(make_plan, blocks, array, selected=None):
+    """The smallest power-of-two scratchpads that hold ``make_plan()`` and the plan
+    ``selected`` (selector stages) if given, with ``act_depth`` doubled until
+    ``make_plan``'s banked plan fits too, where heads may overlap (short of what
+    instructions address: then the heads run in turn)."""
+    configs = [_smallest_config(plan, array) for plan in (make_plan(), selected)
+               if plan is not None]
+    config = AcceleratorConfig(**{name: max(getattr(config, name) for config in configs)
+                                  for name in configs[0].to_dict()})
+    if _sequential_reason(config, blocks, ()) is None:
+        while _banked_plan(make_plan, config)[0] is None:
+            try:
+                config = replace(config, act_depth=2 * config.act_depth)
+            except ConfigError:
+                break
+    return config
 
 
 def _block_shape(blocks, tokens):
@@ -188,15 +243,18 @@ def config_for(blocks, tokens, array, *, block_tokens=None, selectors=None):
     """The smallest power-of-two scratchpads that hold ``blocks`` on ``tokens`` tokens.
 
     The compiler's memory plan decides; this only sizes the buffers so a
-    simulation does not carry megabytes of unused memory. With ``selectors``
-    the accelerator runs the blocks both with and without them.
+    simulation does not carry megabytes of unused memory. ``act_depth`` holds
+    the banked plan, so the heads overlap (:func:`compile_blocks`) where the
+    blocks have more than one. With ``selectors`` the accelerator runs the
+    blocks both with and without them.
     """
     blocks = list(blocks)
-    plans = [plan_blocks(blocks, tokens, array, block_tokens)]
+    selected = None
     if selectors is not None:
         stages, counts = _stages(_block_shape(blocks, tokens), block_tokens, selectors)
-        plans.append(plan_blocks(blocks, tokens, array, counts, stages))
-    return _config_for_plans(plans, array)
+        selected = plan_blocks(blocks, tokens, array, counts, stages)
+    return _config_for_plans(partial(plan_blocks, blocks, tokens, array, block_tokens), blocks,
+                             array, selected)
 
 
 def config_for_model(model, array, *, block_tokens=None, selectors=None):
@@ -204,8 +262,9 @@ def config_for_model(model, array, *, block_tokens=None, selectors=None):
 
     With ``selectors`` the accelerator runs the model both with and without them.
     """
-    plans = [plan_model(model, array, block_tokens)]
+    selected = None
     if selectors is not None:
         stages, counts = _stages(model.shape, block_tokens, selectors)
-        plans.append(plan_model(model, array, counts, stages))
-    return _config_for_plans(plans, array)
+        selected = plan_model(model, array, counts, stages)
+    return _config_for_plans(partial(plan_model, model, array, block_tokens), model.blocks,
+                             array, selected)

@@ -5,9 +5,11 @@ function of the instruction's fields (:func:`unit_cycles` collects them), and
 the :class:`~vitforge.hw.accel.controller.Controller` adds its own per
 instruction: :data:`FETCH_CYCLES` to read it, :data:`ISSUE_CYCLES` to resolve,
 issue and decode it. A GEMM fetches the next instruction while it runs; that
-instruction then skips FETCH, and a weight load that may run beside the GEMM
-starts :data:`SIDE_START_DELAY` cycles after it and costs no cycles of its own
-unless it outlasts the GEMM (``stall``).
+instruction then skips FETCH, and if it may run beside the GEMM (a weight load
+the hardware allows, or a row instruction whose ``beside`` field asks) it
+starts :data:`SIDE_START_DELAY` cycles after the GEMM and costs no cycles of
+its own unless it outlasts the GEMM (``stall``). Those hidden cycles are
+:attr:`ProgramCycles.side_cycles`, by the side instruction's class.
 
 :func:`program_cycles` walks a program this way and gives the total, the
 split by :data:`~vitforge.hw.accel.isa.COUNTER_CLASSES` and the cycle each
@@ -22,11 +24,12 @@ simulation.
 
 from dataclasses import dataclass
 
-from vitforge.hw.accel.decoder import SIDE_LOAD_LATENCY
+from vitforge.hw.accel.decoder import SIDE_CHECK_LATENCY
 from vitforge.hw.accel.dma import dma_cycles
 from vitforge.hw.accel.eltwise import eltwise_cycles
-from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_WORDS, ISA, SIDE_HOSTS,
-                                   SIDE_LOADS, Instruction, Opcode, weight_load_may_run_beside)
+from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_WORDS, ISA, SIDE_CLASSES,
+                                   SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS, Instruction, Opcode,
+                                   weight_load_may_run_beside)
 from vitforge.hw.accel.moves import move_cycles
 from vitforge.hw.accel.row_layernorm import layernorm_cycles
 from vitforge.hw.accel.row_softmax import softmax_cycles
@@ -42,9 +45,9 @@ __all__ = ["ProgramCycles", "unit_cycles", "program_cycles", "predict", "FETCH_C
 FETCH_CYCLES = INSTRUCTION_WORDS + 1
 #: RESOLVE, ISSUE and DECODE.
 ISSUE_CYCLES = 3
-#: From a GEMM's start to the start of the weight load beside it: a cycle in EXECUTE,
+#: From a GEMM's start to the start of the instruction beside it: a cycle in EXECUTE,
 #: LOOK_AHEAD's fetch, SIDE_CHECK and SIDE_START.
-SIDE_START_DELAY = 1 + FETCH_CYCLES + SIDE_LOAD_LATENCY + 1
+SIDE_START_DELAY = 1 + FETCH_CYCLES + SIDE_CHECK_LATENCY + 1
 #: The GEMM unit's ``done`` follows the cycles the engine is busy (``command_cycles``).
 _GEMM_DONE = 1
 
@@ -89,13 +92,19 @@ class ProgramCycles:
     class_cycles : dict
         ``cycles`` split by :data:`~vitforge.hw.accel.isa.COUNTER_CLASSES`.
     retired_at : list of int
-        Per instruction the value of the cycle counter when it retired, 0 for a
-        weight load that retired with the GEMM beside it (the retirement profile's).
+        Per instruction the value of the cycle counter when it retired, 0 for an
+        instruction that retired with the GEMM beside it (the retirement profile's).
+    side_cycles : dict
+        Per class of :data:`~vitforge.hw.accel.isa.SIDE_CLASSES`, the cycles its
+        instructions ran beside a GEMM while the GEMM's counted: work that
+        ``class_cycles`` does not show because the GEMM hid it (the cycles it
+        outlasted the GEMM count to ``stall``).
     """
 
     cycles: int
     class_cycles: dict
     retired_at: list
+    side_cycles: dict
 
     def section_cycles(self, program):
         """Cycles per compiler section (layer) of ``program``, as co-verification reports."""
@@ -122,6 +131,7 @@ def program_cycles(config, instructions):
     """
     program = [_as_instruction(item) for item in instructions]
     classes = dict.fromkeys(COUNTER_CLASSES, 0)
+    side_cycles = dict.fromkeys(SIDE_CLASSES, 0)
     retired_at = [0] * len(program)
     now = -1                # the counter starts in FETCH's second cycle
     fetched_ahead = False
@@ -140,8 +150,10 @@ def program_cycles(config, instructions):
         beside = inst.opcode in SIDE_HOSTS and following is not None and _may_run_beside(
             config, inst, following)
         if beside:
-            stall = max(0, SIDE_START_DELAY + unit_cycles(config, following) - busy)
+            side_busy = unit_cycles(config, following)
+            stall = max(0, SIDE_START_DELAY + side_busy - busy)
             classes["stall"] += stall
+            side_cycles[ISA[following.opcode].counter] += side_busy - stall
             busy += stall
         if spec.counter is not None:
             classes[spec.counter] += busy - (stall if beside else 0)
@@ -152,12 +164,18 @@ def program_cycles(config, instructions):
         else:
             fetched_ahead = inst.opcode in SIDE_HOSTS and following is not None
             index += 1
-    return ProgramCycles(cycles=now + 1, class_cycles=classes, retired_at=retired_at)
+    return ProgramCycles(cycles=now + 1, class_cycles=classes, retired_at=retired_at,
+                         side_cycles=side_cycles)
 
 
-def _may_run_beside(config, host, load):
-    return load.opcode in SIDE_LOADS and bool(weight_load_may_run_beside(
-        host.opcode, host, load.opcode, load, config.array))
+def _may_run_beside(config, host, side):
+    """Whether the hardware starts ``side`` beside ``host`` (a GEMM): the decoder's rule."""
+    if side.opcode in SIDE_LOADS:
+        return bool(weight_load_may_run_beside(host.opcode, host, side.opcode, side,
+                                               config.array))
+    return (side.opcode in SIDE_ROWS and config.act_banks == 2
+            and bool(side.fields.get("beside")) and not side.fields.get("live")
+            and not ISA[side.opcode].empty(side))
 
 
 def predict(program):

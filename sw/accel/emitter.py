@@ -1,7 +1,8 @@
 """Instruction emission and the external-memory image a program is laid out in."""
 
 from vitforge.hw.accel.config import DRAM_WORD_BYTES
-from vitforge.hw.accel.isa import INSTRUCTION_BYTES, Opcode, Space, encode, written_activations
+from vitforge.hw.accel.isa import (INSTRUCTION_BYTES, Opcode, Space, beside_refusal, decode,
+                                   encode, written_activations)
 from vitforge.sw.gemm.layout import pack_weights
 
 from .memory import pack_entries, pack_sparse
@@ -16,7 +17,8 @@ class Emitter:
     Data sections go to the image in the order they are loaded; the
     instructions follow them when :meth:`finish` lays the program out. In
     trace mode every computing instruction is followed by a STORE of the words
-    it wrote.
+    it wrote; an instruction whose ``beside`` field is set goes before the
+    STORE of the GEMM it runs beside, so the two still run together.
 
     Parameters
     ----------
@@ -53,19 +55,42 @@ class Emitter:
         return self.append(bytes(words * DRAM_WORD_BYTES))
 
     def __call__(self, opcode, **fields):
-        """Append one instruction (its fields are checked now, not at run time)."""
-        encode(opcode, **fields)
-        self.instructions.append((Opcode(opcode), fields))
-        self.sections.append(self.section)
+        """Append one instruction (its fields are checked now, not at run time).
+
+        Raises
+        ------
+        RuntimeError
+            If its ``beside`` field is set and it may not run beside the instruction
+            before it (:func:`~vitforge.hw.accel.isa.beside_refusal`): a compiler bug.
+        """
+        word = encode(opcode, **fields)
+        index = len(self.instructions)
+        if fields.get("beside"):
+            index = next((at + 1 for at in reversed(range(index))
+                          if self.sections[at] != "trace"), 0)
+            self._check_beside(index - 1, decode(word))
+        self.instructions.insert(index, (Opcode(opcode), fields))
+        self.sections.insert(index, self.section)
         written = written_activations(opcode, fields, self.config.array)
         if self.trace and written is not None:
-            self._trace(Opcode(opcode), written.first, written.end, written.stride)
+            self._trace(index, Opcode(opcode), written.first, written.end, written.stride)
 
-    def _trace(self, opcode, first, end, stride):
+    def _check_beside(self, host, side):
+        """Raise ``RuntimeError`` unless ``side`` may run beside instruction ``host`` (the
+        last one other than a trace STORE, -1 if none)."""
+        before = None
+        if host >= 0:
+            opcode, fields = self.instructions[host]
+            before = decode(encode(opcode, **fields))
+        refusal = beside_refusal(before, side, self.config.array, self.config.act_bank_start)
+        if refusal is not None:
+            raise RuntimeError(f"compiler error: {side} is to run beside instruction {host} "
+                               f"({before}), but {refusal}")
+
+    def _trace(self, index, opcode, first, end, stride):
         address = self.reserve((end - first) * self.config.act_entry_words)
-        self.traced.append(TraceEntry(index=len(self.instructions) - 1, opcode=opcode,
-                                      act_addr=first, words=end - first, dram_addr=address,
-                                      stride=stride))
+        self.traced.append(TraceEntry(index=index, opcode=opcode, act_addr=first,
+                                      words=end - first, dram_addr=address, stride=stride))
         self.instructions.append((Opcode.STORE, dict(spad_addr=first, dram_addr=address,
                                                      count=end - first)))
         self.sections.append("trace")

@@ -10,7 +10,8 @@ half of WGT, where the hardware runs it during that GEMM. A layer whose weights
 take longer to load than that GEMM runs is cut into column chunks
 (:meth:`Lowering.load_layer`): each chunk's GEMM hides the next chunk's load,
 so few tokens (after pruning, or on a wide array) do not leave the GEMM engine
-waiting for weights.
+waiting for weights. On a plan with two ACT banks the heads of a block overlap
+(:meth:`Lowering.attention`): each softmax runs beside a GEMM of the next head.
 
 A layer with HP-pruned weights (``QuantizedLinear.sparse``, ``docs/sparsity.md``)
 runs as ``LOAD_SPARSE`` and ``GEMM_SPARSE`` on its pattern re-cut into groups of
@@ -238,31 +239,70 @@ class Lowering:
         self.emit(Opcode.GELU, src=src, dst=src, count=(m_tiles or self.token_tiles) * width,
                   tile_words=width, live=live)
 
-    def attention_head(self, block, head, score_prm, context_prm):
-        """``softmax(Q_h K_h^T) V_h`` of one head into its columns of ``context``."""
+    def overlaps(self, block):
+        """Whether ``block``'s heads overlap (:meth:`attention`): the plan has two ACT banks,
+        the block more than one head, and the token counts are not live (an instruction
+        beside a GEMM runs as written)."""
+        return self.plan.bank_start is not None and block.heads > 1 and not self.live
+
+    def head_buffer(self, name, head, block):
+        """First word of ``head``'s buffer of ACT region ``name`` (one of
+        :data:`~.vit_plan.HEAD_BUFFERS`): heads alternate between its two halves when
+        ``block``'s heads overlap."""
+        region = self.plan.region(Space.ACT, name)
+        return region.start + (head % 2 * region.words // 2 if self.overlaps(block) else 0)
+
+    def attention(self, block, score_prm, context_prm):
+        """``softmax(Q_h K_h^T) V_h`` of every head ``h`` into its columns of ``context``.
+
+        Head by head, or, when they overlap (:meth:`overlaps`), with each softmax a
+        head late: head ``h``'s runs beside head ``h + 1``'s ``Q K^T`` GEMM, the last
+        head's beside the ``P V`` GEMM of the head before it. Scores and probabilities
+        then alternate between two buffers, and the plan's banks keep each pair on
+        different ports (:mod:`.vit_plan`).
+        """
+        lag = int(self.overlaps(block))
+        for step in range(block.heads + lag):
+            if step < block.heads:
+                self.head_scores(block, step, score_prm)
+            if step >= lag:
+                self.head_softmax(block, step - lag, beside=bool(lag))
+                self.head_context(block, step - lag, context_prm)
+
+    def head_scores(self, block, head, score_prm):
+        """K_h^T into the next half of WGT, then ``Q_h K_h^T`` into ``head``'s scores."""
         dim, head_dim, tokens = self.dim, block.head_dim, self.tokens
         q = self.act("qkv") + head * head_dim
-        scores, probabilities = self.act("scores"), self.act("probabilities")
         keys = self.emit.take_weight_half()
         self.emit(Opcode.COPY_TO_WGT, src=q + dim, src_stride=3 * dim, dst=keys,
                   tiles=self.token_tiles, words=head_dim,
                   live=self.live_bits(Opcode.COPY_TO_WGT, "tiles"))
-        self.gemm(q, 3 * dim, keys, head_dim, scores, tokens, score_prm, head_dim, tokens,
-                  live=("n",))
-        e = block.softmax
-        self.emit(Opcode.SOFTMAX, src=scores, src_stride=tokens, dst=probabilities,
+        self.gemm(q, 3 * dim, keys, head_dim, self.head_buffer("scores", head, block), tokens,
+                  score_prm, head_dim, tokens, live=("n",))
+
+    def head_softmax(self, block, head, beside):
+        """The softmax of ``head``'s scores into its probabilities, ``beside`` the GEMM
+        emitted right before it."""
+        tokens, e = self.tokens, block.softmax
+        self.emit(Opcode.SOFTMAX, src=self.head_buffer("scores", head, block),
+                  src_stride=tokens, dst=self.head_buffer("probabilities", head, block),
                   dst_stride=tokens, m_tiles=self.token_tiles, length=tokens, ratio=e.ratio,
                   alpha=e.alpha, beta=e.beta, gamma=e.gamma,
-                  probability_shift=block.probability_shift,
+                  probability_shift=block.probability_shift, beside=int(beside),
                   live=self.live_bits(Opcode.SOFTMAX, "m_tiles", "length"))
+
+    def head_context(self, block, head, context_prm):
+        """V_h transposed into the next half of WGT, then ``P_h V_h`` into ``head``'s
+        columns of ``context``."""
+        dim, head_dim, tokens = self.dim, block.head_dim, self.tokens
         values = self.emit.take_weight_half()
-        self.emit(Opcode.TRANSPOSE_TO_WGT, src=q + 2 * dim, src_stride=3 * dim, dst=values,
-                  dst_stride=self.token_tiles * self.lanes, token_tiles=self.token_tiles,
-                  channel_tiles=tiles(head_dim, self.lanes),
+        self.emit(Opcode.TRANSPOSE_TO_WGT, src=self.act("qkv") + head * head_dim + 2 * dim,
+                  src_stride=3 * dim, dst=values, dst_stride=self.token_tiles * self.lanes,
+                  token_tiles=self.token_tiles, channel_tiles=tiles(head_dim, self.lanes),
                   live=self.live_bits(Opcode.TRANSPOSE_TO_WGT, "token_tiles"))
-        self.gemm(probabilities, tokens, values, self.token_tiles * self.lanes,
-                  self.act("context") + head * head_dim, dim, context_prm, tokens, head_dim,
-                  live=("k",))
+        self.gemm(self.head_buffer("probabilities", head, block), tokens, values,
+                  self.token_tiles * self.lanes, self.act("context") + head * head_dim, dim,
+                  context_prm, tokens, head_dim, live=("k",))
 
     def block(self, index, block, qkv, following=None, flips=0):
         """Encoder block ``index`` from its source token buffer to its result buffer
@@ -282,8 +322,7 @@ class Lowering:
         self.emit.load(Space.TBL, block.gelu_table, 0, TABLE_WORDS)
         self.layernorm(block.ln1, lnp[f"{name} ln1"], source, normalized)
         self.linear(qkv, normalized, dim, self.act("qkv"), prm[f"{name} qkv"])
-        for head in range(block.heads):
-            self.attention_head(block, head, prm[f"{name} score"], prm[f"{name} context"])
+        self.attention(block, prm[f"{name} score"], prm[f"{name} context"])
         proj = self.load_layer(block.proj, f"{name} proj")
         self.linear(proj, self.act("context"), dim, sublayer, prm[f"{name} proj"])
         self.enter(f"{name} mlp")

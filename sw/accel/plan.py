@@ -8,10 +8,15 @@ region is live in exactly those phases (the same region of every block, such
 as ``scores``, has one address and is live in each block's attention phase),
 so between them its words are free for others. ACT is allocated by liveness:
 two regions live in a common phase *conflict*, and greedy first-fit places
-them longest-lived first (the token buffers, ``normalized``, ``sublayer``),
-then largest first, each at the lowest address that overlaps no conflicting
-region already placed. ACT then holds about the largest set of regions live
-at once rather than their sum. PRM and LNP regions lie from offset 0 at each
+each region at the lowest address that overlaps no conflicting region already
+placed. It does so in two orders, longest-lived first (the token buffers,
+``normalized``, ``sublayer``) then largest, and largest first then
+longest-lived, and keeps the shallower layout (the first on a tie). ACT then
+holds about the largest set of regions live at once rather than their sum.
+With two ACT banks (``bank_start``, the first word of the second) a region may
+be pinned to one: bank 0 ends by ``bank_start``, bank 1 starts there. Pinned
+regions come first in both orders, each from the start of its bank, the rest
+anywhere. PRM and LNP regions lie from offset 0 at each
 load, live from that load's phase through its last user. B operands take
 alternate halves of WGT, so the plan only needs the largest. The compiler
 takes its addresses from the plan and
@@ -38,13 +43,15 @@ class Phase:
 @dataclass(frozen=True)
 class Allocation:
     """``words`` entries of scratchpad ``space`` from ``start``, live in ``phases``
-    (increasing indices into :attr:`MemoryPlan.phases`)."""
+    (increasing indices into :attr:`MemoryPlan.phases`); ``bank`` is the ACT bank it
+    is pinned to (0 or 1), or ``None``."""
 
     space: Space
     name: str
     start: int
     words: int
     phases: tuple
+    bank: int = None
 
     @property
     def first(self):
@@ -109,6 +116,9 @@ class MemoryPlan:
         The WGT operands in the order they are loaded.
     reductions : tuple of Reduction
         The reduction depths of the GEMMs, in program order.
+    bank_start : int or None
+        The first word of the second ACT bank the plan pins regions to, or
+        ``None`` for an unbanked plan.
     """
 
     lanes: int
@@ -116,6 +126,7 @@ class MemoryPlan:
     regions: tuple
     operands: tuple
     reductions: tuple
+    bank_start: int = None
 
     def phase(self, name):
         """The index of the phase called ``name``."""
@@ -154,13 +165,19 @@ class MemoryPlan:
     def check(self, config):
         """Raise ``ValueError`` naming the first thing that does not fit ``config``.
 
-        Reduction depths are checked first, then ACT regions, then the loads
-        in program order.
+        Reduction depths are checked first, then the ACT banks (a banked plan's
+        must split where ``config``'s do), then ACT regions, then the loads in
+        program order.
         """
         for reduction in self.reductions:
             if reduction.depth > config.k_max:
                 raise ConfigError(f"{reduction.name} {reduction.depth} exceeds "
                                   f"k_max={config.k_max}: a GEMM reduces over it")
+        if self.bank_start not in (None, config.act_bank_start):
+            banks = "has one ACT bank" if config.act_bank_start is None else \
+                f"splits ACT at word {config.act_bank_start}"
+            raise ConfigError(f"the plan's ACT banks split at word {self.bank_start}, but "
+                              f"the config {banks}")
         for space in (Space.ACT, Space.PRM, Space.LNP):
             depth = getattr(config, _DEPTH_NAMES[space])
             for region in self.regions:
@@ -222,13 +239,24 @@ class PlanBuilder:
         """A GEMM of ``phase`` reducing over ``depth``."""
         self.reductions.append(Reduction(name, depth, phase))
 
-    def build(self, activations):
+    def build(self, activations, bank_start=None, banks=None):
         """The plan, with ACT regions ``(name, words)`` allocated by liveness.
+
+        Parameters
+        ----------
+        activations : sequence of (str, int)
+        bank_start : int, optional
+            The first word of the second ACT bank; ``None`` for one bank.
+        banks : dict, optional
+            ACT region name -> the bank (0 or 1) it must lie in; only with
+            ``bank_start``.
 
         Raises
         ------
         ValueError
             If a region is never used or a used region is not given.
+        vitforge.errors.ConfigError
+            If the regions pinned to bank 0 do not fit below ``bank_start``.
         """
         sizes = dict(activations)
         unknown = set(self.uses) - set(sizes)
@@ -237,26 +265,38 @@ class PlanBuilder:
         for name in sizes:
             if name not in self.uses:
                 raise ValueError(f"activation region {name} is sized but no phase uses it")
+        banks = banks or {}
         live = {name: tuple(sorted(set(phases))) for name, phases in self.uses.items()}
-        order = sorted(sizes, key=lambda name: (-len(live[name]), -sizes[name]))
-        starts = _first_fit(sizes, live, order)
-        regions = [Allocation(Space.ACT, name, starts[name], words, live[name])
-                   for name, words in activations]
+        pinned = sorted(banks, key=lambda name: (-len(live[name]), -sizes[name]))
+        rest = [name for name in sizes if name not in banks]
+        lowest = {name: bank * bank_start for name, bank in banks.items()}
+        layouts = [_first_fit(sizes, live, pinned + sorted(rest, key=key), lowest)
+                   for key in (lambda name: (-len(live[name]), -sizes[name]),
+                               lambda name: (-sizes[name], -len(live[name])))]
+        starts = min(layouts, key=lambda starts: max(starts[name] + sizes[name]
+                                                     for name in starts))
+        for name, bank in banks.items():
+            if bank == 0 and starts[name] + sizes[name] > bank_start:
+                raise ConfigError(f"activation region {name} needs ACT words {starts[name]}.."
+                                  f"{starts[name] + sizes[name] - 1}, beyond bank 0 (words "
+                                  f"below {bank_start})")
+        regions = [Allocation(Space.ACT, name, starts[name], words, live[name],
+                              banks.get(name)) for name, words in activations]
         return MemoryPlan(lanes=self.lanes, phases=tuple(self.phases),
                           regions=tuple(regions + self.loads), operands=tuple(self.operands),
-                          reductions=tuple(self.reductions))
+                          reductions=tuple(self.reductions), bank_start=bank_start)
 
 
-def _first_fit(sizes, live, order):
+def _first_fit(sizes, live, order, lowest):
     """Start of each region of ``sizes`` (name -> words), placed in ``order`` each at the
-    lowest address clear of every placed region live in a common phase of ``live``
-    (name -> phases)."""
+    lowest address from ``lowest[name]`` (0 if not given) clear of every placed region live
+    in a common phase of ``live`` (name -> phases)."""
     starts = {}
     for name in order:
         phases = set(live[name])
         taken = sorted((starts[other], starts[other] + sizes[other]) for other in starts
                        if phases.intersection(live[other]))
-        start = 0
+        start = lowest.get(name, 0)
         for begin, end in taken:
             if start + sizes[name] <= begin:
                 break

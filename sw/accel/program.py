@@ -124,6 +124,11 @@ class CompiledProgram:
     logits : bool
         Whether the program is a whole model (its result is the class token's
         logits) rather than a stack of blocks (its result the final tokens).
+    overlap : bool
+        Whether each head's softmax runs beside a GEMM of the next head (the plan
+        has two ACT banks; :meth:`~.lowering.Lowering.attention`).
+    sequential_reason : str or None
+        Why the heads run one after another instead, ``None`` when they overlap.
     """
 
     config: object
@@ -139,6 +144,8 @@ class CompiledProgram:
     input: InputSlot
     output: ExternalMatrix
     logits: bool
+    overlap: bool
+    sequential_reason: str
 
     def with_input(self, values):
         """The same program on another input: the image with ``values`` patched in.

@@ -10,6 +10,13 @@ a value that crosses phases (a block's source tokens, its attention output in
 ``sublayer``, its result, the patches, the position table in ``x1``, the
 logits) only ever passes to the next phase, which names it too, so the plan
 keeps it (:mod:`.plan`).
+
+With two ACT banks (``bank_start``) the plan lets a head's softmax run beside
+the next head's Q K^T GEMM (:meth:`~.lowering.Lowering.attention`): ``scores``
+and ``probabilities`` hold two buffers each (:data:`HEAD_BUFFERS`), and
+:data:`ACT_BANKS` pins the regions of attention so that each GEMM and the
+softmax beside it use different banks' ports: ``qkv`` and ``probabilities``
+in bank 0, ``scores`` and ``context`` in bank 1.
 """
 
 from vitforge.errors import ConfigError
@@ -20,7 +27,12 @@ from vitforge.sw.golden.encoder import block_token_counts
 from .plan import PlanBuilder
 from .selection import plan_select, select_regions
 
-__all__ = ["plan_blocks", "plan_model", "token_buffers"]
+__all__ = ["plan_blocks", "plan_model", "token_buffers", "ACT_BANKS", "HEAD_BUFFERS"]
+
+#: The ACT bank of each pinned region of a banked plan.
+ACT_BANKS = {"qkv": 0, "probabilities": 0, "scores": 1, "context": 1}
+#: The regions of a banked plan that hold two buffers, alternating between heads.
+HEAD_BUFFERS = ("scores", "probabilities")
 
 
 def token_buffers(index, flips=0):
@@ -47,8 +59,9 @@ def _check_blocks(blocks, tokens):
             raise ConfigError(f"block {index} has dim {block.dim}, block 0 has {dim}")
 
 
-def _activation_regions(blocks, tokens, lanes, extra_widths=()):
-    """ACT regions ``(name, words)`` in declaration order: each holds ``tokens`` rows.
+def _activation_regions(blocks, tokens, lanes, banked, extra_widths=()):
+    """ACT regions ``(name, words)`` in declaration order: each holds ``tokens`` rows, the
+    :data:`HEAD_BUFFERS` twice that if ``banked``.
 
     ``qkv`` has a few words more where the head dimension is not a multiple of
     ``lanes``: the transpose of the last head's V reads whole blocks of
@@ -59,8 +72,14 @@ def _activation_regions(blocks, tokens, lanes, extra_widths=()):
               ("probabilities", tokens), ("context", dim), ("sublayer", dim), ("x1", dim),
               ("mlp", hidden), ("x2", dim), *extra_widths)
     padding = {"qkv": max(_head_padding(block, lanes) for block in blocks)}
-    return [(name, tiles(tokens, lanes) * width + padding.get(name, 0))
+    buffers = {name: 2 for name in HEAD_BUFFERS} if banked else {}
+    return [(name, buffers.get(name, 1) * tiles(tokens, lanes) * width + padding.get(name, 0))
             for name, width in widths]
+
+
+def _build(builder, activations, bank_start):
+    """``builder``'s plan of ``activations``, pinned to :data:`ACT_BANKS` if ``bank_start``."""
+    return builder.build(activations, bank_start, None if bank_start is None else ACT_BANKS)
 
 
 def _head_padding(block, lanes):
@@ -114,7 +133,7 @@ def _plan_encoder(builder, blocks, counts, first, stages=()):
     return flips
 
 
-def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=()):
+def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=None):
     """The plan of :func:`~vitforge.sw.accel.compiler.compile_blocks`.
 
     Parameters
@@ -130,22 +149,32 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=()):
     stages : tuple of SelectStage
         The selector stages (:func:`~.selection.select_stages`); ``block_tokens``
         then holds each block's most tokens.
+    bank_start : int, optional
+        The first word of the second ACT bank, for a plan that overlaps heads;
+        ``None`` (one bank) by default.
+
+    Raises
+    ------
+    vitforge.errors.ConfigError
+        If the blocks are not a valid stack, or the regions of bank 0 do not
+        fit below ``bank_start``.
     """
     _check_blocks(blocks, tokens)
     counts = block_token_counts(block_tokens, blocks, tokens)
     builder = PlanBuilder(lanes)
     flips = _plan_encoder(builder, blocks, counts, builder.phase("input", tokens, "x"), stages)
     builder.phase("output", counts[-1], token_buffers(len(blocks), flips)[0])
-    return builder.build(_activation_regions(blocks, tokens, lanes)
-                         + select_regions(stages, lanes))
+    return _build(builder, _activation_regions(blocks, tokens, lanes, bank_start is not None)
+                  + select_regions(stages, lanes), bank_start)
 
 
-def plan_model(model, lanes, block_tokens=None, stages=()):
+def plan_model(model, lanes, block_tokens=None, stages=(), bank_start=None):
     """The plan of :func:`~vitforge.sw.accel.compiler.compile_model` for a :class:`QuantizedVit`.
 
     The patch embedding runs on all tokens, the head on the class token's tile.
     ``stages`` are the selector stages (:func:`~.selection.select_stages`);
-    ``block_tokens`` then holds each block's most tokens.
+    ``block_tokens`` then holds each block's most tokens. ``bank_start`` is as
+    for :func:`plan_blocks`.
     """
     shape, blocks = model.shape, list(model.blocks)
     _check_blocks(blocks, shape.tokens)
@@ -164,7 +193,7 @@ def plan_model(model, lanes, block_tokens=None, stages=()):
     builder.operand(head, "head", _weight_words(model.head, lanes))
     builder.reduction(head, "dim", shape.dim)
     builder.phase("output", counts[-1], "logits")
-    return builder.build(_activation_regions(
-        blocks, shape.tokens, lanes, (("patches", shape.patch_features),
-                                      ("logits", shape.classes)))
-        + select_regions(stages, lanes))
+    return _build(builder, _activation_regions(
+        blocks, shape.tokens, lanes, bank_start is not None,
+        (("patches", shape.patch_features), ("logits", shape.classes)))
+        + select_regions(stages, lanes), bank_start)

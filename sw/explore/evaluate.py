@@ -23,9 +23,10 @@ STATUSES = ("ok", "invalid", "no-fit", "failed")
 #: The columns of ``points.csv``, in order; ``point`` is the point's own fields as JSON.
 ROW_FIELDS = ("index", "point", "status", "error", "config_hash", "array", "act_depth",
               "wgt_depth", "prm_depth", "lnp_depth", "k_max", "act_read_ports", "macs_per_dsp",
-              "clock_mhz", "keep", "sparsity", "lut", "ff", "dsp", "bram36", "lut_util", "ff_util",
-              "dsp_util", "bram36_util", "fits", "headroom", "cycles", "fps", "latency_ms",
-              "pe_utilization", "accuracy", "simulated_cycles", "bit_exact", "seconds")
+              "act_banks", "clock_mhz", "keep", "sparsity", "lut", "ff", "dsp", "bram36",
+              "lut_util", "ff_util", "dsp_util", "bram36_util", "fits", "headroom", "cycles",
+              "fps", "latency_ms", "pe_utilization", "accuracy", "simulated_cycles",
+              "bit_exact", "seconds")
 
 
 class _NoFit(Exception):
@@ -101,7 +102,7 @@ def evaluate_point(study, index, point, resource_model=None):
     accelerator = config.accelerator
     row.update({name: getattr(accelerator, name) for name in
                 ("array", "act_depth", "wgt_depth", "prm_depth", "lnp_depth", "k_max",
-                 "act_read_ports", "macs_per_dsp")},
+                 "act_read_ports", "macs_per_dsp", "act_banks")},
                clock_mhz=config.clock_mhz, config_hash=config_hash(config),
                accuracy=workload.accuracy(study, variant))
     resources = (resource_model or ResourceModel.load()).predict(accelerator)

@@ -79,6 +79,10 @@ def rest_features(config):
 
     memories = {name: block_rams(Shape.cast(shape).width, depth)
                 for name, (shape, depth) in scratchpad_entries(config).items()}
+    if config.act_bank_start is not None:       # two memories, one per bank
+        width = Shape.cast(scratchpad_entries(config)["act"][0]).width
+        memories["act"] = (block_rams(width, config.act_bank_start)
+                           + block_rams(width, config.act_depth - config.act_bank_start))
     lanes = float(config.array)
     return {"one": 1.0, "lanes": lanes,
             "lane_accumulator_bits": lanes * accumulator_width(config.k_max),

@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 from vitforge.errors import SimulationError
 from vitforge.hw.accel.accelerator import COUNTER_CLASSES, ERROR_NONE
 from vitforge.hw.accel.config import AcceleratorConfig
+from vitforge.hw.accel.isa import SIDE_CLASSES
 from vitforge.hw.accel.profile import PROFILE_DEPTH
 from vitforge.hw.accel.regmap import REGISTERS
 
@@ -62,6 +63,7 @@ class RunResult:
     image: bytes          # the memory image after the run
     cycles: int
     class_cycles: dict    # cycles per COUNTER_CLASSES entry
+    side_cycles: dict     # per SIDE_CLASSES entry, cycles beside a GEMM (hidden by it)
     error: int            # ERROR_NONE, or why the program stopped early
     error_pc: int
     retired_at: list = None      # cycle count when each instruction retired (0: with another)
@@ -156,6 +158,8 @@ class AcceleratorDriver:
             cycles=await transport.read_register(OFFSET["CYCLES"]),
             class_cycles={name: await transport.read_register(OFFSET[f"CYCLES_{name.upper()}"])
                           for name in COUNTER_CLASSES},
+            side_cycles={name: await transport.read_register(
+                OFFSET[f"CYCLES_BESIDE_{name.upper()}"]) for name in SIDE_CLASSES},
             error=(status >> 2) & 0b11,
             error_pc=await transport.read_register(OFFSET["ERROR_PC"]),
             retired_at=[])

@@ -257,8 +257,9 @@ def test_weight_load_rule_is_the_same_on_ints_and_in_hardware(array):
 
 def test_bad_tables_are_rejected():
     layout = ISA[Opcode.GELU].layout
-    with pytest.raises(ValueError, match=r"^GELU rules must name its fields \['count', 'dst', "
-                                         r"'live', 'src', 'tile_words'\], not \['size'\]$"):
+    with pytest.raises(ValueError, match=r"^GELU rules must name its fields \['beside', 'count', "
+                                         r"'dst', 'live', 'src', 'tile_words'\], not "
+                                         r"\['size'\]$"):
         OpcodeSpec(opcode=Opcode.GELU, layout=layout, nonzero=("size",), unit="eltwise",
                    counter="eltwise")
     with pytest.raises(ValueError, match=r"^GELU rules must name its fields .*, not \['x'\]$"):
@@ -276,15 +277,15 @@ def test_malformed_words_are_rejected():
     with pytest.raises(ValueError, match=r"^DONE instruction has bits set outside its fields$"):
         decode(int(Opcode.DONE) | 1 << 200)
     with pytest.raises(ValueError, match=r"^GELU instruction has bits set outside its fields$"):
-        decode(encode(Opcode.GELU, src=0, dst=0, count=1) | 1 << 85)
+        decode(encode(Opcode.GELU, src=0, dst=0, count=1) | 1 << 86)
 
 
 def test_bad_fields_are_rejected_when_encoding():
     with pytest.raises(ValueError, match=r"^GELU field count must lie in \[0, 1048575\], "
                                          r"not 1048576$"):
         encode(Opcode.GELU, src=0, dst=0, count=1 << 20)
-    with pytest.raises(ValueError, match=r"^GELU needs fields \['count', 'dst', 'live', 'src', "
-                                         r"'tile_words'\]; missing \['count'\], unknown "
+    with pytest.raises(ValueError, match=r"^GELU needs fields \['beside', 'count', 'dst', 'live', "
+                                         r"'src', 'tile_words'\]; missing \['count'\], unknown "
                                          r"\['size'\]$"):
         encode(Opcode.GELU, src=0, dst=0, size=3)
 

@@ -17,7 +17,8 @@ from vitforge.hw.accel.config import (DRAM_WORD_BYTES, MAX_SELECT_TOKENS,
                                       SIGMOID_ENTRIES_PER_WORD, SIGMOID_TABLE_DEPTH, SIZE_BITS,
                                       TABLE_ENTRIES_PER_WORD)
 from vitforge.hw.accel.isa import (INSTRUCTION_BYTES, INSTRUCTION_WORDS, ISA, SELECT_MODES,
-                                   LiveState, Opcode, Space, decode, resolve, space_depth)
+                                   SIDE_ROWS, LiveState, Opcode, Space, beside_refusal, decode,
+                                   resolve, space_depth)
 from vitforge.hw.numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, GELU_TABLE_DEPTH,
                                   MAX_SELECTOR_HEADS, PHI_BITS)
 from vitforge.hw.gemm.descriptor import GemmDescriptor
@@ -341,15 +342,21 @@ def run_program(machine, program_addr, *, max_instructions=1_000_000, executed=N
     live takes its value from them after the ISA's rules are checked on the
     instruction as written. ``executed``, a list if given, receives each
     instruction as the units execute it (live fields resolved), DONE included.
+    Instructions execute one after another, which defines the result; an
+    instruction whose ``beside`` field asks to run beside the one before it
+    must be allowed to (:func:`~vitforge.hw.accel.isa.beside_refusal`), since
+    the hardware then runs the two at once.
 
     Returns the number of instructions executed (DONE included).
 
     Raises
     ------
     ProgramError
-        On a malformed instruction, an access out of bounds, running off the
-        image, or more than ``max_instructions`` without DONE.
+        On a malformed instruction, an access out of bounds, a ``beside`` the
+        ordering rules refuse, running off the image, or more than
+        ``max_instructions`` without DONE.
     """
+    previous = None
     for index in range(max_instructions):
         start = (program_addr + index * INSTRUCTION_WORDS) * DRAM_WORD_BYTES
         end = start + INSTRUCTION_BYTES
@@ -372,6 +379,13 @@ def run_program(machine, program_addr, *, max_instructions=1_000_000, executed=N
         spec = ISA[instruction.opcode]
         _check(not spec.empty(instruction), index, instruction,
                f"live values make a field of {list(spec.nonzero)} zero")
+        if instruction.opcode in SIDE_ROWS and instruction.beside:
+            refusal = beside_refusal(previous, instruction, machine.config.array,
+                                     machine.config.act_bank_start)
+            _check(refusal is None, index, instruction,
+                   f"its beside field asks to run beside the instruction before it, but "
+                   f"{refusal}")
+        previous = instruction
         if executed is not None:
             executed.append(instruction)
         handler = _EXECUTE.get(instruction.opcode)

@@ -8,11 +8,12 @@ import pytest
 from vitforge.errors import WatchdogError
 from vitforge.hw.accel.accelerator import ERROR_EMPTY, ERROR_LIVE, ERROR_NONE, ERROR_OPCODE
 from vitforge.hw.accel.config import AcceleratorConfig
-from vitforge.hw.accel.isa import Opcode, encode
+from vitforge.hw.accel.isa import ISA, Instruction, Opcode, Space, encode
 from vitforge.sim.accel.session import run_system
 from vitforge.sim.accel.system import SimulatedSystem
 from vitforge.sim.pins import run_in_amaranth
 from vitforge.sw.accel.compiler import compile_blocks, config_for
+from vitforge.sw.accel.cycles import program_cycles
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sw.golden.encoder import encoder_block
 from vitforge.sw.model.random_block import random_block, random_tokens
@@ -102,3 +103,49 @@ def test_arrays_above_16_use_entries_of_two_external_words():
     np.testing.assert_array_equal(np.frombuffer(result.dram, np.uint8), machine.dram,
                                   err_msg=f"seed {seed}: external memory, RTL vs golden")
     np.testing.assert_array_equal(program.read_output(result.dram), encoder_block(x, block))
+
+
+#: Each SIDE_ROWS opcode reading bank 1 and writing bank 0 of SMALL (ACT 256: banks at 128),
+#: beside a GEMM that reads bank 0 (words 0..29) and writes bank 1 (words 128..151).
+BESIDE = {
+    Opcode.SOFTMAX: dict(src=160, src_stride=12, dst=40, dst_stride=12, m_tiles=3, length=12,
+                         ratio=1000, alpha=100, beta=40000, gamma=20000, probability_shift=1),
+    Opcode.LAYERNORM: dict(src=160, src_stride=8, dst=40, dst_stride=8, m_tiles=2, channels=8,
+                           lnp_addr=0, eps=3, multiplier=3000, shift=12),
+    Opcode.GELU: dict(src=160, dst=40, count=20),
+    Opcode.ADD: dict(x=160, y=200, dst=40, count=20, x_multiplier=700, y_multiplier=900,
+                     shift=10),
+}
+
+
+@pytest.mark.parametrize("opcode", list(BESIDE))
+@pytest.mark.parametrize("act_read_ports", [2, 1])
+def test_a_row_instruction_beside_a_gemm_equals_the_interpreter_and_the_cycle_model(
+        opcode, act_read_ports):
+    """Two units at once on the two ACT banks: memory byte for byte as the interpreter
+    leaves it, and cycles, per class and beside the GEMM too, as the cycle model predicts
+    (the side's own cycles hidden behind the GEMM's, and counted as such)."""
+    config = replace(SMALL, act_read_ports=act_read_ports)
+    seed = 6
+    data = np.random.default_rng(seed).integers(0, 256, 256 * 16, np.uint8).tobytes()
+    instructions = [
+        Instruction(Opcode.LOAD, dict(space=space, spad_addr=0, count=count, dram_addr=32))
+        for space, count in ((Space.ACT, 256), (Space.WGT, 256), (Space.PRM, 64),
+                             (Space.LNP, 32), (Space.TBL, 16))]
+    instructions += [
+        Instruction(Opcode.GEMM, dict(a_addr=0, a_stride=10, b_addr=0, b_stride=10,
+                                      c_addr=128, c_stride=8, p_addr=0, k=10, m_tiles=3, n=8)),
+        Instruction(opcode, dict(BESIDE[opcode], beside=1)), Instruction(Opcode.DONE, {})]
+    image = program_image(*(encode(item.opcode, **item.fields) for item in instructions))
+    image = image.ljust(32 * 16, b"\0") + data
+    machine = Machine(config, image)
+    run_program(machine, 0)
+    result = simulate(config, image, 0)
+    predicted = program_cycles(config, instructions)
+    assert (result.done, result.error) == (True, ERROR_NONE)
+    np.testing.assert_array_equal(np.frombuffer(result.dram, np.uint8), machine.dram,
+                                  err_msg=f"seed {seed}: {opcode.name}, RTL vs golden")
+    assert (result.cycles, result.class_cycles, result.side_cycles) == \
+        (predicted.cycles, predicted.class_cycles, predicted.side_cycles)
+    assert result.side_cycles[ISA[opcode].counter] > 0
+    assert result.class_cycles[ISA[opcode].counter] == 0

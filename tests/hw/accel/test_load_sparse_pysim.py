@@ -6,6 +6,7 @@ IDX and WGT get the group's rows and values at ``spad_addr + t*L + j``;
 nothing else changes. The golden interpreter must agree.
 """
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,9 +15,9 @@ from amaranth.sim import Simulator
 
 from vitforge.hw.accel.accelerator import UNITS
 from vitforge.hw.accel.config import DRAM_WORD_BYTES
-from vitforge.hw.accel.decoder import SIDE_LOAD_LATENCY, InstructionDecoder
+from vitforge.hw.accel.decoder import SIDE_CHECK_LATENCY, InstructionDecoder
 from vitforge.hw.accel.dma import Dma, dma_cycles
-from vitforge.hw.accel.isa import Opcode, Space, decode, encode, weight_load_may_run_beside
+from vitforge.hw.accel.isa import ISA, Opcode, Space, decode, encode, weight_load_may_run_beside
 from vitforge.sim.accel.unit_bench import (STATE, Backpressure, assert_same_state, copy_machine,
                                            golden_after, random_machine, run_unit, small_config)
 from vitforge.sw.accel.memory import pack_entries
@@ -115,21 +116,63 @@ def test_side_loads_beside_gemm_and_gemm_sparse(host, load, fields, allowed):
     assert bool(weight_load_may_run_beside(host, SimpleNamespace(**host_fields), load,
                                            SimpleNamespace(**load_fields),
                                            config.array)) == allowed
-    decoder = InstructionDecoder(config.array, tuple(UNITS))
+    decoder = InstructionDecoder(config, tuple(UNITS))
     values = _decode(decoder, encode(host, **host_fields), encode(load, **load_fields))
     assert values == (1, int(allowed)), (host.name, load.name, fields)
 
 
+_SOFTMAX = dict(src=200, src_stride=12, dst=100, dst_stride=12, m_tiles=3, length=12,
+                ratio=1000, alpha=100, beta=40000, gamma=20000, probability_shift=1)
+
+
+@pytest.mark.parametrize("banks, side, fields, allowed", [
+    (2, Opcode.SOFTMAX, dict(_SOFTMAX, beside=1), True),
+    (2, Opcode.SOFTMAX, dict(_SOFTMAX, beside=0), False),
+    (2, Opcode.SOFTMAX, dict(_SOFTMAX, beside=1, live=1), False),
+    (2, Opcode.SOFTMAX, dict(_SOFTMAX, beside=1, length=0), False),
+    (1, Opcode.SOFTMAX, dict(_SOFTMAX, beside=1), False),
+    (2, Opcode.GELU, dict(src=200, dst=10, count=4, beside=1), True),
+    (2, Opcode.ADD, dict(x=200, y=220, dst=10, count=4, x_multiplier=1, y_multiplier=1,
+                         shift=0, beside=1), True),
+    (2, Opcode.LAYERNORM, dict(src=200, src_stride=4, dst=10, dst_stride=4, m_tiles=1,
+                               channels=4, lnp_addr=0, eps=0, multiplier=1, shift=0,
+                               beside=1), True),
+])
+def test_row_instructions_start_beside_a_gemm_when_they_ask(banks, side, fields, allowed):
+    """The decoder starts a SIDE_ROWS instruction beside a GEMM when its ``beside`` bit
+    asks, it has no live flags and no empty field, and ACT has two banks: the program
+    answers for its regions (the interpreter checks them), and the unit it names is
+    ``next_unit``."""
+    config = replace(small_config(), act_banks=banks)
+    decoder = InstructionDecoder(config, tuple(UNITS))
+    side_word = encode(side, **fields)
+    assert _decode(decoder, encode(Opcode.GEMM, **GEMM), side_word) == (1, int(allowed))
+    assert _next_unit(decoder, side_word) == 1 << tuple(UNITS).index(ISA[side].unit)
+
+
+def _next_unit(decoder, next_instruction):
+    result = []
+
+    async def testbench(ctx):
+        ctx.set(decoder.next_instruction, next_instruction)
+        result.append(ctx.get(decoder.next_unit))
+
+    sim = Simulator(decoder)
+    sim.add_testbench(testbench)
+    sim.run()
+    return result[0]
+
+
 def _decode(decoder, instruction, next_instruction):
-    """``(side_capable, side_load)`` of the decoder for two instructions, ``side_load``
-    :data:`SIDE_LOAD_LATENCY` cycles after they are applied."""
+    """``(side_capable, side)`` of the decoder for two instructions, ``side``
+    :data:`SIDE_CHECK_LATENCY` cycles after they are applied."""
     result = []
 
     async def testbench(ctx):
         ctx.set(decoder.instruction, instruction)
         ctx.set(decoder.next_instruction, next_instruction)
-        await ctx.tick().repeat(SIDE_LOAD_LATENCY)
-        result.append((ctx.get(decoder.decoded.side_capable), ctx.get(decoder.decoded.side_load)))
+        await ctx.tick().repeat(SIDE_CHECK_LATENCY)
+        result.append((ctx.get(decoder.decoded.side_capable), ctx.get(decoder.decoded.side)))
 
     sim = Simulator(decoder)
     sim.add_clock(1e-6)

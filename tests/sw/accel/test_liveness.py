@@ -1,17 +1,20 @@
 """ACT allocated by liveness (``sw/accel/plan.py``): regions live in a common phase never share
-a word, every instruction touches only regions live in its phase, the depth is at most the sum
-of the regions, and the programs still equal the golden model."""
+a word, pinned regions lie in their ACT banks, every instruction touches only regions live in
+its phase, the depth is at most the sum of the regions, and the programs still equal the
+golden model."""
 
 from dataclasses import replace
 from types import SimpleNamespace
 
+from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
 
+from vitforge.errors import ConfigError
 from vitforge.hw.accel.isa import ISA, Opcode, Space
 from vitforge.sw.accel.compiler import compile_blocks, compile_model, config_for, \
     config_for_model
-from vitforge.sw.accel.vit_plan import plan_model
+from vitforge.sw.accel.vit_plan import ACT_BANKS, HEAD_BUFFERS, plan_blocks, plan_model
 from vitforge.sw.gemm.layout import tiles
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sw.golden.encoder import encoder_block, pruned_encoder_blocks, pruned_vit_logits
@@ -30,16 +33,22 @@ def act_regions(plan):
 
 
 def check_allocation(plan):
-    """No two ACT regions live in a common phase overlap, and the depth lies between the
-    largest live set and the sum of the regions (what bump allocation needed)."""
+    """No two ACT regions live in a common phase overlap, pinned regions lie in their banks,
+    and the depth lies between the largest live set and the sum of the regions (what bump
+    allocation needed), that from the start of bank 1 in a banked plan."""
     regions = act_regions(plan)
     for index, a in enumerate(regions):
         for b in regions[index + 1:]:
             if set(a.phases) & set(b.phases):
                 assert a.end <= b.start or b.end <= a.start, (a, b)
+    for region in regions:
+        assert region.bank is None or plan.bank_start is not None, region
+        assert region.bank != 0 or region.end <= plan.bank_start, region
+        assert region.bank != 1 or region.start >= plan.bank_start, region
     largest = max(sum(region.words for region in regions if phase in region.phases)
                   for phase in range(len(plan.phases)))
-    assert largest <= plan.depth(Space.ACT) <= sum(region.words for region in regions)
+    assert largest <= plan.depth(Space.ACT) <= (plan.bank_start or 0) + sum(
+        region.words for region in regions)
 
 
 def act_spans(opcode, fields, array):
@@ -110,6 +119,9 @@ def test_random_block_stacks_never_alias_live_regions_and_equal_the_golden_block
     x, blocks, array, options = random_case(seed)
     config = config_for(blocks, len(x), array, **options)
     program = compile_blocks(config, blocks, x, **options)
+    # config_for's ACT holds the banked plan: heads overlap unless the counts are live.
+    assert program.overlap == ("selectors" not in options and blocks[0].heads > 1), \
+        program.sequential_reason
     check_allocation(program.plan)
     check_accesses(program)
     expected = reference(x, blocks, **options)
@@ -142,18 +154,24 @@ def test_whole_models_with_selectors_never_alias_live_regions(mode, array, seed,
                                       err_msg=f"{mode}, image {index}")
 
 
+def shape_only_layer(k, n):
+    """What a plan reads of a ``k x n`` linear layer: its weights' shape."""
+    return SimpleNamespace(weight=np.zeros((k, n), np.int8))
+
+
+def shape_only_block(dim, heads, hidden):
+    """What :func:`plan_blocks` reads of an encoder block: shapes, no weights."""
+    return SimpleNamespace(dim=dim, hidden=hidden, heads=heads, head_dim=dim // heads,
+                           qkv=shape_only_layer(dim, 3 * dim), proj=shape_only_layer(dim, dim),
+                           fc1=shape_only_layer(dim, hidden), fc2=shape_only_layer(hidden, dim))
+
+
 def shape_only_model(shape):
     """What :func:`plan_model` reads of a model of ``shape``: shapes, no weights."""
-    def layer(k, n):
-        return SimpleNamespace(weight=np.zeros((k, n), np.int8))
-
-    dim, hidden = shape.dim, shape.mlp
-    block = SimpleNamespace(dim=dim, hidden=hidden, heads=shape.heads,
-                            head_dim=dim // shape.heads, qkv=layer(dim, 3 * dim),
-                            proj=layer(dim, dim), fc1=layer(dim, hidden), fc2=layer(hidden, dim))
+    block = shape_only_block(shape.dim, shape.heads, shape.mlp)
     return SimpleNamespace(shape=shape, blocks=(block,) * shape.depth,
-                           patch=layer(shape.patch_features, dim),
-                           head=layer(dim, shape.classes))
+                           patch=shape_only_layer(shape.patch_features, shape.dim),
+                           head=shape_only_layer(shape.dim, shape.classes))
 
 
 @pytest.mark.parametrize("name", ["deit-tiny", "deit-small"])
@@ -167,3 +185,46 @@ def test_deit_needs_the_attention_phase_and_both_token_buffers(name, array):
     depth = tiles(shape.tokens, array) * (8 * shape.dim + 2 * shape.tokens)
     assert plan.depth(Space.ACT) == depth
     assert 2 * depth < sum(region.words for region in act_regions(plan))
+
+
+@st.composite
+def banked_cases(draw):
+    """Shape-only blocks, their tokens, stage counts and array, and a bank start."""
+    lanes = draw(st.sampled_from([2, 4, 8, 16, 40]))
+    heads = draw(st.integers(1, 4))
+    dim = heads * draw(st.integers(1, 24))
+    blocks = [shape_only_block(dim, heads, dim * draw(st.integers(1, 4)))
+              for _ in range(draw(st.integers(1, 3)))]
+    tokens = draw(st.integers(1, 100))
+    counts = [tokens]
+    for _ in blocks:
+        counts.append(draw(st.integers(1, counts[-1])))
+    return blocks, tokens, lanes, tuple(counts[1:]), 1 << draw(st.integers(4, 15))
+
+
+@settings(max_examples=300, deadline=None)
+@given(banked_cases())
+def test_banked_plans_never_alias_live_regions_and_keep_pinned_ones_in_their_banks(case):
+    blocks, tokens, lanes, counts, bank_start = case
+    unbanked = plan_blocks(blocks, tokens, lanes, counts)
+    try:
+        plan = plan_blocks(blocks, tokens, lanes, counts, bank_start=bank_start)
+    except ConfigError:
+        # Only when bank 0 cannot hold its pinned regions, which attention needs at once.
+        pinned = sum(unbanked.region(Space.ACT, name).words * (1 + (name in HEAD_BUFFERS))
+                     for name, bank in ACT_BANKS.items() if bank == 0)
+        assert pinned > bank_start
+        return
+    check_allocation(plan)
+    assert {region.name: region.bank for region in act_regions(plan)
+            if region.bank is not None} == ACT_BANKS
+    for name in HEAD_BUFFERS:
+        assert plan.region(Space.ACT, name).words == 2 * unbanked.region(Space.ACT, name).words
+    config = config_for(blocks, tokens, lanes, block_tokens=counts)
+    if plan.depth(Space.ACT) <= 2 * bank_start:    # an ACT that splits at bank_start holds it
+        plan.check(replace(config, act_depth=max(plan.depth(Space.ACT), bank_start + 1)))
+    if blocks[0].heads > 1:
+        # config_for's ACT holds the plan banked at its own bank start.
+        plan_blocks(blocks, tokens, lanes, counts, bank_start=config.act_bank_start).check(config)
+    else:       # nothing to overlap: the smallest power of two that holds the unbanked plan
+        assert config.act_depth // 2 < max(unbanked.depth(Space.ACT), 16) <= config.act_depth

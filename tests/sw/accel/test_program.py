@@ -30,16 +30,18 @@ def run(config, program):
     return program.read_output(machine.dram)
 
 
+@pytest.mark.parametrize("act_banks", [1, 2])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("array, blocks_count", [(4, 2), (8, 1), (16, 1), (6, 1), (12, 1)])
-def test_program_equals_reference_block(seed, array, blocks_count):
+def test_program_equals_reference_block(seed, array, blocks_count, act_banks):
     x, blocks = make_blocks(seed, 17, 32, 2, 128, blocks_count)
     config = AcceleratorConfig(array=array, act_depth=4096, wgt_depth=4096, prm_depth=1024,
-                               lnp_depth=256, k_max=256)
+                               lnp_depth=256, k_max=256, act_banks=act_banks)
     program = compile_blocks(config, blocks, x)
+    assert program.overlap == (act_banks == 2)      # two banks: the heads overlap
     expected = reference(x, blocks)
     np.testing.assert_array_equal(run(config, program), expected,
-                                  err_msg=f"seed {seed}, array {array}")
+                                  err_msg=f"seed {seed}, array {array}, {act_banks} banks")
     assert np.abs(expected).max() > 20 and np.unique(expected).size > 50   # not degenerate
 
 

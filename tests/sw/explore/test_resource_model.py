@@ -58,7 +58,10 @@ def test_the_shipped_model_grows_with_the_array_and_packing_saves_dsps():
     assert all(large[resource] > small[resource] for resource in ("lut", "ff", "dsp"))
     packed = model.predict(replace(base, array=32, macs_per_dsp=2))
     assert packed["dsp"] < large["dsp"] - 400
-    assert rest_features(base)["act_bram"] == block_rams(8 * 40, 17408)
+    # Two ACT banks: a memory of 16,384 words and one of 4,096.
+    assert rest_features(base)["act_bram"] == block_rams(8 * 40, 16384) + block_rams(8 * 40, 4096)
+    one_bank = replace(base, act_banks=1, act_depth=17408)
+    assert rest_features(one_bank)["act_bram"] == block_rams(8 * 40, 17408)
 
 
 def test_a_model_file_that_is_not_a_model_is_refused(tmp_path):

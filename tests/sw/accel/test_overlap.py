@@ -1,0 +1,157 @@
+"""Overlapped heads: each head's softmax beside a GEMM of the next head, on two ACT banks
+(``Lowering.attention``), and the fallback to heads in turn where the banked plan does not
+fit."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from vitforge.hw.accel.config import AcceleratorConfig
+from vitforge.hw.accel.isa import Opcode, beside_refusal, decode, encode
+from vitforge.sim.accel.cosim import describe_mismatch
+from vitforge.sw.accel.compiler import compile_blocks, compile_model, config_for, \
+    config_for_model
+from vitforge.sw.accel.emitter import Emitter
+from vitforge.sw.golden.accel.interpreter import Machine, run_program
+from vitforge.sw.golden.encoder import encoder_blocks, vit_logits
+from vitforge.sw.model.quantize import quantize_vit
+from vitforge.sw.model.random_block import random_blocks
+from vitforge.sw.model.vit import PRESETS, random_vit
+
+
+def run(program):
+    machine = Machine(program.config, program.image)
+    run_program(machine, program.program_addr)
+    return program.result(machine.dram), machine.dram
+
+
+def instruction(opcode, fields):
+    """The :class:`Instruction` as it executes, every field filled in."""
+    return decode(encode(opcode, **fields))
+
+
+def side_pairs(program):
+    """``(host, side)`` for every instruction whose ``beside`` field is set; the host is
+    the instruction before it, trace STOREs skipped."""
+    computing = [(opcode, fields) for (opcode, fields), section
+                 in zip(program.instructions, program.sections) if section != "trace"]
+    return [(instruction(*host), instruction(*side)) for host, side
+            in zip(computing, computing[1:]) if side[1].get("beside")]
+
+
+def attention_order(program, block):
+    """The instructions of ``block``'s heads, one letter each: K (copy of K^T), G (GEMM),
+    S (softmax), s (softmax beside the GEMM), V (transpose of V), and L for the load after
+    the last head (proj's weights, to run beside its P V GEMM)."""
+    letters = {Opcode.COPY_TO_WGT: "K", Opcode.GEMM: "G", Opcode.TRANSPOSE_TO_WGT: "V",
+               Opcode.LOAD: "L"}
+    order = "".join("s" if fields.get("beside") else letters.get(opcode, "S")
+                    for (opcode, fields), section in zip(program.instructions, program.sections)
+                    if section == f"block {block} attention"
+                    and opcode in (*letters, Opcode.SOFTMAX))
+    return order[order.index("K"):order.rindex("V") + 3]      # not the QKV and proj GEMMs
+
+
+def random_case(seed):
+    """Random blocks of 2 to 4 heads on a random array, random stage token counts."""
+    rng = np.random.default_rng(seed)
+    array, heads, count = int(rng.choice([4, 8, 16])), int(rng.integers(2, 5)), 2
+    dim = heads * int(rng.choice([4, 8, 12]))
+    tokens = int(rng.integers(2, 50))
+    x, blocks, _ = random_blocks(rng, tokens=tokens, dim=dim, heads=heads,
+                                 hidden=2 * dim, count=count)
+    counts = np.minimum.accumulate(rng.integers(1, tokens + 1, count))
+    return x, blocks, array, tuple(int(n) for n in counts)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_each_softmax_runs_beside_a_gemm_of_the_next_head(seed):
+    x, blocks, array, block_tokens = random_case(seed)
+    config = config_for(blocks, len(x), array, block_tokens=block_tokens)
+    program = compile_blocks(config, blocks, x, block_tokens=block_tokens, trace=seed % 3 == 0)
+    assert (program.overlap, program.sequential_reason) == (True, None)
+    pairs = side_pairs(program)
+    assert len(pairs) == sum(block.heads for block in blocks)
+    for host, side in pairs:
+        assert (host.opcode, side.opcode) == (Opcode.GEMM, Opcode.SOFTMAX)
+        assert beside_refusal(host, side, array, config.act_bank_start) is None
+    # Q K^T of head 0; then per head h > 0: Q K^T of h, softmax of h - 1 beside it, P V of
+    # h - 1; then the last head's softmax beside the P V before it, its P V, proj's load.
+    heads = blocks[0].heads
+    for index in range(len(blocks)):
+        assert attention_order(program, index) == "KG" + "KGsVG" * (heads - 1) + "sVGL"
+    result, dram = run(program)
+    np.testing.assert_array_equal(result, encoder_blocks(x, blocks, block_tokens),
+                                  err_msg=f"seed {seed}")
+    if program.trace:
+        assert describe_mismatch(program, dram, dram) == ""
+
+
+def test_a_whole_model_overlaps_its_heads():
+    rng = np.random.default_rng(3)
+    model = quantize_vit(random_vit(PRESETS["tiny"], rng, scale=0.2),
+                         rng.uniform(0, 1, (4, 1, 8, 8)))
+    image = rng.integers(-128, 128, (model.shape.patches, model.shape.patch_features),
+                         dtype=np.int8)
+    program = compile_model(config_for_model(model, 4), model, image)
+    assert program.overlap and side_pairs(program)
+    np.testing.assert_array_equal(run(program)[0], vit_logits(model, image))
+
+
+def make_blocks(heads):
+    x, blocks, _ = random_blocks(np.random.default_rng(heads), tokens=17, dim=32, heads=heads,
+                                 hidden=64, count=2)
+    return x, blocks
+
+
+#: 17 tokens (5 tiles of 4), C = 32: the unbanked plan needs 1450 ACT words.
+CONFIG = AcceleratorConfig(array=4, act_depth=4096, wgt_depth=2048, prm_depth=512,
+                           lnp_depth=64, k_max=64)
+
+
+@pytest.mark.parametrize("heads, changes, reason", [
+    (2, dict(act_banks=1), "act_banks=1"),
+    # Bank 1 holds words 2048..2111, too few for two buffers of scores (2 x 85 words).
+    (2, dict(act_depth=2112), "the banked plan does not fit: activation region scores needs "
+                              "ACT words 2048..2217, beyond act_depth=2112"),
+    # Bank 0 holds words 0..1023: qkv (480 words), two buffers of probabilities (170), x and
+    # normalized (160 each) leave too few for sublayer, which attention needs too; it goes
+    # after context (bank 1 from 1024) and ends beyond ACT.
+    (2, dict(act_depth=1500), "the banked plan does not fit: activation region sublayer needs "
+                              "ACT words 1354..1513, beyond act_depth=1500"),
+    (1, {}, "every block has one head"),
+])
+def test_heads_run_in_turn_where_they_cannot_overlap(heads, changes, reason):
+    x, blocks = make_blocks(heads)
+    program = compile_blocks(replace(CONFIG, **changes), blocks, x)
+    assert (program.overlap, program.sequential_reason) == (False, reason)
+    assert program.plan.bank_start is None and not side_pairs(program)
+    for index in range(len(blocks)):
+        assert attention_order(program, index) == "KGSVG" * heads + "L"
+    np.testing.assert_array_equal(run(program)[0], encoder_blocks(x, blocks))
+
+
+def test_a_side_instruction_that_may_not_run_beside_is_a_compiler_error():
+    emit = Emitter(CONFIG, trace=False)
+    emit(Opcode.GELU, src=0, dst=0, count=4)
+    with pytest.raises(RuntimeError, match=r"^compiler error: SOFTMAX\(.*\) is to run beside "
+                                           r"instruction 0 \(GELU\(.*\)\), but the instruction "
+                                           r"before it is GELU, not one of \['GEMM', "
+                                           r"'GEMM_SPARSE'\]$"):
+        emit(Opcode.SOFTMAX, src=2048, src_stride=4, dst=0, dst_stride=4, m_tiles=1, length=4,
+             ratio=1000, alpha=100, beta=40000, gamma=20000, probability_shift=1, beside=1)
+    assert [opcode for opcode, _ in emit.instructions] == [Opcode.GELU]
+
+
+def test_softmax_beside_goes_before_the_trace_store_of_its_gemm():
+    emit = Emitter(CONFIG, trace=True)
+    gemm = dict(a_addr=0, a_stride=4, b_addr=0, b_stride=4, c_addr=2048, c_stride=4, p_addr=0,
+                k=4, m_tiles=1, n=4)
+    emit(Opcode.GEMM, **gemm)
+    emit(Opcode.SOFTMAX, src=2052, src_stride=4, dst=100, dst_stride=4, m_tiles=1, length=4,
+         ratio=1000, alpha=100, beta=40000, gamma=20000, probability_shift=1, beside=1)
+    assert [opcode for opcode, _ in emit.instructions] == [Opcode.GEMM, Opcode.SOFTMAX,
+                                                           Opcode.STORE, Opcode.STORE]
+    assert [(entry.index, entry.act_addr) for entry in emit.traced] == [(0, 2048), (1, 100)]
+    assert emit.sections == [None, None, "trace", "trace"]
