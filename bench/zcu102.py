@@ -9,20 +9,26 @@ Side by side in one run:
    the old 32x32 preset to the new ``zcu102``): the per-module Yosys estimate
    with the clock evidence (LUT, FF, DSP, BRAM36, the share of DSPs doing
    MACs, the slowest path) and, for the small preset, per-module against flat
-   synthesis (goal: within 5 % on LUT, FF, DSP, BRAM).
-3. AXI overhead: the embedded digits model on the ``small`` preset, cycles
+   synthesis (goal: within 5 % on LUT, FF, DSP, BRAM). With ``--final-only``
+   only the ``zcu102`` preset is estimated.
+3. Each change's cycles for DeiT-T and DeiT-S from the cycle model (exact:
+   item 5 checks it against the simulated counters), per class and beside a
+   GEMM, with FPS at 250 MHz and at the clock the evidence supports.
+4. AXI overhead: the embedded digits model on the ``small`` preset, cycles
    with the ideal one-cycle memory against the AXI shell with cocotbext-axi's
    ``AxiRam`` (and with random back-pressure on every channel).
-4. DeiT-T and DeiT-S (random weights, one 224x224 image each) compiled for
-   each change's accelerator that times differently (:data:`TIMINGS`) and
-   co-verified bit for bit on it (ideal one-cycle memory): cycles per class,
-   MACs/cycle, PE utilization and FPS at the preset's clock (goals: DeiT-S
-   >= 110 FPS, DeiT-T >= 350, utilization >= 85 %). ``--skip-deit`` leaves this
-   out (about an hour on two cores, the Verilator builds included).
+5. DeiT-T and DeiT-S (random weights, one 224x224 image each) compiled for
+   each change's accelerator that times differently (:data:`TIMINGS`; with
+   ``--final-only`` the ``zcu102`` preset alone) and co-verified bit for bit on
+   it (ideal one-cycle memory): cycles per class and beside a GEMM against the
+   cycle model, MACs/cycle, PE utilization and FPS at the preset's clock
+   (goals: DeiT-S >= 110 FPS, DeiT-T >= 350, utilization >= 85 %).
+   ``--skip-deit`` leaves this out (about an hour on two cores, the Verilator
+   builds included).
 
 Writes ``bench/results/zcu102.json`` and ``zcu102_resources.png``.
 
-    python bench/zcu102.py [--skip-deit] [--skip-flat]
+    python bench/zcu102.py [--skip-deit] [--skip-flat] [--final-only]
 """
 
 import argparse
@@ -47,6 +53,11 @@ GOAL_UTILIZATION = 0.85
 
 _BEFORE = PRESETS["zcu102-32x32"]
 _LIVENESS = replace(_BEFORE, accelerator=replace(_BEFORE.accelerator, act_depth=24576))
+_FINAL = PRESETS["zcu102"]
+_ONE_BANK = replace(_FINAL, accelerator=replace(_FINAL.accelerator, act_banks=1,
+                                                act_depth=17408))
+#: The name of the last change: the ``zcu102`` preset.
+FINAL = "40x40, two ACT banks, softmax beside GEMMs (zcu102)"
 #: Issue 13's changes in order, each as the accelerator it gives. The shared row
 #: arithmetic and the one-DSP requantizer are in every row: the RTL has no switch for them.
 CHANGES = {
@@ -54,10 +65,13 @@ CHANGES = {
     "32x32, ACT by liveness": _LIVENESS,
     "32x32, ACT by liveness, two MACs per DSP": replace(
         _LIVENESS, accelerator=replace(_LIVENESS.accelerator, macs_per_dsp=2)),
-    "40x40, ACT by liveness (zcu102)": PRESETS["zcu102"],
+    "40x40, ACT by liveness, one ACT bank": _ONE_BANK,
+    FINAL: _FINAL,
 }
 #: The changes whose cycles differ: the ACT size and the packing change no cycle.
-TIMINGS = {"32x32": _BEFORE, "40x40": PRESETS["zcu102"]}
+TIMINGS = {"32x32": _BEFORE, "40x40, one ACT bank": _ONE_BANK, "40x40 (zcu102)": _FINAL}
+#: The clock the slowest path supports (docs/performance.md, Clock evidence), for FPS.
+EVIDENCE_MHZ = 156
 
 
 def _files(folder):
@@ -83,11 +97,13 @@ def generation(scratch):
     return rows
 
 
-def estimates(skip_flat):
+def estimates(skip_flat, final_only):
     from vitforge.sw.generate import resource_report
 
     result = {"changes": {}}
     for name, shell in CHANGES.items():
+        if final_only and name != FINAL:
+            continue
         started = time.monotonic()
         core = to_verilog(shell.shell(), CORE, zero_init=False)
         total, parts, depths = resources.estimate_by_module(core, CORE, depth=True)
@@ -101,7 +117,7 @@ def estimates(skip_flat):
               f"{report['mac_dsp_fraction']:.1%}; slowest path {clock['logic_levels']} LUT "
               f"levels + {clock['carry_bits']} carry bits ({clock['worst_module']}), about "
               f"{clock['max_clock_mhz_estimate']} MHz", flush=True)
-    result["zcu102"] = result["changes"]["40x40, ACT by liveness (zcu102)"]
+    result["zcu102"] = result["changes"][FINAL]
     if not skip_flat:
         core = to_verilog(PRESETS["small"].shell(), CORE, zero_init=False)
         started = time.monotonic()
@@ -159,31 +175,62 @@ def axi_overhead():
     return rows
 
 
-def deit(preset):
-    """One image of DeiT-T and DeiT-S compiled for the preset's own scratchpads, co-verified."""
-    from vitforge.sim.accel.cosim import coverify
+def _deit_programs(config):
+    """DeiT-T and DeiT-S (random weights, one image) compiled for ``config``, by name."""
     from vitforge.sim.model_run import load_model
     from vitforge.sw.accel.compiler import compile_model
     from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
     from vitforge.sw.model.vit import patchify
 
-    rows = {}
-    config = preset.accelerator
     for name in ("deit-tiny", "deit-small"):
-        started = time.monotonic()
         vit, calibration, test_images, _ = load_model(name)
         model = quantize_vit(vit, calibration)
         patches = quantize_tensor(patchify(test_images[:1], vit.shape)[0], model.input_scale)
-        program = compile_model(config, model, patches)
+        yield name, compile_model(config, model, patches)
+
+
+def modelled_cycles():
+    """Every change's DeiT-T and DeiT-S cycles from the cycle model, side by side."""
+    from vitforge.sw.accel.cycles import predict
+
+    rows = {}
+    for change, shell in CHANGES.items():
+        config = shell.accelerator
+        rows[change] = {}
+        for name, program in _deit_programs(config):
+            predicted = predict(program)
+            cycles = predicted.cycles
+            rows[change][name] = {
+                "cycles": cycles, "class_cycles": predicted.class_cycles,
+                "side_cycles": predicted.side_cycles, "heads_overlap": program.overlap,
+                "utilization": round(program.macs / config.gemm.pes / cycles, 4),
+                "fps_250mhz": round(250e6 / cycles, 1),
+                f"fps_{EVIDENCE_MHZ}mhz": round(EVIDENCE_MHZ * 1e6 / cycles, 1)}
+            print(f"{change}: {name} {cycles} cycles (model), "
+                  f"{rows[change][name]['utilization']:.1%} of the PEs, "
+                  f"{rows[change][name]['fps_250mhz']} FPS at 250 MHz", flush=True)
+    return rows
+
+
+def deit(preset):
+    """One image of DeiT-T and DeiT-S compiled for the preset's own scratchpads, co-verified."""
+    from vitforge.sim.accel.cosim import coverify
+
+    rows = {}
+    config = preset.accelerator
+    started = time.monotonic()
+    for name, program in _deit_programs(config):
         report = coverify(program, log=lambda line: print(f"  {line}", flush=True))
         cycles = report.cycles
         rows[name] = {"bit_exact": report.match, "cycles": cycles, "macs": program.macs,
+                      "cycle_model_exact": not report.prediction_mismatch(),
                       "macs_per_cycle": round(program.macs / cycles, 1),
                       "utilization": round(program.macs / config.gemm.pes / cycles, 4),
                       "fps": round(preset.clock_mhz * 1e6 / cycles, 1),
                       "fps_goal": GOAL_FPS[name],
-                      "class_cycles": report.class_cycles,
+                      "class_cycles": report.class_cycles, "side_cycles": report.side_cycles,
                       "seconds": round(time.monotonic() - started, 1)}
+        started = time.monotonic()
         print(f"{name}: {cycles} cycles, {rows[name]['macs_per_cycle']} MACs/cycle "
               f"({rows[name]['utilization']:.1%} of the PEs), {rows[name]['fps']} FPS at "
               f"{preset.clock_mhz} MHz, bit-exact {report.match}", flush=True)
@@ -216,6 +263,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-deit", action="store_true")
     parser.add_argument("--skip-flat", action="store_true")
+    parser.add_argument("--final-only", action="store_true",
+                        help="estimate and co-verify the zcu102 preset only")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
 
@@ -226,10 +275,12 @@ def main(argv=None):
                          "utilization": GOAL_UTILIZATION}}
     with tempfile.TemporaryDirectory(prefix="vitforge-bench-") as scratch:
         results["generate"] = generation(scratch)
-    results["resources"] = estimates(args.skip_flat)
+    results["resources"] = estimates(args.skip_flat, args.final_only)
+    results["modelled_cycles"] = modelled_cycles()
     results["axi_overhead"] = axi_overhead()
     if not args.skip_deit:
-        results["deit"] = {name: deit(shell) for name, shell in TIMINGS.items()}
+        timings = {"40x40 (zcu102)": _FINAL} if args.final_only else TIMINGS
+        results["deit"] = {name: deit(shell) for name, shell in timings.items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "zcu102.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results["resources"]["zcu102"], args.out / "zcu102_resources.png")

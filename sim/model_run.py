@@ -160,6 +160,8 @@ class ModelRun:
     weight_bytes: int = 0
     dense_weight_bytes: int = 0
     dense_fallback: tuple = ()
+    # Why the simulated program's heads run one after another ("": they overlap).
+    sequential_reason: str = ""
     dense_float_accuracy: float = None
     dense_int8_accuracy: float = None
 
@@ -254,6 +256,7 @@ def run_model(name, *, images=4, array=4, seed=0, compare_float=True, waves_to=N
                 (forward(vit, test_images).argmax(1) == test_labels).mean())
     run.macs = programs["dense"].macs
     _sparse_weights(run, model, programs["dense"])
+    run.sequential_reason = next(iter(programs.values())).sequential_reason or ""
     macs = []               # pruned: the blocks' MACs at each image's kept counts
     block_macs = {}         # ... by the tokens of each block
     for index, image in enumerate(test_images[:images]):

@@ -281,6 +281,8 @@ def block(args):
                "ideal_cycles": ideal, "utilization": ideal / report.cycles if report.cycles else 0,
                "class_cycles": report.class_cycles,
                "side_cycles": report.predicted.side_cycles, "macs": program.macs,
+               "heads_overlap": program.overlap,
+               "sequential_reason": program.sequential_reason or "",
                "instructions": len(program.instructions), "error": report.error,
                "tokens": args.tokens, "dim": args.dim, "heads": args.heads, "mlp": args.mlp,
                "blocks": args.blocks, "rows": args.rows, "seed": args.seed,
@@ -302,6 +304,8 @@ def block(args):
               f"{pruning['dense_cycles']} cycles (pruned: {pruning['speedup']:.2f}x as fast)")
     print(f"  ideal cycles      {ideal:.0f}  (MACs / PEs)")
     print(f"  utilization       {summary['utilization']:.1%}")
+    print(f"  softmax beside    "
+          f"{'GEMMs' if program.overlap else 'nothing: ' + program.sequential_reason}")
     print_class_cycles(report.class_cycles, report.predicted.side_cycles, report.cycles,
                        indent=4, width=12)
     write_json(args.json, summary)

@@ -39,6 +39,7 @@ def _model_summary(run, shell, config_source, clock_source):
         "sparse_layers": run.sparse_layers, "weight_bytes": run.weight_bytes,
         "dense_weight_bytes": run.dense_weight_bytes,
         "dense_fallback": list(run.dense_fallback),
+        "heads_overlap": not run.sequential_reason, "sequential_reason": run.sequential_reason,
     }
 
 
@@ -75,6 +76,8 @@ def _print_model_summary(summary, verify):
     print(f"  cycle model          {'exact' if summary['cycle_model_exact'] else 'NOT exact'}"
           f" (total, per class and per layer against the hardware counters)")
     print(f"  PE utilization       {summary['utilization']:.1%}")
+    overlap = "yes" if summary["heads_overlap"] else f"no: {summary['sequential_reason']}"
+    print(f"  softmax beside GEMMs {overlap}")
     if summary["prune"] != "none":
         from vitforge.sim.report import before_blocks, mean_kept_tokens
 

@@ -2,8 +2,8 @@
 
 The memory plan (:mod:`.vit_plan`) decides where everything lies in the
 scratchpads; :func:`config_for` sizes an accelerator from the same plan. With
-two ACT banks the compiler plans for overlapped heads (each softmax beside a
-GEMM of the next head, :meth:`~.lowering.Lowering.attention`) and falls back to
+two ACT banks the compiler plans for overlapped heads (each softmax beside the
+GEMMs of its neighbours, :meth:`~.lowering.Lowering.attention`) and falls back to
 heads in turn, on the unbanked plan, when that plan does not fit the
 accelerator or the token counts are live (selector stages). The
 lowering (:mod:`.lowering`) emits the instructions at the plan's addresses

@@ -11,7 +11,7 @@ take longer to load than that GEMM runs is cut into column chunks
 (:meth:`Lowering.load_layer`): each chunk's GEMM hides the next chunk's load,
 so few tokens (after pruning, or on a wide array) do not leave the GEMM engine
 waiting for weights. On a plan with two ACT banks the heads of a block overlap
-(:meth:`Lowering.attention`): each softmax runs beside a GEMM of the next head.
+(:meth:`Lowering.attention`): each softmax runs beside the GEMMs of its neighbours.
 
 A layer with HP-pruned weights (``QuantizedLinear.sparse``, ``docs/sparsity.md``)
 runs as ``LOAD_SPARSE`` and ``GEMM_SPARSE`` on its pattern re-cut into groups of
@@ -24,13 +24,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from vitforge.hw.accel.isa import ISA, Opcode, Space
+from vitforge.hw.accel.isa import ISA, Instruction, Opcode, Space
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.accel.config import TABLE_WORDS
 from vitforge.sw.gemm.layout import tiles
 from vitforge.sw.gemm.plan import command_cycles
 from vitforge.sw.model.quantized import QuantizedLinear
 
+from .cycles import SIDE_START_DELAY, unit_cycles
 from .selection import lower_select
 from .vit_plan import token_buffers
 
@@ -59,6 +60,12 @@ def _requant_entries(source, count):
         return source.bias, source.multiplier, source.shift
     return (np.zeros(count, np.int64), np.full(count, source.multiplier),
             np.full(count, source.shift))
+
+
+def _gemm_shape(k, m_tiles, n):
+    """A GEMM of that shape at address 0 (what its cycles depend on)."""
+    fields = dict.fromkeys(ISA[Opcode.GEMM].fields, 0)
+    return Instruction(Opcode.GEMM, {**fields, "k": k, "m_tiles": m_tiles, "n": n})
 
 
 class Lowering:
@@ -255,19 +262,55 @@ class Lowering:
     def attention(self, block, score_prm, context_prm):
         """``softmax(Q_h K_h^T) V_h`` of every head ``h`` into its columns of ``context``.
 
-        Head by head, or, when they overlap (:meth:`overlaps`), with each softmax a
-        head late: head ``h``'s runs beside head ``h + 1``'s ``Q K^T`` GEMM, the last
-        head's beside the ``P V`` GEMM of the head before it. Scores and probabilities
-        then alternate between two buffers, and the plan's banks keep each pair on
-        different ports (:mod:`.vit_plan`).
+        Head by head, or, when they overlap (:meth:`overlaps`), each softmax beside the
+        GEMMs between its scores and its ``P V``: head 0's beside head 1's ``Q K^T``, the
+        last head's beside the ``P V`` of the head before it, and every other head ``h``'s
+        token tiles split between head ``h + 1``'s ``Q K^T`` and head ``h - 1``'s ``P V``
+        (:meth:`softmax_split`). Scores and probabilities then alternate between two
+        buffers, and the plan's banks keep each pair on different ports (:mod:`.vit_plan`).
         """
-        lag = int(self.overlaps(block))
-        for step in range(block.heads + lag):
-            if step < block.heads:
-                self.head_scores(block, step, score_prm)
-            if step >= lag:
-                self.head_softmax(block, step - lag, beside=bool(lag))
-                self.head_context(block, step - lag, context_prm)
+        heads = block.heads
+        if not self.overlaps(block):
+            for head in range(heads):
+                self.head_scores(block, head, score_prm)
+                self.head_softmax(block, head, beside=False)
+                self.head_context(block, head, context_prm)
+            return
+        self.head_scores(block, 0, score_prm)
+        self.head_scores(block, 1, score_prm)
+        self.head_softmax(block, 0, beside=True)
+        for head in range(2, heads):
+            self.head_scores(block, head, score_prm)
+            first = self.softmax_split(block)
+            if first:
+                self.head_softmax(block, head - 1, beside=True, tiles=(0, first))
+            self.head_context(block, head - 2, context_prm)
+            if first < self.token_tiles:
+                self.head_softmax(block, head - 1, beside=True,
+                                  tiles=(first, self.token_tiles))
+        self.head_context(block, heads - 2, context_prm)
+        self.head_softmax(block, heads - 1, beside=True)
+        self.head_context(block, heads - 1, context_prm)
+
+    def softmax_split(self, block):
+        """How many of a head's softmax tiles go beside a ``Q K^T`` GEMM, the rest beside
+        the ``P V`` GEMM after it: the split whose sides outlast their GEMMs by the fewest
+        cycles (``stall``, :mod:`.cycles`), one instruction rather than two on a tie."""
+        tokens, head_dim = self.tokens, block.head_dim
+        scores, context = (unit_cycles(self.config, _gemm_shape(k, self.token_tiles, n))
+                           for k, n in ((head_dim, tokens), (tokens, head_dim)))
+
+        def stall(tile_count, gemm):
+            if not tile_count:
+                return 0
+            softmax = unit_cycles(self.config, Instruction(Opcode.SOFTMAX, dict(
+                m_tiles=tile_count, length=tokens)))
+            return max(0, SIDE_START_DELAY + softmax - gemm)
+
+        splits = range(self.token_tiles + 1)
+        return min(splits, key=lambda first: (
+            stall(first, scores) + stall(self.token_tiles - first, context),
+            first not in (0, self.token_tiles)))
 
     def head_scores(self, block, head, score_prm):
         """K_h^T into the next half of WGT, then ``Q_h K_h^T`` into ``head``'s scores."""
@@ -280,13 +323,16 @@ class Lowering:
         self.gemm(q, 3 * dim, keys, head_dim, self.head_buffer("scores", head, block), tokens,
                   score_prm, head_dim, tokens, live=("n",))
 
-    def head_softmax(self, block, head, beside):
-        """The softmax of ``head``'s scores into its probabilities, ``beside`` the GEMM
-        emitted right before it."""
+    def head_softmax(self, block, head, beside, tiles=None):
+        """The softmax of ``head``'s scores into its probabilities, its token tiles
+        ``tiles`` (``(first, end)``; all by default), ``beside`` the GEMM emitted right
+        before it."""
         tokens, e = self.tokens, block.softmax
-        self.emit(Opcode.SOFTMAX, src=self.head_buffer("scores", head, block),
-                  src_stride=tokens, dst=self.head_buffer("probabilities", head, block),
-                  dst_stride=tokens, m_tiles=self.token_tiles, length=tokens, ratio=e.ratio,
+        first, end = tiles or (0, self.token_tiles)
+        self.emit(Opcode.SOFTMAX, src=self.head_buffer("scores", head, block) + first * tokens,
+                  src_stride=tokens,
+                  dst=self.head_buffer("probabilities", head, block) + first * tokens,
+                  dst_stride=tokens, m_tiles=end - first, length=tokens, ratio=e.ratio,
                   alpha=e.alpha, beta=e.beta, gamma=e.gamma,
                   probability_shift=block.probability_shift, beside=int(beside),
                   live=self.live_bits(Opcode.SOFTMAX, "m_tiles", "length"))

@@ -125,7 +125,7 @@ class CompiledProgram:
         Whether the program is a whole model (its result is the class token's
         logits) rather than a stack of blocks (its result the final tokens).
     overlap : bool
-        Whether each head's softmax runs beside a GEMM of the next head (the plan
+        Whether each head's softmax runs beside the GEMMs of its neighbours (the plan
         has two ACT banks; :meth:`~.lowering.Lowering.attention`).
     sequential_reason : str or None
         Why the heads run one after another instead, ``None`` when they overlap.

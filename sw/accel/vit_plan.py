@@ -12,7 +12,7 @@ logits) only ever passes to the next phase, which names it too, so the plan
 keeps it (:mod:`.plan`).
 
 With two ACT banks (``bank_start``) the plan lets a head's softmax run beside
-the next head's Q K^T GEMM (:meth:`~.lowering.Lowering.attention`): ``scores``
+the GEMMs of its neighbours (:meth:`~.lowering.Lowering.attention`): ``scores``
 and ``probabilities`` hold two buffers each (:data:`HEAD_BUFFERS`), and
 :data:`ACT_BANKS` pins the regions of attention so that each GEMM and the
 softmax beside it use different banks' ports: ``qkv`` and ``probabilities``
