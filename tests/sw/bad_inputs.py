@@ -250,6 +250,9 @@ FILE_CASES = [
     case("config-macs-per-dsp", CONFIG, "generate --config c.json --out x",
          "three MACs per DSP", "macs_per_dsp must be 1 or 2, not 3",
          files=(("c.json", '{"accelerator": {"array": 4, "macs_per_dsp": 3}}'),)),
+    case("config-act-banks", CONFIG, "simulate --config c.json", "three ACT banks",
+         "act_banks must be 1 or 2, not 3",
+         files=(("c.json", '{"accelerator": {"array": 4, "act_banks": 3}}'),)),
     case("config-address-width", CONFIG, "generate --config c.json --out x",
          "100-bit AXI addresses", "address_width must be at most 64 (AXI4 addresses have at "
          "most 64 bits), not 100",
