@@ -271,16 +271,24 @@ def main(argv=None):
                          "estimate_agreement": GOAL_ESTIMATE_AGREEMENT,
                          "mac_dsp_fraction": GOAL_MAC_DSP_FRACTION, "fps": GOAL_FPS,
                          "utilization": GOAL_UTILIZATION}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    partial = args.out / "zcu102.partial.json"
+
+    def keep(section, value):
+        """Record a finished section; an interrupted run leaves what it measured in
+        ``zcu102.partial.json``."""
+        results[section] = value
+        partial.write_text(json.dumps(results, indent=2) + "\n")
+
+    keep("modelled_cycles", modelled_cycles())
     with tempfile.TemporaryDirectory(prefix="vitforge-bench-") as scratch:
-        results["generate"] = generation(scratch)
-    results["resources"] = estimates(args.skip_flat)
-    results["modelled_cycles"] = modelled_cycles()
-    results["axi_overhead"] = axi_overhead()
+        keep("generate", generation(scratch))
+    keep("resources", estimates(args.skip_flat))
+    keep("axi_overhead", axi_overhead())
     if not args.skip_deit:
         timings = {"40x40 (zcu102)": _FINAL} if args.coverify_final_only else TIMINGS
-        results["deit"] = {name: deit(shell) for name, shell in timings.items()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "zcu102.json").write_text(json.dumps(results, indent=2) + "\n")
+        keep("deit", {name: deit(shell) for name, shell in timings.items()})
+    partial.replace(args.out / "zcu102.json")
     plot(results["resources"]["zcu102"], args.out / "zcu102_resources.png")
     print(f"wrote {args.out / 'zcu102.json'} and zcu102_resources.png")
 

@@ -209,15 +209,16 @@ def test_ctrl_c_stops_the_command_with_one_line_and_keeps_the_finished_points(tm
     import time
 
     space = tmp_path / "space.json"
-    # 1,414 points: far more than finish between the third one and the signal, even on a
-    # loaded machine.
     space.write_text(json.dumps({"array": list(range(8, 61, 4)),
-                                 "clock_mhz": list(range(100, 301, 2)), **SIZED}))
+                                 "clock_mhz": list(range(100, 301, 10)), **SIZED}))
     out = tmp_path / "out"
     command = subprocess.Popen(
         [sys.executable, "-m", "vitforge.sw.cli", "explore", "--model", "deit-tiny",
          "--space", str(space), "--out", str(out), "--workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as in a terminal, even when the tests run in the background, whose shell
+        # starts them with SIGINT ignored (Python then installs no handler for it).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = out / "points.jsonl"
     deadline = time.monotonic() + 120
     while not (lines.exists() and lines.read_text().count("\n") >= 3):
@@ -230,7 +231,7 @@ def test_ctrl_c_stops_the_command_with_one_line_and_keeps_the_finished_points(tm
         stderr
     assert "Traceback" not in stderr
     kept = json.loads((out / "points.json").read_text())
-    assert 3 <= len(kept) < 1414
+    assert 3 <= len(kept) < 294
     assert all(row["status"] == "ok" for row in kept)
 
 
