@@ -5,7 +5,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, OPCODE_BITS, SIDE_HOSTS, SIDE_LOADS,
-                  SIDE_CLASSES, SIDE_ROWS, Opcode, weight_load_may_run_beside)
+                  SIDE_CLASSES, SIDE_ROWS, Opcode, row_starts_beside,
+                  weight_load_may_run_beside)
 from .ports import registering
 
 __all__ = ["InstructionDecoder", "DECODED", "NO_CLASS", "SIDE_CHECK_LATENCY"]
@@ -128,12 +129,9 @@ class InstructionDecoder(wiring.Component):
 
     def _side_row(self, next_opcode):
         """A row instruction that asks to run beside, as the hardware may start it."""
-        if self._config.act_banks == 1:
-            return 0
         side_row = 0
         for code in SIDE_ROWS:
-            spec = ISA[code]
-            fields = spec.view(self.next_instruction)
-            side_row = side_row | ((next_opcode == code) & fields.beside & ~spec.empty(fields)
-                                   & (fields.live == 0))
+            starts = row_starts_beside(code, ISA[code].view(self.next_instruction),
+                                       self._config.act_banks)
+            side_row = side_row | ((next_opcode == code) & starts)
         return side_row

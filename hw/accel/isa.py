@@ -33,7 +33,8 @@ from .config import (DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, PARAMETER_ADDRESS_BIT
 __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "INSTRUCTION_WORDS", "OPCODE_BITS",
            "COUNTER_CLASSES", "Opcode", "Space", "Live", "LiveState", "Formula", "Region", "Span",
            "OpcodeSpec", "ISA", "Instruction", "encode", "decode", "space_depth",
-           "written_activations", "weight_load_may_run_beside", "beside_refusal",
+           "written_activations", "weight_load_may_run_beside", "row_starts_beside",
+           "beside_refusal",
            "SIDE_HOSTS", "SIDE_LOADS", "SIDE_ROWS", "SIDE_CLASSES",
            "resolve", "SELECT_MODES"]
 
@@ -515,6 +516,21 @@ def weight_load_may_run_beside(host, host_fields, load, load_fields, array, stag
             allowed = allowed & ((loaded.space != span.space) | (loaded.end <= span.first)
                                  | (loaded.first >= span.end))
     return allowed
+
+
+def row_starts_beside(opcode, fields, act_banks):
+    """Whether the hardware starts ``opcode`` (of :data:`SIDE_ROWS`) with ``fields`` beside
+    the host before it, on an accelerator of ``act_banks`` ACT banks: with two banks, when
+    its ``beside`` field is set, it has no live flags and no field is zero that must not be.
+
+    The regions are the program's promise (:func:`beside_refusal`). ``fields`` are ints
+    (a field left out is 0, its encoding's default) or a view of an instruction signal:
+    the result is then a 1-bit Amaranth value.
+    """
+    if act_banks == 1:
+        return 0
+    beside, live = (getattr(fields, name, 0) for name in ("beside", "live"))
+    return beside & (ISA[opcode].empty(fields) == 0) & (live == 0)
 
 
 def _act_spans(spec, fields, array, regions):

@@ -29,7 +29,7 @@ from vitforge.hw.accel.dma import dma_cycles
 from vitforge.hw.accel.eltwise import eltwise_cycles
 from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_WORDS, ISA, SIDE_CLASSES,
                                    SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS, Instruction, Opcode,
-                                   weight_load_may_run_beside)
+                                   row_starts_beside, weight_load_may_run_beside)
 from vitforge.hw.accel.moves import move_cycles
 from vitforge.hw.accel.row_layernorm import layernorm_cycles
 from vitforge.hw.accel.row_softmax import softmax_cycles
@@ -173,9 +173,8 @@ def _may_run_beside(config, host, side):
     if side.opcode in SIDE_LOADS:
         return bool(weight_load_may_run_beside(host.opcode, host, side.opcode, side,
                                                config.array))
-    return (side.opcode in SIDE_ROWS and config.act_banks == 2
-            and bool(side.fields.get("beside")) and not side.fields.get("live")
-            and not ISA[side.opcode].empty(side))
+    return side.opcode in SIDE_ROWS and bool(row_starts_beside(side.opcode, side,
+                                                               config.act_banks))
 
 
 def predict(program):
