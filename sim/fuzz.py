@@ -321,19 +321,15 @@ _DRAWERS = {
 #: In the order Hypothesis shrinks towards: GEMM first, NOP and SYNC last.
 _OPCODES = tuple(_DRAWERS)
 
-#: The ACT address fields of a beside pair's instructions: (read, written).
-_ACT_ADDRESSES = {Opcode.GEMM: (("a_addr",), ("c_addr",)),
-                  Opcode.GEMM_SPARSE: (("a_addr",), ("c_addr",)),
-                  Opcode.GELU: (("src",), ("dst",)), Opcode.SOFTMAX: (("src",), ("dst",)),
-                  Opcode.LAYERNORM: (("src",), ("dst",)), Opcode.ADD: (("x", "y"), ("dst",))}
-
-
 def _in_banks(fields, opcode, banks, bank_start):
-    """``fields`` with the ACT regions moved into ``banks`` (read bank, written bank)."""
+    """``fields`` with the ACT regions moved into ``banks`` (read bank, written bank): the
+    fields that start the opcode's ACT regions in the ISA table."""
     moved = dict(fields)
-    for names, bank in zip(_ACT_ADDRESSES[opcode], banks):
-        for name in names:
-            moved[name] += bank * bank_start
+    spec = ISA[opcode]
+    for regions, bank in zip((spec.reads, spec.writes), banks):
+        for region in regions:
+            if region.space is Space.ACT:
+                moved[region.first] += bank * bank_start
     return moved
 
 
