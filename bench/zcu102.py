@@ -32,6 +32,7 @@ Writes ``bench/results/zcu102.json`` and ``zcu102_resources.png``.
 
 import argparse
 from dataclasses import replace
+from functools import cache
 import json
 from pathlib import Path
 import tempfile
@@ -172,18 +173,25 @@ def axi_overhead():
     return rows
 
 
-def _deit_programs(config):
-    """DeiT-T and DeiT-S (random weights, one image) compiled for ``config``, by name."""
+@cache
+def _deit(name):
+    """DeiT ``name`` (random weights) quantized, and one image's patches: the same for every
+    accelerator, so made once."""
     from vitforge.sim.model_run import load_model
-    from vitforge.sw.accel.compiler import compile_model
     from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
     from vitforge.sw.model.vit import patchify
 
+    vit, calibration, test_images, _ = load_model(name)
+    model = quantize_vit(vit, calibration)
+    return model, quantize_tensor(patchify(test_images[:1], vit.shape)[0], model.input_scale)
+
+
+def _deit_programs(config):
+    """DeiT-T and DeiT-S (random weights, one image) compiled for ``config``, by name."""
+    from vitforge.sw.accel.compiler import compile_model
+
     for name in ("deit-tiny", "deit-small"):
-        vit, calibration, test_images, _ = load_model(name)
-        model = quantize_vit(vit, calibration)
-        patches = quantize_tensor(patchify(test_images[:1], vit.shape)[0], model.input_scale)
-        yield name, compile_model(config, model, patches)
+        yield name, compile_model(config, *_deit(name))
 
 
 def modelled_cycles():
