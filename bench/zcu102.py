@@ -71,7 +71,7 @@ CHANGES = {
 #: The changes whose cycles differ: the ACT size and the packing change no cycle.
 TIMINGS = {"32x32": _BEFORE, "40x40, one ACT bank": _ONE_BANK, "40x40 (zcu102)": _FINAL}
 #: The clock the slowest path supports (docs/performance.md, Clock evidence), for FPS.
-EVIDENCE_MHZ = 156
+EVIDENCE_MHZ = 201
 
 
 def _files(folder):

@@ -84,9 +84,9 @@ PRESETS = {
     # head's softmax runs beside the next head's GEMM; one activation read port keeps that
     # scratchpad in one copy of block RAM. 197 tokens fill 5 tiles of 40 rows (98.5%).
     # Estimate (Yosys) and the choice of the array: docs/performance.md, "ZCU102 output".
-    # 150 MHz: the slowest path of the estimate supports about 156 MHz (docs/performance.md,
+    # 200 MHz: the slowest path of the estimate supports about 201 MHz (docs/performance.md,
     # Clock evidence).
-    "zcu102": ShellConfig(clock_mhz=150, accelerator=AcceleratorConfig(
+    "zcu102": ShellConfig(clock_mhz=200, accelerator=AcceleratorConfig(
         array=40, act_depth=20480, wgt_depth=30720, prm_depth=4096, lnp_depth=1024,
         k_max=2048, act_read_ports=1, act_banks=2)),
     # The zcu102 preset before issue 13: 32x32 PEs, the ACT sized for every region at once,

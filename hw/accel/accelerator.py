@@ -107,7 +107,14 @@ class Accelerator(wiring.Component):
     @staticmethod
     def _dispatch(m, units, issued, fetch, decoder, controller):
         """Start the decoded instruction's unit and watch its ``done``; start the instruction
-        fetched ahead beside a GEMM on its unit and watch its ``busy``."""
+        fetched ahead beside a GEMM on its unit and watch its ``busy``.
+
+        A side unit reads the instruction fetched ahead while ``side_active`` and the
+        fetched-ahead opcode is its own. That choice is a register, a cycle behind both:
+        ``side_active`` rises :data:`~.decoder.SIDE_CHECK_LATENCY` cycles before the side start, the
+        instruction fetched ahead holds while it is high, and after it falls no unit
+        starts for two cycles (RESOLVE, ISSUE). So the decode of the opcode is not on
+        every path from the instruction into the side units."""
         done = side_busy = 0
         for index, (name, unit) in enumerate(units.items()):
             chosen = decoder.unit[index]
@@ -116,8 +123,9 @@ class Accelerator(wiring.Component):
             if name in _SIDE_UNITS:
                 beside = decoder.next_unit[index]
                 start = start | (controller.start_side & beside)
-                instruction = Mux(controller.side_active & beside, fetch.next_instruction,
-                                  instruction)
+                reads_ahead = Signal(name=f"{name}_reads_ahead")
+                m.d.sync += reads_ahead.eq(controller.side_active & beside)
+                instruction = Mux(reads_ahead, fetch.next_instruction, instruction)
                 side_busy = side_busy | (beside & unit.busy)
             m.d.comb += [unit.start.eq(start), unit.instruction.eq(instruction)]
             done = done | (chosen & unit.done)

@@ -93,9 +93,9 @@ class Dma(Unit):
         pending = Signal()             # STORE: an entry read waits on the read port's output
         indexed = Signal(SCRATCHPAD_ADDRESS_BITS)    # LOAD_SPARSE: IDX entries written
         # Products of fields, registered at start (LOAD_SPARSE's totals one cycle later).
-        record_bytes = sparse.blocks * (sparse.kept_rows + 1)
-        record_words = Signal.like((record_bytes + DRAM_WORD_BYTES - 1) >> _WORD_BYTE_SHIFT)
         length = Signal.like(sparse.blocks * sparse.kept_rows)    # LOAD_SPARSE: L
+        # A record's words: its blocks * (kept_rows + 1) bytes, the product being L + blocks.
+        record_words = (length + sparse.blocks + DRAM_WORD_BYTES - 1) >> _WORD_BYTE_SHIFT
         entries = Signal.like(sparse.tiles * length)    # LOAD_SPARSE: value entries
         group_words = Signal.like(record_words + length * entry_words)  # LOAD_SPARSE, per group
         words = Signal.like(Mux(wide, load.count * entry_words, sparse.tiles * group_words))
@@ -136,9 +136,7 @@ class Dma(Unit):
                                  words_out.eq(0), piece.eq(0), indexed.eq(0),
                                  group_entry.eq(0), values.eq(0),
                                  words.eq(Mux(wide, load.count * entry_words, load.count)),
-                                 length.eq(sparse.blocks * sparse.kept_rows),
-                                 record_words.eq((record_bytes + DRAM_WORD_BYTES - 1)
-                                                 >> _WORD_BYTE_SHIFT)]
+                                 length.eq(sparse.blocks * sparse.kept_rows)]
                     with m.If(store.opcode == Opcode.STORE):
                         m.next = "STORE"
                     with m.Elif(sparse.opcode == Opcode.LOAD_SPARSE):

@@ -50,16 +50,17 @@ class KeepMarker(wiring.Component):
     step ``searched`` is high, and the ``k - #{K_i > tau}`` scores equal to
     ``tau`` met first are kept as well.
 
-    Then marking, one row per cycle, in order from row 0 (``mark``): a
-    scored patch is kept when ``K_i > tau`` or it is one of those ties
+    Then marking, one row per cycle, in order from row 0 (``mark``), the
+    score registered before it is compared (it leaves a block RAM late in
+    its cycle): a scored patch is kept when ``K_i > tau`` or it is one of those ties
     (``topk``) or when ``2 K_i >= 2**15 weight_sum`` (``threshold``); other
     rows are kept while below ``T``. A dropped patch's package weight is
     ``(K_i >> 15) + 1``, a kept row's 0. The keep bits and weights of a
     tile's ``array`` rows make one row info word (layout
     ``ArrayLayout(ROW_INFO, array)``), written to the next address when its
-    last row is marked; ``info_read`` reads them back (one cycle latency),
-    ``ceil(MAX_SELECT_TOKENS / array)`` words deep. ``dropped`` gives each
-    marked row's weight two cycles after its ``mark`` (from a register) and
+    last row is marked, two cycles after its ``mark``; ``info_read`` reads them back (one
+    cycle latency), ``ceil(MAX_SELECT_TOKENS / array)`` words deep. ``dropped`` gives each
+    marked row's weight three cycles after its ``mark`` (from a register) and
     ``kept`` counts the patches kept.
 
     ``start`` (one cycle, at an instruction's start) clears ``kept``, the
@@ -120,7 +121,6 @@ class KeepMarker(wiring.Component):
             shape=data.ArrayLayout(ROW_INFO, self._lanes), depth=self._info_depth, init=[])
         info_write = row_info.write_port()
         wiring.connect(m, wiring.flipped(self.info_read), row_info.read_port())
-        k_i = self.score
 
         # The search: a pass counts the scores at least `threshold + j place`, j = 1 .. 16;
         # `threshold` is zero from the digit down, so below 16 the sum is an OR. The
@@ -140,7 +140,7 @@ class KeepMarker(wiring.Component):
                                              if j >> bit & 1))
             m.d.sync += candidate.eq(threshold + multiple if j == _RADIX else threshold | multiple)
         m.d.sync += [compared.eq(self.compare),
-                     *(hit.eq(compared & (k_i >= candidate))
+                     *(hit.eq(compared & (self.score >= candidate))
                        for hit, candidate in zip(hits, candidates))]
         digit = Signal(SEARCH_DIGIT_BITS)
         m.d.sync += digit.eq(_ones_of_thermometer([count >= self.k for count in counts[:-1]]))
@@ -159,9 +159,10 @@ class KeepMarker(wiring.Component):
         with m.Else():
             m.d.sync += [count.eq(count + hit) for count, hit in zip(counts, hits)]
 
-        # Marking: the row of the score on `score`, appended to the tile's word.
-        row = Signal(_MARK)
-        m.d.sync += row.eq(self.mark)
+        # Marking: the row and its score, both registered, appended to the tile's word.
+        arrived, row = Signal(_MARK), Signal(_MARK)
+        k_i = Signal.like(self.score)
+        m.d.sync += [arrived.eq(self.mark), row.eq(arrived), k_i.eq(self.score)]
         tie_kept = (k_i == threshold) & (ties != 0)
         chosen = Mux(self.topk, (k_i > threshold) | tie_kept,
                      (k_i << 1) >= (self.weight_sum << SIGMOID_FRACTION_BITS))

@@ -37,8 +37,8 @@ class KeepScorer(wiring.Component):
     ``weight_sum`` is ``sum_h w_h``. All exact: ``K_i`` holds 16 products
     of ``2**15 x 2**15``.
 
-    Latency: a ``K_i`` is written 3 cycles after the read of its last
-    difference (activation read, table read, product, sum); ``busy`` while
+    Latency: a ``K_i`` is written 4 cycles after the read of its last
+    difference (activation read, word register, table read, product, sum); ``busy`` while
     a read is in the pipeline. Throughput: one read per cycle. ``start``
     (one cycle, before the first read) restarts the writes at score 0 and
     clears ``weight_sum``.
@@ -100,19 +100,24 @@ class KeepScorer(wiring.Component):
         product = Signal(data.StructLayout({"valid": 1, "product": 2 * SIGMOID_BITS,
                                             "first": 1, "last": 1}))
 
-        # Stage 1: the word arrives; its byte indexes SIG. Read data, and the products of
-        # it, are registered with their valid bit only (before a memory's first read its
-        # data is undefined: X in a 4-state simulator).
+        # Stage 1: the word arrives and is registered (it comes from a block RAM late in
+        # its cycle). Stage 2: its byte indexes SIG. Read data, and the products of it,
+        # are registered with their valid bit only (before a memory's first read its data
+        # is undefined: X in a 4-state simulator).
         arrived = Signal(self._read)
-        m.d.sync += arrived.eq(self.read)
-        byte = self.data[arrived.lane].as_unsigned()
-        m.d.comb += table.addr.eq(Cat(byte[_ENTRY_BITS:], arrived.weight))
-        m.d.sync += [looked_up.valid.eq(arrived.valid), looked_up.weight.eq(arrived.weight),
-                     looked_up.head.eq(arrived.head), looked_up.first.eq(arrived.first),
-                     looked_up.last.eq(arrived.last)]
+        held = Signal(self._read)
+        word = Signal.like(self.data)
+        m.d.sync += [arrived.eq(self.read), held.eq(arrived)]
         with m.If(arrived.valid):
+            m.d.sync += word.eq(self.data)
+        byte = word[held.lane].as_unsigned()
+        m.d.comb += table.addr.eq(Cat(byte[_ENTRY_BITS:], held.weight))
+        m.d.sync += [looked_up.valid.eq(held.valid), looked_up.weight.eq(held.weight),
+                     looked_up.head.eq(held.head), looked_up.first.eq(held.first),
+                     looked_up.last.eq(held.last)]
+        with m.If(held.valid):
             m.d.sync += looked_up.entry.eq(byte[:_ENTRY_BITS])
-        # Stage 2: the entry is a head weight, kept, or a difference's, multiplied.
+        # Stage 3: the entry is a head weight, kept, or a difference's, multiplied.
         entry = table.data.word_select(looked_up.entry, SIGMOID_BITS)
         with m.If(self.start):
             m.d.sync += self.weight_sum.eq(0)
@@ -123,7 +128,7 @@ class KeepScorer(wiring.Component):
                      product.first.eq(looked_up.first), product.last.eq(looked_up.last)]
         with m.If(looked_up.valid):
             m.d.sync += product.product.eq(weights[looked_up.head] * entry)
-        # Stage 3: a patch's products summed into K_i, written after its last head.
+        # Stage 4: a patch's products summed into K_i, written after its last head.
         total = Mux(product.first, 0, score) + product.product
         m.d.sync += score.eq(total)
         m.d.comb += [score_write.addr.eq(written), score_write.data.eq(total),
@@ -133,5 +138,5 @@ class KeepScorer(wiring.Component):
         with m.Elif(score_write.en):
             m.d.sync += written.eq(written + 1)
 
-        m.d.comb += self.busy.eq(arrived.valid | looked_up.valid | product.valid)
+        m.d.comb += self.busy.eq(arrived.valid | held.valid | looked_up.valid | product.valid)
         return m

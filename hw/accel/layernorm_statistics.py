@@ -35,6 +35,11 @@ _SQRT_CYCLES = -(-_SQRT_WIDTH // 2) + 1
 _DIVISION_CYCLES = LAYERNORM_QUOTIENT_BITS + 1
 # Registers from a lane's issue to its D: the lane's sums, their products, D.
 _D_STAGES = 3
+# Registers from a lane's reciprocal to its scale and offset: the reciprocal, the products
+# of its low and high bits, their sums.
+_LEAVE_STAGES = 3
+# The reciprocal's low bits: a product of them fits one DSP48E2 (27 x 18 signed).
+_LOW_BITS = 17
 
 
 def statistics_period(units):
@@ -45,11 +50,11 @@ def statistics_period(units):
 
 def statistics_cycles(lanes, units):
     """Cycles of :class:`LayerNormStatistics` from ``start`` to ``busy`` falling: the last
-    lane's issue, three cycles for ``D``, the square root, the division and three cycles to
-    the registers."""
+    lane's issue, three cycles for ``D``, the square root, the division and
+    :data:`_LEAVE_STAGES` + 1 cycles to the registers."""
     last = lanes - 1
     issued = statistics_period(units) * (last // units) + last % units + 1
-    return issued + _D_STAGES + _SQRT_CYCLES + _DIVISION_CYCLES + 3
+    return issued + _D_STAGES + _SQRT_CYCLES + _DIVISION_CYCLES + _LEAVE_STAGES + 1
 
 
 class LayerNormStatistics(wiring.Component):
@@ -66,8 +71,9 @@ class LayerNormStatistics(wiring.Component):
     from start to done; :class:`SequentialDivider`, 34) serve the lanes, unit ``u`` the lanes
     ``u, u + units, ...`` in turn, the next lane's root beside the last one's
     division. One pipeline for ``D`` (a register for the lane's sums, then
-    one multiplier stage, then the sum) and one multiplier stage for
-    ``scale`` and ``offset`` serve every unit: lane ``l`` is issued
+    one multiplier stage, then the sum) and one for ``scale`` and ``offset``
+    (the products of the reciprocal's low 17 and high 16 bits, one DSP48E2
+    each, then their sums) serve every unit: lane ``l`` is issued
     ``1 + P * (l // units) + l % units`` cycles after ``start``
     (``P = statistics_period(units)``, 34 up to 34 units), so at most one lane
     a cycle enters or leaves them. :attr:`busy` rises in the cycle after
@@ -188,13 +194,26 @@ class LayerNormStatistics(wiring.Component):
             m.d.sync += leaving_s1.eq(self.s1)
         with m.Elif(leaving):
             m.d.sync += leaving_s1.eq(leaving_s1.as_value() >> SUM_SHAPE.width)
+        # Each product in two halves of the reciprocal (one DSP48E2 each), summed in the
+        # next stage: a product wider than a DSP is not one stage of DSPs and an adder.
+        low, high = reciprocal[:_LOW_BITS], reciprocal[_LOW_BITS:]
+        halves = {name: (Signal(PRODUCT_BITS, name=f"{name}_low"),
+                         Signal(PRODUCT_BITS, name=f"{name}_high"))
+                  for name in ("scale", "offset")}
+        multiplicands = {"scale": self.channels, "offset": leaving_s1[0]}
+        products = Signal()
+        product_lane = Signal(range(lanes))
         m.d.sync += [
             reciprocal.eq(reduce(or_, reciprocals)),
             leaving.eq(Cat(*done).any()),
-            scale.eq(self.channels * reciprocal),
-            offset.eq(leaving_s1[0] * reciprocal),
-            writing.eq(leaving),
-            write_lane.eq(out_lane),
+            products.eq(leaving),
+            *(part.eq(multiplicands[name] * bits) for name, pair in halves.items()
+              for part, bits in zip(pair, (low, high))),
+            scale.eq(halves["scale"][0] + (halves["scale"][1] << _LOW_BITS)),
+            offset.eq(halves["offset"][0] + (halves["offset"][1] << _LOW_BITS)),
+            writing.eq(products),
+            product_lane.eq(out_lane),
+            write_lane.eq(product_lane),
         ]
         with m.If(leaving):
             m.d.sync += out_lane.eq(out_lane + 1)

@@ -16,8 +16,10 @@ __all__ = ["RowCompactor", "NUMERATOR_BITS", "COMPACTOR_LATENCY"]
 
 #: Registers of the prefix sums: the tile held, then the two halves of the tree.
 _PREFIX_STAGES = 2
-#: Cycles from a tile's ``read`` to its ``full`` and sum.
-COMPACTOR_LATENCY = _PREFIX_STAGES + 3
+#: Products summed in one register of the sum's first stage.
+_SUM_GROUP = 8
+#: Cycles from a tile's ``read`` to its sum; its ``full`` comes a cycle earlier.
+COMPACTOR_LATENCY = _PREFIX_STAGES + 4
 
 #: A weighted sum of int8 tokens: TOKEN_MEAN sums up to ``alive * group < 2**32`` values.
 NUMERATOR_BITS = 2 * SIZE_BITS + OPERAND_BITS
@@ -38,13 +40,13 @@ class RowCompactor(wiring.Component):
     that rows wait. Meanwhile ``sum`` adds up ``sum_i weight_i x_i`` of
     every tile (``array`` products of 8 x 20 bits, exact).
 
-    Latency: :data:`COMPACTOR_LATENCY` (5) stages after the read (the tile
+    Latency: :data:`COMPACTOR_LATENCY` (6) stages after the read (the tile
     held; the prefix sums, a tree of ``ceil(log2 array)`` levels of small
     adders, half of them in each of two stages; the products and packed
-    lanes; the sum and the buffer): ``full`` and the sum of a tile five
-    cycles after its read; ``busy`` until then. Throughput: one tile per
-    cycle. ``clear`` empties the buffer and zeroes ``sum`` (not with a tile
-    in the last stage).
+    lanes; the buffer, and the products summed in groups of eight; the sum):
+    ``full`` five cycles after a tile's read, its sum six; ``busy`` until
+    then. Throughput: one tile per cycle. ``clear`` (only while no tile is in
+    flight: ``busy`` low) empties the buffer and zeroes ``sum``.
 
     Parameters
     ----------
@@ -127,25 +129,44 @@ class RowCompactor(wiring.Component):
         for index in range(lanes):
             m.d.sync += products[index].eq(x[index] * rows[index].weight)
 
-        # Stage 5: sum the products; append the packed lanes to `buffer`, a word when full.
+        # Stage 5: append the packed lanes to `buffer`, a word when full; sum the products
+        # in groups. Stage 6: add the groups to the sum.
+        groups = [Signal(signed(OPERAND_BITS + PACKAGE_WEIGHT_BITS + 1 + _SUM_GROUP.bit_length()),
+                         name=f"group_{first}")
+                  for first in range(0, lanes, _SUM_GROUP)]
+        m.d.sync += [group.eq(sum(products[first:first + _SUM_GROUP]))
+                     for group, first in zip(groups, range(0, lanes, _SUM_GROUP))]
+        summing = Signal()
+        m.d.sync += summing.eq(staged)
         fill = Signal(range(lanes))           # rows waiting in `buffer`
         buffer = Signal(word_bits)
         numerator = Signal(signed(NUMERATOR_BITS))
         incoming = Signal(word_bits)
         window = Signal(2 * word_bits)
         merged = fill + count
+        # Whether a tile fills a word is known a cycle ahead, from the fill it will meet
+        # and its count (the last prefix sum), so that `full` is a register's.
+        # (`clear` comes only while no tile is in flight: it need not be in that fill.)
+        next_fill = Signal.like(fill)
+        full_ahead = Signal()
+        m.d.comb += next_fill.eq(Mux(self.full, merged - lanes, Mux(staged, merged, fill)))
+        m.d.sync += [fill.eq(Mux(self.clear, 0, next_fill)),
+                     full_ahead.eq(next_fill + prefix[-1] >= lanes)]
         m.d.comb += [incoming.eq(Mux(staged, packed, self.tail.as_unsigned())),
                      window.eq(buffer | (incoming << (fill * OPERAND_BITS))),
-                     self.full.eq(staged & (merged >= lanes)),
+                     self.full.eq(staged & full_ahead),
                      self.word.eq(window[:word_bits]), self.partial.eq(fill != 0),
-                     self.sum.eq(numerator), self.busy.eq(Cat(*valid, staged).any())]
+                     self.sum.eq(numerator),
+                     self.busy.eq(Cat(*valid, staged, summing).any())]
         with m.If(self.clear):
-            m.d.sync += [fill.eq(0), buffer.eq(0), numerator.eq(0)]
-        with m.Elif(staged):
-            m.d.sync += [numerator.eq(numerator + sum(products)),
-                         fill.eq(merged), buffer.eq(window)]
+            m.d.sync += [buffer.eq(0), numerator.eq(0)]
+        with m.Else():
+            with m.If(summing):
+                m.d.sync += numerator.eq(numerator + sum(groups))
             with m.If(self.full):
-                m.d.sync += [fill.eq(merged - lanes), buffer.eq(window[word_bits:])]
+                m.d.sync += buffer.eq(window[word_bits:])
+            with m.Elif(staged):
+                m.d.sync += buffer.eq(window)
         return m
 
 

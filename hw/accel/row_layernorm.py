@@ -18,6 +18,9 @@ __all__ = ["RowLayerNorm", "layernorm_cycles"]
 #: Cycles per tile beside the two passes' words and the statistics: the passes' pipeline
 #: drains and the state changes.
 _TILE_DRAINS = 24
+#: The low bits of ``scale`` in the normalising product's first DSP48E2 (26 x 8 bits, the
+#: operand signed; the rest in a second).
+_SCALE_LOW_BITS = 26
 
 
 def layernorm_cycles(lanes, tiles, channels, units=None):
@@ -39,7 +42,7 @@ class RowLayerNorm(Unit):
     (``x * scale - offset``, one multiply per lane), scales by gamma, adds
     beta and requantizes (the GEMM's :class:`Requantizer`, channel ``j``'s
     gamma/beta shared by all lanes). :func:`layernorm_cycles` in all:
-    ``tiles * (2 * channels + 141) + 2`` with the default 16 units of 32 lanes.
+    ``tiles * (2 * channels + 142) + 2`` with the default 16 units of 32 lanes.
 
     Parameters
     ----------
@@ -77,20 +80,15 @@ class RowLayerNorm(Unit):
         ]
         depth = 5 + REQUANT_LATENCY     # read, operand, product, centred, scale, requantizer
         valid = [Signal(name=f"valid_{i}") for i in range(depth)]
-        first = Signal()
+        first_read, first = Signal(), Signal()     # the tile's first word: read, registered
         address = [Signal(SCRATCHPAD_ADDRESS_BITS, name=f"address_{i}") for i in range(depth)]
-        m.d.sync += [valid[0].eq(reading), first.eq(reading & (index == 0)),
+        m.d.sync += [valid[0].eq(reading), first_read.eq(reading & (index == 0)),
+                     first.eq(first_read),
                      address[0].eq(dst_tile + index)]
         for i in range(1, depth):
             m.d.sync += [valid[i].eq(valid[i - 1]), address[i].eq(address[i - 1])]
         in_flight = Cat(*valid).any()
 
-        # Pass 1: sums.
-        with m.If(~output_pass & valid[0]):
-            for lane in range(lanes):
-                x = self.act_read.data[lane]
-                m.d.sync += [s1[lane].eq(Mux(first, 0, s1[lane]) + x),
-                             s2[lane].eq(Mux(first, 0, s2[lane]) + fabric_square(x))]
 
         # Pass 2: normalize (product), scale by gamma, requantize with beta. The registers
         # taking read data load only when it is a word read (before a memory's first read
@@ -102,14 +100,23 @@ class RowLayerNorm(Unit):
         betas = [Signal(signed(BETA_BITS), name=f"beta_{i}") for i in range(3)]
         for lane in range(lanes):
             # (C * x - s1) * r modulo 2**PRODUCT_BITS, all that z keeps: x registered,
-            # x * scale, then the offset subtracted in the next cycle.
+            # x times the low and the high bits of scale (one DSP48E2 each), then their
+            # sum less the offset in the next cycle.
             operand = Signal(signed(8), name=f"operand_{lane}")
-            product = Signal(PRODUCT_BITS, name=f"product_{lane}")
+            low = Signal(PRODUCT_BITS, name=f"low_{lane}")
+            high = Signal(PRODUCT_BITS, name=f"high_{lane}")
             centred = Signal(PRODUCT_BITS, name=f"centred_{lane}")
+            scale = statistics.scale[lane]
             with m.If(valid[0]):
                 m.d.sync += operand.eq(self.act_read.data[lane])
-            m.d.sync += [product.eq(operand * statistics.scale[lane].as_signed()),
-                         centred.eq(product - statistics.offset[lane])]
+            # Pass 1: the sums, of the registered x (the read data leaves a block RAM late
+            # in its cycle, too late for the square's table and an adder after it).
+            with m.If(~output_pass & valid[1]):
+                m.d.sync += [s1[lane].eq(Mux(first, 0, s1[lane]) + operand),
+                             s2[lane].eq(Mux(first, 0, s2[lane]) + fabric_square(operand))]
+            m.d.sync += [low.eq(operand * scale[:_SCALE_LOW_BITS]),
+                         high.eq(operand * scale[_SCALE_LOW_BITS:]),
+                         centred.eq(low + (high << _SCALE_LOW_BITS) - statistics.offset[lane])]
             normalized = centred[NORMALIZE_SHIFT:NORMALIZE_SHIFT + NORMALIZED_BITS].as_signed()
             m.d.sync += scaled[lane].eq(normalized * gammas[-1])
         with m.If(valid[0]):

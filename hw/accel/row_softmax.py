@@ -16,9 +16,9 @@ __all__ = ["RowSoftmax", "softmax_cycles"]
 _ONE = softmax_one(OPERAND_BITS)          # int8 probabilities, scale 1/127
 #: Cycles per tile beside the three passes' words and the reciprocals: the passes' pipeline
 #: drains and the state changes.
-_TILE_DRAINS = 15
+_TILE_DRAINS = 18
 #: Cycles of the maxima pass beside its words: the fill runs beside the first one.
-_MAXIMA_DRAIN = 5
+_MAXIMA_DRAIN = 6
 
 
 def softmax_cycles(lanes, tiles, length, units=None):
@@ -40,10 +40,10 @@ class RowSoftmax(Unit):
     scales them and writes the probabilities, one word read per cycle. The
     instruction's ``exp_q15`` table (:class:`ExpTable`, one shared exp
     pipeline, 264 cycles) fills beside the first maxima pass.
-    :func:`softmax_cycles` in all: ``tiles * (3 * length + 69) +
-    max(0, 259 - length) + 2`` with the default 16 dividers of 32 lanes (each
-    pass drains the pipeline: the read, the table, the product and the
-    rounded probability each have a register).
+    :func:`softmax_cycles` in all: ``tiles * (3 * length + 72) +
+    max(0, 258 - length) + 2`` with the default 16 dividers of 32 lanes (each
+    pass drains the pipeline: the read, the word read, the table, the product
+    and the rounded probability each have a register).
 
     Parameters
     ----------
@@ -71,8 +71,11 @@ class RowSoftmax(Unit):
         m.submodules.exp = exp = ExpTable(lanes=lanes)
         m.d.comb += [exp.params.ratio.eq(inst.ratio), exp.params.alpha.eq(inst.alpha),
                      exp.params.beta.eq(inst.beta), exp.params.gamma.eq(inst.gamma)]
+        # The words read, registered before any arithmetic: the read data comes from a
+        # block RAM (and a bank's multiplexer) late in its cycle.
+        words = Signal.like(self.act_read.data)
         for lane in range(lanes):
-            m.d.comb += exp.n[lane].eq(maxima[lane] - self.act_read.data[lane])
+            m.d.comb += exp.n[lane].eq(maxima[lane] - words[lane])
 
         next_tile = Signal()
         src_tile, dst_tile = tile_addresses(m, inst, load=self.start, advance=next_tile)
@@ -80,9 +83,9 @@ class RowSoftmax(Unit):
             self.act_read.addr.eq(src_tile + index),
             self.act_read.en.eq(reading),
         ]
-        # Side band: valid/first per stage after the read (1 + TABLE_LATENCY + product +
-        # output).
-        depth = 3 + TABLE_LATENCY
+        # Side band: valid/first per stage after the read (the word, the operand register,
+        # TABLE_LATENCY, the product, the output).
+        depth = 4 + TABLE_LATENCY
         valid = [Signal(name=f"valid_{i}") for i in range(depth)]
         first = [Signal(name=f"first_{i}") for i in range(depth)]
         address = [Signal(SCRATCHPAD_ADDRESS_BITS, name=f"address_{i}") for i in range(depth)]
@@ -92,16 +95,18 @@ class RowSoftmax(Unit):
             m.d.sync += [valid[i].eq(valid[i - 1]), first[i].eq(first[i - 1]),
                          address[i].eq(address[i - 1])]
         in_flight = Signal()
-        m.d.comb += [in_flight.eq(Cat(*valid).any()), exp.en.eq(valid[0])]
+        m.d.comb += [in_flight.eq(Cat(*valid).any()), exp.en.eq(valid[1])]
+        with m.If(valid[0]):
+            m.d.sync += words.eq(self.act_read.data)
 
-        # Pass 0: maxima, straight from the read data.
-        with m.If((phase == 0) & valid[0]):
+        # Pass 0: maxima of the registered words.
+        with m.If((phase == 0) & valid[1]):
             for lane in range(lanes):
-                value = self.act_read.data[lane]
-                m.d.sync += maxima[lane].eq(Mux(first[0] | (value > maxima[lane]), value,
+                value = words[lane]
+                m.d.sync += maxima[lane].eq(Mux(first[1] | (value > maxima[lane]), value,
                                                 maxima[lane]))
         # Pass 1: sums of the exps leaving the table.
-        exp_valid, exp_first = valid[TABLE_LATENCY], first[TABLE_LATENCY]
+        exp_valid, exp_first = valid[1 + TABLE_LATENCY], first[1 + TABLE_LATENCY]
         with m.If((phase == 1) & exp_valid):
             for lane in range(lanes):
                 m.d.sync += sums[lane].eq(Mux(exp_first, 0, sums[lane]) + exp.e[lane])

@@ -1,6 +1,9 @@
 """The scratchpads: ACT, WGT, PRM, LNP and IDX memories, each port shared by its users."""
 
-from amaranth import Cat, Module, Mux, Signal
+from functools import reduce
+from operator import or_
+
+from amaranth import Cat, Module, Mux, Signal, Value
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
@@ -96,8 +99,8 @@ class Scratchpads(wiring.Component):
 
 
 def _enabled(requests, chosen, name):
-    """Member ``name`` of the request whose ``chosen`` is high (0 if none is)."""
-    value = 0
-    for request, enabled in zip(reversed(requests), reversed(chosen)):
-        value = Mux(enabled, getattr(request, name), value)
-    return value
+    """Member ``name`` of the request whose ``chosen`` is high (0 if none is): an OR of the
+    members each ANDed with its ``chosen`` (at most one is high), two LUT levels for up to
+    eight users where a chain of multiplexers would take one level per user."""
+    return reduce(or_, (Value.cast(getattr(request, name)) & enabled.replicate(
+        len(Value.cast(getattr(request, name)))) for request, enabled in zip(requests, chosen)))

@@ -11,18 +11,20 @@ from .keep_marker import ROW_INFO, SEARCH_PASSES, STEP_DELAY, KeepMarker
 from .keep_scorer import KeepScorer
 from .ports import LIVE_UPDATE, MEMORY_DATA_BITS, Unit, scratchpad_ports
 from .rounding_divider import RoundingDivider
-from .row_compactor import NUMERATOR_BITS, RowCompactor
+from .row_compactor import COMPACTOR_LATENCY, NUMERATOR_BITS, RowCompactor
 
 __all__ = ["TokenSelector", "select_cycles", "mean_cycles", "NUMERATOR_BITS", "DENOMINATOR_BITS"]
 
 #: The weights of a package token, or ``alive * group`` of a TOKEN_MEAN.
 DENOMINATOR_BITS = 2 * SIZE_BITS
-#: Cycles per channel (TOKEN_SELECT) or group (TOKEN_MEAN) beyond reading its words: five
-#: pipeline stages, the divider's start and the rest of its latency.
-_DRAIN = 6
+#: Cycles per channel (TOKEN_SELECT) or group (TOKEN_MEAN) beyond reading its words: the
+#: compactor's stages, the divider's start and the rest of its latency.
+_DRAIN = COMPACTOR_LATENCY + 1
 _DIVIDE = RoundingDivider.LATENCY
-#: TOKEN_SELECT's scoring pipeline: activation read, table read, product, sum.
-_SCORE_DRAIN = 4
+#: Cycles of marking beyond its rows: the last row's score arrives, then it is marked.
+_MARK_DRAIN = 2
+#: TOKEN_SELECT's scoring pipeline: activation read, word register, table read, product, sum.
+_SCORE_DRAIN = 5
 
 
 def select_cycles(array, tokens, alive, heads, channels, mode):
@@ -30,7 +32,7 @@ def select_cycles(array, tokens, alive, heads, channels, mode):
     tiles = -(-tokens // array)
     search = SEARCH_PASSES * (alive + STEP_DELAY) if SELECT_MODES[mode] == "topk" and alive else 0
     score_drain = _SCORE_DRAIN if alive else _SCORE_DRAIN - 1     # no product to sum
-    return (1 + heads * (1 + alive) + score_drain + search + tiles * array + 1
+    return (1 + heads * (1 + alive) + score_drain + search + tiles * array + _MARK_DRAIN
             + channels * (tiles + _DRAIN + _DIVIDE + 1) + 1)
 
 
@@ -76,14 +78,14 @@ class TokenSelector(Unit):
        multipliers (8 x 20 bits) sums the dropped lanes ``W_i x_i``; then the
        :class:`RoundingDivider` gives the package token, inserted after the
        last output row, and the last word is written with zeros after it
-       (``t + 16`` cycles per channel).
+       (``t + 17`` cycles per channel).
 
     Cycles from ``start`` to ``done`` (:func:`select_cycles`)::
 
-        H (A + 1) + 7 + [9 (A + 4) if topk and A > 0] + array t + C (t + 16)
+        H (A + 1) + 9 + [9 (A + 4) if topk and A > 0] + array t + C (t + 17)
 
     (one less with ``A = 0``). DeiT-T (T = 197, A = 196, H = 3, C = 192,
-    array 16): 8 174 cycles with ``topk``, 6 374 with ``threshold``.
+    array 16): 8 368 cycles with ``topk``, 6 568 with ``threshold``.
     ``live_update`` pulses in the cycle before ``done``.
 
     TOKEN_MEAN (``w`` words, ``g`` group, ``a = ceil((1 + alive) / array)``
@@ -92,7 +94,7 @@ class TokenSelector(Unit):
     division by ``alive g``, and ``d`` writes of the broadcast mean; a group
     is read whole before its mean is written (in place is safe), mean by
     mean (destination tiles must not overlap one another). Cycles
-    (:func:`mean_cycles`): ``w a + (w / g) (15 + d) + 2``.
+    (:func:`mean_cycles`): ``w a + (w / g) (16 + d) + 2``.
 
     Resources: ``array + 1`` multipliers (one 16 x 16, ``array`` 8 x 20),
     three memories (SIG 64 x 128, scores 1024 x 35, row info as above), an
@@ -117,12 +119,20 @@ class TokenSelector(Unit):
         select = ISA[Opcode.TOKEN_SELECT].view(self.instruction)
         mean = ISA[Opcode.TOKEN_MEAN].view(self.instruction)
         is_mean = mean.opcode == Opcode.TOKEN_MEAN
-        src_stride = Mux(is_mean, mean.src_stride, select.src_stride)
         dst = Mux(is_mean, mean.dst, select.dst)
-        dst_stride = Mux(is_mean, mean.dst_stride, select.dst_stride)
-        rows = Mux(is_mean, mean.alive + 1, select.tokens)       # rows the READ phase covers
-        words = Mux(is_mean, mean.words, select.channels)
         group = Mux(is_mean, mean.group, 1)
+        # What the two opcodes' fields give, registered at start (the instruction holds
+        # meanwhile), so that the phases' counters compare with registers.
+        src_stride, dst_stride, rows, words = held = [
+            Signal.like(value, name=name) for name, value in (
+                ("src_stride", select.src_stride), ("dst_stride", select.dst_stride),
+                ("rows", mean.alive + 1), ("words", select.channels))]
+        with m.If(self.start):
+            m.d.sync += [register.eq(value) for register, value in zip(held, (
+                Mux(is_mean, mean.src_stride, select.src_stride),
+                Mux(is_mean, mean.dst_stride, select.dst_stride),
+                Mux(is_mean, mean.alive + 1, select.tokens),      # rows the READ phase covers
+                Mux(is_mean, mean.words, select.channels)))]
 
         m.submodules.scorer = scorer = KeepScorer(self._config)
         m.submodules.marker = marker = KeepMarker(self._config)
@@ -241,7 +251,9 @@ class TokenSelector(Unit):
                     m.d.sync += lane.eq(0)
                     with m.If(row + 1 >= select.tokens):
                         m.next = "MARK_END"
-            with m.State("MARK_END"):              # the last row is marked in this cycle
+            with m.State("MARK_END"):              # the last row's score arrives
+                m.next = "MARK_LAST"
+            with m.State("MARK_LAST"):             # the last row is marked in this cycle
                 m.next = "READ"
 
             # Per channel (SELECT) or group of words (MEAN): read every tile of the word(s).

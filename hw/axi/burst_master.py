@@ -112,6 +112,8 @@ class AxiBurstMaster(wiring.Component):
         gather_write = Signal()
         gather_first = Signal(MEMORY_ADDRESS_BITS)
         gather_count = Signal(range(max_burst + 1))
+        gather_next = Signal(MEMORY_ADDRESS_BITS)     # gather_first + gather_count
+        next_at_boundary = Signal()                   # gather_next starts a max_burst block
         # ... and the one whose address is on AW or AR.
         address_valid = Signal()
         address_write = Signal()
@@ -148,10 +150,8 @@ class AxiBurstMaster(wiring.Component):
         # Gathering. A burst starting on a max_burst boundary fills up exactly at
         # the next boundary, so "the next word does not follow" covers "full".
         # Boundaries count in absolute words: the image base need only be 16-byte aligned.
-        absolute_word = self.base[4:] + request.payload.addr
         follows = ((request.payload.write == gather_write)
-                   & (request.payload.addr == gather_first + gather_count)
-                   & (absolute_word % max_burst != 0))
+                   & (request.payload.addr == gather_next) & ~next_at_boundary)
         joins = request.valid & gathering & follows
         issue = Signal()
         m.d.comb += issue.eq(gathering & (~address_valid | address_taken) & ~joins)
@@ -175,6 +175,9 @@ class AxiBurstMaster(wiring.Component):
                              gather_first.eq(request.payload.addr), gather_count.eq(1)]
             with m.Else():
                 m.d.sync += gather_count.eq(gather_count + 1)
+            following = request.payload.addr + 1
+            m.d.sync += [gather_next.eq(following),
+                         next_at_boundary.eq((self.base[4:] + following) % max_burst == 0)]
         m.d.comb += [write_data.w_data.eq(request.payload.wdata),
                      write_data.w_en.eq(request.valid & request.ready & request.payload.write)]
 

@@ -31,9 +31,12 @@ class TileController(wiring.Component):
     one has drained. Consecutive tiles follow without bubbles: a command takes
     ``m_tiles * ceil(n / cols) * max(k, cols)`` issue cycles.
 
-    Timing: buffer addresses are driven in cycle ``t``; ``valid``/``first``/
-    ``last`` and :attr:`tile_done` come out registered in ``t + 1``, aligned
-    with the words the buffers return.
+    Timing: a step issued in cycle ``t`` drives the buffer addresses from
+    registers in ``t + 1`` (nothing read from a memory in ``t`` reaches a
+    memory's address in the same cycle); ``valid``/``first``/``last`` and
+    :attr:`tile_done` come out registered in ``t + 2``, aligned with the
+    words the buffers return. :attr:`running` stays high through ``t + 1``
+    of the last step.
 
     Sparse commands (``sparse`` set) take the same cycles. Step ``j`` of a
     tile reads A word ``a_tile + I[b]`` instead of ``a_tile + j``, where ``b``
@@ -41,7 +44,7 @@ class TileController(wiring.Component):
     ``I`` one cycle ahead: in every cycle ``i_read.addr`` is the B address of
     the next cycle (the command's ``b_addr`` in the cycle it is accepted), so
     ``i_read.data`` holds ``I[b]`` in the cycle the step issues, and the A
-    address follows from it combinationally.
+    address register takes ``a_tile + I[b]``.
 
     Parameters
     ----------
@@ -100,57 +103,84 @@ class TileController(wiring.Component):
         # The registers' values of the next cycle: the index buffer is read one cycle ahead.
         k_next = Signal.like(k_index)
         b_next = Signal.like(b_tile)
-        m.d.comb += [k_next.eq(k_index), b_next.eq(b_tile)]
-        m.d.sync += [k_index.eq(k_next), b_tile.eq(b_next)]
+        n_base_next = Signal.like(n_base)
+        m.d.comb += [k_next.eq(k_index), b_next.eq(b_tile), n_base_next.eq(n_base)]
+        m.d.sync += [k_index.eq(k_next), b_tile.eq(b_next), n_base.eq(n_base_next)]
+        # Where the walk turns, as registers of the current k_index and n_base (so that
+        # no comparison stands before the index buffer's address): the tile's last
+        # period step, and a column tile after this one.
+        period_last = Signal()
+        columns_left = Signal()
+        b_following = Signal.like(b_tile)          # b_tile + b_stride
+        m.d.sync += [columns_left.eq(n_base_next + cols < command.n),
+                     b_following.eq(b_next + command.b_stride)]
 
+        walking = Signal()                         # the RUN state
         issue = Signal()
+        requested = Signal()                       # a step's requests are on the buffers
         m.d.comb += [
-            issue.eq(self.running & (k_index < command.k)),
+            issue.eq(walking & (k_index < command.k)),
+            self.i_read.addr.eq(b_next + k_next),
+            self.i_read.en.eq(walking | self.cmd.valid),
+            self.running.eq(walking | requested),
+        ]
+        m.d.sync += [
             self.a_read.addr.eq(a_tile + Mux(command.sparse, self.i_read.data, k_index)),
             self.b_read.addr.eq(b_tile + k_index),
-            self.i_read.addr.eq(b_next + k_next),
             self.a_read.en.eq(issue),
             self.b_read.en.eq(issue),
-            self.i_read.en.eq(self.running | self.cmd.valid),
+            requested.eq(issue),
         ]
+        # The qualifiers and the tile's destination, two registers after the issue.
         last = issue & (k_index == command.k - 1)
+        qualifiers = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1,
+                                               "tile": tile_event_layout(self._config)}))
         m.d.sync += [
-            self.valid.eq(issue),
-            self.first.eq(issue & (k_index == 0)),
-            self.last.eq(last),
-            self.tile_done.eq(last),
-            self.tile.c_tile.eq(c_tile),
-            self.tile.n_base.eq(n_base),
-            self.tile.n.eq(command.n),
-            self.tile.p_addr.eq(command.p_addr),
+            qualifiers.valid.eq(issue),
+            qualifiers.first.eq(issue & (k_index == 0)),
+            qualifiers.last.eq(last),
+            qualifiers.tile.c_tile.eq(c_tile),
+            qualifiers.tile.n_base.eq(n_base),
+            qualifiers.tile.n.eq(command.n),
+            qualifiers.tile.p_addr.eq(command.p_addr),
+            self.valid.eq(qualifiers.valid),
+            self.first.eq(qualifiers.first),
+            self.last.eq(qualifiers.last),
+            self.tile_done.eq(qualifiers.last),
+            self.tile.eq(qualifiers.tile),
         ]
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
+                # The first step's registers whether or not a command is offered, so that
+                # `valid`, which comes late in its cycle (the accelerator's decode), selects
+                # none of them.
+                payload = self.cmd.payload
+                period = Mux(payload.k > cols, payload.k, cols)
+                m.d.comb += [self.cmd.ready.eq(1), k_next.eq(0), b_next.eq(payload.b_addr),
+                             n_base_next.eq(0)]
+                m.d.sync += [period_last.eq(period == 1), columns_left.eq(cols < payload.n),
+                             b_following.eq(payload.b_addr + payload.b_stride)]
                 with m.If(self.cmd.valid):
-                    payload = self.cmd.payload
-                    m.d.comb += [k_next.eq(0), b_next.eq(payload.b_addr)]
                     m.d.sync += [
                         command.eq(payload),
-                        period_end.eq(Mux(payload.k > cols, payload.k, cols) - 1),
+                        period_end.eq(period - 1),
                         a_tile.eq(payload.a_addr),
                         c_tile.eq(payload.c_addr),
-                        n_base.eq(0),
                         m_left.eq(payload.m_tiles),
                     ]
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.running.eq(1), k_next.eq(k_index + 1)]
-                with m.If(k_index == period_end):
+                m.d.comb += [walking.eq(1), k_next.eq(k_index + 1)]
+                m.d.sync += period_last.eq(k_next == period_end)
+                with m.If(period_last):
                     m.d.comb += k_next.eq(0)
-                    with m.If(n_base + cols < command.n):
-                        m.d.comb += b_next.eq(b_tile + command.b_stride)
-                        m.d.sync += n_base.eq(n_base + cols)
+                    with m.If(columns_left):
+                        m.d.comb += [b_next.eq(b_following),
+                                     n_base_next.eq(n_base + cols)]
                     with m.Else():
-                        m.d.comb += b_next.eq(command.b_addr)
+                        m.d.comb += [b_next.eq(command.b_addr), n_base_next.eq(0)]
                         m.d.sync += [
-                            n_base.eq(0),
                             a_tile.eq(a_tile + command.a_stride),
                             c_tile.eq(c_tile + command.c_stride),
                             m_left.eq(m_left - 1),

@@ -12,6 +12,8 @@ __all__ = ["ExpUnit", "ExpParamsLayout", "EXP_LATENCY"]
 
 #: Register stages from :attr:`ExpUnit.n` to :attr:`ExpUnit.e` (cycles with ``enable``).
 EXP_LATENCY = 6
+#: The square's low bits in the first of the polynomial product's two DSP48E2 (17 x 16).
+_LOW_BITS = 17
 
 
 class ExpParamsLayout(data.Struct):
@@ -30,8 +32,9 @@ class ExpUnit(wiring.Component):
     ``e = ((alpha * (beta - phi)**2) >> 31) + gamma`` approximates
     ``2**-phi`` and is shifted right by ``z`` (truncating; 0 for ``z >= 16``).
 
-    Pipeline: product, split, square, the polynomial's product, its sum,
-    shift: :data:`EXP_LATENCY`
+    Pipeline: product, split, square, the polynomial's product (as two
+    products of the square's low and high halves, one DSP48E2 each), its
+    sum, shift: :data:`EXP_LATENCY`
     stages, all advancing together while ``enable`` is high (so a stalled
     consumer can freeze it). One vector per enabled cycle.
 
@@ -68,7 +71,8 @@ class ExpUnit(wiring.Component):
             z_3 = Signal.like(z, name=f"z3_{lane}")
             square = Signal(2 * len(d), name=f"square_{lane}")
             z_4 = Signal.like(z, name=f"z4_{lane}")
-            weighted = Signal(len(params.alpha) + len(square), name=f"weighted_{lane}")
+            low = Signal(len(params.alpha) + _LOW_BITS, name=f"low_{lane}")
+            high = Signal(len(params.alpha) + len(square) - _LOW_BITS, name=f"high_{lane}")
             z_5 = Signal.like(z, name=f"z5_{lane}")
             poly = Signal(EXP_BITS + 1, name=f"poly_{lane}")
             whole = w[RATIO_FRACTION_BITS:]
@@ -81,9 +85,10 @@ class ExpUnit(wiring.Component):
                     z_3.eq(z),
                     square.eq(d * d),
                     z_4.eq(z_3),
-                    weighted.eq(params.alpha * square),
+                    low.eq(params.alpha * square[:_LOW_BITS]),
+                    high.eq(params.alpha * square[_LOW_BITS:]),
                     z_5.eq(z_4),
-                    poly.eq((weighted >> EXP_POLYNOMIAL_SHIFT) + params.gamma),
+                    poly.eq(((low + (high << _LOW_BITS)) >> EXP_POLYNOMIAL_SHIFT) + params.gamma),
                     self.e[lane].eq(Mux(z_5 == EXP_SHIFT_LIMIT, 0, poly >> z_5)),
                 ]
         return m

@@ -15,10 +15,10 @@ from .sparse import HPSparseWeight
 __all__ = ["GemmProblem", "GemmJob", "plan_gemm", "plan_sparse_gemm", "check_shape",
            "ideal_cycles", "command_cycles"]
 
-#: After a tile's last issue: the drain starts 3 cycles later (buffer read,
-#: product, accumulate) and lasts ``cols`` cycles; a drained column is written
-#: 7 cycles later (column register, six requantizer stages).
-_DRAIN_START = 3
+#: After a tile's last issue: the drain starts 4 cycles later (address register,
+#: buffer read, product, accumulate) and lasts ``cols`` cycles; a drained column is
+#: written 7 cycles later (column register, six requantizer stages).
+_DRAIN_START = 4
 _WRITE_DELAY = 7
 
 

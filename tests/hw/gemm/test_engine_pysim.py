@@ -65,8 +65,8 @@ def test_busy_cycles_are_the_tile_schedule():
             plan_gemm(config, random_problem(rng, 4, 2, 8))]
     results = simulate(config, jobs)
     assert_matches_golden(config, jobs, results, seed=2)
-    # m_tiles * n_tiles * max(k, cols) - idle end + 9 + valid columns of the last tile
-    assert [r.busy_cycles for r in results] == [2 * 2 * 9 + 9 + 4, 2 * 2 * 4 - 2 + 9 + 4]
+    # m_tiles * n_tiles * max(k, cols) - idle end + 10 + valid columns of the last tile
+    assert [r.busy_cycles for r in results] == [2 * 2 * 9 + 10 + 4, 2 * 2 * 4 - 2 + 10 + 4]
     for result, job in zip(results, jobs):
         assert result.busy_cycles == command_cycles(config, job.descriptor)
 
