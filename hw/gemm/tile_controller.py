@@ -42,7 +42,7 @@ class TileController(wiring.Component):
     tile reads A word ``a_tile + I[b]`` instead of ``a_tile + j``, where ``b``
     is the B word it reads and ``I`` the index buffer. The controller reads
     ``I`` one cycle ahead: in every cycle ``i_read.addr`` is the B address of
-    the next cycle (the command's ``b_addr`` in the cycle it is accepted), so
+    the next cycle (the offered command's ``b_addr`` in every idle cycle), so
     ``i_read.data`` holds ``I[b]`` in the cycle the step issues, and the A
     address register takes ``a_tile + I[b]``.
 
