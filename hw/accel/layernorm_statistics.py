@@ -8,6 +8,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from ..dsp import joined, registered_halves
 from ..nonlinear.divider import SequentialDivider
 from ..nonlinear.isqrt import SequentialSqrt
 from ..numerics import (CENTRED_BITS, EPS_BITS, LAYERNORM_QUOTIENT_BITS,
@@ -196,21 +197,18 @@ class LayerNormStatistics(wiring.Component):
             m.d.sync += leaving_s1.eq(leaving_s1.as_value() >> SUM_SHAPE.width)
         # Each product in two halves of the reciprocal (one DSP48E2 each), summed in the
         # next stage: a product wider than a DSP is not one stage of DSPs and an adder.
-        low, high = reciprocal[:_LOW_BITS], reciprocal[_LOW_BITS:]
-        halves = {name: (Signal(PRODUCT_BITS, name=f"{name}_low"),
-                         Signal(PRODUCT_BITS, name=f"{name}_high"))
-                  for name in ("scale", "offset")}
-        multiplicands = {"scale": self.channels, "offset": leaving_s1[0]}
+        halves = {name: registered_halves(m, multiplicand, reciprocal, low_bits=_LOW_BITS,
+                                          width=PRODUCT_BITS, name=name)
+                  for name, multiplicand in (("scale", self.channels),
+                                             ("offset", leaving_s1[0]))}
         products = Signal()
         product_lane = Signal(range(lanes))
         m.d.sync += [
             reciprocal.eq(reduce(or_, reciprocals)),
             leaving.eq(Cat(*done).any()),
             products.eq(leaving),
-            *(part.eq(multiplicands[name] * bits) for name, pair in halves.items()
-              for part, bits in zip(pair, (low, high))),
-            scale.eq(halves["scale"][0] + (halves["scale"][1] << _LOW_BITS)),
-            offset.eq(halves["offset"][0] + (halves["offset"][1] << _LOW_BITS)),
+            scale.eq(joined(halves["scale"], _LOW_BITS)),
+            offset.eq(joined(halves["offset"], _LOW_BITS)),
             writing.eq(products),
             product_lane.eq(out_lane),
             write_lane.eq(product_lane),

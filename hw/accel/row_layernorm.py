@@ -3,6 +3,7 @@
 from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data
 
+from ..dsp import joined, registered_halves
 from ..gemm.requantize import REQUANT_LATENCY, Requantizer
 from ..nonlinear.square import fabric_square
 from ..numerics import BETA_BITS, GAMMA_BITS, MAX_ACC_BITS, NORMALIZE_SHIFT, NORMALIZED_BITS
@@ -103,10 +104,7 @@ class RowLayerNorm(Unit):
             # x times the low and the high bits of scale (one DSP48E2 each), then their
             # sum less the offset in the next cycle.
             operand = Signal(signed(8), name=f"operand_{lane}")
-            low = Signal(PRODUCT_BITS, name=f"low_{lane}")
-            high = Signal(PRODUCT_BITS, name=f"high_{lane}")
             centred = Signal(PRODUCT_BITS, name=f"centred_{lane}")
-            scale = statistics.scale[lane]
             with m.If(valid[0]):
                 m.d.sync += operand.eq(self.act_read.data[lane])
             # Pass 1: the sums, of the registered x (the read data leaves a block RAM late
@@ -114,9 +112,10 @@ class RowLayerNorm(Unit):
             with m.If(~output_pass & valid[1]):
                 m.d.sync += [s1[lane].eq(Mux(first, 0, s1[lane]) + operand),
                              s2[lane].eq(Mux(first, 0, s2[lane]) + fabric_square(operand))]
-            m.d.sync += [low.eq(operand * scale[:_SCALE_LOW_BITS]),
-                         high.eq(operand * scale[_SCALE_LOW_BITS:]),
-                         centred.eq(low + (high << _SCALE_LOW_BITS) - statistics.offset[lane])]
+            product = registered_halves(m, operand, statistics.scale[lane],
+                                        low_bits=_SCALE_LOW_BITS, width=PRODUCT_BITS,
+                                        name=f"product_{lane}")
+            m.d.sync += centred.eq(joined(product, _SCALE_LOW_BITS) - statistics.offset[lane])
             normalized = centred[NORMALIZE_SHIFT:NORMALIZE_SHIFT + NORMALIZED_BITS].as_signed()
             m.d.sync += scaled[lane].eq(normalized * gammas[-1])
         with m.If(valid[0]):

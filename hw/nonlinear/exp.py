@@ -5,6 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..checks import check_lanes
+from ..dsp import joined, registered_halves
 from ..numerics import (COEFFICIENT_BITS, EXP_BITS, EXP_POLYNOMIAL_SHIFT, EXP_PRODUCT_BITS,
                         EXP_SHIFT_LIMIT, OPERAND_BITS, PHI_BITS, RATIO_BITS, RATIO_FRACTION_BITS)
 
@@ -71,13 +72,14 @@ class ExpUnit(wiring.Component):
             z_3 = Signal.like(z, name=f"z3_{lane}")
             square = Signal(2 * len(d), name=f"square_{lane}")
             z_4 = Signal.like(z, name=f"z4_{lane}")
-            low = Signal(len(params.alpha) + _LOW_BITS, name=f"low_{lane}")
-            high = Signal(len(params.alpha) + len(square) - _LOW_BITS, name=f"high_{lane}")
             z_5 = Signal.like(z, name=f"z5_{lane}")
             poly = Signal(EXP_BITS + 1, name=f"poly_{lane}")
             whole = w[RATIO_FRACTION_BITS:]
             phi = w[RATIO_FRACTION_BITS - PHI_BITS:RATIO_FRACTION_BITS]
             with m.If(self.enable):
+                weighted = registered_halves(m, params.alpha, square, low_bits=_LOW_BITS,
+                                             width=len(params.alpha) + len(square),
+                                             name=f"weighted_{lane}")
                 m.d.sync += [
                     w.eq(self.n[lane] * params.ratio),
                     z.eq(Mux(whole >= EXP_SHIFT_LIMIT, EXP_SHIFT_LIMIT, whole)),
@@ -85,10 +87,9 @@ class ExpUnit(wiring.Component):
                     z_3.eq(z),
                     square.eq(d * d),
                     z_4.eq(z_3),
-                    low.eq(params.alpha * square[:_LOW_BITS]),
-                    high.eq(params.alpha * square[_LOW_BITS:]),
                     z_5.eq(z_4),
-                    poly.eq(((low + (high << _LOW_BITS)) >> EXP_POLYNOMIAL_SHIFT) + params.gamma),
+                    poly.eq((joined(weighted, _LOW_BITS) >> EXP_POLYNOMIAL_SHIFT)
+                            + params.gamma),
                     self.e[lane].eq(Mux(z_5 == EXP_SHIFT_LIMIT, 0, poly >> z_5)),
                 ]
         return m
