@@ -61,6 +61,13 @@ class Toolchain:
         if "PYTHON3=" not in makeflags:
             makeflags += " PYTHON3=" + sys.executable.replace(" ", "\\ ")
         env["MAKEFLAGS"] = makeflags
+        # A simulator finds cocotb's VPI library through the library folder of the environment
+        # that built it (its RUNPATH). The cache is shared between environments (the key holds
+        # cocotb's version, not its folder), so the folder of this one comes first.
+        from cocotb_tools.config import libs_dir
+
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            [str(libs_dir), *filter(None, [os.environ.get("LD_LIBRARY_PATH")])])
         return env
 
 

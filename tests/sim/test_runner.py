@@ -1,5 +1,8 @@
+import json
 import os
+import shutil
 
+import numpy as np
 import pytest
 
 from vitforge.errors import OutputError, SimulationError, ToolchainError
@@ -12,6 +15,7 @@ def test_toolchain_is_found_and_new_enough():
     assert (major, minor) >= runner.MIN_VERILATOR
     env = toolchain.environment()
     assert "CFG_CXXFLAGS_PCH_I=-include" in env["MAKEFLAGS"]
+    assert env["LD_LIBRARY_PATH"].split(os.pathsep)[0].endswith("/cocotb/libs")
     assert env["PATH"].split(os.pathsep)[0] == str(toolchain.verilator.parent)
 
 
@@ -152,3 +156,34 @@ def test_damaged_cached_verilog_is_generated_again(monkeypatch, tmp_path, capsys
                                        f"damaged (it does not match its checksum); generating "
                                        f"it again\n")
     assert cached_verilog("counter", "{}", Counter).text == first.text
+
+
+@pytest.mark.verilator
+def test_a_build_cached_by_another_environment_runs_here(monkeypatch, tmp_path):
+    """A simulator finds cocotb's VPI library through the library folder of the environment
+    that built it (RUNPATH). A cached build whose environment is gone (here: the folder in the
+    simulator renamed to one that does not exist) still runs, and runs right."""
+    from vitforge.hw.gemm.config import GemmConfig
+    from vitforge.sim.gemm.cosim import TOPLEVEL, engine_verilog, simulate
+    from vitforge.sw.gemm.plan import plan_gemm
+    from vitforge.sw.gemm.problems import random_problem
+
+    config = GemmConfig(rows=1, cols=8, k_max=64, a_depth=512, b_depth=256, c_depth=256,
+                        param_depth=64)                 # test_gemm_verilator's 1x8 build
+    built = runner.build(engine_verilog(config).text, TOPLEVEL)
+    moved = tmp_path / "verilator" / built.directory.name
+    shutil.copytree(built.directory, moved)
+    binary = moved / TOPLEVEL
+    original = binary.read_bytes()
+    assert b"/cocotb/libs\0" in original
+    binary.write_bytes(original.replace(b"/cocotb/libs\0", b"/cocotb/gone\0"))
+    marker = moved / runner._COMPLETE_MARKER
+    marker.write_text(json.dumps({**json.loads(marker.read_text()),
+                                  "binary": runner._file_digest(binary)}))
+    monkeypatch.setenv("VITFORGE_CACHE", str(tmp_path))
+    problem = random_problem(np.random.default_rng(5), 3, 40, 8)
+    report = simulate(config, [plan_gemm(config, problem)])
+    assert report.build_cached
+    job, = report.jobs
+    np.testing.assert_array_equal(job.rtl, job.golden,
+                                  err_msg=f"seed 5, RTL {job.rtl}, golden {job.golden}")
