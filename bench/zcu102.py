@@ -25,9 +25,11 @@ Side by side in one run:
    ``--skip-deit`` leaves this out (about an hour on two cores, the Verilator
    builds included).
 
-Writes ``bench/results/zcu102.json`` and ``zcu102_resources.png``.
+Writes ``bench/results/zcu102.json``, ``zcu102_resources.png`` (the preset against the
+device) and ``zcu102_changes.png`` (each change's cycles by class); ``--replot`` draws the
+plots again from that JSON without measuring.
 
-    python bench/zcu102.py [--skip-deit] [--skip-flat] [--coverify-final-only]
+    python bench/zcu102.py [--skip-deit] [--skip-flat] [--coverify-final-only] [--replot]
 """
 
 import argparse
@@ -242,7 +244,7 @@ def deit(preset):
     return rows
 
 
-def plot(report, path):
+def plot_resources(report, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -264,6 +266,43 @@ def plot(report, path):
     figure.savefig(path, dpi=120)
 
 
+def plot_changes(modelled, path):
+    """Each change's DeiT-T and DeiT-S cycles from the cycle model, stacked by instruction
+    class, with the FPS they give at the evidence clock."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from vitforge.hw.accel.isa import COUNTER_CLASSES
+
+    changes = list(modelled)[::-1]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
+    colours = plt.get_cmap("tab10").colors
+    for axis, model in zip(axes, ("deit-tiny", "deit-small")):
+        left = [0] * len(changes)
+        for colour, name in zip(colours, COUNTER_CLASSES):
+            widths = [modelled[change][model]["class_cycles"][name] / 1e6 for change in changes]
+            if any(widths):
+                axis.barh(changes, widths, left=left, color=colour, label=name)
+                left = [start + width for start, width in zip(left, widths)]
+        for row, change in enumerate(changes):
+            fps = modelled[change][model][f"fps_{EVIDENCE_MHZ}mhz"]
+            axis.text(left[row], row, f" {fps:g} FPS", va="center", fontsize=8)
+        axis.set_xlim(0, max(left) * 1.25)
+        axis.set_xlabel(f"million cycles per image (FPS at {EVIDENCE_MHZ} MHz)")
+        axis.set_title(f"{model}, goal {GOAL_FPS[model]} FPS", fontsize=10)
+    figure.legend(*axes[1].get_legend_handles_labels(), loc="lower center", ncol=8, fontsize=8)
+    axes[0].tick_params(axis="y", labelsize=7)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def draw(results, out):
+    plot_resources(results["resources"]["zcu102"], out / "zcu102_resources.png")
+    plot_changes(results["modelled_cycles"], out / "zcu102_changes.png")
+    print(f"wrote {out / 'zcu102_resources.png'} and zcu102_changes.png")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-deit", action="store_true")
@@ -271,8 +310,13 @@ def main(argv=None):
     parser.add_argument("--coverify-final-only", action="store_true",
                         help="co-verify DeiT on the zcu102 preset only (the cycle model "
                              "gives every change's cycles)")
+    parser.add_argument("--replot", action="store_true",
+                        help="draw the plots from the JSON of an earlier run, measuring nothing")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
+    if args.replot:
+        draw(json.loads((args.out / "zcu102.json").read_text()), args.out)
+        return
 
     results = {"goals": {"generate_seconds": GOAL_GENERATE_SECONDS,
                          "estimate_seconds": GOAL_ESTIMATE_SECONDS,
@@ -297,8 +341,8 @@ def main(argv=None):
         timings = {"40x40 (zcu102)": _FINAL} if args.coverify_final_only else TIMINGS
         keep("deit", {name: deit(shell) for name, shell in timings.items()})
     partial.replace(args.out / "zcu102.json")
-    plot(results["resources"]["zcu102"], args.out / "zcu102_resources.png")
-    print(f"wrote {args.out / 'zcu102.json'} and zcu102_resources.png")
+    print(f"wrote {args.out / 'zcu102.json'}")
+    draw(results, args.out)
 
 
 if __name__ == "__main__":
