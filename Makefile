@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)          ## the embedded digits ViT: generate, simulate, verify; report in build/demo
 	$(BIN)/vitforge demo
 
+# Tests run in TEST_JOBS processes, each test file in one of them (its module fixtures, such as
+# one simulation shared by several tests, are made once); TEST_JOBS=0 runs them in this one.
+TEST_JOBS ?= 2
+
 test: $(STAMP) $(RAY) yosys iverilog    ## the whole test suite (with Ray and Icarus Verilog)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 $(RAY): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
