@@ -105,7 +105,7 @@ def estimates(skip_flat):
     result = {"changes": {}}
     for name, shell in CHANGES.items():
         started = time.monotonic()
-        core = to_verilog(shell.shell(), CORE, zero_init=False)
+        core = to_verilog(shell.shell(), CORE, synthesis=True)
         total, parts, depths = resources.estimate_by_module(core, CORE, depth=True)
         seconds = time.monotonic() - started
         report = resource_report(total, parts, "per-module", resources.yosys_version(), depths,
@@ -119,7 +119,7 @@ def estimates(skip_flat):
               f"{clock['max_clock_mhz_estimate']} MHz", flush=True)
     result["zcu102"] = result["changes"][FINAL]
     if not skip_flat:
-        core = to_verilog(PRESETS["small"].shell(), CORE, zero_init=False)
+        core = to_verilog(PRESETS["small"].shell(), CORE, synthesis=True)
         started = time.monotonic()
         per_module = resources.estimate(core, CORE, method="per-module")
         per_module_seconds = time.monotonic() - started
@@ -210,7 +210,7 @@ def modelled_cycles():
             rows[change][name] = {
                 "cycles": cycles, "class_cycles": predicted.class_cycles,
                 "side_cycles": predicted.side_cycles, "heads_overlap": program.overlap,
-                "utilization": round(program.macs / config.gemm.pes / cycles, 4),
+                "utilization": round(program.macs / config.gemm.macs_per_cycle / cycles, 4),
                 "fps_250mhz": round(250e6 / cycles, 1),
                 f"fps_{EVIDENCE_MHZ}mhz": round(EVIDENCE_MHZ * 1e6 / cycles, 1)}
             print(f"{change}: {name} {cycles} cycles (model), "
@@ -232,7 +232,7 @@ def deit(preset):
         rows[name] = {"bit_exact": report.match, "cycles": cycles, "macs": program.macs,
                       "cycle_model_exact": not report.prediction_mismatch(),
                       "macs_per_cycle": round(program.macs / cycles, 1),
-                      "utilization": round(program.macs / config.gemm.pes / cycles, 4),
+                      "utilization": round(program.macs / config.gemm.macs_per_cycle / cycles, 4),
                       "fps": round(preset.clock_mhz * 1e6 / cycles, 1),
                       "fps_goal": GOAL_FPS[name],
                       "class_cycles": report.class_cycles, "side_cycles": report.side_cycles,

@@ -5,6 +5,8 @@ import re
 
 from amaranth.back import rtlil, verilog
 
+from .dsp48e2 import SynthesisTarget
+
 __all__ = ["to_verilog"]
 
 # A memory declaration, and whether an `initial` block follows it.
@@ -48,18 +50,22 @@ def _zero_init_loop(match):
             f"{indent}end\n")
 
 
-def to_verilog(component, name, *, zero_init=True):
+def to_verilog(component, name, *, synthesis=False):
     """Verilog text of ``component`` as module ``name`` (and its submodules).
 
     Equivalent to Amaranth's output, but a memory initialised to all zeros is
     set by a loop instead of one statement per word (a 65536-word scratchpad
-    is then four lines, which keeps generation and the Verilator build fast),
-    or, with ``zero_init=False``, has no ``initial`` block at all. That is the
-    form for synthesis: block and distributed RAM power up as zeros anyway,
-    Vivado stops unrolling loops after a few thousand iterations, and Yosys
-    would spend minutes unrolling them. The output is deterministic: the same
+    is then four lines, which keeps generation and the Verilator build fast).
+
+    With ``synthesis=True`` it is the form for synthesis: such a memory has no
+    ``initial`` block at all (block and distributed RAM power up as zeros
+    anyway, Vivado stops unrolling loops after a few thousand iterations, and
+    Yosys would spend minutes unrolling them), and the design elaborates for a
+    :class:`~vitforge.hw.dsp48e2.SynthesisTarget`, which makes DSP48E2
+    cascades primitive instances. The output is deterministic: the same
     component gives the same bytes.
     """
     with _zero_memories_without_init():
-        text = verilog.convert(component, name=name, emit_src=False)
-    return _MEMORY.sub(_zero_init_loop, text) if zero_init else text
+        text = verilog.convert(component, name=name, emit_src=False,
+                               platform=SynthesisTarget() if synthesis else None)
+    return text if synthesis else _MEMORY.sub(_zero_init_loop, text)

@@ -99,7 +99,8 @@ def gemm(args):
     from vitforge.sw.gemm.problems import random_problem
 
     check_output_folder(args.json)
-    config = GemmConfig(rows=args.rows, cols=args.cols, macs_per_dsp=args.macs_per_dsp)
+    config = GemmConfig(rows=args.rows, cols=args.cols, macs_per_dsp=args.macs_per_dsp,
+                        k_per_cycle=args.k_per_cycle)
     check_shape(config, args.m, args.k, args.n)         # before the operands exist
     problem = random_problem(np.random.default_rng(args.seed), args.m, args.k, args.n,
                              pattern=args.pattern)
@@ -123,13 +124,16 @@ def gemm(args):
         "utilization": result.utilization,
         "mac_cycles": result.mac_cycles,
         "rows": args.rows, "cols": args.cols, "macs_per_dsp": args.macs_per_dsp,
+        "k_per_cycle": args.k_per_cycle,
         "m": args.m, "k": args.k, "n": args.n,
         "seed": args.seed, "pattern": args.pattern, **sparse,
         "verilog_seconds": report.verilog_seconds,
         "build_seconds": report.build_seconds,
         "sim_seconds": report.sim_seconds,
     }
-    print(f"GEMM {args.m}x{args.k} @ {args.k}x{args.n} on a {args.rows}x{args.cols} PE array "
+    steps = f", {args.k_per_cycle} steps of K per cycle" if args.k_per_cycle > 1 else ""
+    print(f"GEMM {args.m}x{args.k} @ {args.k}x{args.n} on a {args.rows}x{args.cols} PE array"
+          f"{steps} "
           f"(seed {args.seed}, {args.pattern} operands)")
     print(f"  RTL == golden   {'yes' if result.match else 'NO'} "
           f"({args.m * args.n} int8 results and their padding lanes)")
@@ -141,7 +145,7 @@ def gemm(args):
               f"{result.cycles / sparse['dense_cycles']:.2f}x); B stored in "
               f"{sparse['storage_bytes']} bytes, dense {sparse['dense_bytes']} "
               f"({sparse['storage_bytes'] / sparse['dense_bytes']:.2f}x, indices included)")
-    print(f"  ideal cycles    {result.ideal_cycles:.0f}  (M*K*N / (rows*cols))")
+    print(f"  ideal cycles    {result.ideal_cycles:.0f}  (M*K*N / (rows*cols*k_per_cycle))")
     print(f"  utilization     {result.utilization:.1%}")
     if not result.match:
         mismatch = first_mismatch(result.rtl, result.golden)
@@ -401,6 +405,9 @@ def _parser():
     gemm_parser.add_argument("--cols", type=int, default=16, help="PE columns (default 16)")
     gemm_parser.add_argument("--macs-per-dsp", type=int, default=1, choices=(1, 2),
                              help="2 packs two columns' MACs into each DSP48E2 (default 1)")
+    gemm_parser.add_argument("--k-per-cycle", type=int, default=1,
+                             help="reduction steps per cycle: 1, or 2 or 4 summed on DSP48E2 "
+                                  "cascades (needs --macs-per-dsp 2; default 1)")
     gemm_parser.add_argument("--m", type=int, default=197, help="rows of A (default 197)")
     gemm_parser.add_argument("--k", type=int, default=192, help="columns of A (default 192)")
     gemm_parser.add_argument("--n", type=int, default=192, help="columns of B (default 192)")

@@ -141,7 +141,7 @@ def generate(board, config, out, *, resources=True, log=None, force=False):
             f"{config.accelerator.array} accelerator shell")
     started = time.monotonic()
     shell = config.shell()
-    core = to_verilog(shell, vivado.CORE, zero_init=False)
+    core = to_verilog(shell, vivado.CORE, synthesis=True)
     contents[f"rtl/{vivado.CORE}.v"] = core, 0o644
     contents[f"rtl/{vivado.WRAPPER}.v"] = vivado.wrapper_verilog(shell), 0o644
     contents["rtl/lint_waivers.vlt"] = lint_waivers(), 0o644

@@ -147,9 +147,9 @@ def cost_in_shell(parts, shell, top, log=print):
     """
     from vitforge.hw.verilog import to_verilog
 
-    estimates = {name: estimate(to_verilog(component, name, zero_init=False), name,
+    estimates = {name: estimate(to_verilog(component, name, synthesis=True), name,
                                 method="flat") for name, component in parts.items()}
-    total, _ = estimate_by_module(to_verilog(shell, top, zero_init=False), top)
+    total, _ = estimate_by_module(to_verilog(shell, top, synthesis=True), top)
     keys = ("lut", "ff", "dsp", "bram36")
     added = {key: sum(getattr(part, key) for part in estimates.values()) for key in keys}
     share = {key: round(added[key] / max(getattr(total, key) - added[key], 1), 4)

@@ -8,11 +8,22 @@ from ..numerics import OPERAND_BITS
 from .pe import ProcessingElement
 from .pe_pair import DSP_RUN_PRODUCTS, PackedPEPair, pack_weights
 
-__all__ = ["PEArray", "ARRAY_LATENCY"]
+__all__ = ["PEArray", "ARRAY_LATENCY", "tile_ports"]
 
 
 #: Cycles from operands at the array's inputs to the finished sums in the PEs.
 ARRAY_LATENCY = 2
+
+
+def tile_ports(rows, acc_width):
+    """The qualifier and drain ports of an output-stationary array of ``rows`` rows."""
+    return {
+        "valid": In(1),
+        "first": In(1),
+        "last": In(1),
+        "shift": In(1),
+        "column": Out(data.ArrayLayout(signed(acc_width), rows)),
+    }
 
 
 class PEArray(wiring.Component):
@@ -64,11 +75,7 @@ class PEArray(wiring.Component):
         super().__init__({
             "a": In(data.ArrayLayout(signed(OPERAND_BITS), rows)),
             "b": In(data.ArrayLayout(signed(OPERAND_BITS), cols)),
-            "valid": In(1),
-            "first": In(1),
-            "last": In(1),
-            "shift": In(1),
-            "column": Out(data.ArrayLayout(signed(acc_width), rows)),
+            **tile_ports(rows, acc_width),
         })
         self._rows = rows
         self._cols = cols

@@ -8,9 +8,15 @@ from amaranth.utils import bits_for
 from vitforge.errors import ConfigError, ConfigTypeError
 
 from ..checks import check_lanes, check_positive_int
+from .array import ARRAY_LATENCY
+from .cascade_array import cascade_array_latency
 from ..numerics import MAX_ACC_BITS, MAX_PRODUCT
 
-__all__ = ["GemmConfig", "accumulator_width"]
+__all__ = ["GemmConfig", "accumulator_width", "K_PER_CYCLE"]
+
+#: The reduction steps per cycle an engine may take (powers of two, so that
+#: A and B addresses split into bank and row without a divider).
+K_PER_CYCLE = (1, 2, 4)
 
 
 def accumulator_width(k_max):
@@ -47,6 +53,14 @@ class GemmConfig:
         DSP48E2 (:class:`~vitforge.hw.gemm.pe_pair.PackedPEPair`, Xilinx
         WP486), so ``rows x cols`` MACs take ``rows x cols / 2`` multipliers
         (``cols`` must be even). Results and cycles do not depend on it.
+    k_per_cycle : int
+        Reduction steps each PE adds per cycle: 1, or 2 or 4 on a
+        :class:`~vitforge.hw.gemm.cascade_array.CascadeArray` (two columns per
+        DSP48E2, ``macs_per_dsp`` 2), whose DSPs sum ``k_per_cycle`` products
+        on their cascade before one fabric accumulator pair. A and B reads
+        return ``k_per_cycle`` consecutive words, so dense commands address
+        A and B in aligned groups of that many (see
+        :meth:`GemmDescriptor.check`).
     """
 
     rows: int = 16
@@ -58,6 +72,7 @@ class GemmConfig:
     param_depth: int = 4096
     acc_width: int = 32
     macs_per_dsp: int = 1
+    k_per_cycle: int = 1
 
     def __post_init__(self):
         for field in fields(self):
@@ -74,6 +89,19 @@ class GemmConfig:
         if self.macs_per_dsp == 2 and self.cols % 2:
             raise ConfigError(f"cols must be even when macs_per_dsp is 2 (two columns share "
                               f"a DSP), not {self.cols}")
+        if self.k_per_cycle not in K_PER_CYCLE:
+            raise ConfigError(f"k_per_cycle must be one of {K_PER_CYCLE}, not "
+                              f"{self.k_per_cycle}")
+        if self.k_per_cycle > 1:
+            if self.macs_per_dsp != 2:
+                raise ConfigError(f"macs_per_dsp must be 2 when k_per_cycle is "
+                                  f"{self.k_per_cycle} (the DSP cascades pack two columns), "
+                                  f"not {self.macs_per_dsp}")
+            for depth_name in ("a_depth", "b_depth"):
+                depth = getattr(self, depth_name)
+                if depth % self.k_per_cycle:
+                    raise ConfigError(f"{depth_name} must be a multiple of k_per_cycle="
+                                      f"{self.k_per_cycle} (one bank per step), not {depth}")
         if self.acc_width > MAX_ACC_BITS:
             raise ConfigError(f"acc_width must be at most {MAX_ACC_BITS}, not {self.acc_width!r}")
         if self.acc_width < self.required_acc_width:
@@ -102,9 +130,23 @@ class GemmConfig:
         return self.rows * self.cols
 
     @property
+    def array_latency(self):
+        """Cycles from operands at the array to sums in its result registers: a
+        :class:`~vitforge.hw.gemm.array.PEArray`'s, or with ``k_per_cycle > 1`` a
+        :class:`~vitforge.hw.gemm.cascade_array.CascadeArray`'s."""
+        if self.k_per_cycle == 1:
+            return ARRAY_LATENCY
+        return cascade_array_latency(self.k_per_cycle)
+
+    @property
+    def macs_per_cycle(self):
+        """Int8 multiply-accumulates the array does per cycle, ``pes * k_per_cycle``."""
+        return self.pes * self.k_per_cycle
+
+    @property
     def multipliers(self):
-        """DSP48E2 multipliers of the array, ``pes / macs_per_dsp``."""
-        return self.pes // self.macs_per_dsp
+        """DSP48E2 multipliers of the array, ``macs_per_cycle / macs_per_dsp``."""
+        return self.macs_per_cycle // self.macs_per_dsp
 
     def to_dict(self):
         return asdict(self)

@@ -1,11 +1,12 @@
 """GEMM datapath without memories: controller, PE array, writeback."""
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..numerics import OPERAND_BITS
 from .array import PEArray
+from .cascade_array import CascadeArray
 from .descriptor import descriptor_layout
 from .requantize import RequantParams
 from .tile_controller import TileController
@@ -26,7 +27,9 @@ class GemmCore(wiring.Component):
     """Executes :class:`GemmDescriptor` commands through memory ports it does not own.
 
     The operand memories (A, B, parameters) must return read data one cycle
-    after ``en``; the result words leave through ``c_write``. Both the stand-alone
+    after ``en``; A and B return the aligned group of ``config.k_per_cycle``
+    words holding ``addr`` (:class:`DualPortBuffer` with ``words_per_read``);
+    the result words leave through ``c_write``. Both the stand-alone
     :class:`GemmEngine` (its own buffers) and the programmable accelerator (A
     and C in one activation scratchpad) wrap this core.
 
@@ -50,10 +53,14 @@ class GemmCore(wiring.Component):
         layout = descriptor_layout(config)
         rows_word = data.ArrayLayout(signed(OPERAND_BITS), config.rows)
         cols_word = data.ArrayLayout(signed(OPERAND_BITS), config.cols)
+        a_group, b_group = rows_word, cols_word
+        if config.k_per_cycle > 1:
+            a_group = data.ArrayLayout(rows_word, config.k_per_cycle)
+            b_group = data.ArrayLayout(cols_word, config.k_per_cycle)
         super().__init__({
             "cmd": In(stream.Signature(layout)),
-            "a_read": _read_request(layout["a_addr"].shape, rows_word),
-            "b_read": _read_request(layout["b_addr"].shape, cols_word),
+            "a_read": _read_request(layout["a_addr"].shape, a_group),
+            "b_read": _read_request(layout["b_addr"].shape, b_group),
             "i_read": _read_request(layout["b_addr"].shape, config.index_bits),
             "p_read": _read_request(layout["p_addr"].shape, RequantParams),
             "c_write": Out(wiring.Signature({"addr": Out(layout["c_addr"].shape),
@@ -68,9 +75,15 @@ class GemmCore(wiring.Component):
         m = Module()
         config = self._config
         m.submodules.controller = controller = TileController(config)
-        m.submodules.array = array = PEArray(rows=config.rows, cols=config.cols,
-                                             acc_width=config.acc_width,
-                                             macs_per_dsp=config.macs_per_dsp)
+        if config.k_per_cycle == 1:
+            m.submodules.array = array = PEArray(rows=config.rows, cols=config.cols,
+                                                 acc_width=config.acc_width,
+                                                 macs_per_dsp=config.macs_per_dsp)
+        else:
+            m.submodules.array = array = CascadeArray(
+                rows=config.rows, cols=config.cols, depth=config.k_per_cycle,
+                acc_width=config.acc_width)
+            self._feed_slabs(m, array, controller)
         m.submodules.writeback = writeback = Writeback(config)
 
         connect(m, flipped(self.cmd), controller.cmd)
@@ -80,9 +93,10 @@ class GemmCore(wiring.Component):
             self.a_read.en.eq(controller.a_read.en),
             self.b_read.addr.eq(controller.b_read.addr),
             self.b_read.en.eq(controller.b_read.en),
-
-            array.a.eq(self.a_read.data),
-            array.b.eq(self.b_read.data),
+        ]
+        if config.k_per_cycle == 1:
+            m.d.comb += [array.a.eq(self.a_read.data), array.b.eq(self.b_read.data)]
+        m.d.comb += [
             array.valid.eq(controller.valid),
             array.first.eq(controller.first),
             array.last.eq(controller.last),
@@ -114,3 +128,14 @@ class GemmCore(wiring.Component):
         with m.If(controller.valid):
             m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
         return m
+
+    def _feed_slabs(self, m, array, controller):
+        """The read groups as the cascade array's steps: step 0 is the group's word at the
+        controller's lane (a sparse command's single word), the other steps the group's
+        words, A zeroed where the step is past the tile's ``k`` (its product is then 0)."""
+        a_words, b_words = self.a_read.data, self.b_read.data
+        m.d.comb += [array.a[0].eq(a_words[controller.a_lane]),
+                     array.b[0].eq(b_words[controller.b_lane])]
+        for t in range(1, self._config.k_per_cycle):
+            m.d.comb += [array.a[t].eq(Mux(controller.live[t], a_words[t], 0)),
+                         array.b[t].eq(b_words[t])]

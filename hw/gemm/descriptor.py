@@ -58,6 +58,11 @@ class GemmDescriptor:
     where ``b`` is the B word of the same step and ``I`` the index buffer (one
     A-row number per B word). The indices must stay inside the A tile; this
     descriptor cannot check them, so :meth:`check` leaves A out.
+
+    On an engine with ``k_per_cycle = s > 1`` a dense command reads A and B
+    in aligned groups of ``s`` words, so ``a_addr``, ``a_stride``, ``b_addr``
+    and ``b_stride`` must be multiples of ``s`` (the words of a group past
+    ``k`` are read and ignored). Sparse commands read single words anywhere.
     """
 
     a_addr: int
@@ -99,10 +104,18 @@ class GemmDescriptor:
         return -(-self.n // config.cols)
 
     def check(self, config):
-        """Raise :exc:`ValueError` unless every access of this command stays in bounds."""
+        """Raise :exc:`ValueError` unless every access of this command stays in bounds
+        and, on a ``k_per_cycle > 1`` engine, a dense command's A and B are aligned."""
         if self.k > config.k_max:
             raise ValueError(f"descriptor field k must be at most k_max={config.k_max}, "
                              f"not {self.k}")
+        if not self.sparse:
+            for name in ("a_addr", "a_stride", "b_addr", "b_stride"):
+                value = getattr(self, name)
+                if value % config.k_per_cycle:
+                    raise ValueError(f"descriptor field {name} must be a multiple of "
+                                     f"k_per_cycle={config.k_per_cycle} in a dense command, "
+                                     f"not {value}")
         spans = {
             # name: (first word, last word touched, buffer depth, config field)
             "B": (self.b_addr,

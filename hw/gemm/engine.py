@@ -28,13 +28,16 @@ class GemmEngine(wiring.Component):
     run while a command executes (double buffering by address region). A
     fifth buffer, I (``b_depth`` entries of ``config.index_bits`` unsigned),
     holds the A-row number of each B word for sparse commands (see
-    :class:`GemmDescriptor`); they take the same cycles as dense ones.
+    :class:`GemmDescriptor`). A and B are ``config.k_per_cycle`` banks, so
+    that a read returns that many consecutive words.
 
-    Throughput: ``rows * cols`` MACs per cycle; a command takes
-    ``m_tiles * ceil(n / cols) * max(k, cols)`` issue cycles plus a tail of at
-    most ``cols + 6`` cycles (``vitforge.sw.gemm.plan.command_cycles`` is
-    exact). A new command is accepted once the previous one has issued its
-    last tile, so its drain overlaps the next command.
+    Throughput: ``rows * cols * k_per_cycle`` MACs per cycle; a dense command
+    takes ``m_tiles * ceil(n / cols) * max(ceil(k / k_per_cycle), cols)``
+    issue cycles (sparse ones one step per cycle: ``max(k, cols)`` per tile)
+    plus the last tile's latency, drain and writes
+    (``vitforge.sw.gemm.plan.command_cycles`` is exact). A new command is
+    accepted once the previous one has issued its last tile, so its drain
+    overlaps the next command.
 
     Parameters
     ----------
@@ -83,9 +86,11 @@ class GemmEngine(wiring.Component):
         config = self._config
 
         m.submodules.a_buffer = a_buffer = DualPortBuffer(
-            shape=data.ArrayLayout(signed(OPERAND_BITS), config.rows), depth=config.a_depth)
+            shape=data.ArrayLayout(signed(OPERAND_BITS), config.rows), depth=config.a_depth,
+            words_per_read=config.k_per_cycle)
         m.submodules.b_buffer = b_buffer = DualPortBuffer(
-            shape=data.ArrayLayout(signed(OPERAND_BITS), config.cols), depth=config.b_depth)
+            shape=data.ArrayLayout(signed(OPERAND_BITS), config.cols), depth=config.b_depth,
+            words_per_read=config.k_per_cycle)
         m.submodules.i_buffer = i_buffer = DualPortBuffer(
             shape=unsigned(config.index_bits), depth=config.b_depth)
         m.submodules.p_buffer = p_buffer = DualPortBuffer(

@@ -1,9 +1,9 @@
 """Sequencer that walks a GEMM command tile by tile."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for
+from amaranth.utils import bits_for, exact_log2
 
 from .descriptor import descriptor_layout
 
@@ -21,15 +21,27 @@ def tile_event_layout(config):
     })
 
 
+def _slab_period_end(payload, period, cols, slab, bank_bits):
+    """The last ``k_index`` of a tile of command ``payload`` on a ``slab > 1`` engine:
+    its issue steps and then idle ones, ``max(ceil(k / slab), cols)`` cycles of
+    ``slab`` steps, or of one step (``period = max(k, cols)`` cycles) if sparse."""
+    padded_k = Cat(Const(0, bank_bits), (payload.k + slab - 1)[bank_bits:])
+    slabs = Mux(padded_k > cols * slab, padded_k, cols * slab) - slab
+    return Mux(payload.sparse, period - 1, slabs)
+
+
 class TileController(wiring.Component):
     """Walks the tiles of a :class:`GemmDescriptor` and feeds the PE array.
 
     Row tiles form the outer loop and column tiles the inner loop, so an A tile
     is read ``ceil(n / cols)`` times in a row. Within a tile, the controller
-    reads one A word and one B word per cycle for ``k`` cycles, then idles
-    ``max(0, cols - k)`` cycles so a tile never finishes before the previous
-    one has drained. Consecutive tiles follow without bubbles: a command takes
-    ``m_tiles * ceil(n / cols) * max(k, cols)`` issue cycles.
+    reads one group of ``s = config.k_per_cycle`` A words and B words per
+    cycle (a *slab*, ``s`` reduction steps) for ``ceil(k / s)`` cycles, then
+    idles up to ``cols`` cycles in all, so a tile never finishes before the
+    previous one has drained. Consecutive tiles follow without bubbles: a
+    dense command takes ``m_tiles * ceil(n / cols) * max(ceil(k / s), cols)``
+    issue cycles. :attr:`live` marks the slab's steps below ``k`` (the rest
+    are the next words of the buffer, which the core zeroes).
 
     Timing: a step issued in cycle ``t`` drives the buffer addresses from
     registers in ``t + 1`` (nothing read from a memory in ``t`` reaches a
@@ -38,9 +50,12 @@ class TileController(wiring.Component):
     words the buffers return. :attr:`running` stays high through ``t + 1``
     of the last step.
 
-    Sparse commands (``sparse`` set) take the same cycles. Step ``j`` of a
+    Sparse commands (``sparse`` set) take one step per cycle, whatever
+    ``k_per_cycle`` is: ``max(k, cols)`` cycles per tile. Step ``j`` of a
     tile reads A word ``a_tile + I[b]`` instead of ``a_tile + j``, where ``b``
-    is the B word it reads and ``I`` the index buffer. The controller reads
+    is the B word it reads and ``I`` the index buffer; :attr:`a_lane` and
+    :attr:`b_lane` say where the two words are in their groups, and
+    :attr:`live` marks step 0 alone. The controller reads
     ``I`` one cycle ahead: in every cycle ``i_read.addr`` is the B address of
     the next cycle (the offered command's ``b_addr`` in every idle cycle), so
     ``i_read.data`` holds ``I[b]`` in the cycle the step issues, and the A
@@ -59,6 +74,12 @@ class TileController(wiring.Component):
         ``config.index_bits`` unsigned, one cycle after ``en``)
     valid, first, last : ``Out(1)``
         Qualifiers of the words returned by the buffers this cycle.
+    live : ``Out(k_per_cycle)``
+        Which steps of the slab returned this cycle are part of the tile
+        (only when ``k_per_cycle > 1``, as are the lanes).
+    a_lane, b_lane : ``Out(range(k_per_cycle))``
+        The returned group's word that step 0 takes (0 in dense commands,
+        whose reads are aligned).
     tile_done : ``Out(1)``
         Pulses with the ``last`` word of a tile; :attr:`tile` says where it goes.
     tile : ``Out(tile_event_layout(config))``
@@ -81,6 +102,11 @@ class TileController(wiring.Component):
             "valid": Out(1),
             "first": Out(1),
             "last": Out(1),
+            **({} if config.k_per_cycle == 1 else {
+                "live": Out(config.k_per_cycle),
+                "a_lane": Out(range(config.k_per_cycle)),
+                "b_lane": Out(range(config.k_per_cycle)),
+            }),
             "tile_done": Out(1),
             "tile": Out(tile_event_layout(config)),
             "running": Out(1),
@@ -89,11 +115,13 @@ class TileController(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cols = self._config.cols
+        slab = self._config.k_per_cycle
+        bank_bits = exact_log2(slab)
         layout = descriptor_layout(self._config)
 
         command = Signal(layout)
-        k_index = Signal(bits_for(max(self._config.k_max, cols)))
-        period_end = Signal.like(k_index)          # max(k, cols) - 1
+        k_index = Signal(bits_for(max(self._config.k_max + slab - 1, cols * slab)))
+        period_end = Signal.like(k_index)          # the tile's last k_index, issued or idle
         a_tile = Signal.like(command.a_addr)
         b_tile = Signal.like(command.b_addr)
         c_tile = Signal.like(command.c_addr)
@@ -116,6 +144,7 @@ class TileController(wiring.Component):
                      b_following.eq(b_next + command.b_stride)]
 
         walking = Signal()                         # the RUN state
+        step = Mux(command.sparse, 1, slab) if slab > 1 else 1
         issue = Signal()
         requested = Signal()                       # a step's requests are on the buffers
         m.d.comb += [
@@ -132,9 +161,22 @@ class TileController(wiring.Component):
             requested.eq(issue),
         ]
         # The qualifiers and the tile's destination, two registers after the issue.
-        last = issue & (k_index == command.k - 1)
-        qualifiers = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1,
-                                               "tile": tile_event_layout(self._config)}))
+        qualifier_fields = {"valid": 1, "first": 1, "last": 1,
+                            "tile": tile_event_layout(self._config)}
+        if slab == 1:
+            last = issue & (k_index == command.k - 1)
+        else:
+            last = issue & (k_index + step >= command.k)
+            qualifier_fields["live"] = slab
+        qualifiers = Signal(data.StructLayout(qualifier_fields))
+        if slab > 1:
+            m.d.sync += [
+                qualifiers.live.eq(Cat(1, *[~command.sparse & (k_index + t < command.k)
+                                            for t in range(1, slab)])),
+                self.live.eq(qualifiers.live),
+                self.a_lane.eq(self.a_read.addr[:bank_bits]),
+                self.b_lane.eq(self.b_read.addr[:bank_bits]),
+            ]
         m.d.sync += [
             qualifiers.valid.eq(issue),
             qualifiers.first.eq(issue & (k_index == 0)),
@@ -157,21 +199,28 @@ class TileController(wiring.Component):
                 # none of them.
                 payload = self.cmd.payload
                 period = Mux(payload.k > cols, payload.k, cols)
+                if slab == 1:
+                    last_index = period - 1
+                    first_is_last = period == 1
+                else:
+                    last_index = _slab_period_end(payload, period, cols, slab, bank_bits)
+                    first_is_last = last_index == 0
                 m.d.comb += [self.cmd.ready.eq(1), k_next.eq(0), b_next.eq(payload.b_addr),
                              n_base_next.eq(0)]
-                m.d.sync += [period_last.eq(period == 1), columns_left.eq(cols < payload.n),
+                m.d.sync += [period_last.eq(first_is_last),
+                             columns_left.eq(cols < payload.n),
                              b_following.eq(payload.b_addr + payload.b_stride)]
                 with m.If(self.cmd.valid):
                     m.d.sync += [
                         command.eq(payload),
-                        period_end.eq(period - 1),
+                        period_end.eq(last_index),
                         a_tile.eq(payload.a_addr),
                         c_tile.eq(payload.c_addr),
                         m_left.eq(payload.m_tiles),
                     ]
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [walking.eq(1), k_next.eq(k_index + 1)]
+                m.d.comb += [walking.eq(1), k_next.eq(k_index + step)]
                 m.d.sync += period_last.eq(k_next == period_end)
                 with m.If(period_last):
                     m.d.comb += k_next.eq(0)

@@ -6,7 +6,6 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..numerics import OPERAND_BITS
-from .array import ARRAY_LATENCY
 from .descriptor import descriptor_layout
 from .requantize import REQUANT_LATENCY, RequantParams, Requantizer
 from .tile_controller import tile_event_layout
@@ -22,7 +21,7 @@ WRITEBACK_LATENCY = 1 + REQUANT_LATENCY
 class Writeback(wiring.Component):
     """Drains one finished tile in ``cols`` cycles, one output column per cycle.
 
-    :data:`ARRAY_LATENCY` cycles after :attr:`tile_done` the array's result
+    ``config.array_latency`` cycles after :attr:`tile_done` the array's result
     registers hold the tile. For column ``j`` the writeback reads the
     parameters of output channel ``p_addr + n_base + j``, requantizes the
     ``rows`` sums with them and writes the resulting word to
@@ -74,11 +73,11 @@ class Writeback(wiring.Component):
         config = self._config
         event_shape = tile_event_layout(config)
 
-        # The sums reach the result registers ARRAY_LATENCY cycles after
+        # The sums reach the result registers array_latency cycles after
         # tile_done; the drain register below adds one of them.
         pending = [self.tile_done]
         pending_tile = [self.tile]
-        for stage in range(ARRAY_LATENCY - 1):
+        for stage in range(config.array_latency - 1):
             pending.append(Signal(name=f"pending_{stage}"))
             pending_tile.append(Signal(event_shape, name=f"pending_tile_{stage}"))
             m.d.sync += [pending[-1].eq(pending[-2]), pending_tile[-1].eq(pending_tile[-2])]

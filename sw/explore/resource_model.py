@@ -201,7 +201,7 @@ def yosys_estimate(config):
     from vitforge.hw.verilog import to_verilog
     from vitforge.sw.resources import estimate_by_module
 
-    core = to_verilog(config.shell(), vivado.CORE, zero_init=False)
+    core = to_verilog(config.shell(), vivado.CORE, synthesis=True)
     total, parts = estimate_by_module(core, vivado.CORE)
     kind, _ = pe_count(config.accelerator)
     pe_parts = [(count, unit) for name, (count, unit) in parts.items()

@@ -15,10 +15,10 @@ from .sparse import HPSparseWeight
 __all__ = ["GemmProblem", "GemmJob", "plan_gemm", "plan_sparse_gemm", "check_shape",
            "ideal_cycles", "command_cycles"]
 
-#: After a tile's last issue: the drain starts 4 cycles later (address register,
-#: buffer read, product, accumulate) and lasts ``cols`` cycles; a drained column is
-#: written 7 cycles later (column register, six requantizer stages).
-_DRAIN_START = 4
+#: After a tile's last issue: the drain starts 2 cycles (address register, buffer
+#: read) and the array's latency later, and lasts ``cols`` cycles; a drained column
+#: is written 7 cycles later (column register, six requantizer stages).
+_READ_DELAY = 2
 _WRITE_DELAY = 7
 
 
@@ -103,24 +103,27 @@ class GemmJob:
 
 
 def ideal_cycles(config, m, k, n):
-    """MAC-bound cycles of an ``m x k`` by ``k x n`` GEMM: ``m*k*n / (rows*cols)``."""
-    return m * k * n / config.pes
+    """MAC-bound cycles of an ``m x k`` by ``k x n`` GEMM: ``m*k*n / macs_per_cycle``."""
+    return m * k * n / config.macs_per_cycle
 
 
 def command_cycles(config, descriptor):
     """Busy cycles of one command, exactly as the engine's ``busy_cycles`` counts them.
 
-    The controller issues ``max(k, cols)`` cycles per tile (the final tile
-    counts up to its last issue). The engine stays busy until the final
-    tile's drain has ended and its last valid column is written. The
-    Verilator tests check this against the hardware counter for every GEMM.
+    The controller issues ``max(ceil(k / k_per_cycle), cols)`` cycles per
+    tile (sparse commands: ``max(k, cols)``; the final tile counts up to its
+    last issue). The engine stays busy until the final tile's drain has ended
+    and its last valid column is written. The Verilator tests check this
+    against the hardware counter for every GEMM.
     """
     d = descriptor
-    period = max(d.k, config.cols)
-    last_issue = d.m_tiles * d.n_tiles(config) * period - (period - d.k)
+    issues = d.k if d.sparse else -(-d.k // config.k_per_cycle)
+    period = max(issues, config.cols)
+    last_issue = d.m_tiles * d.n_tiles(config) * period - (period - issues)
     last_tile_columns = d.n - (d.n_tiles(config) - 1) * config.cols
-    drain_end = _DRAIN_START + config.cols - 1
-    last_write = _DRAIN_START + last_tile_columns - 1 + _WRITE_DELAY
+    drain_start = _READ_DELAY + config.array_latency
+    drain_end = drain_start + config.cols - 1
+    last_write = drain_start + last_tile_columns - 1 + _WRITE_DELAY
     return last_issue + max(drain_end, last_write)
 
 
@@ -141,16 +144,19 @@ def _check_slot_and_depth(config, problem, slot):
                           f"not {problem.k}")
 
 
-def _place(config, problem, slot, b_words, depth, *, i_words=None):
+def _place(config, problem, slot, b_words, depth, *, b_stride=None, i_words=None):
     """The job of ``problem`` with weight words ``b_words`` (``depth`` words per column
-    tile, ``i_words`` their A rows if sparse) in buffer half ``slot``."""
+    tile, ``b_stride`` apart, by default ``depth``; ``i_words`` their A rows if sparse)
+    in buffer half ``slot``. Dense A and B are laid out in aligned groups of
+    ``k_per_cycle`` words, zero-padded."""
     m_tiles = tiles(problem.m, config.rows)
-    a_words = pack_activations(problem.a, config.rows)
+    a_stride = problem.k if i_words is not None else _aligned(config, problem.k)
+    a_words = pack_activations(_zero_padded(problem.a, a_stride), config.rows)
     descriptor = GemmDescriptor(
         a_addr=_region("A-buffer", len(a_words), config.a_depth, "a_depth", slot),
-        a_stride=problem.k,
+        a_stride=a_stride,
         b_addr=_region("B-buffer", len(b_words), config.b_depth, "b_depth", slot),
-        b_stride=depth,
+        b_stride=depth if b_stride is None else b_stride,
         c_addr=_region("C-buffer", m_tiles * problem.n, config.c_depth, "c_depth", slot),
         c_stride=problem.n,
         p_addr=_region("parameter", problem.n, config.param_depth, "param_depth", slot),
@@ -164,6 +170,18 @@ def _place(config, problem, slot, b_words, depth, *, i_words=None):
                    i_words=i_words)
 
 
+def _aligned(config, words):
+    """``words`` rounded up to a group of ``config.k_per_cycle`` (a dense stride)."""
+    return -(-words // config.k_per_cycle) * config.k_per_cycle
+
+
+def _zero_padded(matrix, columns):
+    """``matrix`` with zero columns appended up to ``columns``."""
+    padded = np.zeros((matrix.shape[0], columns), matrix.dtype)
+    padded[:, :matrix.shape[1]] = matrix
+    return padded
+
+
 def check_shape(config, m, k, n, slot=None):
     """Raise the :exc:`~vitforge.errors.ConfigError` that :func:`plan_gemm` would for an
     ``m x k`` by ``k x n`` problem, before any operand is made: ``k`` above ``k_max``, or A,
@@ -173,8 +191,9 @@ def check_shape(config, m, k, n, slot=None):
     if k > config.k_max:
         raise ConfigError(f"GEMM reduction depth k must be at most k_max={config.k_max}, "
                           f"not {k}")
-    for name, words, depth_name in (("A-buffer", tiles(m, config.rows) * k, "a_depth"),
-                                    ("B-buffer", tiles(n, config.cols) * k, "b_depth"),
+    stride = _aligned(config, k)
+    for name, words, depth_name in (("A-buffer", tiles(m, config.rows) * stride, "a_depth"),
+                                    ("B-buffer", tiles(n, config.cols) * stride, "b_depth"),
                                     ("C-buffer", tiles(m, config.rows) * n, "c_depth"),
                                     ("parameter", n, "param_depth")):
         _region(name, words, getattr(config, depth_name), depth_name, slot)
@@ -199,7 +218,9 @@ def plan_gemm(config, problem, slot=None):
         parameters do not fit their buffer (or half of it).
     """
     _check_slot_and_depth(config, problem, slot)
-    return _place(config, problem, slot, pack_weights(problem.b, config.cols), problem.k)
+    stride = _aligned(config, problem.k)
+    b_words = pack_weights(_zero_padded(problem.b.T, stride).T, config.cols)
+    return _place(config, problem, slot, b_words, problem.k, b_stride=stride)
 
 
 def plan_sparse_gemm(config, problem, weight, slot=None):

@@ -40,7 +40,7 @@ PARTS = {
 
 @pytest.mark.parametrize("name", sorted(PARTS))
 def test_the_part_fits_the_preset_clock(name):
-    verilog = to_verilog(PARTS[name](), name, zero_init=False)
+    verilog = to_verilog(PARTS[name](), name, synthesis=True)
     _, path = resources.synthesized_part(verilog, name, [], depth=True)
     assert path.delay_ns <= PERIOD_NS, (
         f"{name}: {path.delay_ns:.2f} ns ({path.lut_levels} LUT levels + {path.carry_bits} "

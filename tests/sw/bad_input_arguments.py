@@ -63,6 +63,12 @@ ARGUMENT_CASES = [
     case("gemm-packed-odd-cols", ARGS, "gemm --cols 5 --macs-per-dsp 2",
          "odd columns on a packed array",
          "cols must be even when macs_per_dsp is 2 (two columns share a DSP), not 5"),
+    case("gemm-k-per-cycle", ARGS, "gemm --macs-per-dsp 2 --k-per-cycle 3",
+         "steps per cycle not a power of two",
+         "k_per_cycle must be one of (1, 2, 4), not 3"),
+    case("gemm-k-per-cycle-unpacked", ARGS, "gemm --k-per-cycle 2", "a cascade without packing",
+         "macs_per_dsp must be 2 when k_per_cycle is 2 (the DSP cascades pack two columns), "
+         "not 1"),
     case("gemm-pattern", ARGS, "gemm --rows 4 --cols 4 --pattern noise", "an unknown pattern",
          "pattern must be one of random, min, max, alternating, zeros, not 'noise'"),
     case("gemm-sparsity-above-one", ARGS, "gemm --sparsity 1.5", "more than all weights",

@@ -339,6 +339,19 @@ def test_gemm_sparsity_reports_dense_cycles_and_bytes(tmp_path):
     assert "HP sparse       50.0% of B pruned" in completed.stdout
 
 
+@pytest.mark.verilator
+def test_gemm_on_dsp_cascades_takes_four_steps_per_cycle(tmp_path):
+    out = tmp_path / "gemm.json"
+    completed = run("gemm", "--rows", "4", "--cols", "4", "--m", "9", "--k", "41", "--n", "10",
+                    "--macs-per-dsp", "2", "--k-per-cycle", "4", "--json", str(out))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    summary = json.loads(out.read_text())
+    assert (summary["match"], summary["k_per_cycle"]) == (True, 4)
+    # 3 row tiles x 3 column tiles, each ceil(41 / 4) = 11 slabs of four steps.
+    assert summary["mac_cycles"] == 3 * 3 * 11
+    assert "4x4 PE array, 4 steps of K per cycle" in completed.stdout
+
+
 def test_prune_writes_a_model_that_simulate_loads(tmp_path):
     from vitforge.sim.model_run import load_model
 

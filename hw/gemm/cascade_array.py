@@ -1,0 +1,122 @@
+"""Output-stationary array reducing ``depth`` steps of K per cycle on DSP48E2 cascades."""
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In
+
+from ..dsp48e2 import CASCADE_LATENCY
+from ..numerics import OPERAND_BITS
+from .array import tile_ports
+from .packed_dot import PackedDotPair, check_cascade_depth
+from .pe_pair import PACKED_WEIGHT_BITS, pack_weights
+
+__all__ = ["CascadeArray", "cascade_array_latency"]
+
+
+def cascade_array_latency(depth):
+    """Cycles from a step's operands at a :class:`CascadeArray`'s inputs to its sums in the
+    result registers (:data:`~vitforge.hw.gemm.array.ARRAY_LATENCY` of a PE array)."""
+    return depth + CASCADE_LATENCY
+
+
+def _delayed(m, value, cycles, name):
+    """``value`` through ``cycles`` registers of ``m``'s sync domain."""
+    for stage in range(cycles):
+        register = Signal.like(value, name=f"{name}_{stage}")
+        m.d.sync += register.eq(value)
+        value = register
+    return value
+
+
+class CascadeArray(wiring.Component):
+    """``rows x cols`` int8 MACs of an output tile, ``depth`` steps of K per cycle.
+
+    Every cycle ``a[t]`` (one int8 per row) and ``b[t]`` (one int8 per column)
+    are step ``t`` of a ``depth``-step slab of the reduction, and cell ``(i,
+    j)`` adds ``sum_t a[t][i] * b[t][j]``: a tile of depth ``K`` takes ``K /
+    depth`` cycles (the caller pads K with zero steps) at ``rows * cols *
+    depth`` MACs per cycle.
+
+    Each row's two adjacent columns are one :class:`PackedDotPair`, a cascade
+    of ``depth`` DSP48E2s that multiply the row's activation by both columns'
+    weights at once (two MACs per DSP, Xilinx WP486). Here the weights of
+    each column pair are packed once, and step ``t``'s operands are delayed
+    by ``t`` cycles for the cascade; the qualifiers follow the chains' sums.
+
+    As in :class:`~vitforge.hw.gemm.array.PEArray`, a tile's finished sums
+    reach the result registers :func:`cascade_array_latency` cycles after its
+    ``last`` step entered, and with ``shift`` high they move one place towards
+    column 0, so :attr:`column` shows columns ``0, 1, ..., cols-1`` on
+    consecutive shift cycles while the next tile accumulates; the next tile's
+    ``last`` may enter at most every ``cols`` cycles.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Output tile size (``cols`` even).
+    depth : int
+        Reduction steps per cycle, 1 to
+        :data:`~vitforge.hw.gemm.pe_pair.DSP_RUN_PRODUCTS`.
+    acc_width : int
+        Accumulator width of each output.
+
+    Attributes
+    ----------
+    a : ``In(ArrayLayout(ArrayLayout(signed(8), rows), depth))``
+    b : ``In(ArrayLayout(ArrayLayout(signed(8), cols), depth))``
+    valid, first, last : ``In(1)``
+        Qualifiers of the slab ``a``/``b``: it is part of a tile, its first, its last.
+    shift : ``In(1)``
+        Advance the drain chain by one column.
+    column : ``Out(ArrayLayout(signed(acc_width), rows))``
+        Result registers of column 0.
+    """
+
+    def __init__(self, *, rows, cols, depth, acc_width):
+        check_cascade_depth(depth)
+        if cols % 2:
+            raise ValueError(f"cols must be even (two columns share a DSP), not {cols}")
+        super().__init__({
+            "a": In(data.ArrayLayout(data.ArrayLayout(signed(OPERAND_BITS), rows), depth)),
+            "b": In(data.ArrayLayout(data.ArrayLayout(signed(OPERAND_BITS), cols), depth)),
+            **tile_ports(rows, acc_width),
+        })
+        self._rows = rows
+        self._cols = cols
+        self._depth = depth
+        self._acc_width = acc_width
+
+    def elaborate(self, platform):
+        m = Module()
+        pairs = self._cols // 2
+        packed_layout = data.ArrayLayout(signed(PACKED_WEIGHT_BITS), pairs)
+        activations = []
+        weights = []
+        for t in range(self._depth):
+            packed = Signal(packed_layout, name=f"packed_{t}")
+            m.d.comb += [packed[p].eq(pack_weights(self.b[t][2 * p], self.b[t][2 * p + 1]))
+                         for p in range(pairs)]
+            activations.append(_delayed(m, self.a[t], t, f"a_{t}_skew"))
+            weights.append(_delayed(m, packed, t, f"packed_{t}_skew"))
+        chain_latency = self._depth - 1 + CASCADE_LATENCY
+        add, first, last = (_delayed(m, signal, chain_latency, f"{name}_in_chain")
+                            for signal, name in ((self.valid, "valid"), (self.first, "first"),
+                                                 (self.last, "last")))
+
+        for i in range(self._rows):
+            row = [PackedDotPair(depth=self._depth, acc_width=self._acc_width)
+                   for _ in range(pairs)]
+            for p, cell in enumerate(row):
+                m.submodules[f"dot_pair_{i}_{p}"] = cell
+                m.d.comb += [
+                    *[cell.a[t].eq(activations[t][i]) for t in range(self._depth)],
+                    *[cell.packed[t].eq(weights[t][p]) for t in range(self._depth)],
+                    cell.add.eq(add),
+                    cell.first.eq(first),
+                    cell.last.eq(last),
+                    cell.shift.eq(self.shift),
+                ]
+                if p + 1 < pairs:
+                    m.d.comb += cell.shift_in.eq(row[p + 1].results[0])
+            m.d.comb += self.column[i].eq(row[0].results[0])
+        return m

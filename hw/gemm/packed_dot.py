@@ -1,0 +1,97 @@
+"""Two int8 columns of one row, ``depth`` products each per cycle, on a DSP48E2 cascade."""
+
+from amaranth import Module, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In
+
+from ..dsp48e2 import CascadeMultiplyAdd
+from ..numerics import OPERAND_BITS
+from .pe_pair import (DSP_RUN_PRODUCTS, PACK_SHIFT, PACKED_WEIGHT_BITS, accumulate_packed_sums,
+                      drain_ports)
+
+__all__ = ["PackedDotPair", "check_cascade_depth"]
+
+
+def check_cascade_depth(depth):
+    """Reject a cascade longer than the packed low field's guard bits allow."""
+    if not isinstance(depth, int) or isinstance(depth, bool):
+        raise TypeError(f"depth must be an int, not {depth!r}")
+    if not 1 <= depth <= DSP_RUN_PRODUCTS:
+        raise ValueError(f"depth must be in [1, {DSP_RUN_PRODUCTS}] (the packed low sum "
+                         f"holds that many products), not {depth}")
+
+
+class PackedDotPair(wiring.Component):
+    """Output-stationary MAC cells of two adjacent columns, ``depth`` reduction steps a cycle.
+
+    A chain of ``depth`` :class:`~vitforge.hw.dsp48e2.CascadeMultiplyAdd`
+    links, one DSP48E2 each: link ``t`` multiplies the row's activation
+    ``a[t]`` by ``packed[t] = w_high[t] * 2**18 + w_low[t]``
+    (:func:`~vitforge.hw.gemm.pe_pair.pack_weights`) and the ``PCOUT -> PCIN``
+    cascade sums the products, starting from ``2**17``. The chain's output is
+    the biased packed sum that :func:`accumulate_packed_sums` splits into the
+    two columns' partial sums and adds to their accumulators: per cycle,
+    ``2 * depth`` MACs on ``depth`` DSPs, and one pair of fabric accumulators
+    for all of them. ``depth`` is at most
+    :data:`~vitforge.hw.gemm.pe_pair.DSP_RUN_PRODUCTS`, the products the low
+    field holds.
+
+    Timing: link ``t`` takes its operands ``t`` cycles after link 0 (the
+    caller skews them), and the sum of a step leaves the chain ``depth + 2``
+    cycles after link 0's operands. ``add``, ``first`` and ``last`` qualify
+    that sum in the cycle it leaves; :attr:`results` hold the finished sums
+    one cycle after ``last``. Throughput: one step of ``depth`` products per
+    cycle. Arithmetic is exact; the caller guarantees that no sum overflows
+    ``acc_width`` bits.
+
+    Parameters
+    ----------
+    depth : int
+        Products per column per cycle (DSP48E2s in the chain).
+    acc_width : int
+        Accumulator and result width (signed) of each column.
+
+    Attributes
+    ----------
+    a : ``In(ArrayLayout(signed(8), depth))``
+        The row's activations, one per link.
+    packed : ``In(ArrayLayout(signed(27), depth))``
+        The two columns' packed weights, one per link.
+    add : ``In(1)``
+        The chain's output is a step of the current sum.
+    first, last : ``In(1)``
+        That step begins, or ends, the sum.
+    shift : ``In(1)``
+        Load :attr:`results` from ``(results[1], shift_in)`` (ignored in the
+        cycle a sum finishes).
+    shift_in : ``In(signed(acc_width))``
+        ``results[0]`` of the next pair along the row.
+    results : ``Out(ArrayLayout(signed(acc_width), 2))``
+        Finished sums of the low (even) and high (odd) column, or values
+        shifted in.
+    """
+
+    def __init__(self, *, depth, acc_width):
+        check_cascade_depth(depth)
+        super().__init__({
+            "a": In(data.ArrayLayout(signed(OPERAND_BITS), depth)),
+            "packed": In(data.ArrayLayout(signed(PACKED_WEIGHT_BITS), depth)),
+            "add": In(1),
+            "first": In(1),
+            "last": In(1),
+            **drain_ports(acc_width),
+        })
+        self._depth = depth
+
+    def elaborate(self, platform):
+        m = Module()
+        links = [CascadeMultiplyAdd(first=t == 0, round_constant=1 << (PACK_SHIFT - 1))
+                 for t in range(self._depth)]
+        for t, link in enumerate(links):
+            m.submodules[f"link_{t}"] = link
+            m.d.comb += [link.a.eq(self.packed[t]), link.b.eq(self.a[t])]
+            if t:
+                m.d.comb += link.pcin.eq(links[t - 1].pcout)
+        accumulate_packed_sums(m, links[-1].p, add=self.add, fresh=self.first, last=self.last,
+                               shift=self.shift, shift_in=self.shift_in, results=self.results)
+        return m
