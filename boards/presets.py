@@ -126,7 +126,7 @@ def config_hash(config):
 
 
 #: AcceleratorConfig fields newer than config hashes, and their defaults.
-_LATER_FIELDS = {"macs_per_dsp": 1}
+_LATER_FIELDS = {"macs_per_dsp": 1, "k_per_cycle": 1}
 
 
 def load_shell_config(path):

@@ -6,7 +6,7 @@ from vitforge.errors import ConfigError
 
 from ..checks import check_lanes, check_positive_int
 from ..numerics import GELU_TABLE_DEPTH, SIGMOID_BITS
-from ..gemm.config import GemmConfig, accumulator_width
+from ..gemm.config import GemmConfig, accumulator_width, check_k_per_cycle
 
 __all__ = ["AcceleratorConfig", "DRAM_WORD_BYTES", "MEMORY_ADDRESS_BITS",
            "SCRATCHPAD_ADDRESS_BITS", "PARAMETER_ADDRESS_BITS", "SIZE_BITS",
@@ -66,6 +66,11 @@ class AcceleratorConfig:
         LAYERNORM, GELU or ADD then runs beside a GEMM when its ``beside`` field
         asks and it uses the banks' ports the GEMM does not (``docs/isa.md``,
         Ordering).
+    k_per_cycle : int
+        1, or 2 or 4 reduction steps per GEMM cycle on DSP48E2 cascades
+        (``macs_per_dsp`` 2, ``docs/architecture.md``): ACT and WGT are then
+        that many interleaved memories, and a dense GEMM's A and B must be
+        aligned groups of that many words.
     """
 
     array: int = 16
@@ -77,21 +82,28 @@ class AcceleratorConfig:
     act_read_ports: int = 2
     macs_per_dsp: int = 1
     act_banks: int = 2
+    k_per_cycle: int = 1
 
     def __post_init__(self):
         for field in fields(self):
             check_positive_int(field.name, getattr(self, field.name))
         check_lanes("array", self.array)
+        check_k_per_cycle(self.k_per_cycle, self.macs_per_dsp)
         if self.act_read_ports not in (1, 2):
             raise ConfigError(f"act_read_ports must be 1 or 2, not {self.act_read_ports}")
         if self.act_banks not in (1, 2):
             raise ConfigError(f"act_banks must be 1 or 2, not {self.act_banks}")
-        if self.act_banks == 2 and self.act_depth < 2:
-            raise ConfigError(f"act_depth must be at least 2 for two ACT banks, not "
-                              f"{self.act_depth}")
+        if self.act_banks == 2 and self.act_depth < 2 * self.k_per_cycle:
+            raise ConfigError(f"act_depth must be at least {2 * self.k_per_cycle} for two ACT "
+                              f"banks, not {self.act_depth}")
         if self.macs_per_dsp == 2 and self.array % 2:
             raise ConfigError(f"array must be even when macs_per_dsp is 2 (two columns share "
                               f"a DSP), not {self.array}")
+        for name in ("act_depth", "wgt_depth"):
+            if getattr(self, name) % self.k_per_cycle:
+                raise ConfigError(f"{name} must be a multiple of k_per_cycle="
+                                  f"{self.k_per_cycle} (interleaved memories of equal depth), "
+                                  f"not {getattr(self, name)}")
         # Instruction fields address depth - 1 and count up to k_max.
         limits = {"act_depth": 1 << SCRATCHPAD_ADDRESS_BITS,
                   "wgt_depth": 1 << SCRATCHPAD_ADDRESS_BITS,
@@ -113,7 +125,7 @@ class AcceleratorConfig:
                           acc_width=accumulator_width(self.k_max),
                           a_depth=self.act_depth, b_depth=self.wgt_depth,
                           c_depth=self.act_depth, param_depth=self.prm_depth,
-                          macs_per_dsp=self.macs_per_dsp)
+                          macs_per_dsp=self.macs_per_dsp, k_per_cycle=self.k_per_cycle)
 
     @property
     def act_bank_start(self):

@@ -18,7 +18,8 @@ class GemmUnit(Unit):
     The instruction's fields are the core's :class:`GemmDescriptor` (GEMM_SPARSE
     has GEMM's fields at the same offsets, then ``depth``, which only the
     compiler's checks use; it sets ``sparse``). A comes through ``act_read``,
-    B through ``wgt_read``, the A-row numbers of sparse B words through
+    B through ``wgt_read`` (``act_slab_read`` and ``wgt_slab_read``, groups of
+    ``k_per_cycle`` words, when ``config.gemm.k_per_cycle > 1``), the A-row numbers of sparse B words through
     ``idx_read`` (one cycle ahead of B), the requantization parameters
     through ``prm_read``, and C leaves through ``act_write``.
     ``start`` hands the command to the core in the same cycle; ``busy`` and
@@ -30,7 +31,9 @@ class GemmUnit(Unit):
     """
 
     def __init__(self, config):
-        super().__init__(config, scratchpad_ports(config, "act_read", "wgt_read", "idx_read",
+        self._operand_ports = (("act_read", "wgt_read") if config.gemm.k_per_cycle == 1
+                               else ("act_slab_read", "wgt_slab_read"))
+        super().__init__(config, scratchpad_ports(config, *self._operand_ports, "idx_read",
                                                   "prm_read", "act_write"))
 
     def elaborate(self, platform):
@@ -45,7 +48,8 @@ class GemmUnit(Unit):
             self.busy.eq(core.busy),
             self.done.eq(core.done),
         ]
-        for core_read, read in ((core.a_read, self.act_read), (core.b_read, self.wgt_read),
+        a_read, b_read = (getattr(self, name) for name in self._operand_ports)
+        for core_read, read in ((core.a_read, a_read), (core.b_read, b_read),
                                 (core.i_read, self.idx_read), (core.p_read, self.prm_read)):
             m.d.comb += [read.addr.eq(core_read.addr), read.en.eq(core_read.en),
                          core_read.data.eq(read.data)]

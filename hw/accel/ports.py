@@ -11,7 +11,8 @@ from .config import DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, SCRATCHPAD_ADDRESS_BIT
 from .isa import COUNTER_CLASSES, INSTRUCTION_BITS, SIDE_CLASSES
 
 __all__ = ["control_members", "Unit", "act_word", "read_request", "write_request", "memory_port",
-           "scratchpad_entries", "scratchpad_ports", "SCRATCHPAD_PORTS", "forward", "LIVE_UPDATE",
+           "scratchpad_entries", "scratchpad_ports", "SCRATCHPAD_PORTS", "SLAB_READS",
+           "INTERLEAVED", "forward", "LIVE_UPDATE",
            "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS", "tile_addresses", "registering"]
 
 #: External memory: 128-bit words, word addresses.
@@ -23,11 +24,20 @@ MEMORY_DATA_BITS = 8 * DRAM_WORD_BYTES
 #: sparse weights) has ``wgt_depth`` entries of ``config.gemm.index_bits`` unsigned.
 SCRATCHPAD_PORTS = {
     "act_read": ("act", "read"), "y_read": ("act", "read"), "act_write": ("act", "write"),
-    "wgt_read": ("wgt", "read"), "wgt_write": ("wgt", "write"),
+    "act_slab_read": ("act", "read"),
+    "wgt_read": ("wgt", "read"), "wgt_write": ("wgt", "write"), "wgt_slab_read": ("wgt", "read"),
     "prm_read": ("prm", "read"), "prm_write": ("prm", "write"),
     "lnp_read": ("lnp", "read"), "lnp_write": ("lnp", "write"),
     "idx_read": ("idx", "read"), "idx_write": ("idx", "write"),
 }
+
+
+#: The scratchpads that are ``config.gemm.k_per_cycle`` interleaved memories (word ``x`` in
+#: memory ``x % k_per_cycle``), so that the GEMM reads an aligned group of words at once.
+INTERLEAVED = ("act", "wgt")
+#: Ports that return the aligned group of ``k_per_cycle`` words holding ``addr`` (the GEMM
+#: unit's, when ``k_per_cycle > 1``), and the port whose memory port they share.
+SLAB_READS = {"act_slab_read": "act_read", "wgt_slab_read": "wgt_read"}
 
 
 #: A unit's writes to the live token registers (``docs/isa.md``, Live token count): the
@@ -92,6 +102,8 @@ def scratchpad_ports(config, *names):
                              f"not {name!r}")
         memory, direction = SCRATCHPAD_PORTS[name]
         shape, depth = entries[memory]
+        if name in SLAB_READS:
+            shape = data.ArrayLayout(shape, config.gemm.k_per_cycle)
         request = read_request if direction == "read" else write_request
         members[name] = request(range(depth), shape)
     return members

@@ -6,8 +6,10 @@ from operator import or_
 from amaranth import Cat, Module, Mux, Signal, Value
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
+from amaranth.utils import exact_log2
 
-from .ports import SCRATCHPAD_PORTS, scratchpad_entries, scratchpad_ports
+from .ports import (INTERLEAVED, SCRATCHPAD_PORTS, SLAB_READS, scratchpad_entries,
+                    scratchpad_ports)
 
 __all__ = ["Scratchpads"]
 
@@ -58,44 +60,76 @@ class Scratchpads(wiring.Component):
         for name, (shape, depth) in scratchpad_entries(self._config).items():
             bank_start = self._config.act_bank_start if name == "act" else None
             bounds = [0, depth] if bank_start is None else [0, bank_start, depth]
-            stores = []
+            lanes = self._config.gemm.k_per_cycle if name in INTERLEAVED else 1
+            banks = []
             for bank, (first, end) in enumerate(zip(bounds, bounds[1:])):
-                store = memory.Memory(shape=shape, depth=end - first, init=[])
-                m.submodules[name if len(bounds) == 2 else f"{name}{bank}"] = store
-                stores.append(store)
+                stores = []
+                for lane in range(lanes):
+                    store = memory.Memory(shape=shape, depth=(end - first) // lanes, init=[])
+                    store_name = name if len(bounds) == 2 else f"{name}{bank}"
+                    m.submodules[store_name if lanes == 1 else f"{store_name}_{lane}"] = store
+                    stores.append(store)
+                banks.append(stores)
             for port_name, (memory_name, direction) in SCRATCHPAD_PORTS.items():
-                if memory_name == name and port_name in self._users:
-                    self._connect(m, stores, getattr(self, port_name), direction)
+                if memory_name != name or port_name in SLAB_READS:
+                    continue
+                slab_names = [slab for slab, shared in SLAB_READS.items()
+                              if shared == port_name and slab in self._users]
+                requests = list(getattr(self, port_name)) if port_name in self._users else []
+                slabs = [request for slab in slab_names for request in getattr(self, slab)]
+                if requests or slabs:
+                    self._connect(m, banks, requests, slabs, direction)
         return m
 
     @staticmethod
-    def _connect(m, stores, requests, direction):
-        """One port of each of ``stores`` (the banks of a scratchpad, in address order),
-        shared by ``requests``; the top address bit selects the bank of two."""
+    def _connect(m, banks, requests, slabs, direction):
+        """One port of each memory of ``banks`` (the banks of a scratchpad in address
+        order, each its interleaved memories), shared by ``requests`` (word users) and
+        ``slabs`` (users of the aligned group of words); the top address bit selects the
+        bank of two, the low ones the memory within it."""
+        users = requests + slabs
+        lane_bits = exact_log2(len(banks[0]))
         data = []
-        for bank, store in enumerate(stores):
-            if len(stores) == 1:
-                chosen = [request.en for request in requests]
+        for bank, stores in enumerate(banks):
+            if len(banks) == 1:
+                chosen = [request.en for request in users]
             else:
-                chosen = [request.en & (request.addr[-1] == bank) for request in requests]
-            if direction == "read":
-                port = store.read_port()
-                data.append(port.data)
-            else:
-                port = store.write_port()
-                m.d.comb += port.data.eq(_enabled(requests, chosen, "data"))
-            m.d.comb += [port.addr.eq(_enabled(requests, chosen, "addr")),
-                         port.en.eq(Cat(chosen).any())]
+                chosen = [request.en & (request.addr[-1] == bank) for request in users]
+            address = _enabled(users, chosen, "addr")
+            lanes = []
+            for lane, store in enumerate(stores):
+                if direction == "read":
+                    port = store.read_port()
+                    lanes.append(port.data)
+                    enable = Cat(chosen).any()
+                else:
+                    port = store.write_port()
+                    m.d.comb += port.data.eq(_enabled(users, chosen, "data"))
+                    enable = Cat(chosen).any()
+                    if lane_bits:
+                        enable &= address[:lane_bits] == lane
+                m.d.comb += [port.addr.eq(address[lane_bits:]), port.en.eq(enable)]
+            data.append(lanes)
         if direction == "write":
             return
-        for request in requests:
-            if len(stores) == 1:
-                m.d.comb += request.data.eq(data[0])
-                continue
-            bank = Signal(name=f"{request.addr.name}_bank")
-            with m.If(request.en):
-                m.d.sync += bank.eq(request.addr[-1])
-            m.d.comb += request.data.eq(Mux(bank, data[1], data[0]))
+        for request in users:
+            bank = 0
+            if len(banks) > 1:
+                bank = Signal(name=f"{request.addr.name}_bank")
+                with m.If(request.en):
+                    m.d.sync += bank.eq(request.addr[-1])
+            words = [Mux(bank, data[1][lane], data[0][lane]) if len(banks) > 1
+                     else data[0][lane] for lane in range(len(data[0]))]
+            if request in slabs:
+                m.d.comb += request.data.eq(Cat(*words))
+            elif lane_bits:
+                lane = Signal(lane_bits, name=f"{request.addr.name}_lane")
+                with m.If(request.en):
+                    m.d.sync += lane.eq(request.addr[:lane_bits])
+                m.d.comb += request.data.eq(
+                    Cat(*words).word_select(lane, len(Value.cast(words[0]))))
+            else:
+                m.d.comb += request.data.eq(words[0])
 
 
 def _enabled(requests, chosen, name):

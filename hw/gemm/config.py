@@ -12,7 +12,7 @@ from .array import ARRAY_LATENCY
 from .cascade_array import cascade_array_latency
 from ..numerics import MAX_ACC_BITS, MAX_PRODUCT
 
-__all__ = ["GemmConfig", "accumulator_width", "K_PER_CYCLE"]
+__all__ = ["GemmConfig", "accumulator_width", "check_k_per_cycle", "K_PER_CYCLE"]
 
 #: The reduction steps per cycle an engine may take (powers of two, so that
 #: A and B addresses split into bank and row without a divider).
@@ -22,6 +22,16 @@ K_PER_CYCLE = (1, 2, 4)
 def accumulator_width(k_max):
     """Smallest signed width that holds a sum of ``k_max`` int8 products, ``+-k_max * 128**2``."""
     return (k_max * MAX_PRODUCT).bit_length() + 1
+
+
+def check_k_per_cycle(k_per_cycle, macs_per_dsp):
+    """Raise :exc:`ConfigError` unless ``k_per_cycle`` is one of :data:`K_PER_CYCLE` and,
+    above 1, ``macs_per_dsp`` is 2 (the cascade array packs two columns per DSP)."""
+    if k_per_cycle not in K_PER_CYCLE:
+        raise ConfigError(f"k_per_cycle must be one of {K_PER_CYCLE}, not {k_per_cycle}")
+    if k_per_cycle > 1 and macs_per_dsp != 2:
+        raise ConfigError(f"macs_per_dsp must be 2 when k_per_cycle is {k_per_cycle} (the DSP "
+                          f"cascades pack two columns), not {macs_per_dsp}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,14 +99,8 @@ class GemmConfig:
         if self.macs_per_dsp == 2 and self.cols % 2:
             raise ConfigError(f"cols must be even when macs_per_dsp is 2 (two columns share "
                               f"a DSP), not {self.cols}")
-        if self.k_per_cycle not in K_PER_CYCLE:
-            raise ConfigError(f"k_per_cycle must be one of {K_PER_CYCLE}, not "
-                              f"{self.k_per_cycle}")
+        check_k_per_cycle(self.k_per_cycle, self.macs_per_dsp)
         if self.k_per_cycle > 1:
-            if self.macs_per_dsp != 2:
-                raise ConfigError(f"macs_per_dsp must be 2 when k_per_cycle is "
-                                  f"{self.k_per_cycle} (the DSP cascades pack two columns), "
-                                  f"not {self.macs_per_dsp}")
             for depth_name in ("a_depth", "b_depth"):
                 depth = getattr(self, depth_name)
                 if depth % self.k_per_cycle:

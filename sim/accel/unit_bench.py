@@ -31,6 +31,7 @@ from vitforge.errors import WatchdogError
 from vitforge.hw.accel.config import (DRAM_WORD_BYTES, SIGMOID_ENTRIES_PER_WORD,
                                       TABLE_ENTRIES_PER_WORD, AcceleratorConfig)
 from vitforge.hw.accel.isa import INSTRUCTION_BYTES, LiveState, Opcode, encode
+from vitforge.hw.accel.ports import SLAB_READS
 from vitforge.hw.numerics import SIGMOID_BITS
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 
@@ -314,6 +315,13 @@ class _Memories:
     def read(self, space, layout, address):
         if space in ("act", "wgt"):
             return pack_int8(getattr(self.machine, space)[address])
+        if space in ("act_slab", "wgt_slab"):
+            # The aligned group of words holding address (a GEMM read, k_per_cycle > 1).
+            scratchpad = getattr(self.machine, space.split("_")[0])
+            count = layout.length
+            first = address - address % count
+            return sum(pack_int8(scratchpad[first + index]) << (8 * self.lanes * index)
+                       for index in range(count))
         if space == "idx":
             return int(self.machine.idx[address])
         if space in _TABLES:
@@ -376,6 +384,8 @@ def _ports(unit):
         if name in ("start", "instruction", "busy", "done", "mem", "live_update"):
             continue
         space = _SPACES.get(name.split("_")[0])
+        if name in SLAB_READS:
+            space = f"{space}_slab"
         port = getattr(unit, name)
         if space is None or not all(hasattr(port, leaf) for leaf in ("addr", "data", "en")):
             raise ValueError(f"the unit bench does not model port {name!r} of "

@@ -126,7 +126,8 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, selectors=None, trac
     blocks = list(blocks)
     stages, block_tokens = _stages(_block_shape(blocks, x.shape[0]), block_tokens, selectors)
     plan, reason = _choose_plan(partial(plan_blocks, blocks, x.shape[0], config.array,
-                                        block_tokens, stages), config, blocks, stages)
+                                        block_tokens, stages, align=config.k_per_cycle),
+                                config, blocks, stages)
     dim = blocks[0].dim
     if x.shape[1] != dim:
         raise ConfigError(f"input tokens must have {dim} channels, not {x.shape[1]}")
@@ -178,7 +179,8 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
     """
     shape = model.shape
     stages, block_tokens = _stages(model.shape, block_tokens, selectors)
-    plan, reason = _choose_plan(partial(plan_model, model, config.array, block_tokens, stages),
+    plan, reason = _choose_plan(partial(plan_model, model, config.array, block_tokens, stages,
+                                        align=config.k_per_cycle),
                                 config, model.blocks, stages)
     lowering = Lowering(config, plan, Emitter(config, trace), shape.dim)
     slot = InputSlot("patches", ExternalMatrix(lowering.emit.next_word, shape.tokens,

@@ -27,7 +27,7 @@ import numpy as np
 from vitforge.hw.accel.isa import ISA, Instruction, Opcode, Space
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.accel.config import TABLE_WORDS
-from vitforge.sw.gemm.layout import tiles
+from vitforge.sw.gemm.layout import aligned, tiles
 from vitforge.sw.gemm.plan import command_cycles
 from vitforge.sw.model.quantized import QuantizedLinear
 
@@ -147,6 +147,7 @@ class Lowering:
         self.emit.macs += real * k * n
         self.emit.dense_macs += real * (depth or k) * n
         descriptor = GemmDescriptor.from_fields(fields, sparse=int(depth is not None))
+        descriptor.check(self.config.gemm)
         self.last_gemm = (len(self.emit.instructions) - 1,
                           command_cycles(self.config.gemm, descriptor))
 
@@ -252,6 +253,12 @@ class Lowering:
         beside a GEMM runs as written)."""
         return self.plan.bank_start is not None and block.heads > 1 and not self.live
 
+    @property
+    def probability_stride(self):
+        """Words per token row of ``probabilities``, the A operand of ``P V``: the stage's
+        tokens, rounded up to the aligned groups a ``k_per_cycle`` GEMM reads."""
+        return aligned(self.tokens, self.config.k_per_cycle)
+
     def head_buffer(self, name, head, block):
         """First word of ``head``'s buffer of ACT region ``name`` (one of
         :data:`~.vit_plan.HEAD_BUFFERS`): heads alternate between its two halves when
@@ -328,11 +335,12 @@ class Lowering:
         ``tiles`` (``(first, end)``; all by default), ``beside`` the GEMM emitted right
         before it."""
         tokens, e = self.tokens, block.softmax
+        stride = self.probability_stride
         first, end = tiles or (0, self.token_tiles)
         self.emit(Opcode.SOFTMAX, src=self.head_buffer("scores", head, block) + first * tokens,
                   src_stride=tokens,
-                  dst=self.head_buffer("probabilities", head, block) + first * tokens,
-                  dst_stride=tokens, m_tiles=end - first, length=tokens, ratio=e.ratio,
+                  dst=self.head_buffer("probabilities", head, block) + first * stride,
+                  dst_stride=stride, m_tiles=end - first, length=tokens, ratio=e.ratio,
                   alpha=e.alpha, beta=e.beta, gamma=e.gamma,
                   probability_shift=block.probability_shift, beside=int(beside),
                   live=self.live_bits(Opcode.SOFTMAX, "m_tiles", "length"))
@@ -346,7 +354,7 @@ class Lowering:
                   src_stride=3 * dim, dst=values, dst_stride=self.token_tiles * self.lanes,
                   token_tiles=self.token_tiles, channel_tiles=tiles(head_dim, self.lanes),
                   live=self.live_bits(Opcode.TRANSPOSE_TO_WGT, "token_tiles"))
-        self.gemm(self.head_buffer("probabilities", head, block), tokens, values,
+        self.gemm(self.head_buffer("probabilities", head, block), self.probability_stride, values,
                   self.token_tiles * self.lanes, self.act("context") + head * head_dim, dim,
                   context_prm, tokens, head_dim, live=("k",))
 

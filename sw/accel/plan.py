@@ -199,10 +199,14 @@ class PlanBuilder:
     ----------
     lanes : int
         The array size.
+    align : int
+        Every ACT region starts at, and spans, a multiple of this many words
+        (``k_per_cycle``: the GEMM reads aligned groups).
     """
 
-    def __init__(self, lanes):
+    def __init__(self, lanes, align=1):
         self.lanes = lanes
+        self.align = align
         self.phases = []
         self.uses = {}            # ACT region name -> indices of the phases using it
         self.loads = []           # Regions of PRM and LNP
@@ -258,6 +262,8 @@ class PlanBuilder:
         vitforge.errors.ConfigError
             If the regions pinned to bank 0 do not fit below ``bank_start``.
         """
+        activations = [(name, -(-words // self.align) * self.align)
+                       for name, words in activations]
         sizes = dict(activations)
         unknown = set(self.uses) - set(sizes)
         if unknown:

@@ -21,7 +21,7 @@ in bank 0, ``scores`` and ``context`` in bank 1.
 
 from vitforge.errors import ConfigError
 from vitforge.hw.accel.isa import Space
-from vitforge.sw.gemm.layout import tiles
+from vitforge.sw.gemm.layout import aligned, tiles
 from vitforge.sw.golden.encoder import block_token_counts
 
 from .plan import PlanBuilder
@@ -59,9 +59,10 @@ def _check_blocks(blocks, tokens):
             raise ConfigError(f"block {index} has dim {block.dim}, block 0 has {dim}")
 
 
-def _activation_regions(blocks, tokens, lanes, banked, extra_widths=()):
+def _activation_regions(blocks, tokens, lanes, banked, extra_widths=(), align=1):
     """ACT regions ``(name, words)`` in declaration order: each holds ``tokens`` rows, the
-    :data:`HEAD_BUFFERS` twice that if ``banked``.
+    :data:`HEAD_BUFFERS` twice that if ``banked``. ``probabilities``, the A operand of
+    ``P V``, has rows of ``tokens`` rounded up to a multiple of ``align`` words.
 
     ``qkv`` has a few words more where the head dimension is not a multiple of
     ``lanes``: the transpose of the last head's V reads whole blocks of
@@ -69,8 +70,8 @@ def _activation_regions(blocks, tokens, lanes, banked, extra_widths=()):
     """
     dim, hidden = blocks[0].dim, max(block.hidden for block in blocks)
     widths = (("x", dim), ("normalized", dim), ("qkv", 3 * dim), ("scores", tokens),
-              ("probabilities", tokens), ("context", dim), ("sublayer", dim), ("x1", dim),
-              ("mlp", hidden), ("x2", dim), *extra_widths)
+              ("probabilities", aligned(tokens, align)), ("context", dim), ("sublayer", dim),
+              ("x1", dim), ("mlp", hidden), ("x2", dim), *extra_widths)
     padding = {"qkv": max(_head_padding(block, lanes) for block in blocks)}
     buffers = {name: 2 for name in HEAD_BUFFERS} if banked else {}
     return [(name, buffers.get(name, 1) * tiles(tokens, lanes) * width + padding.get(name, 0))
@@ -133,7 +134,8 @@ def _plan_encoder(builder, blocks, counts, first, stages=()):
     return flips
 
 
-def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=None):
+def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=None,
+                align=1):
     """The plan of :func:`~vitforge.sw.accel.compiler.compile_blocks`.
 
     Parameters
@@ -152,6 +154,9 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=
     bank_start : int, optional
         The first word of the second ACT bank, for a plan that overlaps heads;
         ``None`` (one bank) by default.
+    align : int
+        ``k_per_cycle`` of the accelerator: GEMM operands in ACT are aligned
+        to groups of that many words.
 
     Raises
     ------
@@ -161,25 +166,26 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=
     """
     _check_blocks(blocks, tokens)
     counts = block_token_counts(block_tokens, blocks, tokens)
-    builder = PlanBuilder(lanes)
+    builder = PlanBuilder(lanes, align)
     flips = _plan_encoder(builder, blocks, counts, builder.phase("input", tokens, "x"), stages)
     builder.phase("output", counts[-1], token_buffers(len(blocks), flips)[0])
-    return _build(builder, _activation_regions(blocks, tokens, lanes, bank_start is not None)
+    return _build(builder, _activation_regions(blocks, tokens, lanes, bank_start is not None,
+                                               align=align)
                   + select_regions(stages, lanes), bank_start)
 
 
-def plan_model(model, lanes, block_tokens=None, stages=(), bank_start=None):
+def plan_model(model, lanes, block_tokens=None, stages=(), bank_start=None, align=1):
     """The plan of :func:`~vitforge.sw.accel.compiler.compile_model` for a :class:`QuantizedVit`.
 
     The patch embedding runs on all tokens, the head on the class token's tile.
     ``stages`` are the selector stages (:func:`~.selection.select_stages`);
-    ``block_tokens`` then holds each block's most tokens. ``bank_start`` is as
-    for :func:`plan_blocks`.
+    ``block_tokens`` then holds each block's most tokens. ``bank_start`` and
+    ``align`` are as for :func:`plan_blocks`.
     """
     shape, blocks = model.shape, list(model.blocks)
     _check_blocks(blocks, shape.tokens)
     counts = block_token_counts(block_tokens, blocks, shape.tokens)
-    builder = PlanBuilder(lanes)
+    builder = PlanBuilder(lanes, align)
     builder.phase("input", shape.tokens, "patches", "x1")
     embedding = builder.phase("patch embedding", shape.tokens, "patches", "sublayer", "x1", "x")
     builder.load(Space.PRM, embedding, embedding, [("patch embedding", shape.dim)])
@@ -195,5 +201,5 @@ def plan_model(model, lanes, block_tokens=None, stages=(), bank_start=None):
     builder.phase("output", counts[-1], "logits")
     return _build(builder, _activation_regions(
         blocks, shape.tokens, lanes, bank_start is not None,
-        (("patches", shape.patch_features), ("logits", shape.classes)))
+        (("patches", shape.patch_features), ("logits", shape.classes)), align)
         + select_regions(stages, lanes), bank_start)

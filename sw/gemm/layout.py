@@ -13,12 +13,17 @@ Rows of ``X`` (columns of ``W``) beyond the matrix are zero in the words.
 
 import numpy as np
 
-__all__ = ["pack_activations", "unpack_activations", "pack_weights", "tiles"]
+__all__ = ["pack_activations", "unpack_activations", "pack_weights", "tiles", "aligned"]
 
 
 def tiles(length, lanes):
     """Number of ``lanes``-wide tiles covering ``length``."""
     return -(-length // lanes)
+
+
+def aligned(length, group):
+    """``length`` rounded up to a multiple of ``group``."""
+    return tiles(length, group) * group
 
 
 def _check_int8_matrix(name, matrix):

@@ -9,7 +9,7 @@ from vitforge.hw.checks import check_positive_int
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.sw.golden.gemm.requantize import check_requant_params, requantize
 
-from .layout import pack_activations, pack_weights, tiles, unpack_activations
+from .layout import aligned, pack_activations, pack_weights, tiles, unpack_activations
 from .sparse import HPSparseWeight
 
 __all__ = ["GemmProblem", "GemmJob", "plan_gemm", "plan_sparse_gemm", "check_shape",
@@ -150,7 +150,7 @@ def _place(config, problem, slot, b_words, depth, *, b_stride=None, i_words=None
     in buffer half ``slot``. Dense A and B are laid out in aligned groups of
     ``k_per_cycle`` words, zero-padded."""
     m_tiles = tiles(problem.m, config.rows)
-    a_stride = problem.k if i_words is not None else _aligned(config, problem.k)
+    a_stride = problem.k if i_words is not None else aligned(problem.k, config.k_per_cycle)
     a_words = pack_activations(_zero_padded(problem.a, a_stride), config.rows)
     descriptor = GemmDescriptor(
         a_addr=_region("A-buffer", len(a_words), config.a_depth, "a_depth", slot),
@@ -170,11 +170,6 @@ def _place(config, problem, slot, b_words, depth, *, b_stride=None, i_words=None
                    i_words=i_words)
 
 
-def _aligned(config, words):
-    """``words`` rounded up to a group of ``config.k_per_cycle`` (a dense stride)."""
-    return -(-words // config.k_per_cycle) * config.k_per_cycle
-
-
 def _zero_padded(matrix, columns):
     """``matrix`` with zero columns appended up to ``columns``."""
     padded = np.zeros((matrix.shape[0], columns), matrix.dtype)
@@ -191,7 +186,7 @@ def check_shape(config, m, k, n, slot=None):
     if k > config.k_max:
         raise ConfigError(f"GEMM reduction depth k must be at most k_max={config.k_max}, "
                           f"not {k}")
-    stride = _aligned(config, k)
+    stride = aligned(k, config.k_per_cycle)
     for name, words, depth_name in (("A-buffer", tiles(m, config.rows) * stride, "a_depth"),
                                     ("B-buffer", tiles(n, config.cols) * stride, "b_depth"),
                                     ("C-buffer", tiles(m, config.rows) * n, "c_depth"),
@@ -218,7 +213,7 @@ def plan_gemm(config, problem, slot=None):
         parameters do not fit their buffer (or half of it).
     """
     _check_slot_and_depth(config, problem, slot)
-    stride = _aligned(config, problem.k)
+    stride = aligned(problem.k, config.k_per_cycle)
     b_words = pack_weights(_zero_padded(problem.b.T, stride).T, config.cols)
     return _place(config, problem, slot, b_words, problem.k, b_stride=stride)
 

@@ -28,14 +28,17 @@ def make(seed, tokens, dim, heads, hidden, count):
 
 @pytest.mark.parametrize("seed", [0, 1])
 # Array 12: head dimension 16 is not a multiple of it, and its PEs are packed in pairs.
-@pytest.mark.parametrize("array, count, macs_per_dsp", [(4, 2, 1), (12, 1, 2)])
-def test_stacked_blocks_match_golden(seed, array, count, macs_per_dsp):
+# Array 8: four steps of K per cycle on DSP cascades, 17 tokens in rows of 20 for P V.
+@pytest.mark.parametrize("array, count, macs_per_dsp, k_per_cycle",
+                         [(4, 2, 1, 1), (12, 1, 2, 1), (8, 1, 2, 4)])
+def test_stacked_blocks_match_golden(seed, array, count, macs_per_dsp, k_per_cycle):
     x, blocks, expected = make(seed, 17, 32, 2, 128, count)
     if seed == 1:       # finer attention probabilities (1/254, 1/1016), saturating
         blocks = [replace(block, probability_shift=shift)
                   for block, shift in zip(blocks, (1, 3))]
         expected = encoder_blocks(x, blocks)
-    config = replace(config_for(blocks, 17, array), macs_per_dsp=macs_per_dsp)
+    config = replace(config_for(blocks, 17, array), macs_per_dsp=macs_per_dsp,
+                     k_per_cycle=k_per_cycle)
     # Seed 1 also stores every intermediate result (trace mode) and compares it.
     program = compile_blocks(config, blocks, x, trace=seed == 1)
     report = coverify(program)

@@ -195,12 +195,18 @@ def test_the_config_hash_names_the_hardware_and_the_clock():
                                                                 macs_per_dsp=2)))}) == 5
 
 
-def test_a_config_json_from_before_macs_per_dsp_still_loads(tmp_path):
-    # generate wrote no macs_per_dsp before issue 13; its hash must still match.
+@pytest.mark.parametrize("absent", [("macs_per_dsp", "k_per_cycle"), ("k_per_cycle",)])
+def test_a_config_json_from_before_later_fields_still_loads(tmp_path, absent):
+    # generate wrote no macs_per_dsp before issue 13, nor k_per_cycle before the DSP
+    # cascades, and hashed the config without either at its default value: such a file
+    # must still load.
     values = PRESETS["small"].to_dict()
-    del values["accelerator"]["macs_per_dsp"]
-    # The hash as generate computed it then: canonical JSON of the config, SHA-256.
-    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    hashed = json.loads(json.dumps(values))
+    for name in ("macs_per_dsp", "k_per_cycle"):
+        del hashed["accelerator"][name]
+    for name in absent:
+        del values["accelerator"][name]
+    canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     values["config_hash"] = hashlib.sha256(canonical.encode()).hexdigest()[:12]
     old = tmp_path / "config.json"
     old.write_text(json.dumps(values))

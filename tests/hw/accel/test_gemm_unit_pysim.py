@@ -33,3 +33,26 @@ def test_gemm_equals_the_interpreter_in_the_cycles_the_plan_predicts(array, macs
         # The core is busy for command_cycles from the start cycle on; ``done`` follows.
         assert run.cycles == command_cycles(config.gemm, GemmDescriptor(**fields)) + 1, fields
         assert sum(run.busy) == command_cycles(config.gemm, GemmDescriptor(**fields)), fields
+
+
+#: Dense commands aligned to groups of four words (a_addr, a_stride, b_addr, b_stride),
+#: k below, at and past a group and not a multiple of it, and a sparse command.
+SLAB_COMMANDS = [
+    dict(a_addr=0, a_stride=12, b_addr=0, b_stride=12, c_addr=120, c_stride=7, p_addr=3, k=9,
+         m_tiles=3, n=7),
+    dict(a_addr=40, a_stride=4, b_addr=100, b_stride=4, c_addr=200, c_stride=5, p_addr=0, k=2,
+         m_tiles=2, n=5),
+    dict(a_addr=8, a_stride=20, b_addr=32, b_stride=20, c_addr=230, c_stride=4, p_addr=20,
+         k=20, m_tiles=1, n=4),
+]
+
+
+@pytest.mark.parametrize("k_per_cycle", [2, 4])
+def test_gemm_on_cascades_reads_aligned_groups_and_equals_the_interpreter(k_per_cycle):
+    config = small_config(macs_per_dsp=2, k_per_cycle=k_per_cycle)
+    seed = 80 + k_per_cycle
+    runs = run_and_compare(GemmUnit(config), random_machine(config, np.random.default_rng(seed)),
+                           [encode(Opcode.GEMM, **fields) for fields in SLAB_COMMANDS],
+                           err_msg=f"GEMM, k_per_cycle {k_per_cycle}, seed {seed}")
+    for run, fields in zip(runs, SLAB_COMMANDS):
+        assert sum(run.busy) == command_cycles(config.gemm, GemmDescriptor(**fields)), fields
