@@ -68,7 +68,17 @@ def block_rams(width, depth):
 
 
 def pe_count(config):
-    """``(kind, count)``: the PE part of an AcceleratorConfig and how many there are."""
+    """``(kind, count)``: the PE part of an AcceleratorConfig and how many there are.
+
+    Raises
+    ------
+    vitforge.errors.ConfigError
+        For ``k_per_cycle > 1``: the model has no samples of the cascade array.
+    """
+    if config.k_per_cycle > 1:
+        raise ConfigError(f"the resource model has no samples of the DSP cascade array, so "
+                          f"k_per_cycle must be 1, not {config.k_per_cycle}; estimate that "
+                          f"design with Yosys (generate)")
     pes = config.array ** 2
     return PE_KINDS[config.macs_per_dsp], pes // config.macs_per_dsp
 

@@ -113,6 +113,17 @@ def test_waivers_cover_only_the_generated_core(small):
     assert files == {"vitforge_accelerator.v"}
 
 
+def test_a_cascade_config_generates_dsp48e2_primitives(tmp_path):
+    # k_per_cycle 2 on a 4x4 array: 4 rows x 2 column pairs x 2 links, instantiated for Vivado.
+    cascade = replace(PRESETS["small"], accelerator=replace(
+        PRESETS["small"].accelerator, macs_per_dsp=2, k_per_cycle=2))
+    generate("zcu102", cascade, tmp_path / "out", resources=False)
+    core = (tmp_path / "out/rtl/vitforge_accelerator.v").read_text()
+    assert core.count("DSP48E2 #(") == 4 * 2 * 2
+    assert json.loads((tmp_path / "out/config.json").read_text())["accelerator"][
+        "k_per_cycle"] == 2
+
+
 def test_a_failed_generate_leaves_the_previous_folder(tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()

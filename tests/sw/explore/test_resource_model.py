@@ -71,3 +71,10 @@ def test_a_model_file_that_is_not_a_model_is_refused(tmp_path):
         ResourceModel.load(bad)
     with pytest.raises(ConfigError, match=r"^samples must not be empty$"):
         fit([])
+
+
+def test_the_cascade_array_is_refused_rather_than_mispredicted():
+    cascade = replace(PRESETS["zcu102"].accelerator, macs_per_dsp=2, k_per_cycle=2)
+    with pytest.raises(ConfigError, match=r"^the resource model has no samples of the DSP "
+                                          r"cascade array, so k_per_cycle must be 1, not 2; "):
+        ResourceModel.load().predict(cascade)
