@@ -63,23 +63,29 @@ class CascadeMultiplyAdd(wiring.Component):
         The chain's first link: it adds ``round_constant`` and ignores ``pcin``.
     round_constant : int
         The first link's addend, ``0 <= round_constant < 2**47``.
+    b_bits : int
+        Width of ``b``, at most 18; the B port takes it sign-extended. (A port
+        as wide as its value keeps its name in Amaranth's Verilog, so identical
+        cascades stay identical modules for the per-module estimate.)
 
     Attributes
     ----------
     a : ``In(signed(27))``
-    b : ``In(signed(18))``
+    b : ``In(signed(b_bits))``
     pcin : ``In(signed(48))``
         The previous link's ``pcout`` (a dedicated route: nothing else may drive it).
     p, pcout : ``Out(signed(48))``
         The register ``P``, to fabric and to the next link.
     """
 
-    def __init__(self, *, first, round_constant=0):
+    def __init__(self, *, first, round_constant=0, b_bits=MULTIPLIER_BITS):
         if not 0 <= round_constant < 1 << (P_BITS - 1):
             raise ValueError(f"round_constant must be in [0, 2**47), not {round_constant}")
+        if not 1 <= b_bits <= MULTIPLIER_BITS:
+            raise ValueError(f"b_bits must be in [1, {MULTIPLIER_BITS}], not {b_bits}")
         super().__init__({
             "a": In(signed(MULTIPLICAND_BITS)),
-            "b": In(signed(MULTIPLIER_BITS)),
+            "b": In(signed(b_bits)),
             "pcin": In(signed(P_BITS)),
             "p": Out(signed(P_BITS)),
             "pcout": Out(signed(P_BITS)),
@@ -104,7 +110,8 @@ class CascadeMultiplyAdd(wiring.Component):
     def _instantiate(self, m):
         opmode = _XY_MULTIPLIER | (_W_RND if self._first else _Z_PCIN)
         a_port = Signal(signed(30))
-        m.d.comb += a_port.eq(self.a)
+        b_port = Signal(signed(MULTIPLIER_BITS))
+        m.d.comb += [a_port.eq(self.a), b_port.eq(self.b)]
         # Cascade inputs other than a chained PCIN stay unconnected: Vivado lets
         # nothing but another DSP's cascade output drive them.
         cascade = {} if self._first else {"i_PCIN": self.pcin}
@@ -121,7 +128,7 @@ class CascadeMultiplyAdd(wiring.Component):
             p_PREADDINSEL="A", p_USE_MULT="MULTIPLY", p_USE_SIMD="ONE48",
             p_USE_PATTERN_DETECT="NO_PATDET", p_RND=Const(self._round_constant, P_BITS),
             i_CLK=ClockSignal(),
-            i_A=a_port, i_B=self.b, i_C=Const(0, P_BITS), i_D=Const(0, MULTIPLICAND_BITS),
+            i_A=a_port, i_B=b_port, i_C=Const(0, P_BITS), i_D=Const(0, MULTIPLICAND_BITS),
             i_CARRYIN=0, i_CARRYINSEL=Const(0, 3),
             i_OPMODE=Const(opmode, 9), i_ALUMODE=Const(0, 4), i_INMODE=Const(0, 5),
             *[("i", f"CE{name}", 1) for name in enables],

@@ -15,8 +15,8 @@ BOARDS = ("zcu102",)
 DEVICE = {"lut": 274_080, "ff": 548_160, "dsp": 2_520, "bram36": 912}
 #: Share of LUTs and BRAM a design may use and still leave room for routing.
 HEADROOM = 0.8
-#: Modules whose DSPs multiply-accumulate (the PE array's processing elements).
-_MAC_MODULE = ".array.pe_"
+#: The parts whose DSPs do MACs: PEs and PE pairs, and the cascade array's pairs and links.
+_MAC_MODULES = (".array.pe_", ".array.dot_pair_")
 
 
 @dataclass
@@ -68,7 +68,7 @@ def resource_report(total, parts, method, yosys, depths=None, clock_mhz=None):
 
     counts = total.as_dict()
     mac_dsp = sum(count * part.dsp for name, (count, part) in parts.items()
-                  if _MAC_MODULE in name)
+                  if any(module in name for module in _MAC_MODULES))
     utilization = {key: counts[key] / capacity for key, capacity in DEVICE.items()}
     report = {
         **counts,

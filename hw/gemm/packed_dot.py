@@ -85,7 +85,8 @@ class PackedDotPair(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        links = [CascadeMultiplyAdd(first=t == 0, round_constant=1 << (PACK_SHIFT - 1))
+        links = [CascadeMultiplyAdd(first=t == 0, round_constant=1 << (PACK_SHIFT - 1),
+                                    b_bits=OPERAND_BITS)
                  for t in range(self._depth)]
         for t, link in enumerate(links):
             m.submodules[f"link_{t}"] = link

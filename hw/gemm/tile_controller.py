@@ -22,12 +22,18 @@ def tile_event_layout(config):
 
 
 def _slab_period_end(payload, period, cols, slab, bank_bits):
-    """The last ``k_index`` of a tile of command ``payload`` on a ``slab > 1`` engine:
-    its issue steps and then idle ones, ``max(ceil(k / slab), cols)`` cycles of
-    ``slab`` steps, or of one step (``period = max(k, cols)`` cycles) if sparse."""
-    padded_k = Cat(Const(0, bank_bits), (payload.k + slab - 1)[bank_bits:])
-    slabs = Mux(padded_k > cols * slab, padded_k, cols * slab) - slab
-    return Mux(payload.sparse, period - 1, slabs)
+    """``(last k_index, whether it is the first)`` of a tile of command ``payload`` on a
+    ``slab > 1`` engine: its issue steps and then idle ones, ``max(ceil(k / slab), cols)``
+    cycles of ``slab`` steps, or of one step (``period = max(k, cols)`` cycles) if sparse.
+
+    ``ceil(k / slab) * slab - slab`` is ``k - 1`` with its low ``bank_bits`` cleared, so
+    the dense end needs no round-up adder. A dense tile is never a single cycle: ``cols``
+    is even (the cascade packs column pairs), so it idles to at least two.
+    """
+    last_slab = Cat(Const(0, bank_bits), (payload.k - 1)[bank_bits:])
+    idle_end = (cols - 1) * slab
+    dense_end = Mux(last_slab > idle_end, last_slab, idle_end)
+    return Mux(payload.sparse, period - 1, dense_end), payload.sparse & (period == 1)
 
 
 class TileController(wiring.Component):
@@ -203,8 +209,8 @@ class TileController(wiring.Component):
                     last_index = period - 1
                     first_is_last = period == 1
                 else:
-                    last_index = _slab_period_end(payload, period, cols, slab, bank_bits)
-                    first_is_last = last_index == 0
+                    last_index, first_is_last = _slab_period_end(payload, period, cols, slab,
+                                                                 bank_bits)
                 m.d.comb += [self.cmd.ready.eq(1), k_next.eq(0), b_next.eq(payload.b_addr),
                              n_base_next.eq(0)]
                 m.d.sync += [period_last.eq(first_is_last),

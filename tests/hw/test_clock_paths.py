@@ -11,6 +11,8 @@ own does not see at its ports, show only in the preset's estimate.)
 """
 
 
+from dataclasses import replace
+
 import pytest
 
 from vitforge.boards.presets import PRESETS
@@ -33,6 +35,9 @@ PARTS = {
     # The walk's turns as registers before the index buffer's address (and the index word
     # into the A address register).
     "tile_controller": lambda: TileController(CONFIG.gemm),
+    # With four steps of K per cycle, the tile's last step without a round-up adder.
+    "tile_controller_k4": lambda: TileController(
+        replace(CONFIG, macs_per_dsp=2, k_per_cycle=4).gemm),
     # A request joins a burst by comparing with registers only.
     "burst_master": lambda: AxiBurstMaster(),
 }
