@@ -32,6 +32,14 @@ class Scratchpads(wiring.Component):
     register per user, loaded with ``en``): one 2:1 multiplexer more on the
     read path.
 
+    With ``config.gemm.k_per_cycle = s > 1`` ACT (each bank) and WGT are ``s``
+    interleaved memories (word ``x`` in memory ``x % s``), all read at one row
+    by every read: the GEMM unit's ``act_slab_read`` and ``wgt_slab_read``
+    (:data:`SLAB_READS`) share the ports of ``act_read`` and ``wgt_read`` and
+    take the aligned group of ``s`` words, every other reader its word through
+    an ``s``:1 multiplexer on the low address bits it registered with ``en``.
+    A write goes to the memory its low bits select.
+
     Parameters
     ----------
     config : AcceleratorConfig

@@ -22,7 +22,7 @@ def tile_event_layout(config):
 
 
 def _slab_period_end(payload, period, cols, slab, bank_bits):
-    """``(last k_index, whether it is the first)`` of a tile of command ``payload`` on a
+    """``(last k_index, whether the first step is already it)`` of a tile of ``payload`` on a
     ``slab > 1`` engine: its issue steps and then idle ones, ``max(ceil(k / slab), cols)``
     cycles of ``slab`` steps, or of one step (``period = max(k, cols)`` cycles) if sparse.
 
