@@ -30,8 +30,7 @@ from amaranth import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from vitforge.hw.dsp48e2 import (CascadeMultiplyAdd, MULTIPLICAND_BITS, MULTIPLIER_BITS,
-                                 P_BITS)
+from vitforge.hw.dsp48e2 import MULTIPLICAND_BITS, MULTIPLIER_BITS, P_BITS, add_cascade
 from vitforge.hw.gemm.array import PEArray
 from vitforge.hw.gemm.cascade_array import CascadeArray
 from vitforge.hw.gemm.config import accumulator_width
@@ -81,13 +80,8 @@ class _Chain(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        blocks = [CascadeMultiplyAdd(first=t == 0, round_constant=1 << 17)
-                  for t in range(self._links)]
-        for t, block in enumerate(blocks):
-            m.submodules[f"link_{t}"] = block
-            m.d.comb += [block.a.eq(self.a[t]), block.b.eq(self.b[t]), self.p[t].eq(block.p)]
-            if t:
-                m.d.comb += block.pcin.eq(blocks[t - 1].pcout)
+        for t, link in enumerate(add_cascade(m, self._links, round_constant=1 << 17)):
+            m.d.comb += [link.a.eq(self.a[t]), link.b.eq(self.b[t]), self.p[t].eq(link.p)]
         return m
 
 

@@ -4,7 +4,7 @@ from amaranth import ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CascadeMultiplyAdd", "SynthesisTarget", "MULTIPLICAND_BITS", "MULTIPLIER_BITS",
+__all__ = ["CascadeMultiplyAdd", "SynthesisTarget", "add_cascade", "MULTIPLICAND_BITS", "MULTIPLIER_BITS",
            "P_BITS", "CASCADE_LATENCY"]
 
 #: Width of the multiplier's A input (UltraScale+ DSP48E2, UG579).
@@ -32,6 +32,19 @@ class SynthesisTarget:
     """
 
     dsp48e2_primitives = True
+
+
+def add_cascade(m, length, *, round_constant, b_bits=MULTIPLIER_BITS):
+    """``length`` :class:`CascadeMultiplyAdd` links added to ``m`` as ``link_0``, ...,
+    each link's ``pcin`` driven by the previous one's ``pcout``; returns them. Link 0
+    adds ``round_constant``; the caller drives every ``a`` and ``b``."""
+    links = [CascadeMultiplyAdd(first=t == 0, round_constant=round_constant, b_bits=b_bits)
+             for t in range(length)]
+    for t, link in enumerate(links):
+        m.submodules[f"link_{t}"] = link
+        if t:
+            m.d.comb += link.pcin.eq(links[t - 1].pcout)
+    return links
 
 
 class CascadeMultiplyAdd(wiring.Component):

@@ -104,16 +104,16 @@ class Scratchpads(wiring.Component):
             else:
                 chosen = [request.en & (request.addr[-1] == bank) for request in users]
             address = _enabled(users, chosen, "addr")
+            write_data = _enabled(users, chosen, "data") if direction == "write" else None
             lanes = []
             for lane, store in enumerate(stores):
+                enable = Cat(chosen).any()
                 if direction == "read":
                     port = store.read_port()
                     lanes.append(port.data)
-                    enable = Cat(chosen).any()
                 else:
                     port = store.write_port()
-                    m.d.comb += port.data.eq(_enabled(users, chosen, "data"))
-                    enable = Cat(chosen).any()
+                    m.d.comb += port.data.eq(write_data)
                     if lane_bits:
                         enable &= address[:lane_bits] == lane
                 m.d.comb += [port.addr.eq(address[lane_bits:]), port.en.eq(enable)]

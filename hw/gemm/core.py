@@ -79,6 +79,7 @@ class GemmCore(wiring.Component):
             m.submodules.array = array = PEArray(rows=config.rows, cols=config.cols,
                                                  acc_width=config.acc_width,
                                                  macs_per_dsp=config.macs_per_dsp)
+            m.d.comb += [array.a.eq(self.a_read.data), array.b.eq(self.b_read.data)]
         else:
             m.submodules.array = array = CascadeArray(
                 rows=config.rows, cols=config.cols, depth=config.k_per_cycle,
@@ -93,10 +94,6 @@ class GemmCore(wiring.Component):
             self.a_read.en.eq(controller.a_read.en),
             self.b_read.addr.eq(controller.b_read.addr),
             self.b_read.en.eq(controller.b_read.en),
-        ]
-        if config.k_per_cycle == 1:
-            m.d.comb += [array.a.eq(self.a_read.data), array.b.eq(self.b_read.data)]
-        m.d.comb += [
             array.valid.eq(controller.valid),
             array.first.eq(controller.first),
             array.last.eq(controller.last),

@@ -4,7 +4,7 @@ from amaranth import Module, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 
-from ..dsp48e2 import CascadeMultiplyAdd
+from ..dsp48e2 import add_cascade
 from ..numerics import OPERAND_BITS
 from .pe_pair import (DSP_RUN_PRODUCTS, PACK_SHIFT, PACKED_WEIGHT_BITS, accumulate_packed_sums,
                       drain_ports)
@@ -85,14 +85,10 @@ class PackedDotPair(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        links = [CascadeMultiplyAdd(first=t == 0, round_constant=1 << (PACK_SHIFT - 1),
-                                    b_bits=OPERAND_BITS)
-                 for t in range(self._depth)]
+        links = add_cascade(m, self._depth, round_constant=1 << (PACK_SHIFT - 1),
+                            b_bits=OPERAND_BITS)
         for t, link in enumerate(links):
-            m.submodules[f"link_{t}"] = link
             m.d.comb += [link.a.eq(self.packed[t]), link.b.eq(self.a[t])]
-            if t:
-                m.d.comb += link.pcin.eq(links[t - 1].pcout)
         accumulate_packed_sums(m, links[-1].p, add=self.add, fresh=self.first, last=self.last,
                                shift=self.shift, shift_in=self.shift_in, results=self.results)
         return m

@@ -21,22 +21,8 @@ COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("array, macs_per_dsp", [(2, 1), (4, 1), (4, 2)])
-def test_gemm_equals_the_interpreter_in_the_cycles_the_plan_predicts(array, macs_per_dsp):
-    config = small_config(array=array, macs_per_dsp=macs_per_dsp)
-    seed = 70 + array
-    runs = run_and_compare(GemmUnit(config), random_machine(config, np.random.default_rng(seed)),
-                           [encode(Opcode.GEMM, **fields) for fields in COMMANDS],
-                           err_msg=f"GEMM, array {array}, macs_per_dsp {macs_per_dsp}, "
-                                   f"seed {seed}")
-    for run, fields in zip(runs, COMMANDS):
-        # The core is busy for command_cycles from the start cycle on; ``done`` follows.
-        assert run.cycles == command_cycles(config.gemm, GemmDescriptor(**fields)) + 1, fields
-        assert sum(run.busy) == command_cycles(config.gemm, GemmDescriptor(**fields)), fields
-
-
 #: Dense commands aligned to groups of four words (a_addr, a_stride, b_addr, b_stride),
-#: k below, at and past a group and not a multiple of it, and a sparse command.
+#: k below, at and past a group and not a multiple of it.
 SLAB_COMMANDS = [
     dict(a_addr=0, a_stride=12, b_addr=0, b_stride=12, c_addr=120, c_stride=7, p_addr=3, k=9,
          m_tiles=3, n=7),
@@ -47,12 +33,19 @@ SLAB_COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("k_per_cycle", [2, 4])
-def test_gemm_on_cascades_reads_aligned_groups_and_equals_the_interpreter(k_per_cycle):
-    config = small_config(macs_per_dsp=2, k_per_cycle=k_per_cycle)
-    seed = 80 + k_per_cycle
+@pytest.mark.parametrize("array, macs_per_dsp, k_per_cycle, commands, seed", [
+    (2, 1, 1, COMMANDS, 72), (4, 1, 1, COMMANDS, 74), (4, 2, 1, COMMANDS, 74),
+    (4, 2, 2, SLAB_COMMANDS, 82), (4, 2, 4, SLAB_COMMANDS, 84),
+])
+def test_gemm_equals_the_interpreter_in_the_cycles_the_plan_predicts(array, macs_per_dsp,
+                                                                     k_per_cycle, commands,
+                                                                     seed):
+    config = small_config(array=array, macs_per_dsp=macs_per_dsp, k_per_cycle=k_per_cycle)
     runs = run_and_compare(GemmUnit(config), random_machine(config, np.random.default_rng(seed)),
-                           [encode(Opcode.GEMM, **fields) for fields in SLAB_COMMANDS],
-                           err_msg=f"GEMM, k_per_cycle {k_per_cycle}, seed {seed}")
-    for run, fields in zip(runs, SLAB_COMMANDS):
+                           [encode(Opcode.GEMM, **fields) for fields in commands],
+                           err_msg=f"GEMM, array {array}, macs_per_dsp {macs_per_dsp}, "
+                                   f"k_per_cycle {k_per_cycle}, seed {seed}")
+    for run, fields in zip(runs, commands):
+        # The core is busy for command_cycles from the start cycle on; ``done`` follows.
+        assert run.cycles == command_cycles(config.gemm, GemmDescriptor(**fields)) + 1, fields
         assert sum(run.busy) == command_cycles(config.gemm, GemmDescriptor(**fields)), fields
