@@ -165,16 +165,17 @@ class Lowering:
 
     def _tile_cycles(self, layer, sparse, m_tiles):
         """``(load, gemm)``: cycles to load one column tile of ``layer``'s weights (external
-        words, and a sparse tile's used record bytes, one per cycle) and of its GEMM."""
+        words, and a sparse tile's used record bytes, one per cycle) and of its GEMM (a dense
+        one takes ``k_per_cycle`` entries per cycle, a sparse one one)."""
         entry = self.config.act_entry_words
         if sparse is None:
             entries = layer.weight.shape[0]
-            load = entries * entry
+            load, issues = entries * entry, -(-entries // self.config.k_per_cycle)
         else:
             p = sparse.pattern
-            entries = p.length
+            entries = issues = p.length
             load = p.kept_blocks * (1 + p.kept_rows) + entries * entry
-        return load, (m_tiles or self.token_tiles) * max(entries, self.lanes)
+        return load, (m_tiles or self.token_tiles) * max(issues, self.lanes)
 
     def _load_columns(self, layer, sparse, start, end):
         """LOAD columns ``start..end`` of ``layer``'s weights (sparse ones if ``sparse``) into
@@ -190,10 +191,12 @@ class Lowering:
 
         Right after a GEMM the load runs beside it. The first chunk is as wide as that
         GEMM hides, rounded up to whole tiles of ``array`` columns (a stall of less than a
-        tile's load), and each next chunk as wide as the chunk before it hides, when the
-        layer's GEMM on ``m_tiles`` tiles (the stage's tokens by default) takes at least as
-        long as loading its weights; otherwise, or when the load is not beside a GEMM, the
-        layer is one chunk. Chunks of sparse weights are whole column tiles too.
+        tile's load), and each next chunk as wide as the GEMM of the chunk before it (on
+        ``m_tiles`` tiles, the stage's tokens by default) hides, rounded up too. Where a
+        tile's GEMM is shorter than its load (a ``k_per_cycle`` array, or few tokens) the
+        chunks narrow, and every GEMM still hosts a load at least as long as itself: no GEMM
+        time goes unused while the weights are the bottleneck. When the load is not beside a
+        GEMM, the layer is one chunk. Chunks of sparse weights are whole column tiles too.
         """
         n = layer.weight.shape[1]
         lanes = self.lanes
@@ -202,7 +205,7 @@ class Lowering:
         index, cycles = self.last_gemm
         beside = index is not None and index == len(self.emit.instructions) - 1
         sizes, budget, left = [], cycles if beside else 0, tiles(n, lanes)
-        if budget and gemm_per_tile >= load_per_tile:
+        if budget:
             while left:
                 size = min(left, max(1, -(-budget // load_per_tile)))
                 sizes.append(size)

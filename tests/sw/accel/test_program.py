@@ -78,6 +78,30 @@ def test_weights_that_load_longer_than_the_gemm_before_them_are_cut_into_chunks(
         assert fields["count"] * config.act_entry_words <= cycles + 512 * 2, (index, fields)
 
 
+def test_where_a_tiles_gemm_is_shorter_than_its_load_the_chunks_keep_every_gemm_busy():
+    """One token tile on an 8-lane array taking two steps of K per cycle: a column tile's
+    GEMM takes half its load. The layers still run as column chunks (same result), and each
+    chunk's GEMM hosts the load of the next chunk of its layer at least as long as itself,
+    so no GEMM time goes unused while the weights are the bottleneck."""
+    config = AcceleratorConfig(array=8, act_depth=4096, wgt_depth=4096, prm_depth=1024,
+                               lnp_depth=256, k_max=512, macs_per_dsp=2, k_per_cycle=2)
+    x, blocks = make_blocks(7, 8, 64, 2, 256, 1)
+    program = compile_blocks(config, blocks, x)
+    np.testing.assert_array_equal(run(config, program), reference(x, blocks))
+    instructions = program.instructions
+    gemms = [index for index, (opcode, _) in enumerate(instructions) if opcode == Opcode.GEMM]
+    hosts = 0
+    for index in gemms:
+        host = instructions[index][1]
+        (following, load), (after, chunk) = instructions[index + 1:index + 3]
+        if following != Opcode.LOAD or after != Opcode.GEMM or chunk["a_addr"] != host["a_addr"]:
+            continue                    # not a load of the next chunk of the same layer
+        issues = host["m_tiles"] * -(-host["n"] // 8) * max(-(-host["k"] // 2), 8)
+        assert load["count"] * config.act_entry_words >= issues, (index, host, load)
+        hosts += 1
+    assert hosts >= 4, f"{hosts} chunks of a layer loaded beside the chunk before them"
+
+
 def test_deit_tiny_block_runs_quickly():
     import time
     x, blocks = make_blocks(0, 197, 192, 3, 768, 1)
