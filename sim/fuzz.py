@@ -31,7 +31,7 @@ from vitforge.hw.accel.isa import (INSTRUCTION_WORDS, ISA, SIDE_HOSTS, SIDE_ROWS
                                    Opcode, Space, beside_refusal, encode, space_depth)
 from vitforge.hw.numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, EXP_POLYNOMIAL_SHIFT,
                                   MAX_SELECTOR_HEADS, PHI_BITS)
-from vitforge.sw.accel.memory import entry_words, sparse_tile_words
+from vitforge.sw.accel.memory import load_words, sparse_tile_words
 from vitforge.sw.golden.accel.interpreter import Machine
 
 from .replay import difference, run_golden, save_replay
@@ -140,7 +140,7 @@ def _load(draw, config):
     else:
         count = _count(draw, depth, 12)
         spad = draw(st.integers(0, depth - count))
-        needed = count * entry_words(space, config)
+        needed = load_words(space, count, config)
     dram = _dram(draw, PROGRAM_WORDS, DATA_WORDS, needed)
     return dict(space=space, dram_addr=dram, spad_addr=spad, count=count)
 

@@ -137,8 +137,16 @@ class AcceleratorConfig:
 
     @property
     def act_entry_words(self):
-        """External-memory words per activation (or weight) scratchpad word."""
+        """External-memory words per activation scratchpad word."""
         return -(-self.array // DRAM_WORD_BYTES)
+
+    def weight_words(self, entries):
+        """External-memory words of ``entries`` consecutive weight (WGT) entries as a LOAD
+        or LOAD_SPARSE's values hold them: back to back, ``array`` bytes each, the last word
+        zero-padded, when an entry is wider than a word; else a word each."""
+        if self.array <= DRAM_WORD_BYTES:
+            return entries
+        return -(-entries * self.array // DRAM_WORD_BYTES)
 
     def to_dict(self):
         return asdict(self)

@@ -4,6 +4,7 @@ from amaranth import C, Cat, Module, Mux, Signal
 
 from .config import (DRAM_WORD_BYTES, SCRATCHPAD_ADDRESS_BITS, SIGMOID_ENTRIES_PER_WORD,
                      SIGMOID_WORDS, TABLE_ENTRIES_PER_WORD, TABLE_WORDS)
+from .entry_gearbox import EntryGearbox
 from .isa import ISA, Opcode, Space
 from .ports import MEMORY_DATA_BITS, Unit, memory_port, scratchpad_ports, write_request
 from .sparse_loader import IndexExpander
@@ -20,14 +21,17 @@ _WORD_BYTE_SHIFT = DRAM_WORD_BYTES.bit_length() - 1
 def dma_cycles(config, instruction):
     """Cycles from ``start`` to ``done`` of a LOAD, STORE or LOAD_SPARSE ``instruction``
     (its fields as attributes) when memory accepts a request every cycle and answers each in
-    the next: one per external word and, for LOAD_SPARSE, one per used index-record byte;
-    two more (four for LOAD_SPARSE: its totals take two)."""
-    entry = config.act_entry_words
+    the next: one per external word (weights: :meth:`AcceleratorConfig.weight_words`) and,
+    for LOAD_SPARSE, one per used index-record byte; two more (four for LOAD_SPARSE: its
+    totals take two)."""
     if instruction.opcode == Opcode.LOAD_SPARSE:
         length = instruction.blocks * instruction.kept_rows
         record = instruction.blocks * (1 + instruction.kept_rows)
-        return instruction.tiles * (record + length * entry) + 4
-    if instruction.opcode == Opcode.LOAD and instruction.space not in (Space.ACT, Space.WGT):
+        return instruction.tiles * (record + config.weight_words(length)) + 4
+    if instruction.opcode == Opcode.LOAD and instruction.space == Space.WGT:
+        return config.weight_words(instruction.count) + 2
+    entry = config.act_entry_words
+    if instruction.opcode == Opcode.LOAD and instruction.space != Space.ACT:
         entry = 1
     return instruction.count * entry + 2
 
@@ -35,10 +39,13 @@ def dma_cycles(config, instruction):
 class Dma(Unit):
     """Executes one LOAD, LOAD_SPARSE or STORE (``docs/isa.md``).
 
-    An activation or weight entry is ``config.act_entry_words`` external
-    words (one up to a 16x16 array, two up to 32x32, ...: the entry's bytes,
-    lane 0 first, zero-padded; see ``vitforge.sw.accel.memory``); a parameter,
-    LayerNorm or table entry is one word.
+    An activation entry is ``config.act_entry_words`` external words (one up
+    to a 16x16 array, two up to 32x32, ...: the entry's bytes, lane 0 first,
+    zero-padded; see ``vitforge.sw.accel.memory``); weight entries wider than
+    a word lie back to back (:meth:`AcceleratorConfig.weight_words`: 2.5 words
+    each on a 40x40 array, where padding would take 3), taken apart by an
+    :class:`EntryGearbox` where ``array`` is not a multiple of 16; a
+    parameter, LayerNorm or table entry is one word.
 
     LOAD issues one external read per word as fast as the memory accepts
     them, gathers the words of an entry as they arrive and writes the entry
@@ -56,7 +63,7 @@ class Dma(Unit):
     (holding ``mem.resp.ready`` low meanwhile), written to
     ``IDX[spad_addr + t*L + j]``; the values go to ``WGT[spad_addr + t*L + j]``
     as a LOAD writes WGT. With memory that answers every read in the next
-    cycle it takes ``tiles * (blocks * (1 + kept_rows) + L * act_entry_words) + 4``
+    cycle it takes ``tiles * (blocks * (1 + kept_rows) + weight_words(L)) + 4``
     cycles from ``start`` to ``done``, two of them to multiply out its
     totals (``SPARSE_TOTALS``, ``SPARSE_WORDS``). The other products of
     fields are registered at ``start``.
@@ -80,7 +87,8 @@ class Dma(Unit):
         load = ISA[Opcode.LOAD].view(self.instruction)
         sparse = ISA[Opcode.LOAD_SPARSE].view(self.instruction)
         store = ISA[Opcode.STORE].view(self.instruction)
-        entry_words = self._config.act_entry_words
+        config = self._config
+        entry_words = config.act_entry_words
         entry_bits = len(self.act_read.data.as_value())
         space = load.space
         # Entries of entry_words words: ACT, WGT and LOAD_SPARSE's values.
@@ -97,7 +105,7 @@ class Dma(Unit):
         # A record's words: its blocks * (kept_rows + 1) bytes, the product being L + blocks.
         record_words = (length + sparse.blocks + DRAM_WORD_BYTES - 1) >> _WORD_BYTE_SHIFT
         entries = Signal.like(sparse.tiles * length)    # LOAD_SPARSE: value entries
-        group_words = Signal.like(record_words + length * entry_words)  # LOAD_SPARSE, per group
+        group_words = Signal.like(record_words + self._weight_words(length))  # per group
         words = Signal.like(Mux(wide, load.count * entry_words, sparse.tiles * group_words))
         group_entry = Signal.like(length)            # LOAD_SPARSE: value entry of the group
         values = Signal()              # LOAD_SPARSE: the group's values arrive (else its record)
@@ -110,8 +118,20 @@ class Dma(Unit):
                     for index in range(entry_words - 1)]
         entry = Cat(*gathered, response)[:entry_bits]
         last_piece = ~wide | (piece == entry_words - 1)
-        complete = taking & last_piece
-        with m.If(taking & ~last_piece):
+        complete = Signal()
+        m.d.comb += complete.eq(taking & last_piece)
+        weight = entry                 # a weight entry as it is written into WGT
+        # Weights arrive back to back: entries that are not whole words go through a gearbox.
+        packing = Signal()
+        gathering = C(1)
+        if config.array > DRAM_WORD_BYTES and config.array % DRAM_WORD_BYTES:
+            m.submodules.gearbox = gearbox = EntryGearbox(config.array)
+            m.d.comb += [gearbox.word.eq(response), gearbox.take.eq(taking & packing),
+                         gearbox.restart.eq(~packing)]
+            weight, gathering = gearbox.entry, ~packing
+            with m.If(packing):
+                m.d.comb += complete.eq(gearbox.complete)
+        with m.If(taking & ~last_piece & gathering):
             m.d.sync += piece.eq(piece + 1)
             with m.Switch(piece):
                 for index, register in enumerate(gathered):
@@ -135,7 +155,9 @@ class Dma(Unit):
                     m.d.sync += [self.busy.eq(1), issued.eq(0), received.eq(0),
                                  words_out.eq(0), piece.eq(0), indexed.eq(0),
                                  group_entry.eq(0), values.eq(0),
-                                 words.eq(Mux(wide, load.count * entry_words, load.count)),
+                                 words.eq(Mux(space == Space.WGT,
+                                              self._weight_words(load.count),
+                                              Mux(wide, load.count * entry_words, load.count))),
                                  length.eq(sparse.blocks * sparse.kept_rows)]
                     with m.If(store.opcode == Opcode.STORE):
                         m.next = "STORE"
@@ -144,7 +166,7 @@ class Dma(Unit):
                     with m.Else():
                         m.next = "LOAD"
             with m.State("SPARSE_TOTALS"):
-                m.d.sync += [group_words.eq(record_words + length * entry_words),
+                m.d.sync += [group_words.eq(record_words + self._weight_words(length)),
                              entries.eq(sparse.tiles * length)]
                 m.next = "SPARSE_WORDS"
             with m.State("SPARSE_WORDS"):
@@ -152,12 +174,13 @@ class Dma(Unit):
                 m.next = "LOAD_SPARSE"
             with m.State("LOAD"):
                 self._request_reads(m, load.dram_addr, issued, words)
-                m.d.comb += [self.mem.resp.ready.eq(1), taking.eq(self.mem.resp.valid)]
+                m.d.comb += [self.mem.resp.ready.eq(1), taking.eq(self.mem.resp.valid),
+                             packing.eq(space == Space.WGT)]
                 target = load.spad_addr + received
                 m.d.comb += [
                     self.act_write.addr.eq(target), self.act_write.data.eq(entry),
                     self.act_write.en.eq(complete & (space == Space.ACT)),
-                    self.wgt_write.addr.eq(target), self.wgt_write.data.eq(entry),
+                    self.wgt_write.addr.eq(target), self.wgt_write.data.eq(weight),
                     self.wgt_write.en.eq(complete & (space == Space.WGT)),
                     self.prm_write.addr.eq(target), self.prm_write.data.eq(response),
                     self.prm_write.en.eq(complete & (space == Space.PRM)),
@@ -177,13 +200,13 @@ class Dma(Unit):
                 m.d.comb += [
                     expander.record.payload.eq(response),
                     expander.record.valid.eq(self.mem.resp.valid & ~values),
-                    taking.eq(self.mem.resp.valid & values),
+                    taking.eq(self.mem.resp.valid & values), packing.eq(values),
                     self.mem.resp.ready.eq(Mux(values, 1, expander.record.ready)),
                     self.idx_write.addr.eq(sparse.spad_addr + indexed),
                     self.idx_write.data.eq(expander.row.data),
                     self.idx_write.en.eq(expander.row.valid),
                     self.wgt_write.addr.eq(sparse.spad_addr + received),
-                    self.wgt_write.data.eq(entry),
+                    self.wgt_write.data.eq(weight),
                     self.wgt_write.en.eq(complete),
                 ]
                 m.d.sync += indexed.eq(indexed + expander.row.valid)
@@ -221,6 +244,13 @@ class Dma(Unit):
                             m.d.sync += pending.eq(0)
                             finish()
         return m
+
+    def _weight_words(self, entries):
+        """:meth:`AcceleratorConfig.weight_words` of a value: a constant product, rounded up."""
+        array = self._config.array
+        if array <= DRAM_WORD_BYTES:
+            return entries
+        return (entries * array + DRAM_WORD_BYTES - 1) >> _WORD_BYTE_SHIFT
 
     def _request_reads(self, m, dram_addr, issued, words):
         """Request external words ``dram_addr ..`` one per cycle as memory accepts them."""

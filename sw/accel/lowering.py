@@ -167,14 +167,14 @@ class Lowering:
         """``(load, gemm)``: cycles to load one column tile of ``layer``'s weights (external
         words, and a sparse tile's used record bytes, one per cycle) and of its GEMM (a dense
         one takes ``k_per_cycle`` entries per cycle, a sparse one one)."""
-        entry = self.config.act_entry_words
         if sparse is None:
             entries = layer.weight.shape[0]
-            load, issues = entries * entry, -(-entries // self.config.k_per_cycle)
+            load = self.config.weight_words(entries)
+            issues = -(-entries // self.config.k_per_cycle)
         else:
             p = sparse.pattern
             entries = issues = p.length
-            load = p.kept_blocks * (1 + p.kept_rows) + entries * entry
+            load = p.kept_blocks * (1 + p.kept_rows) + self.config.weight_words(entries)
         return load, (m_tiles or self.token_tiles) * max(issues, self.lanes)
 
     def _load_columns(self, layer, sparse, start, end):

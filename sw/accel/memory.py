@@ -7,21 +7,27 @@ from vitforge.hw.accel.isa import Space
 from vitforge.hw.numerics import SHIFT_BITS
 from vitforge.sw.gemm.sparse import record_bytes
 
-__all__ = ["entry_words", "pack_entries", "unpack_entries", "sparse_tile_words",
+__all__ = ["load_words", "pack_entries", "unpack_entries", "sparse_tile_words",
            "pack_sparse", "unpack_sparse_tile"]
 
 
-def entry_words(space, config):
-    """External words per scratchpad entry (per 16 entries for TBL, per 8 for SIG)."""
-    if space in (Space.ACT, Space.WGT):
-        return config.act_entry_words
-    return 1
+def load_words(space, count, config):
+    """External words a LOAD of ``count`` entries into ``space`` reads (``count`` words of 16
+    entries for TBL, of 8 for SIG)."""
+    if space == Space.WGT:
+        return config.weight_words(count)
+    if space == Space.ACT:
+        return count * config.act_entry_words
+    return count
 
 
 def pack_entries(space, entries, config):
     """The bytes of ``entries`` in external-memory layout.
 
-    ACT/WGT: int8 array ``(count, array)``, each row padded to whole words.
+    ACT: int8 array ``(count, array)``, each row padded to whole words.
+    WGT: the same array; rows wider than a word lie back to back, the last word
+    zero-padded (:meth:`~vitforge.hw.accel.config.AcceleratorConfig.weight_words`),
+    narrower ones a word each.
     PRM: ``(bias, multiplier, shift)`` arrays: int32 LE, uint16 LE, uint8 (its
     low 6 bits are the shift; the hardware ignores the other two).
     LNP: ``(gamma, beta)`` arrays: int16 LE, int32 LE.
@@ -29,6 +35,11 @@ def pack_entries(space, entries, config):
     SIG: unsigned 16-bit LE entries (8 per word).
     """
     space = Space(space)
+    if space == Space.WGT and config.array > DRAM_WORD_BYTES:
+        words = np.asarray(entries, dtype=np.int8)
+        packed = np.zeros(config.weight_words(len(words)) * DRAM_WORD_BYTES, np.int8)
+        packed[:words.size] = words.ravel()
+        return packed.tobytes()
     if space in (Space.ACT, Space.WGT):
         words = np.asarray(entries, dtype=np.int8)
         padded = np.zeros((len(words), config.act_entry_words * DRAM_WORD_BYTES), np.int8)
@@ -55,6 +66,9 @@ def unpack_entries(space, raw, config):
     """Inverse of :func:`pack_entries` for ``raw`` bytes."""
     space = Space(space)
     data = np.frombuffer(raw, dtype=np.uint8)
+    if space == Space.WGT and config.array > DRAM_WORD_BYTES:
+        count = len(data) // config.array       # the padding is less than an entry
+        return data[:count * config.array].view(np.int8).reshape(count, config.array).copy()
     if space in (Space.ACT, Space.WGT):
         rows = data.reshape(-1, config.act_entry_words * DRAM_WORD_BYTES)
         return rows[:, :config.array].view(np.int8).copy()
@@ -75,7 +89,7 @@ def sparse_tile_words(blocks, kept_rows, config):
     """External words of one column tile of a ``LOAD_SPARSE``: its index record, then its
     ``blocks * kept_rows`` value entries (WGT layout)."""
     record = record_bytes(blocks, kept_rows) // DRAM_WORD_BYTES
-    return record + blocks * kept_rows * entry_words(Space.WGT, config)
+    return record + config.weight_words(blocks * kept_rows)
 
 
 def pack_sparse(weight, config):

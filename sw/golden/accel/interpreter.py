@@ -22,7 +22,7 @@ from vitforge.hw.accel.isa import (INSTRUCTION_BYTES, INSTRUCTION_WORDS, ISA, SE
 from vitforge.hw.numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, GELU_TABLE_DEPTH,
                                   MAX_SELECTOR_HEADS, PHI_BITS)
 from vitforge.hw.gemm.descriptor import GemmDescriptor
-from vitforge.sw.accel.memory import (entry_words, pack_entries, sparse_tile_words,
+from vitforge.sw.accel.memory import (load_words, pack_entries, sparse_tile_words,
                                      unpack_entries, unpack_sparse_tile)
 from vitforge.sw.params.layernorm import LayerNormParams
 from vitforge.sw.params.softmax import ExpParams
@@ -130,7 +130,7 @@ def _load(machine, index, inst):
             space, machine.dram[where].tobytes(), config)
         return
     where = _dram_bytes(machine, index, inst, inst.dram_addr,
-                        inst.count * entry_words(space, config))
+                        load_words(space, inst.count, config))
     values = unpack_entries(space, machine.dram[where].tobytes(), config)
     region = slice(inst.spad_addr, inst.spad_addr + inst.count)
     if space == Space.ACT:

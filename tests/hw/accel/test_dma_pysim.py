@@ -6,6 +6,7 @@ import pytest
 from vitforge.hw.accel.dma import Dma, dma_cycles
 from vitforge.errors import ProgramError
 from vitforge.hw.accel.isa import Opcode, Space, decode, encode
+from vitforge.sw.accel.memory import load_words
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sim.accel.unit_bench import Backpressure, random_machine, run_and_compare, \
     small_config
@@ -29,7 +30,7 @@ def load_machine(config, seed):
 
 
 def external_words(config, space, count):
-    return count * (config.act_entry_words if space in (Space.ACT, Space.WGT) else 1)
+    return load_words(space, count, config)
 
 
 @pytest.mark.parametrize("stalls", STALLS, ids=["no-stalls", "stalls"])
@@ -68,17 +69,23 @@ def test_store_writes_activation_words_like_the_interpreter(stalls):
 
 @pytest.mark.parametrize("stalls", STALLS, ids=["no-stalls", "stalls"])
 def test_entries_of_20_lanes_span_two_external_words(stalls):
-    """array = 20: an ACT/WGT entry is two external words, lanes 16..19 in the second."""
+    """array = 20: an ACT entry is two external words, lanes 16..19 in the second; WGT
+    entries lie back to back (five in seven words), taken apart by the gearbox from each of
+    its five fills, whatever the padding after a LOAD's last entry."""
     config = small_config(array=20, k_max=80)
     assert config.act_entry_words == 2
+    assert [config.weight_words(count) for count in (1, 4, 5, 9)] == [2, 5, 7, 12]
     seed = 11
+    weights = [(33, 251, 5), (40, 7, 1), (41, 100, 4), (46, 200, 9)]    # dram, spad, count
     words = [encode(Opcode.LOAD, space=Space.ACT, dram_addr=4, spad_addr=30, count=5),
-             encode(Opcode.LOAD, space=Space.WGT, dram_addr=33, spad_addr=251, count=5),
+             *(encode(Opcode.LOAD, space=Space.WGT, dram_addr=dram, spad_addr=spad,
+                      count=count) for dram, spad, count in weights),
              encode(Opcode.STORE, spad_addr=29, dram_addr=60, count=7)]
     runs = run_and_compare(Dma(config), load_machine(config, seed), words, backpressure=stalls,
                            err_msg=f"array 20, seed {seed}, stalls {stalls}")
     if stalls is None:
-        assert [run.cycles for run in runs] == [2 * 5 + 2, 2 * 5 + 2, 2 * 7 + 2] == [
+        assert [run.cycles for run in runs] == [2 * 5 + 2, 7 + 2, 2 + 2, 5 + 2, 12 + 2,
+                                                2 * 7 + 2] == [
             dma_cycles(config, decode(word)) for word in words]
 
 

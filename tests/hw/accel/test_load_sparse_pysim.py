@@ -87,7 +87,7 @@ def test_load_sparse_writes_rows_to_idx_and_values_to_wgt(case, array, stalls):
     if stalls is None:
         used = p.kept_blocks * (1 + p.kept_rows)
         # The docstring's count: two cycles for the totals, then one per byte and word.
-        assert run.cycles == p.groups * (used + p.length * config.act_entry_words) + 4, what
+        assert run.cycles == p.groups * (used + config.weight_words(p.length)) + 4, what
         assert run.cycles == dma_cycles(config, decode(word)), what
 
 
