@@ -18,6 +18,13 @@ _SIGMOID_WORD_SHIFT = SIGMOID_ENTRIES_PER_WORD.bit_length() - 1
 _WORD_BYTE_SHIFT = DRAM_WORD_BYTES.bit_length() - 1
 
 
+def _times(value, constant):
+    """``value * constant`` as a sum of shifted copies: a multiplier would map to a DSP48E2,
+    whose combinational delay before the register made the slowest path of the 40x40 design
+    (5.9 ns)."""
+    return sum(value << bit for bit in range(constant.bit_length()) if constant >> bit & 1)
+
+
 def dma_cycles(config, instruction):
     """Cycles from ``start`` to ``done`` of a LOAD, STORE or LOAD_SPARSE ``instruction``
     (its fields as attributes) when memory accepts a request every cycle and answers each in
@@ -157,7 +164,8 @@ class Dma(Unit):
                                  group_entry.eq(0), values.eq(0),
                                  words.eq(Mux(space == Space.WGT,
                                               self._weight_words(load.count),
-                                              Mux(wide, load.count * entry_words, load.count))),
+                                              Mux(wide, _times(load.count, entry_words),
+                                                  load.count))),
                                  length.eq(sparse.blocks * sparse.kept_rows)]
                     with m.If(store.opcode == Opcode.STORE):
                         m.next = "STORE"
@@ -246,11 +254,11 @@ class Dma(Unit):
         return m
 
     def _weight_words(self, entries):
-        """:meth:`AcceleratorConfig.weight_words` of a value: a constant product, rounded up."""
+        """:meth:`AcceleratorConfig.weight_words` of a value (:func:`_times`), rounded up."""
         array = self._config.array
         if array <= DRAM_WORD_BYTES:
             return entries
-        return (entries * array + DRAM_WORD_BYTES - 1) >> _WORD_BYTE_SHIFT
+        return (_times(entries, array) + DRAM_WORD_BYTES - 1) >> _WORD_BYTE_SHIFT
 
     def _request_reads(self, m, dram_addr, issued, words):
         """Request external words ``dram_addr ..`` one per cycle as memory accepts them."""

@@ -16,6 +16,7 @@ from dataclasses import replace
 import pytest
 
 from vitforge.boards.presets import PRESETS
+from vitforge.hw.accel.dma import Dma
 from vitforge.hw.accel.layernorm_statistics import LayerNormStatistics
 from vitforge.hw.accel.row_compactor import RowCompactor
 from vitforge.hw.axi.burst_master import AxiBurstMaster
@@ -40,6 +41,9 @@ PARTS = {
         replace(CONFIG, macs_per_dsp=2, k_per_cycle=4).gemm),
     # A request joins a burst by comparing with registers only.
     "burst_master": lambda: AxiBurstMaster(),
+    # The external words of a LOAD (40-byte weight entries back to back) and of a LOAD_SPARSE
+    # group: products by constants as shifted sums, not a DSP48E2 before the register.
+    "dma": lambda: Dma(CONFIG),
 }
 
 
