@@ -41,6 +41,16 @@ FIT = {
     # 40x40 (docs/performance.md); explorations reach 64x64.
     "zcu102": dict(array=40, act_depth=17408, wgt_depth=30720, prm_depth=4096, lnp_depth=1024,
                    k_max=2048, act_read_ports=1),
+    # The DSP48E2 cascade array (k_per_cycle 2 and 4), up to the zcu102 preset that uses it.
+    "a4-k2": dict(array=4, act_depth=4096, wgt_depth=2048, prm_depth=512, lnp_depth=64,
+                  k_max=128, macs_per_dsp=2, k_per_cycle=2),
+    "a8-k4": dict(_BASE, array=8, act_depth=8192, wgt_depth=4096, k_max=256,
+                  act_read_ports=1, macs_per_dsp=2, k_per_cycle=4),
+    "a6-k4": dict(_BASE, array=6, act_depth=4096, wgt_depth=2048, k_max=512,
+                  macs_per_dsp=2, k_per_cycle=4),
+    "zcu102-k2": dict(array=40, act_depth=20480, wgt_depth=30720, prm_depth=4096,
+                      lnp_depth=1024, k_max=2048, act_read_ports=1, act_banks=2,
+                      macs_per_dsp=2, k_per_cycle=2),
 }
 HELD_OUT = {
     "a8-packed": dict(_BASE, array=8, act_depth=16384, wgt_depth=4096, k_max=2048,
@@ -52,6 +62,8 @@ HELD_OUT = {
     "a18-two-ports": dict(_BASE, array=18, act_depth=4096, wgt_depth=8192, prm_depth=2048,
                           k_max=1024),
     "a6-two-ports": dict(_BASE, array=6, act_depth=8192, wgt_depth=2048, k_max=128),
+    "a10-k2": dict(_BASE, array=10, act_depth=4096, wgt_depth=4096, k_max=1024,
+                   act_read_ports=1, macs_per_dsp=2, k_per_cycle=2),
 }
 
 

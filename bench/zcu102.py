@@ -6,7 +6,8 @@ Side by side in one run:
    estimate: seconds (goal <= 60 s for the full top) and byte-identical files
    when generated twice.
 2. Each change of issue 13 as the accelerator it gives (:data:`CHANGES`, from
-   the old 32x32 preset to the new ``zcu102``): the per-module Yosys estimate
+   the old 32x32 preset to the new ``zcu102`` and its cascade-array variant):
+   the per-module Yosys estimate
    with the clock evidence (LUT, FF, DSP, BRAM36, the share of DSPs doing
    MACs, the slowest path) and, for the small preset, per-module against flat
    synthesis (goal: within 5 % on LUT, FF, DSP, BRAM).
@@ -29,7 +30,10 @@ Writes ``bench/results/zcu102.json``, ``zcu102_resources.png`` (the preset again
 device) and ``zcu102_changes.png`` (each change's cycles by class); ``--replot`` draws the
 plots again from that JSON without measuring.
 
+``--cycles-only`` runs item 3 alone (minutes) into ``zcu102_cycles.json``.
+
     python bench/zcu102.py [--skip-deit] [--skip-flat] [--coverify-final-only] [--replot]
+                           [--cycles-only]
 """
 
 import argparse
@@ -58,7 +62,11 @@ _LIVENESS = replace(_BEFORE, accelerator=replace(_BEFORE.accelerator, act_depth=
 _FINAL = PRESETS["zcu102"]
 _ONE_BANK = replace(_FINAL, accelerator=replace(_FINAL.accelerator, act_banks=1,
                                                 act_depth=17408))
-#: The name of the last change: the ``zcu102`` preset.
+#: The preset's array taking two steps of K per cycle on DSP48E2 cascades (not a preset yet:
+#: docs/performance.md, "The cascade array as a preset").
+_CASCADE = replace(_FINAL, accelerator=replace(_FINAL.accelerator, macs_per_dsp=2,
+                                               k_per_cycle=2))
+#: The name of the ``zcu102`` preset's change.
 FINAL = "40x40, two ACT banks, softmax beside GEMMs (zcu102)"
 #: Issue 13's changes in order, each as the accelerator it gives. The shared row
 #: arithmetic and the one-DSP requantizer are in every row: the RTL has no switch for them.
@@ -69,9 +77,11 @@ CHANGES = {
         _LIVENESS, accelerator=replace(_LIVENESS.accelerator, macs_per_dsp=2)),
     "40x40, ACT by liveness, one ACT bank": _ONE_BANK,
     FINAL: _FINAL,
+    "40x40, two steps of K per cycle on DSP48E2 cascades": _CASCADE,
 }
 #: The changes whose cycles differ: the ACT size and the packing change no cycle.
-TIMINGS = {"32x32": _BEFORE, "40x40, one ACT bank": _ONE_BANK, "40x40 (zcu102)": _FINAL}
+TIMINGS = {"32x32": _BEFORE, "40x40, one ACT bank": _ONE_BANK, "40x40 (zcu102)": _FINAL,
+           "40x40, k_per_cycle 2": _CASCADE}
 #: The clock the slowest path supports (docs/performance.md, Clock evidence), for FPS.
 EVIDENCE_MHZ = 201
 
@@ -312,10 +322,17 @@ def main(argv=None):
                              "gives every change's cycles)")
     parser.add_argument("--replot", action="store_true",
                         help="draw the plots from the JSON of an earlier run, measuring nothing")
+    parser.add_argument("--cycles-only", action="store_true",
+                        help="only every change's cycles from the cycle model")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     if args.replot:
         draw(json.loads((args.out / "zcu102.json").read_text()), args.out)
+        return
+    if args.cycles_only:
+        path = args.out / "zcu102_cycles.json"
+        path.write_text(json.dumps({"modelled_cycles": modelled_cycles()}, indent=2) + "\n")
+        print(f"wrote {path}")
         return
 
     results = {"goals": {"generate_seconds": GOAL_GENERATE_SECONDS,

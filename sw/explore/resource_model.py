@@ -8,7 +8,9 @@ per-module estimates of sample configs (:func:`fit`,
 ``bench/resource_samples.py``):
 
 - **the PEs**: ``array**2`` processing elements, or ``array**2 / 2`` packed
-  pairs with ``macs_per_dsp=2``, each costing ``a + b * accumulator bits``
+  pairs with ``macs_per_dsp=2``, or ``array**2 / 2`` cascaded dot pairs (each
+  with its ``k_per_cycle`` DSP48E2s) with ``k_per_cycle`` 2 or 4, each costing
+  ``a + b * accumulator bits``
   (:func:`~vitforge.hw.gemm.config.accumulator_width` of ``k_max``), fitted on
   the PE part of each sample;
 - **the rest** (row units, requantizers, element-wise, DMA, scratchpads and
@@ -17,8 +19,10 @@ per-module estimates of sample configs (:func:`fit`,
   inputs), the lanes times a second ACT read port, and the memories: each
   scratchpad as the block RAMs its entry width and depth need in the best
   single RAMB36E2/RAMB18E2 aspect ratio (:func:`block_rams`), once per read
-  port, ACT apart from the others. BRAM36 uses only the constant and the
-  memories; DSPs no memories.
+  port, ACT apart from the others, and ACT and WGT as the ``k_per_cycle``
+  interleaved memories they are (:data:`~vitforge.hw.accel.ports.INTERLEAVED`);
+  and the lanes times ``k_per_cycle - 1`` (the slab reads' multiplexers).
+  BRAM36 uses only the constant and the memories; DSPs no memories.
 
 The fitted coefficients ship in ``resource_model.json`` beside this file;
 ``bench/cost_models.py`` reports the model's error on held-out configs.
@@ -31,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from vitforge.errors import ConfigError
-from vitforge.hw.accel.ports import scratchpad_entries
+from vitforge.hw.accel.ports import INTERLEAVED, scratchpad_entries
 from vitforge.hw.gemm.config import accumulator_width
 
 __all__ = ["ResourceModel", "rest_features", "pe_count", "block_rams", "fit",
@@ -40,14 +44,17 @@ __all__ = ["ResourceModel", "rest_features", "pe_count", "block_rams", "fit",
 #: What the model predicts (keys of :class:`~vitforge.sw.resources.Resources`).
 RESOURCES = ("lut", "ff", "dsp", "bram36")
 #: The rest's terms.
-REST_FEATURES = ("one", "lanes", "lane_accumulator_bits", "lane_second_port", "act_bram",
-                 "other_bram")
+REST_FEATURES = ("one", "lanes", "lane_accumulator_bits", "lane_second_port", "lane_slab",
+                 "act_bram", "other_bram")
 #: Which terms each resource's rest may use.
-_USES = {"lut": REST_FEATURES, "ff": REST_FEATURES[:4],
+_USES = {"lut": REST_FEATURES, "ff": REST_FEATURES[:5],
          "dsp": ("one", "lanes", "lane_second_port"),
          "bram36": ("one", "act_bram", "other_bram")}
-#: ``macs_per_dsp`` -> the PE part's name, as the module is named in the Verilog.
-PE_KINDS = {1: "pe", 2: "pe_pair"}
+#: ``(macs_per_dsp, k_per_cycle)`` -> the PE part's kind.
+PE_KINDS = {(1, 1): "pe", (2, 1): "pe_pair", (2, 2): "dot_pair_k2", (2, 4): "dot_pair_k4"}
+#: The kind -> its module's name in the Verilog (a cascade's DSP48E2 links are its children).
+_PE_MODULES = {"pe": "pe", "pe_pair": "pe_pair", "dot_pair_k2": "dot_pair",
+               "dot_pair_k4": "dot_pair"}
 #: RAMB36E2 (depth, width) aspect ratios, and RAMB18E2's (each half a RAMB36E2).
 _RAMB36 = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
 _RAMB18 = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
@@ -68,35 +75,33 @@ def block_rams(width, depth):
 
 
 def pe_count(config):
-    """``(kind, count)``: the PE part of an AcceleratorConfig and how many there are.
-
-    Raises
-    ------
-    vitforge.errors.ConfigError
-        For ``k_per_cycle > 1``: the model has no samples of the cascade array.
-    """
-    if config.k_per_cycle > 1:
-        raise ConfigError(f"the resource model has no samples of the DSP cascade array, so "
-                          f"k_per_cycle must be 1, not {config.k_per_cycle}; estimate that "
-                          f"design with Yosys (generate)")
-    pes = config.array ** 2
-    return PE_KINDS[config.macs_per_dsp], pes // config.macs_per_dsp
+    """``(kind, count)``: the PE part of an AcceleratorConfig (a kind of :data:`PE_KINDS`) and
+    how many there are."""
+    return (PE_KINDS[config.macs_per_dsp, config.k_per_cycle],
+            config.array ** 2 // config.macs_per_dsp)
 
 
 def rest_features(config):
     """The rest's terms for an :class:`~vitforge.hw.accel.config.AcceleratorConfig`."""
     from amaranth import Shape
 
-    memories = {name: block_rams(Shape.cast(shape).width, depth)
-                for name, (shape, depth) in scratchpad_entries(config).items()}
+    k = config.k_per_cycle
+
+    def interleaved_rams(name, depth):
+        width = Shape.cast(scratchpad_entries(config)[name][0]).width
+        memories = k if name in INTERLEAVED else 1
+        return memories * block_rams(width, depth // memories)
+
+    memories = {name: interleaved_rams(name, depth)
+                for name, (_, depth) in scratchpad_entries(config).items()}
     if config.act_bank_start is not None:       # two memories, one per bank
-        width = Shape.cast(scratchpad_entries(config)["act"][0]).width
-        memories["act"] = (block_rams(width, config.act_bank_start)
-                           + block_rams(width, config.act_depth - config.act_bank_start))
+        memories["act"] = (interleaved_rams("act", config.act_bank_start)
+                           + interleaved_rams("act", config.act_depth - config.act_bank_start))
     lanes = float(config.array)
     return {"one": 1.0, "lanes": lanes,
             "lane_accumulator_bits": lanes * accumulator_width(config.k_max),
             "lane_second_port": lanes * (config.act_read_ports - 1),
+            "lane_slab": lanes * (k - 1),
             "act_bram": memories["act"] * config.act_read_ports,
             "other_bram": sum(memories.values()) - memories["act"]}
 
@@ -181,13 +186,16 @@ def fit(samples):
     if not samples:
         raise ConfigError("samples must not be empty")
     pe = {}
-    for macs_per_dsp, kind in PE_KINDS.items():
+    for (macs_per_dsp, k_per_cycle), kind in PE_KINDS.items():
         rows = [(accumulator_width(config.k_max), estimate["pe"]["unit"])
-                for _, config, estimate in samples if config.macs_per_dsp == macs_per_dsp]
+                for _, config, estimate in samples if pe_count(config)[0] == kind]
         if not rows:
-            raise ConfigError(f"samples must include macs_per_dsp={macs_per_dsp} ({kind})")
+            raise ConfigError(f"samples must include macs_per_dsp={macs_per_dsp} with "
+                              f"k_per_cycle={k_per_cycle} ({kind})")
+        # DSP48E2s and block RAMs per PE do not grow with the accumulator.
         pe[kind] = {resource: tuple(float(c) for c in _nonnegative_fit(
-            [[1.0, bits] for bits, _ in rows], [unit[resource] for _, unit in rows]))
+            [[1.0, bits if resource in ("lut", "ff") else 0.0] for bits, _ in rows],
+            [unit[resource] for _, unit in rows]))
             for resource in RESOURCES}
     rest = {}
     for resource in RESOURCES:
@@ -212,12 +220,17 @@ def yosys_estimate(config):
     from vitforge.sw.resources import estimate_by_module
 
     core = to_verilog(config.shell(), vivado.CORE, synthesis=True)
-    total, parts = estimate_by_module(core, vivado.CORE)
-    kind, _ = pe_count(config.accelerator)
-    pe_parts = [(count, unit) for name, (count, unit) in parts.items()
-                if name.rsplit(".", 1)[-1].startswith(f"{kind}_")
-                and name.rsplit(".", 1)[-1][len(kind) + 1].isdigit()]
-    count = sum(count for count, _ in pe_parts)
+    total, parts, _ = estimate_by_module(core, vivado.CORE, depth=True)   # generate's parts
+    kind, count = pe_count(config.accelerator)
+    module = _PE_MODULES[kind]
+
+    def is_pe(part):
+        return part.startswith(f"{module}_") and part[len(module) + 1:][:1].isdigit()
+
+    def in_pe(name):            # a PE, or a DSP48E2 link of a cascade's dot pair
+        *_, parent, last = ["", *name.split(".")]
+        return is_pe(last) or (last.startswith("link_") and is_pe(parent))
+    pe_parts = [(n, unit) for name, (n, unit) in parts.items() if in_pe(name)]
     # Edge PEs are separate modules of (nearly) the same cost: their mean is the unit.
     return {"total": {resource: getattr(total, resource) for resource in RESOURCES},
             "pe": {"count": count,

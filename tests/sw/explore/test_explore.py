@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from vitforge.boards.presets import PRESETS, load_shell_config
+from vitforge.boards.presets import PRESETS, config_hash, load_shell_config
 from vitforge.errors import ConfigError, OutputError
 from vitforge.sw.accel.compiler import compile_model
 from vitforge.sw.accel.cycles import predict
-from vitforge.sw.explore.workload import Study, accuracy, loaded_model
+from vitforge.sw.explore.workload import Study, accuracy, loaded_model, model_sized
 from vitforge.sw.explore.results import pareto_front
 from vitforge.sw.explore.run import explore
-from vitforge.sw.explore.space import MAX_POINTS, check_space, load_space, space_points
+from vitforge.sw.explore.space import (MAX_POINTS, check_space, load_space,
+                                      point_config, space_points)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_cli import run  # noqa: E402
@@ -93,6 +94,26 @@ def test_invalid_and_unfitting_points_are_marked_and_the_rest_predicted_exactly(
     csv_lines = (tmp_path / "out" / "points.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(space_points(space)) == 1 + 16
     assert (tmp_path / "out" / "pareto.png").stat().st_size > 10_000
+
+
+def test_the_cascade_array_is_a_dimension_of_the_space(tmp_path):
+    """k_per_cycle needs two MACs per DSP (one invalid point); the cascades take fewer cycles
+    and more DSPs, each row's cycles the cycle model's for its compiled program."""
+    space = {"array": [8], **SIZED, "macs_per_dsp": [2], "k_per_cycle": [1, 2, 4]}
+    result = explore(study(), space, tmp_path / "out", workers=1, log=quiet)
+    rows = {json.loads(row["point"])["k_per_cycle"]: row for row in result.rows}
+    assert [rows[k]["status"] for k in (1, 2, 4)] == ["ok"] * 3, result.rows
+    assert rows[1]["cycles"] > rows[2]["cycles"] > rows[4]["cycles"]
+    assert rows[1]["dsp"] < rows[2]["dsp"] < rows[4]["dsp"]
+    config = point_config(PRESETS["zcu102"], json.loads(rows[4]["point"]),
+                          model_sized(study()))
+    assert rows[4]["config_hash"] == config_hash(config)
+    assert rows[4]["cycles"] == predict(compile_model(config.accelerator,
+                                                      loaded_model(study())[2])).cycles
+    invalid = explore(study(), {"array": [8], **SIZED, "k_per_cycle": [2]}, tmp_path / "bad",
+                      workers=1, log=quiet).rows
+    assert [row["status"] for row in invalid] == ["invalid"]
+    assert invalid[0]["error"].startswith("macs_per_dsp must be 2 when k_per_cycle is 2")
 
 
 def test_resuming_evaluates_only_the_missing_points_and_survives_a_torn_line(tmp_path):

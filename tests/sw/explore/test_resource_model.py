@@ -25,18 +25,24 @@ def test_a_fit_recovers_a_model_that_made_its_samples():
         pe={"pe": {"lut": (1.0, 2.0), "ff": (19.0, 2.0), "dsp": (1.0, 0.0),
                    "bram36": (0.0, 0.0)},
             "pe_pair": {"lut": (38.0, 4.0), "ff": (39.0, 4.0), "dsp": (1.0, 0.0),
-                        "bram36": (0.0, 0.0)}},
-        rest={"lut": {"one": 5000.0, "lanes": 2000.0, "act_bram": 20.0},
+                        "bram36": (0.0, 0.0)},
+            "dot_pair_k2": {"lut": (30.0, 3.0), "ff": (20.0, 3.0), "dsp": (2.0, 0.0),
+                            "bram36": (0.0, 0.0)},
+            "dot_pair_k4": {"lut": (34.0, 3.0), "ff": (24.0, 3.0), "dsp": (4.0, 0.0),
+                            "bram36": (0.0, 0.0)}},
+        rest={"lut": {"one": 5000.0, "lanes": 2000.0, "lane_slab": 300.0, "act_bram": 20.0},
               "ff": {"one": 5500.0, "lanes": 1600.0, "lane_accumulator_bits": 9.0},
               "dsp": {"one": 20.0, "lanes": 8.0},
               "bram36": {"one": 6.0, "act_bram": 1.0, "other_bram": 1.0}},
         fitted_on=())
     base = PRESETS["small"].accelerator
     configs = [replace(base, array=array, k_max=k_max, macs_per_dsp=packing,
-                       act_read_ports=ports, act_depth=depth)
-               for array, k_max, packing, ports, depth in (
-                   (4, 128, 1, 2, 4096), (6, 64, 2, 1, 2048), (8, 256, 1, 1, 8192),
-                   (10, 512, 2, 2, 4096), (12, 512, 2, 2, 8192), (16, 1024, 1, 1, 16384))]
+                       act_read_ports=ports, act_depth=depth, k_per_cycle=k)
+               for array, k_max, packing, ports, depth, k in (
+                   (4, 128, 1, 2, 4096, 1), (6, 64, 2, 1, 2048, 1), (8, 256, 1, 1, 8192, 1),
+                   (10, 512, 2, 2, 4096, 1), (12, 512, 2, 2, 8192, 1),
+                   (16, 1024, 1, 1, 16384, 1), (4, 128, 2, 2, 4096, 2), (8, 512, 2, 1, 8192, 2),
+                   (8, 256, 2, 1, 8192, 4), (12, 1024, 2, 2, 4096, 4))]
 
     def estimate(config):
         kind, count = pe_count(config)
@@ -73,8 +79,24 @@ def test_a_model_file_that_is_not_a_model_is_refused(tmp_path):
         fit([])
 
 
-def test_the_cascade_array_is_refused_rather_than_mispredicted():
-    cascade = replace(PRESETS["zcu102"].accelerator, macs_per_dsp=2, k_per_cycle=2)
-    with pytest.raises(ConfigError, match=r"^the resource model has no samples of the DSP "
-                                          r"cascade array, so k_per_cycle must be 1, not 2; "):
-        ResourceModel.load().predict(cascade)
+def test_the_shipped_model_predicts_the_cascade_array_from_its_own_samples():
+    model = ResourceModel.load()
+    base = PRESETS["zcu102-32x32"].accelerator
+    pairs = replace(base, macs_per_dsp=2)
+    cascade = {k: model.predict(replace(pairs, k_per_cycle=k)) for k in (2, 4)}
+    # A dot pair has k_per_cycle DSP48E2s for 2 * k_per_cycle MACs; its run accumulators
+    # serve k_per_cycle products, so the LUTs per MAC fall with k_per_cycle.
+    assert cascade[2]["dsp"] >= 2 * 32 * 32 // 2
+    assert cascade[4]["dsp"] >= 4 * 32 * 32 // 2
+    assert cascade[2]["lut"] / 2 < 0.6 * model.predict(pairs)["lut"]
+    assert cascade[4]["lut"] / 4 < 0.6 * cascade[2]["lut"] / 2
+    # ACT and WGT interleave k_per_cycle memories of depth / k_per_cycle each.
+    terms = rest_features(replace(pairs, k_per_cycle=4))
+    assert terms["lane_slab"] == 32 * 3
+    assert terms["act_bram"] == 4 * block_rams(8 * 32, 51200 // 4)
+    estimate = {"total": model.predict(base),
+                "pe": {"count": 1, "unit": dict.fromkeys(RESOURCES, 1.0)}}
+    without_k4 = [(str(k), replace(pairs, k_per_cycle=k), estimate) for k in (1, 2)]
+    with pytest.raises(ConfigError, match=r"^samples must include macs_per_dsp=2 with "
+                                          r"k_per_cycle=4 \(dot_pair_k4\)$"):
+        fit([("pe", base, estimate), *without_k4])
