@@ -107,7 +107,8 @@ def _plot(path, rows, front, log):
         axis.set_xlabel(f"{label} (% of XCZU9EG)")
         axis.set_ylabel("frames per second")
         axis.grid(alpha=0.3)
-    axes[0].legend(loc="best", fontsize=8)
+    if ok:                      # without a valid point there is nothing to label
+        axes[0].legend(loc="best", fontsize=8)
     if panels == 4:
         _accuracy_panel(axes[3], ok, front)
     figure.suptitle(f"{len(ok)} design points, {len(front)} on the Pareto front "
