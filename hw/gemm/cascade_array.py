@@ -13,8 +13,8 @@ from .pe_pair import PACKED_WEIGHT_BITS, pack_weights
 __all__ = ["CascadeArray", "cascade_array_latency"]
 
 
-#: Registers between the array's inputs and the first link: the packed weights and the
-#: activations, so that the packing adder does not share a cycle with the operands' read.
+#: Registers between the array's inputs and the packing of the weights (the activations with
+#: them), so that the packing adder does not share a cycle with the operands' read.
 INPUT_STAGES = 1
 
 
@@ -45,11 +45,11 @@ class CascadeArray(wiring.Component):
     Each row's two adjacent columns are one :class:`PackedDotPair`, a cascade
     of ``depth`` DSP48E2s that multiply the row's activation by both columns'
     weights at once (two MACs per DSP, Xilinx WP486). Here the weights of
-    each column pair are packed once and registered (:data:`INPUT_STAGES`,
-    the activations with them: at 40x40 the path from the weight scratchpad's
-    block RAM through the packing adder into the first DSP48E2 was the
-    design's slowest), and step ``t``'s operands are delayed by ``t`` more
-    cycles for the cascade; the qualifiers follow the chains' sums.
+    each column pair are registered (:data:`INPUT_STAGES`, the activations
+    with them: at 40x40 the path from the weight scratchpad's block RAM
+    through the packing adder was the design's slowest) and then packed once,
+    and step ``t``'s operands are delayed by ``t`` more cycles for the
+    cascade; the qualifiers follow the chains' sums.
 
     As in :class:`~vitforge.hw.gemm.array.PEArray`, a tile's finished sums
     reach the result registers :func:`cascade_array_latency` cycles after its
@@ -101,11 +101,12 @@ class CascadeArray(wiring.Component):
         activations = []
         weights = []
         for t in range(self._depth):
+            b = _delayed(m, self.b[t], INPUT_STAGES, f"b_{t}_read")
             packed = Signal(packed_layout, name=f"packed_{t}")
-            m.d.comb += [packed[p].eq(pack_weights(self.b[t][2 * p], self.b[t][2 * p + 1]))
+            m.d.comb += [packed[p].eq(pack_weights(b[2 * p], b[2 * p + 1]))
                          for p in range(pairs)]
             activations.append(_delayed(m, self.a[t], INPUT_STAGES + t, f"a_{t}_skew"))
-            weights.append(_delayed(m, packed, INPUT_STAGES + t, f"packed_{t}_skew"))
+            weights.append(_delayed(m, packed, t, f"packed_{t}_skew"))
         chain_latency = INPUT_STAGES + self._depth - 1 + CASCADE_LATENCY
         add, first, last = (_delayed(m, signal, chain_latency, f"{name}_in_chain")
                             for signal, name in ((self.valid, "valid"), (self.first, "first"),
