@@ -109,7 +109,11 @@ class InstructionDecoder(wiring.Component):
                         m.d.comb += decoded.side_class.eq(SIDE_CLASSES.index(spec.counter))
         host = Cat(self.instruction[:OPCODE_BITS] == code for code in SIDE_HOSTS).any()
         m.d.comb += decoded.side_capable.eq(host)
-        m.d.sync += decoded.side.eq(host & (self._side_load(m) | self._side_row(next_opcode)))
+        # The row rule and the host's opcode through a register as well, so that the last
+        # cycle of the check is the load rule's comparisons and one OR.
+        register = registering(m)
+        m.d.sync += decoded.side.eq(register(host) & (self._side_load(m)
+                                                      | register(self._side_row(next_opcode))))
         return m
 
     def _side_load(self, m):

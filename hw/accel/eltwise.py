@@ -79,22 +79,29 @@ class Eltwise(Unit):
         valid = [Signal(name=f"valid_{i}") for i in range(_RESULT_STAGES + 1)]
         address = [Signal(SCRATCHPAD_ADDRESS_BITS, name=f"address_{i}")
                    for i in range(_RESULT_STAGES + 1)]
+        # The words read next, x (or GELU's source) and y, as registers: an adder between
+        # the instruction and the scratchpad's address multiplexers made the 40-lane
+        # design's slowest path.
+        x_address = Signal(SCRATCHPAD_ADDRESS_BITS)
+        y_address = Signal(SCRATCHPAD_ADDRESS_BITS)
         m.d.sync += self.done.eq(0)
         with m.If(self.start & ~self.busy):
-            m.d.sync += [self.busy.eq(1), issuing.eq(1), index.eq(0), reading_y.eq(0)]
+            m.d.sync += [self.busy.eq(1), issuing.eq(1), index.eq(0), reading_y.eq(0),
+                         x_address.eq(source), y_address.eq(add.y)]
         element_read = issuing & (~is_add | reading_y) if one_port else issuing
         if one_port:
             with m.If(issuing & is_add):
                 m.d.sync += reading_y.eq(~reading_y)
         else:
-            m.d.comb += [self.y_read.addr.eq(add.y + index),
+            m.d.comb += [self.y_read.addr.eq(y_address),
                          self.y_read.en.eq(issuing & is_add)]
         with m.If(element_read):
-            m.d.sync += index.eq(index + 1)
+            m.d.sync += [index.eq(index + 1), x_address.eq(x_address + 1),
+                         y_address.eq(y_address + 1)]
             with m.If(index + 1 == count):
                 m.d.sync += issuing.eq(0)
         m.d.comb += [
-            self.act_read.addr.eq(Mux(reading_y, add.y, source) + index),
+            self.act_read.addr.eq(Mux(reading_y, y_address, x_address)),
             self.act_read.en.eq(issuing),
         ]
         arrived = Signal()                  # act_read.data holds a word read

@@ -1,6 +1,6 @@
 """Output-stationary array reducing ``depth`` steps of K per cycle on DSP48E2 cascades."""
 
-from amaranth import Module, Signal, signed
+from amaranth import Array, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 
@@ -16,6 +16,11 @@ __all__ = ["CascadeArray", "cascade_array_latency"]
 #: Registers between the array's inputs and the packing of the weights (the activations with
 #: them), so that the packing adder does not share a cycle with the operands' read.
 INPUT_STAGES = 1
+
+
+#: Loads per copy of the drain counter that steers every row's result multiplexer (Vivado's
+#: ``MAX_FANOUT``: about one copy per row at 40 columns).
+_DRAIN_FANOUT = 256
 
 
 def cascade_array_latency(depth):
@@ -53,10 +58,15 @@ class CascadeArray(wiring.Component):
 
     As in :class:`~vitforge.hw.gemm.array.PEArray`, a tile's finished sums
     reach the result registers :func:`cascade_array_latency` cycles after its
-    ``last`` step entered, and with ``shift`` high they move one place towards
-    column 0, so :attr:`column` shows columns ``0, 1, ..., cols-1`` on
-    consecutive shift cycles while the next tile accumulates; the next tile's
-    ``last`` may enter at most every ``cols`` cycles.
+    ``last`` step entered, and :attr:`column` shows columns ``0, 1, ...,
+    cols-1`` on consecutive ``shift`` cycles while the next tile accumulates;
+    the next tile's ``last`` may enter at most every ``cols`` cycles. Unlike
+    the PE array's drain chain, the result registers stay where they are: a
+    ``cols``:1 multiplexer per row, steered by a drain counter, reads them:
+    three or four LUT levels between the registers and :attr:`column` where
+    a chain has none, and at 40 columns about 40% of the LUTs of a chain's
+    2:1 multiplexer per result bit. The counter carries a ``max_fanout``
+    attribute, so that Vivado replicates it across the rows.
 
     Parameters
     ----------
@@ -112,6 +122,12 @@ class CascadeArray(wiring.Component):
                             for signal, name in ((self.valid, "valid"), (self.first, "first"),
                                                  (self.last, "last")))
 
+        drain_index = Signal(range(self._cols), attrs={"max_fanout": _DRAIN_FANOUT})
+        with m.If(add & last):
+            m.d.sync += drain_index.eq(0)
+        with m.Elif(self.shift):
+            m.d.sync += drain_index.eq(drain_index + 1)
+
         for i in range(self._rows):
             row = [PackedDotPair(depth=self._depth, acc_width=self._acc_width)
                    for _ in range(pairs)]
@@ -123,9 +139,7 @@ class CascadeArray(wiring.Component):
                     cell.add.eq(add),
                     cell.first.eq(first),
                     cell.last.eq(last),
-                    cell.shift.eq(self.shift),
                 ]
-                if p + 1 < pairs:
-                    m.d.comb += cell.shift_in.eq(row[p + 1].results[0])
-            m.d.comb += self.column[i].eq(row[0].results[0])
+            results = Array(cell.results[half] for cell in row for half in range(2))
+            m.d.comb += self.column[i].eq(results[drain_index])
         return m

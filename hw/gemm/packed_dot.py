@@ -2,12 +2,11 @@
 
 from amaranth import Module, signed
 from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In
+from amaranth.lib.wiring import In, Out
 
 from ..dsp48e2 import add_cascade
 from ..numerics import OPERAND_BITS
-from .pe_pair import (DSP_RUN_PRODUCTS, PACK_SHIFT, PACKED_WEIGHT_BITS, accumulate_packed_sums,
-                      drain_ports)
+from .pe_pair import DSP_RUN_PRODUCTS, PACK_SHIFT, PACKED_WEIGHT_BITS, accumulate_packed_sums
 
 __all__ = ["PackedDotPair", "check_cascade_depth"]
 
@@ -40,9 +39,13 @@ class PackedDotPair(wiring.Component):
     caller skews them), and the sum of a step leaves the chain ``depth + 2``
     cycles after link 0's operands. ``add``, ``first`` and ``last`` qualify
     that sum in the cycle it leaves; :attr:`results` hold the finished sums
-    one cycle after ``last``. Throughput: one step of ``depth`` products per
-    cycle. Arithmetic is exact; the caller guarantees that no sum overflows
-    ``acc_width`` bits.
+    one cycle after ``last``, until the next sum finishes. They are plain
+    registers with an enable, loaded from the accumulators' adders: the
+    caller reads them through a multiplexer
+    (:class:`~vitforge.hw.gemm.cascade_array.CascadeArray`), where a drain
+    chain would cost a 2:1 multiplexer per result bit. Throughput: one step
+    of ``depth`` products per cycle. Arithmetic is exact; the caller
+    guarantees that no sum overflows ``acc_width`` bits.
 
     Parameters
     ----------
@@ -61,14 +64,8 @@ class PackedDotPair(wiring.Component):
         The chain's output is a step of the current sum.
     first, last : ``In(1)``
         That step begins, or ends, the sum.
-    shift : ``In(1)``
-        Load :attr:`results` from ``(results[1], shift_in)`` (ignored in the
-        cycle a sum finishes).
-    shift_in : ``In(signed(acc_width))``
-        ``results[0]`` of the next pair along the row.
     results : ``Out(ArrayLayout(signed(acc_width), 2))``
-        Finished sums of the low (even) and high (odd) column, or values
-        shifted in.
+        Finished sums of the low (even) and high (odd) column.
     """
 
     def __init__(self, *, depth, acc_width):
@@ -79,7 +76,7 @@ class PackedDotPair(wiring.Component):
             "add": In(1),
             "first": In(1),
             "last": In(1),
-            **drain_ports(acc_width),
+            "results": Out(data.ArrayLayout(signed(acc_width), 2)),
         })
         self._depth = depth
 
@@ -89,6 +86,8 @@ class PackedDotPair(wiring.Component):
                             b_bits=OPERAND_BITS)
         for t, link in enumerate(links):
             m.d.comb += [link.a.eq(self.packed[t]), link.b.eq(self.a[t])]
-        accumulate_packed_sums(m, links[-1].p, add=self.add, fresh=self.first, last=self.last,
-                               shift=self.shift, shift_in=self.shift_in, results=self.results)
+        sums = accumulate_packed_sums(m, links[-1].p, add=self.add, fresh=self.first,
+                                      acc_shape=self.results[0].shape())
+        with m.If(self.add & self.last):
+            m.d.sync += [result.eq(sum_) for result, sum_ in zip(self.results, sums)]
         return m

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from ..numerics import MAX_PRODUCT, OPERAND_BITS
 
 __all__ = ["PackedPEPair", "pack_weights", "PACK_SHIFT", "PACKED_WEIGHT_BITS",
-           "DSP_RUN_PRODUCTS", "accumulate_packed_sums", "drain_ports"]
+           "DSP_RUN_PRODUCTS", "accumulate_packed_sums"]
 
 #: Bit position of the high weight in a packed weight word; the low product
 #: lives in the bits below it, as an 18-bit two's-complement field.
@@ -39,42 +39,34 @@ def pack_weights(low, high):
     return (high.as_signed() << PACK_SHIFT) + low.as_signed()
 
 
-def drain_ports(acc_width):
-    """The ports of a packed pair's result registers on its row's drain chain."""
-    return {
-        "shift": In(1),
-        "shift_in": In(signed(acc_width)),
-        "results": Out(data.ArrayLayout(signed(acc_width), 2)),
-    }
-
-
-def accumulate_packed_sums(m, packed_sum, *, add, fresh, last, shift, shift_in, results):
-    """Split a biased packed sum into its two column sums, and accumulate and drain them.
+def accumulate_packed_sums(m, packed_sum, *, add, fresh, acc_shape):
+    """Split a biased packed sum into its two column sums and accumulate them.
 
     ``packed_sum`` is ``2**17 + sum((w_high * 2**18 + w_low) * a)`` over at most
     :data:`DSP_RUN_PRODUCTS` products: its low 18 bits hold the low sum plus
     ``2**17`` (so ``P[0:18]`` with bit 17 inverted, read as signed), the bits
     above it the high sum. In a cycle with ``add`` the two sums are added to two
-    full-width accumulators (replacing them with ``fresh``); with ``last`` too,
-    ``results`` take the finished sums. Otherwise ``shift`` loads ``results``
-    from ``(results[1], shift_in)``. One cycle of latency, in ``m``'s sync domain.
+    full-width accumulators of ``acc_shape`` in ``m``'s sync domain (replacing
+    them with ``fresh``).
 
-    ``results`` is an ``ArrayLayout(signed(acc_width), 2)`` view; the caller
-    guarantees that no sum overflows ``acc_width`` bits.
+    Returns
+    -------
+    tuple of Signal
+        The low and the high column's sum including this cycle's step
+        (combinational): what the accumulators take at the clock edge. The
+        caller guarantees that no sum overflows ``acc_shape``.
     """
     low_sum = Cat(packed_sum[:PACK_SHIFT - 1], ~packed_sum[PACK_SHIFT - 1]).as_signed()
     high_sum = packed_sum[PACK_SHIFT:].as_signed()
-    acc_shape = results[0].shape()
+    next_sums = []
     for half, sum_ in enumerate((low_sum, high_sum)):
         accumulator = Signal(acc_shape, name=f"accumulator_{half}")
         next_sum = Signal(acc_shape, name=f"next_sum_{half}")
         m.d.comb += next_sum.eq(Mux(fresh, 0, accumulator) + sum_)
         with m.If(add):
             m.d.sync += accumulator.eq(next_sum)
-        with m.If(add & last):
-            m.d.sync += results[half].eq(next_sum)
-        with m.Elif(shift):
-            m.d.sync += results[half].eq(results[1] if half == 0 else shift_in)
+        next_sums.append(next_sum)
+    return tuple(next_sums)
 
 
 class PackedPEPair(wiring.Component):
@@ -142,7 +134,9 @@ class PackedPEPair(wiring.Component):
             "dump": In(1),
             "fresh": In(1),
             "last": In(1),
-            **drain_ports(acc_width),
+            "shift": In(1),
+            "shift_in": In(signed(acc_width)),
+            "results": Out(data.ArrayLayout(signed(acc_width), 2)),
         })
         self._acc_width = acc_width
 
@@ -159,6 +153,11 @@ class PackedPEPair(wiring.Component):
         m.d.sync += [dumped.eq(self.valid & self.dump), fresh.eq(self.fresh),
                      last.eq(self.last)]
 
-        accumulate_packed_sums(m, run_sum, add=dumped, fresh=fresh, last=last,
-                               shift=self.shift, shift_in=self.shift_in, results=self.results)
+        sums = accumulate_packed_sums(m, run_sum, add=dumped, fresh=fresh,
+                                      acc_shape=signed(self._acc_width))
+        for half, sum_ in enumerate(sums):
+            with m.If(dumped & last):
+                m.d.sync += self.results[half].eq(sum_)
+            with m.Elif(self.shift):
+                m.d.sync += self.results[half].eq(self.results[1] if half == 0 else self.shift_in)
         return m

@@ -153,15 +153,19 @@ class Lowering:
 
     def sparse_weight(self, layer, name):
         """``layer``'s sparse weights on groups of ``array`` columns (a fully pruned layer's
-        as one zero entry per group), or ``None`` to run it dense: it has none, or ``array``
-        does not divide its groups' columns (then ``name`` joins :attr:`dense_fallback`)."""
+        as one zero entry per group), or ``None`` to run it dense: it has none; or ``array``
+        does not divide its groups' columns, or its GEMM would take as many steps as the
+        dense one, which takes ``k_per_cycle`` rows of K per step where GEMM_SPARSE takes
+        one entry (then ``name`` joins :attr:`dense_fallback`)."""
         if layer.sparse is None:
             return None
-        pattern = layer.sparse.pattern
-        if pattern.cols % self.lanes:
-            self.dense_fallback.append(name)
-            return None
-        return layer.sparse.for_cols(self.lanes).nonempty()
+        if layer.sparse.pattern.cols % self.lanes == 0:
+            sparse = layer.sparse.for_cols(self.lanes).nonempty()
+            dense_steps = -(-layer.weight.shape[0] // self.config.k_per_cycle)
+            if sparse.pattern.length < dense_steps:
+                return sparse
+        self.dense_fallback.append(name)
+        return None
 
     def _tile_cycles(self, layer, sparse, m_tiles):
         """``(load, gemm)``: cycles to load one column tile of ``layer``'s weights (external

@@ -115,7 +115,9 @@ class CompiledProgram:
         work that weight sparsity leaves.
     dense_fallback : tuple of str
         The layers with sparse weights that run dense (correct, no speedup):
-        the array size does not divide the columns of their pattern's groups.
+        the array size does not divide the columns of their pattern's groups, or
+        they keep so many entries that the dense GEMM is as fast (on a
+        ``k_per_cycle`` array, a density of ``1 / k_per_cycle`` or more).
     input : InputSlot
         The per-run input; :meth:`with_input` replaces it.
     output : ExternalMatrix

@@ -19,7 +19,7 @@ from vitforge.errors import ConfigError
 from vitforge.hw.accel.config import MAX_SELECT_TOKENS, SIGMOID_WORDS, TABLE_WORDS
 from vitforge.hw.accel.isa import SELECT_MODES, Opcode, Space
 from vitforge.hw.numerics import MAX_SELECTOR_HEADS
-from vitforge.sw.gemm.layout import pack_weights, tiles
+from vitforge.sw.gemm.layout import aligned, pack_weights, tiles
 from vitforge.sw.model.quantized_selector import check_selectors_fit
 from vitforge.sw.model.selector import keep_count
 
@@ -115,27 +115,40 @@ def _layers(selector):
     return [(name, getattr(selector, name)) for name in _LAYERS]
 
 
-def _packed_weights(selector, lanes):
+def _packed_weights(selector, lanes, align):
     """The predictor's weight matrices in weight layout, one after another, and where each
-    starts (label -> word offset)."""
+    starts (label -> word offset). Each matrix's rows are padded with zeros to a multiple
+    of ``align`` (``k_per_cycle``: a dense GEMM's operands start on aligned groups of
+    words), its column tiles' stride."""
     offsets, words = {}, []
     for label, layer in _layers(selector):
         offsets[label] = sum(len(part) for part in words)
-        words.append(pack_weights(layer.weight, lanes))
+        rows, cols = layer.weight.shape
+        padded = np.zeros((aligned(rows, align), cols), dtype=np.int8)
+        padded[:rows] = layer.weight
+        words.append(pack_weights(padded, lanes))
     return np.concatenate(words), offsets
 
 
-def select_regions(stages, lanes):
+def _head_layout(selector, align):
+    """Offsets in ``select heads`` of the head predictor's hidden layer and output (its
+    input, the head means, at 0), and the words the region needs."""
+    hidden_start = aligned(selector.heads, align)
+    logits_start = hidden_start + aligned(selector.head_fc1.weight.shape[1], align)
+    return hidden_start, logits_start, logits_start + selector.heads
+
+
+def select_regions(stages, lanes, align):
     """The ACT regions ``(name, words)`` only selector ``stages`` use: ``select scores``,
     each token's score per head, and ``select heads``, one tile of the head predictor's
-    input (the head means), hidden layer and output (the head weights)."""
+    input (the head means), hidden layer and output (the head weights), each starting on
+    a multiple of ``align``."""
     if not stages:
         return []
     selectors = [stage.selector for stage in stages]
     return [("select scores", tiles(stages[0].tokens, lanes)
              * max(selector.heads for selector in selectors)),
-            ("select heads", max(2 * selector.heads + selector.head_fc1.weight.shape[1]
-                                 for selector in selectors))]
+            ("select heads", max(_head_layout(selector, align)[2] for selector in selectors))]
 
 
 def plan_select(builder, stage, dim, source, result):
@@ -143,13 +156,18 @@ def plan_select(builder, stage, dim, source, result):
     WGT) and reductions. Its predictor's layers run in ``normalized``, ``qkv``, ``mlp``,
     ``context`` and the :func:`select_regions`."""
     name, selector = stage.name, stage.selector
+    if selector.head_dim % (4 * builder.align):
+        raise ConfigError(f"the head dim must be a multiple of {4 * builder.align} for a token "
+                          f"selector on k_per_cycle={builder.align} (its GEMMs read aligned "
+                          f"groups of words), not {selector.head_dim}")
     phase = builder.phase(name, stage.tokens, source, result, "normalized", "qkv", "mlp",
                           "context", "select scores", "select heads")
     layers = _layers(selector)
     builder.load(Space.PRM, phase, phase,
                  [(f"{name} {label}", layer.weight.shape[1]) for label, layer in layers])
     builder.load(Space.LNP, phase, phase, [(f"{name} ln", selector.head_dim)])
-    builder.operand(phase, f"{name} weights", len(_packed_weights(selector, builder.lanes)[0]))
+    builder.operand(phase, f"{name} weights",
+                    len(_packed_weights(selector, builder.lanes, builder.align)[0]))
     for label, layer in layers:
         builder.reduction(phase, f"{name} {label}", layer.weight.shape[0])
     return phase
@@ -174,7 +192,8 @@ def lower_select(lowering, stage, source, result):
                                                               "context"))
     scores, small = lowering.act("select scores"), lowering.act("select heads")
 
-    packed, offsets = _packed_weights(selector, lowering.lanes)
+    align = lowering.config.k_per_cycle
+    packed, offsets = _packed_weights(selector, lowering.lanes, align)
     base = emit.take_weight_half()
     emit.load(Space.WGT, packed, base, len(packed))
     weights = {label: base + offset for label, offset in offsets.items()}
@@ -183,8 +202,8 @@ def lower_select(lowering, stage, source, result):
         """One GEMM per head of layer ``label``."""
         k, n = getattr(selector, label).weight.shape
         for head in range(heads):
-            lowering.gemm(a + head * k, a_width, weights[label], k, c + head * n, c_width,
-                          prm[f"{stage.name} {label}"], k, n)
+            lowering.gemm(a + head * k, a_width, weights[label], aligned(k, align),
+                          c + head * n, c_width, prm[f"{stage.name} {label}"], k, n)
 
     def gelu(table, src, width, m_tiles=None):
         emit.load(Space.TBL, table, 0, TABLE_WORDS)
@@ -209,12 +228,15 @@ def lower_select(lowering, stage, source, result):
     emit(Opcode.TOKEN_MEAN, src=source, src_stride=dim, words=dim, group=d, alive=stage.alive,
          dst=small, dst_stride=heads, dst_tiles=1,
          live=lowering.live_bits(Opcode.TOKEN_MEAN, "alive"))
-    head_hidden, logits = small + heads, small + heads + hidden
-    lowering.gemm(small, heads, weights["head_fc1"], heads, head_hidden, hidden,
-                  prm[f"{stage.name} head_fc1"], heads, hidden, m_tiles=1, rows=1)
+    hidden_start, logits_start, _ = _head_layout(selector, align)
+    head_hidden, logits = small + hidden_start, small + logits_start
+    lowering.gemm(small, hidden_start, weights["head_fc1"], aligned(heads, align),
+                  head_hidden, hidden, prm[f"{stage.name} head_fc1"], heads, hidden,
+                  m_tiles=1, rows=1)
     gelu(selector.head_gelu, head_hidden, hidden, m_tiles=1)
-    lowering.gemm(head_hidden, hidden, weights["head_fc2"], hidden, logits, heads,
-                  prm[f"{stage.name} head_fc2"], hidden, heads, m_tiles=1, rows=1)
+    lowering.gemm(head_hidden, logits_start - hidden_start, weights["head_fc2"],
+                  aligned(hidden, align), logits, heads, prm[f"{stage.name} head_fc2"],
+                  hidden, heads, m_tiles=1, rows=1)
     emit.load(Space.SIG, (selector.keep_table.tolist() + selector.weight_table.tolist()), 0,
               SIGMOID_WORDS)
     emit(Opcode.TOKEN_SELECT, src=source, src_stride=dim, dst=result, dst_stride=dim,

@@ -171,7 +171,7 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=
     builder.phase("output", counts[-1], token_buffers(len(blocks), flips)[0])
     return _build(builder, _activation_regions(blocks, tokens, lanes, bank_start is not None,
                                                align=align)
-                  + select_regions(stages, lanes), bank_start)
+                  + select_regions(stages, lanes, align), bank_start)
 
 
 def plan_model(model, lanes, block_tokens=None, stages=(), bank_start=None, align=1):
@@ -202,4 +202,4 @@ def plan_model(model, lanes, block_tokens=None, stages=(), bank_start=None, alig
     return _build(builder, _activation_regions(
         blocks, shape.tokens, lanes, bank_start is not None,
         (("patches", shape.patch_features), ("logits", shape.classes)), align)
-        + select_regions(stages, lanes), bank_start)
+        + select_regions(stages, lanes, align), bank_start)

@@ -21,8 +21,11 @@ per-module estimates of sample configs (:func:`fit`,
   single RAMB36E2/RAMB18E2 aspect ratio (:func:`block_rams`), once per read
   port, ACT apart from the others, and ACT and WGT as the ``k_per_cycle``
   interleaved memories they are (:data:`~vitforge.hw.accel.ports.INTERLEAVED`);
-  and the lanes times ``k_per_cycle - 1`` (the slab reads' multiplexers).
-  BRAM36 uses only the constant and the memories; DSPs no memories.
+  and the lanes times ``k_per_cycle - 1`` (the slab reads' multiplexers); and
+  for the cascade array, whose rows read their result registers through
+  multiplexers, the result bits those choose from (``array**2`` times the
+  accumulator bits). BRAM36 uses only the constant and the memories; DSPs no
+  memories.
 
 The fitted coefficients ship in ``resource_model.json`` beside this file;
 ``bench/cost_models.py`` reports the model's error on held-out configs.
@@ -45,7 +48,7 @@ __all__ = ["ResourceModel", "rest_features", "pe_count", "block_rams", "fit",
 RESOURCES = ("lut", "ff", "dsp", "bram36")
 #: The rest's terms.
 REST_FEATURES = ("one", "lanes", "lane_accumulator_bits", "lane_second_port", "lane_slab",
-                 "act_bram", "other_bram")
+                 "act_bram", "other_bram", "drain_bits")
 #: Which terms each resource's rest may use.
 _USES = {"lut": REST_FEATURES, "ff": REST_FEATURES[:5],
          "dsp": ("one", "lanes", "lane_second_port"),
@@ -103,7 +106,8 @@ def rest_features(config):
             "lane_second_port": lanes * (config.act_read_ports - 1),
             "lane_slab": lanes * (k - 1),
             "act_bram": memories["act"] * config.act_read_ports,
-            "other_bram": sum(memories.values()) - memories["act"]}
+            "other_bram": sum(memories.values()) - memories["act"],
+            "drain_bits": (lanes ** 2 * accumulator_width(config.k_max) if k > 1 else 0.0)}
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,9 @@ def test_sparse_and_dense_layers_match_the_golden_model_and_save_gemm_cycles():
         (report.class_cycles, dense_report.class_cycles)
 
 
-def test_sparse_weights_with_token_selection_match_the_golden_model():
+# The zcu102 preset's DSP48E2 cascade (two steps of K per cycle) as well as one step.
+@pytest.mark.parametrize("overrides", [{}, {"macs_per_dsp": 2, "k_per_cycle": 2}])
+def test_sparse_weights_with_token_selection_match_the_golden_model(overrides):
     shape = VitShape(image_size=8, patch_size=2, in_channels=1, dim=32, depth=2, heads=2,
                      mlp=64, classes=3)
     seed = 4
@@ -64,7 +66,7 @@ def test_sparse_weights_with_token_selection_match_the_golden_model():
     rng = np.random.default_rng(seed)
     model = replace(model, blocks=tuple(sparsify_block(rng, block, **PATTERN)
                                         for block in model.blocks))
-    config = config_for_model(model, ARRAY, selectors=selectors)
+    config = replace(config_for_model(model, ARRAY, selectors=selectors), **overrides)
     program = compile_model(config, model, patches[0], selectors=selectors)
     live = [fields["live"] for opcode, fields in program.instructions
             if opcode == Opcode.GEMM_SPARSE]
@@ -72,6 +74,8 @@ def test_sparse_weights_with_token_selection_match_the_golden_model():
     report = coverify(program)
     expected, kept = pruned_vit_logits(model, patches[0], selectors)
     assert (report.done, report.error) == (True, ERROR_NONE)
-    assert report.match, f"seed {seed}: {report.mismatch}"
+    assert report.match, f"seed {seed}, {overrides}: {report.mismatch}"
     np.testing.assert_array_equal(report.rtl_output, expected,
-                                  err_msg=f"seed {seed}, kept {[k.tolist() for k in kept]}")
+                                  err_msg=f"seed {seed}, {overrides}, kept "
+                                          f"{[k.tolist() for k in kept]}")
+    assert not report.prediction_mismatch(), report.prediction_mismatch()

@@ -43,7 +43,7 @@ def test_the_cascade_cells_are_synthesized_once_and_count_as_mac_dsps():
     for name, (count, _) in parts.items():
         if ".array." in name:
             instances[name.rsplit(".", 1)[-1].rstrip("0123456789_")] += count
-    # Two rows of three pairs (the last of a row has no shift_in), each two links.
+    # Two rows of three pairs, each two links.
     assert instances == {"dot_pair": 4 + 2, "link": 6 + 6}
     report = resource_report(total, parts, "per-module", "yosys")
     assert (report["dsp"] - report["mac_dsp"], report["mac_dsp"]) == (total.dsp - 12, 12)

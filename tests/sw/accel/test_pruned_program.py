@@ -58,6 +58,26 @@ def test_a_pruned_program_equals_the_pruned_golden_model(mode, array, seed):
         assert len(counts) > 1, f"seed {seed}: every image kept {counts}"
 
 
+def test_a_pruned_program_on_the_cascade_array_equals_the_pruned_golden_model():
+    # Three heads: the head predictor's operands (3 head means, 1 hidden unit) are odd, and
+    # two steps of K per cycle read aligned pairs of words, so the compiler pads them.
+    shape = replace(SHAPE, dim=24, heads=3)
+    model, quantized, patches = random_pruned_vit(shape, STAGES, 4)
+    config = replace(config_for_model(model, 4, selectors=quantized), macs_per_dsp=2,
+                     k_per_cycle=2)
+    program = compile_model(config, model, selectors=quantized)
+    for index, image in enumerate(patches):
+        expected, kept = pruned_vit_logits(model, image, quantized)
+        logits, _ = run(program, image, config)
+        np.testing.assert_array_equal(logits, expected,
+                                      err_msg=f"seed 4, image {index}: kept "
+                                              f"{[k.tolist() for k in kept]}")
+    # Four steps: the predictor's last layer (a quarter of the 8-channel head) is 2 wide.
+    with pytest.raises(ConfigError, match=r"^the head dim must be a multiple of 16 for a "
+                                          r"token selector on k_per_cycle=4 .*, not 8$"):
+        compile_model(replace(config, k_per_cycle=4), model, selectors=quantized)
+
+
 def test_live_flags_start_after_the_first_select_and_cover_every_token_count():
     model, quantized, _ = setup("threshold", 1)
     config = config_for_model(model, 4, selectors=quantized)

@@ -93,11 +93,27 @@ def test_keeping_every_row_is_the_dense_program():
     sparse = [sparsify_block(rng, blocks[0], layers=("qkv", "proj", "fc1"), **whole)]
     assert all(np.array_equal(getattr(sparse[0], name).weight, getattr(blocks[0], name).weight)
                for name in ("qkv", "proj", "fc1"))
+    # GEMM_SPARSE would take as many steps as GEMM (and load index records besides).
     program, dense = compile_blocks(CONFIG, sparse, x), compile_blocks(CONFIG, blocks, x)
-    assert Opcode.GEMM_SPARSE in opcodes(program)
-    np.testing.assert_array_equal(run(program), run(dense), err_msg="seed 4")
+    assert Opcode.GEMM_SPARSE not in opcodes(program)
+    assert program.dense_fallback == ("block 0 qkv", "block 0 proj", "block 0 fc1")
+    assert program.instructions == dense.instructions
     np.testing.assert_array_equal(run(program), reference(x, blocks), err_msg="seed 4")
     assert program.macs == program.dense_macs == dense.macs
+
+
+def test_on_the_cascade_array_a_layer_runs_sparse_only_where_it_saves_steps():
+    # Two steps of K per cycle: keeping half the rows (or more) is no faster than dense.
+    rng, x, blocks = make_blocks(6)
+    config = replace(CONFIG, macs_per_dsp=2, k_per_cycle=2)
+    block = sparsify_block(rng, blocks[0], layers=("qkv", "fc1"), cols=4, block_rows=8,
+                           kept_blocks=2, kept_rows=4)
+    block = replace(block, fc1=sparsify(rng, block.fc1, cols=4, block_rows=8, kept_blocks=4,
+                                        kept_rows=4))
+    program = compile_blocks(config, [block], x)
+    assert program.dense_fallback == ("block 0 fc1",)
+    assert opcodes(program).count(Opcode.GEMM_SPARSE) >= 1
+    np.testing.assert_array_equal(run(program), reference(x, [block]), err_msg="seed 6")
 
 
 def test_a_fully_pruned_layer_gives_its_bias_path():

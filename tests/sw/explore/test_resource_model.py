@@ -59,7 +59,7 @@ def test_a_fit_recovers_a_model_that_made_its_samples():
 
 def test_the_shipped_model_grows_with_the_array_and_packing_saves_dsps():
     model = ResourceModel.load()
-    base = PRESETS["zcu102"].accelerator
+    base = PRESETS["zcu102-k1"].accelerator
     small, large = (model.predict(replace(base, array=array)) for array in (16, 32))
     assert all(large[resource] > small[resource] for resource in ("lut", "ff", "dsp"))
     packed = model.predict(replace(base, array=32, macs_per_dsp=2))
@@ -93,6 +93,9 @@ def test_the_shipped_model_predicts_the_cascade_array_from_its_own_samples():
     # ACT and WGT interleave k_per_cycle memories of depth / k_per_cycle each.
     terms = rest_features(replace(pairs, k_per_cycle=4))
     assert terms["lane_slab"] == 32 * 3
+    # Its rows read the result registers through multiplexers; the PE array's chains do not.
+    assert terms["drain_bits"] == 32 ** 2 * accumulator_width(base.k_max)
+    assert rest_features(pairs)["drain_bits"] == 0
     assert terms["act_bram"] == 4 * block_rams(8 * 32, 51200 // 4)
     estimate = {"total": model.predict(base),
                 "pe": {"count": 1, "unit": dict.fromkeys(RESOURCES, 1.0)}}
