@@ -152,6 +152,12 @@ class GemmConfig:
         """DSP48E2 multipliers of the array, ``macs_per_cycle / macs_per_dsp``."""
         return self.macs_per_cycle // self.macs_per_dsp
 
+    def tile_issues(self, k, sparse=False):
+        """Reduction steps the controller issues for one output tile of depth ``k``:
+        ``ceil(k / k_per_cycle)`` for a dense command (aligned slabs), ``k`` for a sparse one
+        (single gathered entries). A tile lasts at least ``cols`` cycles besides."""
+        return k if sparse else -(-k // self.k_per_cycle)
+
     def to_dict(self):
         return asdict(self)
 

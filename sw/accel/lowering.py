@@ -161,8 +161,9 @@ class Lowering:
             return None
         if layer.sparse.pattern.cols % self.lanes == 0:
             sparse = layer.sparse.for_cols(self.lanes).nonempty()
-            dense_steps = -(-layer.weight.shape[0] // self.config.k_per_cycle)
-            if sparse.pattern.length < dense_steps:
+            gemm = self.config.gemm
+            if (gemm.tile_issues(sparse.pattern.length, sparse=True)
+                    < gemm.tile_issues(layer.weight.shape[0])):
                 return sparse
         self.dense_fallback.append(name)
         return None
@@ -174,11 +175,11 @@ class Lowering:
         if sparse is None:
             entries = layer.weight.shape[0]
             load = self.config.weight_words(entries)
-            issues = -(-entries // self.config.k_per_cycle)
         else:
             p = sparse.pattern
-            entries = issues = p.length
+            entries = p.length
             load = p.kept_blocks * (1 + p.kept_rows) + self.config.weight_words(entries)
+        issues = self.config.gemm.tile_issues(entries, sparse is not None)
         return load, (m_tiles or self.token_tiles) * max(issues, self.lanes)
 
     def _load_columns(self, layer, sparse, start, end):

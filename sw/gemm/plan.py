@@ -117,7 +117,7 @@ def command_cycles(config, descriptor):
     against the hardware counter for every GEMM.
     """
     d = descriptor
-    issues = d.k if d.sparse else -(-d.k // config.k_per_cycle)
+    issues = config.tile_issues(d.k, d.sparse)
     period = max(issues, config.cols)
     last_issue = d.m_tiles * d.n_tiles(config) * period - (period - issues)
     last_tile_columns = d.n - (d.n_tiles(config) - 1) * config.cols
