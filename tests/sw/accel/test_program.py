@@ -75,7 +75,7 @@ def test_weights_that_load_longer_than_the_gemm_before_them_are_cut_into_chunks(
             continue
         cycles = command_cycles(config.gemm, GemmDescriptor.from_fields(instructions[index][1]))
         # A chunk loads in at most the GEMM beside it plus one tile of columns.
-        assert fields["count"] * config.act_entry_words <= cycles + 512 * 2, (index, fields)
+        assert config.weight_words(fields["count"]) <= cycles + 512 * 2, (index, fields)
 
 
 def test_where_a_tiles_gemm_is_shorter_than_its_load_the_chunks_keep_every_gemm_busy():
@@ -97,7 +97,7 @@ def test_where_a_tiles_gemm_is_shorter_than_its_load_the_chunks_keep_every_gemm_
         if following != Opcode.LOAD or after != Opcode.GEMM or chunk["a_addr"] != host["a_addr"]:
             continue                    # not a load of the next chunk of the same layer
         issues = host["m_tiles"] * -(-host["n"] // 8) * max(-(-host["k"] // 2), 8)
-        assert load["count"] * config.act_entry_words >= issues, (index, host, load)
+        assert config.weight_words(load["count"]) >= issues, (index, host, load)
         hosts += 1
     assert hosts >= 4, f"{hosts} chunks of a layer loaded beside the chunk before them"
 
