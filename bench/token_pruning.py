@@ -1,11 +1,12 @@
 """Token pruning on the accelerator (issue 11 goals), dense and pruned side by side in one run.
 
 1. P5, pruning efficiency: DeiT-T (random weights, one 224x224 image), top-k at 0.7, 0.49,
-   0.343 before blocks 4, 7, 10, on a 16x16 array and on the ``zcu102`` preset (32x32), dense
+   0.343 before blocks 4, 7, 10, on a 16x16 array and on the ``zcu102-32x32`` preset (the
+   ``zcu102`` preset when issue 11 was done), dense
    and pruned co-verified bit for bit on the RTL (ideal one-cycle memory). Goal: (cycles saved / dense cycles) >= 0.9 x (MACs
    saved / dense MACs), the selectors' own cycles counted as cost; selector cycles <= 5 % of
    the pruned model's.
-2. DeiT-S on the ``zcu102`` preset, dense, default top-k and an aggressive top-k (0.5, 0.25,
+2. DeiT-S on the ``zcu102-32x32`` preset, dense, default top-k and an aggressive top-k (0.5, 0.25,
    0.125): cycles and FPS at the preset's clock. Goal: default pruned FPS >= 1.45x dense.
 3. Accuracy of the timm-trained DeiT-T digits model (``../shared/models``) with its shipped
    selectors, float and int8 (golden model), dense, threshold, default top-k and aggressive
@@ -207,7 +208,7 @@ def _plot_cycles(path, results):
                   ha="center", va="bottom", fontsize=8)
     axis.set_ylabel("Mcycles per image")
     axis.set_title("Dense against token-pruned: RTL cycles (bit-exact), FPS at 250 MHz "
-                   "(32x32: the zcu102 preset)", fontsize=9)
+                   "(32x32: the zcu102-32x32 preset)", fontsize=9)
     axis.tick_params(axis="x", labelsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -226,7 +227,7 @@ def main(argv=None):
     results = json.loads(path.read_text()) if path.exists() else {}
     results["goals"] = {"efficiency": GOAL_EFFICIENCY, "fps_ratio": GOAL_FPS_RATIO,
                         "selector_share": GOAL_SELECTOR_SHARE}
-    preset = PRESETS["zcu102"]
+    preset = PRESETS["zcu102-32x32"]
     if not args.skip_rtl:
         results["rtl"] = {
             "deit-tiny 16x16": _rtl_runs("deit-tiny", {"topk": _stages(12)}, preset, array=16),

@@ -80,14 +80,16 @@ PRESETS = {
     "small": ShellConfig(accelerator=AcceleratorConfig(
         array=4, act_depth=4096, wgt_depth=2048, prm_depth=512, lnp_depth=64, k_max=128)),
     # 40x40 output tile, two steps of K per cycle on DSP48E2 cascades (3,200 int8 MACs per
-    # cycle on 1,600 DSPs), with scratchpads for DeiT-T and DeiT-S, the ACT sized by liveness
-    # in two banks (words 0..16,383 and 16,384..20,479) so that each head's softmax runs
-    # beside the next head's GEMM; one activation read port keeps that scratchpad in one copy
-    # of block RAM. 197 tokens fill 5 tiles of 40 rows (98.5%). Estimate (Yosys), clock
+    # cycle on 1,600 DSPs), with scratchpads for DeiT-T and DeiT-S, dense or token-pruned
+    # (pruned DeiT-S's plan needs 23,056 ACT words), the ACT sized by liveness in two banks
+    # (words 0..16,383 and 16,384..24,575) so that each head's softmax runs beside the next
+    # head's GEMM; two activation read ports (the scratchpad twice in block RAM), so that ADD
+    # reads a word of each operand per cycle and a softmax finds a tile's maxima during the
+    # tile before it. 197 tokens fill 5 tiles of 40 rows (98.5%). Estimate (Yosys), clock
     # evidence and the choice of the array: docs/performance.md, "ZCU102 output".
     "zcu102": ShellConfig(clock_mhz=200, accelerator=AcceleratorConfig(
-        array=40, act_depth=20480, wgt_depth=30720, prm_depth=4096, lnp_depth=1024,
-        k_max=2048, act_read_ports=1, act_banks=2, macs_per_dsp=2, k_per_cycle=2)),
+        array=40, act_depth=24576, wgt_depth=30720, prm_depth=4096, lnp_depth=1024,
+        k_max=2048, act_read_ports=2, act_banks=2, macs_per_dsp=2, k_per_cycle=2)),
     # The same with one step of K per cycle (1,600 MACs on 1,600 DSPs, no cascades): the
     # zcu102 preset until the cascade array fitted.
     "zcu102-k1": ShellConfig(clock_mhz=200, accelerator=AcceleratorConfig(

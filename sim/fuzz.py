@@ -182,7 +182,7 @@ def _gemm(draw, config, sparse=False):
         return None
     fields = dict(a_addr=a[0], a_stride=a[1], b_addr=b[0], b_stride=b[1], c_addr=c[0],
                   c_stride=c[1], p_addr=draw(st.integers(0, config.prm_depth - n)), k=k,
-                  m_tiles=m_tiles, n=n)
+                  m_tiles=m_tiles, n=n, gelu=int(draw(st.booleans())))
     if sparse:
         fields["depth"] = depth
     return fields

@@ -56,8 +56,10 @@ class AcceleratorConfig:
         Deepest GEMM reduction.
     act_read_ports : int
         Read ports of the activation scratchpad: 2 lets ADD read both operands
-        in one cycle (one word per cycle); 1 halves ADD's throughput but keeps
-        the scratchpad in one copy of block RAM instead of two.
+        in one cycle (one word per cycle) and SOFTMAX find a tile's maxima
+        during the tile before it (two passes per tile instead of three); 1
+        halves ADD's throughput and keeps the maxima pass but keeps the
+        scratchpad in one copy of block RAM instead of two.
     macs_per_dsp : int
         1, or 2 to pack two int8 MACs into each DSP48E2 (``docs/architecture.md``).
     act_banks : int

@@ -1,13 +1,13 @@
 """GELU and ADD: element-wise over activation words, one word per cycle."""
 
 from amaranth import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, memory
-from amaranth.lib.wiring import Out
+from amaranth.lib import data, wiring
 
 from ..numerics import MULTIPLIER_BITS, OPERAND_BITS, OPERAND_MAX, OPERAND_MIN
-from .config import SCRATCHPAD_ADDRESS_BITS, TABLE_WORDS
+from .config import SCRATCHPAD_ADDRESS_BITS
+from .gelu_lookup import GeluLookup, table_write_port
 from .isa import ISA, Opcode
-from .ports import MEMORY_DATA_BITS, Unit, scratchpad_ports
+from .ports import Unit, scratchpad_ports
 
 __all__ = ["Eltwise", "eltwise_cycles"]
 
@@ -29,16 +29,13 @@ _RESULT_STAGES = 5
 class Eltwise(Unit):
     """Executes GELU (table lookup) or ADD (rescaled residual sum), ``docs/isa.md``.
 
-    Owns the GELU table: 16 words of 16 entries, written by LOAD into TBL.
-    Every lane has its own copy with one read port (as in distributed RAM,
-    where a read port is a copy anyway; one memory with ``array`` read ports
-    also makes Yosys' memory mapping run out of memory).
+    Owns a copy of the GELU table (:class:`GeluLookup`), written by LOAD
+    into TBL.
 
     Throughput: one word per cycle; with ``config.act_read_ports == 1``, ADD
     reads both operands through the one port and does one word per two
     cycles (a second read port doubles the activation scratchpad's block RAM,
-    the largest memory of the design, for an instruction that takes about
-    1 % of a ViT's cycles). Latency: six cycles from the last read to the
+    the largest memory of the design). Latency: six cycles from the last read to the
     last write (the read, then registers for the operands and after the
     products, the rounded sum, the shift and the saturation: no
     multiplier, adder or shifter shares a cycle with another).
@@ -56,8 +53,7 @@ class Eltwise(Unit):
         reads = ("act_read", "y_read") if config.act_read_ports == 2 else ("act_read",)
         super().__init__(config, {
             **scratchpad_ports(config, *reads, "act_write"),
-            "tbl_write": Out(memory.WritePort.Signature(addr_width=(TABLE_WORDS - 1).bit_length(),
-                                                      shape=MEMORY_DATA_BITS)),
+            "tbl_write": table_write_port(),
         })
 
     def elaborate(self, platform):
@@ -123,6 +119,9 @@ class Eltwise(Unit):
             y_operand = Signal()            # ... and the operand registers hold it
             m.d.sync += [y_arrives.eq(reading_y), y_operand.eq(y_arrives)]
             coefficient = Mux(y_operand, add.y_multiplier, add.x_multiplier)
+        m.submodules.gelu = lookup = GeluLookup(lanes)
+        wiring.connect(m, wiring.flipped(self.tbl_write), lookup.tbl_write)
+        m.d.comb += [lookup.value.eq(self.act_read.data), lookup.take.eq(arrived)]
         results = Signal(data.ArrayLayout(signed(8), lanes))
         for lane in range(lanes):
             x = self.act_read.data[lane]
@@ -144,21 +143,12 @@ class Eltwise(Unit):
             rounding = x_product + product + ((1 << add.shift) >> 1)
             rounded = Signal(rounding.shape(), name=f"rounded_{lane}")
             m.d.sync += rounded.eq(rounding)
-            m.submodules[f"table_{lane}"] = table = memory.Memory(
-                shape=MEMORY_DATA_BITS, depth=TABLE_WORDS, init=[])
-            writer, reader = table.write_port(), table.read_port()
-            m.d.comb += [writer.addr.eq(self.tbl_write.addr), writer.data.eq(self.tbl_write.data),
-                         writer.en.eq(self.tbl_write.en)]
-            byte = Signal(4, name=f"byte_{lane}")
-            m.d.comb += reader.addr.eq(x.as_unsigned()[4:])
-            with m.If(arrived):
-                m.d.sync += byte.eq(x.as_unsigned()[:4])
             total = Signal(rounded.shape(), name=f"shifted_{lane}")
             summed = Signal(signed(8), name=f"sum_{lane}")
             m.d.sync += [total.eq(rounded >> add.shift),
                          summed.eq(Mux(total > OPERAND_MAX, OPERAND_MAX,
                                        Mux(total < OPERAND_MIN, OPERAND_MIN, total)))]
-            entry = reader.data.word_select(byte, 8)
+            entry = lookup.entry[lane]
             for stage in range(_RESULT_STAGES - 1):
                 delayed = Signal(8, name=f"entry_{lane}_{stage}")
                 with m.If(valid[stage + 1]):

@@ -2,10 +2,12 @@
 
 from dataclasses import fields
 
-from amaranth import Module
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
 
 from ..gemm.core import GemmCore
 from ..gemm.descriptor import GemmDescriptor
+from .gelu_lookup import GeluLookup, table_write_port
 from .isa import ISA, Opcode
 from .ports import Unit, scratchpad_ports
 
@@ -22,8 +24,16 @@ class GemmUnit(Unit):
     ``k_per_cycle`` words, when ``config.gemm.k_per_cycle > 1``), the A-row numbers of sparse B words through
     ``idx_read`` (one cycle ahead of B), the requantization parameters
     through ``prm_read``, and C leaves through ``act_write``.
-    ``start`` hands the command to the core in the same cycle; ``busy`` and
-    ``done`` are the core's. Throughput and latency: see :class:`GemmEngine`.
+    ``start`` hands the command to the core in the same cycle.
+
+    C words pass one register on their way to ACT, where an instruction whose
+    ``gelu`` field is set writes the GELU of each value instead (a copy of
+    the GELU table, :class:`GeluLookup`, filled by LOAD into TBL as the
+    element-wise unit's is): FC1 and its GELU in one pass, at no cost in
+    throughput. ``busy`` covers that register, and ``done``, the core's a
+    cycle later, pulses as it falls: a GEMM takes ``command_cycles + 2``
+    cycles from ``start`` to ``done``. Throughput and latency otherwise: see
+    :class:`GemmEngine`.
 
     Parameters
     ----------
@@ -33,8 +43,11 @@ class GemmUnit(Unit):
     def __init__(self, config):
         self._operand_ports = (("act_read", "wgt_read") if config.gemm.k_per_cycle == 1
                                else ("act_slab_read", "wgt_slab_read"))
-        super().__init__(config, scratchpad_ports(config, *self._operand_ports, "idx_read",
-                                                  "prm_read", "act_write"))
+        super().__init__(config, {
+            **scratchpad_ports(config, *self._operand_ports, "idx_read", "prm_read",
+                               "act_write"),
+            "tbl_write": table_write_port(),
+        })
 
     def elaborate(self, platform):
         m = Module()
@@ -45,15 +58,20 @@ class GemmUnit(Unit):
             *[getattr(core.cmd.payload, field.name).eq(getattr(gemm, field.name))
               for field in fields(GemmDescriptor) if field.name != "sparse"],
             core.cmd.payload.sparse.eq(gemm.opcode == Opcode.GEMM_SPARSE),
-            self.busy.eq(core.busy),
-            self.done.eq(core.done),
         ]
         a_read, b_read = (getattr(self, name) for name in self._operand_ports)
         for core_read, read in ((core.a_read, a_read), (core.b_read, b_read),
                                 (core.i_read, self.idx_read), (core.p_read, self.prm_read)):
             m.d.comb += [read.addr.eq(core_read.addr), read.en.eq(core_read.en),
                          core_read.data.eq(read.data)]
-        m.d.comb += [self.act_write.addr.eq(core.c_write.addr),
-                     self.act_write.data.eq(core.c_write.data),
-                     self.act_write.en.eq(core.c_write.en)]
+        # The C word's register stage, beside its GELU lookup.
+        m.submodules.gelu = lookup = GeluLookup(self._config.array)
+        wiring.connect(m, wiring.flipped(self.tbl_write), lookup.tbl_write)
+        m.d.comb += [lookup.value.eq(core.c_write.data), lookup.take.eq(core.c_write.en)]
+        written = Signal.like(core.c_write.data)
+        m.d.sync += [self.act_write.addr.eq(core.c_write.addr),
+                     self.act_write.en.eq(core.c_write.en), written.eq(core.c_write.data),
+                     self.done.eq(core.done)]
+        m.d.comb += [self.act_write.data.eq(Mux(gemm.gelu, lookup.entry, written)),
+                     self.busy.eq(core.busy | self.act_write.en)]
         return m

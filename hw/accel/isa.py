@@ -339,7 +339,7 @@ _SHIFT = 4          # log2 of the rows of a block, 1..8
 
 _GEMM_FIELDS = {"a_addr": _WORDS, "a_stride": _WORDS, "b_addr": _WORDS, "b_stride": _WORDS,
                 "c_addr": _WORDS, "c_stride": _WORDS, "p_addr": _ENTRIES, "k": _SIZE,
-                "m_tiles": _SIZE, "n": _SIZE}
+                "m_tiles": _SIZE, "n": _SIZE, "gelu": 1}
 
 _ROW_TILES = {"src": _WORDS, "src_stride": _WORDS, "dst": _WORDS, "dst_stride": _WORDS,
               "m_tiles": _SIZE}
@@ -634,14 +634,15 @@ def resolve(instruction, state):
 
 
 #: Fields :func:`encode` fills in when they are not given: no field live, no tile size.
-_FIELD_DEFAULTS = {"live": 0, "tile_words": 0, "beside": 0}
+_FIELD_DEFAULTS = {"live": 0, "tile_words": 0, "beside": 0, "gelu": 0}
 
 
 def encode(opcode, **values):
     """The 256-bit word of ``opcode`` with ``values``.
 
-    Every field must be given and fit, except ``live`` and ``tile_words``,
-    which are 0 unless given (no field takes a live value).
+    Every field must be given and fit, except ``live``, ``tile_words``,
+    ``beside`` and ``gelu``, which are 0 unless given (no field takes a live
+    value, nothing runs beside, no GELU in a GEMM's write-back).
     """
     spec = ISA[Opcode(opcode)]
     name = spec.opcode.name

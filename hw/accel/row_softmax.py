@@ -21,13 +21,16 @@ _TILE_DRAINS = 18
 _MAXIMA_DRAIN = 6
 
 
-def softmax_cycles(lanes, tiles, length, units=None):
+def softmax_cycles(lanes, tiles, length, units=None, lookahead=False):
     """Cycles of a SOFTMAX of ``tiles`` tiles of rows ``length`` long on ``lanes`` lanes with
     ``units`` shared dividers (:func:`row_units` by default): per tile three passes, the
     reciprocals and the drains; what the exp table's fill takes beyond the first maxima
-    pass; the start and FINISH states."""
+    pass; the start and FINISH states. With ``lookahead`` (a second activation read port)
+    every tile but the first finds its maxima during the output pass of the tile before
+    it, which saves its maxima pass and that pass's drain."""
     tile = 3 * length + reciprocals_cycles(lanes, row_units(lanes, units)) + _TILE_DRAINS
-    return tiles * tile + max(0, FILL_CYCLES - length - _MAXIMA_DRAIN) + 2
+    saved = (tiles - 1) * (length + _MAXIMA_DRAIN) if lookahead else 0
+    return tiles * tile - saved + max(0, FILL_CYCLES - length - _MAXIMA_DRAIN) + 2
 
 
 class RowSoftmax(Unit):
@@ -45,6 +48,11 @@ class RowSoftmax(Unit):
     pass drains the pipeline: the read, the word read, the table, the product
     and the rounded probability each have a register).
 
+    With a second activation read port (``config.act_read_ports == 2``) the
+    output pass of a tile also reads the next tile's words, the same index
+    through ``y_read``, into a second set of maxima: every tile but the first
+    starts with its sums pass, ``length + 6`` cycles sooner.
+
     Parameters
     ----------
     config : AcceleratorConfig
@@ -53,7 +61,9 @@ class RowSoftmax(Unit):
     """
 
     def __init__(self, config, *, units=None):
-        super().__init__(config, scratchpad_ports(config, "act_read", "act_write"))
+        self._lookahead = config.act_read_ports == 2
+        reads = ("act_read", "y_read") if self._lookahead else ("act_read",)
+        super().__init__(config, scratchpad_ports(config, *reads, "act_write"))
         self._units = row_units(config.array, units)
 
     def elaborate(self, platform):
@@ -98,6 +108,10 @@ class RowSoftmax(Unit):
         m.d.comb += [in_flight.eq(Cat(*valid).any()), exp.en.eq(valid[1])]
         with m.If(valid[0]):
             m.d.sync += words.eq(self.act_read.data)
+        if self._lookahead:
+            output_pass = Signal()          # the DIVIDE state enters the output pass
+            ahead = self._look_ahead(m, inst, tile, index, reading & (phase == 2), first[1],
+                                     src_tile=src_tile, enter=output_pass)
 
         # Pass 0: maxima of the registered words.
         with m.If((phase == 0) & valid[1]):
@@ -158,11 +172,43 @@ class RowSoftmax(Unit):
                                 m.next = "FINISH"
                             with m.Else():
                                 m.d.sync += reading.eq(1)
+                                if self._lookahead:     # the maxima are there: sums next
+                                    m.d.sync += [phase.eq(1), *(
+                                        maxima[lane].eq(ahead[lane]) for lane in range(lanes))]
             with m.State("DIVIDE"):
                 with m.If(~reciprocals.busy):
                     m.d.sync += [phase.eq(2), reading.eq(1)]
+                    if self._lookahead:
+                        m.d.comb += output_pass.eq(1)
                     m.next = "PASS"
             with m.State("FINISH"):
                 m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                 m.next = "IDLE"
         return m
+
+    def _look_ahead(self, m, inst, tile, index, output_pass, first, *, src_tile, enter):
+        """The maxima of the next tile's rows, read through ``y_read`` at ``index`` while
+        the output pass reads the tile's (``output_pass``): registers holding them after
+        the pass. ``first`` marks the registered first word, as for the maxima pass.
+
+        The next tile's first word is ``src_tile + src_stride``, registered in the cycle
+        ``enter`` starts the output pass (not at ``start``, where the sum of two fields
+        of the instruction, which comes through the look-ahead's multiplexers, made the
+        preset's slowest path)."""
+        next_tile = Signal(SCRATCHPAD_ADDRESS_BITS)
+        with m.If(enter):
+            m.d.sync += next_tile.eq(src_tile + inst.src_stride)
+        reading = output_pass & (tile + 1 != inst.m_tiles)
+        m.d.comb += [self.y_read.addr.eq(next_tile + index), self.y_read.en.eq(reading)]
+        arrived, registered = Signal(), Signal()
+        words = Signal.like(self.y_read.data)
+        m.d.sync += [arrived.eq(reading), registered.eq(arrived)]
+        with m.If(arrived):
+            m.d.sync += words.eq(self.y_read.data)
+        ahead = [Signal(signed(OPERAND_BITS), name=f"ahead_max_{lane}")
+                 for lane in range(self._config.array)]
+        with m.If(registered):
+            for lane, maximum in enumerate(ahead):
+                value = words[lane]
+                m.d.sync += maximum.eq(Mux(first | (value > maximum), value, maximum))
+        return ahead

@@ -48,8 +48,9 @@ ISSUE_CYCLES = 3
 #: From a GEMM's start to the start of the instruction beside it: a cycle in EXECUTE,
 #: LOOK_AHEAD's fetch, SIDE_CHECK and SIDE_START.
 SIDE_START_DELAY = 1 + FETCH_CYCLES + SIDE_CHECK_LATENCY + 1
-#: The GEMM unit's ``done`` follows the cycles the engine is busy (``command_cycles``).
-_GEMM_DONE = 1
+#: The GEMM unit's ``done`` follows the cycles the engine is busy (``command_cycles``) and
+#: the C words' register stage (its GELU lookup).
+_GEMM_DONE = 2
 
 
 def _gemm(config, inst):
@@ -62,7 +63,8 @@ _UNITS = {
     Opcode.GEMM: _gemm, Opcode.GEMM_SPARSE: _gemm,
     Opcode.GELU: lambda config, inst: eltwise_cycles(config, inst.opcode, inst.count),
     Opcode.ADD: lambda config, inst: eltwise_cycles(config, inst.opcode, inst.count),
-    Opcode.SOFTMAX: lambda config, inst: softmax_cycles(config.array, inst.m_tiles, inst.length),
+    Opcode.SOFTMAX: lambda config, inst: softmax_cycles(config.array, inst.m_tiles, inst.length,
+                                                        lookahead=config.act_read_ports == 2),
     Opcode.LAYERNORM: lambda config, inst: layernorm_cycles(config.array, inst.m_tiles,
                                                             inst.channels),
     Opcode.COPY_TO_WGT: move_cycles, Opcode.TRANSPOSE_TO_WGT: move_cycles,

@@ -129,9 +129,10 @@ class Lowering:
         return {region.name: region.start for region in regions}
 
     def gemm(self, a, a_width, b, b_stride, c, c_width, p, k, n, m_tiles=None, rows=None,
-             live=(), depth=None):
+             live=(), depth=None, gelu=False):
         """A GEMM on the stage's tokens (or ``m_tiles`` tiles of which ``rows`` are real);
-        ``live`` names ``n`` or ``k`` when they are the token count.
+        ``live`` names ``n`` or ``k`` when they are the token count; with ``gelu`` its results
+        go through the GELU table last loaded into TBL.
 
         With ``depth`` it is a GEMM_SPARSE: ``k`` entries (WGT and IDX words) per column
         tile, over A tiles of ``depth`` words (the dense reduction depth).
@@ -141,7 +142,7 @@ class Lowering:
         flagged = (*live, "m_tiles") if m_tiles is None else live
         fields = dict(a_addr=a, a_stride=a_width, b_addr=b, b_stride=b_stride, c_addr=c,
                       c_stride=c_width, p_addr=p, k=k, m_tiles=m_tiles or self.token_tiles, n=n,
-                      **sparse_fields)
+                      gelu=int(gelu), **sparse_fields)
         self.emit(opcode, **fields, live=self.live_bits(opcode, *flagged))
         real = rows or self.tokens
         self.emit.macs += real * k * n
@@ -220,17 +221,17 @@ class Lowering:
         chunks = tuple((int(start), min(int(end), n)) for start, end in zip(edges, edges[1:]))
         return LoadedLayer(layer, chunks, self._load_columns(layer, sparse, *chunks[0]), sparse)
 
-    def linear(self, loaded, src, src_width, dst, prm, m_tiles=None, rows=None):
+    def linear(self, loaded, src, src_width, dst, prm, m_tiles=None, rows=None, gelu=False):
         """A :class:`LoadedLayer` on ``src`` into ``dst``, parameters from PRM ``prm``: one
         GEMM (GEMM_SPARSE) per chunk, each next chunk's weights loaded beside the one
-        before."""
+        before; with ``gelu`` the results go through the GELU table."""
         layer, sparse = loaded.layer, loaded.sparse
         k, n = layer.weight.shape
         entries, depth = (k, None) if sparse is None else (sparse.pattern.length, k)
         address = loaded.address
         for index, (start, end) in enumerate(loaded.chunks):
             self.gemm(src, src_width, address, entries, dst + start, n, prm + start, entries,
-                      end - start, m_tiles, rows, depth=depth)
+                      end - start, m_tiles, rows, depth=depth, gelu=gelu)
             if index + 1 < len(loaded.chunks):
                 address = self._load_columns(layer, sparse, *loaded.chunks[index + 1])
 
@@ -248,12 +249,6 @@ class Lowering:
                   tile_words=self.dim, x_multiplier=residual.x_multiplier,
                   y_multiplier=residual.y_multiplier, shift=residual.shift,
                   live=self.live_bits(Opcode.ADD, "count"))
-
-    def gelu(self, src, width, m_tiles=None):
-        """GELU in place on the stage's tokens (or ``m_tiles`` tiles), ``width`` words each."""
-        live = self.live_bits(Opcode.GELU, "count") if m_tiles is None else 0
-        self.emit(Opcode.GELU, src=src, dst=src, count=(m_tiles or self.token_tiles) * width,
-                  tile_words=width, live=live)
 
     def overlaps(self, block):
         """Whether ``block``'s heads overlap (:meth:`attention`): the plan has two ACT banks,
@@ -392,9 +387,8 @@ class Lowering:
         self.add(source, sublayer, x1, block.residual1)
         self.layernorm(block.ln2, lnp[f"{name} ln2"], x1, normalized)
         mlp = self.act("mlp")
-        self.linear(fc1, normalized, dim, mlp, prm[f"{name} fc1"])
+        self.linear(fc1, normalized, dim, mlp, prm[f"{name} fc1"], gelu=True)
         fc2 = self.load_layer(block.fc2, f"{name} fc2")
-        self.gelu(mlp, block.hidden)
         self.linear(fc2, mlp, block.hidden, sublayer, prm[f"{name} fc2"])
         next_qkv = None if following is None else \
             self.load_layer(following.qkv, f"block {index + 1} qkv")

@@ -198,42 +198,39 @@ def lower_select(lowering, stage, source, result):
     emit.load(Space.WGT, packed, base, len(packed))
     weights = {label: base + offset for label, offset in offsets.items()}
 
-    def per_head(label, a, a_width, c, c_width):
-        """One GEMM per head of layer ``label``."""
+    def per_head(label, a, a_width, c, c_width, gelu=None):
+        """One GEMM per head of layer ``label``, its results through the GELU table ``gelu``
+        if given (LOADed into TBL first)."""
         k, n = getattr(selector, label).weight.shape
+        if gelu is not None:
+            emit.load(Space.TBL, gelu, 0, TABLE_WORDS)
         for head in range(heads):
             lowering.gemm(a + head * k, a_width, weights[label], aligned(k, align),
-                          c + head * n, c_width, prm[f"{stage.name} {label}"], k, n)
-
-    def gelu(table, src, width, m_tiles=None):
-        emit.load(Space.TBL, table, 0, TABLE_WORDS)
-        lowering.gelu(src, width, m_tiles)
+                          c + head * n, c_width, prm[f"{stage.name} {label}"], k, n,
+                          gelu=gelu is not None)
 
     for head in range(heads):
         lowering.layernorm(selector.ln, lnp, source + head * d, normalized + head * d,
                            channels=d)
-    per_head("input", normalized, dim, z, dim)
-    gelu(selector.input_gelu, z, dim)
+    per_head("input", normalized, dim, z, dim, selector.input_gelu)
     half = d // 2
     for head in range(heads):
         start = z + head * d + half
         emit(Opcode.TOKEN_MEAN, src=start, src_stride=dim, words=half, group=1,
              alive=stage.alive, dst=start, dst_stride=dim, dst_tiles=lowering.token_tiles,
              live=lowering.live_bits(Opcode.TOKEN_MEAN, "alive", "dst_tiles"))
-    per_head("fc1", z, dim, f1, dim // 2)
-    gelu(selector.fc1_gelu, f1, dim // 2)
-    per_head("fc2", f1, dim // 2, f2, dim // 4)
-    gelu(selector.fc2_gelu, f2, dim // 4)
+    per_head("fc1", z, dim, f1, dim // 2, selector.fc1_gelu)
+    per_head("fc2", f1, dim // 2, f2, dim // 4, selector.fc2_gelu)
     per_head("difference", f2, dim // 4, scores, heads)
     emit(Opcode.TOKEN_MEAN, src=source, src_stride=dim, words=dim, group=d, alive=stage.alive,
          dst=small, dst_stride=heads, dst_tiles=1,
          live=lowering.live_bits(Opcode.TOKEN_MEAN, "alive"))
     hidden_start, logits_start, _ = _head_layout(selector, align)
     head_hidden, logits = small + hidden_start, small + logits_start
+    emit.load(Space.TBL, selector.head_gelu, 0, TABLE_WORDS)
     lowering.gemm(small, hidden_start, weights["head_fc1"], aligned(heads, align),
                   head_hidden, hidden, prm[f"{stage.name} head_fc1"], heads, hidden,
-                  m_tiles=1, rows=1)
-    gelu(selector.head_gelu, head_hidden, hidden, m_tiles=1)
+                  m_tiles=1, rows=1, gelu=True)
     lowering.gemm(head_hidden, logits_start - hidden_start, weights["head_fc2"],
                   aligned(hidden, align), logits, heads, prm[f"{stage.name} head_fc2"],
                   hidden, heads, m_tiles=1, rows=1)

@@ -113,7 +113,7 @@ def test_live_fields_per_opcode():
 def test_resolve_replaces_only_flagged_fields_and_reports_excess():
     order = [name for name, _ in ISA[Opcode.GEMM].live]
     fields = dict(a_addr=0, a_stride=4, b_addr=0, b_stride=4, c_addr=8, c_stride=40, p_addr=0,
-                  k=40, m_tiles=5, n=40)
+                  k=40, m_tiles=5, n=40, gelu=1)
     flags = (1 << order.index("m_tiles")) | (1 << order.index("n"))
     gemm = decode(encode(Opcode.GEMM, **fields, live=flags))
     resolved, exceeding = resolve(gemm, LiveState.of(tokens=13, alive=9, array=4))

@@ -152,7 +152,8 @@ def _store(machine, index, inst):
 
 
 def _gemm(machine, index, inst):
-    """GEMM and GEMM_SPARSE: ``GemmDescriptor`` semantics, A rows through IDX when sparse."""
+    """GEMM and GEMM_SPARSE: ``GemmDescriptor`` semantics, A rows through IDX when sparse;
+    with ``gelu`` set, every result word through the GELU table."""
     config = machine.config
     sparse = int(inst.opcode == Opcode.GEMM_SPARSE)
     descriptor = GemmDescriptor.from_fields(inst.fields, sparse=sparse)
@@ -169,6 +170,10 @@ def _gemm(machine, index, inst):
            f"result words {c.first}..{c.end - 1} overlap operand words {a.first}..{a.end - 1}")
     execute_gemm(_Images(config.gemm, machine.act, machine.wgt, machine.act, machine.bias,
                          machine.multiplier, machine.shift, machine.idx), descriptor)
+    if inst.gelu:
+        written = np.unique((inst.c_addr + inst.c_stride * np.arange(inst.m_tiles))[:, None]
+                            + np.arange(inst.n)[None, :])
+        machine.act[written] = machine.table[machine.act[written].view(np.uint8)]
 
 
 def _check_indices(machine, index, inst, descriptor):

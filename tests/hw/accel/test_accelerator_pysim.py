@@ -134,8 +134,10 @@ BESIDE = {
 def test_a_row_instruction_beside_a_gemm_equals_the_interpreter_and_the_cycle_model(
         opcode, act_read_ports):
     """Two units at once on the two ACT banks: memory byte for byte as the interpreter
-    leaves it, and cycles, per class and beside the GEMM too, as the cycle model predicts
-    (the side's own cycles hidden behind the GEMM's, and counted as such)."""
+    leaves it (ACT stored at the end), and cycles, per class and beside the GEMM too, as
+    the cycle model predicts (the side's own cycles hidden behind the GEMM's, and counted as
+    such). Beside a GELU the GEMM writes through its own GELU table, so both copies are read
+    at once."""
     config = replace(SMALL, act_read_ports=act_read_ports)
     seed = 6
     data = np.random.default_rng(seed).integers(0, 256, 256 * 16, np.uint8).tobytes()
@@ -145,8 +147,11 @@ def test_a_row_instruction_beside_a_gemm_equals_the_interpreter_and_the_cycle_mo
                              (Space.LNP, 32), (Space.TBL, 16))]
     instructions += [
         Instruction(Opcode.GEMM, dict(a_addr=0, a_stride=10, b_addr=0, b_stride=10,
-                                      c_addr=128, c_stride=8, p_addr=0, k=10, m_tiles=3, n=8)),
-        Instruction(opcode, dict(BESIDE[opcode], beside=1)), Instruction(Opcode.DONE, {})]
+                                      c_addr=128, c_stride=8, p_addr=0, k=10, m_tiles=3, n=8,
+                                      gelu=int(opcode == Opcode.GELU))),
+        Instruction(opcode, dict(BESIDE[opcode], beside=1)),
+        Instruction(Opcode.STORE, dict(spad_addr=0, dram_addr=32, count=256)),
+        Instruction(Opcode.DONE, {})]
     image = program_image(*(encode(item.opcode, **item.fields) for item in instructions))
     image = image.ljust(32 * 16, b"\0") + data
     machine = Machine(config, image)

@@ -15,10 +15,13 @@ def softmax(params, src, src_stride, dst, dst_stride, m_tiles, length, probabili
                   beta=params.beta, gamma=params.gamma, probability_shift=probability_shift)
 
 
+@pytest.mark.parametrize("act_read_ports", [2, 1])
 @pytest.mark.parametrize("scale", [0.02, 0.1])
 @pytest.mark.parametrize("array", [2, 4])
-def test_strided_tiles_and_extreme_rows_match_the_interpreter(scale, array):
-    config = small_config(array=array)
+def test_strided_tiles_and_extreme_rows_match_the_interpreter(scale, array, act_read_ports):
+    """With two read ports each tile after the first has its maxima from the output pass
+    before it (the second port), with one it has its own maxima pass."""
+    config = small_config(array=array, act_read_ports=act_read_ports)
     seed = int(scale * 1000) + array
     machine = random_machine(config, np.random.default_rng(seed))
     set_rows(machine, 0, 9, extreme_rows(6))              # the first rows of shape 0
@@ -31,9 +34,11 @@ def test_strided_tiles_and_extreme_rows_match_the_interpreter(scale, array):
     words = [softmax(params, *shape, probability_shift=shift)
              for shift, shape in enumerate(shapes)]
     runs = run_and_compare(RowSoftmax(config), machine, words,
-                           err_msg=f"SOFTMAX, array {array}, scale {scale}, seed {seed}")
+                           err_msg=f"SOFTMAX, array {array}, scale {scale}, seed {seed}, "
+                                   f"{act_read_ports} read ports")
     assert [run.cycles for run in runs] == [
-        softmax_cycles(array, tiles, length) for *_, tiles, length in shapes]
+        softmax_cycles(array, tiles, length, lookahead=act_read_ports == 2)
+        for *_, tiles, length in shapes]
 
 
 @pytest.mark.parametrize("units", [3, 8])
@@ -49,19 +54,23 @@ def test_shared_units_under_back_to_back_rows(units):
     runs = run_and_compare(RowSoftmax(config, units=units), machine, words,
                            err_msg=f"SOFTMAX, {units} units")
     assert [run.cycles for run in runs] == [
-        softmax_cycles(8, tiles, length, units) for *_, tiles, length in shapes]
+        softmax_cycles(8, tiles, length, units, lookahead=True) for *_, tiles, length in shapes]
 
 
-def test_a_long_row_hides_the_table_fill():
-    """Rows of 300 elements: the first maxima pass outlasts the fill of the exp table."""
-    config = small_config(array=2, act_depth=2048)
+@pytest.mark.parametrize("act_read_ports", [1, 2])
+def test_a_long_row_hides_the_table_fill(act_read_ports):
+    """Rows of 300 elements: the first maxima pass outlasts the fill of the exp table; with
+    two read ports the second tile's maxima pass (300 words and its drain of 6) is saved."""
+    config = small_config(array=2, act_depth=2048, act_read_ports=act_read_ports)
     rng = np.random.default_rng(3)
     machine = random_machine(config, rng)
     set_rows(machine, 0, 300, spread_rows(rng, 4, 300))
     word = softmax(exp_params(0.05), 0, 300, 600, 300, 2, 300)
     runs = run_and_compare(RowSoftmax(config), machine, [word], err_msg="SOFTMAX, rows of 300")
-    assert [run.cycles for run in runs] == [softmax_cycles(2, 2, 300)]
+    lookahead = act_read_ports == 2
+    assert [run.cycles for run in runs] == [softmax_cycles(2, 2, 300, lookahead=lookahead)]
     assert softmax_cycles(2, 2, 300) == softmax_cycles(2, 2, 299) + 6 == 2 * (900 + 72) + 2
+    assert softmax_cycles(2, 2, 300, lookahead=True) == softmax_cycles(2, 2, 300) - 306
 
 
 def test_cycles_of_deit_shapes():

@@ -28,7 +28,8 @@ def program(*words):
 
 
 def gemm_cycles(**fields):
-    return command_cycles(CONFIG.gemm, GemmDescriptor.from_fields({**GEMM, **fields})) + 1
+    """The engine's busy cycles, then the C words' register stage and ``done``."""
+    return command_cycles(CONFIG.gemm, GemmDescriptor.from_fields({**GEMM, **fields})) + 2
 
 
 def load(space, spad_addr, count):

@@ -103,11 +103,12 @@ def test_each_softmax_runs_beside_the_gemms_between_its_scores_and_its_use(seed)
 
 def test_a_deit_head_s_softmax_is_split_where_it_hides_best():
     """DeiT-T's shape on 40 lanes: 197 tokens in 5 tiles, Q K^T 1,646 cycles, P V 2,012, a
-    softmax of 5 tiles 3,364. Heads 0 and 2 have one GEMM to hide behind; head 1's softmax
-    goes 2 tiles beside head 2's Q K^T and 3 beside head 0's P V, which hide all of both."""
+    softmax of 5 tiles 3,364 (one ACT read port: a maxima pass per tile). Heads 0 and 2 have
+    one GEMM to hide behind; head 1's softmax goes 2 tiles beside head 2's Q K^T and 3 beside
+    head 0's P V, which hide all of both."""
     rng = np.random.default_rng(1)
     x, blocks, _ = random_blocks(rng, tokens=197, dim=192, heads=3, hidden=16, count=1)
-    config = config_for(blocks, len(x), 40)
+    config = replace(config_for(blocks, len(x), 40), act_read_ports=1)
     program = compile_blocks(config, blocks, x)
     assert beside_tiles(program, 0) == [5, 2, 3, 5]
     sequential = compile_blocks(replace(config, act_banks=1), blocks, x)

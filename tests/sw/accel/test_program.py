@@ -45,6 +45,25 @@ def test_program_equals_reference_block(seed, array, blocks_count, act_banks):
     assert np.abs(expected).max() > 20 and np.unique(expected).size > 50   # not degenerate
 
 
+def test_fc1_runs_with_its_gelu_in_the_write_back():
+    """GELU costs no instruction: each FC1 GEMM (every column chunk) writes through the GELU
+    table, the only GEMMs that do, and the program still equals the reference."""
+    config = AcceleratorConfig(array=4, act_depth=4096, wgt_depth=4096, prm_depth=1024,
+                               lnp_depth=256, k_max=256)
+    x, blocks = make_blocks(3, 17, 32, 2, 128, 2)
+    program = compile_blocks(config, blocks, x)
+    opcodes = [opcode for opcode, _ in program.instructions]
+    assert Opcode.GELU not in opcodes
+    with_gelu = {section for (opcode, fields), section in zip(program.instructions,
+                                                              program.sections)
+                 if opcode == Opcode.GEMM and fields["gelu"]}
+    assert with_gelu == {"block 0 mlp", "block 1 mlp"}
+    # The chunks of the two FC1 layers cover their 128 hidden channels once.
+    assert sum(fields["n"] for opcode, fields in program.instructions
+               if opcode == Opcode.GEMM and fields["gelu"]) == 2 * 128
+    np.testing.assert_array_equal(run(config, program), reference(x, blocks))
+
+
 def test_token_count_is_a_program_operand():
     config = AcceleratorConfig(array=4, act_depth=4096, wgt_depth=4096, prm_depth=1024,
                                lnp_depth=256, k_max=256)
