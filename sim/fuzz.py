@@ -167,6 +167,7 @@ def _load_sparse(draw, config):
 
 def _gemm(draw, config, sparse=False):
     array = config.array
+    gelu = int(draw(st.booleans()))
     k = draw(st.sampled_from([1, 2, 3, array, 2 * array + 1, config.k_max]))
     m_tiles, n = draw(st.integers(1, 3)), draw(st.sampled_from([1, array - 1, array,
                                                                  array + 1, 2 * array]))
@@ -182,7 +183,7 @@ def _gemm(draw, config, sparse=False):
         return None
     fields = dict(a_addr=a[0], a_stride=a[1], b_addr=b[0], b_stride=b[1], c_addr=c[0],
                   c_stride=c[1], p_addr=draw(st.integers(0, config.prm_depth - n)), k=k,
-                  m_tiles=m_tiles, n=n, gelu=int(draw(st.booleans())))
+                  m_tiles=m_tiles, n=n, gelu=gelu)
     if sparse:
         fields["depth"] = depth
     return fields

@@ -58,8 +58,8 @@ class AcceleratorConfig:
         Read ports of the activation scratchpad: 2 lets ADD read both operands
         in one cycle (one word per cycle) and SOFTMAX find a tile's maxima
         during the tile before it (two passes per tile instead of three); 1
-        halves ADD's throughput and keeps the maxima pass but keeps the
-        scratchpad in one copy of block RAM instead of two.
+        keeps the scratchpad in one copy of block RAM instead of two, at half
+        ADD's throughput and a maxima pass per softmax tile.
     macs_per_dsp : int
         1, or 2 to pack two int8 MACs into each DSP48E2 (``docs/architecture.md``).
     act_banks : int

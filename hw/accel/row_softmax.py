@@ -109,7 +109,7 @@ class RowSoftmax(Unit):
         with m.If(valid[0]):
             m.d.sync += words.eq(self.act_read.data)
         if self._lookahead:
-            output_pass = Signal()          # the DIVIDE state enters the output pass
+            output_pass = Signal()          # pulses as DIVIDE enters the output pass
             ahead = self._look_ahead(m, inst, tile, index, reading & (phase == 2), first[1],
                                      src_tile=src_tile, enter=output_pass)
 
@@ -186,10 +186,10 @@ class RowSoftmax(Unit):
                 m.next = "IDLE"
         return m
 
-    def _look_ahead(self, m, inst, tile, index, output_pass, first, *, src_tile, enter):
+    def _look_ahead(self, m, inst, tile, index, outputs_read, first, *, src_tile, enter):
         """The maxima of the next tile's rows, read through ``y_read`` at ``index`` while
-        the output pass reads the tile's (``output_pass``): registers holding them after
-        the pass. ``first`` marks the registered first word, as for the maxima pass.
+        the output pass reads the tile's words (``outputs_read``): registers holding them
+        after the pass. ``first`` marks the registered first word, as for the maxima pass.
 
         The next tile's first word is ``src_tile + src_stride``, registered in the cycle
         ``enter`` starts the output pass (not at ``start``, where the sum of two fields
@@ -198,7 +198,7 @@ class RowSoftmax(Unit):
         next_tile = Signal(SCRATCHPAD_ADDRESS_BITS)
         with m.If(enter):
             m.d.sync += next_tile.eq(src_tile + inst.src_stride)
-        reading = output_pass & (tile + 1 != inst.m_tiles)
+        reading = outputs_read & (tile + 1 != inst.m_tiles)
         m.d.comb += [self.y_read.addr.eq(next_tile + index), self.y_read.en.eq(reading)]
         arrived, registered = Signal(), Signal()
         words = Signal.like(self.y_read.data)
