@@ -115,10 +115,7 @@ class RowSoftmax(Unit):
 
         # Pass 0: maxima of the registered words.
         with m.If((phase == 0) & valid[1]):
-            for lane in range(lanes):
-                value = words[lane]
-                m.d.sync += maxima[lane].eq(Mux(first[1] | (value > maxima[lane]), value,
-                                                maxima[lane]))
+            _running_maxima(m, maxima, words, first[1])
         # Pass 1: sums of the exps leaving the table.
         exp_valid, exp_first = valid[1 + TABLE_LATENCY], first[1 + TABLE_LATENCY]
         with m.If((phase == 1) & exp_valid):
@@ -208,7 +205,12 @@ class RowSoftmax(Unit):
         ahead = [Signal(signed(OPERAND_BITS), name=f"ahead_max_{lane}")
                  for lane in range(self._config.array)]
         with m.If(registered):
-            for lane, maximum in enumerate(ahead):
-                value = words[lane]
-                m.d.sync += maximum.eq(Mux(first | (value > maximum), value, maximum))
+            _running_maxima(m, ahead, words, first)
         return ahead
+
+
+def _running_maxima(m, maxima, words, first):
+    """Each lane's maximum takes its word of ``words`` if larger, or if ``first``."""
+    for lane, maximum in enumerate(maxima):
+        value = words[lane]
+        m.d.sync += maximum.eq(Mux(first | (value > maximum), value, maximum))
