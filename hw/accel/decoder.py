@@ -4,8 +4,8 @@ from amaranth import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, OPCODE_BITS, SIDE_HOSTS, SIDE_LOADS,
-                  SIDE_CLASSES, SIDE_ROWS, Opcode, row_starts_beside,
+from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, LOAD_HOSTS, OPCODE_BITS, SIDE_CLASSES,
+                  SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS, Opcode, row_starts_beside,
                   weight_load_may_run_beside)
 from .ports import registering
 
@@ -23,7 +23,7 @@ DECODED = wiring.Signature({
     "empty": Out(1),          # a field that must not be zero is zero
     "ends": Out(1),           # DONE
     "at_once": Out(1),        # no unit runs it: it retires at once (NOP, SYNC)
-    "side_capable": Out(1),   # another may run beside it (SIDE_HOSTS: GEMM, GEMM_SPARSE)
+    "side_capable": Out(1),   # another may run beside it (SIDE_HOSTS: GEMMs and moves)
     "side": Out(1),           # the next instruction runs beside it
                               # (SIDE_CHECK_LATENCY cycles after the instructions)
     "counter": Out(range(NO_CLASS + 1), init=NO_CLASS),   # COUNTER_CLASSES index
@@ -43,8 +43,9 @@ class InstructionDecoder(wiring.Component):
     for a :data:`SIDE_HOSTS` opcode, and ``decoded.side`` when
     ``next_instruction`` may start beside it (``docs/isa.md``, Ordering):
 
-    - a :data:`SIDE_LOADS` load that :func:`weight_load_may_run_beside`
-      allows (each instruction viewed with its own opcode's fields);
+    - beside a :data:`LOAD_HOSTS` GEMM, a :data:`SIDE_LOADS` load that
+      :func:`weight_load_may_run_beside` allows (each instruction viewed with
+      its own opcode's fields);
     - with two ACT banks, a :data:`SIDE_ROWS` instruction with ``beside`` set,
       no live flags and no empty field. Its ACT ports and regions are the
       program's promise (:func:`~vitforge.hw.accel.isa.beside_refusal`,
@@ -122,7 +123,7 @@ class InstructionDecoder(wiring.Component):
         opcode = self.instruction[:OPCODE_BITS]
         next_opcode = self.next_instruction[:OPCODE_BITS]
         side_load = 0
-        for host in SIDE_HOSTS:
+        for host in LOAD_HOSTS:
             for load in SIDE_LOADS:
                 allowed = weight_load_may_run_beside(
                     host, ISA[host].view(self.instruction), load,

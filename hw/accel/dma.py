@@ -106,7 +106,14 @@ class Dma(Unit):
         words_out = Signal(24)         # STORE: words written out
         piece = Signal(range(max(entry_words, 2)))  # word of the entry arriving / going out
         pending = Signal()             # STORE: an entry read waits on the read port's output
-        indexed = Signal(SCRATCHPAD_ADDRESS_BITS)    # LOAD_SPARSE: IDX entries written
+        # Running scratchpad addresses (no adder between a counter and a port): the entry
+        # written next, and LOAD_SPARSE's IDX entry written next.
+        target = Signal(SCRATCHPAD_ADDRESS_BITS)
+        indexed = Signal(SCRATCHPAD_ADDRESS_BITS)
+        # Fields that meet arithmetic, registered at start: the entries to move, and
+        # LOAD_SPARSE's tiles.
+        count = Signal(SCRATCHPAD_ADDRESS_BITS)
+        tiles = Signal.like(sparse.tiles)
         # Products of fields, registered at start (LOAD_SPARSE's totals one cycle later).
         length = Signal.like(sparse.blocks * sparse.kept_rows)    # LOAD_SPARSE: L
         # A record's words: its blocks * (kept_rows + 1) bytes, the product being L + blocks.
@@ -145,7 +152,7 @@ class Dma(Unit):
                     with m.Case(index):
                         m.d.sync += register.eq(response)
         with m.If(complete):
-            m.d.sync += [received.eq(received + 1), piece.eq(0)]
+            m.d.sync += [received.eq(received + 1), target.eq(target + 1), piece.eq(0)]
 
         m.submodules.expander = expander = IndexExpander(len(self.idx_write.data))
         # The record's shape comes straight from the instruction, whatever the state.
@@ -160,8 +167,11 @@ class Dma(Unit):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [self.busy.eq(1), issued.eq(0), received.eq(0),
-                                 words_out.eq(0), piece.eq(0), indexed.eq(0),
-                                 group_entry.eq(0), values.eq(0),
+                                 words_out.eq(0), piece.eq(0), indexed.eq(sparse.spad_addr),
+                                 group_entry.eq(0), values.eq(0), tiles.eq(sparse.tiles),
+                                 count.eq(Mux(store.opcode == Opcode.STORE, store.count,
+                                              load.count)),
+                                 target.eq(self._first_target(store, load)),
                                  words.eq(Mux(space == Space.WGT,
                                               self._weight_words(load.count),
                                               Mux(wide, _times(load.count, entry_words),
@@ -175,16 +185,15 @@ class Dma(Unit):
                         m.next = "LOAD"
             with m.State("SPARSE_TOTALS"):
                 m.d.sync += [group_words.eq(record_words + self._weight_words(length)),
-                             entries.eq(sparse.tiles * length)]
+                             entries.eq(tiles * length), target.eq(sparse.spad_addr)]
                 m.next = "SPARSE_WORDS"
             with m.State("SPARSE_WORDS"):
-                m.d.sync += words.eq(sparse.tiles * group_words)
+                m.d.sync += words.eq(tiles * group_words)
                 m.next = "LOAD_SPARSE"
             with m.State("LOAD"):
                 self._request_reads(m, load.dram_addr, issued, words)
                 m.d.comb += [self.mem.resp.ready.eq(1), taking.eq(self.mem.resp.valid),
                              packing.eq(space == Space.WGT)]
-                target = load.spad_addr + received
                 m.d.comb += [
                     self.act_write.addr.eq(target), self.act_write.data.eq(entry),
                     self.act_write.en.eq(complete & (space == Space.ACT)),
@@ -194,14 +203,14 @@ class Dma(Unit):
                     self.prm_write.en.eq(complete & (space == Space.PRM)),
                     self.lnp_write.addr.eq(target), self.lnp_write.data.eq(response),
                     self.lnp_write.en.eq(complete & (space == Space.LNP)),
-                    self.tbl_write.addr.eq((load.spad_addr >> _TABLE_WORD_SHIFT) + received),
+                    self.tbl_write.addr.eq(target),
                     self.tbl_write.data.eq(response),
                     self.tbl_write.en.eq(complete & (space == Space.TBL)),
-                    self.sig_write.addr.eq((load.spad_addr >> _SIGMOID_WORD_SHIFT) + received),
+                    self.sig_write.addr.eq(target),
                     self.sig_write.data.eq(response),
                     self.sig_write.en.eq(complete & (space == Space.SIG)),
                 ]
-                with m.If(complete & (received + 1 == load.count)):
+                with m.If(complete & (received + 1 == count)):
                     finish()
             with m.State("LOAD_SPARSE"):
                 self._request_reads(m, sparse.dram_addr, issued, words)
@@ -210,14 +219,15 @@ class Dma(Unit):
                     expander.record.valid.eq(self.mem.resp.valid & ~values),
                     taking.eq(self.mem.resp.valid & values), packing.eq(values),
                     self.mem.resp.ready.eq(Mux(values, 1, expander.record.ready)),
-                    self.idx_write.addr.eq(sparse.spad_addr + indexed),
+                    self.idx_write.addr.eq(indexed),
                     self.idx_write.data.eq(expander.row.data),
                     self.idx_write.en.eq(expander.row.valid),
-                    self.wgt_write.addr.eq(sparse.spad_addr + received),
+                    self.wgt_write.addr.eq(target),
                     self.wgt_write.data.eq(weight),
                     self.wgt_write.en.eq(complete),
                 ]
-                m.d.sync += indexed.eq(indexed + expander.row.valid)
+                with m.If(expander.row.valid):
+                    m.d.sync += indexed.eq(indexed + 1)
                 with m.If(expander.last):
                     m.d.sync += values.eq(1)
                 with m.If(complete):
@@ -230,11 +240,11 @@ class Dma(Unit):
                 # Read entry i + 1 while the last word of entry i is written.
                 final_word = piece == entry_words - 1
                 advance = ~pending | (self.mem.req.ready & final_word)
-                reading = advance & (issued < store.count)
+                reading = advance & (issued < count)
                 padded = Cat(self.act_read.data.as_value(),
                              C(0, entry_words * MEMORY_DATA_BITS - entry_bits))
                 m.d.comb += [
-                    self.act_read.addr.eq(store.spad_addr + issued),
+                    self.act_read.addr.eq(target),
                     self.act_read.en.eq(reading),
                     self.mem.req.valid.eq(pending),
                     self.mem.req.payload.addr.eq(store.dram_addr + words_out),
@@ -242,16 +252,28 @@ class Dma(Unit):
                     self.mem.req.payload.wdata.eq(padded.word_select(piece, MEMORY_DATA_BITS)),
                 ]
                 with m.If(advance):
-                    m.d.sync += [pending.eq(reading), issued.eq(issued + reading)]
+                    m.d.sync += pending.eq(reading)
+                with m.If(reading):
+                    m.d.sync += [issued.eq(issued + 1), target.eq(target + 1)]
                 with m.If(pending & self.mem.req.ready):
                     m.d.sync += [words_out.eq(words_out + 1),
                                  piece.eq(Mux(final_word, 0, piece + 1))]
                     with m.If(final_word):
                         m.d.sync += received.eq(received + 1)
-                        with m.If(received + 1 == store.count):
+                        with m.If(received + 1 == count):
                             m.d.sync += pending.eq(0)
                             finish()
         return m
+
+    @staticmethod
+    def _first_target(store, load):
+        """The first scratchpad address: a STORE's ACT word, a table LOAD's table word, any
+        other LOAD's entry (LOAD_SPARSE sets its own when it has its totals)."""
+        space = load.space
+        return Mux(store.opcode == Opcode.STORE, store.spad_addr,
+                   Mux(space == Space.TBL, load.spad_addr >> _TABLE_WORD_SHIFT,
+                       Mux(space == Space.SIG, load.spad_addr >> _SIGMOID_WORD_SHIFT,
+                           load.spad_addr)))
 
     def _weight_words(self, entries):
         """:meth:`AcceleratorConfig.weight_words` of a value (:func:`_times`), rounded up."""

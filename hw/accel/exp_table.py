@@ -9,8 +9,10 @@ from ..numerics import EXP_BITS, OPERAND_BITS
 
 __all__ = ["ExpTable", "TABLE_LATENCY", "FILL_CYCLES"]
 
-#: Cycles from :attr:`ExpTable.n` to :attr:`ExpTable.e` (the table's registered read).
-TABLE_LATENCY = 1
+#: Cycles from :attr:`ExpTable.n` to :attr:`ExpTable.e`: the table's registered read, then
+#: the entry chosen from its word into a register (so that the product after the table
+#: starts at a register).
+TABLE_LATENCY = 2
 _ENTRIES = 1 << OPERAND_BITS                 # n = max - x: 0 to 255
 _PER_WORD = 8                                # entries per table word (distributed RAM)
 _WORDS = _ENTRIES // _PER_WORD
@@ -29,7 +31,7 @@ class ExpTable(wiring.Component):
     Yosys maps to distributed RAM: a read port per copy). :attr:`busy`
     falls :data:`FILL_CYCLES` cycles after ``start``; :attr:`params` must
     hold until then. Afterwards :attr:`e` is ``exp_q15`` of :attr:`n`
-    :data:`TABLE_LATENCY` cycle later, one vector per cycle, exact (the same
+    :data:`TABLE_LATENCY` cycles later, one vector per cycle, exact (the same
     unit computed each entry). Replaces :class:`ExpUnit`'s four multipliers
     per lane. A lookup is made in the cycles :attr:`en` is high (by default
     every cycle); otherwise :attr:`e` holds.
@@ -90,15 +92,18 @@ class ExpTable(wiring.Component):
         with m.If(self.start):
             m.d.sync += [self.busy.eq(1), feeding.eq(1), feed.eq(0), entry.eq(0)]
 
-        # A copy per lane, read in the cycles of en.
+        # A copy per lane, read in the cycles of en; its entry registered a cycle later.
+        looked_up = Signal()
+        m.d.sync += looked_up.eq(self.en)
         for lane in range(self._lanes):
             m.submodules[f"table_{lane}"] = table = memory.Memory(
                 shape=len(word), depth=_WORDS, init=[])
             writer, reader = table.write_port(), table.read_port()
             select = Signal(range(_PER_WORD), name=f"select_{lane}")
             m.d.comb += [writer.addr.eq(address), writer.data.eq(word), writer.en.eq(write),
-                         reader.addr.eq(self.n[lane] // _PER_WORD), reader.en.eq(self.en),
-                         self.e[lane].eq(reader.data.word_select(select, EXP_BITS))]
+                         reader.addr.eq(self.n[lane] // _PER_WORD), reader.en.eq(self.en)]
             with m.If(self.en):
                 m.d.sync += select.eq(self.n[lane] % _PER_WORD)
+            with m.If(looked_up):
+                m.d.sync += self.e[lane].eq(reader.data.word_select(select, EXP_BITS))
         return m

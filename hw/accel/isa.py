@@ -35,7 +35,7 @@ __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "INSTRUCTION_WORDS", "OPCODE
            "OpcodeSpec", "ISA", "Instruction", "encode", "decode", "space_depth",
            "written_activations", "weight_load_may_run_beside", "row_starts_beside",
            "beside_refusal",
-           "SIDE_HOSTS", "SIDE_LOADS", "SIDE_ROWS", "SIDE_CLASSES",
+           "LOAD_HOSTS", "SIDE_HOSTS", "SIDE_LOADS", "SIDE_ROWS", "SIDE_CLASSES",
            "resolve", "SELECT_MODES"]
 
 INSTRUCTION_BITS = 256
@@ -351,8 +351,12 @@ def _rows(start, length):
     return Region(Space.ACT, start, length, tiles="m_tiles", stride=f"{start}_stride")
 
 
-#: The opcodes another instruction may run beside.
-SIDE_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE)
+#: The opcodes a weight load may run beside: the GEMMs, while they read the other WGT half.
+LOAD_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE)
+#: The opcodes another instruction may run beside: a weight load beside one of
+#: :data:`LOAD_HOSTS`, a row instruction beside any (a move fills WGT, so that one of an
+#: attention head's softmax runs while the next head's keys and values are moved).
+SIDE_HOSTS = (*LOAD_HOSTS, Opcode.COPY_TO_WGT, Opcode.TRANSPOSE_TO_WGT)
 #: The weight loads the hardware starts beside a host when :func:`weight_load_may_run_beside`.
 SIDE_LOADS = (Opcode.LOAD, Opcode.LOAD_SPARSE)
 #: The computing instructions that run beside a host when their ``beside`` field asks
@@ -491,7 +495,7 @@ def written_activations(opcode, fields, array):
 def weight_load_may_run_beside(host, host_fields, load, load_fields, array, stage=None):
     """Whether ``load`` may run while ``host`` executes (``docs/isa.md``, Ordering).
 
-    ``host`` is an opcode of :data:`SIDE_HOSTS` and ``load`` one of
+    ``host`` is an opcode of :data:`LOAD_HOSTS` and ``load`` one of
     :data:`SIDE_LOADS`. It may if it fills at least one word, only WGT and
     IDX words, and none that the host reads or writes (the compiler
     alternates halves of WGT, and of IDX with it, for this). The fields are
@@ -567,17 +571,18 @@ def beside_refusal(host, side, array, bank_start):
         before = "nothing" if host is None else host.opcode.name
         return f"the instruction before it is {before}, not one of " \
                f"{[opcode.name for opcode in SIDE_HOSTS]}"
+    name = host.opcode.name
     if side.fields.get("live"):
-        return "it flags live fields, and an instruction beside a GEMM runs as written"
+        return f"it flags live fields, and an instruction beside a {name} runs as written"
     if bank_start is None:
-        return "ACT has one bank (act_banks=1), so the GEMM's ports are the only ones"
+        return f"ACT has one bank (act_banks=1), so the {name}'s ports are the only ones"
     spans = {(who, kind): _act_spans(ISA[instruction.opcode], instruction, array, kind)
              for who, instruction in (("host", host), ("side", side))
              for kind in ("reads", "writes")}
     for (who, kind), group in spans.items():
         for span in group:
             if _bank(span, bank_start) is None:
-                owner = "the GEMM" if who == "host" else "it"
+                owner = f"the {name}" if who == "host" else "it"
                 return f"{owner} {kind[:-1]}s {_words(span)}, across the bank boundary " \
                        f"{bank_start}"
     for kind, other in (("reads", "writes"), ("writes", "reads")):
@@ -585,11 +590,11 @@ def beside_refusal(host, side, array, bank_start):
             for used in spans["host", kind]:
                 if _bank(span, bank_start) == _bank(used, bank_start):
                     return f"it {kind[:-1]}s {_words(span)} in bank " \
-                           f"{_bank(span, bank_start)}, whose {kind[:-1]} port the GEMM " \
+                           f"{_bank(span, bank_start)}, whose {kind[:-1]} port the {name} " \
                            f"uses ({_words(used)})"
             for used in spans["host", other]:
                 if span.first < used.end and used.first < span.end:
-                    return f"it {kind[:-1]}s {_words(span)}, which the GEMM " \
+                    return f"it {kind[:-1]}s {_words(span)}, which the {name} " \
                            f"{other[:-1]}s ({_words(used)})"
     return None
 

@@ -20,7 +20,7 @@ SEARCH_DIGIT_BITS = 4
 SEARCH_PASSES = -(-KEEP_SCORE_BITS // SEARCH_DIGIT_BITS)
 _RADIX = 1 << SEARCH_DIGIT_BITS
 #: Cycles from a pass's last ``compare`` to its ``step``, without one of either.
-STEP_DELAY = 4
+STEP_DELAY = 5
 
 #: What the selector knows of a row: kept, or its weight in the package token (0 if kept).
 ROW_INFO = data.StructLayout({"keep": 1, "weight": PACKAGE_WEIGHT_BITS})
@@ -39,9 +39,9 @@ class KeepMarker(wiring.Component):
     ``topk`` only, first: an exact radix search for the k-th largest score
     ``tau``, the largest value that at least ``k`` scores reach. A pass is
     one read of every score (``compare`` in each cycle of one) and, after
-    :data:`STEP_DELAY` more cycles (a score is compared in the cycle after
-    it arrives, counted in the next, and the counts give the digit in the
-    one after), a ``step``; each pass settles one 4-bit digit of ``tau`` from the top
+    :data:`STEP_DELAY` more cycles (a score is registered as it arrives
+    from its block RAM, compared in the next cycle, counted in the one after,
+    and the counts give the digit in the next), a ``step``; each pass settles one 4-bit digit of ``tau`` from the top
     (:data:`SEARCH_PASSES` = 9 passes for 35 bits): 16 comparators and
     counters count the scores at least ``tau + j place`` for ``j = 1 .. 16``
     (``place`` the digit's weight, ``tau`` holding the digits settled so
@@ -134,16 +134,24 @@ class KeepMarker(wiring.Component):
         counts = [Signal(range(MAX_SELECT_TOKENS + 1), name=f"count_{j}")
                   for j in range(1, _RADIX + 1)]
         ties = Signal(range(MAX_SELECT_TOKENS + 1))   # scores equal to tau still kept
-        compared = Signal()                           # `score` is one of the pass
+        arriving, compared = Signal(), Signal()       # `score` (`held`) is one of the pass
+        held = Signal.like(self.score)
         for j, candidate in zip(range(1, _RADIX + 1), candidates):
             multiple = reduce(operator.or_, (place << bit for bit in range(SEARCH_DIGIT_BITS + 1)
                                              if j >> bit & 1))
             m.d.sync += candidate.eq(threshold + multiple if j == _RADIX else threshold | multiple)
-        m.d.sync += [compared.eq(self.compare),
-                     *(hit.eq(compared & (self.score >= candidate))
+        m.d.sync += [arriving.eq(self.compare), compared.eq(arriving),
+                     *(hit.eq(compared & (held >= candidate))
                        for hit, candidate in zip(hits, candidates))]
+        with m.If(arriving):
+            m.d.sync += held.eq(self.score)
         digit = Signal(SEARCH_DIGIT_BITS)
         m.d.sync += digit.eq(_ones_of_thermometer([count >= self.k for count in counts[:-1]]))
+        # The scores above the final tau: the count at the digit, taken at the last step and
+        # subtracted from k in the cycle after it (`settling`).
+        digit_count = Signal.like(counts[0])
+        settling = Signal()
+        m.d.sync += [digit_count.eq(Array(counts)[digit]), settling.eq(0)]
         m.d.comb += self.searched.eq(place == 1)
         with m.If(self.start):
             m.d.sync += [threshold.eq(0), place.eq(1 << (SEARCH_PASSES - 1) * SEARCH_DIGIT_BITS),
@@ -155,9 +163,11 @@ class KeepMarker(wiring.Component):
                 with m.If(place[low]):
                     m.d.sync += threshold[low:low + SEARCH_DIGIT_BITS].eq(digit)
             with m.If(place == 1):                    # the scores above the new tau
-                m.d.sync += ties.eq(self.k - Array(counts)[digit])
+                m.d.sync += settling.eq(1)
         with m.Else():
             m.d.sync += [count.eq(count + hit) for count, hit in zip(counts, hits)]
+        with m.If(settling):
+            m.d.sync += ties.eq(self.k - digit_count)
 
         # Marking: the row and its score, both registered, appended to the tile's word.
         arrived, row = Signal(_MARK), Signal(_MARK)

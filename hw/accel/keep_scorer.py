@@ -37,8 +37,9 @@ class KeepScorer(wiring.Component):
     ``weight_sum`` is ``sum_h w_h``. All exact: ``K_i`` holds 16 products
     of ``2**15 x 2**15``.
 
-    Latency: a ``K_i`` is written 4 cycles after the read of its last
-    difference (activation read, word register, table read, product, sum); ``busy`` while
+    Latency: a ``K_i`` is written 5 cycles after the read of its last
+    difference (activation read, word register, table read, the product's operands, the
+    product, sum); ``busy`` while
     a read is in the pipeline. Throughput: one read per cycle. ``start``
     (one cycle, before the first read) restarts the writes at score 0 and
     clears ``weight_sum``.
@@ -97,6 +98,8 @@ class KeepScorer(wiring.Component):
         looked_up = Signal(data.StructLayout({
             "valid": 1, "weight": 1, "head": range(MAX_SELECTOR_HEADS), "entry": _ENTRY_BITS,
             "first": 1, "last": 1}))
+        operands = Signal(data.StructLayout({"valid": 1, "weight": SIGMOID_BITS,
+                                             "entry": SIGMOID_BITS, "first": 1, "last": 1}))
         product = Signal(data.StructLayout({"valid": 1, "product": 2 * SIGMOID_BITS,
                                             "first": 1, "last": 1}))
 
@@ -117,18 +120,23 @@ class KeepScorer(wiring.Component):
                      looked_up.last.eq(held.last)]
         with m.If(held.valid):
             m.d.sync += looked_up.entry.eq(byte[:_ENTRY_BITS])
-        # Stage 3: the entry is a head weight, kept, or a difference's, multiplied.
+        # Stage 3: the entry is a head weight, kept, or a difference's, registered with its
+        # head's weight. Stage 4: multiplied (the multiplier between registers).
         entry = table.data.word_select(looked_up.entry, SIGMOID_BITS)
         with m.If(self.start):
             m.d.sync += self.weight_sum.eq(0)
         with m.Elif(looked_up.valid & looked_up.weight):
             m.d.sync += [weights[looked_up.head].eq(entry),
                          self.weight_sum.eq(self.weight_sum + entry)]
-        m.d.sync += [product.valid.eq(looked_up.valid & ~looked_up.weight),
-                     product.first.eq(looked_up.first), product.last.eq(looked_up.last)]
+        m.d.sync += [operands.valid.eq(looked_up.valid & ~looked_up.weight),
+                     operands.first.eq(looked_up.first), operands.last.eq(looked_up.last),
+                     product.valid.eq(operands.valid), product.first.eq(operands.first),
+                     product.last.eq(operands.last)]
         with m.If(looked_up.valid):
-            m.d.sync += product.product.eq(weights[looked_up.head] * entry)
-        # Stage 4: a patch's products summed into K_i, written after its last head.
+            m.d.sync += [operands.weight.eq(weights[looked_up.head]), operands.entry.eq(entry)]
+        with m.If(operands.valid):
+            m.d.sync += product.product.eq(operands.weight * operands.entry)
+        # Stage 5: a patch's products summed into K_i, written after its last head.
         total = Mux(product.first, 0, score) + product.product
         m.d.sync += score.eq(total)
         m.d.comb += [score_write.addr.eq(written), score_write.data.eq(total),
@@ -138,5 +146,6 @@ class KeepScorer(wiring.Component):
         with m.Elif(score_write.en):
             m.d.sync += written.eq(written + 1)
 
-        m.d.comb += self.busy.eq(arrived.valid | held.valid | looked_up.valid | product.valid)
+        m.d.comb += self.busy.eq(arrived.valid | held.valid | looked_up.valid | operands.valid
+                                 | product.valid)
         return m

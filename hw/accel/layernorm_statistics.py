@@ -41,6 +41,8 @@ _D_STAGES = 3
 _LEAVE_STAGES = 3
 # The reciprocal's low bits: a product of them fits one DSP48E2 (27 x 18 signed).
 _LOW_BITS = 17
+#: The low half of ``|s1|`` in the square of the sums (``|s1| <= 2**(CENTRED_BITS - 1)``).
+_SQUARE_LOW_BITS = CENTRED_BITS // 2
 
 
 def statistics_period(units):
@@ -142,18 +144,20 @@ class LayerNormStatistics(wiring.Component):
         with m.Elif(issue):
             m.d.sync += [pending_s1.eq(pending_s1.as_value() >> SUM_SHAPE.width),
                          pending_s2.eq(pending_s2.as_value() >> SQUARE_SUM_SHAPE.width)]
-        issued_s1 = Signal(SUM_SHAPE)
+        issued_s1 = Signal(SUM_SHAPE.width)           # |s1|
         issued_s2 = Signal(SQUARE_SUM_SHAPE)
         square_sum = Signal(signed(SIZE_BITS + SQUARE_SUM_SHAPE.width + 1))
-        sum_square = Signal(2 * SUM_SHAPE.width)
+        # s1 * s1 is wider than one DSP48E2: |s1| times its low and high halves, one DSP
+        # each, added into D in the stage after (no DSP and adder in one stage).
+        sum_square = registered_halves(m, issued_s1, issued_s1, low_bits=_SQUARE_LOW_BITS,
+                                       width=2 * SUM_SHAPE.width, name="sum_square")
         deviation = Signal(_DEVIATION_BITS)
         valid = Signal(_D_STAGES)
         unit = [Signal(range(units), name=f"unit_{stage}") for stage in range(_D_STAGES)]
         m.d.sync += [
-            issued_s1.eq(pending_s1[0]), issued_s2.eq(pending_s2[0]),
+            issued_s1.eq(abs(pending_s1[0])), issued_s2.eq(pending_s2[0]),
             square_sum.eq(self.channels * issued_s2),
-            sum_square.eq(issued_s1 * issued_s1),
-            deviation.eq(square_sum - sum_square + self.eps),
+            deviation.eq(square_sum - joined(sum_square, _SQUARE_LOW_BITS) + self.eps),
             valid.eq(Cat(issue, valid[:-1])),
             unit[0].eq(slot), *(later.eq(earlier) for earlier, later in zip(unit, unit[1:])),
         ]

@@ -11,13 +11,15 @@ __all__ = ["Moves", "move_cycles"]
 
 #: Cycles from ``start`` to ``done`` beyond the moving itself: start and the FINISH state.
 _OVERHEAD = 2
+#: A copy's last word is written from a register, a cycle after it arrives.
+_COPY_DRAIN = 1
 
 
 def move_cycles(config, instruction):
-    """Cycles from ``start`` to ``done`` of a COPY_TO_WGT (one per word) or
-    TRANSPOSE_TO_WGT (``2 * array + 1`` per block) ``instruction``."""
+    """Cycles from ``start`` to ``done`` of a COPY_TO_WGT (one per word, and the last
+    word's write) or TRANSPOSE_TO_WGT (``2 * array + 1`` per block) ``instruction``."""
     if instruction.opcode == Opcode.COPY_TO_WGT:
-        return instruction.tiles * instruction.words + _OVERHEAD
+        return instruction.tiles * instruction.words + _COPY_DRAIN + _OVERHEAD
     blocks = instruction.token_tiles * instruction.channel_tiles
     return blocks * (2 * config.array + 1) + _OVERHEAD
 
@@ -47,8 +49,13 @@ class Moves(Unit):
         outer = Signal(SIZE_BITS)         # transpose: channel tile
         step = Signal(SIZE_BITS)          # copy: word in tile; transpose: channel or token in block
         written = Signal(SCRATCHPAD_ADDRESS_BITS)
-        pending = Signal()         # a copied word is on its way to the weight scratchpad
+        pending = Signal()         # a copied word arrives from the activation scratchpad
         pending_address = Signal(SCRATCHPAD_ADDRESS_BITS)
+        # ... and is written from a register a cycle later (in the cycle of ``done`` for the
+        # last), so that no block RAM output drives another's input in one cycle.
+        copying = Signal()
+        copy_address = Signal(SCRATCHPAD_ADDRESS_BITS)
+        copy_word = Signal.like(self.act_read.data)
         # Running addresses instead of products of the counters: the first word of the
         # tile (copy) or block (transpose) read, and of the transpose's channel tile
         # read and its block written.
@@ -59,10 +66,13 @@ class Moves(Unit):
         block = Array(Signal(data.ArrayLayout(signed(8), lanes), name=f"block_{c}")
                       for c in range(lanes))
 
-        m.d.sync += [self.done.eq(0), pending.eq(0)]
-        m.d.comb += [self.wgt_write.addr.eq(pending_address),
-                     self.wgt_write.data.eq(self.act_read.data),
-                     self.wgt_write.en.eq(pending)]
+        m.d.sync += [self.done.eq(0), pending.eq(0), copying.eq(pending),
+                     copy_address.eq(pending_address)]
+        with m.If(pending):
+            m.d.sync += copy_word.eq(self.act_read.data)
+        m.d.comb += [self.wgt_write.addr.eq(copy_address),
+                     self.wgt_write.data.eq(copy_word),
+                     self.wgt_write.en.eq(copying)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -86,7 +96,10 @@ class Moves(Unit):
                     m.d.sync += [step.eq(0), tile.eq(tile + 1),
                                  read_base.eq(read_base + copy.src_stride)]
                     with m.If(tile + 1 == copy.tiles):
-                        m.next = "FINISH"
+                        m.next = "COPY_DRAIN"
+            with m.State("COPY_DRAIN"):
+                # The last word arrives; it is written in FINISH.
+                m.next = "FINISH"
             with m.State("GATHER"):
                 # Read channel `step` of token tile `tile`, channel tile `outer`.
                 m.d.comb += [

@@ -16,10 +16,10 @@ __all__ = ["RowCompactor", "NUMERATOR_BITS", "COMPACTOR_LATENCY"]
 
 #: Registers of the prefix sums: the tile held, then the two halves of the tree.
 _PREFIX_STAGES = 2
-#: Products summed in one register of the sum's first stage.
-_SUM_GROUP = 8
-#: Cycles from a tile's ``read`` to its sum; its ``full`` comes a cycle earlier.
-COMPACTOR_LATENCY = _PREFIX_STAGES + 4
+#: Products summed in one register of the sum's first stage (two levels of adders).
+_SUM_GROUP = 4
+#: Cycles from a tile's ``read`` to its sum; its ``full`` comes two cycles earlier.
+COMPACTOR_LATENCY = _PREFIX_STAGES + 5
 
 #: A weighted sum of int8 tokens: TOKEN_MEAN sums up to ``alive * group < 2**32`` values.
 NUMERATOR_BITS = 2 * SIZE_BITS + OPERAND_BITS
@@ -40,12 +40,12 @@ class RowCompactor(wiring.Component):
     that rows wait. Meanwhile ``sum`` adds up ``sum_i weight_i x_i`` of
     every tile (``array`` products of 8 x 20 bits, exact).
 
-    Latency: :data:`COMPACTOR_LATENCY` (6) stages after the read (the tile
+    Latency: :data:`COMPACTOR_LATENCY` (7) stages after the read (the tile
     held; the prefix sums, a tree of ``ceil(log2 array)`` levels of small
     adders, half of them in each of two stages; the products and packed
-    lanes; the buffer, and the products summed in groups of eight; the sum):
-    ``full`` five cycles after a tile's read, its sum six; ``busy`` until
-    then. Throughput: one tile per cycle. ``clear`` (only while no tile is in
+    lanes; the buffer, and the products summed in groups of four; the groups
+    in pairs; the sum): ``full`` five cycles after a tile's read, its sum
+    seven; ``busy`` until then. Throughput: one tile per cycle. ``clear`` (only while no tile is in
     flight: ``busy`` low) empties the buffer and zeroes ``sum``.
 
     Parameters
@@ -130,14 +130,18 @@ class RowCompactor(wiring.Component):
             m.d.sync += products[index].eq(x[index] * rows[index].weight)
 
         # Stage 5: append the packed lanes to `buffer`, a word when full; sum the products
-        # in groups. Stage 6: add the groups to the sum.
+        # in groups. Stage 6: the groups in pairs. Stage 7: add the pairs to the sum.
         groups = [Signal(signed(OPERAND_BITS + PACKAGE_WEIGHT_BITS + 1 + _SUM_GROUP.bit_length()),
                          name=f"group_{first}")
                   for first in range(0, lanes, _SUM_GROUP)]
-        m.d.sync += [group.eq(sum(products[first:first + _SUM_GROUP]))
+        m.d.sync += [group.eq(_tree_sum(products[first:first + _SUM_GROUP]))
                      for group, first in zip(groups, range(0, lanes, _SUM_GROUP))]
-        summing = Signal()
-        m.d.sync += summing.eq(staged)
+        pairs = [Signal(signed(len(groups[0]) + 1), name=f"pair_{first}")
+                 for first in range(0, len(groups), 2)]
+        m.d.sync += [pair.eq(_tree_sum(groups[first:first + 2]))
+                     for pair, first in zip(pairs, range(0, len(groups), 2))]
+        paired, summing = Signal(), Signal()
+        m.d.sync += [paired.eq(staged), summing.eq(paired)]
         fill = Signal(range(lanes))           # rows waiting in `buffer`
         buffer = Signal(word_bits)
         numerator = Signal(signed(NUMERATOR_BITS))
@@ -147,27 +151,41 @@ class RowCompactor(wiring.Component):
         # Whether a tile fills a word is known a cycle ahead, from the fill it will meet
         # and its count (the last prefix sum), so that `full` is a register's.
         # (`clear` comes only while no tile is in flight: it need not be in that fill.)
+        # Each of the three fills it may meet is tested against the count coming (the last
+        # prefix sum) at once, and the fill chosen after: no adder after the choice.
         next_fill = Signal.like(fill)
         full_ahead = Signal()
+        coming = prefix[-1]
         m.d.comb += next_fill.eq(Mux(self.full, merged - lanes, Mux(staged, merged, fill)))
         m.d.sync += [fill.eq(Mux(self.clear, 0, next_fill)),
-                     full_ahead.eq(next_fill + prefix[-1] >= lanes)]
+                     full_ahead.eq(Mux(self.full, merged + coming >= 2 * lanes,
+                                       Mux(staged, merged + coming >= lanes,
+                                           fill + coming >= lanes)))]
         m.d.comb += [incoming.eq(Mux(staged, packed, self.tail.as_unsigned())),
                      window.eq(buffer | (incoming << (fill * OPERAND_BITS))),
                      self.full.eq(staged & full_ahead),
                      self.word.eq(window[:word_bits]), self.partial.eq(fill != 0),
                      self.sum.eq(numerator),
-                     self.busy.eq(Cat(*valid, staged, summing).any())]
+                     self.busy.eq(Cat(*valid, staged, paired, summing).any())]
         with m.If(self.clear):
             m.d.sync += [buffer.eq(0), numerator.eq(0)]
         with m.Else():
             with m.If(summing):
-                m.d.sync += numerator.eq(numerator + sum(groups))
+                m.d.sync += numerator.eq(_tree_sum([numerator, *pairs]))
             with m.If(self.full):
                 m.d.sync += buffer.eq(window[word_bits:])
             with m.Elif(staged):
                 m.d.sync += buffer.eq(window)
         return m
+
+
+def _tree_sum(values):
+    """The sum of ``values`` as a balanced tree of adders (``ceil(log2 n)`` levels), not a
+    chain."""
+    while len(values) > 1:
+        values = [values[index] + values[index + 1] if index + 1 < len(values) else values[index]
+                  for index in range(0, len(values), 2)]
+    return values[0]
 
 
 def _prefix_levels(sums, distances):

@@ -16,9 +16,9 @@ __all__ = ["RowSoftmax", "softmax_cycles"]
 _ONE = softmax_one(OPERAND_BITS)          # int8 probabilities, scale 1/127
 #: Cycles per tile beside the three passes' words and the reciprocals: the passes' pipeline
 #: drains and the state changes.
-_TILE_DRAINS = 18
+_TILE_DRAINS = 21
 #: Cycles of the maxima pass beside its words: the fill runs beside the first one.
-_MAXIMA_DRAIN = 6
+_MAXIMA_DRAIN = 7
 
 
 def softmax_cycles(lanes, tiles, length, units=None, lookahead=False):
@@ -43,15 +43,15 @@ class RowSoftmax(Unit):
     scales them and writes the probabilities, one word read per cycle. The
     instruction's ``exp_q15`` table (:class:`ExpTable`, one shared exp
     pipeline, 264 cycles) fills beside the first maxima pass.
-    :func:`softmax_cycles` in all: ``tiles * (3 * length + 72) +
-    max(0, 258 - length) + 2`` with the default 16 dividers of 32 lanes (each
-    pass drains the pipeline: the read, the word read, the table, the product
-    and the rounded probability each have a register).
+    :func:`softmax_cycles` in all: ``tiles * (3 * length + 75) +
+    max(0, 257 - length) + 2`` with the default 16 dividers of 32 lanes (each
+    pass drains the pipeline: the read, the word read, the table's read and its
+    entry, the product and the rounded probability each have a register).
 
     With a second activation read port (``config.act_read_ports == 2``) the
     output pass of a tile also reads the next tile's words, the same index
     through ``y_read``, into a second set of maxima: every tile but the first
-    starts with its sums pass, ``length + 6`` cycles sooner.
+    starts with its sums pass, ``length + 7`` cycles sooner.
 
     Parameters
     ----------

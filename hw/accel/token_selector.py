@@ -1,6 +1,6 @@
 """TOKEN_SELECT and TOKEN_MEAN: the token selector unit (``docs/isa.md``)."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import Out
 
@@ -23,15 +23,16 @@ _DRAIN = COMPACTOR_LATENCY + 1
 _DIVIDE = RoundingDivider.LATENCY
 #: Cycles of marking beyond its rows: the last row's score arrives, then it is marked.
 _MARK_DRAIN = 2
-#: TOKEN_SELECT's scoring pipeline: activation read, word register, table read, product, sum.
-_SCORE_DRAIN = 5
+#: TOKEN_SELECT's scoring pipeline: activation read, word register, table read, the product's
+#: operands, the product, sum.
+_SCORE_DRAIN = 6
 
 
 def select_cycles(array, tokens, alive, heads, channels, mode):
     """Cycles from ``start`` to ``done`` of a TOKEN_SELECT (:class:`TokenSelector`'s formula)."""
     tiles = -(-tokens // array)
     search = SEARCH_PASSES * (alive + STEP_DELAY) if SELECT_MODES[mode] == "topk" and alive else 0
-    score_drain = _SCORE_DRAIN if alive else _SCORE_DRAIN - 1     # no product to sum
+    score_drain = _SCORE_DRAIN if alive else _SCORE_DRAIN - 2     # no product to form or sum
     return (1 + heads * (1 + alive) + score_drain + search + tiles * array + _MARK_DRAIN
             + channels * (tiles + _DRAIN + _DIVIDE + 1) + 1)
 
@@ -68,7 +69,7 @@ class TokenSelector(Unit):
        reach), one pass over the ``K_i`` per 4-bit digit from the top, the
        last also counting the scores above it; the ``k - #{K_i > tau}``
        scores equal to ``tau`` with the lowest indices are kept as well
-       (``9 (A + 4)`` cycles);
+       (``9 (A + 5)`` cycles);
     3. marking: per row, the keep bit (``threshold``: ``2 K_i >= 2**15
        sum_h w_h``) and the package weight ``(K_i >> 15) + 1`` of a dropped
        patch (0 otherwise), packed into one word per tile (``array t``);
@@ -78,14 +79,14 @@ class TokenSelector(Unit):
        multipliers (8 x 20 bits) sums the dropped lanes ``W_i x_i``; then the
        :class:`RoundingDivider` gives the package token, inserted after the
        last output row, and the last word is written with zeros after it
-       (``t + 17`` cycles per channel).
+       (``t + 18`` cycles per channel).
 
     Cycles from ``start`` to ``done`` (:func:`select_cycles`)::
 
-        H (A + 1) + 9 + [9 (A + 4) if topk and A > 0] + array t + C (t + 17)
+        H (A + 1) + 10 + [9 (A + 5) if topk and A > 0] + array t + C (t + 18)
 
-    (one less with ``A = 0``). DeiT-T (T = 197, A = 196, H = 3, C = 192,
-    array 16): 8 368 cycles with ``topk``, 6 568 with ``threshold``.
+    (two less with ``A = 0``). DeiT-T (T = 197, A = 196, H = 3, C = 192,
+    array 16): 8 570 cycles with ``topk``, 6 761 with ``threshold``.
     ``live_update`` pulses in the cycle before ``done``.
 
     TOKEN_MEAN (``w`` words, ``g`` group, ``a = ceil((1 + alive) / array)``
@@ -94,7 +95,7 @@ class TokenSelector(Unit):
     division by ``alive g``, and ``d`` writes of the broadcast mean; a group
     is read whole before its mean is written (in place is safe), mean by
     mean (destination tiles must not overlap one another). Cycles
-    (:func:`mean_cycles`): ``w a + (w / g) (16 + d) + 2``.
+    (:func:`mean_cycles`): ``w a + (w / g) (17 + d) + 2``.
 
     Resources: ``array + 1`` multipliers (one 16 x 16, ``array`` 8 x 20),
     three memories (SIG 64 x 128, scores 1024 x 35, row info as above), an
@@ -123,16 +124,24 @@ class TokenSelector(Unit):
         group = Mux(is_mean, mean.group, 1)
         # What the two opcodes' fields give, registered at start (the instruction holds
         # meanwhile), so that the phases' counters compare with registers.
-        src_stride, dst_stride, rows, words = held = [
+        src_stride, dst_stride, words = held = [
             Signal.like(value, name=name) for name, value in (
                 ("src_stride", select.src_stride), ("dst_stride", select.dst_stride),
-                ("rows", mean.alive + 1), ("words", select.channels))]
+                ("words", select.channels))]
+        # The last row each phase counts to, less what its counter adds before comparing
+        # (so that no adder lies between a counter and the FSM): the first row of the last
+        # tile READ covers, the last row (MARK) and the last score (SEARCH).
+        last_tile = Signal(signed(SIZE_BITS + 2))
+        last_row = Signal(signed(SIZE_BITS + 2))
+        last_score = Signal(signed(SIZE_BITS + 2))
         with m.If(self.start):
+            covered = Mux(is_mean, mean.alive + 1, select.tokens)      # rows READ covers
             m.d.sync += [register.eq(value) for register, value in zip(held, (
                 Mux(is_mean, mean.src_stride, select.src_stride),
                 Mux(is_mean, mean.dst_stride, select.dst_stride),
-                Mux(is_mean, mean.alive + 1, select.tokens),      # rows the READ phase covers
                 Mux(is_mean, mean.words, select.channels)))]
+            m.d.sync += [last_tile.eq(covered - lanes), last_row.eq(select.tokens - 1),
+                         last_score.eq(select.alive - 1)]
 
         m.submodules.scorer = scorer = KeepScorer(self._config)
         m.submodules.marker = marker = KeepMarker(self._config)
@@ -226,7 +235,7 @@ class TokenSelector(Unit):
             with m.State("SEARCH"):
                 m.d.comb += [scorer.score_read.addr.eq(row), marker.compare.eq(1)]
                 m.d.sync += row.eq(row + 1)
-                with m.If(row == select.alive - 1):
+                with m.If(row == last_score):
                     m.d.sync += row.eq(0)
                     m.next = "SEARCH_COUNT"
             with m.State("SEARCH_COUNT"):        # the marker counts the pass's last scores
@@ -249,7 +258,7 @@ class TokenSelector(Unit):
                 m.d.sync += [row.eq(row + 1), lane.eq(lane + 1)]
                 with m.If(lane == lanes - 1):
                     m.d.sync += lane.eq(0)
-                    with m.If(row + 1 >= select.tokens):
+                    with m.If(row >= last_row):
                         m.next = "MARK_END"
             with m.State("MARK_END"):              # the last row's score arrives
                 m.next = "MARK_LAST"
@@ -265,7 +274,7 @@ class TokenSelector(Unit):
                 for index in range(lanes):
                     m.d.sync += mean_weights[index].eq((row_base + index != 0)
                                                        & (row_base + index <= mean.alive))
-                with m.If(row_base + lanes >= rows):
+                with m.If(row_base >= last_tile):
                     m.d.sync += [row_base.eq(0), info_tile.eq(0), word.eq(word + 1),
                                  read_address.eq(select.src + word + 1),
                                  group_left.eq(group_left - 1)]

@@ -137,15 +137,21 @@ class Requantizer(wiring.Component):
 
         # Stage 5: shift right arithmetically by shift - 1. Stage 6: round half up,
         # saturate. For shift > 0, (p + 2**(shift-1)) >> shift ==
-        # ((p >> (shift-1)) + 1) >> 1, which needs no adder wider than the product.
+        # ((p >> (shift-1)) + 1) >> 1 =: r. Only r's low 8 bits are kept, which take a
+        # 9-bit adder; whether r saturates is read from the shifted value s, without an
+        # adder: r > 127 when s > 254, r < -128 when s < -257.
         zero = delayed(shift_zero, "shift_zero", 1)
         for lane, product in enumerate(products):
             shifted = Signal(signed(REQUANT_PRODUCT_BITS), name=f"shifted_{lane}")
             m.d.sync += shifted.eq(Mux(shift_zero, product, product >> shift_minus_1))
-            rounded = Mux(zero, shifted, (shifted + 1) >> 1)
+            rounded = Mux(zero, shifted[:OPERAND_BITS],
+                          (shifted[:OPERAND_BITS + 1] + 1)[1:OPERAND_BITS + 1])
+            above = Mux(zero, _exceeds(shifted, OPERAND_MAX),
+                        _exceeds(shifted, 2 * OPERAND_MAX))
+            below = Mux(zero, _exceeds(~shifted, -OPERAND_MIN - 1),
+                        _exceeds(~shifted, -2 * OPERAND_MIN))
             m.d.sync += self.o_data[lane].eq(
-                Mux(rounded > OPERAND_MAX, OPERAND_MAX,
-                    Mux(rounded < OPERAND_MIN, OPERAND_MIN, rounded)))
+                Mux(above, OPERAND_MAX, Mux(below, OPERAND_MIN, rounded.as_signed())))
         m.d.sync += self.o_valid.eq(delayed(valid, "valid", REQUANT_LATENCY - 2))
         return m
 
@@ -160,3 +166,10 @@ def _fabric_product(value, multiples):
     """
     return sum(Array(multiples)[value[index:index + 2]] << index
                for index in range(0, len(value), 2))
+
+
+def _exceeds(value, limit):
+    """``value > limit`` for a signed ``value`` and a ``limit`` in ``[0, 512)``, from
+    ``value``'s bits above the ninth (any set, the sign clear) and a 9-bit comparison of the
+    rest: no carry chain as wide as ``value``."""
+    return ~value[-1] & (value[9:].any() | (value[:9] > limit))

@@ -4,12 +4,13 @@ Each execution unit documents its cycles from ``start`` to ``done`` as a
 function of the instruction's fields (:func:`unit_cycles` collects them), and
 the :class:`~vitforge.hw.accel.controller.Controller` adds its own per
 instruction: :data:`FETCH_CYCLES` to read it, :data:`ISSUE_CYCLES` to resolve,
-issue and decode it. A GEMM fetches the next instruction while it runs; that
-instruction then skips FETCH, and if it may run beside the GEMM (a weight load
-the hardware allows, or a row instruction whose ``beside`` field asks) it
-starts :data:`SIDE_START_DELAY` cycles after the GEMM and costs no cycles of
-its own unless it outlasts the GEMM (``stall``). Those hidden cycles are
-:attr:`ProgramCycles.side_cycles`, by the side instruction's class.
+issue and decode it. A host (:data:`~vitforge.hw.accel.isa.SIDE_HOSTS`: a GEMM
+or a move into WGT) fetches the next instruction while it runs; that
+instruction then skips FETCH, and if it may run beside the host (a weight load
+the hardware allows beside a GEMM, or a row instruction whose ``beside`` field
+asks) it starts :data:`SIDE_START_DELAY` cycles after the host and costs no
+cycles of its own unless it outlasts the host (``stall``). Those hidden cycles
+are :attr:`ProgramCycles.side_cycles`, by the side instruction's class.
 
 :func:`program_cycles` walks a program this way and gives the total, the
 split by :data:`~vitforge.hw.accel.isa.COUNTER_CLASSES` and the cycle each
@@ -27,9 +28,9 @@ from dataclasses import dataclass
 from vitforge.hw.accel.decoder import SIDE_CHECK_LATENCY
 from vitforge.hw.accel.dma import dma_cycles
 from vitforge.hw.accel.eltwise import eltwise_cycles
-from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_WORDS, ISA, SIDE_CLASSES,
-                                   SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS, Instruction, Opcode,
-                                   row_starts_beside, weight_load_may_run_beside)
+from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_WORDS, ISA, LOAD_HOSTS,
+                                   SIDE_CLASSES, SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS, Instruction,
+                                   Opcode, row_starts_beside, weight_load_may_run_beside)
 from vitforge.hw.accel.moves import move_cycles
 from vitforge.hw.accel.row_layernorm import layernorm_cycles
 from vitforge.hw.accel.row_softmax import softmax_cycles
@@ -45,7 +46,7 @@ __all__ = ["ProgramCycles", "unit_cycles", "program_cycles", "predict", "FETCH_C
 FETCH_CYCLES = INSTRUCTION_WORDS + 1
 #: RESOLVE, ISSUE and DECODE.
 ISSUE_CYCLES = 3
-#: From a GEMM's start to the start of the instruction beside it: a cycle in EXECUTE,
+#: From a host's start to the start of the instruction beside it: a cycle in EXECUTE,
 #: LOOK_AHEAD's fetch, SIDE_CHECK and SIDE_START.
 SIDE_START_DELAY = 1 + FETCH_CYCLES + SIDE_CHECK_LATENCY + 1
 #: The GEMM unit's ``done`` follows the cycles the engine is busy (``command_cycles``) and
@@ -95,12 +96,12 @@ class ProgramCycles:
         ``cycles`` split by :data:`~vitforge.hw.accel.isa.COUNTER_CLASSES`.
     retired_at : list of int
         Per instruction the value of the cycle counter when it retired, 0 for an
-        instruction that retired with the GEMM beside it (the retirement profile's).
+        instruction that retired with the host beside it (the retirement profile's).
     side_cycles : dict
         Per class of :data:`~vitforge.hw.accel.isa.SIDE_CLASSES`, the cycles its
-        instructions ran beside a GEMM while the GEMM's counted: work that
-        ``class_cycles`` does not show because the GEMM hid it (the cycles it
-        outlasted the GEMM count to ``stall``).
+        instructions ran beside a host while the host's counted: work that
+        ``class_cycles`` does not show because the host hid it (the cycles it
+        outlasted the host count to ``stall``).
     """
 
     cycles: int
@@ -171,10 +172,11 @@ def program_cycles(config, instructions):
 
 
 def _may_run_beside(config, host, side):
-    """Whether the hardware starts ``side`` beside ``host`` (a GEMM): the decoder's rule."""
+    """Whether the hardware starts ``side`` beside ``host`` (of :data:`SIDE_HOSTS`): the
+    decoder's rule."""
     if side.opcode in SIDE_LOADS:
-        return bool(weight_load_may_run_beside(host.opcode, host, side.opcode, side,
-                                               config.array))
+        return host.opcode in LOAD_HOSTS and bool(weight_load_may_run_beside(
+            host.opcode, host, side.opcode, side, config.array))
     return side.opcode in SIDE_ROWS and bool(row_starts_beside(side.opcode, side,
                                                                config.act_banks))
 

@@ -273,70 +273,97 @@ class Lowering:
         """``softmax(Q_h K_h^T) V_h`` of every head ``h`` into its columns of ``context``.
 
         Head by head, or, when they overlap (:meth:`overlaps`), each softmax beside the
-        GEMMs between its scores and its ``P V``: head 0's beside head 1's ``Q K^T``, the
-        last head's beside the ``P V`` of the head before it, and every other head ``h``'s
-        token tiles split between head ``h + 1``'s ``Q K^T`` and head ``h - 1``'s ``P V``
-        (:meth:`softmax_split`). Scores and probabilities then alternate between two
-        buffers, and the plan's banks keep each pair on different ports (:mod:`.vit_plan`).
+        hosts between its scores and its ``P V`` (:meth:`softmax_pieces`): head 0's beside
+        head 1's ``K^T`` copy and ``Q K^T``; every other head ``h``'s beside head ``h + 1``'s
+        copy and ``Q K^T`` and head ``h - 1``'s ``V`` transpose and ``P V``; the last
+        head's beside the transpose and ``P V`` of the head before it and its own
+        transpose. Scores and probabilities then alternate between two buffers, and the
+        plan's banks keep each pair on different ports (:mod:`.vit_plan`).
         """
         heads = block.heads
         if not self.overlaps(block):
             for head in range(heads):
                 self.head_scores(block, head, score_prm)
-                self.head_softmax(block, head, beside=False)
+                self.head_softmax(block, head)
                 self.head_context(block, head, context_prm)
             return
+        keys, scores, values, context = self.attention_host_cycles(block)
         self.head_scores(block, 0, score_prm)
-        self.head_scores(block, 1, score_prm)
-        self.head_softmax(block, 0, beside=True)
-        for head in range(2, heads):
-            self.head_scores(block, head, score_prm)
-            first = self.softmax_split(block)
-            if first:
-                self.head_softmax(block, head - 1, beside=True, tiles=(0, first))
-            self.head_context(block, head - 2, context_prm)
-            if first < self.token_tiles:
-                self.head_softmax(block, head - 1, beside=True,
-                                  tiles=(first, self.token_tiles))
-        self.head_context(block, heads - 2, context_prm)
-        self.head_softmax(block, heads - 1, beside=True)
-        self.head_context(block, heads - 1, context_prm)
+        for head in range(1, heads):
+            hosts = (keys, scores) + ((values, context) if head >= 2 else ())
+            pieces = [(head - 1, tiles) for tiles in self.softmax_pieces(hosts)]
+            self.head_scores(block, head, score_prm, pieces[:2])
+            if head >= 2:
+                self.head_context(block, head - 2, context_prm, pieces[2:])
+        pieces = [(heads - 1, tiles) for tiles in self.softmax_pieces((values, context, values))]
+        self.head_context(block, heads - 2, context_prm, pieces[:2])
+        self.head_context(block, heads - 1, context_prm, pieces[2:] + [None])
 
-    def softmax_split(self, block):
-        """How many of a head's softmax tiles go beside a ``Q K^T`` GEMM, the rest beside
-        the ``P V`` GEMM after it: the split whose sides outlast their GEMMs by the fewest
-        cycles (``stall``, :mod:`.cycles`), one instruction rather than two on a tie."""
-        tokens, head_dim = self.tokens, block.head_dim
-        scores, context = (unit_cycles(self.config, _gemm_shape(k, self.token_tiles, n))
-                           for k, n in ((head_dim, tokens), (tokens, head_dim)))
+    def attention_host_cycles(self, block):
+        """Cycles of a head's ``K^T`` copy, ``Q K^T``, ``V`` transpose and ``P V`` (the same
+        for every head of ``block``)."""
+        tokens, head_dim, token_tiles = self.tokens, block.head_dim, self.token_tiles
+        return [unit_cycles(self.config, instruction) for instruction in (
+            Instruction(Opcode.COPY_TO_WGT, dict(tiles=token_tiles, words=head_dim)),
+            _gemm_shape(head_dim, token_tiles, tokens),
+            Instruction(Opcode.TRANSPOSE_TO_WGT, dict(
+                token_tiles=token_tiles, channel_tiles=tiles(head_dim, self.lanes))),
+            _gemm_shape(tokens, token_tiles, head_dim))]
 
-        def stall(tile_count, gemm):
-            if not tile_count:
-                return 0
+    def softmax_pieces(self, hosts):
+        """A head's softmax tiles split over ``hosts`` (their cycles, in order): per host the
+        ``(first, end)`` of its piece, or ``None`` for none. The split whose pieces outlast
+        their hosts by the fewest cycles (``stall``, :mod:`.cycles`) in all, and of those the
+        one with the fewest instructions (each piece fills the exp table and finds its first
+        tile's maxima again)."""
+        tokens = self.tokens
+
+        def cost(count, host):
+            if not count:
+                return 0, 0
             softmax = unit_cycles(self.config, Instruction(Opcode.SOFTMAX, dict(
-                m_tiles=tile_count, length=tokens)))
-            return max(0, SIDE_START_DELAY + softmax - gemm)
+                m_tiles=count, length=tokens)))
+            return max(0, SIDE_START_DELAY + softmax - host), 1
 
-        splits = range(self.token_tiles + 1)
-        return min(splits, key=lambda first: (
-            stall(first, scores) + stall(self.token_tiles - first, context),
-            first not in (0, self.token_tiles)))
+        # best[t]: (stall, pieces) of the first hosts taking the first t tiles, and the counts.
+        best = {0: ((0, 0), ())}
+        for host in hosts:
+            best = {taken: min(((stall + extra, pieces + more), counts + (taken - done,))
+                               for done, ((stall, pieces), counts) in best.items()
+                               if done <= taken
+                               for extra, more in [cost(taken - done, host)])
+                    for taken in range(self.token_tiles + 1)}
+        counts, first, split = best[self.token_tiles][1], 0, []
+        for count in counts:
+            split.append((first, first + count) if count else None)
+            first += count
+        return split
 
-    def head_scores(self, block, head, score_prm):
-        """K_h^T into the next half of WGT, then ``Q_h K_h^T`` into ``head``'s scores."""
+    def head_scores(self, block, head, score_prm, sides=(None, None)):
+        """K_h^T into the next half of WGT, then ``Q_h K_h^T`` into ``head``'s scores; after
+        each of the two, the softmax piece of ``sides`` (``(head, tiles)`` or ``None``)
+        beside it."""
         dim, head_dim, tokens = self.dim, block.head_dim, self.tokens
         q = self.act("qkv") + head * head_dim
         keys = self.emit.take_weight_half()
         self.emit(Opcode.COPY_TO_WGT, src=q + dim, src_stride=3 * dim, dst=keys,
                   tiles=self.token_tiles, words=head_dim,
                   live=self.live_bits(Opcode.COPY_TO_WGT, "tiles"))
+        self.head_softmax_beside(block, sides[0])
         self.gemm(q, 3 * dim, keys, head_dim, self.head_buffer("scores", head, block), tokens,
                   score_prm, head_dim, tokens, live=("n",))
+        self.head_softmax_beside(block, sides[1])
 
-    def head_softmax(self, block, head, beside, tiles=None):
+    def head_softmax_beside(self, block, side):
+        """The softmax piece ``side`` (``(head, tiles)``, or ``None`` for nothing) beside the
+        instruction emitted right before it."""
+        if side is not None and side[1] is not None:
+            self.head_softmax(block, side[0], beside=True, tiles=side[1])
+
+    def head_softmax(self, block, head, beside=False, tiles=None):
         """The softmax of ``head``'s scores into its probabilities, its token tiles
-        ``tiles`` (``(first, end)``; all by default), ``beside`` the GEMM emitted right
-        before it."""
+        ``tiles`` (``(first, end)``; all by default), ``beside`` the instruction emitted
+        right before it."""
         tokens, e = self.tokens, block.softmax
         stride = self.probability_stride
         first, end = tiles or (0, self.token_tiles)
@@ -348,18 +375,21 @@ class Lowering:
                   probability_shift=block.probability_shift, beside=int(beside),
                   live=self.live_bits(Opcode.SOFTMAX, "m_tiles", "length"))
 
-    def head_context(self, block, head, context_prm):
+    def head_context(self, block, head, context_prm, sides=(None, None)):
         """V_h transposed into the next half of WGT, then ``P_h V_h`` into ``head``'s
-        columns of ``context``."""
+        columns of ``context``; after each of the two, the softmax piece of ``sides``
+        (``(head, tiles)`` or ``None``) beside it."""
         dim, head_dim, tokens = self.dim, block.head_dim, self.tokens
         values = self.emit.take_weight_half()
         self.emit(Opcode.TRANSPOSE_TO_WGT, src=self.act("qkv") + head * head_dim + 2 * dim,
                   src_stride=3 * dim, dst=values, dst_stride=self.token_tiles * self.lanes,
                   token_tiles=self.token_tiles, channel_tiles=tiles(head_dim, self.lanes),
                   live=self.live_bits(Opcode.TRANSPOSE_TO_WGT, "token_tiles"))
+        self.head_softmax_beside(block, sides[0])
         self.gemm(self.head_buffer("probabilities", head, block), self.probability_stride, values,
                   self.token_tiles * self.lanes, self.act("context") + head * head_dim, dim,
                   context_prm, tokens, head_dim, live=("k",))
+        self.head_softmax_beside(block, sides[1])
 
     def block(self, index, block, qkv, following=None, flips=0):
         """Encoder block ``index`` from its source token buffer to its result buffer

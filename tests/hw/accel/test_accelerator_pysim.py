@@ -129,15 +129,38 @@ BESIDE = {
 }
 
 
-@pytest.mark.parametrize("opcode", list(BESIDE))
+#: Hosts reading bank 0 (words 0..29 at most) and writing bank 1 or WGT.
+HOSTS = {
+    Opcode.GEMM: dict(a_addr=0, a_stride=10, b_addr=0, b_stride=10, c_addr=128, c_stride=8,
+                      p_addr=0, k=10, m_tiles=3, n=8),
+    Opcode.COPY_TO_WGT: dict(src=0, src_stride=10, dst=64, tiles=3, words=10),
+    Opcode.TRANSPOSE_TO_WGT: dict(src=0, src_stride=10, dst=64, dst_stride=8, token_tiles=2,
+                                  channel_tiles=2),
+}
+
+
+def moved_weights(host):
+    """After a move, a GEMM that reads the WGT words it wrote (64..79) into ACT 224..239:
+    STORE shows only ACT."""
+    if host == Opcode.GEMM:
+        return []
+    return [Instruction(Opcode.GEMM, dict(a_addr=0, a_stride=8, b_addr=64, b_stride=8,
+                                          c_addr=224, c_stride=8, p_addr=0, k=8, m_tiles=2,
+                                          n=8))]
+
+
+@pytest.mark.parametrize("host, opcode", [
+    *((Opcode.GEMM, opcode) for opcode in BESIDE),
+    (Opcode.COPY_TO_WGT, Opcode.SOFTMAX), (Opcode.TRANSPOSE_TO_WGT, Opcode.SOFTMAX),
+    (Opcode.TRANSPOSE_TO_WGT, Opcode.ADD)])
 @pytest.mark.parametrize("act_read_ports", [2, 1])
-def test_a_row_instruction_beside_a_gemm_equals_the_interpreter_and_the_cycle_model(
-        opcode, act_read_ports):
+def test_a_row_instruction_beside_a_host_equals_the_interpreter_and_the_cycle_model(
+        host, opcode, act_read_ports):
     """Two units at once on the two ACT banks: memory byte for byte as the interpreter
-    leaves it (ACT stored at the end), and cycles, per class and beside the GEMM too, as
-    the cycle model predicts (the side's own cycles hidden behind the GEMM's, and counted as
-    such). Beside a GELU the GEMM writes through its own GELU table, so both copies are read
-    at once."""
+    leaves it (ACT and WGT stored at the end), and cycles, per class and beside the host
+    too, as the cycle model predicts (the side's own cycles hidden behind the host's, and
+    counted as such). Beside a GELU the GEMM writes through its own GELU table, so both
+    copies are read at once."""
     config = replace(SMALL, act_read_ports=act_read_ports)
     seed = 6
     data = np.random.default_rng(seed).integers(0, 256, 256 * 16, np.uint8).tobytes()
@@ -146,10 +169,9 @@ def test_a_row_instruction_beside_a_gemm_equals_the_interpreter_and_the_cycle_mo
         for space, count in ((Space.ACT, 256), (Space.WGT, 256), (Space.PRM, 64),
                              (Space.LNP, 32), (Space.TBL, 16))]
     instructions += [
-        Instruction(Opcode.GEMM, dict(a_addr=0, a_stride=10, b_addr=0, b_stride=10,
-                                      c_addr=128, c_stride=8, p_addr=0, k=10, m_tiles=3, n=8,
-                                      gelu=int(opcode == Opcode.GELU))),
+        Instruction(host, dict(HOSTS[host], **({"gelu": 1} if opcode == Opcode.GELU else {}))),
         Instruction(opcode, dict(BESIDE[opcode], beside=1)),
+        *moved_weights(host),
         Instruction(Opcode.STORE, dict(spad_addr=0, dram_addr=32, count=256)),
         Instruction(Opcode.DONE, {})]
     image = program_image(*(encode(item.opcode, **item.fields) for item in instructions))
@@ -160,7 +182,8 @@ def test_a_row_instruction_beside_a_gemm_equals_the_interpreter_and_the_cycle_mo
     predicted = program_cycles(config, instructions)
     assert (result.done, result.error) == (True, ERROR_NONE)
     np.testing.assert_array_equal(np.frombuffer(result.dram, np.uint8), machine.dram,
-                                  err_msg=f"seed {seed}: {opcode.name}, RTL vs golden")
+                                  err_msg=f"seed {seed}: {opcode.name} beside {host.name}, "
+                                          f"RTL vs golden")
     assert (result.cycles, result.class_cycles, result.side_cycles) == \
         (predicted.cycles, predicted.class_cycles, predicted.side_cycles)
     assert result.side_cycles[ISA[opcode].counter] > 0

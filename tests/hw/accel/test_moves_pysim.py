@@ -19,8 +19,10 @@ def test_copy_to_wgt_gathers_strided_tiles_one_word_per_cycle(array):
     runs = run_and_compare(Moves(config), random_machine(config, np.random.default_rng(seed)),
                            words, err_msg=f"COPY_TO_WGT, array {array}, seed {seed}")
     for run, word, (tiles, count, _) in zip(runs, words, shapes):
-        assert run.cycles == tiles * count + 2 == move_cycles(config, decode(word))
+        # A word read in cycle c is written from a register in cycle c + 2.
+        assert run.cycles == tiles * count + 3 == move_cycles(config, decode(word))
         assert run.activity["act_read"] == list(range(1, tiles * count + 1))
+        assert run.activity["wgt_write"] == list(range(3, tiles * count + 3))
 
 
 @pytest.mark.parametrize("array", [2, 4])

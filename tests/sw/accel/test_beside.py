@@ -27,12 +27,28 @@ def softmax(**changes):
     return Instruction(Opcode.SOFTMAX, {**SOFTMAX, **changes})
 
 
+#: Reads ACT 0..35 (bank 0), writes WGT: the moves of an attention head host a softmax too.
+COPY = Instruction(Opcode.COPY_TO_WGT, dict(src=0, src_stride=12, dst=0, tiles=3, words=12))
+TRANSPOSE = Instruction(Opcode.TRANSPOSE_TO_WGT, dict(src=0, src_stride=12, dst=0, dst_stride=12,
+                                                      token_tiles=3, channel_tiles=3))
+HOSTS = "['GEMM', 'GEMM_SPARSE', 'COPY_TO_WGT', 'TRANSPOSE_TO_WGT']"
+
+
 @pytest.mark.parametrize("host, side, refusal", [
     (GEMM, softmax(), None),
     (Instruction(Opcode.GEMM_SPARSE, {**GEMM.fields, "depth": 16}), softmax(), None),
     (Instruction(Opcode.GELU, dict(src=0, dst=0, count=4)), softmax(),
-     "the instruction before it is GELU, not one of ['GEMM', 'GEMM_SPARSE']"),
-    (None, softmax(), "the instruction before it is nothing, not one of ['GEMM', 'GEMM_SPARSE']"),
+     f"the instruction before it is GELU, not one of {HOSTS}"),
+    (None, softmax(), f"the instruction before it is nothing, not one of {HOSTS}"),
+    (COPY, softmax(), None),
+    (TRANSPOSE, softmax(), None),
+    (COPY, softmax(src=40),
+     "it reads ACT words 40..75 in bank 0, whose read port the COPY_TO_WGT uses "
+     "(ACT words 0..35)"),
+    (TRANSPOSE, softmax(dst=24),
+     "it writes ACT words 24..59, which the TRANSPOSE_TO_WGT reads (ACT words 0..35)"),
+    (TRANSPOSE, softmax(live=1),
+     "it flags live fields, and an instruction beside a TRANSPOSE_TO_WGT runs as written"),
     (GEMM, softmax(live=1),
      "it flags live fields, and an instruction beside a GEMM runs as written"),
     (GEMM, softmax(src=250),

@@ -129,9 +129,11 @@ def test_later_stages_on_fewer_tokens_keep_the_class_token(block_tokens):
     program = compile_model(config, model, block_tokens=block_tokens)
     full = compile_model(config, model)
     # The counts are operands: the same instructions, except that fewer token tiles may cut
-    # a layer into more column chunks (GEMMs and their weight loads).
+    # a layer into more column chunks (GEMMs and their weight loads), and a head's softmax
+    # into other pieces beside other hosts (their cycles change with the count).
     def others(compiled):
-        return [opcode for opcode, fields in compiled.instructions if opcode != Opcode.GEMM
+        return [opcode for opcode, fields in compiled.instructions
+                if opcode not in (Opcode.GEMM, Opcode.SOFTMAX)
                 and not (opcode == Opcode.LOAD and fields["space"] == Space.WGT)]
     assert others(program) == others(full)
     assert program.macs < full.macs
