@@ -41,7 +41,8 @@ class KeepMarker(wiring.Component):
     one read of every score (``compare`` in each cycle of one) and, after
     :data:`STEP_DELAY` more cycles (a score is registered as it arrives
     from its block RAM, compared in the next cycle, counted in the one after,
-    and the counts give the digit in the next), a ``step``; each pass settles one 4-bit digit of ``tau`` from the top
+    and the counts give the digit in the next), a ``step``; each pass settles
+    one 4-bit digit of ``tau`` from the top
     (:data:`SEARCH_PASSES` = 9 passes for 35 bits): 16 comparators and
     counters count the scores at least ``tau + j place`` for ``j = 1 .. 16``
     (``place`` the digit's weight, ``tau`` holding the digits settled so

@@ -51,8 +51,8 @@ class Moves(Unit):
         written = Signal(SCRATCHPAD_ADDRESS_BITS)
         pending = Signal()         # a copied word arrives from the activation scratchpad
         pending_address = Signal(SCRATCHPAD_ADDRESS_BITS)
-        # ... and is written from a register a cycle later (in the cycle of ``done`` for the
-        # last), so that no block RAM output drives another's input in one cycle.
+        # ... and is written from a register a cycle later (in FINISH for the last), so that
+        # no block RAM output drives another's input in one cycle.
         copying = Signal()
         copy_address = Signal(SCRATCHPAD_ADDRESS_BITS)
         copy_word = Signal.like(self.act_read.data)

@@ -150,17 +150,22 @@ def program_cycles(config, instructions):
         spec = ISA[inst.opcode]
         busy = unit_cycles(config, inst)
         following = program[index + 1] if index + 1 < len(program) else None
-        beside = inst.opcode in SIDE_HOSTS and following is not None and _may_run_beside(
-            config, inst, following)
+        # A host looks the next instruction up before it retires, SIDE_START_DELAY cycles
+        # that count to its class even when it is done sooner (a short move); then it
+        # retires in the cycle after, or when the instruction beside it is done.
+        looks_ahead = inst.opcode in SIDE_HOSTS and following is not None
+        beside = looks_ahead and _may_run_beside(config, inst, following)
+        own = max(busy, SIDE_START_DELAY) if looks_ahead else busy
+        total = max(busy, SIDE_START_DELAY + 1) if looks_ahead else busy
         if beside:
             side_busy = unit_cycles(config, following)
-            stall = max(0, SIDE_START_DELAY + side_busy - busy)
-            classes["stall"] += stall
-            side_cycles[ISA[following.opcode].counter] += side_busy - stall
-            busy += stall
+            total = max(busy, SIDE_START_DELAY + side_busy)
+            side_cycles[ISA[following.opcode].counter] += max(
+                0, min(side_busy, busy - SIDE_START_DELAY))
+        classes["stall"] += total - own
         if spec.counter is not None:
-            classes[spec.counter] += busy - (stall if beside else 0)
-        now += busy
+            classes[spec.counter] += own
+        now += total
         retired_at[index] = now
         if beside:
             index += 2
