@@ -354,8 +354,8 @@ def _rows(start, length):
 #: The opcodes a weight load may run beside: the GEMMs, while they read the other WGT half.
 LOAD_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE)
 #: The opcodes another instruction may run beside: a weight load beside one of
-#: :data:`LOAD_HOSTS`, a row instruction beside any (a move fills WGT, so that one of an
-#: attention head's softmax runs while the next head's keys and values are moved).
+#: :data:`LOAD_HOSTS`, a row instruction beside any (a move reads ACT and writes only WGT,
+#: so a piece of an attention head's softmax runs while another head's keys or values move).
 SIDE_HOSTS = (*LOAD_HOSTS, Opcode.COPY_TO_WGT, Opcode.TRANSPOSE_TO_WGT)
 #: The weight loads the hardware starts beside a host when :func:`weight_load_may_run_beside`.
 SIDE_LOADS = (Opcode.LOAD, Opcode.LOAD_SPARSE)
