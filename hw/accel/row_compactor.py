@@ -7,6 +7,7 @@ from amaranth import C, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..nonlinear.reduce import reduce_tree
 from ..numerics import OPERAND_BITS, PACKAGE_WEIGHT_BITS
 from .config import SIZE_BITS
 from .keep_marker import ROW_INFO
@@ -134,11 +135,11 @@ class RowCompactor(wiring.Component):
         groups = [Signal(signed(OPERAND_BITS + PACKAGE_WEIGHT_BITS + 1 + _SUM_GROUP.bit_length()),
                          name=f"group_{first}")
                   for first in range(0, lanes, _SUM_GROUP)]
-        m.d.sync += [group.eq(_tree_sum(products[first:first + _SUM_GROUP]))
+        m.d.sync += [group.eq(reduce_tree(products[first:first + _SUM_GROUP], operator.add))
                      for group, first in zip(groups, range(0, lanes, _SUM_GROUP))]
         pairs = [Signal(signed(len(groups[0]) + 1), name=f"pair_{first}")
                  for first in range(0, len(groups), 2)]
-        m.d.sync += [pair.eq(_tree_sum(groups[first:first + 2]))
+        m.d.sync += [pair.eq(reduce_tree(groups[first:first + 2], operator.add))
                      for pair, first in zip(pairs, range(0, len(groups), 2))]
         paired, summing = Signal(), Signal()
         m.d.sync += [paired.eq(staged), summing.eq(paired)]
@@ -171,21 +172,12 @@ class RowCompactor(wiring.Component):
             m.d.sync += [buffer.eq(0), numerator.eq(0)]
         with m.Else():
             with m.If(summing):
-                m.d.sync += numerator.eq(_tree_sum([numerator, *pairs]))
+                m.d.sync += numerator.eq(reduce_tree([numerator, *pairs], operator.add))
             with m.If(self.full):
                 m.d.sync += buffer.eq(window[word_bits:])
             with m.Elif(staged):
                 m.d.sync += buffer.eq(window)
         return m
-
-
-def _tree_sum(values):
-    """The sum of ``values`` as a balanced tree of adders (``ceil(log2 n)`` levels), not a
-    chain."""
-    while len(values) > 1:
-        values = [values[index] + values[index + 1] if index + 1 < len(values) else values[index]
-                  for index in range(0, len(values), 2)]
-    return values[0]
 
 
 def _prefix_levels(sums, distances):

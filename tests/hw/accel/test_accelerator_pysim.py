@@ -139,6 +139,34 @@ HOSTS = {
 }
 
 
+def loads(*spaces):
+    """LOADs of ``(space, count)`` words each from external word 32, where the data is."""
+    return [Instruction(Opcode.LOAD, dict(space=space, spad_addr=0, count=count, dram_addr=32))
+            for space, count in spaces]
+
+
+def run_against_the_models(config, instructions, seed, what):
+    """``instructions``, then a STORE of all ACT and DONE, on data of ``seed``, in Amaranth:
+    external memory byte for byte as the golden interpreter leaves it, and the cycles, per
+    class and beside a host, as the cycle model predicts. Returns the run."""
+    data = np.random.default_rng(seed).integers(0, 256, 256 * 16, np.uint8).tobytes()
+    instructions = [*instructions,
+                    Instruction(Opcode.STORE, dict(spad_addr=0, dram_addr=32, count=256)),
+                    Instruction(Opcode.DONE, {})]
+    image = program_image(*(encode(item.opcode, **item.fields) for item in instructions))
+    image = image.ljust(32 * 16, b"\0") + data
+    machine = Machine(config, image)
+    run_program(machine, 0)
+    result = simulate(config, image, 0)
+    predicted = program_cycles(config, instructions)
+    assert (result.done, result.error) == (True, ERROR_NONE)
+    np.testing.assert_array_equal(np.frombuffer(result.dram, np.uint8), machine.dram,
+                                  err_msg=f"{what}: external memory, RTL vs golden")
+    assert (result.cycles, result.class_cycles, result.side_cycles) == \
+        (predicted.cycles, predicted.class_cycles, predicted.side_cycles)
+    return result
+
+
 def moved_weights(host):
     """After a move, a GEMM that reads the WGT words it wrote (64..79) into ACT 224..239:
     STORE shows only ACT."""
@@ -163,29 +191,12 @@ def test_a_row_instruction_beside_a_host_equals_the_interpreter_and_the_cycle_mo
     copies are read at once."""
     config = replace(SMALL, act_read_ports=act_read_ports)
     seed = 6
-    data = np.random.default_rng(seed).integers(0, 256, 256 * 16, np.uint8).tobytes()
-    instructions = [
-        Instruction(Opcode.LOAD, dict(space=space, spad_addr=0, count=count, dram_addr=32))
-        for space, count in ((Space.ACT, 256), (Space.WGT, 256), (Space.PRM, 64),
-                             (Space.LNP, 32), (Space.TBL, 16))]
-    instructions += [
+    result = run_against_the_models(config, [
+        *loads((Space.ACT, 256), (Space.WGT, 256), (Space.PRM, 64), (Space.LNP, 32),
+               (Space.TBL, 16)),
         Instruction(host, dict(HOSTS[host], **({"gelu": 1} if opcode == Opcode.GELU else {}))),
         Instruction(opcode, dict(BESIDE[opcode], beside=1)),
-        *moved_weights(host),
-        Instruction(Opcode.STORE, dict(spad_addr=0, dram_addr=32, count=256)),
-        Instruction(Opcode.DONE, {})]
-    image = program_image(*(encode(item.opcode, **item.fields) for item in instructions))
-    image = image.ljust(32 * 16, b"\0") + data
-    machine = Machine(config, image)
-    run_program(machine, 0)
-    result = simulate(config, image, 0)
-    predicted = program_cycles(config, instructions)
-    assert (result.done, result.error) == (True, ERROR_NONE)
-    np.testing.assert_array_equal(np.frombuffer(result.dram, np.uint8), machine.dram,
-                                  err_msg=f"seed {seed}: {opcode.name} beside {host.name}, "
-                                          f"RTL vs golden")
-    assert (result.cycles, result.class_cycles, result.side_cycles) == \
-        (predicted.cycles, predicted.class_cycles, predicted.side_cycles)
+        *moved_weights(host)], seed, f"seed {seed}: {opcode.name} beside {host.name}")
     assert result.side_cycles[ISA[opcode].counter] > 0
     assert result.class_cycles[ISA[opcode].counter] == 0
 
@@ -197,25 +208,11 @@ def test_a_move_shorter_than_its_look_ahead_retires_after_it(words, side):
     word takes 4 cycles, but retires after 10 (or when the instruction beside it is done).
     Cycles per class and beside as the cycle model predicts (the RTL fuzz found the model
     short by 6 cycles here)."""
-    data = np.random.default_rng(7).integers(0, 256, 256 * 16, np.uint8).tobytes()
-    instructions = [
-        Instruction(Opcode.LOAD, dict(space=space, spad_addr=0, count=count, dram_addr=32))
-        for space, count in ((Space.ACT, 256), (Space.TBL, 16))]
-    instructions.append(Instruction(Opcode.COPY_TO_WGT, dict(src=0, src_stride=words, dst=0,
-                                                             tiles=1, words=words)))
+    instructions = [*loads((Space.ACT, 256), (Space.TBL, 16)),
+                    Instruction(Opcode.COPY_TO_WGT, dict(src=0, src_stride=words, dst=0, tiles=1,
+                                                         words=words))]
     if side is not None:
         instructions.append(Instruction(side, dict(BESIDE[side], beside=1)))
-    instructions += [Instruction(Opcode.STORE, dict(spad_addr=0, dram_addr=32, count=256)),
-                     Instruction(Opcode.DONE, {})]
-    image = program_image(*(encode(item.opcode, **item.fields) for item in instructions))
-    image = image.ljust(32 * 16, b"\0") + data
-    machine = Machine(SMALL, image)
-    run_program(machine, 0)
-    result = simulate(SMALL, image, 0)
-    predicted = program_cycles(SMALL, instructions)
-    assert (result.done, result.error) == (True, ERROR_NONE)
-    np.testing.assert_array_equal(np.frombuffer(result.dram, np.uint8), machine.dram,
-                                  err_msg=f"COPY_TO_WGT of {words} words, {side} beside")
-    assert (result.cycles, result.class_cycles, result.side_cycles) == \
-        (predicted.cycles, predicted.class_cycles, predicted.side_cycles)
+    result = run_against_the_models(SMALL, instructions, 7,
+                                    f"COPY_TO_WGT of {words} words, {side} beside")
     assert result.class_cycles["move"] == SIDE_START_DELAY
