@@ -87,7 +87,7 @@ PRESETS = {
     # reads a word of each operand per cycle and a softmax finds a tile's maxima during the
     # tile before it. 197 tokens fill 5 tiles of 40 rows (98.5%). Estimate (Yosys), clock
     # evidence and the choice of the array: docs/performance.md, "ZCU102 output".
-    "zcu102": ShellConfig(clock_mhz=200, accelerator=AcceleratorConfig(
+    "zcu102": ShellConfig(clock_mhz=225, accelerator=AcceleratorConfig(
         array=40, act_depth=24576, wgt_depth=30720, prm_depth=4096, lnp_depth=1024,
         k_max=2048, act_read_ports=2, act_banks=2, macs_per_dsp=2, k_per_cycle=2)),
     # The same with one step of K per cycle (1,600 MACs on 1,600 DSPs, no cascades): the

@@ -21,7 +21,7 @@ in the banks that let it (``docs/isa.md``, Ordering).
 
 from dataclasses import dataclass, replace
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 import numpy as np
 
 from vitforge.errors import ProgramError
@@ -67,7 +67,10 @@ PROLOGUE = 6
 MAX_CYCLES = 200_000
 #: Hypothesis settings of both passes: the same examples in the same order every run.
 _SETTINGS = dict(deadline=None, database=None, derandomize=True,
-                 suppress_health_check=list(HealthCheck))
+                 suppress_health_check=list(HealthCheck),
+                 # No explain phase: its variations of the shrunk program would each be
+                 # another simulation, for a report the replay file replaces.
+                 phases=[phase for phase in Phase if phase != Phase.explain])
 
 
 @dataclass(frozen=True, repr=False)
@@ -446,25 +449,32 @@ def programs(draw, config=FUZZ_CONFIG):
     return legalize(config, instructions, data + sparse)
 
 
+class _Failure(AssertionError):
+    """What ``check`` found wrong with ``program``."""
+
+    def __init__(self, problem, program):
+        super().__init__(problem)
+        self.program = program
+
+
 def _search(count, config, check, replay_folder=None):
     """Run ``check(program)`` on ``count`` programs; it returns what is wrong ("" if
-    nothing). Hypothesis shrinks a failing program; the smallest, the one it runs last, is
-    saved as a replay file in ``replay_folder``, whose command the AssertionError gives."""
-    failing = []
+    nothing). Hypothesis shrinks a failing program; the smallest, whose failure Hypothesis
+    raises in the end, is saved as a replay file in ``replay_folder``, whose command the
+    AssertionError gives."""
 
     @settings(max_examples=count, **_SETTINGS)
     @given(programs(config))
     def search(program):
         problem = check(program)
         if problem:
-            failing.append(program)
-            raise AssertionError(problem)
+            raise _Failure(problem, program)
 
     try:
         search()
-    except AssertionError as error:
-        path = save_replay(replay_folder, config, failing[-1].image)
-        raise AssertionError(f"{error}; reproduce with: vitforge replay {path}") from None
+    except _Failure as failure:
+        path = save_replay(replay_folder, config, failure.program.image)
+        raise AssertionError(f"{failure}; reproduce with: vitforge replay {path}") from None
 
 
 def fuzz_golden(count, *, replay_folder, config=FUZZ_CONFIG):

@@ -90,11 +90,16 @@ class Accelerator(wiring.Component):
                                     if name in part.signature.members})
         m.submodules.live = live = LiveFields()
         # The instruction register: the instruction with its live fields filled in,
-        # loaded in ISSUE and held while it executes.
+        # loaded in ISSUE and held while it executes; whether a live value exceeds its
+        # field, in the cycle after (DECODE: the live unit registers its comparisons).
         issued = Signal(INSTRUCTION_BITS)
         exceeds = Signal()
+        decoding = Signal()
+        m.d.sync += decoding.eq(controller.issue)
         with m.If(controller.issue):
-            m.d.sync += [issued.eq(live.resolved), exceeds.eq(live.exceeds)]
+            m.d.sync += issued.eq(live.resolved)
+        with m.If(decoding):
+            m.d.sync += exceeds.eq(live.exceeds)
         m.d.comb += [live.instruction.eq(fetch.instruction),
                      live.clear.eq(self.start & ~self.busy),
                      controller.live_exceeds.eq(exceeds),
@@ -113,7 +118,7 @@ class Accelerator(wiring.Component):
         fetched-ahead opcode is its own. That choice is a register, a cycle behind both:
         ``side_active`` rises :data:`~.decoder.SIDE_CHECK_LATENCY` cycles before the side start, the
         instruction fetched ahead holds while it is high, and after it falls no unit
-        starts for two cycles (RESOLVE, ISSUE). So the decode of the opcode is not on
+        starts for three cycles (RESOLVE, ISSUE, DECODE). So the decode of the opcode is not on
         every path from the instruction into the side units."""
         done = side_busy = 0
         for index, (name, unit) in enumerate(units.items()):

@@ -29,9 +29,10 @@ class Controller(wiring.Component):
     States: ``FETCH`` (two external reads, three cycles) -> ``RESOLVE``
     (one cycle: the live fields' products are registered) -> ``ISSUE`` (one
     cycle: ``issue`` loads the instruction register with the instruction,
-    its live fields filled in) -> ``DECODE`` (one
-    cycle; an unknown opcode, an empty field or a live value beyond its field
-    (``live_exceeds``) stops the run with an error,
+    its live fields filled in) -> ``DECODE`` (one cycle: the decoder's
+    registers, :data:`~.decoder.DECODE_LATENCY`, and ``live_exceeds`` load)
+    -> ``DISPATCH`` (one cycle; an unknown opcode, an empty field or a live
+    value beyond its field (``live_exceeds``) stops the run with an error,
     DONE stops it, NOP and SYNC retire at once) -> ``EXECUTE`` until the unit
     is done. While a GEMM executes, the controller fetches the next
     instruction (``LOOK_AHEAD``), waits for the decoder's pipelined check
@@ -145,6 +146,9 @@ class Controller(wiring.Component):
                 m.d.comb += [self.issue.eq(1), active_class.eq(_FETCH_CLASS)]
                 m.next = "DECODE"
             with m.State("DECODE"):
+                m.d.comb += active_class.eq(_FETCH_CLASS)
+                m.next = "DISPATCH"
+            with m.State("DISPATCH"):
                 m.d.comb += active_class.eq(_FETCH_CLASS)
                 m.d.sync += [main_done.eq(0), looked_ahead.eq(0), side_started.eq(0)]
                 with m.If(~decoded.known | decoded.empty | self.live_exceeds):

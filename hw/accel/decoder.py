@@ -1,6 +1,6 @@
 """The hardware instruction decoder: the ISA table's rules as logic."""
 
-from amaranth import Cat, Module
+from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,10 +9,13 @@ from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, LOAD_HOSTS, OPCODE_BIT
                   weight_load_may_run_beside)
 from .ports import registering
 
-__all__ = ["InstructionDecoder", "DECODED", "NO_CLASS", "SIDE_CHECK_LATENCY"]
+__all__ = ["InstructionDecoder", "DECODED", "DECODE_LATENCY", "NO_CLASS", "SIDE_CHECK_LATENCY"]
 
 #: Cycles from ``instruction`` and ``next_instruction`` to ``decoded.side``.
 SIDE_CHECK_LATENCY = 4
+
+#: Cycles from ``instruction`` to ``decoded`` (but ``side`` and ``side_class``) and ``unit``.
+DECODE_LATENCY = 1
 
 #: The ``counter`` of an instruction that counts to no class.
 NO_CLASS = len(COUNTER_CLASSES)
@@ -31,10 +34,16 @@ DECODED = wiring.Signature({
 })
 
 
+#: The members of ``decoded`` that describe ``instruction``, registered.
+_REGISTERED = ("known", "empty", "ends", "at_once", "side_capable", "counter")
+
+
 class InstructionDecoder(wiring.Component):
     """Decodes an instruction for the controller and selects its execution unit (:data:`ISA`).
 
-    Combinational (no latency), except ``decoded.side``.
+    ``decoded`` (but ``side`` and ``side_class``) and ``unit`` are registered:
+    valid :data:`DECODE_LATENCY` cycle after ``instruction``; ``side_class``
+    and ``next_unit`` are combinational from ``next_instruction``.
     ``decoded.known`` is low for an unknown or reserved opcode,
     ``decoded.empty`` high when one of the opcode's ``nonzero`` fields is
     zero; ``unit`` is one-hot over ``units`` (all low for what the
@@ -87,20 +96,27 @@ class InstructionDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         decoded = self.decoded
+        # The decode of ``instruction``, registered into ``decoded`` and ``unit``: an empty
+        # field is a wide function of the instruction, too deep to meet the controller's
+        # decision and a unit's start in one cycle.
+        now = DECODED.flip().create(path=("now",))
+        unit = Signal.like(self.unit, name="now_unit")
         with m.Switch(self.instruction[:OPCODE_BITS]):
             for code, spec in ISA.items():
                 if spec.reserved:
                     continue
                 with m.Case(code):
-                    m.d.comb += [decoded.known.eq(1),
-                                 decoded.empty.eq(spec.empty(spec.view(self.instruction)))]
+                    m.d.comb += [now.known.eq(1),
+                                 now.empty.eq(spec.empty(spec.view(self.instruction)))]
                     if spec.unit is not None:
-                        m.d.comb += [self.unit[self._units.index(spec.unit)].eq(1),
-                                     decoded.counter.eq(COUNTER_CLASSES.index(spec.counter))]
+                        m.d.comb += [unit[self._units.index(spec.unit)].eq(1),
+                                     now.counter.eq(COUNTER_CLASSES.index(spec.counter))]
                     elif code == Opcode.DONE:
-                        m.d.comb += decoded.ends.eq(1)
+                        m.d.comb += now.ends.eq(1)
                     else:
-                        m.d.comb += decoded.at_once.eq(1)
+                        m.d.comb += now.at_once.eq(1)
+        m.d.sync += [self.unit.eq(unit), *(getattr(decoded, name).eq(getattr(now, name))
+                                           for name in _REGISTERED)]
         next_opcode = self.next_instruction[:OPCODE_BITS]
         for code, spec in ISA.items():
             if spec.unit is not None:
@@ -109,7 +125,7 @@ class InstructionDecoder(wiring.Component):
                     if spec.counter in SIDE_CLASSES:
                         m.d.comb += decoded.side_class.eq(SIDE_CLASSES.index(spec.counter))
         host = Cat(self.instruction[:OPCODE_BITS] == code for code in SIDE_HOSTS).any()
-        m.d.comb += decoded.side_capable.eq(host)
+        m.d.comb += now.side_capable.eq(host)
         # The row rule and the host's opcode through a register as well, so that the last
         # cycle of the check is the load rule's comparisons and one OR.
         register = registering(m)

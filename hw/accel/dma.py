@@ -155,9 +155,12 @@ class Dma(Unit):
             m.d.sync += [received.eq(received + 1), target.eq(target + 1), piece.eq(0)]
 
         m.submodules.expander = expander = IndexExpander(len(self.idx_write.data))
-        # The record's shape comes straight from the instruction, whatever the state.
-        m.d.comb += [expander.blocks.eq(sparse.blocks), expander.kept_rows.eq(sparse.kept_rows),
-                     expander.block_shift.eq(sparse.block_shift)]
+        # The record's shape, registered at start: the instruction comes through the side
+        # units' multiplexer, too late for the expander's comparisons.
+        with m.If(self.start):
+            m.d.sync += [expander.blocks.eq(sparse.blocks),
+                         expander.kept_rows.eq(sparse.kept_rows),
+                         expander.block_shift.eq(sparse.block_shift)]
 
         def finish():
             m.d.sync += [self.busy.eq(0), self.done.eq(1)]

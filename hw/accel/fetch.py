@@ -1,6 +1,6 @@
 """Instruction fetch with one instruction of look-ahead, sharing external memory with a unit."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import Array, C, Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -18,6 +18,11 @@ FETCH_CONTROL = wiring.Signature({
     "arrived": In(1),          # the instruction asked for is complete after this cycle
 })
 
+
+
+#: Bits of a word's number within an instruction.
+_WORD_BITS = (INSTRUCTION_WORDS - 1).bit_length()
+assert INSTRUCTION_WORDS == 1 << _WORD_BITS, "an instruction is a power of two of words"
 
 
 class InstructionFetch(wiring.Component):
@@ -63,10 +68,19 @@ class InstructionFetch(wiring.Component):
         reading = control.fetch | control.look_ahead
         requested = Signal(range(INSTRUCTION_WORDS + 1))
         received = Signal(range(INSTRUCTION_WORDS + 1))
-        # Both addresses from registers only; the controller's state only selects one.
-        base = self.program_addr + control.pc * INSTRUCTION_WORDS
-        current = base + requested
-        following = base + (requested + INSTRUCTION_WORDS)
+        # The controller's state only selects an address: the current instruction's
+        # through one adder from registers (a word's address is the instruction number's
+        # bits above the word's, requested < INSTRUCTION_WORDS whenever it is requested),
+        # the look-ahead's from registers alone, each word's computed every cycle from
+        # pc + 1 (pc changes as an instruction retires, at least five cycles before the
+        # next one's EXECUTE and its look-ahead).
+        word = requested[:_WORD_BITS]
+        current = self.program_addr + Cat(word, control.pc)
+        ahead = Array(Signal.like(self.program_addr, name=f"ahead_{index}")
+                      for index in range(INSTRUCTION_WORDS))
+        m.d.sync += [address.eq(self.program_addr + Cat(C(index, _WORD_BITS), control.pc + 1))
+                     for index, address in enumerate(ahead)]
+        following = ahead[word]
         m.d.comb += [
             mem.req.valid.eq(Mux(reading, requested < INSTRUCTION_WORDS, unit.req.valid)),
             mem.req.payload.addr.eq(Mux(reading, Mux(control.look_ahead, following, current),

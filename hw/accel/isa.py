@@ -21,6 +21,7 @@ import operator
 from types import SimpleNamespace
 from typing import Callable, NamedTuple
 
+from amaranth import Mux, Value
 from amaranth.lib import data
 
 from ..numerics import (COEFFICIENT_BITS, EPS_BITS, GELU_TABLE_DEPTH, MAX_SELECTOR_HEADS,
@@ -307,6 +308,14 @@ class OpcodeSpec:
                       False)
 
 
+def _choose(condition, chosen, otherwise):
+    """``chosen`` if ``condition`` else ``otherwise``: a multiplexer for Amaranth values (no
+    shift by a computed amount), a conditional expression for ints."""
+    if isinstance(condition, Value):
+        return Mux(condition, chosen, otherwise)
+    return chosen if condition else otherwise
+
+
 def _spec(opcode, fields=None, live=(), **rules):
     flags = {"beside": 1} if opcode in SIDE_ROWS else {}
     if live:
@@ -316,10 +325,10 @@ def _spec(opcode, fields=None, live=(), **rules):
 
 
 _LOADED_WORDS = Formula("`count` (TBL: 16 x `count`, SIG: 8 x `count`)",
-                        lambda f, array: f.count << (_TABLE_ENTRIES_PER_WORD_LOG2
-                                                     * (f.space == Space.TBL)
-                                                     + _SIGMOID_ENTRIES_PER_WORD_LOG2
-                                                     * (f.space == Space.SIG)))
+                        lambda f, array: _choose(
+                            f.space == Space.TBL, f.count << _TABLE_ENTRIES_PER_WORD_LOG2,
+                            _choose(f.space == Space.SIG,
+                                    f.count << _SIGMOID_ENTRIES_PER_WORD_LOG2, f.count)))
 _B_TILES = Formula("ceil(`n` / array)", lambda f, array: ceil_divide(f.n, array, SIZE_BITS))
 _COPIED_WORDS = Formula("`tiles` x `words`", lambda f, array: f.tiles * f.words)
 _CHANNEL_WORDS = Formula("array x `channel_tiles`", lambda f, array: f.channel_tiles * array)

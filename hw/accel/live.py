@@ -22,8 +22,9 @@ class LiveFields(wiring.Component):
     high when such a value is larger than the field as written (the most the
     program allows). Combinational from ``instruction`` and the registers,
     except a ``TILE_WORDS`` field: its ``SIZE_BITS x SIZE_BITS`` product is
-    registered, so ``resolved`` and ``exceeds`` are valid in the second
-    cycle of an ``instruction`` (and of the registers).
+    registered, so ``resolved`` is valid in the second cycle of an
+    ``instruction`` (and of the registers); ``exceeds`` registers its
+    comparisons, so it is valid in the third.
 
     Attributes
     ----------
@@ -71,8 +72,10 @@ class LiveFields(wiring.Component):
                                                                    registering(m)).items():
                         live_value = Signal.like(getattr(written, name), name=f"live_{name}")
                         m.d.comb += live_value.eq(value)
+                        greater = Signal(name=f"greater_{name}")
+                        m.d.sync += greater.eq(value > getattr(written, name))
                         with m.If(flagged):
                             m.d.comb += getattr(resolved, name).eq(live_value)
-                            with m.If(value > getattr(written, name)):
+                            with m.If(greater):
                                 m.d.comb += self.exceeds.eq(1)
         return m

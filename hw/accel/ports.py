@@ -1,6 +1,6 @@
 """The execution-unit interface and the port signatures the accelerator's parts share."""
 
-from amaranth import Signal, Value, signed, unsigned
+from amaranth import Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,7 +13,8 @@ from .isa import COUNTER_CLASSES, INSTRUCTION_BITS, SIDE_CLASSES
 __all__ = ["control_members", "Unit", "act_word", "read_request", "write_request", "memory_port",
            "scratchpad_entries", "scratchpad_ports", "SCRATCHPAD_PORTS", "SLAB_READS",
            "INTERLEAVED", "forward", "LIVE_UPDATE",
-           "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS", "tile_addresses", "registering"]
+           "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS", "tile_addresses", "running_address",
+           "registering"]
 
 #: External memory: 128-bit words, word addresses.
 MEMORY_DATA_BITS = 8 * DRAM_WORD_BYTES
@@ -82,6 +83,25 @@ def tile_addresses(m, fields, *, load, advance):
             m.d.sync += base.eq(base + getattr(fields, f"{name}_stride"))
         bases.append(base)
     return tuple(bases)
+
+
+def running_address(m, name, *, step, loads):
+    """A register holding the word address a pass reads at, so that no adder stands between
+    a unit's counter and a scratchpad's address multiplexers.
+
+    ``loads`` is a list of ``(condition, value)``: the first whose condition is high gives
+    the next address; else it steps by one in each cycle ``step`` is high (modulo the
+    scratchpad address width).
+    """
+    address = Signal(SCRATCHPAD_ADDRESS_BITS, name=name)
+    following = address + 1
+    taken = step
+    for condition, value in reversed(loads):
+        following = Mux(condition, value, following)
+        taken = taken | condition
+    with m.If(taken):
+        m.d.sync += address.eq(following)
+    return address
 
 
 def scratchpad_entries(config):

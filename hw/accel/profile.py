@@ -19,7 +19,8 @@ class RetireProfile(wiring.Component):
     not written in the current run (an instruction that retired together with
     the one before it, such as a weight load beside a GEMM) reads as 0 rather
     than as a stale value from an earlier program. One block RAM of
-    ``PROFILE_DEPTH`` words; reads take one cycle.
+    ``PROFILE_DEPTH`` words, written the cycle after the retirement; reads take
+    one cycle.
 
     Attributes
     ----------
@@ -50,10 +51,14 @@ class RetireProfile(wiring.Component):
         run = Signal()
         with m.If(self.start):
             m.d.sync += run.eq(~run)
-        m.d.comb += [
+        # The write a cycle after the retirement, from registers: the retire pulse comes
+        # from the decode of the instruction register, late in its cycle.
+        m.d.sync += [
             write.addr.eq(self.retire_pc),
             write.data.eq(Cat(self.cycles, run)),
             write.en.eq(self.retire & (self.retire_pc < PROFILE_DEPTH)),
+        ]
+        m.d.comb += [
             read.addr.eq(self.read_addr),
             self.read_data.eq(Mux(read.data[-1] == run, read.data[:COUNTER_BITS], 0)),
         ]

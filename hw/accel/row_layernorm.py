@@ -11,7 +11,7 @@ from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .isa import ISA, Opcode
 from .layernorm_statistics import (PRODUCT_BITS, SQUARE_SUM_SHAPE, SUM_SHAPE, LayerNormStatistics,
                                    statistics_cycles)
-from .ports import Unit, scratchpad_ports, tile_addresses
+from .ports import Unit, running_address, scratchpad_ports, tile_addresses
 from .row_units import row_units
 
 __all__ = ["RowLayerNorm", "layernorm_cycles"]
@@ -73,10 +73,16 @@ class RowLayerNorm(Unit):
 
         next_tile = Signal()
         src_tile, dst_tile = tile_addresses(m, inst, load=self.start, advance=next_tile)
+        pass_end = reading & (index + 1 == inst.channels)
+        word = running_address(m, "word", step=reading, loads=[
+            (self.start, inst.src), (next_tile, src_tile + inst.src_stride),
+            (pass_end, src_tile)])
+        channel = running_address(m, "channel", step=reading,
+                                  loads=[(self.start | pass_end, inst.lnp_addr)])
         m.d.comb += [
-            self.act_read.addr.eq(src_tile + index),
+            self.act_read.addr.eq(word),
             self.act_read.en.eq(reading),
-            self.lnp_read.addr.eq(inst.lnp_addr + index),
+            self.lnp_read.addr.eq(channel),
             self.lnp_read.en.eq(reading),
         ]
         depth = 5 + REQUANT_LATENCY     # read, operand, product, centred, scale, requantizer
@@ -145,7 +151,7 @@ class RowLayerNorm(Unit):
             with m.State("PASS"):
                 with m.If(reading):
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index + 1 == inst.channels):
+                    with m.If(pass_end):
                         m.d.sync += [reading.eq(0), index.eq(0)]
                 with m.Elif(~in_flight):
                     with m.If(~output_pass):

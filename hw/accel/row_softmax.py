@@ -7,7 +7,7 @@ from ..numerics import OPERAND_BITS, SOFTMAX_RECIPROCAL_BITS, softmax_one
 from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .exp_table import FILL_CYCLES, TABLE_LATENCY, ExpTable
 from .isa import ISA, Opcode
-from .ports import Unit, scratchpad_ports, tile_addresses
+from .ports import Unit, running_address, scratchpad_ports, tile_addresses
 from .row_units import row_units
 from .softmax_reciprocals import SUM_BITS, SoftmaxReciprocals, reciprocals_cycles
 
@@ -89,8 +89,12 @@ class RowSoftmax(Unit):
 
         next_tile = Signal()
         src_tile, dst_tile = tile_addresses(m, inst, load=self.start, advance=next_tile)
+        pass_end = reading & (index + 1 == inst.length)
+        word = running_address(m, "word", step=reading, loads=[
+            (self.start, inst.src), (next_tile, src_tile + inst.src_stride),
+            (pass_end, src_tile)])
         m.d.comb += [
-            self.act_read.addr.eq(src_tile + index),
+            self.act_read.addr.eq(word),
             self.act_read.en.eq(reading),
         ]
         # Side band: valid/first per stage after the read (the word, the operand register,
@@ -110,7 +114,7 @@ class RowSoftmax(Unit):
             m.d.sync += words.eq(self.act_read.data)
         if self._lookahead:
             output_pass = Signal()          # pulses as DIVIDE enters the output pass
-            ahead = self._look_ahead(m, inst, tile, index, reading & (phase == 2), first[1],
+            ahead = self._look_ahead(m, inst, tile, reading & (phase == 2), first[1],
                                      src_tile=src_tile, enter=output_pass)
 
         # Pass 0: maxima of the registered words.
@@ -152,7 +156,7 @@ class RowSoftmax(Unit):
             with m.State("PASS"):
                 with m.If(reading):
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index + 1 == inst.length):
+                    with m.If(pass_end):
                         m.d.sync += [reading.eq(0), index.eq(0)]
                 with m.Elif(~in_flight):
                     with m.Switch(phase):
@@ -183,20 +187,19 @@ class RowSoftmax(Unit):
                 m.next = "IDLE"
         return m
 
-    def _look_ahead(self, m, inst, tile, index, outputs_read, first, *, src_tile, enter):
-        """The maxima of the next tile's rows, read through ``y_read`` at ``index`` while
-        the output pass reads the tile's words (``outputs_read``): registers holding them
+    def _look_ahead(self, m, inst, tile, outputs_read, first, *, src_tile, enter):
+        """The maxima of the next tile's rows, read through ``y_read`` one word of the next
+        tile per word the output pass reads (``outputs_read``): registers holding them
         after the pass. ``first`` marks the registered first word, as for the maxima pass.
 
         The next tile's first word is ``src_tile + src_stride``, registered in the cycle
         ``enter`` starts the output pass (not at ``start``, where the sum of two fields
         of the instruction, which comes through the look-ahead's multiplexers, made the
         preset's slowest path)."""
-        next_tile = Signal(SCRATCHPAD_ADDRESS_BITS)
-        with m.If(enter):
-            m.d.sync += next_tile.eq(src_tile + inst.src_stride)
+        word = running_address(m, "ahead_word", step=outputs_read,
+                               loads=[(enter, src_tile + inst.src_stride)])
         reading = outputs_read & (tile + 1 != inst.m_tiles)
-        m.d.comb += [self.y_read.addr.eq(next_tile + index), self.y_read.en.eq(reading)]
+        m.d.comb += [self.y_read.addr.eq(word), self.y_read.en.eq(reading)]
         arrived, registered = Signal(), Signal()
         words = Signal.like(self.y_read.data)
         m.d.sync += [arrived.eq(reading), registered.eq(arrived)]

@@ -148,7 +148,11 @@ class TokenSelector(Unit):
         m.submodules.compactor = compactor = RowCompactor(self._config)
         m.submodules.divider = divider = RoundingDivider(NUMERATOR_BITS, DENOMINATOR_BITS)
         denominator = Signal(DENOMINATOR_BITS)
-        dropped_any = denominator != 0
+        # Registered: read only states after the last change of the denominator (FLUSH,
+        # BROADCAST, FINISH: after DRAIN and DIVIDE), and its 32-bit test fed the tail's
+        # and the write enable's multiplexers too late.
+        dropped_any = Signal()
+        m.d.sync += dropped_any.eq(denominator != 0)
         mean_weights = Signal(lanes)          # TOKEN_MEAN: rows 1 .. alive of the tile read
         mean_rows = Signal(data.ArrayLayout(ROW_INFO, lanes))
         m.d.comb += [mean_rows[index].weight.eq(mean_weights[index]) for index in range(lanes)]
@@ -174,6 +178,9 @@ class TokenSelector(Unit):
         row = Signal(SIZE_BITS + 1)           # SCORE: patch row; SEARCH: score; MARK: row
         lane = Signal(range(lanes))           # lane of `row`
         tile_address = Signal(SCRATCHPAD_ADDRESS_BITS)
+        # WEIGHTS and SCORE read at score_word: the weights' word of head `head`, then
+        # tile_address + head, as a register (no adder before the ACT port's address).
+        score_word = Signal(SCRATCHPAD_ADDRESS_BITS)
         word = Signal(SIZE_BITS)              # channel (SELECT) or word (MEAN) being read
         group_left = Signal(SIZE_BITS)
         read_address = Signal(SCRATCHPAD_ADDRESS_BITS)
@@ -184,14 +191,19 @@ class TokenSelector(Unit):
         out_tiles = Signal(SIZE_BITS)         # words written of this channel / this mean
         m.d.sync += self.done.eq(0)
 
+        # MARK: whether `row` has reached the last row, registered with each new row (the
+        # comparison after `last_row` and before the FSM's next state was too deep).
+        last_reached = Signal()
+
         def start_mark():
-            m.d.sync += [row.eq(0), lane.eq(0)]
+            m.d.sync += [row.eq(0), lane.eq(0), last_reached.eq(last_row <= 0)]
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.comb += [scorer.start.eq(1), marker.start.eq(1), compactor.clear.eq(1)]
                     m.d.sync += [self.busy.eq(1), head.eq(0), denominator.eq(0), word.eq(0),
+                                 score_word.eq(select.weights),
                                  group_left.eq(group), read_address.eq(select.src),
                                  row_base.eq(0), info_tile.eq(0), out_base.eq(dst),
                                  out_address.eq(dst), out_tiles.eq(0)]
@@ -200,28 +212,30 @@ class TokenSelector(Unit):
                         m.next = "READ"
             with m.State("WEIGHTS"):
                 # Head `head`'s weight logit, lane 0 of its word.
-                m.d.comb += [self.act_read.addr.eq(select.weights + head), self.act_read.en.eq(1),
+                m.d.comb += [self.act_read.addr.eq(score_word), self.act_read.en.eq(1),
                              scorer.read.valid.eq(1), scorer.read.weight.eq(1),
                              scorer.read.head.eq(head)]
-                m.d.sync += head.eq(head + 1)
+                m.d.sync += [head.eq(head + 1), score_word.eq(score_word + 1)]
                 with m.If(head == select.heads - 1):
                     m.d.sync += [head.eq(0), row.eq(1), lane.eq(1),
-                                 tile_address.eq(select.scores)]
+                                 tile_address.eq(select.scores), score_word.eq(select.scores)]
                     m.next = "SCORE"
                     with m.If(select.alive == 0):
                         m.next = "SCORED"
             with m.State("SCORE"):
                 # Difference of patch `row`, head `head`: lane `lane` of a scores word.
-                m.d.comb += [self.act_read.addr.eq(tile_address + head), self.act_read.en.eq(1),
+                m.d.comb += [self.act_read.addr.eq(score_word), self.act_read.en.eq(1),
                              scorer.read.valid.eq(1), scorer.read.head.eq(head),
                              scorer.read.lane.eq(lane), scorer.read.first.eq(head == 0),
                              scorer.read.last.eq(head == select.heads - 1)]
-                m.d.sync += head.eq(head + 1)
+                m.d.sync += [head.eq(head + 1), score_word.eq(score_word + 1)]
                 with m.If(head == select.heads - 1):
-                    m.d.sync += [head.eq(0), row.eq(row + 1), lane.eq(lane + 1)]
+                    m.d.sync += [head.eq(0), row.eq(row + 1), lane.eq(lane + 1),
+                                 score_word.eq(tile_address)]
                     with m.If(lane == lanes - 1):
                         m.d.sync += [lane.eq(0),
-                                     tile_address.eq(tile_address + select.scores_stride)]
+                                     tile_address.eq(tile_address + select.scores_stride),
+                                     score_word.eq(tile_address + select.scores_stride)]
                     with m.If(row == select.alive):
                         m.next = "SCORED"
             with m.State("SCORED"):
@@ -255,10 +269,11 @@ class TokenSelector(Unit):
                              marker.mark.scored.eq((row != 0) & (row <= select.alive)),
                              marker.mark.present.eq(row < select.tokens),
                              marker.mark.last.eq(lane == lanes - 1)]
-                m.d.sync += [row.eq(row + 1), lane.eq(lane + 1)]
+                m.d.sync += [row.eq(row + 1), lane.eq(lane + 1),
+                             last_reached.eq(row + 1 >= last_row)]
                 with m.If(lane == lanes - 1):
                     m.d.sync += lane.eq(0)
-                    with m.If(row >= last_row):
+                    with m.If(last_reached):
                         m.next = "MARK_END"
             with m.State("MARK_END"):              # the last row's score arrives
                 m.next = "MARK_LAST"
@@ -303,7 +318,7 @@ class TokenSelector(Unit):
                     m.d.sync += out_tiles.eq(out_tiles + self.act_write.en)
                     m.next = "FINISH"
             with m.State("BROADCAST"):
-                value = Mux(denominator == 0, 0, divider.quotient)
+                value = Mux(dropped_any, divider.quotient, 0)
                 m.d.comb += [self.act_write.addr.eq(out_address), self.act_write.en.eq(1)]
                 for index in range(lanes):
                     m.d.comb += self.act_write.data[index].eq(value)

@@ -140,6 +140,12 @@ class TileController(wiring.Component):
         n_base_next = Signal.like(n_base)
         m.d.comb += [k_next.eq(k_index), b_next.eq(b_tile), n_base_next.eq(n_base)]
         m.d.sync += [k_index.eq(k_next), b_tile.eq(b_next), n_base.eq(n_base_next)]
+        # The index buffer's address b_next + k_next, kept running as b_tile + k_index:
+        # one small adder before the buffer's address instead of the two in a row.
+        index_address = Signal.like(b_tile)
+        index_next = Signal.like(b_tile)
+        m.d.comb += index_next.eq(index_address)
+        m.d.sync += index_address.eq(index_next)
         # Where the walk turns, as registers of the current k_index and n_base (so that
         # no comparison stands before the index buffer's address): the tile's last
         # period step, and a column tile after this one.
@@ -155,7 +161,7 @@ class TileController(wiring.Component):
         requested = Signal()                       # a step's requests are on the buffers
         m.d.comb += [
             issue.eq(walking & (k_index < command.k)),
-            self.i_read.addr.eq(b_next + k_next),
+            self.i_read.addr.eq(index_next),
             self.i_read.en.eq(walking | self.cmd.valid),
             self.running.eq(walking | requested),
         ]
@@ -212,7 +218,7 @@ class TileController(wiring.Component):
                     last_index, first_is_last = _slab_period_end(payload, period, cols, slab,
                                                                  bank_bits)
                 m.d.comb += [self.cmd.ready.eq(1), k_next.eq(0), b_next.eq(payload.b_addr),
-                             n_base_next.eq(0)]
+                             n_base_next.eq(0), index_next.eq(payload.b_addr)]
                 m.d.sync += [period_last.eq(first_is_last),
                              columns_left.eq(cols < payload.n),
                              b_following.eq(payload.b_addr + payload.b_stride)]
@@ -226,15 +232,17 @@ class TileController(wiring.Component):
                     ]
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [walking.eq(1), k_next.eq(k_index + step)]
+                m.d.comb += [walking.eq(1), k_next.eq(k_index + step),
+                             index_next.eq(index_address + step)]
                 m.d.sync += period_last.eq(k_next == period_end)
                 with m.If(period_last):
                     m.d.comb += k_next.eq(0)
                     with m.If(columns_left):
-                        m.d.comb += [b_next.eq(b_following),
+                        m.d.comb += [b_next.eq(b_following), index_next.eq(b_following),
                                      n_base_next.eq(n_base + cols)]
                     with m.Else():
-                        m.d.comb += [b_next.eq(command.b_addr), n_base_next.eq(0)]
+                        m.d.comb += [b_next.eq(command.b_addr), index_next.eq(command.b_addr),
+                                     n_base_next.eq(0)]
                         m.d.sync += [
                             a_tile.eq(a_tile + command.a_stride),
                             c_tile.eq(c_tile + command.c_stride),

@@ -4,7 +4,7 @@ Each execution unit documents its cycles from ``start`` to ``done`` as a
 function of the instruction's fields (:func:`unit_cycles` collects them), and
 the :class:`~vitforge.hw.accel.controller.Controller` adds its own per
 instruction: :data:`FETCH_CYCLES` to read it, :data:`ISSUE_CYCLES` to resolve,
-issue and decode it. A host (:data:`~vitforge.hw.accel.isa.SIDE_HOSTS`: a GEMM
+issue, decode and dispatch it. A host (:data:`~vitforge.hw.accel.isa.SIDE_HOSTS`: a GEMM
 or a move into WGT) fetches the next instruction while it runs; that
 instruction then skips FETCH, and if it may run beside the host (a weight load
 the hardware allows beside a GEMM, or a row instruction whose ``beside`` field
@@ -44,8 +44,8 @@ __all__ = ["ProgramCycles", "unit_cycles", "program_cycles", "predict", "FETCH_C
 #: FETCH: the instruction's external words requested one per cycle, the last one
 #: arriving a cycle after its request.
 FETCH_CYCLES = INSTRUCTION_WORDS + 1
-#: RESOLVE, ISSUE and DECODE.
-ISSUE_CYCLES = 3
+#: RESOLVE, ISSUE, DECODE and DISPATCH.
+ISSUE_CYCLES = 4
 #: From a host's start to the start of the instruction beside it: a cycle in EXECUTE,
 #: LOOK_AHEAD's fetch, SIDE_CHECK and SIDE_START.
 SIDE_START_DELAY = 1 + FETCH_CYCLES + SIDE_CHECK_LATENCY + 1

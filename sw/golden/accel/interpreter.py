@@ -222,7 +222,20 @@ def _write_rows(machine, dst, stride, tiles, length, rows):
     machine.act[addresses] = rows.reshape(tiles, lanes, length).transpose(0, 2, 1)
 
 
+def _check_row_destination(machine, index, inst, length):
+    """A row unit's result is written in place (``dst = src``, the same stride, tiles of
+    ``length`` words that do not overlap each other) or over none of its source words: the
+    hardware reads a tile's words again while it writes the tile's results, and reads the
+    next tile's ahead."""
+    in_place = (inst.dst, inst.dst_stride) == (inst.src, inst.src_stride) \
+        and (inst.m_tiles == 1 or inst.src_stride >= length)
+    _check(in_place or _disjoint(machine, inst), index, inst,
+           "its result must be in place (dst = src, dst_stride = src_stride, tiles apart) "
+           "or overlap none of its source words")
+
+
 def _softmax(machine, index, inst):
+    _check_row_destination(machine, index, inst, inst.length)
     rows = _rows(machine, inst.src, inst.src_stride, inst.m_tiles, inst.length)
     params = ExpParams(ratio=inst.ratio, alpha=inst.alpha, beta=inst.beta, gamma=inst.gamma)
     _check(params.ratio > 0 and params.beta >= 1 << PHI_BITS, index, inst,
@@ -236,6 +249,7 @@ def _softmax(machine, index, inst):
 
 
 def _layernorm(machine, index, inst):
+    _check_row_destination(machine, index, inst, inst.channels)
     rows = _rows(machine, inst.src, inst.src_stride, inst.m_tiles, inst.channels)
     channels = slice(inst.lnp_addr, inst.lnp_addr + inst.channels)
     params = LayerNormParams(eps=inst.eps, gamma=machine.gamma[channels],
@@ -285,7 +299,7 @@ def _disjoint(machine, inst):
     """Whether the instruction's ACT writes overlap none of its ACT reads (as written)."""
     spec, array = ISA[inst.opcode], machine.config.array
     written = [region.span(inst, array) for region in spec.writes]
-    return all(w.end <= r.first or r.end <= w.first
+    return all(w.end <= r.first or r.end <= w.first or w.space != r.space
                for w in written for r in (region.span(inst, array) for region in spec.reads))
 
 

@@ -45,7 +45,9 @@ def test_live_fields_resolve_like_the_isa_and_the_registers_follow_updates():
             ctx.set(dut.update.en, 0)
             ctx.set(dut.instruction, word)
             await ctx.tick()                  # a TILE_WORDS product takes a cycle
-            seen.append((ctx.get(dut.resolved), ctx.get(dut.exceeds),
+            resolved = ctx.get(dut.resolved)
+            await ctx.tick()                  # ... and the comparisons another
+            seen.append((resolved, ctx.get(dut.exceeds),
                          (ctx.get(dut.tokens), ctx.get(dut.alive), ctx.get(dut.tiles))))
         ctx.set(dut.clear, 1)
         await ctx.tick()

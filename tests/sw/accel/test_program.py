@@ -191,6 +191,15 @@ def machine_with(*words):
     ([encode(Opcode.SOFTMAX, src=0, src_stride=0, dst=8, dst_stride=0, m_tiles=1, length=1,
              ratio=1, alpha=0xFFFF, beta=0xFFFF, gamma=0, probability_shift=0)],
      r"^instruction 0 \(SOFTMAX\): exp_q15\(0\) = .* not 131066$"),        # above 16 bits
+    # The second tile's results overwrite its source before the output pass reads it
+    # again (found by the differential fuzzer), and tiles in place that overlap.
+    ([encode(Opcode.LAYERNORM, src=20, src_stride=6, dst=15, dst_stride=12, m_tiles=2,
+             channels=8, lnp_addr=0, eps=0, multiplier=1, shift=0)],
+     r"^instruction 0 \(LAYERNORM\): its result must be in place \(dst = src, dst_stride = "
+     r"src_stride, tiles apart\) or overlap none of its source words$"),
+    ([encode(Opcode.SOFTMAX, src=0, src_stride=2, dst=0, dst_stride=2, m_tiles=2, length=4,
+             ratio=1, alpha=0, beta=1 << 15, gamma=1 << 14, probability_shift=0)],
+     r"^instruction 0 \(SOFTMAX\): its result must be in place"),
 ])
 def test_malformed_programs_are_rejected_with_their_location(words, message):
     with pytest.raises(ProgramError, match=message):
