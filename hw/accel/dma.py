@@ -155,6 +155,13 @@ class Dma(Unit):
             m.d.sync += [received.eq(received + 1), target.eq(target + 1), piece.eq(0)]
 
         m.submodules.expander = expander = IndexExpander(len(self.idx_write.data))
+        # Each row into IDX a cycle after the expander makes it, from registers (the
+        # response word's byte and the row's adder were too slow for the block RAM's data
+        # input): the record's rows are all written before its group's values end.
+        m.d.sync += self.idx_write.en.eq(0)
+        m.d.comb += self.idx_write.addr.eq(indexed)
+        with m.If(self.idx_write.en):
+            m.d.sync += indexed.eq(indexed + 1)
         # The record's shape, registered at start: the instruction comes through the side
         # units' multiplexer, too late for the expander's comparisons.
         with m.If(self.start):
@@ -222,15 +229,12 @@ class Dma(Unit):
                     expander.record.valid.eq(self.mem.resp.valid & ~values),
                     taking.eq(self.mem.resp.valid & values), packing.eq(values),
                     self.mem.resp.ready.eq(Mux(values, 1, expander.record.ready)),
-                    self.idx_write.addr.eq(indexed),
-                    self.idx_write.data.eq(expander.row.data),
-                    self.idx_write.en.eq(expander.row.valid),
                     self.wgt_write.addr.eq(target),
                     self.wgt_write.data.eq(weight),
                     self.wgt_write.en.eq(complete),
                 ]
-                with m.If(expander.row.valid):
-                    m.d.sync += indexed.eq(indexed + 1)
+                m.d.sync += [self.idx_write.data.eq(expander.row.data),
+                             self.idx_write.en.eq(expander.row.valid)]
                 with m.If(expander.last):
                     m.d.sync += values.eq(1)
                 with m.If(complete):
