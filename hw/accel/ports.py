@@ -14,7 +14,7 @@ __all__ = ["control_members", "Unit", "act_word", "read_request", "write_request
            "scratchpad_entries", "scratchpad_ports", "SCRATCHPAD_PORTS", "SLAB_READS",
            "INTERLEAVED", "forward", "LIVE_UPDATE",
            "MEMORY_DATA_BITS", "MEMORY_ADDRESS_BITS", "tile_addresses", "running_address",
-           "registering"]
+           "pass_word", "registering"]
 
 #: External memory: 128-bit words, word addresses.
 MEMORY_DATA_BITS = 8 * DRAM_WORD_BYTES
@@ -102,6 +102,16 @@ def running_address(m, name, *, step, loads):
     with m.If(taken):
         m.d.sync += address.eq(following)
     return address
+
+
+def pass_word(m, fields, src_tile, *, load, advance, restart, step):
+    """The word a row-parallel unit's passes read (``src_tile + index``, as a
+    :func:`running_address`): ``fields.src`` in the cycle ``load`` is high, the next tile's
+    first word (``src_tile + fields.src_stride``) in a cycle ``advance`` is, the tile's first
+    word again when a pass ends (``restart``), and one more in each other cycle ``step`` is.
+    ``load`` and ``advance`` are those given to :func:`tile_addresses`."""
+    return running_address(m, "word", step=step, loads=[
+        (load, fields.src), (advance, src_tile + fields.src_stride), (restart, src_tile)])
 
 
 def scratchpad_entries(config):

@@ -11,7 +11,7 @@ from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .isa import ISA, Opcode
 from .layernorm_statistics import (PRODUCT_BITS, SQUARE_SUM_SHAPE, SUM_SHAPE, LayerNormStatistics,
                                    statistics_cycles)
-from .ports import Unit, running_address, scratchpad_ports, tile_addresses
+from .ports import Unit, pass_word, running_address, scratchpad_ports, tile_addresses
 from .row_units import row_units
 
 __all__ = ["RowLayerNorm", "layernorm_cycles"]
@@ -74,9 +74,8 @@ class RowLayerNorm(Unit):
         next_tile = Signal()
         src_tile, dst_tile = tile_addresses(m, inst, load=self.start, advance=next_tile)
         pass_end = reading & (index + 1 == inst.channels)
-        word = running_address(m, "word", step=reading, loads=[
-            (self.start, inst.src), (next_tile, src_tile + inst.src_stride),
-            (pass_end, src_tile)])
+        word = pass_word(m, inst, src_tile, load=self.start, advance=next_tile,
+                         restart=pass_end, step=reading)
         channel = running_address(m, "channel", step=reading,
                                   loads=[(self.start | pass_end, inst.lnp_addr)])
         m.d.comb += [

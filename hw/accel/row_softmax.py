@@ -7,7 +7,7 @@ from ..numerics import OPERAND_BITS, SOFTMAX_RECIPROCAL_BITS, softmax_one
 from .config import SCRATCHPAD_ADDRESS_BITS, SIZE_BITS
 from .exp_table import FILL_CYCLES, TABLE_LATENCY, ExpTable
 from .isa import ISA, Opcode
-from .ports import Unit, running_address, scratchpad_ports, tile_addresses
+from .ports import Unit, pass_word, running_address, scratchpad_ports, tile_addresses
 from .row_units import row_units
 from .softmax_reciprocals import SUM_BITS, SoftmaxReciprocals, reciprocals_cycles
 
@@ -90,9 +90,8 @@ class RowSoftmax(Unit):
         next_tile = Signal()
         src_tile, dst_tile = tile_addresses(m, inst, load=self.start, advance=next_tile)
         pass_end = reading & (index + 1 == inst.length)
-        word = running_address(m, "word", step=reading, loads=[
-            (self.start, inst.src), (next_tile, src_tile + inst.src_stride),
-            (pass_end, src_tile)])
+        word = pass_word(m, inst, src_tile, load=self.start, advance=next_tile,
+                         restart=pass_end, step=reading)
         m.d.comb += [
             self.act_read.addr.eq(word),
             self.act_read.en.eq(reading),
