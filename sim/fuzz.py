@@ -14,9 +14,10 @@ one the golden model defines. A failing program is saved as a replay file
 A row unit's (SOFTMAX, LAYERNORM) destination is its source (in place) or
 apart from it, as the compiler emits them; an element-wise destination (GELU,
 ADD) is its source or anywhere, partial overlaps included. A quarter of the
-draws are pairs that overlap on the hardware: a GEMM or GEMM_SPARSE and a
+draws are pairs that overlap on the hardware: a GEMM, GEMM_SPARSE or move and a
 SOFTMAX, LAYERNORM, GELU or ADD that asks to run beside it, their ACT regions
-in the banks that let it (``docs/isa.md``, Ordering).
+in the banks that let it (``docs/isa.md``, Ordering). A LOAD or LOAD_SPARSE right
+after a GEMM or a row instruction runs beside it when the hardware's rule allows.
 """
 
 from dataclasses import dataclass, replace
@@ -27,7 +28,7 @@ import numpy as np
 from vitforge.errors import ProgramError
 from vitforge.hw.accel.config import (DRAM_WORD_BYTES, SIGMOID_ENTRIES_PER_WORD,
                                       TABLE_ENTRIES_PER_WORD, AcceleratorConfig)
-from vitforge.hw.accel.isa import (INSTRUCTION_WORDS, ISA, SIDE_HOSTS, SIDE_ROWS, Instruction,
+from vitforge.hw.accel.isa import (INSTRUCTION_WORDS, ISA, ROW_HOSTS, SIDE_ROWS, Instruction,
                                    Opcode, Space, beside_refusal, encode, space_depth)
 from vitforge.hw.numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, EXP_POLYNOMIAL_SHIFT,
                                   MAX_SELECTOR_HEADS, PHI_BITS)
@@ -338,14 +339,14 @@ def _in_banks(fields, opcode, banks, bank_start):
 
 
 def _beside_pair(draw, config):
-    """A host of SIDE_HOSTS and a SIDE_ROWS instruction that asks to run beside it, each
+    """A host of ROW_HOSTS and a SIDE_ROWS instruction that asks to run beside it, each
     region drawn inside one bank, the side's in the banks the host does not use; ``None``
     if they do not fit or still touch the same words."""
     bank_start = config.act_bank_start
     if bank_start is None:
         return None
     bank = replace(config, act_depth=min(bank_start, config.act_depth - bank_start))
-    host, side = draw(st.sampled_from(SIDE_HOSTS)), draw(st.sampled_from(SIDE_ROWS))
+    host, side = draw(st.sampled_from(ROW_HOSTS)), draw(st.sampled_from(SIDE_ROWS))
     host_fields, side_fields = _DRAWERS[host](draw, bank), _DRAWERS[side](draw, bank)
     if host_fields is None or side_fields is None or None in side_fields.values():
         return None

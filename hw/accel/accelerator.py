@@ -35,7 +35,7 @@ UNITS = {
     "selector": TokenSelector,
 }
 
-#: The units that run an instruction beside a GEMM.
+#: The units that run an instruction beside a host.
 _SIDE_UNITS = {ISA[opcode].unit for opcode in (*SIDE_LOADS, *SIDE_ROWS)}
 
 
@@ -112,21 +112,24 @@ class Accelerator(wiring.Component):
     @staticmethod
     def _dispatch(m, units, issued, fetch, decoder, controller):
         """Start the decoded instruction's unit and watch its ``done``; start the instruction
-        fetched ahead beside a GEMM on its unit and watch its ``busy``.
+        fetched ahead beside a host on its unit and watch its ``busy``.
 
         A side unit reads the instruction fetched ahead while ``side_active`` and the
-        fetched-ahead opcode is its own. That choice is a register, a cycle behind both:
-        ``side_active`` rises :data:`~.decoder.SIDE_CHECK_LATENCY` cycles before the side start, the
-        instruction fetched ahead holds while it is high, and after it falls no unit
-        starts for three cycles (RESOLVE, ISSUE, DECODE). So the decode of the opcode is not on
-        every path from the instruction into the side units."""
+        fetched-ahead opcode is its own but the host's is not (a row unit hosts a load, and
+        keeps its own instruction when the next one is for it too). That choice is a
+        register, a cycle behind both: ``side_active`` rises
+        :data:`~.decoder.SIDE_CHECK_LATENCY` cycles before the side start, the instruction
+        fetched ahead holds while it is high, and after it falls no unit starts for three
+        cycles (RESOLVE, ISSUE, DECODE). So the decode of the opcode is not on every path
+        from the instruction into the side units."""
         done = side_busy = 0
         for index, (name, unit) in enumerate(units.items()):
             chosen = decoder.unit[index]
             start = controller.start_unit & chosen
             instruction = issued
             if name in _SIDE_UNITS:
-                beside = decoder.next_unit[index]
+                # The instruction fetched ahead is for this unit, and the host is not.
+                beside = decoder.next_unit[index] & ~chosen
                 start = start | (controller.start_side & beside)
                 reads_ahead = Signal(name=f"{name}_reads_ahead")
                 m.d.sync += reads_ahead.eq(controller.side_active & beside)

@@ -34,13 +34,13 @@ class Controller(wiring.Component):
     -> ``DISPATCH`` (one cycle; an unknown opcode, an empty field or a live
     value beyond its field (``live_exceeds``) stops the run with an error,
     DONE stops it, NOP and SYNC retire at once) -> ``EXECUTE`` until the unit
-    is done. While a GEMM executes, the controller fetches the next
-    instruction (``LOOK_AHEAD``), waits for the decoder's pipelined check
-    (``SIDE_CHECK``, :data:`SIDE_CHECK_LATENCY` cycles) and, if it may run
-    beside the GEMM (``decoded.side``: a weight load, or a row instruction
-    that asks to), starts it on its own unit (``SIDE_START``); the GEMM
-    then retires only when that unit has finished too, and both retire
-    together. An instruction fetched ahead and not started is decoded
+    is done. While a host (``decoded.side_capable``: a GEMM, a move or a row
+    instruction) executes, the controller fetches the next instruction
+    (``LOOK_AHEAD``), waits for the decoder's pipelined check (``SIDE_CHECK``,
+    :data:`SIDE_CHECK_LATENCY` cycles) and, if it may run beside the host
+    (``decoded.side``: a load, or a row instruction that asks to), starts it
+    on its own unit (``SIDE_START``); the host then retires only when that
+    unit has finished too, and both retire together. An instruction fetched ahead and not started is decoded
     without a second fetch, but issued again.
 
     ``cycles`` counts the cycles from ``start`` to ``done``; ``class_cycles``
@@ -48,8 +48,8 @@ class Controller(wiring.Component):
     count to ``fetch``, executing to the instruction's ``counter``, waiting
     for the instruction beside it after the instruction has finished to ``stall``.
     ``side_cycles`` counts, per :data:`SIDE_CLASSES`, the cycles an
-    instruction of that class ran beside a GEMM (those after its start, up to
-    and including its ``done``) while the GEMM's own cycles counted: the work
+    instruction of that class ran beside a host (those after its start, up to
+    and including its ``done``) while the host's own cycles counted: the work
     the overlap hid.
 
     Attributes
@@ -80,7 +80,7 @@ class Controller(wiring.Component):
         Start the unit of the instruction fetched ahead (the side unit) on it.
     side_active : ``Out(1)``
         The side unit's instruction is the one fetched ahead: a register, high
-        from the look-ahead's arrival until the GEMM beside it retires (the
+        from the look-ahead's arrival until the host beside it retires (the
         side unit is idle meanwhile unless ``start_side`` started it).
     side_busy : ``In(1)``
         The side unit's ``busy``.

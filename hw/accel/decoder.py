@@ -4,9 +4,9 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, LOAD_HOSTS, OPCODE_BITS, SIDE_CLASSES,
-                  SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS, Opcode, row_starts_beside,
-                  weight_load_may_run_beside)
+from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, LOAD_HOSTS, OPCODE_BITS, ROW_HOSTS,
+                  SIDE_CLASSES, SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS, Opcode, load_may_run_beside,
+                  row_starts_beside)
 from .ports import registering
 
 __all__ = ["InstructionDecoder", "DECODED", "DECODE_LATENCY", "NO_CLASS", "SIDE_CHECK_LATENCY"]
@@ -26,7 +26,7 @@ DECODED = wiring.Signature({
     "empty": Out(1),          # a field that must not be zero is zero
     "ends": Out(1),           # DONE
     "at_once": Out(1),        # no unit runs it: it retires at once (NOP, SYNC)
-    "side_capable": Out(1),   # another may run beside it (SIDE_HOSTS: GEMMs and moves)
+    "side_capable": Out(1),   # another may run beside it (SIDE_HOSTS)
     "side": Out(1),           # the next instruction runs beside it
                               # (SIDE_CHECK_LATENCY cycles after the instructions)
     "counter": Out(range(NO_CLASS + 1), init=NO_CLASS),   # COUNTER_CLASSES index
@@ -52,16 +52,17 @@ class InstructionDecoder(wiring.Component):
     for a :data:`SIDE_HOSTS` opcode, and ``decoded.side`` when
     ``next_instruction`` may start beside it (``docs/isa.md``, Ordering):
 
-    - beside a :data:`LOAD_HOSTS` GEMM, a :data:`SIDE_LOADS` load that
-      :func:`weight_load_may_run_beside` allows (each instruction viewed with
-      its own opcode's fields);
-    - with two ACT banks, a :data:`SIDE_ROWS` instruction with ``beside`` set,
-      no live flags and no empty field. Its ACT ports and regions are the
+    - beside a :data:`LOAD_HOSTS` GEMM or row instruction, a :data:`SIDE_LOADS`
+      load that :func:`load_may_run_beside` allows (each instruction viewed
+      with its own opcode's fields);
+    - with two ACT banks, beside a :data:`ROW_HOSTS` GEMM or move, a
+      :data:`SIDE_ROWS` instruction with ``beside`` set, no live flags and no
+      empty field. Its ACT ports and regions are the
       program's promise (:func:`~vitforge.hw.accel.isa.beside_refusal`,
       which the golden interpreter checks), not checked here.
 
     The load check multiplies fields, so it is cut by registers (see
-    :func:`weight_load_may_run_beside`), and ``decoded.side`` is valid
+    :func:`load_may_run_beside`), and ``decoded.side`` is valid
     :data:`SIDE_CHECK_LATENCY` cycles after the two instructions, which must
     be held meanwhile.
 
@@ -124,13 +125,14 @@ class InstructionDecoder(wiring.Component):
                     m.d.comb += self.next_unit[self._units.index(spec.unit)].eq(1)
                     if spec.counter in SIDE_CLASSES:
                         m.d.comb += decoded.side_class.eq(SIDE_CLASSES.index(spec.counter))
-        host = Cat(self.instruction[:OPCODE_BITS] == code for code in SIDE_HOSTS).any()
-        m.d.comb += now.side_capable.eq(host)
+        opcode = self.instruction[:OPCODE_BITS]
+        m.d.comb += now.side_capable.eq(Cat(opcode == code for code in SIDE_HOSTS).any())
         # The row rule and the host's opcode through a register as well, so that the last
         # cycle of the check is the load rule's comparisons and one OR.
         register = registering(m)
-        m.d.sync += decoded.side.eq(register(host) & (self._side_load(m)
-                                                      | register(self._side_row(next_opcode))))
+        row_host = Cat(opcode == code for code in ROW_HOSTS).any()
+        m.d.sync += decoded.side.eq(self._side_load(m)
+                                    | register(row_host & self._side_row(next_opcode)))
         return m
 
     def _side_load(self, m):
@@ -141,7 +143,7 @@ class InstructionDecoder(wiring.Component):
         side_load = 0
         for host in LOAD_HOSTS:
             for load in SIDE_LOADS:
-                allowed = weight_load_may_run_beside(
+                allowed = load_may_run_beside(
                     host, ISA[host].view(self.instruction), load,
                     ISA[load].view(self.next_instruction), self._config.array, stage=register)
                 side_load = side_load | (register((opcode == host) & (next_opcode == load))

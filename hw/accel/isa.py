@@ -34,9 +34,10 @@ from .config import (DRAM_WORD_BYTES, MEMORY_ADDRESS_BITS, PARAMETER_ADDRESS_BIT
 __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "INSTRUCTION_WORDS", "OPCODE_BITS",
            "COUNTER_CLASSES", "Opcode", "Space", "Live", "LiveState", "Formula", "Region", "Span",
            "OpcodeSpec", "ISA", "Instruction", "encode", "decode", "space_depth",
-           "written_activations", "weight_load_may_run_beside", "row_starts_beside",
+           "written_activations", "load_may_run_beside", "row_starts_beside",
            "beside_refusal",
-           "LOAD_HOSTS", "SIDE_HOSTS", "SIDE_LOADS", "SIDE_ROWS", "SIDE_CLASSES",
+           "ROW_HOSTS", "LOAD_HOSTS", "SIDE_HOSTS", "LOADED_BESIDE", "SIDE_LOADS", "SIDE_ROWS",
+           "SIDE_CLASSES",
            "resolve", "SELECT_MODES"]
 
 INSTRUCTION_BITS = 256
@@ -166,7 +167,7 @@ class Region:
 
     def span(self, fields, array, stage=None):
         """The :class:`Span` for ``fields`` (ints or Amaranth values) and ``array``; ``stage``
-        goes around each term and the tiles-stride product (:func:`weight_load_may_run_beside`)."""
+        goes around each term and the tiles-stride product (:func:`load_may_run_beside`)."""
         stage = stage or _unstaged
         first, stride, tiles, length = (stage(_evaluate(term, fields, array)) for term in
                                         (self.first, self.stride, self.tiles, self.length))
@@ -360,17 +361,25 @@ def _rows(start, length):
     return Region(Space.ACT, start, length, tiles="m_tiles", stride=f"{start}_stride")
 
 
-#: The opcodes a weight load may run beside: the GEMMs, while they read the other WGT half.
-LOAD_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE)
-#: The opcodes another instruction may run beside: a weight load beside one of
-#: :data:`LOAD_HOSTS`, a row instruction beside any (a move reads ACT and writes only WGT,
-#: so a piece of an attention head's softmax runs while another head's keys or values move).
-SIDE_HOSTS = (*LOAD_HOSTS, Opcode.COPY_TO_WGT, Opcode.TRANSPOSE_TO_WGT)
-#: The weight loads the hardware starts beside a host when :func:`weight_load_may_run_beside`.
-SIDE_LOADS = (Opcode.LOAD, Opcode.LOAD_SPARSE)
 #: The computing instructions that run beside a host when their ``beside`` field asks
 #: and :func:`beside_refusal` has nothing against it.
 SIDE_ROWS = (Opcode.GELU, Opcode.SOFTMAX, Opcode.LAYERNORM, Opcode.ADD)
+#: The opcodes a row instruction may run beside: the GEMMs, and the moves (a move reads ACT
+#: and writes only WGT, so a piece of an attention head's softmax runs while another head's
+#: keys or values move).
+ROW_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE, Opcode.COPY_TO_WGT, Opcode.TRANSPOSE_TO_WGT)
+#: The opcodes a load may run beside: the GEMMs, while they read the other WGT half and other
+#: parameters, and the row instructions, which touch no scratchpad a load beside may fill
+#: but LNP (a block's parameters load while its LayerNorm or the residual ADD before it runs).
+LOAD_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE, *SIDE_ROWS)
+#: The opcodes another instruction may run beside.
+SIDE_HOSTS = tuple(dict.fromkeys((*ROW_HOSTS, *LOAD_HOSTS)))
+#: The loads the hardware starts beside a host when :func:`load_may_run_beside`.
+SIDE_LOADS = (Opcode.LOAD, Opcode.LOAD_SPARSE)
+#: The scratchpads a load beside a host may fill: those no unit but the DMA writes, and that
+#: have a write port of their own beside the reads (TBL's table sits in the element-wise
+#: unit, which a GEMM's GELU reads).
+LOADED_BESIDE = (Space.WGT, Space.IDX, Space.PRM, Space.LNP)
 
 
 #: The instruction set: opcode -> :class:`OpcodeSpec`.
@@ -501,13 +510,13 @@ def written_activations(opcode, fields, array):
     return None
 
 
-def weight_load_may_run_beside(host, host_fields, load, load_fields, array, stage=None):
+def load_may_run_beside(host, host_fields, load, load_fields, array, stage=None):
     """Whether ``load`` may run while ``host`` executes (``docs/isa.md``, Ordering).
 
     ``host`` is an opcode of :data:`LOAD_HOSTS` and ``load`` one of
-    :data:`SIDE_LOADS`. It may if it fills at least one word, only WGT and
-    IDX words, and none that the host reads or writes (the compiler
-    alternates halves of WGT, and of IDX with it, for this). The fields are
+    :data:`SIDE_LOADS`. It may if it fills at least one word, only words of
+    :data:`LOADED_BESIDE`, and none that the host reads or writes (the
+    compiler alternates halves of WGT, and of IDX with it, for this). The fields are
     ints, or views of instruction signals: the result is then a 1-bit
     Amaranth value. Hardware's ``stage`` registers each region's terms, their
     tiles-stride product and the words compared; the inputs must be held for
@@ -521,10 +530,13 @@ def weight_load_may_run_beside(host, host_fields, load, load_fields, array, stag
     allowed = stage(ISA[load].empty(load_fields) == 0)
     used = [staged(region.span(host_fields, array, stage))
             for region in (*ISA[host].reads, *ISA[host].writes)
-            if region.space in (Space.WGT, Space.IDX)]
+            if region.space in LOADED_BESIDE]
     for written in ISA[load].writes:
         loaded = staged(written.span(load_fields, array, stage))
-        allowed = allowed & ((loaded.space == Space.WGT) | (loaded.space == Space.IDX))
+        fills = 0
+        for space in LOADED_BESIDE:
+            fills = fills | (loaded.space == space)
+        allowed = allowed & fills
         for span in used:
             allowed = allowed & ((loaded.space != span.space) | (loaded.end <= span.first)
                                  | (loaded.first >= span.end))
@@ -567,7 +579,7 @@ def beside_refusal(host, side, array, bank_start):
 
     ``side`` (an :class:`Instruction` of :data:`SIDE_ROWS` whose ``beside`` field
     is set) starts while ``host``, the instruction before it, executes. That
-    needs: a host of :data:`SIDE_HOSTS`; no live fields in ``side`` (the hardware
+    needs: a host of :data:`ROW_HOSTS`; no live fields in ``side`` (the hardware
     starts it as written); two ACT banks (``bank_start``, the first word of the
     second, or ``None`` for one bank); every ACT region of both in one bank; the
     side reading only the bank the host does not read and writing only the bank
@@ -576,10 +588,10 @@ def beside_refusal(host, side, array, bank_start):
     Regions count as their hull (first tile to last), and ``host``'s fields are
     the values it executes with.
     """
-    if host is None or host.opcode not in SIDE_HOSTS:
+    if host is None or host.opcode not in ROW_HOSTS:
         before = "nothing" if host is None else host.opcode.name
         return f"the instruction before it is {before}, not one of " \
-               f"{[opcode.name for opcode in SIDE_HOSTS]}"
+               f"{[opcode.name for opcode in ROW_HOSTS]}"
     name = host.opcode.name
     if side.fields.get("live"):
         return f"it flags live fields, and an instruction beside a {name} runs as written"

@@ -53,7 +53,7 @@ def act_word(config):
 
 
 def registering(m):
-    """A ``stage`` function for the ISA's rules (``weight_load_may_run_beside``,
+    """A ``stage`` function for the ISA's rules (``load_may_run_beside``,
     ``live_values``): it puts each value through a register of ``m``, ints as they are."""
     def register(term):
         if isinstance(term, int):

@@ -4,10 +4,10 @@ Each execution unit documents its cycles from ``start`` to ``done`` as a
 function of the instruction's fields (:func:`unit_cycles` collects them), and
 the :class:`~vitforge.hw.accel.controller.Controller` adds its own per
 instruction: :data:`FETCH_CYCLES` to read it, :data:`ISSUE_CYCLES` to resolve,
-issue, decode and dispatch it. A host (:data:`~vitforge.hw.accel.isa.SIDE_HOSTS`: a GEMM
-or a move into WGT) fetches the next instruction while it runs; that
-instruction then skips FETCH, and if it may run beside the host (a weight load
-the hardware allows beside a GEMM, or a row instruction whose ``beside`` field
+issue, decode and dispatch it. A host (:data:`~vitforge.hw.accel.isa.SIDE_HOSTS`: a GEMM,
+a move into WGT or a row instruction) fetches the next instruction while it runs; that
+instruction then skips FETCH, and if it may run beside the host (a load the hardware
+allows beside a GEMM or a row instruction, or a row instruction whose ``beside`` field
 asks) it starts :data:`SIDE_START_DELAY` cycles after the host and costs no
 cycles of its own unless it outlasts the host (``stall``). Those hidden cycles
 are :attr:`ProgramCycles.side_cycles`, by the side instruction's class.
@@ -29,8 +29,8 @@ from vitforge.hw.accel.decoder import SIDE_CHECK_LATENCY
 from vitforge.hw.accel.dma import dma_cycles
 from vitforge.hw.accel.eltwise import eltwise_cycles
 from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_WORDS, ISA, LOAD_HOSTS,
-                                   SIDE_CLASSES, SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS, Instruction,
-                                   Opcode, row_starts_beside, weight_load_may_run_beside)
+                                   ROW_HOSTS, SIDE_CLASSES, SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS,
+                                   Instruction, Opcode, load_may_run_beside, row_starts_beside)
 from vitforge.hw.accel.moves import move_cycles
 from vitforge.hw.accel.row_layernorm import layernorm_cycles
 from vitforge.hw.accel.row_softmax import softmax_cycles
@@ -180,10 +180,10 @@ def _may_run_beside(config, host, side):
     """Whether the hardware starts ``side`` beside ``host`` (of :data:`SIDE_HOSTS`): the
     decoder's rule."""
     if side.opcode in SIDE_LOADS:
-        return host.opcode in LOAD_HOSTS and bool(weight_load_may_run_beside(
+        return host.opcode in LOAD_HOSTS and bool(load_may_run_beside(
             host.opcode, host, side.opcode, side, config.array))
-    return side.opcode in SIDE_ROWS and bool(row_starts_beside(side.opcode, side,
-                                                               config.act_banks))
+    return (host.opcode in ROW_HOSTS and side.opcode in SIDE_ROWS
+            and bool(row_starts_beside(side.opcode, side, config.act_banks)))
 
 
 def predict(program):

@@ -5,9 +5,11 @@ GEMM ``m_tiles``, softmax length, score widths, LayerNorm tiles and
 element-wise counts all follow it. After a selector stage
 (:mod:`.selection`) that count is the most the stage may leave, and those
 fields are flagged to take the live count at run time (:attr:`Lowering.live`).
-Each weight load is emitted right after the GEMM before it, into the other
-half of WGT, where the hardware runs it during that GEMM. A layer whose weights
-take longer to load than that GEMM runs is cut into column chunks
+Each weight load is emitted right after the GEMM or row instruction before it
+(its host), into the other half of WGT, where the hardware runs it during that
+host; a block's parameters load beside its first LayerNorm, its LayerNorm
+parameters beside the residual ADD before it. A layer whose weights take longer
+to load than its host runs is cut into column chunks
 (:meth:`Lowering.load_layer`): each chunk's GEMM hides the next chunk's load,
 so few tokens (after pruning, or on a wide array) do not leave the GEMM engine
 waiting for weights. On a plan with two ACT banks the heads of a block overlap
@@ -62,6 +64,34 @@ def _requant_entries(source, count):
             np.full(count, source.shift))
 
 
+def _chunk_tiles(count, host, load_per_tile, gemm_per_tile):
+    """Column tiles per chunk of a layer of ``count`` tiles whose first load runs beside a
+    host of ``host`` cycles (``None``: alone), as :meth:`Lowering.load_layer` describes."""
+    if gemm_per_tile < load_per_tile:
+        if host is None:
+            return [count]
+        sizes, budget = [], host
+        while count:
+            sizes.append(min(count, max(1, -(-budget // load_per_tile))))
+            count -= sizes[-1]
+            budget = sizes[-1] * gemm_per_tile
+        return sizes
+    first = 1 if host is None else max(1, (host - SIDE_START_DELAY - 2) // load_per_tile)
+    sizes, left = [], count
+    while left:
+        sizes.append(min(left, first if not sizes else
+                         max(1, sizes[-1] * gemm_per_tile // load_per_tile)))
+        left -= sizes[-1]
+    even = [count // len(sizes) + (i < count % len(sizes)) for i in range(len(sizes))]
+    if even[0] <= first and all(later * load_per_tile <= earlier * gemm_per_tile
+                                for earlier, later in zip(even, even[1:])):
+        return even
+    if sizes[-1] < sizes[-2]:           # growing chunks: the last two share the remainder
+        pair = sizes[-2] + sizes[-1]
+        sizes[-2:] = [-(-pair // 2), pair // 2]
+    return sizes
+
+
 def _gemm_shape(k, m_tiles, n):
     """A GEMM of that shape at address 0 (what its cycles depend on)."""
     fields = dict.fromkeys(ISA[Opcode.GEMM].fields, 0)
@@ -87,9 +117,9 @@ class Lowering:
         self.tokens = self.token_tiles = None
         #: Whether token counts are live (a TOKEN_SELECT has run before).
         self.live = False
-        #: The index and cycles of the last GEMM emitted (a weight load right after it runs
-        #: beside it).
-        self.last_gemm = (None, 0)
+        #: The index and cycles of the last GEMM, LayerNorm or ADD emitted (a weight load
+        #: right after it runs beside it).
+        self.last_host = (None, 0)
         #: Names of the layers with sparse weights that run dense: ``array`` does not divide
         #: the columns of their pattern's groups.
         self.dense_fallback = []
@@ -149,7 +179,7 @@ class Lowering:
         self.emit.dense_macs += real * (depth or k) * n
         descriptor = GemmDescriptor.from_fields(fields, sparse=int(depth is not None))
         descriptor.check(self.config.gemm)
-        self.last_gemm = (len(self.emit.instructions) - 1,
+        self.last_host = (len(self.emit.instructions) - 1,
                           command_cycles(self.config.gemm, descriptor))
 
     def sparse_weight(self, layer, name):
@@ -195,29 +225,30 @@ class Lowering:
         WGT; returns the :class:`LoadedLayer` that :meth:`linear` runs. ``name`` is what
         :attr:`dense_fallback` calls the layer (sparse weights that run dense).
 
-        Right after a GEMM the load runs beside it. The first chunk is as wide as that
-        GEMM hides, rounded up to whole tiles of ``array`` columns (a stall of less than a
-        tile's load), and each next chunk as wide as the GEMM of the chunk before it (on
-        ``m_tiles`` tiles, the stage's tokens by default) hides, rounded up too. Where a
-        tile's GEMM is shorter than its load (a ``k_per_cycle`` array, or few tokens) the
-        chunks narrow, and every GEMM still hosts a load at least as long as itself: no GEMM
-        time goes unused while the weights are the bottleneck. When the load is not beside a
-        GEMM, the layer is one chunk. Chunks of sparse weights are whole column tiles too.
+        Right after a GEMM, LayerNorm or ADD (a host) the load runs beside it. Where a
+        tile's GEMM takes at least as long as its load (GEMM-bound), the first chunk is as
+        wide as the host hides in whole tiles of ``array`` columns (one tile, its load
+        alone, when no host is before it), each next chunk as wide as the GEMM of the
+        chunk before it hides, and then the columns spread evenly over that many chunks,
+        wider first (where growing chunks do not allow that, the last two share what is
+        left): no load outlasts its host, and the last chunk is not a sliver (its GEMM
+        hosts the next layer's first load). Where a tile's GEMM is shorter than its
+        load (weight-bound: a ``k_per_cycle`` array, or few tokens) the first chunk is
+        rounded up instead (a stall of less than a tile's load) and each next as wide as
+        the GEMM before it hides, rounded up: the chunks narrow, and every GEMM still
+        hosts a load at least as long as itself, so no GEMM time goes unused while the
+        weights are the bottleneck; with no host before it the layer is one chunk.
+        Chunks of sparse weights are whole column tiles too.
         """
         n = layer.weight.shape[1]
         lanes = self.lanes
         sparse = self.sparse_weight(layer, name)
         load_per_tile, gemm_per_tile = self._tile_cycles(layer, sparse, m_tiles)
-        index, cycles = self.last_gemm
+        index, cycles = self.last_host
         beside = index is not None and index == len(self.emit.instructions) - 1
-        sizes, budget, left = [], cycles if beside else 0, tiles(n, lanes)
-        if budget:
-            while left:
-                size = min(left, max(1, -(-budget // load_per_tile)))
-                sizes.append(size)
-                left -= size
-                budget = size * gemm_per_tile
-        edges = np.cumsum([0, *sizes]) * lanes if sizes else [0, n]
+        sizes = _chunk_tiles(tiles(n, lanes), cycles if beside else None, load_per_tile,
+                             gemm_per_tile)
+        edges = np.cumsum([0, *sizes]) * lanes
         chunks = tuple((int(start), min(int(end), n)) for start, end in zip(edges, edges[1:]))
         return LoadedLayer(layer, chunks, self._load_columns(layer, sparse, *chunks[0]), sparse)
 
@@ -235,20 +266,28 @@ class Lowering:
             if index + 1 < len(loaded.chunks):
                 address = self._load_columns(layer, sparse, *loaded.chunks[index + 1])
 
-    def layernorm(self, params, lnp_addr, src, dst, channels=None):
-        """Row-parallel LayerNorm of the stage's tokens, over the first ``channels``
-        (all by default) of each token's ``dim`` words."""
-        self.emit(Opcode.LAYERNORM, src=src, src_stride=self.dim, dst=dst, dst_stride=self.dim,
-                  m_tiles=self.token_tiles, channels=channels or self.dim, lnp_addr=lnp_addr,
-                  eps=params.eps, multiplier=params.multiplier, shift=params.shift,
-                  live=self.live_bits(Opcode.LAYERNORM, "m_tiles"))
+    def layernorm(self, params, lnp_addr, src, dst, channels=None, m_tiles=None):
+        """Row-parallel LayerNorm of the stage's tokens (or of their first ``m_tiles``
+        tiles), over the first ``channels`` (all by default) of each token's ``dim`` words."""
+        self.row_host(Opcode.LAYERNORM, src=src, src_stride=self.dim, dst=dst,
+                      dst_stride=self.dim, m_tiles=m_tiles or self.token_tiles,
+                      channels=channels or self.dim, lnp_addr=lnp_addr, eps=params.eps,
+                      multiplier=params.multiplier, shift=params.shift,
+                      live=0 if m_tiles else self.live_bits(Opcode.LAYERNORM, "m_tiles"))
 
     def add(self, x, y, dst, residual):
         """Residual ADD of the stage's tokens."""
-        self.emit(Opcode.ADD, x=x, y=y, dst=dst, count=self.token_tiles * self.dim,
-                  tile_words=self.dim, x_multiplier=residual.x_multiplier,
-                  y_multiplier=residual.y_multiplier, shift=residual.shift,
-                  live=self.live_bits(Opcode.ADD, "count"))
+        self.row_host(Opcode.ADD, x=x, y=y, dst=dst, count=self.token_tiles * self.dim,
+                      tile_words=self.dim, x_multiplier=residual.x_multiplier,
+                      y_multiplier=residual.y_multiplier, shift=residual.shift,
+                      live=self.live_bits(Opcode.ADD, "count"))
+
+    def row_host(self, opcode, **fields):
+        """Emit a row instruction that a weight load right after it may run beside (its
+        cycles as compiled, the most a live token count leaves)."""
+        self.emit(opcode, **fields)
+        self.last_host = (len(self.emit.instructions) - 1,
+                          unit_cycles(self.config, Instruction(opcode, fields)))
 
     def overlaps(self, block):
         """Whether ``block``'s heads overlap (:meth:`attention`): the plan has two ACT banks,
@@ -402,20 +441,20 @@ class Lowering:
         source, result = (self.act(buffer) for buffer in token_buffers(index, flips))
         normalized, sublayer, x1 = self.act("normalized"), self.act("sublayer"), self.act("x1")
         self.enter(f"{name} attention")
-        prm = self.load_params({f"{name} qkv": block.qkv, f"{name} proj": block.proj,
-                                f"{name} fc1": block.fc1, f"{name} fc2": block.fc2,
-                                f"{name} score": block.score, f"{name} context": block.context})
         lnp = self.load_layernorms({f"{name} ln1": block.ln1, f"{name} ln2": block.ln2})
         self.emit.load(Space.TBL, block.gelu_table, 0, TABLE_WORDS)
         self.layernorm(block.ln1, lnp[f"{name} ln1"], source, normalized)
+        prm = self.load_params({f"{name} qkv": block.qkv, f"{name} proj": block.proj,
+                                f"{name} fc1": block.fc1, f"{name} fc2": block.fc2,
+                                f"{name} score": block.score, f"{name} context": block.context})
         self.linear(qkv, normalized, dim, self.act("qkv"), prm[f"{name} qkv"])
         self.attention(block, prm[f"{name} score"], prm[f"{name} context"])
         proj = self.load_layer(block.proj, f"{name} proj")
         self.linear(proj, self.act("context"), dim, sublayer, prm[f"{name} proj"])
         self.enter(f"{name} mlp")
-        fc1 = self.load_layer(block.fc1, f"{name} fc1")
         self.add(source, sublayer, x1, block.residual1)
         self.layernorm(block.ln2, lnp[f"{name} ln2"], x1, normalized)
+        fc1 = self.load_layer(block.fc1, f"{name} fc1")
         mlp = self.act("mlp")
         self.linear(fc1, normalized, dim, mlp, prm[f"{name} fc1"], gelu=True)
         fc2 = self.load_layer(block.fc2, f"{name} fc2")
@@ -450,12 +489,12 @@ class Lowering:
         return qkv
 
     def head(self, model, flips=0):
-        """Final LayerNorm, then the head GEMM on the tile of the class token (row 0);
+        """Final LayerNorm and the head GEMM, both on the tile of the class token (row 0);
         the tokens are where the last block left them after ``flips`` selector stages."""
         self.enter("head")
         final = self.act(token_buffers(len(model.blocks), flips)[0])
         lnp = self.load_layernorms({"final norm": model.norm})
-        self.layernorm(model.norm, lnp["final norm"], final, self.act("normalized"))
+        self.layernorm(model.norm, lnp["final norm"], final, self.act("normalized"), m_tiles=1)
         prm = self.load_params({"head": model.head})
         self.linear(self.load_layer(model.head, "head", m_tiles=1), self.act("normalized"),
                     self.dim, self.act("logits"), prm["head"], m_tiles=1, rows=1)

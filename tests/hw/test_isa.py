@@ -8,10 +8,10 @@ import pytest
 from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
-from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, SIDE_HOSTS,
+from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, LOAD_HOSTS,
                                    SIDE_LOADS, Instruction, Live, LiveState, Opcode, OpcodeSpec,
-                                   Region, Space, decode, encode, resolve,
-                                   weight_load_may_run_beside, written_activations)
+                                   Region, Space, decode, encode, load_may_run_beside, resolve,
+                                   written_activations)
 from vitforge.hw.accel.accelerator import UNITS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "isa.md"
@@ -211,32 +211,60 @@ def side_load_cases():
     cases += [(host, fields, Opcode.LOAD_SPARSE, load, expected)
               for host, fields in ((Opcode.GEMM, gemm), (Opcode.GEMM_SPARSE, sparse))
               for load, expected in sparse_loads]
+    # Parameters beside a GEMM that reads PRM words 0..8; a LayerNorm reading LNP words
+    # 16..24 and an ADD (ACT only) host any load of WGT, IDX, PRM or LNP they do not read.
+    parameters = [
+        (dict(space=Space.PRM, dram_addr=0, spad_addr=8, count=4), True),
+        (dict(space=Space.PRM, dram_addr=0, spad_addr=7, count=1), False),
+        (dict(space=Space.LNP, dram_addr=0, spad_addr=0, count=100), True),
+    ]
+    cases += [(host, fields, Opcode.LOAD, load, expected)
+              for host, fields in ((Opcode.GEMM, gemm), (Opcode.GEMM_SPARSE, sparse))
+              for load, expected in parameters]
+    layernorm = dict(src=0, src_stride=8, dst=64, dst_stride=8, m_tiles=2, channels=8,
+                     lnp_addr=16, eps=1, multiplier=1, shift=0)
+    add = dict(x=0, y=16, dst=32, count=16, x_multiplier=1, y_multiplier=1, shift=0,
+               tile_words=8)
+    beside_rows = [
+        (dict(space=Space.LNP, dram_addr=0, spad_addr=0, count=16), True, True),
+        (dict(space=Space.LNP, dram_addr=0, spad_addr=20, count=1), False, True),
+        (dict(space=Space.PRM, dram_addr=0, spad_addr=0, count=64), True, True),
+        (dict(space=Space.WGT, dram_addr=0, spad_addr=16, count=64), True, True),
+        (dict(space=Space.ACT, dram_addr=0, spad_addr=200, count=4), False, False),
+        (dict(space=Space.TBL, dram_addr=0, spad_addr=0, count=1), False, False),
+    ]
+    cases += [case for load, beside_layernorm, beside_add in beside_rows
+              for case in ((Opcode.LAYERNORM, layernorm, Opcode.LOAD, load, beside_layernorm),
+                           (Opcode.ADD, add, Opcode.LOAD, load, beside_add))]
+    cases += [(Opcode.LAYERNORM, layernorm, Opcode.LOAD_SPARSE, load, load["tiles"] > 0)
+              for load, _ in sparse_loads]
     rng = np.random.default_rng(2)
-    for _ in range(30):
-        host, load = SIDE_HOSTS[int(rng.integers(0, 2))], SIDE_LOADS[int(rng.integers(0, 2))]
+    for _ in range(60):
+        host = LOAD_HOSTS[int(rng.integers(0, len(LOAD_HOSTS)))]
+        load = SIDE_LOADS[int(rng.integers(0, 2))]
         load_fields = random_fields(rng, load)
         if load == Opcode.LOAD:
-            load_fields["space"] = int(rng.integers(0, Space.IDX))
+            load_fields["space"] = int(rng.integers(0, max(Space) + 1))
         cases.append((host, random_fields(rng, host), load, load_fields, None))
     return cases
 
 
 @pytest.mark.parametrize("array", [4, 40])
-def test_weight_load_rule_is_the_same_on_ints_and_in_hardware(array):
+def test_load_rule_is_the_same_on_ints_and_in_hardware(array):
     """The formulas written once give the same answer on Python ints and as Amaranth logic
     (40 lanes: ``ceil(n / array)`` by a multiply, not a power-of-two shift)."""
     cases = side_load_cases()
     for host, fields, load, load_fields, expected in cases:
-        answer = weight_load_may_run_beside(host, Instruction(host, fields), load,
-                                            Instruction(load, load_fields), array)
+        answer = load_may_run_beside(host, Instruction(host, fields), load,
+                                     Instruction(load, load_fields), array)
         # The planted answers are for 4 lanes.
         assert expected is None or array != 4 or answer == expected, (host, fields, load)
 
     m = Module()
-    words = {opcode: Signal(INSTRUCTION_BITS) for opcode in (*SIDE_HOSTS, *SIDE_LOADS)}
-    allowed = {(host, load): Signal() for host in SIDE_HOSTS for load in SIDE_LOADS}
+    words = {opcode: Signal(INSTRUCTION_BITS) for opcode in (*LOAD_HOSTS, *SIDE_LOADS)}
+    allowed = {(host, load): Signal() for host in LOAD_HOSTS for load in SIDE_LOADS}
     for (host, load), signal in allowed.items():
-        m.d.comb += signal.eq(weight_load_may_run_beside(
+        m.d.comb += signal.eq(load_may_run_beside(
             host, ISA[host].view(words[host]), load, ISA[load].view(words[load]), array))
     mismatches = []
 
@@ -244,8 +272,8 @@ def test_weight_load_rule_is_the_same_on_ints_and_in_hardware(array):
         for host, fields, load, load_fields, _ in cases:
             context.set(words[host], encode(host, **fields))
             context.set(words[load], encode(load, **load_fields))
-            python = weight_load_may_run_beside(host, Instruction(host, fields), load,
-                                                Instruction(load, load_fields), array)
+            python = load_may_run_beside(host, Instruction(host, fields), load,
+                                         Instruction(load, load_fields), array)
             if context.get(allowed[host, load]) != python:
                 mismatches.append((host, fields, load, load_fields))
 

@@ -216,3 +216,52 @@ def test_a_move_shorter_than_its_look_ahead_retires_after_it(words, side):
     result = run_against_the_models(SMALL, instructions, 7,
                                     f"COPY_TO_WGT of {words} words, {side} beside")
     assert result.class_cycles["move"] == SIDE_START_DELAY
+
+
+#: The instructions after a load beside a host that read what it loaded: a LayerNorm on LNP
+#: words 8..15 and a GEMM on PRM words 8..15.
+READ_RELOADED = [Instruction(Opcode.LAYERNORM, dict(BESIDE[Opcode.LAYERNORM], lnp_addr=8,
+                                                    dst=80)),
+                 Instruction(Opcode.GEMM, dict(HOSTS[Opcode.GEMM], p_addr=8, c_addr=192))]
+
+
+@pytest.mark.parametrize("host, space, spad_addr, count, beside", [
+    (Opcode.LAYERNORM, Space.LNP, 8, 24, True),
+    (Opcode.LAYERNORM, Space.LNP, 4, 8, False),      # LNP words 4..7, which it reads
+    (Opcode.LAYERNORM, Space.PRM, 0, 64, True),
+    (Opcode.ADD, Space.LNP, 0, 32, True),
+    (Opcode.SOFTMAX, Space.WGT, 0, 128, True),
+    (Opcode.GEMM, Space.PRM, 8, 56, True),
+    (Opcode.GEMM, Space.PRM, 4, 8, False),           # PRM words 4..7, which it reads
+    (Opcode.ADD, Space.TBL, 0, 16, False),           # the GELU table: never beside
+])
+def test_a_load_beside_a_gemm_or_a_row_instruction_equals_the_interpreter_and_the_cycle_model(
+        host, space, spad_addr, count, beside):
+    """A LOAD right after a GEMM or a row instruction runs beside it when it fills only
+    WGT, IDX, PRM or LNP words that the host does not read, and after it otherwise: memory
+    byte for byte as the interpreter leaves it (the instructions after it read the words it
+    loaded, from other external words than the first loads), cycles as the model predicts."""
+    seed = 8
+    fields = HOSTS[host] if host in HOSTS else BESIDE[host]
+    result = run_against_the_models(SMALL, [
+        *loads((Space.ACT, 256), (Space.WGT, 256), (Space.PRM, 64), (Space.LNP, 32),
+               (Space.TBL, 16)),
+        Instruction(host, fields),
+        Instruction(Opcode.LOAD, dict(space=space, spad_addr=spad_addr, count=count,
+                                      dram_addr=100)),
+        *READ_RELOADED], seed, f"seed {seed}: LOAD of {space.name} beside {host.name}")
+    assert (result.side_cycles["load_store"] > 0) == beside
+
+
+@pytest.mark.parametrize("opcode", [Opcode.LAYERNORM, Opcode.ADD, Opcode.SOFTMAX])
+def test_a_row_host_keeps_its_fields_while_the_next_instruction_is_for_its_unit(opcode):
+    """A row instruction looks ahead as a host does; the next instruction, for the same
+    unit, starts after it, and the unit runs the first on its own fields meanwhile."""
+    seed = 9
+    first = BESIDE[opcode]
+    second = {**first, **{name: value + 8 for name, value in first.items()
+                          if name in ("dst", "src")}}
+    run_against_the_models(SMALL, [
+        *loads((Space.ACT, 256), (Space.LNP, 32)),
+        Instruction(opcode, first), Instruction(opcode, second)], seed,
+        f"seed {seed}: {opcode.name} after {opcode.name}")

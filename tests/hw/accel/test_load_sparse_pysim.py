@@ -17,7 +17,7 @@ from vitforge.hw.accel.accelerator import UNITS
 from vitforge.hw.accel.config import DRAM_WORD_BYTES
 from vitforge.hw.accel.decoder import SIDE_CHECK_LATENCY, InstructionDecoder
 from vitforge.hw.accel.dma import Dma, dma_cycles
-from vitforge.hw.accel.isa import ISA, Opcode, Space, decode, encode, weight_load_may_run_beside
+from vitforge.hw.accel.isa import ISA, Opcode, Space, decode, encode, load_may_run_beside
 from vitforge.sim.accel.unit_bench import (STATE, Backpressure, assert_same_state, copy_machine,
                                            golden_after, random_machine, run_unit, small_config)
 from vitforge.sw.accel.memory import pack_entries
@@ -113,7 +113,7 @@ def test_side_loads_beside_gemm_and_gemm_sparse(host, load, fields, allowed):
     load_fields = {"dram_addr": 5, **fields}
     if load == Opcode.LOAD_SPARSE:
         load_fields["block_shift"] = 3
-    assert bool(weight_load_may_run_beside(host, SimpleNamespace(**host_fields), load,
+    assert bool(load_may_run_beside(host, SimpleNamespace(**host_fields), load,
                                            SimpleNamespace(**load_fields),
                                            config.array)) == allowed
     decoder = InstructionDecoder(config, tuple(UNITS))

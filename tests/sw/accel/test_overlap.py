@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vitforge.hw.accel.config import AcceleratorConfig
-from vitforge.hw.accel.isa import (SIDE_HOSTS, Instruction, Opcode, beside_refusal, decode,
+from vitforge.hw.accel.isa import (ROW_HOSTS, Instruction, Opcode, beside_refusal, decode,
                                    encode)
 from vitforge.sim.accel.cosim import describe_mismatch
 from vitforge.sw.accel.compiler import compile_blocks, compile_model, config_for, \
@@ -86,7 +86,7 @@ def test_each_softmax_runs_beside_the_hosts_between_its_scores_and_its_use(seed)
     program = compile_blocks(config, blocks, x, block_tokens=block_tokens, trace=seed % 3 == 0)
     assert (program.overlap, program.sequential_reason) == (True, None)
     for host, side in side_pairs(program):
-        assert host.opcode in SIDE_HOSTS and side.opcode == Opcode.SOFTMAX
+        assert host.opcode in ROW_HOSTS and side.opcode == Opcode.SOFTMAX
         assert beside_refusal(host, side, array, config.act_bank_start) is None
     # K^T copy and Q K^T of head 0; those of head 1, each maybe with a piece of head 0's
     # softmax beside it; then per head h > 1: its copy and Q K^T, and the V transpose and

@@ -12,7 +12,7 @@ import pytest
 from vitforge.errors import ProgramError
 from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.isa import (Instruction, Opcode, Space, encode,
-                                   weight_load_may_run_beside)
+                                   load_may_run_beside)
 from vitforge.sw.accel.compiler import compile_blocks, compile_model, config_for_model
 from vitforge.sw.accel.memory import pack_entries, pack_sparse
 from vitforge.sw.gemm.sparse import HPSparseWeight
@@ -150,7 +150,7 @@ def test_sparse_weights_that_load_longer_than_the_gemm_before_them_are_cut_into_
         if following == Opcode.LOAD_SPARSE:
             beside += 1
             gemm = Instruction(Opcode.GEMM_SPARSE, instructions[index][1])
-            assert weight_load_may_run_beside(Opcode.GEMM_SPARSE, gemm, Opcode.LOAD_SPARSE,
+            assert load_may_run_beside(Opcode.GEMM_SPARSE, gemm, Opcode.LOAD_SPARSE,
                                               Instruction(Opcode.LOAD_SPARSE, fields), 32), index
     assert beside > 2
 
