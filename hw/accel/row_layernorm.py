@@ -19,17 +19,22 @@ __all__ = ["RowLayerNorm", "layernorm_cycles"]
 #: Cycles per tile beside the two passes' words and the statistics: the passes' pipeline
 #: drains and the state changes.
 _TILE_DRAINS = 24
+#: Cycles of the sums pass beside its words: its drain and state change.
+_SUMS_DRAIN = 12
 #: The low bits of ``scale`` in the normalising product's first DSP48E2 (26 x 8 bits, the
 #: operand signed; the rest in a second).
 _SCALE_LOW_BITS = 26
 
 
-def layernorm_cycles(lanes, tiles, channels, units=None):
+def layernorm_cycles(lanes, tiles, channels, units=None, lookahead=False):
     """Cycles of a LAYERNORM of ``tiles`` tiles of ``channels`` channels on ``lanes`` lanes
     with ``units`` statistics units (:func:`row_units` by default): per tile both passes,
-    the statistics and the drains, and the start and FINISH states."""
+    the statistics and the drains, and the start and FINISH states. With ``lookahead`` (a
+    second activation read port) every tile but the first sums its words during the output
+    pass of the tile before it, which saves its sums pass and that pass's drain."""
     tile = 2 * channels + statistics_cycles(lanes, row_units(lanes, units)) + _TILE_DRAINS
-    return tiles * tile + 2
+    saved = (tiles - 1) * (channels + _SUMS_DRAIN) if lookahead else 0
+    return tiles * tile - saved + 2
 
 
 class RowLayerNorm(Unit):
@@ -45,6 +50,12 @@ class RowLayerNorm(Unit):
     gamma/beta shared by all lanes). :func:`layernorm_cycles` in all:
     ``tiles * (2 * channels + 142) + 2`` with the default 16 units of 32 lanes.
 
+    With a second activation read port (``config.act_read_ports == 2``) the
+    output pass of a tile also reads the next tile's words, the same index
+    through ``y_read``, into the sums (which the statistics took at their
+    start): every tile but the first starts with its statistics,
+    ``channels + 12`` cycles sooner.
+
     Parameters
     ----------
     config : AcceleratorConfig
@@ -53,7 +64,9 @@ class RowLayerNorm(Unit):
     """
 
     def __init__(self, config, *, units=None):
-        super().__init__(config, scratchpad_ports(config, "act_read", "lnp_read", "act_write"))
+        self._lookahead = config.act_read_ports == 2
+        reads = ("act_read", "y_read") if self._lookahead else ("act_read",)
+        super().__init__(config, scratchpad_ports(config, *reads, "lnp_read", "act_write"))
         self._units = row_units(config.array, units)
 
     def elaborate(self, platform):
@@ -94,7 +107,18 @@ class RowLayerNorm(Unit):
         for i in range(1, depth):
             m.d.sync += [valid[i].eq(valid[i - 1]), address[i].eq(address[i - 1])]
         in_flight = Cat(*valid).any()
-
+        # The words summed: the sums pass's, and with the look-ahead the next tile's during
+        # the output pass (read and registered, as ``valid[0]`` and ``valid[1]``).
+        # ``has_next`` is registered: a pass starts two cycles or more after ``tile`` changes.
+        enter = Signal()            # pulses as STATISTICS enters the output pass
+        has_next = Signal()         # a tile follows this one
+        summing = [Signal(name=f"summing_{i}") for i in range(2)]
+        m.d.sync += has_next.eq(tile + 1 != inst.m_tiles)
+        ahead = self._look_ahead(m, inst, reading & output_pass & has_next, src_tile=src_tile,
+                                 enter=enter) if self._lookahead else None
+        summed_ahead = has_next if self._lookahead else 0
+        m.d.sync += [summing[0].eq(reading & (~output_pass | summed_ahead)),
+                     summing[1].eq(summing[0])]
 
         # Pass 2: normalize (product), scale by gamma, requantize with beta. The registers
         # taking read data load only when it is a word read (before a memory's first read
@@ -112,11 +136,17 @@ class RowLayerNorm(Unit):
             centred = Signal(PRODUCT_BITS, name=f"centred_{lane}")
             with m.If(valid[0]):
                 m.d.sync += operand.eq(self.act_read.data[lane])
+            summed = operand
+            if ahead is not None:
+                summed = Signal(signed(8), name=f"summed_{lane}")
+                with m.If(summing[0]):
+                    m.d.sync += summed.eq(Mux(output_pass, ahead[lane],
+                                              self.act_read.data[lane]))
             # Pass 1: the sums, of the registered x (the read data leaves a block RAM late
             # in its cycle, too late for the square's table and an adder after it).
-            with m.If(~output_pass & valid[1]):
-                m.d.sync += [s1[lane].eq(Mux(first, 0, s1[lane]) + operand),
-                             s2[lane].eq(Mux(first, 0, s2[lane]) + fabric_square(operand))]
+            with m.If(summing[1]):
+                m.d.sync += [s1[lane].eq(Mux(first, 0, s1[lane]) + summed),
+                             s2[lane].eq(Mux(first, 0, s2[lane]) + fabric_square(summed))]
             product = registered_halves(m, operand, statistics.scale[lane],
                                         low_bits=_SCALE_LOW_BITS, width=PRODUCT_BITS,
                                         name=f"product_{lane}")
@@ -159,15 +189,32 @@ class RowLayerNorm(Unit):
                     with m.Else():
                         m.d.comb += next_tile.eq(1)
                         m.d.sync += [tile.eq(tile + 1), output_pass.eq(0)]
-                        with m.If(tile + 1 == inst.m_tiles):
+                        with m.If(~has_next):
                             m.next = "FINISH"
                         with m.Else():
-                            m.d.sync += reading.eq(1)
+                            if self._lookahead:     # the sums are there
+                                m.d.comb += statistics.start.eq(1)
+                                m.next = "STATISTICS"
+                            else:
+                                m.d.sync += reading.eq(1)
             with m.State("STATISTICS"):
                 with m.If(~statistics.busy):
+                    m.d.comb += enter.eq(1)
                     m.d.sync += [output_pass.eq(1), reading.eq(1)]
                     m.next = "PASS"
             with m.State("FINISH"):
                 m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                 m.next = "IDLE"
         return m
+
+    def _look_ahead(self, m, inst, reading, *, src_tile, enter):
+        """The next tile's words, read through ``y_read`` in the cycles ``reading`` (the
+        output pass's reads, but the last tile's): the read data, a word per cycle after.
+
+        The next tile's first word is ``src_tile + src_stride``, registered in the cycle
+        ``enter`` starts the output pass (a running address: no adder on the port's
+        address, as :class:`~.row_softmax.RowSoftmax`'s look-ahead)."""
+        word = running_address(m, "ahead_word", step=reading,
+                               loads=[(enter, src_tile + inst.src_stride)])
+        m.d.comb += [self.y_read.addr.eq(word), self.y_read.en.eq(reading)]
+        return self.y_read.data

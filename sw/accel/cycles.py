@@ -66,8 +66,8 @@ _UNITS = {
     Opcode.ADD: lambda config, inst: eltwise_cycles(config, inst.opcode, inst.count),
     Opcode.SOFTMAX: lambda config, inst: softmax_cycles(config.array, inst.m_tiles, inst.length,
                                                         lookahead=config.act_read_ports == 2),
-    Opcode.LAYERNORM: lambda config, inst: layernorm_cycles(config.array, inst.m_tiles,
-                                                            inst.channels),
+    Opcode.LAYERNORM: lambda config, inst: layernorm_cycles(
+        config.array, inst.m_tiles, inst.channels, lookahead=config.act_read_ports == 2),
     Opcode.COPY_TO_WGT: move_cycles, Opcode.TRANSPOSE_TO_WGT: move_cycles,
     Opcode.TOKEN_SELECT: lambda config, inst: select_cycles(
         config.array, inst.tokens, inst.alive, inst.heads, inst.channels, inst.mode),

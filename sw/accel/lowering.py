@@ -33,7 +33,7 @@ from vitforge.sw.gemm.layout import aligned, tiles
 from vitforge.sw.gemm.plan import command_cycles
 from vitforge.sw.model.quantized import QuantizedLinear
 
-from .cycles import SIDE_START_DELAY, unit_cycles
+from .cycles import ISSUE_CYCLES, SIDE_START_DELAY, unit_cycles
 from .selection import lower_select
 from .vit_plan import token_buffers
 
@@ -64,9 +64,10 @@ def _requant_entries(source, count):
             np.full(count, source.shift))
 
 
-def _chunk_tiles(count, host, load_per_tile, gemm_per_tile):
+def _chunk_tiles(count, host, load_per_tile, gemm_per_tile, last=1):
     """Column tiles per chunk of a layer of ``count`` tiles whose first load runs beside a
-    host of ``host`` cycles (``None``: alone), as :meth:`Lowering.load_layer` describes."""
+    host of ``host`` cycles (``None``: alone), GEMM-bound chunks at least ``last`` tiles
+    wide, as :meth:`Lowering.load_layer` describes."""
     if gemm_per_tile < load_per_tile:
         if host is None:
             return [count]
@@ -77,6 +78,7 @@ def _chunk_tiles(count, host, load_per_tile, gemm_per_tile):
             budget = sizes[-1] * gemm_per_tile
         return sizes
     first = 1 if host is None else max(1, (host - SIDE_START_DELAY - 2) // load_per_tile)
+    first = max(first, min(last, count))
     sizes, left = [], count
     while left:
         sizes.append(min(left, first if not sizes else
@@ -90,6 +92,41 @@ def _chunk_tiles(count, host, load_per_tile, gemm_per_tile):
         pair = sizes[-2] + sizes[-1]
         sizes[-2:] = [-(-pair // 2), pair // 2]
     return sizes
+
+
+class _DenseChunks(NamedTuple):
+    """Cycles of a dense layer of depth ``k`` on ``m_tiles`` token tiles run in column
+    chunks, its first load beside a host of ``host`` cycles (``None``: alone), then each
+    chunk's GEMM hosting the next chunk's load and the last chunk's the load of one column
+    tile of the layer after it (``following`` cycles)."""
+
+    config: object
+    k: int
+    m_tiles: int
+    host: object
+    following: int
+
+    def gemm(self, size):
+        return unit_cycles(self.config, _gemm_shape(self.k, self.m_tiles,
+                                                    size * self.config.array))
+
+    def load(self, size):
+        return self.config.weight_words(size * self.k) + 2
+
+    def cycles(self, sizes):
+        """From the host's start to the last GEMM's retirement (fetch and issue of each
+        chunk's GEMM included)."""
+        first = self.load(sizes[0])
+        total = first if self.host is None else max(self.host, SIDE_START_DELAY + first)
+        loads = [self.load(size) for size in sizes[1:]] + [self.following]
+        return total + sum(ISSUE_CYCLES + max(self.gemm(size), SIDE_START_DELAY + load)
+                           for size, load in zip(sizes, loads))
+
+    def hiding_tiles(self, count):
+        """The fewest column tiles (at most ``count``) whose GEMM hides the load after
+        the layer."""
+        return next((size for size in range(1, count)
+                     if self.gemm(size) >= SIDE_START_DELAY + self.following), count)
 
 
 def _gemm_shape(k, m_tiles, n):
@@ -220,7 +257,7 @@ class Lowering:
             return self.emit.load_weights(layer.weight[:, start:end])
         return self.emit.load_sparse_weights(sparse.columns(start, end))
 
-    def load_layer(self, layer, name, m_tiles=None):
+    def load_layer(self, layer, name, m_tiles=None, then=None):
         """LOAD ``layer``'s weights, or the first of its column chunks, into the next half of
         WGT; returns the :class:`LoadedLayer` that :meth:`linear` runs. ``name`` is what
         :attr:`dense_fallback` calls the layer (sparse weights that run dense).
@@ -232,13 +269,15 @@ class Lowering:
         chunk before it hides, and then the columns spread evenly over that many chunks,
         wider first (where growing chunks do not allow that, the last two share what is
         left): no load outlasts its host, and the last chunk is not a sliver (its GEMM
-        hosts the next layer's first load). Where a tile's GEMM is shorter than its
-        load (weight-bound: a ``k_per_cycle`` array, or few tokens) the first chunk is
-        rounded up instead (a stall of less than a tile's load) and each next as wide as
-        the GEMM before it hides, rounded up: the chunks narrow, and every GEMM still
-        hosts a load at least as long as itself, so no GEMM time goes unused while the
-        weights are the bottleneck; with no host before it the layer is one chunk.
-        Chunks of sparse weights are whole column tiles too.
+        hosts the next layer's first load). With ``then``, the layer loaded beside this
+        dense one's last GEMM, the chunks may instead be as wide as hides one column tile
+        of it (a deeper layer's), where that takes fewer cycles (:class:`_DenseChunks`).
+        Where a tile's GEMM is shorter than its load (weight-bound: a ``k_per_cycle``
+        array, or few tokens) the first chunk is rounded up instead (a stall of less than
+        a tile's load) and each next as wide as the GEMM before it hides, rounded up: the
+        chunks narrow, and every GEMM still hosts a load at least as long as itself, so no
+        GEMM time goes unused while the weights are the bottleneck; with no host before it
+        the layer is one chunk. Chunks of sparse weights are whole column tiles too.
         """
         n = layer.weight.shape[1]
         lanes = self.lanes
@@ -246,8 +285,15 @@ class Lowering:
         load_per_tile, gemm_per_tile = self._tile_cycles(layer, sparse, m_tiles)
         index, cycles = self.last_host
         beside = index is not None and index == len(self.emit.instructions) - 1
-        sizes = _chunk_tiles(tiles(n, lanes), cycles if beside else None, load_per_tile,
-                             gemm_per_tile)
+        count, host = tiles(n, lanes), cycles if beside else None
+        sizes = _chunk_tiles(count, host, load_per_tile, gemm_per_tile)
+        if then is not None and sparse is None:
+            timing = _DenseChunks(self.config, layer.weight.shape[0],
+                                  m_tiles or self.token_tiles, host,
+                                  self.config.weight_words(then.weight.shape[0]) + 2)
+            wider = _chunk_tiles(count, host, load_per_tile, gemm_per_tile,
+                                 timing.hiding_tiles(count))
+            sizes = min(sizes, wider, key=timing.cycles)
         edges = np.cumsum([0, *sizes]) * lanes
         chunks = tuple((int(start), min(int(end), n)) for start, end in zip(edges, edges[1:]))
         return LoadedLayer(layer, chunks, self._load_columns(layer, sparse, *chunks[0]), sparse)
@@ -454,7 +500,7 @@ class Lowering:
         self.enter(f"{name} mlp")
         self.add(source, sublayer, x1, block.residual1)
         self.layernorm(block.ln2, lnp[f"{name} ln2"], x1, normalized)
-        fc1 = self.load_layer(block.fc1, f"{name} fc1")
+        fc1 = self.load_layer(block.fc1, f"{name} fc1", then=block.fc2)
         mlp = self.act("mlp")
         self.linear(fc1, normalized, dim, mlp, prm[f"{name} fc1"], gelu=True)
         fc2 = self.load_layer(block.fc2, f"{name} fc2")

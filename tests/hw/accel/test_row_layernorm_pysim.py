@@ -25,11 +25,13 @@ def layernorms(machine, rng, shapes, eps):
     return words
 
 
+@pytest.mark.parametrize("act_read_ports", [2, 1])
 @pytest.mark.parametrize("eps", [1e-6, 0.05])
 @pytest.mark.parametrize("array", [2, 4])
-def test_strided_tiles_and_extreme_rows_match_the_interpreter(eps, array):
-    """eps 1e-6 rounds to 0 at these scales: the constant rows then have variance 0."""
-    config = small_config(array=array)
+def test_strided_tiles_and_extreme_rows_match_the_interpreter(eps, array, act_read_ports):
+    """eps 1e-6 rounds to 0 at these scales: the constant rows then have variance 0. With
+    two read ports the output pass of a tile sums the next one's words, in place too."""
+    config = small_config(array=array, act_read_ports=act_read_ports)
     seed = (70 if eps < 0.01 else 80) + array
     rng = np.random.default_rng(seed)
     machine = random_machine(config, rng)
@@ -39,17 +41,19 @@ def test_strided_tiles_and_extreme_rows_match_the_interpreter(eps, array):
               (60, 13, 150, 13, 1, 13, 40)]
     words = layernorms(machine, rng, shapes, [eps] * len(shapes))
     runs = run_and_compare(RowLayerNorm(config), machine, words,
-                           err_msg=f"LAYERNORM, array {array}, eps {eps}, seed {seed}")
+                           err_msg=f"LAYERNORM, array {array}, eps {eps}, seed {seed}, "
+                                   f"{act_read_ports} read ports")
     assert [run.cycles for run in runs] == [
-        layernorm_cycles(array, tiles, channels) for *_, tiles, channels, _ in shapes]
+        layernorm_cycles(array, tiles, channels, lookahead=act_read_ports == 2)
+        for *_, tiles, channels, _ in shapes]
 
 
-@pytest.mark.parametrize("units", [3, 8])
-def test_shared_units_under_back_to_back_rows(units):
+@pytest.mark.parametrize("units, act_read_ports", [(3, 1), (8, 1), (3, 2)])
+def test_shared_units_under_back_to_back_rows(units, act_read_ports):
     """Eight lanes in 3 (unevenly loaded) or 8 statistics units: rows of every spread, extreme
     and constant rows, tiles and instructions back to back, the second on the first's
     output, the third with one channel (D is eps alone)."""
-    config = small_config(array=8)
+    config = small_config(array=8, act_read_ports=act_read_ports)
     rng = np.random.default_rng(90 + units)
     machine = random_machine(config, rng)
     set_rows(machine, 0, 12, np.concatenate([spread_rows(rng, 11, 12), extreme_rows(12)]))
@@ -58,12 +62,16 @@ def test_shared_units_under_back_to_back_rows(units):
               (30, 1, 200, 1, 3, 1, 24)]
     words = layernorms(machine, rng, shapes, [0.0, 0.05, 0.5])
     runs = run_and_compare(RowLayerNorm(config, units=units), machine, words,
-                           err_msg=f"LAYERNORM, {units} units")
+                           err_msg=f"LAYERNORM, {units} units, {act_read_ports} read ports")
     assert [run.cycles for run in runs] == [
-        layernorm_cycles(8, tiles, channels, units) for *_, tiles, channels, _ in shapes]
+        layernorm_cycles(8, tiles, channels, units, lookahead=act_read_ports == 2)
+        for *_, tiles, channels, _ in shapes]
 
 
 def test_cycles_of_deit_shapes():
     """32 lanes in the default 16 units, 7 tiles of 192 channels (DeiT-T): per tile the two
-    passes, 2 rounds of 34-cycle statistics and the drains."""
+    passes, 2 rounds of 34-cycle statistics and the drains; with the look-ahead the tiles
+    after the first without their sums pass and its drain."""
     assert layernorm_cycles(32, 7, 192) == 7 * (2 * 192 + 142) + 2
+    assert layernorm_cycles(32, 7, 192, lookahead=True) == \
+        7 * (2 * 192 + 142) + 2 - 6 * (192 + 12)

@@ -17,23 +17,26 @@ from vitforge.sw.model.random_block import random_blocks
 def test_chunks_cover_the_layer_and_hide_their_loads(seed):
     """Random layers: the chunks cover every tile once. GEMM-bound (a tile's GEMM at least its
     load): no chunk's load outlasts the GEMM of the chunk before it, the first none outlasts
-    its host where one tile fits, and the last is at least half the one before. Weight-bound:
+    its host where ``last`` tiles fit, and the last is at least half the one before.
+    Weight-bound:
     each chunk's GEMM hosts a load at least as long as itself."""
     rng = np.random.default_rng(seed)
     for _ in range(300):
         count, load = int(rng.integers(1, 80)), int(rng.integers(10, 2000))
         gemm = int(load * rng.uniform(0.2, 3))
         host = None if rng.random() < 0.2 else int(rng.integers(0, 5000))
-        sizes = _chunk_tiles(count, host, load, gemm)
-        case = f"seed {seed}: {count} tiles, host {host}, load {load}, GEMM {gemm}: {sizes}"
+        last = int(rng.integers(1, 6))
+        sizes = _chunk_tiles(count, host, load, gemm, last)
+        case = f"seed {seed}: {count} tiles, host {host}, load {load}, GEMM {gemm}, " \
+               f"last {last}: {sizes}"
         assert sum(sizes) == count and min(sizes) >= 1, case
         pairs = list(zip(sizes, sizes[1:]))
         if gemm >= load:
             assert all(later * load <= earlier * gemm for earlier, later in pairs), case
-            if host is not None and host >= load + SIDE_START_DELAY + 2:
+            if host is not None and host >= last * load + SIDE_START_DELAY + 2:
                 assert sizes[0] * load + SIDE_START_DELAY + 2 <= host, case
             if host is None:
-                assert sizes[0] == 1, case
+                assert sizes[0] <= min(last, count), case
             assert len(sizes) == 1 or sizes[-1] >= sizes[-2] // 2, case
         elif host is None:
             assert sizes == [count], case
