@@ -58,8 +58,9 @@ class Moves(Unit):
         copy_word = Signal.like(self.act_read.data)
         # Running addresses instead of products of the counters: the first word of the
         # tile (copy) or block (transpose) read, and of the transpose's channel tile
-        # read and its block written.
+        # read and its block written; the word read next (no adder before the port).
         read_base = Signal(SCRATCHPAD_ADDRESS_BITS)
+        read_word = Signal(SCRATCHPAD_ADDRESS_BITS)
         write_base = Signal(SCRATCHPAD_ADDRESS_BITS)
         channel_read = Signal(SCRATCHPAD_ADDRESS_BITS)     # turn.src + outer * lanes
         channel_write = Signal(SCRATCHPAD_ADDRESS_BITS)    # turn.dst + outer * dst_stride
@@ -80,21 +81,23 @@ class Moves(Unit):
                                  written.eq(0), channel_read.eq(turn.src),
                                  channel_write.eq(turn.dst), write_base.eq(turn.dst)]
                     with m.If(copy.opcode == Opcode.COPY_TO_WGT):
-                        m.d.sync += read_base.eq(copy.src)
+                        m.d.sync += [read_base.eq(copy.src), read_word.eq(copy.src)]
                         m.next = "COPY"
                     with m.Else():
-                        m.d.sync += read_base.eq(turn.src)
+                        m.d.sync += [read_base.eq(turn.src), read_word.eq(turn.src)]
                         m.next = "GATHER"
             with m.State("COPY"):
                 m.d.comb += [
-                    self.act_read.addr.eq(read_base + step),
+                    self.act_read.addr.eq(read_word),
                     self.act_read.en.eq(1),
                 ]
                 m.d.sync += [pending.eq(1), pending_address.eq(copy.dst + written),
-                             written.eq(written + 1), step.eq(step + 1)]
+                             written.eq(written + 1), step.eq(step + 1),
+                             read_word.eq(read_word + 1)]
                 with m.If(step + 1 == copy.words):
                     m.d.sync += [step.eq(0), tile.eq(tile + 1),
-                                 read_base.eq(read_base + copy.src_stride)]
+                                 read_base.eq(read_base + copy.src_stride),
+                                 read_word.eq(read_base + copy.src_stride)]
                     with m.If(tile + 1 == copy.tiles):
                         m.next = "COPY_DRAIN"
             with m.State("COPY_DRAIN"):
@@ -103,10 +106,10 @@ class Moves(Unit):
             with m.State("GATHER"):
                 # Read channel `step` of token tile `tile`, channel tile `outer`.
                 m.d.comb += [
-                    self.act_read.addr.eq(read_base + step),
+                    self.act_read.addr.eq(read_word),
                     self.act_read.en.eq(1),
                 ]
-                m.d.sync += step.eq(step + 1)
+                m.d.sync += [step.eq(step + 1), read_word.eq(read_word + 1)]
                 with m.If(step == lanes - 1):
                     m.d.sync += step.eq(0)
                     m.next = "SETTLE"
@@ -126,6 +129,7 @@ class Moves(Unit):
                 with m.If(step == lanes - 1):
                     m.d.sync += [step.eq(0), tile.eq(tile + 1),
                                  read_base.eq(read_base + turn.src_stride),
+                                 read_word.eq(read_base + turn.src_stride),
                                  write_base.eq(write_base + lanes)]
                     m.next = "GATHER"
                     with m.If(tile + 1 == turn.token_tiles):
@@ -133,6 +137,7 @@ class Moves(Unit):
                                      channel_read.eq(channel_read + lanes),
                                      channel_write.eq(channel_write + turn.dst_stride),
                                      read_base.eq(channel_read + lanes),
+                                     read_word.eq(channel_read + lanes),
                                      write_base.eq(channel_write + turn.dst_stride)]
                         with m.If(outer + 1 == turn.channel_tiles):
                             m.next = "FINISH"
