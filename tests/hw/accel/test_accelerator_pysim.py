@@ -205,7 +205,7 @@ def test_a_row_instruction_beside_a_host_equals_the_interpreter_and_the_cycle_mo
 def test_a_move_shorter_than_its_look_ahead_retires_after_it(words, side):
     """A host fetches the next instruction ahead and checks it (``SIDE_START_DELAY`` cycles,
     counted to its class) before it retires, however soon its unit is done: a copy of one
-    word takes 4 cycles, but retires after 10 (or when the instruction beside it is done).
+    word takes 4 cycles, but retires after 11 (or when the instruction beside it is done).
     Cycles per class and beside as the cycle model predicts (the RTL fuzz found the model
     short by 6 cycles here)."""
     instructions = [*loads((Space.ACT, 256), (Space.TBL, 16)),

@@ -11,7 +11,8 @@ from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.isa import Opcode, Space, decode, encode
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.sw.accel.compiler import compile_model, config_for_model
-from vitforge.sw.accel.cycles import FETCH_CYCLES, ISSUE_CYCLES, predict, program_cycles
+from vitforge.sw.accel.cycles import (FETCH_CYCLES, ISSUE_CYCLES, SIDE_START_DELAY, predict,
+                                     program_cycles)
 from vitforge.sw.gemm.plan import command_cycles
 from vitforge.sw.model.quantized_selector import random_pruned_vit
 from vitforge.sw.model.selector import SelectorConfig
@@ -43,7 +44,7 @@ def test_fetch_issue_and_a_weight_load_beside_a_gemm():
     long_load = gemm                           # outlasts the GEMM by the side start delay
     instructions = program(
         load(Space.ACT, 0, 16),                                 # FETCHED + (16 + 2)
-        (Opcode.GEMM, GEMM),                                    # FETCHED + 9 + long_load + 2
+        (Opcode.GEMM, GEMM),                  # FETCHED + SIDE_START_DELAY + long_load + 2
         load(Space.WGT, 512, long_load),                        # beside: no cycles of its own
         (Opcode.GELU, dict(src=100, dst=100, count=16)),        # FETCHED + (16 + 8),
                                                                 # fetches the GEMM
@@ -51,7 +52,7 @@ def test_fetch_issue_and_a_weight_load_beside_a_gemm():
         (Opcode.ADD, dict(x=100, y=100, dst=200, count=16, x_multiplier=1, y_multiplier=1,
                           shift=0)),                            # AHEAD + (16 + 8)
         (Opcode.DONE, {}))                                      # AHEAD
-    stall = 9 + long_load + 2 - gemm
+    stall = SIDE_START_DELAY + long_load + 2 - gemm
     predicted = program_cycles(CONFIG, instructions)
     assert predicted.class_cycles == {"fetch": 3 * FETCHED + 3 * AHEAD, "load_store": 18,
                                       "gemm": 2 * gemm, "softmax": 0, "layernorm": 0,
