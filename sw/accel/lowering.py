@@ -111,7 +111,7 @@ class _DenseChunks(NamedTuple):
                                                     size * self.config.array))
 
     def load(self, size):
-        return self.config.weight_words(size * self.k) + 2
+        return _weight_load_cycles(self.config, size * self.k)
 
     def cycles(self, sizes):
         """From the host's start to the last GEMM's retirement (fetch and issue of each
@@ -127,6 +127,12 @@ class _DenseChunks(NamedTuple):
         the layer."""
         return next((size for size in range(1, count)
                      if self.gemm(size) >= SIDE_START_DELAY + self.following), count)
+
+
+def _weight_load_cycles(config, entries):
+    """Cycles of a LOAD of ``entries`` WGT entries (the DMA's own count)."""
+    return unit_cycles(config, Instruction(Opcode.LOAD, dict(
+        space=Space.WGT, dram_addr=0, spad_addr=0, count=entries)))
 
 
 def _gemm_shape(k, m_tiles, n):
@@ -290,7 +296,7 @@ class Lowering:
         if then is not None and sparse is None:
             timing = _DenseChunks(self.config, layer.weight.shape[0],
                                   m_tiles or self.token_tiles, host,
-                                  self.config.weight_words(then.weight.shape[0]) + 2)
+                                  _weight_load_cycles(self.config, then.weight.shape[0]))
             wider = _chunk_tiles(count, host, load_per_tile, gemm_per_tile,
                                  timing.hiding_tiles(count))
             sizes = min(sizes, wider, key=timing.cycles)

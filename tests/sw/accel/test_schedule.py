@@ -9,7 +9,7 @@ from vitforge.sw.accel.compiler import compile_blocks
 from vitforge.sw.accel.cycles import SIDE_START_DELAY, _may_run_beside, unit_cycles
 from vitforge.sw.accel.lowering import _chunk_tiles
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
-from vitforge.sw.golden.encoder import encoder_block
+from vitforge.sw.golden.encoder import encoder_blocks
 from vitforge.sw.model.random_block import random_blocks
 
 
@@ -57,10 +57,7 @@ def test_every_load_of_a_gemm_bound_block_runs_beside_a_host_and_hides():
     program = compile_blocks(config, blocks, x)
     machine = Machine(config, program.image)
     run_program(machine, program.program_addr)
-    expected = x
-    for block in blocks:
-        expected = encoder_block(expected, block)
-    np.testing.assert_array_equal(program.read_output(machine.dram), expected)
+    np.testing.assert_array_equal(program.read_output(machine.dram), encoder_blocks(x, blocks))
     instructions = [Instruction(opcode, fields) for opcode, fields in program.instructions]
     # The loads before the first computing instruction have nothing to run beside.
     start = next(index for index, item in enumerate(instructions) if item.opcode != Opcode.LOAD)

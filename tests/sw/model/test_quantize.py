@@ -5,7 +5,7 @@ import pytest
 
 from vitforge.sw.accel.compiler import compile_blocks, config_for
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
-from vitforge.sw.golden.encoder import encoder_block
+from vitforge.sw.golden.encoder import encoder_blocks
 from vitforge.sw.model.calibration import Calibration
 from vitforge.sw.model.quantize import quantize_block, quantize_tensor
 from vitforge.sw.model.vit import PRESETS, VitShape, forward, patchify, random_vit
@@ -63,9 +63,7 @@ def test_int8_blocks_track_the_float_blocks():
     seed = 0
     blocks, input_scale, output_scale, held_out = quantized_model(seed)
     for image in range(4):
-        y = quantize_tensor(held_out["tokens"][image], input_scale)
-        for block in blocks:
-            y = encoder_block(y, block)
+        y = encoder_blocks(quantize_tensor(held_out["tokens"][image], input_scale), blocks)
         expected = held_out[f"{SHAPE.depth - 1}.x2"][image]
         got = y * output_scale
         cosine = (got * expected).sum() / np.linalg.norm(got) / np.linalg.norm(expected)
@@ -79,7 +77,4 @@ def test_quantized_blocks_compile_and_run_bit_exactly():
     program = compile_blocks(config, blocks, x)
     machine = Machine(config, program.image)
     run_program(machine, program.program_addr)
-    expected = x
-    for block in blocks:
-        expected = encoder_block(expected, block)
-    np.testing.assert_array_equal(program.read_output(machine.dram), expected)
+    np.testing.assert_array_equal(program.read_output(machine.dram), encoder_blocks(x, blocks))
