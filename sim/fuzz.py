@@ -16,8 +16,9 @@ apart from it, as the compiler emits them; an element-wise destination (GELU,
 ADD) is its source or anywhere, partial overlaps included. A quarter of the
 draws are pairs that overlap on the hardware: a GEMM, GEMM_SPARSE or move and a
 SOFTMAX, LAYERNORM, GELU or ADD that asks to run beside it, their ACT regions
-in the banks that let it (``docs/isa.md``, Ordering). A LOAD or LOAD_SPARSE right
-after a GEMM or a row instruction runs beside it when the hardware's rule allows.
+in the banks that let it (``docs/isa.md``, Ordering), or two pieces of one SOFTMAX,
+the second resuming from the first. A LOAD or LOAD_SPARSE right after a GEMM or a row
+instruction runs beside it when the hardware's rule allows.
 """
 
 from dataclasses import dataclass, replace
@@ -243,6 +244,24 @@ def _softmax(draw, config):
                 alpha=alpha, beta=beta, gamma=gamma, probability_shift=draw(st.integers(0, 3)))
 
 
+def _softmax_pieces(draw, config):
+    """Two pieces of one softmax: the first carries the maxima of the tile after its last,
+    the second resumes there with the same table (``docs/isa.md``); ``None`` if they do not
+    fit in ACT."""
+    first = _softmax(draw, config)
+    if first is None:
+        return None
+    second = dict(first, m_tiles=draw(st.integers(1, 3)), resume=1,
+                  carry=int(draw(st.booleans())),
+                  **{name: first[name] + first["m_tiles"] * first[f"{name}_stride"]
+                     for name in ("src", "dst")})
+    ends = [second[name] + (second["m_tiles"] - 1 + second["carry"]) * second[f"{name}_stride"]
+            + second["length"] for name in ("src", "dst")]
+    if max(ends) > config.act_depth:
+        return None
+    return [(Opcode.SOFTMAX, dict(first, carry=1)), (Opcode.SOFTMAX, second)]
+
+
 def _layernorm(draw, config):
     m_tiles = draw(st.integers(1, 3))
     channels = draw(st.integers(1, config.lnp_depth))
@@ -437,7 +456,8 @@ def programs(draw, config=FUZZ_CONFIG):
     selected = False
     for _ in range(draw(st.integers(0, MAX_BODY))):
         if draw(st.integers(0, 3)) == 3:          # shrinks towards single instructions
-            drawn = _beside_pair(draw, config) or []
+            pair = _softmax_pieces if draw(st.integers(0, 3)) == 3 else _beside_pair
+            drawn = pair(draw, config) or []
         else:
             opcode = draw(st.sampled_from(_OPCODES))
             fields = _DRAWERS[opcode](draw, window if draw(st.booleans()) else config)
@@ -486,7 +506,8 @@ def fuzz_golden(count, *, replay_folder, config=FUZZ_CONFIG):
     -------
     collections.Counter
         How often each opcode ran (after the prologue), ``"live"``: instructions with
-        a live field, and ``"beside"``: instructions that ran beside a GEMM.
+        a live field, ``"beside"``: instructions that ran beside a GEMM, and
+        ``"resume"``: SOFTMAX pieces that resumed from the one before.
 
     Raises
     ------
@@ -507,6 +528,7 @@ def fuzz_golden(count, *, replay_folder, config=FUZZ_CONFIG):
             seen[opcode.name] += 1
             seen["live"] += bool(fields.get("live"))
             seen["beside"] += bool(fields.get("beside"))
+            seen["resume"] += bool(fields.get("resume"))
         changed = np.frombuffer(program.golden, np.uint8) != np.frombuffer(program.image,
                                                                             np.uint8)
         if (changed & ~allowed).any():

@@ -338,6 +338,8 @@ _TOKEN_TILES = Formula("ceil(`tokens` / array)", lambda f, array: (f.tokens + ar
 _ALIVE_TILES = Formula("ceil((1 + `alive`) / array)",
                        lambda f, array: (f.alive + array) // array)
 _MEANS = Formula("`words` / `group`", lambda f, array: f.words // f.group)
+_CARRIED_TILES = Formula("`m_tiles` + `carry`",
+                         lambda f, array: f.m_tiles + getattr(f, "carry", 0))
 _GROUP_WORDS = Formula("`blocks` x `kept_rows`", lambda f, array: f.blocks * f.kept_rows)
 
 # Field widths: scratchpad words (addresses, strides, word counts), PRM and LNP
@@ -422,10 +424,13 @@ ISA = {spec.opcode: spec for spec in (
     _spec(Opcode.SOFTMAX, {**_ROW_TILES, "length": _SIZE, "ratio": RATIO_BITS,
                            "alpha": COEFFICIENT_BITS, "beta": COEFFICIENT_BITS,
                            "gamma": COEFFICIENT_BITS,
-                           "probability_shift": PROBABILITY_SHIFT_BITS},
+                           "probability_shift": PROBABILITY_SHIFT_BITS, "carry": 1,
+                           "resume": 1},
           nonzero=("m_tiles", "length"), unit="softmax", counter="softmax",
           live=(("m_tiles", Live.TILES), ("length", Live.TOKENS)),
-          reads=(_rows("src", "length"),), writes=(_rows("dst", "length"),)),
+          reads=(Region(Space.ACT, "src", "length", tiles=_CARRIED_TILES,
+                        stride="src_stride"),),
+          writes=(_rows("dst", "length"),)),
     _spec(Opcode.LAYERNORM, {**_ROW_TILES, "channels": _SIZE, "lnp_addr": _ENTRIES,
                              "eps": EPS_BITS, "multiplier": MULTIPLIER_BITS,
                              "shift": SHIFT_BITS},
@@ -660,15 +665,16 @@ def resolve(instruction, state):
 
 
 #: Fields :func:`encode` fills in when they are not given: no field live, no tile size.
-_FIELD_DEFAULTS = {"live": 0, "tile_words": 0, "beside": 0, "gelu": 0}
+_FIELD_DEFAULTS = {"live": 0, "tile_words": 0, "beside": 0, "gelu": 0, "carry": 0, "resume": 0}
 
 
 def encode(opcode, **values):
     """The 256-bit word of ``opcode`` with ``values``.
 
     Every field must be given and fit, except ``live``, ``tile_words``,
-    ``beside`` and ``gelu``, which are 0 unless given (no field takes a live
-    value, nothing runs beside, no GELU in a GEMM's write-back).
+    ``beside``, ``gelu``, ``carry`` and ``resume``, which are 0 unless given (no
+    field takes a live value, nothing runs beside, no GELU in a GEMM's
+    write-back, a SOFTMAX neither carries maxima nor resumes).
     """
     spec = ISA[Opcode(opcode)]
     name = spec.opcode.name

@@ -21,14 +21,17 @@ _TILE_DRAINS = 21
 _MAXIMA_DRAIN = 7
 
 
-def softmax_cycles(lanes, tiles, length, units=None, lookahead=False):
+def softmax_cycles(lanes, tiles, length, units=None, lookahead=False, resume=False):
     """Cycles of a SOFTMAX of ``tiles`` tiles of rows ``length`` long on ``lanes`` lanes with
     ``units`` shared dividers (:func:`row_units` by default): per tile three passes, the
     reciprocals and the drains; what the exp table's fill takes beyond the first maxima
     pass; the start and FINISH states. With ``lookahead`` (a second activation read port)
     every tile but the first finds its maxima during the output pass of the tile before
-    it, which saves its maxima pass and that pass's drain."""
+    it, which saves its maxima pass and that pass's drain; with ``resume`` (the field) the
+    first tile's too, and the table's fill."""
     tile = 3 * length + reciprocals_cycles(lanes, row_units(lanes, units)) + _TILE_DRAINS
+    if lookahead and resume:
+        return tiles * (tile - length - _MAXIMA_DRAIN) + 2
     saved = (tiles - 1) * (length + _MAXIMA_DRAIN) if lookahead else 0
     return tiles * tile - saved + max(0, FILL_CYCLES - length - _MAXIMA_DRAIN) + 2
 
@@ -51,7 +54,12 @@ class RowSoftmax(Unit):
     With a second activation read port (``config.act_read_ports == 2``) the
     output pass of a tile also reads the next tile's words, the same index
     through ``y_read``, into a second set of maxima: every tile but the first
-    starts with its sums pass, ``length + 7`` cycles sooner.
+    starts with its sums pass, ``length + 7`` cycles sooner. A SOFTMAX split
+    into pieces (beside different hosts) goes on from one piece to the next
+    the same way: a piece with ``carry`` set finds, during its last output
+    pass, the maxima of the tile after its last, and the next SOFTMAX, with
+    ``resume`` set, starts its first tile with the sums pass and keeps the
+    exp table as filled (the golden interpreter checks that it may).
 
     Parameters
     ----------
@@ -78,6 +86,7 @@ class RowSoftmax(Unit):
         maxima = Array(Signal(signed(OPERAND_BITS), name=f"max_{lane}") for lane in range(lanes))
         sums = Array(Signal(SUM_BITS, name=f"sum_{lane}") for lane in range(lanes))
 
+        resume = inst.resume if self._lookahead else 0
         m.submodules.exp = exp = ExpTable(lanes=lanes)
         m.d.comb += [exp.params.ratio.eq(inst.ratio), exp.params.alpha.eq(inst.alpha),
                      exp.params.beta.eq(inst.beta), exp.params.gamma.eq(inst.gamma)]
@@ -148,9 +157,12 @@ class RowSoftmax(Unit):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.comb += exp.start.eq(1)
-                    m.d.sync += [self.busy.eq(1), tile.eq(0), index.eq(0), phase.eq(0),
+                    m.d.comb += exp.start.eq(~resume)
+                    m.d.sync += [self.busy.eq(1), tile.eq(0), index.eq(0), phase.eq(resume),
                                  reading.eq(1)]
+                    if self._lookahead:     # the maxima the SOFTMAX before carried
+                        with m.If(resume):
+                            m.d.sync += [maxima[lane].eq(ahead[lane]) for lane in range(lanes)]
                     m.next = "PASS"
             with m.State("PASS"):
                 with m.If(reading):
@@ -187,9 +199,10 @@ class RowSoftmax(Unit):
         return m
 
     def _look_ahead(self, m, inst, tile, outputs_read, first, *, src_tile, enter):
-        """The maxima of the next tile's rows, read through ``y_read`` one word of the next
-        tile per word the output pass reads (``outputs_read``): registers holding them
-        after the pass. ``first`` marks the registered first word, as for the maxima pass.
+        """The maxima of the next tile's rows (after the last tile: with ``carry``), read
+        through ``y_read`` one word of the next tile per word the output pass reads
+        (``outputs_read``): registers holding them after the pass. ``first`` marks the
+        registered first word, as for the maxima pass.
 
         The next tile's first word is ``src_tile + src_stride``, registered in the cycle
         ``enter`` starts the output pass (not at ``start``, where the sum of two fields
@@ -197,7 +210,7 @@ class RowSoftmax(Unit):
         preset's slowest path)."""
         word = running_address(m, "ahead_word", step=outputs_read,
                                loads=[(enter, src_tile + inst.src_stride)])
-        reading = outputs_read & (tile + 1 != inst.m_tiles)
+        reading = outputs_read & ((tile + 1 != inst.m_tiles) | inst.carry)
         m.d.comb += [self.y_read.addr.eq(word), self.y_read.en.eq(reading)]
         arrived, registered = Signal(), Signal()
         words = Signal.like(self.y_read.data)

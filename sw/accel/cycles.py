@@ -64,8 +64,9 @@ _UNITS = {
     Opcode.GEMM: _gemm, Opcode.GEMM_SPARSE: _gemm,
     Opcode.GELU: lambda config, inst: eltwise_cycles(config, inst.opcode, inst.count),
     Opcode.ADD: lambda config, inst: eltwise_cycles(config, inst.opcode, inst.count),
-    Opcode.SOFTMAX: lambda config, inst: softmax_cycles(config.array, inst.m_tiles, inst.length,
-                                                        lookahead=config.act_read_ports == 2),
+    Opcode.SOFTMAX: lambda config, inst: softmax_cycles(
+        config.array, inst.m_tiles, inst.length, lookahead=config.act_read_ports == 2,
+        resume=inst.fields.get("resume", 0)),
     Opcode.LAYERNORM: lambda config, inst: layernorm_cycles(
         config.array, inst.m_tiles, inst.channels, lookahead=config.act_read_ports == 2),
     Opcode.COPY_TO_WGT: move_cycles, Opcode.TRANSPOSE_TO_WGT: move_cycles,

@@ -189,7 +189,7 @@ class Lowering:
         regions = self.plan.loaded_in(Space.PRM, self.phase)
         entries = [_requant_entries(sources[region.name], region.words) for region in regions]
         merged = [np.concatenate([entry[i] for entry in entries]) for i in range(3)]
-        self.emit.load(Space.PRM, merged, 0, regions[-1].end)
+        self.emit.load(Space.PRM, merged, regions[0].start, regions[-1].end - regions[0].start)
         return {region.name: region.start for region in regions}
 
     def load_layernorms(self, sources):
@@ -198,7 +198,8 @@ class Lowering:
         regions = self.plan.loaded_in(Space.LNP, self.phase)
         gamma = np.concatenate([sources[region.name].gamma for region in regions])
         beta = np.concatenate([sources[region.name].beta for region in regions])
-        self.emit.load(Space.LNP, (gamma, beta), 0, regions[-1].end)
+        self.emit.load(Space.LNP, (gamma, beta), regions[0].start,
+                       regions[-1].end - regions[0].start)
         return {region.name: region.start for region in regions}
 
     def gemm(self, a, a_width, b, b_stride, c, c_width, p, k, n, m_tiles=None, rows=None,
@@ -405,15 +406,16 @@ class Lowering:
         """A head's softmax tiles split over ``hosts`` (their cycles, in order): per host the
         ``(first, end)`` of its piece, or ``None`` for none. The split whose pieces outlast
         their hosts by the fewest cycles (``stall``, :mod:`.cycles`) in all, and of those the
-        one with the fewest instructions (each piece fills the exp table and finds its first
-        tile's maxima again)."""
+        one with the fewest instructions. Each piece after the first resumes from the one
+        before it (:meth:`head_softmax`) where the scratchpad has a second read port;
+        otherwise it fills the exp table and finds its first tile's maxima again."""
         tokens = self.tokens
 
-        def cost(count, host):
+        def cost(first, count, host):
             if not count:
                 return 0, 0
             softmax = unit_cycles(self.config, Instruction(Opcode.SOFTMAX, dict(
-                m_tiles=count, length=tokens)))
+                m_tiles=count, length=tokens, resume=self.resumes(first))))
             return max(0, SIDE_START_DELAY + softmax - host), 1
 
         # best[t]: (stall, pieces) of the first hosts taking the first t tiles, and the counts.
@@ -422,7 +424,7 @@ class Lowering:
             best = {taken: min(((stall + extra, pieces + more), counts + (taken - done,))
                                for done, ((stall, pieces), counts) in best.items()
                                if done <= taken
-                               for extra, more in [cost(taken - done, host)])
+                               for extra, more in [cost(done, taken - done, host)])
                     for taken in range(self.token_tiles + 1)}
         counts, first, split = best[self.token_tiles][1], 0, []
         for count in counts:
@@ -451,19 +453,29 @@ class Lowering:
         if side is not None and side[1] is not None:
             self.head_softmax(block, side[0], beside=True, tiles=side[1])
 
+    def resumes(self, first):
+        """Whether a softmax piece from token tile ``first`` resumes from the piece before
+        it (the maxima of its first tile and the exp table, ``docs/isa.md``): when there
+        is one (``first > 0``) and the scratchpad has the second read port that finds
+        them."""
+        return int(first > 0 and self.config.act_read_ports == 2)
+
     def head_softmax(self, block, head, beside=False, tiles=None):
         """The softmax of ``head``'s scores into its probabilities, its token tiles
         ``tiles`` (``(first, end)``; all by default), ``beside`` the instruction emitted
-        right before it."""
+        right before it. A piece that ends before the last tile carries the maxima of the
+        next one to the piece after it (:meth:`resumes`)."""
         tokens, e = self.tokens, block.softmax
         stride = self.probability_stride
         first, end = tiles or (0, self.token_tiles)
+        carry = self.resumes(end) if end < self.token_tiles else 0
         self.emit(Opcode.SOFTMAX, src=self.head_buffer("scores", head, block) + first * tokens,
                   src_stride=tokens,
                   dst=self.head_buffer("probabilities", head, block) + first * stride,
                   dst_stride=stride, m_tiles=end - first, length=tokens, ratio=e.ratio,
                   alpha=e.alpha, beta=e.beta, gamma=e.gamma,
                   probability_shift=block.probability_shift, beside=int(beside),
+                  carry=carry, resume=self.resumes(first),
                   live=self.live_bits(Opcode.SOFTMAX, "m_tiles", "length"))
 
     def head_context(self, block, head, context_prm, sides=(None, None)):
@@ -497,14 +509,15 @@ class Lowering:
         self.emit.load(Space.TBL, block.gelu_table, 0, TABLE_WORDS)
         self.layernorm(block.ln1, lnp[f"{name} ln1"], source, normalized)
         prm = self.load_params({f"{name} qkv": block.qkv, f"{name} proj": block.proj,
-                                f"{name} fc1": block.fc1, f"{name} fc2": block.fc2,
-                                f"{name} score": block.score, f"{name} context": block.context})
+                                f"{name} score": block.score, f"{name} context": block.context,
+                                f"{name} fc2": block.fc2})
         self.linear(qkv, normalized, dim, self.act("qkv"), prm[f"{name} qkv"])
         self.attention(block, prm[f"{name} score"], prm[f"{name} context"])
         proj = self.load_layer(block.proj, f"{name} proj")
         self.linear(proj, self.act("context"), dim, sublayer, prm[f"{name} proj"])
         self.enter(f"{name} mlp")
         self.add(source, sublayer, x1, block.residual1)
+        prm.update(self.load_params({f"{name} fc1": block.fc1}))
         self.layernorm(block.ln2, lnp[f"{name} ln2"], x1, normalized)
         fc1 = self.load_layer(block.fc1, f"{name} fc1", then=block.fc2)
         mlp = self.act("mlp")

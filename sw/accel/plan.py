@@ -227,9 +227,11 @@ class PlanBuilder:
     def load(self, space, first, last, entries):
         """A load into ``space`` (PRM or LNP) at phase ``first``, live through ``last``.
 
-        ``entries`` are ``(name, count)`` pairs, laid out from entry 0.
+        ``entries`` are ``(name, count)`` pairs, laid out from the first entry after those of
+        the earlier loads still live in ``first`` (from entry 0 if there are none).
         """
-        start = 0
+        start = max((load.end for load in self.loads
+                     if load.space == space and first in load.phases), default=0)
         for name, count in entries:
             self.loads.append(Allocation(Space(space), name, start, count,
                                          tuple(range(first, last + 1))))

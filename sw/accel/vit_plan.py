@@ -96,10 +96,16 @@ def _plan_block(builder, index, block, tokens, following, flips):
                               "scores", "probabilities", "context", "sublayer")
     mlp = builder.phase(f"{name} mlp", tokens, source, "sublayer", "x1", "normalized", "mlp",
                         result)
-    layers = (("qkv", block.qkv), ("proj", block.proj), ("fc1", block.fc1), ("fc2", block.fc2))
+    # FC1's parameters load beside the residual ADD before LN2, the others beside LN1
+    # (:class:`~.lowering.Lowering`), so that each load hides behind its host: the MLP's
+    # hidden + dim entries together would outlast an ADD of as many words.
     builder.load(Space.PRM, attention, mlp,
-                 [(f"{name} {layer}", params.weight.shape[1]) for layer, params in layers]
-                 + [(f"{name} score", tokens), (f"{name} context", block.head_dim)])
+                 [(f"{name} fc2", block.fc2.weight.shape[1])])
+    builder.load(Space.PRM, attention, attention,
+                 [(f"{name} qkv", block.qkv.weight.shape[1]),
+                  (f"{name} proj", block.proj.weight.shape[1]),
+                  (f"{name} score", tokens), (f"{name} context", block.head_dim)])
+    builder.load(Space.PRM, mlp, mlp, [(f"{name} fc1", block.fc1.weight.shape[1])])
     builder.load(Space.LNP, attention, mlp, [(f"{name} ln1", block.dim),
                                              (f"{name} ln2", block.dim)])
     key_words = tiles(tokens, lanes) * block.head_dim

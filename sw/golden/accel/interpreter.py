@@ -81,6 +81,9 @@ class Machine:
         self.table = np.zeros(GELU_TABLE_DEPTH, np.int8)
         self.sigmoid = np.zeros(SIGMOID_TABLE_DEPTH, np.int64)
         self.live = LiveState()
+        #: What the last SOFTMAX with ``carry`` set left for one that resumes: a
+        #: :class:`_Carried`, or ``None``.
+        self.carried = None
         self.executed = 0
 
 
@@ -234,6 +237,18 @@ def _check_row_destination(machine, index, inst, length):
            "or overlap none of its source words")
 
 
+@dataclass(frozen=True)
+class _Carried:
+    """The tile whose maxima a SOFTMAX (instruction ``index``) with ``carry`` set found
+    after its last: its first ACT word, its words as they were, and the exp table's
+    parameters."""
+
+    index: int
+    first: int
+    words: np.ndarray
+    params: ExpParams
+
+
 def _softmax(machine, index, inst):
     _check_row_destination(machine, index, inst, inst.length)
     rows = _rows(machine, inst.src, inst.src_stride, inst.m_tiles, inst.length)
@@ -244,8 +259,42 @@ def _softmax(machine, index, inst):
     _check(1 << EXP_AT_ZERO_MIN_BITS <= at_zero < 1 << EXP_BITS, index, inst,
            f"exp_q15(0) = ((alpha * beta**2) >> 31) + gamma must lie in "
            f"[2**{EXP_AT_ZERO_MIN_BITS}, 2**{EXP_BITS}), not {at_zero}")
+    _check((inst.carry | inst.resume) == 0 or machine.config.act_read_ports == 2, index, inst,
+           f"carry and resume need a second ACT read port (act_read_ports=2), not "
+           f"{machine.config.act_read_ports}")
+    if inst.resume:
+        refusal = _resume_refusal(machine, inst, params)
+        _check(refusal is None, index, inst,
+               f"its resume field asks for the maxima and exp table of the SOFTMAX before "
+               f"it, but {refusal}")
+    machine.carried = None
+    if inst.carry:
+        first = inst.src + inst.m_tiles * inst.src_stride
+        machine.carried = _Carried(index, first, machine.act[first:first + inst.length].copy(),
+                                   params)
     probabilities = softmax_rows(rows, params, shift=inst.probability_shift).astype(np.int8)
     _write_rows(machine, inst.dst, inst.dst_stride, inst.m_tiles, inst.length, probabilities)
+
+
+def _resume_refusal(machine, inst, params):
+    """Why a SOFTMAX with ``resume`` set may not start from what the SOFTMAX before it
+    carried, or ``None``: that one must have set ``carry``, found the maxima of this
+    one's first tile (``src``, ``length`` words) with the same exp table, and no
+    instruction since may have changed those words."""
+    carried = machine.carried
+    if carried is None:
+        return "that one did not set carry (or there was none)"
+    span = f"ACT words {carried.first}..{carried.first + len(carried.words) - 1}"
+    if (carried.first, len(carried.words)) != (inst.src, inst.length):
+        return f"instruction {carried.index} carried the maxima of {span}, not of src={inst.src}" \
+               f" and length={inst.length}"
+    if carried.params != params:
+        return f"instruction {carried.index} filled the exp table for {carried.params}, " \
+               f"this one asks for {params}"
+    now = machine.act[carried.first:carried.first + inst.length]
+    if not np.array_equal(now, carried.words):
+        return f"{span} changed after instruction {carried.index} found their maxima"
+    return None
 
 
 def _layernorm(machine, index, inst):

@@ -26,7 +26,9 @@ def test_copy_to_wgt_gathers_strided_tiles_one_word_per_cycle(array):
 
 
 @pytest.mark.parametrize("array", [2, 4])
-def test_transpose_to_wgt_turns_blocks_in_2_array_plus_1_cycles_each(array):
+def test_transpose_to_wgt_turns_blocks_in_array_cycles_each(array):
+    """Two register blocks in turn: the words are read one per cycle throughout, each
+    block written while the next is read; the last block's words follow its reads."""
     config = small_config(array=array)
     seed = 60 + array
     shapes = [(2, 3), (1, 1), (3, 2)]                    # token_tiles, channel_tiles
@@ -40,5 +42,8 @@ def test_transpose_to_wgt_turns_blocks_in_2_array_plus_1_cycles_each(array):
                            words, err_msg=f"TRANSPOSE_TO_WGT, array {array}, seed {seed}")
     for run, word, (token_tiles, channel_tiles) in zip(runs, words, shapes):
         blocks = token_tiles * channel_tiles
-        assert run.cycles == blocks * (2 * array + 1) + 2 == move_cycles(config, decode(word))
-        assert len(run.activity["act_read"]) == len(run.activity["wgt_write"]) == blocks * array
+        assert run.cycles == (blocks + 1) * array + 3 == move_cycles(config, decode(word))
+        assert run.activity["act_read"] == list(range(1, blocks * array + 1))
+        # A block's last word arrives a cycle after its read; its first token goes out from
+        # a register a cycle after that.
+        assert run.activity["wgt_write"] == list(range(array + 3, (blocks + 1) * array + 3))

@@ -9,10 +9,12 @@ from vitforge.sim.accel.unit_bench import extreme_rows, random_machine, run_and_
     set_rows, small_config, spread_rows
 from vitforge.sw.params.softmax import exp_params
 
-def softmax(params, src, src_stride, dst, dst_stride, m_tiles, length, probability_shift=0):
+def softmax(params, src, src_stride, dst, dst_stride, m_tiles, length, probability_shift=0,
+            carry=0, resume=0):
     return encode(Opcode.SOFTMAX, src=src, src_stride=src_stride, dst=dst, dst_stride=dst_stride,
                   m_tiles=m_tiles, length=length, ratio=params.ratio, alpha=params.alpha,
-                  beta=params.beta, gamma=params.gamma, probability_shift=probability_shift)
+                  beta=params.beta, gamma=params.gamma, probability_shift=probability_shift,
+                  carry=carry, resume=resume)
 
 
 @pytest.mark.parametrize("act_read_ports", [2, 1])
@@ -78,3 +80,31 @@ def test_cycles_of_deit_shapes():
     passes, 2 divisions of 26 cycles and the drains; the table's fill beyond the first
     maxima pass."""
     assert softmax_cycles(32, 7, 197) == 7 * (3 * 197 + 75) + 264 - 197 - 7 + 2
+
+
+@pytest.mark.parametrize("length", [5, 300])
+def test_pieces_resume_from_the_maxima_the_piece_before_carried(length):
+    """A softmax of 5 tiles in pieces of 2, 1 and 2 tiles: the first two carry the maxima of
+    the tile after their last, the last two resume from them (no maxima pass, no table
+    fill). Then a whole softmax with another table, which fills it again, and a piece
+    that carries to no piece after it."""
+    config = small_config(array=4, act_depth=4096)
+    rng = np.random.default_rng(length)
+    machine = random_machine(config, rng)
+    set_rows(machine, 0, length, np.concatenate([extreme_rows(length),
+                                                  spread_rows(rng, 14, length)]))
+    params, stride = exp_params(0.05), length + 3
+    pieces = [(0, 2, 1, 0), (2, 1, 1, 1), (3, 2, 0, 1)]      # first tile, tiles, carry, resume
+    words = [softmax(params, first * stride, stride, 2000 + first * stride, stride, tiles,
+                     length, carry=carry, resume=resume)
+             for first, tiles, carry, resume in pieces]
+    words += [softmax(exp_params(0.1), 40, stride, 40, stride, 3, length),
+              softmax(exp_params(0.1), 0, stride, 2000, stride, 1, length, carry=1)]
+    runs = run_and_compare(RowSoftmax(config), machine, words, max_cycles=20_000,
+                           err_msg=f"SOFTMAX pieces, rows of {length}")
+    assert [run.cycles for run in runs] == [
+        softmax_cycles(4, tiles, length, lookahead=True, resume=resume)
+        for _, tiles, _, resume in [*pieces, (0, 3, 0, 0), (0, 1, 1, 0)]]
+    # The pieces take what the whole softmax takes, and the start and FINISH of two more.
+    assert sum(run.cycles for run in runs[:3]) == softmax_cycles(4, 5, length,
+                                                                 lookahead=True) + 2 * 2

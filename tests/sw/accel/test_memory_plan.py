@@ -91,7 +91,13 @@ def test_lifetimes_of_a_whole_model():
     assert lifetime("x") == ("patch embedding", "head")       # two blocks: x holds the result
     assert lifetime("x2") == ("block 0 mlp", "block 1 mlp")
     assert lifetime("logits") == ("head", "output")
+    # FC2's parameters load with attention's and live through the MLP; FC1's load with the
+    # MLP, after FC2's.
+    assert lifetime("block 1 qkv", Space.PRM) == ("block 1 attention", "block 1 attention")
     assert lifetime("block 1 fc2", Space.PRM) == ("block 1 attention", "block 1 mlp")
+    assert lifetime("block 1 fc1", Space.PRM) == ("block 1 mlp", "block 1 mlp")
+    assert plan.region(Space.PRM, "block 1 fc1").start == plan.region(Space.PRM,
+                                                                      "block 1 fc2").end
     assert plan.region(Space.PRM, "block 1 score").words == 17
 
 
@@ -101,10 +107,11 @@ def test_config_for_takes_its_sizes_from_the_plan():
     # Attention holds both token buffers (each is some block's source), normalized, qkv,
     # scores, probabilities, context and sublayer; the MLP's x1 and mlp reuse qkv's words.
     assert plan.depth(Space.ACT) == 5 * (8 * 32 + 2 * 17)
-    assert (plan.depth(Space.PRM), plan.depth(Space.LNP)) == (5 * 32 + 64 + 17 + 16, 64)
+    # PRM: fc2's, then attention's qkv, proj, score and context, or later fc1's.
+    assert (plan.depth(Space.PRM), plan.depth(Space.LNP)) == (32 + 4 * 32 + 17 + 16, 64)
     assert (plan.weight_words, plan.reduction_depth) == (96 // 4 * 32, 64)
     assert config_for(blocks, 17, 4) == AcceleratorConfig(
-        array=4, act_depth=2048, wgt_depth=2048, prm_depth=512, lnp_depth=64, k_max=64)
+        array=4, act_depth=2048, wgt_depth=2048, prm_depth=256, lnp_depth=64, k_max=64)
 
 
 def test_a_program_is_complete_when_built():

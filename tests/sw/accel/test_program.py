@@ -1,5 +1,7 @@
 """Compiled programs on the golden interpreter == the directly computed integer encoder block."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -142,9 +144,10 @@ def test_deit_tiny_block_runs_quickly():
                            r"beyond act_depth=1000$"),
     (dict(wgt_depth=512), r"^block 0 qkv needs 768 WGT words, but half of wgt_depth=512 "
                           r"holds 256$"),
-    # qkv 96 + proj 32 + fc1 128 = 256 entries, so fc2 overflows.
-    (dict(prm_depth=256), r"^block 0 fc2 params needs PRM words 256\.\.287, beyond "
-                          r"prm_depth=256$"),
+    # fc2 32 + qkv 96 + proj 32 + score 17 = 177 entries, so context overflows (fc2 and the
+    # MLP's fc1 128 would fit).
+    (dict(prm_depth=192), r"^block 0 context params needs PRM words 177\.\.192, beyond "
+                          r"prm_depth=192$"),
     (dict(k_max=100), r"^hidden 128 exceeds k_max=100: a GEMM reduces over it$"),
     (dict(array=72), r"^array must be at most 64 \(the widest array vitforge builds\), "
                      r"not 72$"),
@@ -206,6 +209,62 @@ def test_malformed_programs_are_rejected_with_their_location(words, message):
         run_program(machine_with(*words), 0)
 
 
+def piece(src, m_tiles=1, *, carry=0, resume=0, gamma=1 << 14):
+    """A SOFTMAX of rows of 4 words, tiles 4 words apart, from ``src`` to ``32 + src``."""
+    return encode(Opcode.SOFTMAX, src=src, src_stride=4, dst=32 + src, dst_stride=4,
+                  m_tiles=m_tiles, length=4, ratio=1, alpha=0, beta=1 << 15, gamma=gamma,
+                  probability_shift=0, carry=carry, resume=resume)
+
+
+def test_pieces_that_resume_compute_the_whole_softmax():
+    rng = np.random.default_rng(7)
+    machines = [machine_with(*words, encode(Opcode.DONE)) for words in (
+        [piece(0, carry=1), piece(4, 2, carry=1, resume=1), piece(12, resume=1)], [piece(0, 4)])]
+    for machine in machines:
+        machine.act[:16] = rng.integers(-128, 128, (16, 4)) if machine is machines[0] \
+            else machines[0].act[:16]
+        run_program(machine, 0)
+    np.testing.assert_array_equal(machines[0].act, machines[1].act)
+
+
+@pytest.mark.parametrize("words, message", [
+    ([piece(0, resume=1)], r"that one did not set carry \(or there was none\)$"),
+    ([piece(0, carry=1), piece(0, 2), piece(8, resume=1)], r"that one did not set carry"),
+    ([piece(0, carry=1), piece(8, resume=1)],
+     r"instruction 0 carried the maxima of ACT words 4\.\.7, not of src=8 and length=4$"),
+    ([piece(0, carry=1), piece(4, resume=1, gamma=(1 << 14) + 1)],
+     r"instruction 0 filled the exp table for ExpParams\(.*gamma=16384\), this one asks for "
+     r"ExpParams\(.*gamma=16385\)$"),
+    ([piece(0, carry=1), encode(Opcode.LOAD, space=Space.ACT, dram_addr=0, spad_addr=6,
+                                count=1), piece(4, resume=1)],
+     r"ACT words 4\.\.7 changed after instruction 0 found their maxima$"),
+])
+def test_a_resume_the_softmax_before_it_did_not_prepare_is_refused(words, message):
+    """A SOFTMAX that resumes must follow, with no SOFTMAX between, one that carried the
+    maxima of its first tile, with the same exp table, and the words must not have changed."""
+    machine = machine_with(*words)
+    machine.act[:16] = np.arange(64).reshape(16, 4) % 7
+    index = len(words) - 1
+    with pytest.raises(ProgramError, match=rf"^instruction {index} \(SOFTMAX\): its resume "
+                                           rf"field asks for the maxima and exp table of the "
+                                           rf"SOFTMAX before it, but {message}"):
+        run_program(machine, 0)
+
+
+def test_carry_needs_the_second_read_port_and_its_tile_in_act():
+    one_port = Machine(replace(CONFIG, act_read_ports=1), piece(0, carry=1).to_bytes(32, "little"))
+    with pytest.raises(ProgramError, match=r"^instruction 0 \(SOFTMAX\): carry and resume need "
+                                           r"a second ACT read port \(act_read_ports=2\), not 1$"):
+        run_program(one_port, 0)
+    # Rows at 48..63, results at 0..15: the tile carried after them would be 64..67.
+    carried_out = encode(Opcode.SOFTMAX, src=48, src_stride=4, dst=0, dst_stride=4, m_tiles=4,
+                         length=4, ratio=1, alpha=0, beta=1 << 15, gamma=1 << 14,
+                         probability_shift=0, carry=1)
+    with pytest.raises(ProgramError, match=r"^instruction 0 \(SOFTMAX\): ACT words 48\.\.67 "
+                                           r"\(src\) are beyond its depth 64$"):
+        run_program(machine_with(carried_out), 0)
+
+
 def test_a_program_that_never_finishes_is_stopped():
     nops = [encode(Opcode.NOP)] * 4
     with pytest.raises(ProgramError, match=r"^no DONE within 3 instructions$"):
@@ -223,9 +282,10 @@ def test_trace_mode_keeps_the_result_and_locates_a_wrong_instruction():
     run_program(machine, program.program_addr)
     np.testing.assert_array_equal(program.read_output(machine.dram), reference(x, blocks))
     assert describe_mismatch(program, machine.dram, machine.dram) == ""
-    softmax = next(t for t in program.trace if t.opcode == Opcode.SOFTMAX)
+    softmax = next(t for t in program.trace
+                   if t.opcode == Opcode.SOFTMAX and t.words >= 3 * t.stride)
     corrupted = machine.dram.copy()
-    # Tile 2, column 5, lane 3 of the first softmax's result.
+    # Tile 2, column 5, lane 3 of the result of the first softmax (piece) of 3 tiles or more.
     offset = (softmax.dram_addr + 2 * softmax.stride + 5) * 16 + 3
     corrupted[offset] ^= 0x40
     message = describe_mismatch(program, corrupted, machine.dram)

@@ -70,5 +70,6 @@ def test_every_load_of_a_gemm_bound_block_runs_beside_a_host_and_hides():
         assert SIDE_START_DELAY + unit_cycles(config, load) <= unit_cycles(config, host), \
             (index, host, load)
         hosts.add((host.opcode, load.space))
-    assert {(Opcode.ADD, Space.LNP), (Opcode.LAYERNORM, Space.PRM),
+    # LNP beside the residual ADD before LN1, FC1's PRM beside the one before LN2.
+    assert {(Opcode.ADD, Space.LNP), (Opcode.ADD, Space.PRM), (Opcode.LAYERNORM, Space.PRM),
             (Opcode.LAYERNORM, Space.WGT), (Opcode.GEMM, Space.WGT)} <= hosts
