@@ -369,8 +369,10 @@ class Lowering:
         head 1's ``K^T`` copy and ``Q K^T``; every other head ``h``'s beside head ``h + 1``'s
         copy and ``Q K^T`` and head ``h - 1``'s ``V`` transpose and ``P V``; the last
         head's beside the transpose and ``P V`` of the head before it and its own
-        transpose. Scores and probabilities then alternate between two buffers, and the
-        plan's banks keep each pair on different ports (:mod:`.vit_plan`).
+        transpose. Head 0's own ``Q K^T`` may run as two GEMMs by token tiles, with the
+        first piece of its softmax beside the second (:meth:`first_head_split`). Scores and
+        probabilities alternate between two buffers, and the plan's banks keep each pair on
+        different ports (:mod:`.vit_plan`).
         """
         heads = block.heads
         if not self.overlaps(block):
@@ -380,16 +382,42 @@ class Lowering:
                 self.head_context(block, head, context_prm)
             return
         keys, scores, values, context = self.attention_host_cycles(block)
-        self.head_scores(block, 0, score_prm)
+        done = self.first_head_split(block, keys, scores)
+        self.head_scores(block, 0, score_prm, (None, (0, (0, done)) if done else None),
+                         split=done + 1 if done else None)
         for head in range(1, heads):
             hosts = (keys, scores) + ((values, context) if head >= 2 else ())
-            pieces = [(head - 1, tiles) for tiles in self.softmax_pieces(hosts)]
+            first = done if head == 1 else 0
+            pieces = [(head - 1, tiles) for tiles in self.softmax_pieces(hosts, first)]
             self.head_scores(block, head, score_prm, pieces[:2])
             if head >= 2:
                 self.head_context(block, head - 2, context_prm, pieces[2:])
         pieces = [(heads - 1, tiles) for tiles in self.softmax_pieces((values, context, values))]
         self.head_context(block, heads - 2, context_prm, pieces[:2])
         self.head_context(block, heads - 1, context_prm, pieces[2:] + [None])
+
+    def first_head_split(self, block, keys, scores):
+        """How many token tiles of head 0's softmax run beside its own ``Q K^T``, 0 for none.
+
+        With ``a`` of them, ``Q K^T`` runs as two GEMMs, its first ``a + 1`` token tiles and
+        then the rest, and the piece of the first ``a`` tiles runs beside the second (it
+        carries the maxima of tile ``a``, which the first computed); the other tiles go
+        beside head 1's copy and ``Q K^T`` (``keys``, ``scores``: their cycles). The choice
+        with the fewest cycles lost (the pieces' stalls and the second GEMM's), then the
+        fewest instructions."""
+        count, head_dim, tokens = self.token_tiles, block.head_dim, self.tokens
+
+        def gemm(m_tiles):
+            return unit_cycles(self.config, _gemm_shape(head_dim, m_tiles, tokens))
+
+        options = {0: self.best_split((keys, scores))[0]}
+        for done in range(1, count - 1):
+            second = gemm(count - done - 1)
+            stall, pieces = self.piece_cost(0, done, second)
+            (rest, more), _ = self.best_split((keys, scores), done)
+            extra = gemm(done + 1) + second - gemm(count)
+            options[done] = (stall + rest + extra, pieces + more + 1)
+        return min(options, key=options.get)
 
     def attention_host_cycles(self, block):
         """Cycles of a head's ``K^T`` copy, ``Q K^T``, ``V`` transpose and ``P V`` (the same
@@ -402,40 +430,52 @@ class Lowering:
                 token_tiles=token_tiles, channel_tiles=tiles(head_dim, self.lanes))),
             _gemm_shape(tokens, token_tiles, head_dim))]
 
-    def softmax_pieces(self, hosts):
-        """A head's softmax tiles split over ``hosts`` (their cycles, in order): per host the
-        ``(first, end)`` of its piece, or ``None`` for none. The split whose pieces outlast
-        their hosts by the fewest cycles (``stall``, :mod:`.cycles`) in all, and of those the
-        one with the fewest instructions. Each piece after the first resumes from the one
-        before it (:meth:`head_softmax`) where the scratchpad has a second read port;
-        otherwise it fills the exp table and finds its first tile's maxima again."""
-        tokens = self.tokens
+    def piece_cost(self, first, count, host):
+        """``(stall, instructions)`` of a softmax piece of ``count`` token tiles from tile
+        ``first`` beside a host of ``host`` cycles: how long it outlasts the host
+        (``stall``, :mod:`.cycles`), and 1 (0 for an empty piece). A piece after the first
+        resumes from the one before it (:meth:`resumes`)."""
+        if not count:
+            return 0, 0
+        softmax = unit_cycles(self.config, Instruction(Opcode.SOFTMAX, dict(
+            m_tiles=count, length=self.tokens, resume=self.resumes(first))))
+        return max(0, SIDE_START_DELAY + softmax - host), 1
 
-        def cost(first, count, host):
-            if not count:
-                return 0, 0
-            softmax = unit_cycles(self.config, Instruction(Opcode.SOFTMAX, dict(
-                m_tiles=count, length=tokens, resume=self.resumes(first))))
-            return max(0, SIDE_START_DELAY + softmax - host), 1
-
-        # best[t]: (stall, pieces) of the first hosts taking the first t tiles, and the counts.
-        best = {0: ((0, 0), ())}
+    def best_split(self, hosts, first=0, end=None):
+        """The split of a head's softmax tiles ``first`` to ``end`` (the last by default) over
+        ``hosts`` (their cycles, in order) whose pieces outlast their hosts by the fewest
+        cycles in all, and of those the one with the fewest instructions (a small dynamic
+        program): ``((stall, instructions), counts)``, the tiles of each host's piece."""
+        end = self.token_tiles if end is None else end
+        # best[t]: (stall, pieces) of the hosts so far taking tiles first..t, and the counts.
+        best = {first: ((0, 0), ())}
         for host in hosts:
             best = {taken: min(((stall + extra, pieces + more), counts + (taken - done,))
                                for done, ((stall, pieces), counts) in best.items()
                                if done <= taken
-                               for extra, more in [cost(done, taken - done, host)])
-                    for taken in range(self.token_tiles + 1)}
-        counts, first, split = best[self.token_tiles][1], 0, []
+                               for extra, more in [self.piece_cost(done, taken - done, host)])
+                    for taken in range(first, end + 1)}
+        return best[end]
+
+    def softmax_pieces(self, hosts, first=0, end=None):
+        """A head's softmax tiles ``first`` to ``end`` split over ``hosts`` by
+        :meth:`best_split`: per host the ``(first, end)`` of its piece, or ``None`` for
+        none."""
+        counts, split = self.best_split(hosts, first, end)[1], []
         for count in counts:
             split.append((first, first + count) if count else None)
             first += count
         return split
 
-    def head_scores(self, block, head, score_prm, sides=(None, None)):
+    def tile_rows(self, first, end):
+        """The stage's tokens in token tiles ``first`` to ``end``."""
+        return min(end * self.lanes, self.tokens) - first * self.lanes
+
+    def head_scores(self, block, head, score_prm, sides=(None, None), split=None):
         """K_h^T into the next half of WGT, then ``Q_h K_h^T`` into ``head``'s scores; after
         each of the two, the softmax piece of ``sides`` (``(head, tiles)`` or ``None``)
-        beside it."""
+        beside it. With ``split`` (a token tile), ``Q K^T`` runs as two GEMMs, the tiles
+        before ``split`` and the rest, and the second piece goes beside the second GEMM."""
         dim, head_dim, tokens = self.dim, block.head_dim, self.tokens
         q = self.act("qkv") + head * head_dim
         keys = self.emit.take_weight_half()
@@ -443,8 +483,15 @@ class Lowering:
                   tiles=self.token_tiles, words=head_dim,
                   live=self.live_bits(Opcode.COPY_TO_WGT, "tiles"))
         self.head_softmax_beside(block, sides[0])
-        self.gemm(q, 3 * dim, keys, head_dim, self.head_buffer("scores", head, block), tokens,
-                  score_prm, head_dim, tokens, live=("n",))
+        scores = self.head_buffer("scores", head, block)
+        if split is None:
+            self.gemm(q, 3 * dim, keys, head_dim, scores, tokens, score_prm, head_dim, tokens,
+                      live=("n",))
+        else:
+            for first, end in ((0, split), (split, self.token_tiles)):
+                self.gemm(q + first * 3 * dim, 3 * dim, keys, head_dim, scores + first * tokens,
+                          tokens, score_prm, head_dim, tokens, m_tiles=end - first,
+                          rows=self.tile_rows(first, end), live=("n",))
         self.head_softmax_beside(block, sides[1])
 
     def head_softmax_beside(self, block, side):

@@ -17,7 +17,7 @@ from vitforge.sw.accel.compiler import compile_blocks, compile_model, config_for
     config_for_model
 from vitforge.sw.accel.cycles import SIDE_START_DELAY, predict, unit_cycles
 from vitforge.sw.accel.emitter import Emitter
-from vitforge.sw.accel.lowering import Lowering
+from vitforge.sw.accel.lowering import Lowering, _gemm_shape
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sw.golden.encoder import encoder_blocks, vit_logits
 from vitforge.sw.model.quantize import quantize_vit
@@ -88,7 +88,8 @@ def test_each_softmax_runs_beside_the_hosts_between_its_scores_and_its_use(seed)
     for host, side in side_pairs(program):
         assert host.opcode in ROW_HOSTS and side.opcode == Opcode.SOFTMAX
         assert beside_refusal(host, side, array, config.act_bank_start) is None
-    # K^T copy and Q K^T of head 0; those of head 1, each maybe with a piece of head 0's
+    # K^T copy and Q K^T of head 0, maybe in two GEMMs with the first piece of its softmax
+    # beside the second; the copy and Q K^T of head 1, each maybe with a piece of head 0's
     # softmax beside it; then per head h > 1: its copy and Q K^T, and the V transpose and
     # P V of head h - 2, each maybe with a piece of head h - 1's softmax; then the transpose
     # and P V of the last head but one and the last transpose, each maybe with a piece of
@@ -96,7 +97,8 @@ def test_each_softmax_runs_beside_the_hosts_between_its_scores_and_its_use(seed)
     heads = blocks[0].heads
     for index, tokens in enumerate(block_tokens):
         order = attention_order(program, index)
-        assert re.fullmatch(f"KGKs?Gs?(Ks?Gs?Vs?Gs?){{{heads - 2}}}Vs?Gs?Vs?GL", order), order
+        assert re.fullmatch(f"KG(Gs)?Ks?Gs?(Ks?Gs?Vs?Gs?){{{heads - 2}}}Vs?Gs?Vs?GL",
+                            order), order
         tiles = beside_tiles(program, index)
         assert None not in tiles and sum(tiles) == heads * -(-tokens // array), tiles
     result, dram = run(program)
@@ -111,16 +113,18 @@ def test_a_deit_head_s_softmax_is_split_where_it_hides_best():
     takes 323 cycles, Q K^T 1,649, a V transpose 443, P V 2,015; a softmax of 1 to 5 tiles
     728, 1,394, 2,060, 2,726 or 3,392 (a maxima pass per tile, and each instruction fills
     its exp table: with one read port no piece resumes). Head 0 has head 1's copy and
-    Q K^T to hide behind: 1 + 4 tiles outlast them by 1,500 cycles, all 5 beside the GEMM
-    by 1,752. Head 1 has head 2's copy and Q K^T and head 0's transpose and P V: 2 tiles
-    beside Q K^T and 3 beside P V outlast them by 55. Head 2 has head 1's transpose and
-    P V and its own transpose: 1 + 3 + 1 tiles."""
+    Q K^T to hide behind (1 + 4 tiles would outlast them by 1,500 cycles), and its own
+    Q K^T split in two GEMMs of 2 and 3 token tiles (689 and 1,009 cycles, 49 more than
+    one): 1 tile beside the second, then 1 + 3 outlast their hosts by 836. Head 1 has head
+    2's copy and Q K^T and head 0's transpose and P V: 2 tiles beside Q K^T and 3 beside P V
+    outlast them by 55. Head 2 has head 1's transpose and P V and its own transpose: 1 + 3
+    + 1 tiles."""
     rng = np.random.default_rng(1)
     x, blocks, _ = random_blocks(rng, tokens=197, dim=192, heads=3, hidden=16, count=1)
     config = replace(config_for(blocks, len(x), 40), act_read_ports=1)
     program = compile_blocks(config, blocks, x)
-    assert beside_tiles(program, 0) == [1, 4, 2, 3, 1, 3, 1]
-    assert attention_order(program, 0) == "KGKsGsKGsVGsVsGsVsGL"
+    assert beside_tiles(program, 0) == [1, 1, 3, 2, 3, 1, 3, 1]
+    assert attention_order(program, 0) == "KGGsKsGsKGsVGsVsGsVsGL"
     sequential = compile_blocks(replace(config, act_banks=1), blocks, x)
     assert predict(sequential).cycles - predict(program).cycles > 3 * 3392 - 1649 - 2015
 
@@ -152,6 +156,43 @@ def test_the_softmax_split_is_the_best_of_every_split(hosts):
     starts = [piece[0] for piece in split if piece is not None]
     assert starts == sorted(starts) and sum(counts) == 5
     assert cost(counts) == min(cost(other) for other in every), (split, hosts)
+
+
+@pytest.mark.parametrize("hosts", [(323, 1045), (323, 1649), (10, 10), (5000, 5000)])
+def test_head_0_splits_its_own_scores_where_that_loses_fewest_cycles(hosts):
+    """Head 0's softmax beside head 1's copy and Q K^T (``hosts``), and perhaps a first
+    piece beside the second part of its own Q K^T: against every split point and every way
+    of cutting the rest, counted one by one, none loses fewer cycles (stalls and the second
+    GEMM's), and none that ties has fewer instructions."""
+    rng = np.random.default_rng(2)
+    x, blocks, _ = random_blocks(rng, tokens=197, dim=192, heads=3, hidden=16, count=1)
+    lowering = Lowering(config_for(blocks, len(x), 40), None, None, 192)
+    lowering.tokens, lowering.token_tiles = 197, 5
+    config = lowering.config
+
+    def gemm(m_tiles):
+        return unit_cycles(config, _gemm_shape(64, m_tiles, 197))
+
+    def stall(first, count, host):
+        softmax = unit_cycles(config, Instruction(Opcode.SOFTMAX, dict(
+            m_tiles=count, length=197, resume=int(first > 0))))
+        return max(0, SIDE_START_DELAY + softmax - host)
+
+    def cost(done, counts):
+        lost, first, pieces = 0, done, int(done > 0)
+        if done:
+            lost += gemm(done + 1) + gemm(4 - done) - gemm(5) + stall(0, done, gemm(4 - done))
+        for count, host in zip(counts, hosts):
+            if count:
+                lost, pieces = lost + stall(first, count, host), pieces + 1
+            first += count
+        return lost, pieces
+
+    every = [(done, counts) for done in range(4)
+             for counts in itertools.product(range(6), repeat=2) if done + sum(counts) == 5]
+    chosen = lowering.first_head_split(blocks[0], *hosts)
+    counts = lowering.best_split(hosts, chosen)[1]
+    assert cost(chosen, counts) == min(cost(*other) for other in every), (chosen, counts)
 
 
 def test_a_whole_model_overlaps_its_heads():
