@@ -65,8 +65,10 @@ def describe_mismatch(program, rtl, golden):
     """Where two external-memory images first differ, in terms of the program.
 
     In trace mode (``compile_blocks(..., trace=True)``) that is the first
-    instruction whose result differs, with the tile, word and lane (token) and
-    both values; otherwise the output token and channel, or the byte.
+    instruction whose result differs, with the tile, word and lane of its result
+    (and so the row of its result: a token, counted from the instruction's first
+    tile, which for a piece of a softmax or a split GEMM is not the stage's
+    first) and both values; otherwise the output token and channel, or the byte.
     """
     rtl = np.frombuffer(bytes(rtl), np.uint8)
     golden = np.frombuffer(bytes(golden), np.uint8)
@@ -94,8 +96,8 @@ def describe_mismatch(program, rtl, golden):
                     where = f"activation word {act_addr + word}, lane {lane}"
                 else:
                     tile, column = divmod(word, stride)
-                    where = (f"tile {tile}, column {column}, lane {lane} (token "
-                             f"{tile * lanes + lane})")
+                    where = (f"tile {tile}, column {column}, lane {lane} (row "
+                             f"{tile * lanes + lane} of its result)")
                 return f"{what}: {where}: {values}; {differ.size} bytes differ in all"
     offset = int(differ[0])
     return (f"external byte {offset}: RTL {rtl[offset]}, golden {golden[offset]}; "

@@ -290,5 +290,5 @@ def test_trace_mode_keeps_the_result_and_locates_a_wrong_instruction():
     corrupted[offset] ^= 0x40
     message = describe_mismatch(program, corrupted, machine.dram)
     assert message.startswith(f"instruction {softmax.index} (SOFTMAX): tile 2, column 5, "
-                              f"lane 3 (token 11): RTL "), message
+                              f"lane 3 (row 11 of its result): RTL "), message
     assert "1 bytes differ in all" in message
