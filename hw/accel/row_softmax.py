@@ -1,6 +1,6 @@
 """SOFTMAX over activation words: one row per lane, a row's elements in consecutive words."""
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed
+from amaranth import Array, C, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data
 
 from ..numerics import OPERAND_BITS, SOFTMAX_RECIPROCAL_BITS, softmax_one
@@ -86,7 +86,7 @@ class RowSoftmax(Unit):
         maxima = Array(Signal(signed(OPERAND_BITS), name=f"max_{lane}") for lane in range(lanes))
         sums = Array(Signal(SUM_BITS, name=f"sum_{lane}") for lane in range(lanes))
 
-        resume = inst.resume if self._lookahead else 0
+        resume = inst.resume if self._lookahead else C(0, 1)   # only with the maxima carried
         m.submodules.exp = exp = ExpTable(lanes=lanes)
         m.d.comb += [exp.params.ratio.eq(inst.ratio), exp.params.alpha.eq(inst.alpha),
                      exp.params.beta.eq(inst.beta), exp.params.gamma.eq(inst.gamma)]
