@@ -30,7 +30,8 @@ Writes ``bench/results/zcu102.json``, ``zcu102_resources.png`` (the preset again
 device) and ``zcu102_changes.png`` (each change's cycles by class); ``--replot`` draws the
 plots again from that JSON without measuring.
 
-``--cycles-only`` runs item 3 alone (minutes) into ``zcu102_cycles.json``.
+``--cycles-only`` runs item 3 alone (minutes) into ``zcu102_cycles.json`` and draws it as
+``zcu102_cycles.png``.
 
     python bench/zcu102.py [--skip-deit] [--skip-flat] [--coverify-final-only] [--replot]
                            [--cycles-only]
@@ -334,9 +335,10 @@ def main(argv=None):
         draw(json.loads((args.out / "zcu102.json").read_text()), args.out)
         return
     if args.cycles_only:
-        path = args.out / "zcu102_cycles.json"
-        path.write_text(json.dumps({"modelled_cycles": modelled_cycles()}, indent=2) + "\n")
-        print(f"wrote {path}")
+        path, modelled = args.out / "zcu102_cycles.json", modelled_cycles()
+        path.write_text(json.dumps({"modelled_cycles": modelled}, indent=2) + "\n")
+        plot_changes(modelled, args.out / "zcu102_cycles.png")
+        print(f"wrote {path} and zcu102_cycles.png")
         return
 
     results = {"goals": {"generate_seconds": GOAL_GENERATE_SECONDS,
