@@ -255,9 +255,9 @@ def _softmax_pieces(draw, config):
                   carry=int(draw(st.booleans())),
                   **{name: first[name] + first["m_tiles"] * first[f"{name}_stride"]
                      for name in ("src", "dst")})
-    ends = [second[name] + (second["m_tiles"] - 1 + second["carry"]) * second[f"{name}_stride"]
-            + second["length"] for name in ("src", "dst")]
-    if max(ends) > config.act_depth:
+    spec = ISA[Opcode.SOFTMAX]
+    if max(region.span(Instruction(Opcode.SOFTMAX, second), config.array).end
+           for region in (*spec.reads, *spec.writes)) > config.act_depth:
         return None
     return [(Opcode.SOFTMAX, dict(first, carry=1)), (Opcode.SOFTMAX, second)]
 
