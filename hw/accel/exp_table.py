@@ -36,9 +36,15 @@ class ExpTable(wiring.Component):
     per lane. A lookup is made in the cycles :attr:`en` is high (by default
     every cycle); otherwise :attr:`e` holds.
 
+    With ``reads=2`` each copy has a second read port, :attr:`pair_n` to
+    :attr:`pair_e` under :attr:`pair_en`, the same latency: two values per lane
+    and cycle (SOFTMAX's sums pass, two words a cycle).
+
     Parameters
     ----------
     lanes : int
+    reads : int
+        1 or 2 lookups per lane and cycle.
 
     Attributes
     ----------
@@ -50,17 +56,23 @@ class ExpTable(wiring.Component):
         first read (X in a 4-state simulator), so that no register takes it.
     n : ``In(ArrayLayout(unsigned(8), lanes))``
     e : ``Out(ArrayLayout(unsigned(16), lanes))``
+    pair_en, pair_n, pair_e
+        The second read's (``reads=2`` only).
     """
 
-    def __init__(self, *, lanes):
+    def __init__(self, *, lanes, reads=1):
+        if reads not in (1, 2):
+            raise ValueError(f"reads must be 1 or 2 lookups per lane and cycle, not {reads!r}")
         self._lanes = lanes
+        self._prefixes = ("", "pair_")[:reads]
         super().__init__({
             "start": In(1),
             "params": In(ExpParamsLayout),
             "busy": Out(1),
-            "en": In(1, init=1),
-            "n": In(data.ArrayLayout(unsigned(OPERAND_BITS), lanes)),
-            "e": Out(data.ArrayLayout(unsigned(EXP_BITS), lanes)),
+            **{member: port for prefix in self._prefixes for member, port in (
+                (f"{prefix}en", In(1, init=1)),
+                (f"{prefix}n", In(data.ArrayLayout(unsigned(OPERAND_BITS), lanes))),
+                (f"{prefix}e", Out(data.ArrayLayout(unsigned(EXP_BITS), lanes))))},
         })
 
     def elaborate(self, platform):
@@ -93,17 +105,23 @@ class ExpTable(wiring.Component):
             m.d.sync += [self.busy.eq(1), feeding.eq(1), feed.eq(0), entry.eq(0)]
 
         # A copy per lane, read in the cycles of en; its entry registered a cycle later.
-        looked_up = Signal()
-        m.d.sync += looked_up.eq(self.en)
+        tables = []
         for lane in range(self._lanes):
             m.submodules[f"table_{lane}"] = table = memory.Memory(
                 shape=len(word), depth=_WORDS, init=[])
-            writer, reader = table.write_port(), table.read_port()
-            select = Signal(range(_PER_WORD), name=f"select_{lane}")
-            m.d.comb += [writer.addr.eq(address), writer.data.eq(word), writer.en.eq(write),
-                         reader.addr.eq(self.n[lane] // _PER_WORD), reader.en.eq(self.en)]
-            with m.If(self.en):
-                m.d.sync += select.eq(self.n[lane] % _PER_WORD)
-            with m.If(looked_up):
-                m.d.sync += self.e[lane].eq(reader.data.word_select(select, EXP_BITS))
+            writer = table.write_port()
+            m.d.comb += [writer.addr.eq(address), writer.data.eq(word), writer.en.eq(write)]
+            tables.append(table)
+        for prefix in self._prefixes:
+            enable, n, e = (getattr(self, f"{prefix}{name}") for name in ("en", "n", "e"))
+            looked_up = Signal(name=f"{prefix}looked_up")
+            m.d.sync += looked_up.eq(enable)
+            for lane, table in enumerate(tables):
+                reader = table.read_port()
+                select = Signal(range(_PER_WORD), name=f"{prefix}select_{lane}")
+                m.d.comb += [reader.addr.eq(n[lane] // _PER_WORD), reader.en.eq(enable)]
+                with m.If(enable):
+                    m.d.sync += select.eq(n[lane] % _PER_WORD)
+                with m.If(looked_up):
+                    m.d.sync += e[lane].eq(reader.data.word_select(select, EXP_BITS))
         return m

@@ -85,16 +85,16 @@ def tile_addresses(m, fields, *, load, advance):
     return tuple(bases)
 
 
-def running_address(m, name, *, step, loads):
+def running_address(m, name, *, step, loads, size=1):
     """A register holding the word address a pass reads at, so that no adder stands between
     a unit's counter and a scratchpad's address multiplexers.
 
     ``loads`` is a list of ``(condition, value)``: the first whose condition is high gives
-    the next address; else it steps by one in each cycle ``step`` is high (modulo the
-    scratchpad address width).
+    the next address; else it steps by ``size`` (an int or a value) in each cycle ``step``
+    is high (modulo the scratchpad address width).
     """
     address = Signal(SCRATCHPAD_ADDRESS_BITS, name=name)
-    following = address + 1
+    following = address + size
     taken = step
     for condition, value in reversed(loads):
         following = Mux(condition, value, following)
@@ -104,13 +104,13 @@ def running_address(m, name, *, step, loads):
     return address
 
 
-def pass_word(m, fields, src_tile, *, load, advance, restart, step):
+def pass_word(m, fields, src_tile, *, load, advance, restart, step, size=1):
     """The word a row-parallel unit's passes read (``src_tile + index``, as a
     :func:`running_address`): ``fields.src`` in the cycle ``load`` is high, the next tile's
     first word (``src_tile + fields.src_stride``) in a cycle ``advance`` is, the tile's first
-    word again when a pass ends (``restart``), and one more in each other cycle ``step`` is.
-    ``load`` and ``advance`` are those given to :func:`tile_addresses`."""
-    return running_address(m, "word", step=step, loads=[
+    word again when a pass ends (``restart``), and ``size`` more in each other cycle ``step``
+    is. ``load`` and ``advance`` are those given to :func:`tile_addresses`."""
+    return running_address(m, "word", step=step, size=size, loads=[
         (load, fields.src), (advance, src_tile + fields.src_stride), (restart, src_tile)])
 
 

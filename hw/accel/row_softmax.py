@@ -1,6 +1,8 @@
 """SOFTMAX over activation words: one row per lane, a row's elements in consecutive words."""
 
-from amaranth import Array, C, Cat, Module, Mux, Signal, signed
+from typing import NamedTuple
+
+from amaranth import Array, C, Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data
 
 from ..numerics import OPERAND_BITS, SOFTMAX_RECIPROCAL_BITS, softmax_one
@@ -26,10 +28,12 @@ def softmax_cycles(lanes, tiles, length, units=None, lookahead=False, resume=Fal
     ``units`` shared dividers (:func:`row_units` by default): per tile three passes, the
     reciprocals and the drains; what the exp table's fill takes beyond the first maxima
     pass; the start and FINISH states. With ``lookahead`` (a second activation read port)
-    every tile but the first finds its maxima during the output pass of the tile before
-    it, which saves its maxima pass and that pass's drain; with ``resume`` (the field) the
-    first tile's too, and the table's fill."""
-    tile = 3 * length + reciprocals_cycles(lanes, row_units(lanes, units)) + _TILE_DRAINS
+    the sums pass reads two words a cycle, and every tile but the first finds its maxima
+    during the output pass of the tile before it, which saves its maxima pass and that
+    pass's drain; with ``resume`` (the field) the first tile's too, and the table's fill."""
+    sums_pass = -(-length // 2) if lookahead else length
+    tile = (2 * length + sums_pass + reciprocals_cycles(lanes, row_units(lanes, units))
+            + _TILE_DRAINS)
     if lookahead and resume:
         return tiles * (tile - length - _MAXIMA_DRAIN) + 2
     saved = (tiles - 1) * (length + _MAXIMA_DRAIN) if lookahead else 0
@@ -52,9 +56,11 @@ class RowSoftmax(Unit):
     entry, the product and the rounded probability each have a register).
 
     With a second activation read port (``config.act_read_ports == 2``) the
-    output pass of a tile also reads the next tile's words, the same index
-    through ``y_read``, into a second set of maxima: every tile but the first
-    starts with its sums pass, ``length + 7`` cycles sooner. A SOFTMAX split
+    sums pass reads two words a cycle, the odd ones through ``y_read``, and
+    looks both up in a second read port of each lane's table copy: ``length // 2``
+    cycles sooner. The output pass of a tile also reads the next tile's words,
+    the same index through ``y_read``, into a second set of maxima: every tile
+    but the first starts with its sums pass, ``length + 7`` cycles sooner. A SOFTMAX split
     into pieces (beside different hosts) goes on from one piece to the next
     the same way: a piece with ``carry`` set finds, during its last output
     pass, the maxima of the tile after its last, and the next SOFTMAX, with
@@ -87,7 +93,7 @@ class RowSoftmax(Unit):
         sums = Array(Signal(SUM_BITS, name=f"sum_{lane}") for lane in range(lanes))
 
         resume = inst.resume if self._lookahead else C(0, 1)   # only with the maxima carried
-        m.submodules.exp = exp = ExpTable(lanes=lanes)
+        m.submodules.exp = exp = ExpTable(lanes=lanes, reads=2 if self._lookahead else 1)
         m.d.comb += [exp.params.ratio.eq(inst.ratio), exp.params.alpha.eq(inst.alpha),
                      exp.params.beta.eq(inst.beta), exp.params.gamma.eq(inst.gamma)]
         # The words read, registered before any arithmetic: the read data comes from a
@@ -98,9 +104,12 @@ class RowSoftmax(Unit):
 
         next_tile = Signal()
         src_tile, dst_tile = tile_addresses(m, inst, load=self.start, advance=next_tile)
-        pass_end = reading & (index + 1 == inst.length)
+        # With the look-ahead the sums pass reads a pair of words per cycle.
+        paired = (phase == 1) if self._lookahead else C(0, 1)
+        step = Mux(paired, 2, 1)
+        pass_end = reading & Mux(paired, index + 2 >= inst.length, index + 1 == inst.length)
         word = pass_word(m, inst, src_tile, load=self.start, advance=next_tile,
-                         restart=pass_end, step=reading)
+                         restart=pass_end, step=reading, size=step)
         m.d.comb += [
             self.act_read.addr.eq(word),
             self.act_read.en.eq(reading),
@@ -122,8 +131,14 @@ class RowSoftmax(Unit):
             m.d.sync += words.eq(self.act_read.data)
         if self._lookahead:
             output_pass = Signal()          # pulses as DIVIDE enters the output pass
-            ahead = self._look_ahead(m, inst, tile, reading & (phase == 2), first[1],
-                                     src_tile=src_tile, enter=output_pass)
+            ahead, pair_valid = self._second_reads(
+                m, inst, tile, index, reading, phase, first[1], src_tile=src_tile,
+                load=self.start, advance=next_tile, restart=pass_end, enter=output_pass,
+                step=step)
+            # The pairs' odd words, looked up beside the even ones.
+            m.d.comb += exp.pair_en.eq(pair_valid[1])
+            for lane in range(lanes):
+                m.d.comb += exp.pair_n[lane].eq(maxima[lane] - ahead.words[lane])
 
         # Pass 0: maxima of the registered words.
         with m.If((phase == 0) & valid[1]):
@@ -132,7 +147,9 @@ class RowSoftmax(Unit):
         exp_valid, exp_first = valid[1 + TABLE_LATENCY], first[1 + TABLE_LATENCY]
         with m.If((phase == 1) & exp_valid):
             for lane in range(lanes):
-                m.d.sync += sums[lane].eq(Mux(exp_first, 0, sums[lane]) + exp.e[lane])
+                pair = (Mux(pair_valid[1 + TABLE_LATENCY], exp.pair_e[lane], 0)
+                        if self._lookahead else 0)
+                m.d.sync += sums[lane].eq(Mux(exp_first, 0, sums[lane]) + exp.e[lane] + pair)
         # Division, lanes in turn in the shared dividers.
         m.submodules.reciprocals = reciprocals = SoftmaxReciprocals(lanes=lanes,
                                                                     units=self._units)
@@ -162,11 +179,12 @@ class RowSoftmax(Unit):
                                  reading.eq(1)]
                     if self._lookahead:     # the maxima the SOFTMAX before carried
                         with m.If(resume):
-                            m.d.sync += [maxima[lane].eq(ahead[lane]) for lane in range(lanes)]
+                            m.d.sync += [maxima[lane].eq(ahead.maxima[lane])
+                                         for lane in range(lanes)]
                     m.next = "PASS"
             with m.State("PASS"):
                 with m.If(reading):
-                    m.d.sync += index.eq(index + 1)
+                    m.d.sync += index.eq(index + step)
                     with m.If(pass_end):
                         m.d.sync += [reading.eq(0), index.eq(0)]
                 with m.Elif(~in_flight):
@@ -186,7 +204,8 @@ class RowSoftmax(Unit):
                                 m.d.sync += reading.eq(1)
                                 if self._lookahead:     # the maxima are there: sums next
                                     m.d.sync += [phase.eq(1), *(
-                                        maxima[lane].eq(ahead[lane]) for lane in range(lanes))]
+                                        maxima[lane].eq(ahead.maxima[lane])
+                                        for lane in range(lanes))]
             with m.State("DIVIDE"):
                 with m.If(~reciprocals.busy):
                     m.d.sync += [phase.eq(2), reading.eq(1)]
@@ -198,30 +217,48 @@ class RowSoftmax(Unit):
                 m.next = "IDLE"
         return m
 
-    def _look_ahead(self, m, inst, tile, outputs_read, first, *, src_tile, enter):
-        """The maxima of the next tile's rows (after the last tile: with ``carry``), read
-        through ``y_read`` one word of the next tile per word the output pass reads
-        (``outputs_read``): registers holding them after the pass. ``first`` marks the
-        registered first word, as for the maxima pass.
+    def _second_reads(self, m, inst, tile, index, reading, phase, first, *, src_tile, load,
+                      advance, restart, enter, step):
+        """What ``y_read`` reads: in the sums pass the odd word of each pair (``src_tile +
+        index + 1``; none after a row's last word), in the output pass the next tile's word
+        of the same index (after the last tile: with ``carry``), into the maxima of the
+        next tile's rows. Returns the registered words read and those maxima (a
+        :class:`_SecondReads`), and the pairs' valid flags per stage after the read, as
+        the words' (``valid``).
 
-        The next tile's first word is ``src_tile + src_stride``, registered in the cycle
-        ``enter`` starts the output pass (not at ``start``, where the sum of two fields
-        of the instruction, which comes through the look-ahead's multiplexers, made the
-        preset's slowest path)."""
-        word = running_address(m, "ahead_word", step=outputs_read,
-                               loads=[(enter, src_tile + inst.src_stride)])
-        reading = outputs_read & ((tile + 1 != inst.m_tiles) | inst.carry)
-        m.d.comb += [self.y_read.addr.eq(word), self.y_read.en.eq(reading)]
-        arrived, registered = Signal(), Signal()
+        The address is one :func:`running_address`, stepping with the pass: the pair's
+        odd word ``src_tile + 1`` as a pass starts (``load``, ``advance``, ``restart``, as
+        for :func:`pass_word`), the next tile's first word ``src_tile + src_stride`` in
+        the cycle ``enter`` starts the output pass (not at ``start``, where the sum of two
+        fields of the instruction, which comes through the look-ahead's multiplexers,
+        made the preset's slowest path)."""
+        word = running_address(m, "second_word", step=reading, size=step, loads=[
+            (load, inst.src + 1), (advance, src_tile + inst.src_stride + 1),
+            (enter, src_tile + inst.src_stride), (restart, src_tile + 1)])
+        ahead_read = reading & (phase == 2) & ((tile + 1 != inst.m_tiles) | inst.carry)
+        pair_read = reading & (phase == 1) & (index + 1 < inst.length)
+        m.d.comb += [self.y_read.addr.eq(word), self.y_read.en.eq(ahead_read | pair_read)]
+        arrived = Signal()
         words = Signal.like(self.y_read.data)
-        m.d.sync += [arrived.eq(reading), registered.eq(arrived)]
+        m.d.sync += arrived.eq(self.y_read.en)
         with m.If(arrived):
             m.d.sync += words.eq(self.y_read.data)
+        ahead_arrived, ahead_registered = Signal(), Signal()
+        m.d.sync += [ahead_arrived.eq(ahead_read), ahead_registered.eq(ahead_arrived)]
         ahead = [Signal(signed(OPERAND_BITS), name=f"ahead_max_{lane}")
                  for lane in range(self._config.array)]
-        with m.If(registered):
+        with m.If(ahead_registered):
             _running_maxima(m, ahead, words, first)
-        return ahead
+        pair_valid = [Signal(name=f"pair_valid_{i}") for i in range(2 + TABLE_LATENCY)]
+        m.d.sync += [pair_valid[0].eq(pair_read),
+                     *(later.eq(earlier) for earlier, later in zip(pair_valid, pair_valid[1:]))]
+        return _SecondReads(words, ahead), pair_valid
+
+
+class _SecondReads(NamedTuple):
+    """The registered words ``y_read`` brought, and the next tile's maxima found in them."""
+    words: Value
+    maxima: list
 
 
 def _running_maxima(m, maxima, words, first):
