@@ -178,12 +178,18 @@ def _gemm(draw, config, sparse=False):
                                                                  array + 1, 2 * array]))
     depth = draw(st.integers(_MAX_ROW + 1, config.k_max)) if sparse else k
     n_tiles = -(-n // array)
+    # B in ACT (through its second read port) or WGT.
+    b_act = int(not sparse and config.act_read_ports == 2 and draw(st.booleans()))
     a = _span(draw, config.act_depth, depth, m_tiles)
-    b = _span(draw, config.wgt_depth, k, n_tiles)
+    b = _span(draw, config.act_depth if b_act else config.wgt_depth, k, n_tiles)
     if None in (a, b) or n > config.prm_depth:
         return None
-    c = _span_apart(draw, config.act_depth, n, m_tiles, (a[0], a[0] + (m_tiles - 1) * a[1]
-                                                         + depth))
+    # The result lies apart from the operands in ACT (their hull).
+    operands = [(a[0], a[0] + (m_tiles - 1) * a[1] + depth)]
+    if b_act:
+        operands.append((b[0], b[0] + (n_tiles - 1) * b[1] + k))
+    c = _span_apart(draw, config.act_depth, n, m_tiles,
+                    (min(first for first, _ in operands), max(end for _, end in operands)))
     if c is None:
         return None
     fields = dict(a_addr=a[0], a_stride=a[1], b_addr=b[0], b_stride=b[1], c_addr=c[0],
@@ -191,6 +197,8 @@ def _gemm(draw, config, sparse=False):
                   m_tiles=m_tiles, n=n, gelu=gelu)
     if sparse:
         fields["depth"] = depth
+    else:
+        fields["b_act"] = b_act
     return fields
 
 
@@ -345,14 +353,15 @@ _DRAWERS = {
 #: In the order Hypothesis shrinks towards: GEMM first, NOP and SYNC last.
 _OPCODES = tuple(_DRAWERS)
 
-def _in_banks(fields, opcode, banks, bank_start):
+def _in_banks(fields, opcode, banks, bank_start, array):
     """``fields`` with the ACT regions moved into ``banks`` (read bank, written bank): the
-    fields that start the opcode's ACT regions in the ISA table."""
+    fields that start the opcode's ACT regions in the ISA table (a GEMM's B with
+    ``b_act``)."""
     moved = dict(fields)
     spec = ISA[opcode]
     for regions, bank in zip((spec.reads, spec.writes), banks):
         for region in regions:
-            if region.space is Space.ACT:
+            if region.span(Instruction(opcode, fields), array).space == Space.ACT:
                 moved[region.first] += bank * bank_start
     return moved
 
@@ -370,9 +379,9 @@ def _beside_pair(draw, config):
     if host_fields is None or side_fields is None or None in side_fields.values():
         return None
     read, written = draw(st.integers(0, 1)), draw(st.integers(0, 1))
-    pair = [(host, _in_banks(host_fields, host, (read, written), bank_start)),
-            (side, dict(_in_banks(side_fields, side, (1 - read, 1 - written), bank_start),
-                        beside=1))]
+    pair = [(host, _in_banks(host_fields, host, (read, written), bank_start, config.array)),
+            (side, dict(_in_banks(side_fields, side, (1 - read, 1 - written), bank_start,
+                                  config.array), beside=1))]
     if beside_refusal(*(Instruction(*item) for item in pair), config.array, bank_start):
         return None
     return pair
@@ -506,8 +515,9 @@ def fuzz_golden(count, *, replay_folder, config=FUZZ_CONFIG):
     -------
     collections.Counter
         How often each opcode ran (after the prologue), ``"live"``: instructions with
-        a live field, ``"beside"``: instructions that ran beside a GEMM, and
-        ``"resume"``: SOFTMAX pieces that resumed from the one before.
+        a live field, ``"beside"``: instructions that ran beside a GEMM,
+        ``"resume"``: SOFTMAX pieces that resumed from the one before, and ``"b_act"``:
+        GEMMs that read B in ACT.
 
     Raises
     ------
@@ -529,6 +539,7 @@ def fuzz_golden(count, *, replay_folder, config=FUZZ_CONFIG):
             seen["live"] += bool(fields.get("live"))
             seen["beside"] += bool(fields.get("beside"))
             seen["resume"] += bool(fields.get("resume"))
+            seen["b_act"] += bool(fields.get("b_act"))
         changed = np.frombuffer(program.golden, np.uint8) != np.frombuffer(program.image,
                                                                             np.uint8)
         if (changed & ~allowed).any():

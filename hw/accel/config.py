@@ -119,13 +119,16 @@ class AcceleratorConfig:
 
     @property
     def gemm(self):
-        """The GEMM engine inside: A and C share the activation scratchpad.
+        """The GEMM engine inside: A and C share the activation scratchpad, and B, in
+        WGT, may be in it too (a GEMM's ``b_act``) with a second read port: B's addresses
+        reach the deeper of the two.
 
         Its accumulators are as wide as ``k_max`` needs, no wider.
         """
+        b_depth = max(self.wgt_depth, self.act_depth if self.act_read_ports == 2 else 0)
         return GemmConfig(rows=self.array, cols=self.array, k_max=self.k_max,
                           acc_width=accumulator_width(self.k_max),
-                          a_depth=self.act_depth, b_depth=self.wgt_depth,
+                          a_depth=self.act_depth, b_depth=b_depth,
                           c_depth=self.act_depth, param_depth=self.prm_depth,
                           macs_per_dsp=self.macs_per_dsp, k_per_cycle=self.k_per_cycle)
 

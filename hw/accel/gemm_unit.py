@@ -18,10 +18,12 @@ class GemmUnit(Unit):
     """Executes GEMM and GEMM_SPARSE (``docs/isa.md``) on a :class:`GemmCore`.
 
     The instruction's fields are the core's :class:`GemmDescriptor` (GEMM_SPARSE
-    has GEMM's fields at the same offsets, then ``depth``, which only the
-    compiler's checks use; it sets ``sparse``). A comes through ``act_read``,
-    B through ``wgt_read`` (``act_slab_read`` and ``wgt_slab_read``, groups of
-    ``k_per_cycle`` words, when ``config.gemm.k_per_cycle > 1``), the A-row numbers of sparse B words through
+    has GEMM's fields at the same offsets up to ``gelu``, then ``depth``, which
+    only the compiler's checks use; it sets ``sparse``). A comes through
+    ``act_read``, B through ``wgt_read``, or with GEMM's ``b_act`` through
+    ``y_read``, ACT's second read port (``act_slab_read``, ``wgt_slab_read`` and
+    ``y_slab_read``, groups of ``k_per_cycle`` words, when
+    ``config.gemm.k_per_cycle > 1``), the A-row numbers of sparse B words through
     ``idx_read`` (one cycle ahead of B), the requantization parameters
     through ``prm_read``, and C leaves through ``act_write``.
     ``start`` hands the command to the core in the same cycle.
@@ -41,8 +43,12 @@ class GemmUnit(Unit):
     """
 
     def __init__(self, config):
-        self._operand_ports = (("act_read", "wgt_read") if config.gemm.k_per_cycle == 1
-                               else ("act_slab_read", "wgt_slab_read"))
+        names = ["act_read", "wgt_read"]
+        if config.act_read_ports == 2:
+            names.append("y_read")
+        if config.gemm.k_per_cycle > 1:
+            names = [name.replace("_read", "_slab_read") for name in names]
+        self._operand_ports = tuple(names)
         super().__init__(config, {
             **scratchpad_ports(config, *self._operand_ports, "idx_read", "prm_read",
                                "act_write"),
@@ -59,11 +65,23 @@ class GemmUnit(Unit):
               for field in fields(GemmDescriptor) if field.name != "sparse"],
             core.cmd.payload.sparse.eq(gemm.opcode == Opcode.GEMM_SPARSE),
         ]
-        a_read, b_read = (getattr(self, name) for name in self._operand_ports)
-        for core_read, read in ((core.a_read, a_read), (core.b_read, b_read),
-                                (core.i_read, self.idx_read), (core.p_read, self.prm_read)):
+        a_read, b_read, *act_b_read = (getattr(self, name) for name in self._operand_ports)
+        for core_read, read in ((core.a_read, a_read), (core.i_read, self.idx_read),
+                                (core.p_read, self.prm_read)):
             m.d.comb += [read.addr.eq(core_read.addr), read.en.eq(core_read.en),
                          core_read.data.eq(read.data)]
+        # B from WGT, or with b_act (GEMM only: GEMM_SPARSE has depth there) from ACT's
+        # second read port; the field holds while the GEMM runs.
+        m.d.comb += [b_read.addr.eq(core.b_read.addr), core.b_read.data.eq(b_read.data)]
+        if act_b_read:
+            from_act = gemm.b_act & (gemm.opcode == Opcode.GEMM)
+            m.d.comb += [act_b_read[0].addr.eq(core.b_read.addr),
+                         act_b_read[0].en.eq(core.b_read.en & from_act),
+                         b_read.en.eq(core.b_read.en & ~from_act)]
+            with m.If(from_act):
+                m.d.comb += core.b_read.data.eq(act_b_read[0].data)
+        else:
+            m.d.comb += b_read.en.eq(core.b_read.en)
         # The C word's register stage, beside its GELU lookup.
         m.submodules.gelu = lookup = GeluLookup(self._config.array)
         wiring.connect(m, wiring.flipped(self.tbl_write), lookup.tbl_write)

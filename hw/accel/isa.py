@@ -341,6 +341,8 @@ _MEANS = Formula("`words` / `group`", lambda f, array: f.words // f.group)
 _CARRIED_TILES = Formula("`m_tiles` + `carry`",
                          lambda f, array: f.m_tiles + getattr(f, "carry", 0))
 _GROUP_WORDS = Formula("`blocks` x `kept_rows`", lambda f, array: f.blocks * f.kept_rows)
+_B_SPACE = Formula("ACT if `b_act` else WGT",
+                   lambda f, array: _choose(getattr(f, "b_act", 0), Space.ACT, Space.WGT))
 
 # Field widths: scratchpad words (addresses, strides, word counts), PRM and LNP
 # entries, sizes (tiles, reduction depths, row lengths), external words.
@@ -401,11 +403,11 @@ ISA = {spec.opcode: spec for spec in (
           counter="load_store",
           writes=tuple(Region(space, "spad_addr", _GROUP_WORDS, tiles="tiles",
                               stride=_GROUP_WORDS) for space in (Space.WGT, Space.IDX))),
-    _spec(Opcode.GEMM, _GEMM_FIELDS,
+    _spec(Opcode.GEMM, {**_GEMM_FIELDS, "b_act": 1},
           nonzero=("k", "m_tiles", "n"), unit="gemm", counter="gemm",
           live=(("m_tiles", Live.TILES), ("n", Live.TOKENS), ("k", Live.TOKENS)),
           reads=(Region(Space.ACT, "a_addr", "k", tiles="m_tiles", stride="a_stride"),
-                 Region(Space.WGT, "b_addr", "k", tiles=_B_TILES, stride="b_stride"),
+                 Region(_B_SPACE, "b_addr", "k", tiles=_B_TILES, stride="b_stride"),
                  Region(Space.PRM, "p_addr", "n")),
           writes=(Region(Space.ACT, "c_addr", "n", tiles="m_tiles", stride="c_stride"),)),
     _spec(Opcode.GEMM_SPARSE, {**_GEMM_FIELDS, "depth": _SIZE},
@@ -535,7 +537,7 @@ def load_may_run_beside(host, host_fields, load, load_fields, array, stage=None)
     allowed = stage(ISA[load].empty(load_fields) == 0)
     used = [staged(region.span(host_fields, array, stage))
             for region in (*ISA[host].reads, *ISA[host].writes)
-            if region.space in LOADED_BESIDE]
+            if region.space in LOADED_BESIDE or isinstance(region.space, Formula)]
     for written in ISA[load].writes:
         loaded = staged(written.span(load_fields, array, stage))
         fills = 0
@@ -564,8 +566,8 @@ def row_starts_beside(opcode, fields, act_banks):
 
 
 def _act_spans(spec, fields, array, regions):
-    return [region.span(fields, array) for region in getattr(spec, regions)
-            if region.space is Space.ACT]
+    spans = (region.span(fields, array) for region in getattr(spec, regions))
+    return [span for span in spans if span.space == Space.ACT]
 
 
 def _bank(span, bank_start):
@@ -665,16 +667,17 @@ def resolve(instruction, state):
 
 
 #: Fields :func:`encode` fills in when they are not given: no field live, no tile size.
-_FIELD_DEFAULTS = {"live": 0, "tile_words": 0, "beside": 0, "gelu": 0, "carry": 0, "resume": 0}
+_FIELD_DEFAULTS = {"live": 0, "tile_words": 0, "beside": 0, "gelu": 0, "carry": 0, "resume": 0,
+                   "b_act": 0}
 
 
 def encode(opcode, **values):
     """The 256-bit word of ``opcode`` with ``values``.
 
     Every field must be given and fit, except ``live``, ``tile_words``,
-    ``beside``, ``gelu``, ``carry`` and ``resume``, which are 0 unless given (no
-    field takes a live value, nothing runs beside, no GELU in a GEMM's
-    write-back, a SOFTMAX neither carries maxima nor resumes).
+    ``beside``, ``gelu``, ``carry``, ``resume`` and ``b_act``, which are 0 unless
+    given (no field takes a live value, nothing runs beside, no GELU in a GEMM's
+    write-back, a SOFTMAX neither carries maxima nor resumes, a GEMM's B is in WGT).
     """
     spec = ISA[Opcode(opcode)]
     name = spec.opcode.name

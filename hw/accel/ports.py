@@ -21,11 +21,12 @@ MEMORY_DATA_BITS = 8 * DRAM_WORD_BYTES
 
 #: Scratchpad ports a unit may have, by name: the scratchpad and the direction.
 #: ``y_read`` is the activation scratchpad's second read port
-#: (``AcceleratorConfig.act_read_ports == 2``); IDX (the A row of each WGT word of
-#: sparse weights) has ``wgt_depth`` entries of ``config.gemm.index_bits`` unsigned.
+#: (``AcceleratorConfig.act_read_ports == 2``; ``y_slab_read`` its groups of words); IDX
+#: (the A row of each WGT word of sparse weights) has ``wgt_depth`` entries of
+#: ``config.gemm.index_bits`` unsigned.
 SCRATCHPAD_PORTS = {
     "act_read": ("act", "read"), "y_read": ("act", "read"), "act_write": ("act", "write"),
-    "act_slab_read": ("act", "read"),
+    "act_slab_read": ("act", "read"), "y_slab_read": ("act", "read"),
     "wgt_read": ("wgt", "read"), "wgt_write": ("wgt", "write"), "wgt_slab_read": ("wgt", "read"),
     "prm_read": ("prm", "read"), "prm_write": ("prm", "write"),
     "lnp_read": ("lnp", "read"), "lnp_write": ("lnp", "write"),
@@ -38,7 +39,8 @@ SCRATCHPAD_PORTS = {
 INTERLEAVED = ("act", "wgt")
 #: Ports that return the aligned group of ``k_per_cycle`` words holding ``addr`` (the GEMM
 #: unit's, when ``k_per_cycle > 1``), and the port whose memory port they share.
-SLAB_READS = {"act_slab_read": "act_read", "wgt_slab_read": "wgt_read"}
+SLAB_READS = {"act_slab_read": "act_read", "y_slab_read": "y_read",
+              "wgt_slab_read": "wgt_read"}
 
 
 #: A unit's writes to the live token registers (``docs/isa.md``, Live token count): the

@@ -166,6 +166,8 @@ class Lowering:
         #: Names of the layers with sparse weights that run dense: ``array`` does not divide
         #: the columns of their pattern's groups.
         self.dense_fallback = []
+        #: WGT words of each head's transposed V, from its transpose to its ``P V``.
+        self.transposed = {}
 
     def live_bits(self, opcode, *names):
         """``opcode``'s ``live`` field flagging ``names`` if counts are live, else 0."""
@@ -203,20 +205,20 @@ class Lowering:
         return {region.name: region.start for region in regions}
 
     def gemm(self, a, a_width, b, b_stride, c, c_width, p, k, n, m_tiles=None, rows=None,
-             live=(), depth=None, gelu=False):
+             live=(), depth=None, gelu=False, b_act=False):
         """A GEMM on the stage's tokens (or ``m_tiles`` tiles of which ``rows`` are real);
         ``live`` names ``n`` or ``k`` when they are the token count; with ``gelu`` its results
-        go through the GELU table last loaded into TBL.
+        go through the GELU table last loaded into TBL; with ``b_act`` B is in ACT.
 
         With ``depth`` it is a GEMM_SPARSE: ``k`` entries (WGT and IDX words) per column
         tile, over A tiles of ``depth`` words (the dense reduction depth).
         """
-        opcode, sparse_fields = (Opcode.GEMM, {}) if depth is None else \
+        opcode, own_fields = (Opcode.GEMM, {"b_act": int(b_act)}) if depth is None else \
             (Opcode.GEMM_SPARSE, {"depth": depth})
         flagged = (*live, "m_tiles") if m_tiles is None else live
         fields = dict(a_addr=a, a_stride=a_width, b_addr=b, b_stride=b_stride, c_addr=c,
                       c_stride=c_width, p_addr=p, k=k, m_tiles=m_tiles or self.token_tiles, n=n,
-                      gelu=int(gelu), **sparse_fields)
+                      gelu=int(gelu), **own_fields)
         self.emit(opcode, **fields, live=self.live_bits(opcode, *flagged))
         real = rows or self.tokens
         self.emit.macs += real * k * n
@@ -364,45 +366,84 @@ class Lowering:
     def attention(self, block, score_prm, context_prm):
         """``softmax(Q_h K_h^T) V_h`` of every head ``h`` into its columns of ``context``.
 
-        Head by head, or, when they overlap (:meth:`overlaps`), each softmax beside the
-        hosts between its scores and its ``P V`` (:meth:`softmax_pieces`): head 0's beside
-        head 1's ``K^T`` copy and ``Q K^T``; every other head ``h``'s beside head ``h + 1``'s
-        copy and ``Q K^T`` and head ``h - 1``'s ``V`` transpose and ``P V``; the last
-        head's beside the transpose and ``P V`` of the head before it and its own
-        transpose. Head 0's own ``Q K^T`` may run as two GEMMs by token tiles, with the
-        first piece of its softmax beside the second (:meth:`first_head_split`). Scores and
-        probabilities alternate between two buffers, and the plan's banks keep each pair on
-        different ports (:mod:`.vit_plan`).
+        Head by head, or, when they overlap (:meth:`overlaps`), each softmax in pieces
+        (:meth:`softmax_pieces`) beside the hosts :meth:`attention_schedule` gives it
+        between its scores and its ``P V``. Head 0's own ``Q K^T`` may run as two GEMMs by
+        token tiles, with the first piece of its softmax beside the second
+        (:meth:`first_head_split`). Scores and probabilities alternate between two
+        buffers, and the plan's banks keep each pair on different ports
+        (:mod:`.vit_plan`).
         """
         heads = block.heads
         if not self.overlaps(block):
             for head in range(heads):
                 self.head_scores(block, head, score_prm)
                 self.head_softmax(block, head)
-                self.head_context(block, head, context_prm)
+                self.head_values(block, head)
+                self.head_product(block, head, context_prm)
             return
-        keys, scores, values, context = self.attention_host_cycles(block)
-        done = self.first_head_split(block, keys, scores)
-        self.head_scores(block, 0, score_prm, (None, (0, (0, done)) if done else None),
-                         split=done + 1 if done else None)
-        for head in range(1, heads):
-            hosts = (keys, scores) + ((values, context) if head >= 2 else ())
-            first = done if head == 1 else 0
-            pieces = [(head - 1, tiles) for tiles in self.softmax_pieces(hosts, first)]
-            self.head_scores(block, head, score_prm, pieces[:2])
-            if head >= 2:
-                self.head_context(block, head - 2, context_prm, pieces[2:])
-        pieces = [(heads - 1, tiles) for tiles in self.softmax_pieces((values, context, values))]
-        self.head_context(block, heads - 2, context_prm, pieces[:2])
-        self.head_context(block, heads - 1, context_prm, pieces[2:] + [None])
+        *score_hosts, values, context = self.attention_host_cycles(block)
+        cycles = {"scores": tuple(score_hosts), "values": (values,), "product": (context,)}
+        emit = {"scores": lambda head, sides: self.head_scores(block, head, score_prm, sides),
+                "values": lambda head, sides: self.head_values(block, head, *sides),
+                "product": lambda head, sides: self.head_product(block, head, context_prm,
+                                                                 *sides)}
 
-    def first_head_split(self, block, keys, scores):
-        """How many token tiles of head 0's softmax run beside its own ``Q K^T``, 0 for none.
+        def hosts(steps):
+            return [host for kind, _ in steps for host in cycles[kind]]
+
+        def lost(schedule):
+            """(cycles lost, instructions) of the softmax pieces of ``schedule``."""
+            head_0 = self.first_head_split(block, hosts(schedule[0]))[1]
+            return tuple(map(sum, zip(head_0, *(self.best_split(hosts(steps))[0]
+                                                for steps in schedule[1:]))))
+
+        schedule = min((self.attention_schedule(heads, early) for early in
+                        (False, True)[:1 + (heads >= 3 and not self.copies_keys)]), key=lost)
+        done, _ = self.first_head_split(block, hosts(schedule[0]))
+        self.head_scores(block, 0, score_prm,
+                         self.score_sides((0, (0, done)) if done else None),
+                         split=done + 1 if done else None)
+        for head, steps in enumerate(schedule):
+            first = done if head == 0 else 0
+            pieces = [(head, tiles)
+                      for tiles in self.softmax_pieces(hosts(steps), first)]
+            for kind, host in steps:
+                count = len(cycles[kind])
+                emit[kind](host, pieces[:count])
+                pieces = pieces[count:]
+        self.head_product(block, heads - 1, context_prm)
+
+    @staticmethod
+    def attention_schedule(heads, early=False):
+        """Per head ``h``, the hosts its softmax runs beside (after head 0's, which may
+        also run beside part of its own ``Q K^T``): ``(kind, head)`` of ``"scores"`` (the
+        head's ``K^T`` copy and ``Q K^T``), ``"values"`` (its ``V`` transpose) and
+        ``"product"`` (its ``P V``), in the order they run.
+
+        Head 0's beside head 1's scores; every other head ``h``'s beside head ``h + 1``'s
+        scores and head ``h - 1``'s values and product; the last head's beside the values
+        and product of the head before it and its own values; the last head's product then
+        runs alone. ``early`` (three heads or more, and no ``K^T`` copies, which would take
+        the WGT half of head 0's ``V``) moves head 0's values before head 1's scores, to
+        host head 0's softmax, which otherwise has the fewest hosts."""
+        schedule = [[("scores", 1)]]
+        schedule += [[("scores", head + 1), ("values", head - 1), ("product", head - 1)]
+                     for head in range(1, heads - 1)]
+        schedule.append([("values", heads - 2), ("product", heads - 2), ("values", heads - 1)])
+        if early:
+            schedule[0].insert(0, ("values", 0))
+            schedule[1].remove(("values", 0))
+        return schedule
+
+    def first_head_split(self, block, hosts):
+        """How many token tiles of head 0's softmax run beside its own ``Q K^T``, 0 for none,
+        and the ``(cycles lost, instructions)`` of that choice.
 
         With ``a`` of them, ``Q K^T`` runs as two GEMMs, its first ``a + 1`` token tiles and
         then the rest, and the piece of the first ``a`` tiles runs beside the second (it
         carries the maxima of tile ``a``, which the first computed); the other tiles go
-        beside head 1's copy and ``Q K^T`` (``keys``, ``scores``: their cycles). The choice
+        beside ``hosts`` (their cycles: head 0's in :meth:`attention_schedule`). The choice
         with the fewest cycles lost (the pieces' stalls and the second GEMM's), then the
         fewest instructions."""
         count, head_dim, tokens = self.token_tiles, block.head_dim, self.tokens
@@ -410,21 +451,34 @@ class Lowering:
         def gemm(m_tiles):
             return unit_cycles(self.config, _gemm_shape(head_dim, m_tiles, tokens))
 
-        options = {0: self.best_split((keys, scores))[0]}
+        options = {0: self.best_split(hosts)[0]}
         for done in range(1, count - 1):
             second = gemm(count - done - 1)
             stall, pieces = self.piece_cost(0, done, second)
-            (rest, more), _ = self.best_split((keys, scores), done)
+            (rest, more), _ = self.best_split(hosts, done)
             extra = gemm(done + 1) + second - gemm(count)
             options[done] = (stall + rest + extra, pieces + more + 1)
-        return min(options, key=options.get)
+        done = min(options, key=options.get)
+        return done, options[done]
+
+    @property
+    def copies_keys(self):
+        """Whether ``Q K^T`` reads ``K^T`` from a copy in WGT (COPY_TO_WGT): with one ACT
+        read port; with two it reads ``K`` where the QKV GEMM wrote it (``b_act``)."""
+        return self.config.act_read_ports == 1
+
+    def score_sides(self, beside_scores=None):
+        """The softmax pieces beside a head's ``K^T`` copy (:attr:`copies_keys`) and its
+        ``Q K^T``: nothing beside the copy, ``beside_scores`` beside ``Q K^T``."""
+        return (None,) * self.copies_keys + (beside_scores,)
 
     def attention_host_cycles(self, block):
-        """Cycles of a head's ``K^T`` copy, ``Q K^T``, ``V`` transpose and ``P V`` (the same
-        for every head of ``block``)."""
+        """Cycles of a head's ``K^T`` copy (:attr:`copies_keys`), ``Q K^T``, ``V`` transpose
+        and ``P V`` (the same for every head of ``block``)."""
         tokens, head_dim, token_tiles = self.tokens, block.head_dim, self.token_tiles
+        copy = Instruction(Opcode.COPY_TO_WGT, dict(tiles=token_tiles, words=head_dim))
         return [unit_cycles(self.config, instruction) for instruction in (
-            Instruction(Opcode.COPY_TO_WGT, dict(tiles=token_tiles, words=head_dim)),
+            *(copy,) * self.copies_keys,
             _gemm_shape(head_dim, token_tiles, tokens),
             Instruction(Opcode.TRANSPOSE_TO_WGT, dict(
                 token_tiles=token_tiles, channel_tiles=tiles(head_dim, self.lanes))),
@@ -471,28 +525,31 @@ class Lowering:
         """The stage's tokens in token tiles ``first`` to ``end``."""
         return min(end * self.lanes, self.tokens) - first * self.lanes
 
-    def head_scores(self, block, head, score_prm, sides=(None, None), split=None):
-        """K_h^T into the next half of WGT, then ``Q_h K_h^T`` into ``head``'s scores; after
-        each of the two, the softmax piece of ``sides`` (``(head, tiles)`` or ``None``)
-        beside it. With ``split`` (a token tile), ``Q K^T`` runs as two GEMMs, the tiles
-        before ``split`` and the rest, and the second piece goes beside the second GEMM."""
+    def head_scores(self, block, head, score_prm, sides=None, split=None):
+        """``Q_h K_h^T`` into ``head``'s scores, ``K_h^T`` from a copy into the next half of
+        WGT made first (:attr:`copies_keys`) or from K's words in ACT; after each of the
+        two, the softmax piece of ``sides`` (:meth:`score_sides`: ``(head, tiles)`` or
+        ``None``) beside it. With ``split`` (a token tile), ``Q K^T`` runs as two GEMMs, the
+        tiles before ``split`` and the rest, and the last piece goes beside the second."""
         dim, head_dim, tokens = self.dim, block.head_dim, self.tokens
+        sides = sides or self.score_sides()
         q = self.act("qkv") + head * head_dim
-        keys = self.emit.take_weight_half()
-        self.emit(Opcode.COPY_TO_WGT, src=q + dim, src_stride=3 * dim, dst=keys,
-                  tiles=self.token_tiles, words=head_dim,
-                  live=self.live_bits(Opcode.COPY_TO_WGT, "tiles"))
-        self.head_softmax_beside(block, sides[0])
+        keys, keys_stride = q + dim, 3 * dim
+        if self.copies_keys:
+            keys, keys_stride = self.emit.take_weight_half(), head_dim
+            self.emit(Opcode.COPY_TO_WGT, src=q + dim, src_stride=3 * dim, dst=keys,
+                      tiles=self.token_tiles, words=head_dim,
+                      live=self.live_bits(Opcode.COPY_TO_WGT, "tiles"))
+            self.head_softmax_beside(block, sides[0])
         scores = self.head_buffer("scores", head, block)
-        if split is None:
-            self.gemm(q, 3 * dim, keys, head_dim, scores, tokens, score_prm, head_dim, tokens,
-                      live=("n",))
-        else:
-            for first, end in ((0, split), (split, self.token_tiles)):
-                self.gemm(q + first * 3 * dim, 3 * dim, keys, head_dim, scores + first * tokens,
-                          tokens, score_prm, head_dim, tokens, m_tiles=end - first,
-                          rows=self.tile_rows(first, end), live=("n",))
-        self.head_softmax_beside(block, sides[1])
+        for first, end in ((0, self.token_tiles),) if split is None else \
+                ((0, split), (split, self.token_tiles)):
+            self.gemm(q + first * 3 * dim, 3 * dim, keys, keys_stride, scores + first * tokens,
+                      tokens, score_prm, head_dim, tokens,
+                      m_tiles=None if split is None else end - first,
+                      rows=None if split is None else self.tile_rows(first, end), live=("n",),
+                      b_act=not self.copies_keys)
+        self.head_softmax_beside(block, sides[-1])
 
     def head_softmax_beside(self, block, side):
         """The softmax piece ``side`` (``(head, tiles)``, or ``None`` for nothing) beside the
@@ -525,21 +582,26 @@ class Lowering:
                   carry=carry, resume=self.resumes(first),
                   live=self.live_bits(Opcode.SOFTMAX, "m_tiles", "length"))
 
-    def head_context(self, block, head, context_prm, sides=(None, None)):
-        """V_h transposed into the next half of WGT, then ``P_h V_h`` into ``head``'s
-        columns of ``context``; after each of the two, the softmax piece of ``sides``
-        (``(head, tiles)`` or ``None``) beside it."""
-        dim, head_dim, tokens = self.dim, block.head_dim, self.tokens
-        values = self.emit.take_weight_half()
+    def head_values(self, block, head, side=None):
+        """V_h transposed into the next half of WGT, for its ``P V``; then the softmax piece
+        ``side`` (``(head, tiles)`` or ``None``) beside it."""
+        dim, head_dim = self.dim, block.head_dim
+        self.transposed[head] = values = self.emit.take_weight_half()
         self.emit(Opcode.TRANSPOSE_TO_WGT, src=self.act("qkv") + head * head_dim + 2 * dim,
                   src_stride=3 * dim, dst=values, dst_stride=self.token_tiles * self.lanes,
                   token_tiles=self.token_tiles, channel_tiles=tiles(head_dim, self.lanes),
                   live=self.live_bits(Opcode.TRANSPOSE_TO_WGT, "token_tiles"))
-        self.head_softmax_beside(block, sides[0])
-        self.gemm(self.head_buffer("probabilities", head, block), self.probability_stride, values,
-                  self.token_tiles * self.lanes, self.act("context") + head * head_dim, dim,
-                  context_prm, tokens, head_dim, live=("k",))
-        self.head_softmax_beside(block, sides[1])
+        self.head_softmax_beside(block, side)
+
+    def head_product(self, block, head, context_prm, side=None):
+        """``P_h V_h`` into ``head``'s columns of ``context``, from V_h as
+        :meth:`head_values` transposed it; then the softmax piece ``side`` beside it."""
+        dim, head_dim, tokens = self.dim, block.head_dim, self.tokens
+        self.gemm(self.head_buffer("probabilities", head, block), self.probability_stride,
+                  self.transposed.pop(head), self.token_tiles * self.lanes,
+                  self.act("context") + head * head_dim, dim, context_prm, tokens, head_dim,
+                  live=("k",))
+        self.head_softmax_beside(block, side)
 
     def block(self, index, block, qkv, following=None, flips=0):
         """Encoder block ``index`` from its source token buffer to its result buffer

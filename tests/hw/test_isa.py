@@ -113,7 +113,7 @@ def test_live_fields_per_opcode():
 def test_resolve_replaces_only_flagged_fields_and_reports_excess():
     order = [name for name, _ in ISA[Opcode.GEMM].live]
     fields = dict(a_addr=0, a_stride=4, b_addr=0, b_stride=4, c_addr=8, c_stride=40, p_addr=0,
-                  k=40, m_tiles=5, n=40, gelu=1)
+                  k=40, m_tiles=5, n=40, gelu=1, b_act=1)
     flags = (1 << order.index("m_tiles")) | (1 << order.index("n"))
     gemm = decode(encode(Opcode.GEMM, **fields, live=flags))
     resolved, exceeding = resolve(gemm, LiveState.of(tokens=13, alive=9, array=4))
@@ -147,6 +147,8 @@ def test_regions_on_ints():
         (Space.ACT, 10, 10 + 2 * 6 + 6, 6), (Space.WGT, 100, 100 + 1 * 8 + 6, 8),
         (Space.PRM, 3, 8, 0)]
     assert tuple(spec.writes[0].span(gemm, 4)) == (Space.ACT, 50, 50 + 2 * 5 + 5, 5)
+    b_in_act = Instruction(Opcode.GEMM, {**gemm.fields, "b_act": 1})
+    assert tuple(spec.reads[1].span(b_in_act, 4)) == (Space.ACT, 100, 100 + 1 * 8 + 6, 8)
     table = Instruction(Opcode.LOAD, dict(space=Space.TBL, dram_addr=0, spad_addr=32, count=2))
     assert tuple(ISA[Opcode.LOAD].writes[0].span(table, 4)) == (Space.TBL, 32, 64, 0)
     turn = Instruction(Opcode.TRANSPOSE_TO_WGT, dict(src=0, src_stride=12, dst=7, dst_stride=9,

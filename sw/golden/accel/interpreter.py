@@ -166,13 +166,21 @@ def _gemm(machine, index, inst):
         raise ProgramError(f"instruction {index} ({inst.opcode.name}): {error}") from None
     if sparse:
         _check_indices(machine, index, inst, descriptor)
-    # The result (C) must not overwrite the operand (A) while the GEMM still reads it.
+    b_act = inst.fields.get("b_act", 0)
+    _check(not b_act or config.act_read_ports == 2, index, inst,
+           f"b_act needs a second ACT read port (act_read_ports=2), not {config.act_read_ports}")
+    # The result (C) must not overwrite an operand in ACT (A; B with b_act) while the GEMM
+    # still reads it.
     spec = ISA[inst.opcode]
-    a, c = (region.span(inst, config.array) for region in (spec.reads[0], spec.writes[0]))
-    _check(c.end <= a.first or a.end <= c.first, index, inst,
-           f"result words {c.first}..{c.end - 1} overlap operand words {a.first}..{a.end - 1}")
-    execute_gemm(_Images(config.gemm, machine.act, machine.wgt, machine.act, machine.bias,
-                         machine.multiplier, machine.shift, machine.idx), descriptor)
+    c = spec.writes[0].span(inst, config.array)
+    for name, region in zip("AB", spec.reads):
+        read = region.span(inst, config.array)
+        _check(read.space != Space.ACT or c.end <= read.first or read.end <= c.first, index,
+               inst, f"result words {c.first}..{c.end - 1} overlap operand {name}'s words "
+                     f"{read.first}..{read.end - 1}")
+    execute_gemm(_Images(config.gemm, machine.act, machine.act if b_act else machine.wgt,
+                         machine.act, machine.bias, machine.multiplier, machine.shift,
+                         machine.idx), descriptor)
     if inst.gelu:
         written = np.unique((inst.c_addr + inst.c_stride * np.arange(inst.m_tiles))[:, None]
                             + np.arange(inst.n)[None, :])

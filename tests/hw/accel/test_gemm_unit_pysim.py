@@ -51,3 +51,24 @@ def test_gemm_equals_the_interpreter_in_the_cycles_the_plan_predicts(array, macs
         # stage a cycle more; ``done`` follows.
         busy = command_cycles(config.gemm, GemmDescriptor.from_fields(fields)) + 1
         assert (run.cycles, sum(run.busy)) == (busy + 1, busy), fields
+
+
+@pytest.mark.parametrize("array, macs_per_dsp, k_per_cycle, commands, seed", [
+    (2, 1, 1, COMMANDS, 92), (4, 2, 2, SLAB_COMMANDS, 94),
+])
+def test_b_from_act_through_its_second_read_port(array, macs_per_dsp, k_per_cycle, commands,
+                                                 seed):
+    """``b_act``: B's words come from ACT (``y_read``, or its groups of words), in the same
+    cycles as from WGT; the other commands between them read B from WGT again."""
+    config = small_config(array=array, macs_per_dsp=macs_per_dsp, k_per_cycle=k_per_cycle)
+    words = [encode(Opcode.GEMM, **fields, b_act=int(index != 1))
+             for index, fields in enumerate(commands)]
+    machine = random_machine(config, np.random.default_rng(seed))
+    # Scales that keep most results off the rails, so that every B word shows in them.
+    machine.bias[:], machine.multiplier[:], machine.shift[:] = 0, 1 << 15, 24
+    runs = run_and_compare(GemmUnit(config), machine, words,
+                           err_msg=f"GEMM with B from ACT, array {array}, k_per_cycle "
+                                   f"{k_per_cycle}, seed {seed}")
+    for run, fields in zip(runs, commands):
+        busy = command_cycles(config.gemm, GemmDescriptor.from_fields(fields)) + 1
+        assert (run.cycles, sum(run.busy)) == (busy + 1, busy), fields

@@ -180,7 +180,11 @@ def machine_with(*words):
      r"^instruction 0 \(LOAD\): unknown space 7$"),
     ([encode(Opcode.GEMM, a_addr=0, a_stride=4, b_addr=0, b_stride=4, c_addr=2, c_stride=4,
              p_addr=0, k=4, m_tiles=1, n=4)],
-     r"^instruction 0 \(GEMM\): result words 2\.\.5 overlap operand words 0\.\.3$"),
+     r"^instruction 0 \(GEMM\): result words 2\.\.5 overlap operand A's words 0\.\.3$"),
+    # B from ACT (b_act) is an operand the result must not overwrite either.
+    ([encode(Opcode.GEMM, a_addr=0, a_stride=4, b_addr=8, b_stride=4, c_addr=10, c_stride=4,
+             p_addr=0, k=4, m_tiles=1, n=4, b_act=1)],
+     r"^instruction 0 \(GEMM\): result words 10\.\.13 overlap operand B's words 8\.\.11$"),
     ([encode(Opcode.GEMM, a_addr=0, a_stride=4, b_addr=0, b_stride=40, c_addr=8, c_stride=4,
              p_addr=0, k=40, m_tiles=1, n=4)],
      r"^instruction 0 \(GEMM\): descriptor field k must be at most k_max=32, not 40$"),
@@ -263,6 +267,31 @@ def test_carry_needs_the_second_read_port_and_its_tile_in_act():
     with pytest.raises(ProgramError, match=r"^instruction 0 \(SOFTMAX\): ACT words 48\.\.67 "
                                            r"\(src\) are beyond its depth 64$"):
         run_program(machine_with(carried_out), 0)
+
+
+def test_b_from_act_equals_b_from_wgt_and_needs_the_second_read_port():
+    """A GEMM with ``b_act`` reads B's words from ACT, laid out as in WGT: the result
+    equals the same GEMM on a copy of them in WGT. One ACT read port refuses it."""
+    rng = np.random.default_rng(7)
+    fields = dict(a_addr=0, a_stride=6, b_stride=6, c_addr=40, c_stride=8, p_addr=0, k=6,
+                  m_tiles=2, n=8)
+    machines = [machine_with(encode(Opcode.GEMM, b_addr=b_addr, b_act=b_act, **fields),
+                             encode(Opcode.DONE)) for b_addr, b_act in ((16, 1), (0, 0))]
+    for machine in machines:
+        machine.act[:28] = rng.integers(-128, 128, (28, 4)) if machine is machines[0] \
+            else machines[0].act[:28]
+        machine.bias[:8], machine.multiplier[:8], machine.shift[:8] = 5, 1 << 14, 20
+    machines[1].wgt[:12] = machines[0].act[16:28]
+    for machine in machines:
+        run_program(machine, 0)
+    np.testing.assert_array_equal(machines[0].act[40:56], machines[1].act[40:56],
+                                  err_msg="B from ACT against B from WGT, seed 7")
+    assert np.any(machines[0].act[40:56] != 0)
+    one_port = Machine(replace(CONFIG, act_read_ports=1), encode(
+        Opcode.GEMM, b_addr=16, b_act=1, **fields).to_bytes(32, "little"))
+    with pytest.raises(ProgramError, match=r"^instruction 0 \(GEMM\): b_act needs a second ACT "
+                                           r"read port \(act_read_ports=2\), not 1$"):
+        run_program(one_port, 0)
 
 
 def test_a_program_that_never_finishes_is_stopped():

@@ -78,9 +78,12 @@ def test_a_pruned_program_on_the_cascade_array_equals_the_pruned_golden_model():
         compile_model(replace(config, k_per_cycle=4), model, selectors=quantized)
 
 
-def test_live_flags_start_after_the_first_select_and_cover_every_token_count():
+@pytest.mark.parametrize("act_read_ports", [2, 1])
+def test_live_flags_start_after_the_first_select_and_cover_every_token_count(act_read_ports):
+    """With one ACT read port Q K^T reads a copy of K^T in WGT, whose tiles are live too."""
     model, quantized, _ = setup("threshold", 1)
-    config = config_for_model(model, 4, selectors=quantized)
+    config = replace(config_for_model(model, 4, selectors=quantized),
+                     act_read_ports=act_read_ports)
     program = compile_model(config, model, selectors=quantized)
     selects = [index for index, (opcode, _) in enumerate(program.instructions)
                if opcode == Opcode.TOKEN_SELECT]
@@ -90,8 +93,8 @@ def test_live_flags_start_after_the_first_select_and_cover_every_token_count():
     flagged = {opcode for opcode, fields in program.instructions[selects[0] + 1:]
                if fields.get("live", 0)}
     assert flagged == {Opcode.GEMM, Opcode.SOFTMAX, Opcode.LAYERNORM, Opcode.ADD,
-                       Opcode.COPY_TO_WGT, Opcode.TRANSPOSE_TO_WGT, Opcode.TOKEN_MEAN,
-                       Opcode.TOKEN_SELECT}
+                       Opcode.TRANSPOSE_TO_WGT, Opcode.TOKEN_MEAN, Opcode.TOKEN_SELECT,
+                       *[Opcode.COPY_TO_WGT] * (act_read_ports == 1)}
     # Not every instruction after it is flagged: the head GEMM runs on one tile.
     assert any(opcode == Opcode.GEMM and not fields["live"]
                for opcode, fields in program.instructions[selects[0] + 1:])

@@ -248,7 +248,7 @@ def sparse_program(record, gemm):
     ([0, 1, 7], {"depth": 40, "a_stride": 40},
      r"^instruction 1 \(GEMM_SPARSE\): depth must be at most k_max=32, not 40$"),
     ([0, 1, 7], {"c_addr": 4}, r"^instruction 1 \(GEMM_SPARSE\): result words 4\.\.7 "
-                               r"overlap operand words 0\.\.7$"),
+                               r"overlap operand A's words 0\.\.7$"),
     ([255, 0, 1], {"block_shift": 9}, r"^instruction 0 \(LOAD_SPARSE\): tile 0: row 130561 "
                                       r"\(\(block << block_shift\) \+ offset\) must be below "
                                       r"2\*\*16$"),
