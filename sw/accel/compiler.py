@@ -183,6 +183,7 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
                                         align=config.k_per_cycle),
                                 config, model.blocks, stages)
     lowering = Lowering(config, plan, Emitter(config, trace), shape.dim)
+    lowering.prefetch_head(model.head, plan.least_weight_words)
     slot = InputSlot("patches", ExternalMatrix(lowering.emit.next_word, shape.tokens,
                                                shape.patch_features), 1)
     _load_input(lowering, slot, np.zeros(slot.shape, np.int8) if patches is None else patches,

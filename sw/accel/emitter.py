@@ -37,6 +37,9 @@ class Emitter:
         self.macs = 0           # multiply-accumulates the GEMMs do
         self.dense_macs = 0     # ... and would do with every weight dense
         self.weight_half = 0
+        #: WGT words from here up are reserved (:meth:`reserve_weights`); the halves share
+        #: the rest.
+        self.weight_end = config.wgt_depth
 
     @property
     def next_word(self):
@@ -141,9 +144,16 @@ class Emitter:
     def take_weight_half(self):
         """The WGT half after the last one taken, so the next operand can be loaded
         while the current GEMM reads (the memory plan checks that operands fit)."""
-        base = self.weight_half * (self.config.wgt_depth // 2)
+        base = self.weight_half * (self.weight_end // 2)
         self.weight_half ^= 1
         return base
+
+    def reserve_weights(self, words):
+        """Reserve the top ``words`` of WGT (before any half is taken); returns the first."""
+        if self.instructions:
+            raise RuntimeError("WGT words are reserved before the first instruction")
+        self.weight_end -= words
+        return self.weight_end
 
     def finish(self):
         """Append DONE and the encoded program; returns the program's first word."""

@@ -29,7 +29,7 @@ import numpy as np
 from vitforge.hw.accel.isa import ISA, Instruction, Opcode, Space
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.accel.config import TABLE_WORDS
-from vitforge.sw.gemm.layout import aligned, tiles
+from vitforge.sw.gemm.layout import aligned, pack_weights, tiles
 from vitforge.sw.gemm.plan import command_cycles
 from vitforge.sw.model.quantized import QuantizedLinear
 
@@ -38,6 +38,13 @@ from .selection import lower_select
 from .vit_plan import token_buffers
 
 __all__ = ["Lowering", "LoadedLayer"]
+
+
+class _Prefetch:
+    """A layer's weights loading early into WGT from ``base``: ``done`` column tiles so far."""
+
+    def __init__(self, layer, base):
+        self.layer, self.base, self.done = layer, base, 0
 
 
 class LoadedLayer(NamedTuple):
@@ -168,6 +175,8 @@ class Lowering:
         self.dense_fallback = []
         #: WGT words of each head's transposed V, from its transpose to its ``P V``.
         self.transposed = {}
+        #: The classifier head's weights loading early (:meth:`prefetch_head`), or ``None``.
+        self.head_weights = None
 
     def live_bits(self, opcode, *names):
         """``opcode``'s ``live`` field flagging ``names`` if counts are live, else 0."""
@@ -286,7 +295,8 @@ class Lowering:
         a tile's load) and each next as wide as the GEMM before it hides, rounded up: the
         chunks narrow, and every GEMM still hosts a load at least as long as itself, so no
         GEMM time goes unused while the weights are the bottleneck; with no host before it
-        the layer is one chunk. Chunks of sparse weights are whole column tiles too.
+        the layer is one chunk. Chunks of sparse weights are whole column tiles too. No
+        chunk is wider than a WGT half holds.
         """
         n = layer.weight.shape[1]
         lanes = self.lanes
@@ -303,9 +313,55 @@ class Lowering:
             wider = _chunk_tiles(count, host, load_per_tile, gemm_per_tile,
                                  timing.hiding_tiles(count))
             sizes = min(sizes, wider, key=timing.cycles)
+        # No chunk wider than a WGT half holds (less than the whole layer where words above
+        # the halves are reserved, :meth:`prefetch_head`).
+        entries = layer.weight.shape[0] if sparse is None else sparse.pattern.length
+        widest = max(1, self.emit.weight_end // 2 // entries)
+        sizes = [min(widest, size - start) for size in sizes for start in range(0, size, widest)]
         edges = np.cumsum([0, *sizes]) * lanes
         chunks = tuple((int(start), min(int(end), n)) for start, end in zip(edges, edges[1:]))
         return LoadedLayer(layer, chunks, self._load_columns(layer, sparse, *chunks[0]), sparse)
+
+    def prefetch_head(self, layer, least_half):
+        """Load the classifier head's weights (``layer``) early, where WGT has room for them
+        above two halves of at least ``least_half`` words (the plan's
+        ``least_weight_words``: layers then load in chunks no wider than a half holds,
+        :meth:`load_layer`): column tiles beside the GEMMs that host no load (each QKV's
+        and proj's last, the last FC2's), as many as each hides, into words reserved for
+        them; the rest before the head's GEMM (:meth:`head`). Otherwise the head loads as
+        every layer does (its whole weights stream after the final LayerNorm, with no GEMM
+        to hide them). Dense heads only."""
+        k, n = layer.weight.shape
+        words = tiles(n, self.lanes) * k
+        if layer.sparse is not None or (self.config.wgt_depth - words) // 2 < least_half:
+            return
+        self.head_weights = _Prefetch(layer, self.emit.reserve_weights(words))
+
+    def prefetch_beside(self):
+        """Load the head's next column tiles (:meth:`prefetch_head`) beside the GEMM just
+        emitted, as many as it hides (none if it hides none, or no GEMM was just emitted)."""
+        index, cycles = self.last_host
+        loading = self.head_weights
+        if loading is None or index != len(self.emit.instructions) - 1:
+            return
+        k, n = loading.layer.weight.shape
+        count = tiles(n, self.lanes)
+        end = loading.done
+        while end < count and _weight_load_cycles(
+                self.config, k * (end + 1 - loading.done)) + SIDE_START_DELAY <= cycles:
+            end += 1
+        self.load_head_tiles(end)
+
+    def load_head_tiles(self, end):
+        """LOAD the head's prefetched column tiles up to ``end`` (exclusive) after those
+        loaded so far."""
+        loading, lanes = self.head_weights, self.lanes
+        if end > loading.done:
+            k = loading.layer.weight.shape[0]
+            columns = loading.layer.weight[:, loading.done * lanes:end * lanes]
+            words = pack_weights(columns, lanes)
+            self.emit.load(Space.WGT, words, loading.base + loading.done * k, len(words))
+            loading.done = end
 
     def linear(self, loaded, src, src_width, dst, prm, m_tiles=None, rows=None, gelu=False):
         """A :class:`LoadedLayer` on ``src`` into ``dst``, parameters from PRM ``prm``: one
@@ -621,9 +677,11 @@ class Lowering:
                                 f"{name} score": block.score, f"{name} context": block.context,
                                 f"{name} fc2": block.fc2})
         self.linear(qkv, normalized, dim, self.act("qkv"), prm[f"{name} qkv"])
+        self.prefetch_beside()
         self.attention(block, prm[f"{name} score"], prm[f"{name} context"])
         proj = self.load_layer(block.proj, f"{name} proj")
         self.linear(proj, self.act("context"), dim, sublayer, prm[f"{name} proj"])
+        self.prefetch_beside()
         self.enter(f"{name} mlp")
         self.add(source, sublayer, x1, block.residual1)
         prm.update(self.load_params({f"{name} fc1": block.fc1}))
@@ -633,8 +691,11 @@ class Lowering:
         self.linear(fc1, normalized, dim, mlp, prm[f"{name} fc1"], gelu=True)
         fc2 = self.load_layer(block.fc2, f"{name} fc2")
         self.linear(fc2, mlp, block.hidden, sublayer, prm[f"{name} fc2"])
-        next_qkv = None if following is None else \
-            self.load_layer(following.qkv, f"block {index + 1} qkv")
+        next_qkv = None
+        if following is None:
+            self.prefetch_beside()
+        else:
+            next_qkv = self.load_layer(following.qkv, f"block {index + 1} qkv")
         self.add(x1, sublayer, result, block.residual2)
         return next_qkv
 
@@ -670,5 +731,12 @@ class Lowering:
         lnp = self.load_layernorms({"final norm": model.norm})
         self.layernorm(model.norm, lnp["final norm"], final, self.act("normalized"), m_tiles=1)
         prm = self.load_params({"head": model.head})
-        self.linear(self.load_layer(model.head, "head", m_tiles=1), self.act("normalized"),
-                    self.dim, self.act("logits"), prm["head"], m_tiles=1, rows=1)
+        loading = self.head_weights
+        if loading is None:
+            loaded = self.load_layer(model.head, "head", m_tiles=1)
+        else:
+            n = model.head.weight.shape[1]
+            self.load_head_tiles(tiles(n, self.lanes))
+            loaded = LoadedLayer(model.head, ((0, n),), loading.base, None)
+        self.linear(loaded, self.act("normalized"), self.dim, self.act("logits"),
+                    prm["head"], m_tiles=1, rows=1)

@@ -80,11 +80,13 @@ class Allocation:
 
 @dataclass(frozen=True)
 class Operand:
-    """A GEMM B operand of ``words`` WGT words, loaded into a half of WGT in ``phase``."""
+    """A GEMM B operand of ``words`` WGT words, loaded into a half of WGT in ``phase``; a
+    layer's weights may load in column chunks, of ``tile_words`` each (``None``: whole)."""
 
     name: str
     words: int
     phase: int
+    tile_words: int = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,12 @@ class MemoryPlan:
     def weight_words(self):
         """The largest WGT operand: what each half of WGT must hold."""
         return max(operand.words for operand in self.operands)
+
+    @property
+    def least_weight_words(self):
+        """The least each half of WGT must hold when layers load in chunks of column tiles
+        no wider than a half holds: the largest operand that loads whole, or column tile."""
+        return max(operand.tile_words or operand.words for operand in self.operands)
 
     @property
     def reduction_depth(self):
@@ -237,9 +245,10 @@ class PlanBuilder:
                                          tuple(range(first, last + 1))))
             start += count
 
-    def operand(self, phase, name, words):
-        """A WGT operand of ``words`` words loaded in ``phase``."""
-        self.operands.append(Operand(name, words, phase))
+    def operand(self, phase, name, words, tile_words=None):
+        """A WGT operand of ``words`` words loaded in ``phase`` (a layer's weights: in
+        column chunks of ``tile_words`` each)."""
+        self.operands.append(Operand(name, words, phase, tile_words))
 
     def reduction(self, phase, name, depth):
         """A GEMM of ``phase`` reducing over ``depth``."""

@@ -42,10 +42,11 @@ def token_buffers(index, flips=0):
     return ("x", "x2") if (index + flips) % 2 == 0 else ("x2", "x")
 
 
-def _weight_words(layer, lanes):
-    """WGT words of a layer's weight matrix in weight layout."""
+def _layer_operand(builder, phase, name, layer):
+    """``layer``'s weight matrix as an operand of ``phase``: in weight layout, in column
+    tiles of its depth."""
     k, n = layer.weight.shape
-    return tiles(n, lanes) * k
+    builder.operand(phase, name, tiles(n, builder.lanes) * k, tile_words=k)
 
 
 def _check_blocks(blocks, tokens):
@@ -113,11 +114,11 @@ def _plan_block(builder, index, block, tokens, following, flips):
     for _ in range(block.heads):
         builder.operand(attention, f"{name} keys", key_words)
         builder.operand(attention, f"{name} values", value_words)
-    builder.operand(attention, f"{name} proj", _weight_words(block.proj, lanes))
-    builder.operand(mlp, f"{name} fc1", _weight_words(block.fc1, lanes))
-    builder.operand(mlp, f"{name} fc2", _weight_words(block.fc2, lanes))
+    _layer_operand(builder, attention, f"{name} proj", block.proj)
+    _layer_operand(builder, mlp, f"{name} fc1", block.fc1)
+    _layer_operand(builder, mlp, f"{name} fc2", block.fc2)
     if following is not None:
-        builder.operand(mlp, f"block {index + 1} qkv", _weight_words(following.qkv, lanes))
+        _layer_operand(builder, mlp, f"block {index + 1} qkv", following.qkv)
     for what, depth in (("dim", block.dim), ("head dimension", block.head_dim),
                         ("tokens", tokens)):
         builder.reduction(attention, what, depth)
@@ -128,7 +129,7 @@ def _plan_encoder(builder, blocks, counts, first, stages=()):
     """Every block, and the selector ``stages`` before theirs; block 0's QKV weights are
     loaded in phase ``first``. Returns how many times the tokens changed buffers."""
     selected = {stage.block: stage for stage in stages}
-    builder.operand(first, "block 0 qkv", _weight_words(blocks[0].qkv, builder.lanes))
+    _layer_operand(builder, first, "block 0 qkv", blocks[0].qkv)
     flips = 0
     for index, (block, tokens) in enumerate(zip(blocks, counts)):
         if index in selected:
@@ -195,14 +196,14 @@ def plan_model(model, lanes, block_tokens=None, stages=(), bank_start=None, alig
     builder.phase("input", shape.tokens, "patches", "x1")
     embedding = builder.phase("patch embedding", shape.tokens, "patches", "sublayer", "x1", "x")
     builder.load(Space.PRM, embedding, embedding, [("patch embedding", shape.dim)])
-    builder.operand(embedding, "patch embedding", _weight_words(model.patch, lanes))
+    _layer_operand(builder, embedding, "patch embedding", model.patch)
     builder.reduction(embedding, "patch features", shape.patch_features)
     flips = _plan_encoder(builder, blocks, counts, embedding, stages)
     head = builder.phase("head", counts[-1], token_buffers(len(blocks), flips)[0],
                          "normalized", "logits")
     builder.load(Space.LNP, head, head, [("final norm", shape.dim)])
     builder.load(Space.PRM, head, head, [("head", shape.classes)])
-    builder.operand(head, "head", _weight_words(model.head, lanes))
+    _layer_operand(builder, head, "head", model.head)
     builder.reduction(head, "dim", shape.dim)
     builder.phase("output", counts[-1], "logits")
     return _build(builder, _activation_regions(

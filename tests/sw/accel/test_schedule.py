@@ -5,12 +5,14 @@ import pytest
 
 from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.isa import Instruction, Opcode, Space
-from vitforge.sw.accel.compiler import compile_blocks
-from vitforge.sw.accel.cycles import SIDE_START_DELAY, _may_run_beside, unit_cycles
-from vitforge.sw.accel.lowering import _chunk_tiles
+from vitforge.sw.accel.compiler import compile_blocks, compile_model, config_for_model
+from vitforge.sw.accel.cycles import SIDE_START_DELAY, _may_run_beside, predict, unit_cycles
+from vitforge.sw.accel.lowering import Lowering, _chunk_tiles
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
-from vitforge.sw.golden.encoder import encoder_blocks
+from vitforge.sw.golden.encoder import encoder_blocks, vit_logits
+from vitforge.sw.model.quantize import quantize_vit
 from vitforge.sw.model.random_block import random_blocks
+from vitforge.sw.model.vit import PRESETS, random_vit
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -73,3 +75,52 @@ def test_every_load_of_a_gemm_bound_block_runs_beside_a_host_and_hides():
     # LNP beside the residual ADD before LN1, FC1's PRM beside the one before LN2.
     assert {(Opcode.ADD, Space.LNP), (Opcode.ADD, Space.PRM), (Opcode.LAYERNORM, Space.PRM),
             (Opcode.LAYERNORM, Space.WGT), (Opcode.GEMM, Space.WGT)} <= hosts
+
+
+def _head_loads(program, config):
+    """Per WGT LOAD of ``program``: its section, its words, and whether it runs beside the
+    GEMM before it (the cycle model's rule)."""
+    computing = [Instruction(opcode, fields) for opcode, fields in program.instructions]
+    return [(section, range(load.spad_addr, load.spad_addr + load.count),
+             host.opcode == Opcode.GEMM and _may_run_beside(config, host, load))
+            for host, load, section in zip(computing, computing[1:], program.sections[1:])
+            if load.opcode == Opcode.LOAD and load.space == Space.WGT]
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_the_head_s_weights_load_early_into_words_above_the_halves(seed, monkeypatch):
+    """A random ViT: the head's weights load, column tiles at a time, into the words above
+    two WGT halves, each beside a GEMM that hosts nothing else and hides it, so the head
+    phase loads none; every other weight load fits a half (the largest layer no longer
+    does: its chunks are capped). The logits are the golden model's, in fewer cycles than
+    with the head loading its weights after the final LayerNorm."""
+    rng = np.random.default_rng(seed)
+    model = quantize_vit(random_vit(PRESETS["tiny"], rng, scale=0.2),
+                         rng.uniform(0, 1, (4, 1, 8, 8)))
+    image = rng.integers(-128, 128, (model.shape.patches, model.shape.patch_features),
+                         dtype=np.int8)
+    config = config_for_model(model, 4)
+    k, n = model.head.weight.shape
+    reserved = range(config.wgt_depth - -(-n // 4) * k, config.wgt_depth)
+    half = reserved.start // 2
+    programs = {}
+    for early in (True, False):
+        if not early:
+            monkeypatch.setattr(Lowering, "prefetch_head", lambda *args: None)
+        program = programs[early] = compile_model(config, model, image)
+        machine = Machine(config, program.image)
+        run_program(machine, program.program_addr)
+        np.testing.assert_array_equal(program.result(machine.dram), vit_logits(model, image),
+                                      err_msg=f"seed {seed}, head loaded early: {early}")
+    loads = _head_loads(programs[True], config)
+    prefetched = [load for load in loads if load[1].start in reserved]
+    assert prefetched and all(beside and section != "head"
+                              for section, _, beside in prefetched), prefetched
+    assert sum(len(words) for _, words, _ in prefetched) == len(reserved)
+    assert not [load for load in loads if load[0] == "head"]
+    assert all(words.stop <= half or half <= words.start and words.stop <= 2 * half
+               for _, words, _ in loads if words.start not in reserved), (half, loads)
+    fc2 = model.blocks[0].fc2.weight
+    assert fc2.shape[0] * -(-fc2.shape[1] // 4) > half, (fc2.shape, half)
+    assert [load for load in _head_loads(programs[False], config) if load[0] == "head"]
+    assert predict(programs[True]).cycles < predict(programs[False]).cycles
