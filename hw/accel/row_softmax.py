@@ -236,7 +236,15 @@ class RowSoftmax(Unit):
             (load, inst.src + 1), (advance, src_tile + inst.src_stride + 1),
             (enter, src_tile + inst.src_stride), (restart, src_tile + 1)])
         ahead_read = reading & (phase == 2) & ((tile + 1 != inst.m_tiles) | inst.carry)
-        pair_read = reading & (phase == 1) & (index + 1 < inst.length)
+        # Whether the pair read next has its odd word (index + 1 < length), a register: the
+        # comparison's carry chain before the scratchpad's enable made the preset's slowest
+        # path.
+        odd_word = Signal()
+        with m.If(load | restart | advance):             # a pass starts at index 0
+            m.d.sync += odd_word.eq(inst.length > 1)
+        with m.Elif(reading):
+            m.d.sync += odd_word.eq(index + step + 1 < inst.length)
+        pair_read = reading & (phase == 1) & odd_word
         m.d.comb += [self.y_read.addr.eq(word), self.y_read.en.eq(ahead_read | pair_read)]
         arrived = Signal()
         words = Signal.like(self.y_read.data)
