@@ -132,7 +132,7 @@ class RowSoftmax(Unit):
         if self._lookahead:
             output_pass = Signal()          # pulses as DIVIDE enters the output pass
             ahead, pair_valid = self._second_reads(
-                m, inst, tile, index, reading, phase, first[1], src_tile=src_tile,
+                m, inst, tile, reading, phase, first[1], src_tile=src_tile,
                 load=self.start, advance=next_tile, restart=pass_end, enter=output_pass,
                 step=step)
             # The pairs' odd words, looked up beside the even ones.
@@ -217,8 +217,8 @@ class RowSoftmax(Unit):
                 m.next = "IDLE"
         return m
 
-    def _second_reads(self, m, inst, tile, index, reading, phase, first, *, src_tile, load,
-                      advance, restart, enter, step):
+    def _second_reads(self, m, inst, tile, reading, phase, first, *, src_tile, load, advance,
+                      restart, enter, step):
         """What ``y_read`` reads: in the sums pass the odd word of each pair (``src_tile +
         index + 1``; none after a row's last word), in the output pass the next tile's word
         of the same index (after the last tile: with ``carry``), into the maxima of the
@@ -238,12 +238,14 @@ class RowSoftmax(Unit):
         ahead_read = reading & (phase == 2) & ((tile + 1 != inst.m_tiles) | inst.carry)
         # Whether the pair read next has its odd word (index + 1 < length), a register: the
         # comparison's carry chain before the scratchpad's enable made the preset's slowest
-        # path.
+        # path. It comes from the words left in the pass (``left``, counted down), with no
+        # carry chain either: two or more left now, four or more before a pair's read.
+        left = Signal(SIZE_BITS)
         odd_word = Signal()
         with m.If(load | restart | advance):             # a pass starts at index 0
-            m.d.sync += odd_word.eq(inst.length > 1)
+            m.d.sync += [left.eq(inst.length), odd_word.eq(inst.length[1:] != 0)]
         with m.Elif(reading):
-            m.d.sync += odd_word.eq(index + step + 1 < inst.length)
+            m.d.sync += [left.eq(left - step), odd_word.eq(left[2:] != 0)]
         pair_read = reading & (phase == 1) & odd_word
         m.d.comb += [self.y_read.addr.eq(word), self.y_read.en.eq(ahead_read | pair_read)]
         arrived = Signal()

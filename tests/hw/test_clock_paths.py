@@ -19,6 +19,7 @@ from vitforge.boards.presets import PRESETS
 from vitforge.hw.accel.dma import Dma
 from vitforge.hw.accel.layernorm_statistics import LayerNormStatistics
 from vitforge.hw.accel.row_compactor import RowCompactor
+from vitforge.hw.accel.row_softmax import RowSoftmax
 from vitforge.hw.axi.burst_master import AxiBurstMaster
 from vitforge.hw.gemm.tile_controller import TileController
 from vitforge.hw.verilog import to_verilog
@@ -41,6 +42,9 @@ PARTS = {
         replace(CONFIG, macs_per_dsp=2, k_per_cycle=4).gemm),
     # A request joins a burst by comparing with registers only.
     "burst_master": lambda: AxiBurstMaster(),
+    # SOFTMAX: whether a pair of its sums pass has an odd word is a flag from a count of the
+    # words left (no adder and comparison before it); the path does not depend on the lanes.
+    "row_softmax": lambda: RowSoftmax(replace(CONFIG, array=4)),
     # The external words of a LOAD (40-byte weight entries back to back) and of a LOAD_SPARSE
     # group: products by constants as shifted sums, not a DSP48E2 before the register.
     "dma": lambda: Dma(CONFIG),
