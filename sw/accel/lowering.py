@@ -12,8 +12,10 @@ parameters beside the residual ADD before it. A layer whose weights take longer
 to load than its host runs is cut into column chunks
 (:meth:`Lowering.load_layer`): each chunk's GEMM hides the next chunk's load,
 so few tokens (after pruning, or on a wide array) do not leave the GEMM engine
-waiting for weights. On a plan with two ACT banks the heads of a block overlap
-(:meth:`Lowering.attention`): each softmax runs beside the GEMMs of its neighbours.
+waiting for weights. Where WGT has room above its two halves, the classifier head's
+weights load early, beside GEMMs that host no other load (:meth:`Lowering.prefetch_head`).
+On a plan with two ACT banks the heads of a block overlap (:meth:`Lowering.attention`):
+each softmax runs beside the GEMMs of its neighbours.
 
 A layer with HP-pruned weights (``QuantizedLinear.sparse``, ``docs/sparsity.md``)
 runs as ``LOAD_SPARSE`` and ``GEMM_SPARSE`` on its pattern re-cut into groups of
