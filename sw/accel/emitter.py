@@ -122,10 +122,11 @@ class Emitter:
         self(Opcode.STORE, spad_addr=spad_addr, dram_addr=placed.dram_addr, count=words)
         return placed
 
-    def load_weights(self, matrix):
-        """LOAD a weight matrix into the next half of WGT; returns its WGT address."""
+    def load_weights(self, matrix, base=None):
+        """LOAD a weight matrix into WGT from ``base`` (by default the next half); returns
+        its WGT address."""
         words = pack_weights(matrix, self.config.array)
-        base = self.take_weight_half()
+        base = self.take_weight_half() if base is None else base
         self.load(Space.WGT, words, base, len(words))
         return base
 

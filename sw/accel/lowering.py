@@ -31,7 +31,7 @@ import numpy as np
 from vitforge.hw.accel.isa import ISA, Instruction, Opcode, Space
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.accel.config import TABLE_WORDS
-from vitforge.sw.gemm.layout import aligned, pack_weights, tiles
+from vitforge.sw.gemm.layout import aligned, tiles
 from vitforge.sw.gemm.plan import command_cycles
 from vitforge.sw.model.quantized import QuantizedLinear
 
@@ -360,9 +360,8 @@ class Lowering:
         loading, lanes = self.head_weights, self.lanes
         if end > loading.done:
             k = loading.layer.weight.shape[0]
-            columns = loading.layer.weight[:, loading.done * lanes:end * lanes]
-            words = pack_weights(columns, lanes)
-            self.emit.load(Space.WGT, words, loading.base + loading.done * k, len(words))
+            self.emit.load_weights(loading.layer.weight[:, loading.done * lanes:end * lanes],
+                                   loading.base + loading.done * k)
             loading.done = end
 
     def linear(self, loaded, src, src_width, dst, prm, m_tiles=None, rows=None, gelu=False):
