@@ -114,13 +114,19 @@ def _span_apart(draw, depth, length, tiles, avoid):
     """:func:`_span` of tiles ``length`` or more apart, outside the words ``avoid``
     (``(first, end)``): a result that must not overwrite its operand."""
     stride = 0 if tiles == 1 else draw(st.integers(length, length + 3))
-    size = (tiles - 1) * stride + length
+    first = _place_apart(draw, depth, (tiles - 1) * stride + length, avoid)
+    return None if first is None else (first, stride)
+
+
+def _place_apart(draw, depth, size, avoid):
+    """The first of ``size`` words inside ``depth`` and outside ``avoid`` (``(first, end)``),
+    or ``None`` if there is no room."""
     places = [(0, avoid[0] - size), (avoid[1], depth - size)]
     places = [(low, high) for low, high in places if low <= high]
     if not places:
         return None
     low, high = draw(st.sampled_from(places))
-    return draw(st.integers(low, high)), stride
+    return draw(st.integers(low, high))
 
 
 def _count(draw, limit, high=8):
@@ -199,6 +205,17 @@ def _gemm(draw, config, sparse=False):
         fields["depth"] = depth
     else:
         fields["b_act"] = b_act
+    # A residual (the second read port, with neither b_act nor GELU): the result's own
+    # words, or words apart from them.
+    if not sparse and config.act_read_ports == 2 and not b_act and draw(st.booleans()):
+        size = (m_tiles - 1) * c[1] + n
+        r_addr = c[0] if draw(st.booleans()) else _place_apart(draw, config.act_depth, size,
+                                                                (c[0], c[0] + size))
+        if r_addr is not None:
+            fields.update(gelu=0, residual=1, r_addr=r_addr,
+                          r_multiplier=draw(st.integers(0, 0xFFFF)),
+                          c_multiplier=draw(st.integers(0, 0xFFFF)),
+                          r_shift=draw(st.integers(0, 63)))
     return fields
 
 
@@ -361,7 +378,8 @@ def _in_banks(fields, opcode, banks, bank_start, array):
     spec = ISA[opcode]
     for regions, bank in zip((spec.reads, spec.writes), banks):
         for region in regions:
-            if region.span(Instruction(opcode, fields), array).space == Space.ACT:
+            span = region.span(Instruction(opcode, fields), array)
+            if span.space == Space.ACT and span.end > span.first:
                 moved[region.first] += bank * bank_start
     return moved
 
@@ -516,8 +534,8 @@ def fuzz_golden(count, *, replay_folder, config=FUZZ_CONFIG):
     collections.Counter
         How often each opcode ran (after the prologue), ``"live"``: instructions with
         a live field, ``"beside"``: instructions that ran beside a GEMM,
-        ``"resume"``: SOFTMAX pieces that resumed from the one before, and ``"b_act"``:
-        GEMMs that read B in ACT.
+        ``"resume"``: SOFTMAX pieces that resumed from the one before, ``"b_act"``:
+        GEMMs that read B in ACT, and ``"residual"``: GEMMs that add a residual.
 
     Raises
     ------
@@ -540,6 +558,7 @@ def fuzz_golden(count, *, replay_folder, config=FUZZ_CONFIG):
             seen["beside"] += bool(fields.get("beside"))
             seen["resume"] += bool(fields.get("resume"))
             seen["b_act"] += bool(fields.get("b_act"))
+            seen["residual"] += bool(fields.get("residual"))
         changed = np.frombuffer(program.golden, np.uint8) != np.frombuffer(program.image,
                                                                             np.uint8)
         if (changed & ~allowed).any():

@@ -2,14 +2,15 @@
 
 from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
 
-from ..numerics import MULTIPLIER_BITS, OPERAND_BITS, OPERAND_MAX, OPERAND_MIN
+from ..numerics import MULTIPLIER_BITS, OPERAND_BITS, OPERAND_MAX, OPERAND_MIN, SHIFT_BITS
 from .config import SCRATCHPAD_ADDRESS_BITS
 from .gelu_lookup import GeluLookup, table_write_port
 from .isa import ISA, Opcode
-from .ports import Unit, scratchpad_ports
+from .ports import Unit, act_word, scratchpad_ports
 
-__all__ = ["Eltwise", "eltwise_cycles"]
+__all__ = ["Eltwise", "eltwise_cycles", "residual_stream", "RESIDUAL_STAGES"]
 
 #: Cycles from ``start`` to ``done`` beyond the words: six of pipeline, start and done.
 _OVERHEAD = 8
@@ -24,6 +25,25 @@ def eltwise_cycles(config, opcode, count):
 #: Registers between a word's arrival and its result: operands, products, rounded sum,
 #: shift, saturation.
 _RESULT_STAGES = 5
+#: Cycles from a residual word's ``issue`` (:func:`residual_stream`) to its write: the
+#: cycle its operands arrive in, then the result stages.
+RESIDUAL_STAGES = 1 + _RESULT_STAGES
+
+
+def residual_stream(config):
+    """The signature through which the GEMM unit hands the results of a GEMM with
+    ``residual`` to the element-wise unit's ADD datapath (``docs/isa.md``).
+
+    ``issue`` pulses with ``addr``, the ACT word a result goes to; in the next cycle ``r``
+    holds the residual's word and ``c`` the result's. ``r_multiplier``, ``c_multiplier`` and
+    ``shift`` hold while the GEMM runs. The sum is written :data:`RESIDUAL_STAGES` cycles
+    after ``issue``.
+    """
+    word = act_word(config)
+    return wiring.Signature({
+        "issue": Out(1), "addr": Out(SCRATCHPAD_ADDRESS_BITS), "r": Out(word), "c": Out(word),
+        "r_multiplier": Out(MULTIPLIER_BITS), "c_multiplier": Out(MULTIPLIER_BITS),
+        "shift": Out(SHIFT_BITS)})
 
 
 class Eltwise(Unit):
@@ -44,16 +64,25 @@ class Eltwise(Unit):
     per lane with one read port (x is scaled in the cycle it arrives, y in
     the next, on the same multiplier) and two with two.
 
+    With two read ports the same datapath adds a GEMM's residual
+    (``residual_stream``, from the :class:`GemmUnit`): while the GEMM runs,
+    each result word and its residual word arrive as an ADD's y and x, one
+    word per cycle, and their sum is written where the result goes. The unit
+    is not started for it: the GEMM unit waits for the last write.
+
     Parameters
     ----------
     config : AcceleratorConfig
     """
 
     def __init__(self, config):
-        reads = ("act_read", "y_read") if config.act_read_ports == 2 else ("act_read",)
+        two_ports = config.act_read_ports == 2
+        reads = ("act_read", "y_read") if two_ports else ("act_read",)
+        streams = {"residual_stream": In(residual_stream(config))} if two_ports else {}
         super().__init__(config, {
             **scratchpad_ports(config, *reads, "act_write"),
             "tbl_write": table_write_port(),
+            **streams,
         })
 
     def elaborate(self, platform):
@@ -103,6 +132,21 @@ class Eltwise(Unit):
         arrived = Signal()                  # act_read.data holds a word read
         m.d.sync += [valid[0].eq(element_read), address[0].eq(destination + index),
                      arrived.eq(issuing)]
+        # A GEMM's residual: its words arrive in the cycle after their issue, like a word
+        # read (``streamed``); the multipliers and shift are its while ``streaming`` (from
+        # the first word to the next start: the GEMM unit retires after the last write).
+        streamed, streaming = Signal(), Signal()
+        x_multiplier, y_multiplier, shift = add.x_multiplier, add.y_multiplier, add.shift
+        if not one_port:
+            stream = self.residual_stream
+            m.d.sync += streamed.eq(stream.issue)
+            with m.If(stream.issue):
+                m.d.sync += [valid[0].eq(1), address[0].eq(stream.addr), streaming.eq(1)]
+            with m.If(self.start):
+                m.d.sync += streaming.eq(0)
+            x_multiplier = Mux(streaming, stream.r_multiplier, x_multiplier)
+            y_multiplier = Mux(streaming, stream.c_multiplier, y_multiplier)
+            shift = Mux(streaming, stream.shift, shift)
         m.d.sync += [later.eq(earlier) for pair in (valid, address)
                      for earlier, later in zip(pair, pair[1:])]
         with m.If(self.busy & ~issuing & ~Cat(*valid).any()):
@@ -129,6 +173,9 @@ class Eltwise(Unit):
             operand = Signal(signed(OPERAND_BITS), name=f"operand_{lane}")
             with m.If(arrived):
                 m.d.sync += operand.eq(x)
+            if not one_port:
+                with m.If(streamed):
+                    m.d.sync += operand.eq(stream.r[lane])
             product_shape = signed(OPERAND_BITS + MULTIPLIER_BITS)
             product = Signal(product_shape, name=f"product_{lane}")
             x_product = Signal(product_shape, name=f"x_product_{lane}")
@@ -138,14 +185,16 @@ class Eltwise(Unit):
                 y_operand = Signal(signed(OPERAND_BITS), name=f"y_operand_{lane}")
                 with m.If(arrived & is_add):
                     m.d.sync += y_operand.eq(self.y_read.data[lane])
-                m.d.sync += [x_product.eq(operand * add.x_multiplier),
-                             product.eq(y_operand * add.y_multiplier)]
-            rounding = x_product + product + ((1 << add.shift) >> 1)
+                with m.If(streamed):
+                    m.d.sync += y_operand.eq(stream.c[lane])
+                m.d.sync += [x_product.eq(operand * x_multiplier),
+                             product.eq(y_operand * y_multiplier)]
+            rounding = x_product + product + ((1 << shift) >> 1)
             rounded = Signal(rounding.shape(), name=f"rounded_{lane}")
             m.d.sync += rounded.eq(rounding)
             total = Signal(rounded.shape(), name=f"shifted_{lane}")
             summed = Signal(signed(8), name=f"sum_{lane}")
-            m.d.sync += [total.eq(rounded >> add.shift),
+            m.d.sync += [total.eq(rounded >> shift),
                          summed.eq(Mux(total > OPERAND_MAX, OPERAND_MAX,
                                        Mux(total < OPERAND_MIN, OPERAND_MIN, total)))]
             entry = lookup.entry[lane]
@@ -154,7 +203,7 @@ class Eltwise(Unit):
                 with m.If(valid[stage + 1]):
                     m.d.sync += delayed.eq(entry)
                 entry = delayed
-            m.d.comb += results[lane].eq(Mux(is_add, summed, entry))
+            m.d.comb += results[lane].eq(Mux(is_add | streaming, summed, entry))
         m.d.comb += [self.act_write.addr.eq(address[-1]), self.act_write.data.eq(results),
                      self.act_write.en.eq(valid[-1])]
         return m

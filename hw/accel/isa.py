@@ -343,6 +343,10 @@ _CARRIED_TILES = Formula("`m_tiles` + `carry`",
 _GROUP_WORDS = Formula("`blocks` x `kept_rows`", lambda f, array: f.blocks * f.kept_rows)
 _B_SPACE = Formula("ACT if `b_act` else WGT",
                    lambda f, array: _choose(getattr(f, "b_act", 0), Space.ACT, Space.WGT))
+_R_WORDS = Formula("`n` (0 without `residual`)",
+                   lambda f, array: _choose(getattr(f, "residual", 0), f.n, 0))
+_R_TILES = Formula("`m_tiles` (1 without `residual`)",
+                   lambda f, array: _choose(getattr(f, "residual", 0), f.m_tiles, 1))
 
 # Field widths: scratchpad words (addresses, strides, word counts), PRM and LNP
 # entries, sizes (tiles, reduction depths, row lengths), external words.
@@ -403,12 +407,15 @@ ISA = {spec.opcode: spec for spec in (
           counter="load_store",
           writes=tuple(Region(space, "spad_addr", _GROUP_WORDS, tiles="tiles",
                               stride=_GROUP_WORDS) for space in (Space.WGT, Space.IDX))),
-    _spec(Opcode.GEMM, {**_GEMM_FIELDS, "b_act": 1},
+    _spec(Opcode.GEMM, {**_GEMM_FIELDS, "b_act": 1, "residual": 1, "r_addr": _WORDS,
+                        "r_multiplier": MULTIPLIER_BITS, "c_multiplier": MULTIPLIER_BITS,
+                        "r_shift": SHIFT_BITS},
           nonzero=("k", "m_tiles", "n"), unit="gemm", counter="gemm",
           live=(("m_tiles", Live.TILES), ("n", Live.TOKENS), ("k", Live.TOKENS)),
           reads=(Region(Space.ACT, "a_addr", "k", tiles="m_tiles", stride="a_stride"),
                  Region(_B_SPACE, "b_addr", "k", tiles=_B_TILES, stride="b_stride"),
-                 Region(Space.PRM, "p_addr", "n")),
+                 Region(Space.PRM, "p_addr", "n"),
+                 Region(Space.ACT, "r_addr", _R_WORDS, tiles=_R_TILES, stride="c_stride")),
           writes=(Region(Space.ACT, "c_addr", "n", tiles="m_tiles", stride="c_stride"),)),
     _spec(Opcode.GEMM_SPARSE, {**_GEMM_FIELDS, "depth": _SIZE},
           nonzero=("k", "m_tiles", "n", "depth"), unit="gemm", counter="gemm",
@@ -566,8 +573,10 @@ def row_starts_beside(opcode, fields, act_banks):
 
 
 def _act_spans(spec, fields, array, regions):
+    """The ACT words of ``regions`` ("reads" or "writes"), empty regions (a GEMM's residual
+    when it has none) left out."""
     spans = (region.span(fields, array) for region in getattr(spec, regions))
-    return [span for span in spans if span.space == Space.ACT]
+    return [span for span in spans if span.space == Space.ACT and span.end > span.first]
 
 
 def _bank(span, bank_start):
@@ -586,7 +595,8 @@ def beside_refusal(host, side, array, bank_start):
 
     ``side`` (an :class:`Instruction` of :data:`SIDE_ROWS` whose ``beside`` field
     is set) starts while ``host``, the instruction before it, executes. That
-    needs: a host of :data:`ROW_HOSTS`; no live fields in ``side`` (the hardware
+    needs: a host of :data:`ROW_HOSTS`; no GELU or ADD beside a GEMM that adds a
+    residual (on the element-wise unit); no live fields in ``side`` (the hardware
     starts it as written); two ACT banks (``bank_start``, the first word of the
     second, or ``None`` for one bank); every ACT region of both in one bank; the
     side reading only the bank the host does not read and writing only the bank
@@ -600,6 +610,10 @@ def beside_refusal(host, side, array, bank_start):
         return f"the instruction before it is {before}, not one of " \
                f"{[opcode.name for opcode in ROW_HOSTS]}"
     name = host.opcode.name
+    if host.opcode == Opcode.GEMM and host.fields.get("residual") and ISA[side.opcode].unit \
+            == ISA[Opcode.ADD].unit:
+        return f"the {name} adds its residual on the element-wise unit, which {side.opcode.name}" \
+               f" needs"
     if side.fields.get("live"):
         return f"it flags live fields, and an instruction beside a {name} runs as written"
     if bank_start is None:
@@ -629,7 +643,8 @@ def beside_refusal(host, side, array, bank_start):
 
 @dataclass(frozen=True)
 class Instruction:
-    """An opcode and its field values (all unsigned integers)."""
+    """An opcode and its field values (all unsigned integers); a field that :func:`encode`
+    defaults reads as its default when ``fields`` leaves it out."""
 
     opcode: Opcode
     fields: dict
@@ -638,6 +653,8 @@ class Instruction:
         try:
             return self.fields[name]
         except KeyError:
+            if name in _FIELD_DEFAULTS and name in ISA[self.opcode].fields:
+                return _FIELD_DEFAULTS[name]
             raise AttributeError(f"{self.opcode.name} has no field {name!r}") from None
 
     def __repr__(self):
@@ -668,16 +685,19 @@ def resolve(instruction, state):
 
 #: Fields :func:`encode` fills in when they are not given: no field live, no tile size.
 _FIELD_DEFAULTS = {"live": 0, "tile_words": 0, "beside": 0, "gelu": 0, "carry": 0, "resume": 0,
-                   "b_act": 0}
+                   "b_act": 0, "residual": 0, "r_addr": 0, "r_multiplier": 0,
+                   "c_multiplier": 0, "r_shift": 0}
 
 
 def encode(opcode, **values):
     """The 256-bit word of ``opcode`` with ``values``.
 
     Every field must be given and fit, except ``live``, ``tile_words``,
-    ``beside``, ``gelu``, ``carry``, ``resume`` and ``b_act``, which are 0 unless
-    given (no field takes a live value, nothing runs beside, no GELU in a GEMM's
-    write-back, a SOFTMAX neither carries maxima nor resumes, a GEMM's B is in WGT).
+    ``beside``, ``gelu``, ``carry``, ``resume``, ``b_act`` and a GEMM's residual fields
+    (``residual``, ``r_addr``, ``r_multiplier``, ``c_multiplier``, ``r_shift``), which
+    are 0 unless given (no field takes a live value, nothing runs beside, no GELU in a
+    GEMM's write-back, a SOFTMAX neither carries maxima nor resumes, a GEMM's B is in WGT
+    and its results are written as they are).
     """
     spec = ISA[Opcode(opcode)]
     name = spec.opcode.name

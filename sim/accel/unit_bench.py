@@ -381,7 +381,10 @@ def _ports(unit):
     flows = {path: member.flow for path, member, _ in unit.signature.flatten(unit)}
     reads, writes, preloads = {}, {}, {}
     for name in members:
-        if name in ("start", "instruction", "busy", "done", "mem", "live_update"):
+        if name in ("start", "instruction", "busy", "done", "mem", "live_update",
+                    "residual_stream"):
+            # (residual_stream joins the GEMM unit to the element-wise unit: alone, a unit
+            # leaves it idle.)
             continue
         space = _SPACES.get(name.split("_")[0])
         if name in SLAB_READS:

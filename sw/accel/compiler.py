@@ -24,7 +24,7 @@ from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.isa import Space
 
 from .emitter import Emitter
-from .lowering import Lowering
+from .lowering import Lowering, fuses_residual
 from .program import CompiledProgram, ExternalMatrix, InputSlot
 from .selection import select_stages
 from .vit_plan import plan_blocks, plan_model, token_buffers
@@ -126,7 +126,8 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, selectors=None, trac
     blocks = list(blocks)
     stages, block_tokens = _stages(_block_shape(blocks, x.shape[0]), block_tokens, selectors)
     plan, reason = _choose_plan(partial(plan_blocks, blocks, x.shape[0], config.array,
-                                        block_tokens, stages, align=config.k_per_cycle),
+                                        block_tokens, stages, align=config.k_per_cycle,
+                                        fused_after=partial(fuses_residual, config=config)),
                                 config, blocks, stages)
     dim = blocks[0].dim
     if x.shape[1] != dim:
@@ -180,7 +181,8 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
     shape = model.shape
     stages, block_tokens = _stages(model.shape, block_tokens, selectors)
     plan, reason = _choose_plan(partial(plan_model, model, config.array, block_tokens, stages,
-                                        align=config.k_per_cycle),
+                                        align=config.k_per_cycle,
+                                        fused_after=partial(fuses_residual, config=config)),
                                 config, model.blocks, stages)
     lowering = Lowering(config, plan, Emitter(config, trace), shape.dim)
     lowering.prefetch_head(model.head, plan.least_weight_words)
@@ -193,6 +195,12 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
     lowering.head(model, flips=len(stages))
     return CompiledProgram(**_finish(lowering, "logits", 1, shape.classes, reason),
                            input=slot, logits=True)
+
+
+def _fused(layer):
+    """Every residual ADD in its GEMMs' write-back: the plan of two read ports and dense
+    weights, whose PRM holds FC1's parameters from attention on."""
+    return True
 
 
 def _power_of_two(value, minimum=16):
@@ -220,10 +228,12 @@ def _smallest_config(plan, array):
 
 def _config_for_plans(make_plan, blocks, array, selected=None):
     """The smallest power-of-two scratchpads that hold ``make_plan()`` and the plan
-    ``selected`` (selector stages) if given, with ``act_depth`` doubled until
-    ``make_plan``'s banked plan fits too, where heads may overlap (short of what
-    instructions address: then the heads run in turn)."""
-    configs = [_smallest_config(plan, array) for plan in (make_plan(), selected)
+    ``selected`` (selector stages) if given, with one ACT read port or two (where the
+    residual ADDs are GEMMs' write-back, FC1's parameters are loaded with the block's
+    others), with ``act_depth`` doubled until ``make_plan``'s banked plan fits too, where
+    heads may overlap (short of what instructions address: then the heads run in turn)."""
+    configs = [_smallest_config(plan, array)
+               for plan in (make_plan(), make_plan(fused_after=_fused), selected)
                if plan is not None]
     config = AcceleratorConfig(**{name: max(getattr(config, name) for config in configs)
                                   for name in configs[0].to_dict()})

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from vitforge.hw.accel.decoder import SIDE_CHECK_LATENCY
 from vitforge.hw.accel.dma import dma_cycles
 from vitforge.hw.accel.eltwise import eltwise_cycles
+from vitforge.hw.accel.gemm_unit import RESIDUAL_CYCLES
 from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_WORDS, ISA, LOAD_HOSTS,
                                    ROW_HOSTS, SIDE_CLASSES, SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS,
                                    Instruction, Opcode, load_may_run_beside, row_starts_beside)
@@ -56,7 +57,8 @@ _GEMM_DONE = 2
 
 def _gemm(config, inst):
     descriptor = GemmDescriptor.from_fields(inst.fields, sparse=int(inst.opcode != Opcode.GEMM))
-    return command_cycles(config.gemm, descriptor) + _GEMM_DONE
+    residual = RESIDUAL_CYCLES if inst.fields.get("residual") else 0
+    return command_cycles(config.gemm, descriptor) + _GEMM_DONE + residual
 
 
 _UNITS = {

@@ -8,7 +8,10 @@ fields are flagged to take the live count at run time (:attr:`Lowering.live`).
 Each weight load is emitted right after the GEMM or row instruction before it
 (its host), into the other half of WGT, where the hardware runs it during that
 host; a block's parameters load beside its first LayerNorm, its LayerNorm
-parameters beside the residual ADD before it. A layer whose weights take longer
+parameters beside the residual ADD before it. With two ACT read ports the residual ADDs are
+the GEMMs' write-back (:func:`fuses_residual`, GEMM ``residual``): FC2's parameters then
+load beside proj's last GEMM and LN2's beside a GEMM of attention that hosts nothing else
+(:meth:`Lowering.load_pending`). A layer whose weights take longer
 to load than its host runs is cut into column chunks
 (:meth:`Lowering.load_layer`): each chunk's GEMM hides the next chunk's load,
 so few tokens (after pruning, or on a wide array) do not leave the GEMM engine
@@ -39,7 +42,7 @@ from .cycles import ISSUE_CYCLES, SIDE_START_DELAY, unit_cycles
 from .selection import lower_select
 from .vit_plan import token_buffers
 
-__all__ = ["Lowering", "LoadedLayer"]
+__all__ = ["Lowering", "LoadedLayer", "Residual", "fuses_residual", "sparse_weights"]
 
 
 class _Prefetch:
@@ -62,6 +65,51 @@ class LoadedLayer(NamedTuple):
     chunks: tuple
     address: int
     sparse: object = None
+
+
+def sparse_weights(layer, config):
+    """``layer``'s sparse weights on groups of ``config.array`` columns (a fully pruned
+    layer's as one zero entry per group), or ``None`` where it runs dense: it has none, or
+    ``array`` does not divide its groups' columns, or its GEMM would take as many steps as
+    the dense one, which takes ``k_per_cycle`` rows of K per step where GEMM_SPARSE takes
+    one entry."""
+    if layer.sparse is None or layer.sparse.pattern.cols % config.array:
+        return None
+    sparse = layer.sparse.for_cols(config.array).nonempty()
+    gemm = config.gemm
+    if gemm.tile_issues(sparse.pattern.length, sparse=True) < gemm.tile_issues(
+            layer.weight.shape[0]):
+        return sparse
+    return None
+
+
+def fuses_residual(layer, config):
+    """Whether the residual ADD after ``layer`` is its GEMMs' write-back (GEMM ``residual``,
+    ``docs/isa.md``): with two ACT read ports, where the layer runs dense (GEMM_SPARSE has
+    no residual)."""
+    return config.act_read_ports == 2 and sparse_weights(layer, config) is None
+
+
+class Residual(NamedTuple):
+    """The residual a GEMM adds to its results (GEMM ``residual``, ``docs/isa.md``): its
+    first ACT word, laid out as the results, and the sum's multipliers and shift."""
+
+    address: int
+    r_multiplier: int
+    c_multiplier: int
+    shift: int
+
+    @classmethod
+    def of(cls, address, params, result_first=False):
+        """The residual at ``address`` of the ADD ``params`` (:class:`ResidualParams`): the
+        GEMM's result is the ADD's ``y`` (``x`` with ``result_first``)."""
+        multipliers = (params.x_multiplier, params.y_multiplier)
+        return cls(address, *(multipliers[::-1] if result_first else multipliers),
+                   params.shift)
+
+    def shifted(self, columns):
+        """The residual of the results ``columns`` words on (a later column chunk)."""
+        return self._replace(address=self.address + columns)
 
 
 def _requant_entries(source, count):
@@ -179,6 +227,9 @@ class Lowering:
         self.transposed = {}
         #: The classifier head's weights loading early (:meth:`prefetch_head`), or ``None``.
         self.head_weights = None
+        #: A load (a callable that emits it) waiting for the first GEMM of attention that
+        #: hosts nothing else (:meth:`load_pending`), or ``None``.
+        self.pending_load = None
 
     def live_bits(self, opcode, *names):
         """``opcode``'s ``live`` field flagging ``names`` if counts are live, else 0."""
@@ -196,36 +247,61 @@ class Lowering:
         """First word of ACT region ``name``."""
         return self.plan.region(Space.ACT, name).start
 
+    def _loaded_run(self, space, names):
+        """The regions of ``space`` named ``names``: a run of those the phase loads, in
+        entry order (one LOAD fills them)."""
+        regions = [region for region in self.plan.loaded_in(space, self.phase)
+                   if region.name in names]
+        if [region.name for region in regions] != list(names) or any(
+                earlier.end != later.start for earlier, later in zip(regions, regions[1:])):
+            raise RuntimeError(f"{space.name} regions {list(names)} are not a run of those "
+                               f"loaded in {self.emit.section}")
+        return regions
+
     def load_params(self, sources):
-        """LOAD the phase's PRM entries; ``sources`` maps each PRM region's name to a
-        layer or per-tensor requant. Returns each region's first entry by name."""
-        regions = self.plan.loaded_in(Space.PRM, self.phase)
+        """LOAD PRM entries of the phase: ``sources`` maps the name of each PRM region to
+        load (a run of the phase's, in entry order) to a layer or per-tensor requant.
+        Returns each region's first entry by name."""
+        regions = self._loaded_run(Space.PRM, sources)
         entries = [_requant_entries(sources[region.name], region.words) for region in regions]
         merged = [np.concatenate([entry[i] for entry in entries]) for i in range(3)]
         self.emit.load(Space.PRM, merged, regions[0].start, regions[-1].end - regions[0].start)
         return {region.name: region.start for region in regions}
 
     def load_layernorms(self, sources):
-        """LOAD the phase's LNP entries from ``sources`` (region name -> LayerNorm
-        parameters); returns each region's first entry by name."""
-        regions = self.plan.loaded_in(Space.LNP, self.phase)
+        """LOAD LNP entries of the phase from ``sources`` (region name -> LayerNorm
+        parameters: a run of the phase's, in entry order); returns each region's first
+        entry by name."""
+        regions = self._loaded_run(Space.LNP, sources)
         gamma = np.concatenate([sources[region.name].gamma for region in regions])
         beta = np.concatenate([sources[region.name].beta for region in regions])
         self.emit.load(Space.LNP, (gamma, beta), regions[0].start,
                        regions[-1].end - regions[0].start)
         return {region.name: region.start for region in regions}
 
+    def load_pending(self):
+        """Emit the load that waits for a host in attention (:attr:`pending_load`), if any:
+        right after a GEMM that hosts nothing else."""
+        if self.pending_load is not None:
+            load, self.pending_load = self.pending_load, None
+            load()
+
     def gemm(self, a, a_width, b, b_stride, c, c_width, p, k, n, m_tiles=None, rows=None,
-             live=(), depth=None, gelu=False, b_act=False):
+             live=(), depth=None, gelu=False, b_act=False, residual=None):
         """A GEMM on the stage's tokens (or ``m_tiles`` tiles of which ``rows`` are real);
         ``live`` names ``n`` or ``k`` when they are the token count; with ``gelu`` its results
-        go through the GELU table last loaded into TBL; with ``b_act`` B is in ACT.
+        go through the GELU table last loaded into TBL; with ``b_act`` B is in ACT; with
+        ``residual`` (a :class:`Residual`) its results are summed with the residual's.
 
         With ``depth`` it is a GEMM_SPARSE: ``k`` entries (WGT and IDX words) per column
         tile, over A tiles of ``depth`` words (the dense reduction depth).
         """
         opcode, own_fields = (Opcode.GEMM, {"b_act": int(b_act)}) if depth is None else \
             (Opcode.GEMM_SPARSE, {"depth": depth})
+        if residual is not None:
+            own_fields.update(residual=1, r_addr=residual.address,
+                              r_multiplier=residual.r_multiplier,
+                              c_multiplier=residual.c_multiplier, r_shift=residual.shift)
         flagged = (*live, "m_tiles") if m_tiles is None else live
         fields = dict(a_addr=a, a_stride=a_width, b_addr=b, b_stride=b_stride, c_addr=c,
                       c_stride=c_width, p_addr=p, k=k, m_tiles=m_tiles or self.token_tiles, n=n,
@@ -245,16 +321,10 @@ class Lowering:
         does not divide its groups' columns, or its GEMM would take as many steps as the
         dense one, which takes ``k_per_cycle`` rows of K per step where GEMM_SPARSE takes
         one entry (then ``name`` joins :attr:`dense_fallback`)."""
-        if layer.sparse is None:
-            return None
-        if layer.sparse.pattern.cols % self.lanes == 0:
-            sparse = layer.sparse.for_cols(self.lanes).nonempty()
-            gemm = self.config.gemm
-            if (gemm.tile_issues(sparse.pattern.length, sparse=True)
-                    < gemm.tile_issues(layer.weight.shape[0])):
-                return sparse
-        self.dense_fallback.append(name)
-        return None
+        sparse = sparse_weights(layer, self.config)
+        if sparse is None and layer.sparse is not None:
+            self.dense_fallback.append(name)
+        return sparse
 
     def _tile_cycles(self, layer, sparse, m_tiles):
         """``(load, gemm)``: cycles to load one column tile of ``layer``'s weights (external
@@ -364,17 +434,20 @@ class Lowering:
                                    loading.base + loading.done * k)
             loading.done = end
 
-    def linear(self, loaded, src, src_width, dst, prm, m_tiles=None, rows=None, gelu=False):
+    def linear(self, loaded, src, src_width, dst, prm, m_tiles=None, rows=None, gelu=False,
+               residual=None):
         """A :class:`LoadedLayer` on ``src`` into ``dst``, parameters from PRM ``prm``: one
         GEMM (GEMM_SPARSE) per chunk, each next chunk's weights loaded beside the one
-        before; with ``gelu`` the results go through the GELU table."""
+        before; with ``gelu`` the results go through the GELU table, with ``residual`` (a
+        :class:`Residual` laid out as ``dst``) they are summed with its words."""
         layer, sparse = loaded.layer, loaded.sparse
         k, n = layer.weight.shape
         entries, depth = (k, None) if sparse is None else (sparse.pattern.length, k)
         address = loaded.address
         for index, (start, end) in enumerate(loaded.chunks):
             self.gemm(src, src_width, address, entries, dst + start, n, prm + start, entries,
-                      end - start, m_tiles, rows, depth=depth, gelu=gelu)
+                      end - start, m_tiles, rows, depth=depth, gelu=gelu,
+                      residual=residual and residual.shifted(start))
             if index + 1 < len(loaded.chunks):
                 address = self._load_columns(layer, sparse, *loaded.chunks[index + 1])
 
@@ -599,13 +672,16 @@ class Lowering:
                       live=self.live_bits(Opcode.COPY_TO_WGT, "tiles"))
             self.head_softmax_beside(block, sides[0])
         scores = self.head_buffer("scores", head, block)
-        for first, end in ((0, self.token_tiles),) if split is None else \
-                ((0, split), (split, self.token_tiles)):
+        parts = ((0, self.token_tiles),) if split is None else \
+            ((0, split), (split, self.token_tiles))
+        for index, (first, end) in enumerate(parts):
             self.gemm(q + first * 3 * dim, 3 * dim, keys, keys_stride, scores + first * tokens,
                       tokens, score_prm, head_dim, tokens,
                       m_tiles=None if split is None else end - first,
                       rows=None if split is None else self.tile_rows(first, end), live=("n",),
                       b_act=not self.copies_keys)
+            if index + 1 < len(parts) or sides[-1] is None:
+                self.load_pending()
         self.head_softmax_beside(block, sides[-1])
 
     def head_softmax_beside(self, block, side):
@@ -669,35 +745,57 @@ class Lowering:
         """
         name, dim = f"block {index}", self.dim
         source, result = (self.act(buffer) for buffer in token_buffers(index, flips))
-        normalized, sublayer, x1 = self.act("normalized"), self.act("sublayer"), self.act("x1")
+        normalized, x1 = self.act("normalized"), self.act("x1")
         self.enter(f"{name} attention")
-        lnp = self.load_layernorms({f"{name} ln1": block.ln1, f"{name} ln2": block.ln2})
+        proj_fused = fuses_residual(block.proj, self.config)
+        ln2 = {f"{name} ln2": block.ln2}
+        lnp = self.load_layernorms({f"{name} ln1": block.ln1, **({} if proj_fused else ln2)})
+        if proj_fused:
+            # No residual ADD before LN1 hosts the LayerNorm parameters: LN2's load beside
+            # a GEMM of attention.
+            self.pending_load = lambda: lnp.update(self.load_layernorms(ln2))
         self.emit.load(Space.TBL, block.gelu_table, 0, TABLE_WORDS)
         self.layernorm(block.ln1, lnp[f"{name} ln1"], source, normalized)
-        prm = self.load_params({f"{name} qkv": block.qkv, f"{name} proj": block.proj,
-                                f"{name} score": block.score, f"{name} context": block.context,
-                                f"{name} fc2": block.fc2})
+        prm = self.load_params({
+            **({} if proj_fused else {f"{name} fc2": block.fc2}),
+            f"{name} qkv": block.qkv, f"{name} proj": block.proj,
+            f"{name} score": block.score, f"{name} context": block.context,
+            **({f"{name} fc1": block.fc1} if proj_fused else {})})
         self.linear(qkv, normalized, dim, self.act("qkv"), prm[f"{name} qkv"])
         self.prefetch_beside()
         self.attention(block, prm[f"{name} score"], prm[f"{name} context"])
+        self.load_pending()
         proj = self.load_layer(block.proj, f"{name} proj")
-        self.linear(proj, self.act("context"), dim, sublayer, prm[f"{name} proj"])
-        self.prefetch_beside()
-        self.enter(f"{name} mlp")
-        self.add(source, sublayer, x1, block.residual1)
-        prm.update(self.load_params({f"{name} fc1": block.fc1}))
+        if proj_fused:
+            self.linear(proj, self.act("context"), dim, x1, prm[f"{name} proj"],
+                        residual=Residual.of(source, block.residual1))
+            prm.update(self.load_params({f"{name} fc2": block.fc2}))
+            self.enter(f"{name} mlp")
+        else:
+            self.linear(proj, self.act("context"), dim, self.act("sublayer"),
+                        prm[f"{name} proj"])
+            self.prefetch_beside()
+            self.enter(f"{name} mlp")
+            self.add(source, self.act("sublayer"), x1, block.residual1)
+            prm.update(self.load_params({f"{name} fc1": block.fc1}))
         self.layernorm(block.ln2, lnp[f"{name} ln2"], x1, normalized)
         fc1 = self.load_layer(block.fc1, f"{name} fc1", then=block.fc2)
         mlp = self.act("mlp")
         self.linear(fc1, normalized, dim, mlp, prm[f"{name} fc1"], gelu=True)
         fc2 = self.load_layer(block.fc2, f"{name} fc2")
-        self.linear(fc2, mlp, block.hidden, sublayer, prm[f"{name} fc2"])
+        fc2_fused = fuses_residual(block.fc2, self.config)
+        if fc2_fused:
+            self.linear(fc2, mlp, block.hidden, result, prm[f"{name} fc2"],
+                        residual=Residual.of(x1, block.residual2))
+        else:
+            self.linear(fc2, mlp, block.hidden, self.act("sublayer"), prm[f"{name} fc2"])
         next_qkv = None
         if following is None:
             self.prefetch_beside()
         else:
             next_qkv = self.load_layer(following.qkv, f"block {index + 1} qkv")
-        self.add(x1, sublayer, result, block.residual2)
+        if not fc2_fused:
+            self.add(x1, self.act("sublayer"), result, block.residual2)
         return next_qkv
 
     def blocks(self, blocks, first_qkv, stages=()):
@@ -718,10 +816,18 @@ class Lowering:
         block 0's QKV layer, loaded beside the GEMM."""
         self.enter("patch embedding")
         prm = self.load_params({"patch embedding": model.patch})
-        self.linear(self.load_layer(model.patch, "patch embedding"), self.act("patches"),
-                    model.shape.patch_features, self.act("sublayer"), prm["patch embedding"])
+        patch = self.load_layer(model.patch, "patch embedding")
+        embed = model.embed
+        if fuses_residual(model.patch, self.config):
+            # The position table (x1) is the sum's y, the patch GEMM's result its x.
+            self.linear(patch, self.act("patches"), model.shape.patch_features, self.act("x"),
+                        prm["patch embedding"],
+                        residual=Residual.of(self.act("x1"), embed, result_first=True))
+            return self.load_layer(model.blocks[0].qkv, "block 0 qkv")
+        self.linear(patch, self.act("patches"), model.shape.patch_features, self.act("sublayer"),
+                    prm["patch embedding"])
         qkv = self.load_layer(model.blocks[0].qkv, "block 0 qkv")
-        self.add(self.act("sublayer"), self.act("x1"), self.act("x"), model.embed)
+        self.add(self.act("sublayer"), self.act("x1"), self.act("x"), embed)
         return qkv
 
     def head(self, model, flips=0):

@@ -80,7 +80,10 @@ def _activation_regions(blocks, tokens, lanes, banked, extra_widths=(), align=1)
 
 
 def _build(builder, activations, bank_start):
-    """``builder``'s plan of ``activations``, pinned to :data:`ACT_BANKS` if ``bank_start``."""
+    """``builder``'s plan of ``activations``, pinned to :data:`ACT_BANKS` if ``bank_start``;
+    ``sublayer`` left out where no phase uses it (every residual ADD a GEMM's write-back)."""
+    activations = [(name, words) for name, words in activations
+                   if name != "sublayer" or name in builder.uses]
     return builder.build(activations, bank_start, None if bank_start is None else ACT_BANKS)
 
 
@@ -89,26 +92,43 @@ def _head_padding(block, lanes):
     return tiles(block.head_dim, lanes) * lanes - block.head_dim
 
 
-def _plan_block(builder, index, block, tokens, following, flips):
-    """Phases, loads, operands and reductions of block ``index`` on ``tokens`` tokens."""
+def _unfused(layer):
+    return False
+
+
+def _plan_block(builder, index, block, tokens, following, flips, fused_after):
+    """Phases, loads, operands and reductions of block ``index`` on ``tokens`` tokens, its
+    residual ADDs in the GEMMs' write-back where ``fused_after``."""
     lanes, name = builder.lanes, f"block {index}"
     source, result = token_buffers(index, flips)
+    fused = [fused_after(layer) for layer in (block.proj, block.fc2)]
     attention = builder.phase(f"{name} attention", tokens, source, "normalized", "qkv",
-                              "scores", "probabilities", "context", "sublayer")
-    mlp = builder.phase(f"{name} mlp", tokens, source, "sublayer", "x1", "normalized", "mlp",
-                        result)
+                              "scores", "probabilities", "context",
+                              "x1" if fused[0] else "sublayer")
+    mlp = builder.phase(f"{name} mlp", tokens, source, *(() if all(fused) else ("sublayer",)),
+                        "x1", "normalized", "mlp", result)
     # FC1's parameters load beside the residual ADD before LN2, the others beside LN1
     # (:class:`~.lowering.Lowering`), so that each load hides behind its host: the MLP's
-    # hidden + dim entries together would outlast an ADD of as many words.
-    builder.load(Space.PRM, attention, mlp,
-                 [(f"{name} fc2", block.fc2.weight.shape[1])])
+    # hidden + dim entries together would outlast an ADD of as many words. With that ADD
+    # in proj's write-back FC1's load beside LN1 too, and FC2's beside proj's last GEMM,
+    # after the others (:meth:`~.lowering.Lowering.load_params` loads a run of regions).
+    fc1, fc2 = ([(f"{name} {layer}", getattr(block, layer).weight.shape[1])]
+                for layer in ("fc1", "fc2"))
+    if not fused[0]:
+        builder.load(Space.PRM, attention, mlp, fc2)
     builder.load(Space.PRM, attention, attention,
                  [(f"{name} qkv", block.qkv.weight.shape[1]),
                   (f"{name} proj", block.proj.weight.shape[1]),
                   (f"{name} score", tokens), (f"{name} context", block.head_dim)])
-    builder.load(Space.PRM, mlp, mlp, [(f"{name} fc1", block.fc1.weight.shape[1])])
-    builder.load(Space.LNP, attention, mlp, [(f"{name} ln1", block.dim),
-                                             (f"{name} ln2", block.dim)])
+    builder.load(Space.PRM, attention if fused[0] else mlp, mlp, fc1)
+    if fused[0]:
+        builder.load(Space.PRM, attention, mlp, fc2)
+    # LN2's parameters load with LN1's, or with no residual ADD before LN1 to host them,
+    # after them beside a GEMM of attention.
+    if fused[0]:
+        builder.load(Space.LNP, attention, attention, [(f"{name} ln1", block.dim)])
+    builder.load(Space.LNP, attention, mlp, [(f"{name} ln1", block.dim)] * (not fused[0])
+                 + [(f"{name} ln2", block.dim)])
     key_words = tiles(tokens, lanes) * block.head_dim
     value_words = tiles(tokens, lanes) * (block.head_dim + _head_padding(block, lanes))
     for _ in range(block.heads):
@@ -125,7 +145,7 @@ def _plan_block(builder, index, block, tokens, following, flips):
     builder.reduction(mlp, "hidden", block.hidden)
 
 
-def _plan_encoder(builder, blocks, counts, first, stages=()):
+def _plan_encoder(builder, blocks, counts, first, stages, fused_after):
     """Every block, and the selector ``stages`` before theirs; block 0's QKV weights are
     loaded in phase ``first``. Returns how many times the tokens changed buffers."""
     selected = {stage.block: stage for stage in stages}
@@ -137,12 +157,12 @@ def _plan_encoder(builder, blocks, counts, first, stages=()):
             plan_select(builder, selected[index], block.dim, source, result)
             flips += 1
         following = blocks[index + 1] if index + 1 < len(blocks) else None
-        _plan_block(builder, index, block, tokens, following, flips)
+        _plan_block(builder, index, block, tokens, following, flips, fused_after)
     return flips
 
 
 def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=None,
-                align=1):
+                align=1, fused_after=_unfused):
     """The plan of :func:`~vitforge.sw.accel.compiler.compile_blocks`.
 
     Parameters
@@ -164,6 +184,10 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=
     align : int
         ``k_per_cycle`` of the accelerator: GEMM operands in ACT are aligned
         to groups of that many words.
+    fused_after : callable
+        Whether the residual ADD after a layer is its GEMMs' write-back (GEMM
+        ``residual``, :func:`~.lowering.fuses_residual`): the layer then writes the
+        sum, and ``sublayer`` does not hold its result; never by default.
 
     Raises
     ------
@@ -174,31 +198,34 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=
     _check_blocks(blocks, tokens)
     counts = block_token_counts(block_tokens, blocks, tokens)
     builder = PlanBuilder(lanes, align)
-    flips = _plan_encoder(builder, blocks, counts, builder.phase("input", tokens, "x"), stages)
+    flips = _plan_encoder(builder, blocks, counts, builder.phase("input", tokens, "x"), stages,
+                          fused_after)
     builder.phase("output", counts[-1], token_buffers(len(blocks), flips)[0])
     return _build(builder, _activation_regions(blocks, tokens, lanes, bank_start is not None,
                                                align=align)
                   + select_regions(stages, lanes, align), bank_start)
 
 
-def plan_model(model, lanes, block_tokens=None, stages=(), bank_start=None, align=1):
+def plan_model(model, lanes, block_tokens=None, stages=(), bank_start=None, align=1,
+               fused_after=_unfused):
     """The plan of :func:`~vitforge.sw.accel.compiler.compile_model` for a :class:`QuantizedVit`.
 
     The patch embedding runs on all tokens, the head on the class token's tile.
     ``stages`` are the selector stages (:func:`~.selection.select_stages`);
-    ``block_tokens`` then holds each block's most tokens. ``bank_start`` and
-    ``align`` are as for :func:`plan_blocks`.
+    ``block_tokens`` then holds each block's most tokens. ``bank_start``,
+    ``align`` and ``fused_after`` are as for :func:`plan_blocks`.
     """
     shape, blocks = model.shape, list(model.blocks)
     _check_blocks(blocks, shape.tokens)
     counts = block_token_counts(block_tokens, blocks, shape.tokens)
     builder = PlanBuilder(lanes, align)
     builder.phase("input", shape.tokens, "patches", "x1")
-    embedding = builder.phase("patch embedding", shape.tokens, "patches", "sublayer", "x1", "x")
+    embedded = () if fused_after(model.patch) else ("sublayer",)
+    embedding = builder.phase("patch embedding", shape.tokens, "patches", *embedded, "x1", "x")
     builder.load(Space.PRM, embedding, embedding, [("patch embedding", shape.dim)])
     _layer_operand(builder, embedding, "patch embedding", model.patch)
     builder.reduction(embedding, "patch features", shape.patch_features)
-    flips = _plan_encoder(builder, blocks, counts, embedding, stages)
+    flips = _plan_encoder(builder, blocks, counts, embedding, stages, fused_after)
     head = builder.phase("head", counts[-1], token_buffers(len(blocks), flips)[0],
                          "normalized", "logits")
     builder.load(Space.LNP, head, head, [("final norm", shape.dim)])

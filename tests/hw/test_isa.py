@@ -113,7 +113,8 @@ def test_live_fields_per_opcode():
 def test_resolve_replaces_only_flagged_fields_and_reports_excess():
     order = [name for name, _ in ISA[Opcode.GEMM].live]
     fields = dict(a_addr=0, a_stride=4, b_addr=0, b_stride=4, c_addr=8, c_stride=40, p_addr=0,
-                  k=40, m_tiles=5, n=40, gelu=1, b_act=1)
+                  k=40, m_tiles=5, n=40, gelu=1, b_act=1, residual=0, r_addr=0, r_multiplier=0,
+                  c_multiplier=0, r_shift=0)
     flags = (1 << order.index("m_tiles")) | (1 << order.index("n"))
     gemm = decode(encode(Opcode.GEMM, **fields, live=flags))
     resolved, exceeding = resolve(gemm, LiveState.of(tokens=13, alive=9, array=4))
@@ -141,14 +142,18 @@ def test_empty_is_the_nonzero_rule():
 
 def test_regions_on_ints():
     gemm = Instruction(Opcode.GEMM, dict(a_addr=10, a_stride=6, b_addr=100, b_stride=8,
-                                         c_addr=50, c_stride=5, p_addr=3, k=6, m_tiles=3, n=5))
+                                         c_addr=50, c_stride=5, p_addr=3, k=6, m_tiles=3, n=5,
+                                         r_addr=70))
     spec = ISA[Opcode.GEMM]
     assert [tuple(region.span(gemm, 4)) for region in spec.reads] == [
         (Space.ACT, 10, 10 + 2 * 6 + 6, 6), (Space.WGT, 100, 100 + 1 * 8 + 6, 8),
-        (Space.PRM, 3, 8, 0)]
+        (Space.PRM, 3, 8, 0), (Space.ACT, 70, 70, 5)]
     assert tuple(spec.writes[0].span(gemm, 4)) == (Space.ACT, 50, 50 + 2 * 5 + 5, 5)
     b_in_act = Instruction(Opcode.GEMM, {**gemm.fields, "b_act": 1})
     assert tuple(spec.reads[1].span(b_in_act, 4)) == (Space.ACT, 100, 100 + 1 * 8 + 6, 8)
+    # The residual's words, laid out as the result's, only with ``residual``.
+    with_residual = Instruction(Opcode.GEMM, {**gemm.fields, "residual": 1})
+    assert tuple(spec.reads[3].span(with_residual, 4)) == (Space.ACT, 70, 70 + 2 * 5 + 5, 5)
     table = Instruction(Opcode.LOAD, dict(space=Space.TBL, dram_addr=0, spad_addr=32, count=2))
     assert tuple(ISA[Opcode.LOAD].writes[0].span(table, 4)) == (Space.TBL, 32, 64, 0)
     turn = Instruction(Opcode.TRANSPOSE_TO_WGT, dict(src=0, src_stride=12, dst=7, dst_stride=9,

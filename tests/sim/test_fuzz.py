@@ -26,7 +26,7 @@ def test_random_programs_cover_every_opcode_and_touch_memory_only_through_stores
     every = {opcode.name for opcode in Opcode} - {"DONE"}
     assert every <= set(seen), sorted(every - set(seen))
     assert seen["live"] > 0 and seen["TOKEN_SELECT"] > 10 and seen["resume"] > 0, seen
-    assert seen["b_act"] > 0, seen
+    assert seen["b_act"] > 0 and seen["residual"] > 0, seen
     assert list(tmp_path.iterdir()) == []
 
 
@@ -55,8 +55,11 @@ def test_a_mismatch_shrinks_to_a_minimal_program_and_a_replay_command(tmp_path):
     config, image, program_addr = load_replay(path)
     assert (config, program_addr) == (fuzz.FUZZ_CONFIG, 0)
     executed, _ = _golden(image)
-    assert [instruction.opcode for instruction in executed[fuzz.PROLOGUE:]] == [
-        Opcode.GELU, Opcode.DONE]
+    body = [instruction.opcode for instruction in executed[fuzz.PROLOGUE:]]
+    # One GELU and DONE, with at most two instructions more: shrinking keeps a pair drawn
+    # together (a host and the GELU beside it) whole, and stops where Hypothesis' shrink
+    # passes find nothing smaller that fails, which depends on the draws before it.
+    assert body.count(Opcode.GELU) == 1 and body[-1] == Opcode.DONE and len(body) <= 4, body
 
 
 def _golden(image):

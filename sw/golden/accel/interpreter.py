@@ -178,6 +178,11 @@ def _gemm(machine, index, inst):
         _check(read.space != Space.ACT or c.end <= read.first or read.end <= c.first, index,
                inst, f"result words {c.first}..{c.end - 1} overlap operand {name}'s words "
                      f"{read.first}..{read.end - 1}")
+    residual = inst.fields.get("residual", 0)
+    if residual:
+        _check_residual(config, index, inst, c)
+        rows = inst.c_stride * np.arange(inst.m_tiles)[:, None] + np.arange(inst.n)[None, :]
+        residuals = machine.act[inst.r_addr + rows]
     execute_gemm(_Images(config.gemm, machine.act, machine.act if b_act else machine.wgt,
                          machine.act, machine.bias, machine.multiplier, machine.shift,
                          machine.idx), descriptor)
@@ -185,6 +190,24 @@ def _gemm(machine, index, inst):
         written = np.unique((inst.c_addr + inst.c_stride * np.arange(inst.m_tiles))[:, None]
                             + np.arange(inst.n)[None, :])
         machine.act[written] = machine.table[machine.act[written].view(np.uint8)]
+    if residual:
+        written = inst.c_addr + rows
+        machine.act[written] = residual_add(residuals, machine.act[written], inst.r_multiplier,
+                                            inst.c_multiplier, inst.r_shift)
+
+
+def _check_residual(config, index, inst, c):
+    """A GEMM's residual: the second ACT read port is free for it, and its words are the
+    result's own or lie apart from them."""
+    _check(config.act_read_ports == 2, index, inst, "residual needs a second ACT read port "
+           f"(act_read_ports=2), not {config.act_read_ports}")
+    _check(not inst.gelu and not inst.b_act, index, inst,
+           f"residual needs gelu=0 and b_act=0 (the write-back and the second read port are "
+           f"the residual's), not gelu={inst.gelu}, b_act={inst.b_act}")
+    r = ISA[inst.opcode].reads[-1].span(inst, config.array)
+    _check(inst.r_addr == inst.c_addr or c.end <= r.first or r.end <= c.first, index, inst,
+           f"residual words {r.first}..{r.end - 1} must be the result's own or apart from "
+           f"its words {c.first}..{c.end - 1}")
 
 
 def _check_indices(machine, index, inst, descriptor):

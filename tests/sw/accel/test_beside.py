@@ -33,6 +33,8 @@ COPY = Instruction(Opcode.COPY_TO_WGT, dict(src=0, src_stride=12, dst=0, tiles=3
 TRANSPOSE = Instruction(Opcode.TRANSPOSE_TO_WGT, dict(src=0, src_stride=12, dst=0, dst_stride=12,
                                                       token_tiles=3, channel_tiles=3))
 HOSTS = "['GEMM', 'GEMM_SPARSE', 'COPY_TO_WGT', 'TRANSPOSE_TO_WGT']"
+RESIDUAL_GEMM = Instruction(Opcode.GEMM, {**GEMM.fields, "residual": 1, "r_addr": 200,
+                                          "r_multiplier": 3, "c_multiplier": 5, "r_shift": 2})
 
 
 @pytest.mark.parametrize("host, side, refusal", [
@@ -65,6 +67,20 @@ HOSTS = "['GEMM', 'GEMM_SPARSE', 'COPY_TO_WGT', 'TRANSPOSE_TO_WGT']"
      "it writes ACT words 20..55, which the GEMM reads (ACT words 0..47)"),
     (Instruction(Opcode.GEMM, {**GEMM.fields, "c_addr": 250}), softmax(),
      "the GEMM writes ACT words 250..273, across the bank boundary 256"),
+    # A residual (ACT 200..223, bank 0) is one more read of the GEMM's; its sum takes the
+    # element-wise unit.
+    (RESIDUAL_GEMM, softmax(), None),
+    (RESIDUAL_GEMM, softmax(dst=210),
+     "it writes ACT words 210..245, which the GEMM reads (ACT words 200..223)"),
+    (Instruction(Opcode.GEMM, {**RESIDUAL_GEMM.fields, "r_addr": 400}), softmax(),
+     "it reads ACT words 300..335 in bank 1, whose read port the GEMM uses "
+     "(ACT words 400..423)"),
+    (RESIDUAL_GEMM, Instruction(Opcode.ADD, dict(x=300, y=320, dst=100, count=8,
+                                                  x_multiplier=1, y_multiplier=1, shift=0,
+                                                  beside=1)),
+     "the GEMM adds its residual on the element-wise unit, which ADD needs"),
+    (GEMM, Instruction(Opcode.ADD, dict(x=300, y=320, dst=100, count=8, x_multiplier=1,
+                                        y_multiplier=1, shift=0, beside=1)), None),
 ])
 def test_the_rule_names_what_is_wrong(host, side, refusal):
     assert beside_refusal(host, side, CONFIG.array, CONFIG.act_bank_start) == refusal

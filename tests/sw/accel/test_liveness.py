@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vitforge.errors import ConfigError
-from vitforge.hw.accel.isa import ISA, Opcode, Space
+from vitforge.hw.accel.isa import ISA, Instruction, Opcode, Space
 from vitforge.sw.accel.compiler import compile_blocks, compile_model, config_for, \
     config_for_model
 from vitforge.sw.accel.vit_plan import ACT_BANKS, HEAD_BUFFERS, plan_blocks, plan_model
@@ -53,7 +53,7 @@ def check_allocation(plan):
 
 def act_spans(opcode, fields, array):
     """The ACT spans an instruction reads and writes, by the rules table."""
-    values = SimpleNamespace(**fields)
+    values = Instruction(Opcode(opcode), fields)
     for region in (*ISA[Opcode(opcode)].reads, *ISA[Opcode(opcode)].writes):
         span = region.span(values, array)
         if Space(span.space) == Space.ACT and span.end > span.first:

@@ -91,13 +91,19 @@ def test_lifetimes_of_a_whole_model():
     assert lifetime("x") == ("patch embedding", "head")       # two blocks: x holds the result
     assert lifetime("x2") == ("block 0 mlp", "block 1 mlp")
     assert lifetime("logits") == ("head", "output")
-    # FC2's parameters load with attention's and live through the MLP; FC1's load with the
-    # MLP, after FC2's.
+    # FC2's parameters load with attention's and live through the MLP; so do FC1's, since
+    # proj's GEMMs add the residual (two read ports): no ADD hosts their load. proj writes
+    # x1, which lives from attention on, and no layer's result waits in ``sublayer``.
+    assert CONFIG.act_read_ports == 2
     assert lifetime("block 1 qkv", Space.PRM) == ("block 1 attention", "block 1 attention")
     assert lifetime("block 1 fc2", Space.PRM) == ("block 1 attention", "block 1 mlp")
-    assert lifetime("block 1 fc1", Space.PRM) == ("block 1 mlp", "block 1 mlp")
-    assert plan.region(Space.PRM, "block 1 fc1").start == plan.region(Space.PRM,
-                                                                      "block 1 fc2").end
+    assert lifetime("block 1 fc1", Space.PRM) == ("block 1 attention", "block 1 mlp")
+    assert lifetime("x1") == ("input", "block 1 mlp")
+    assert "sublayer" not in {region.name for region in plan.regions}
+    unfused = compile_model(dataclasses.replace(CONFIG, act_read_ports=1), tiny_model()).plan
+    assert [unfused.phases[unfused.region(Space.PRM, "block 1 fc1").first].name,
+            unfused.phases[unfused.region(Space.ACT, "x1").first].name] == ["block 1 mlp", "input"]
+    assert unfused.region(Space.ACT, "sublayer").words > 0
     assert plan.region(Space.PRM, "block 1 score").words == 17
 
 
@@ -110,8 +116,13 @@ def test_config_for_takes_its_sizes_from_the_plan():
     # PRM: fc2's, then attention's qkv, proj, score and context, or later fc1's.
     assert (plan.depth(Space.PRM), plan.depth(Space.LNP)) == (32 + 4 * 32 + 17 + 16, 64)
     assert (plan.weight_words, plan.reduction_depth) == (96 // 4 * 32, 64)
+    # With two read ports (the residual ADDs in proj's and FC2's write-back) FC1's are
+    # loaded with attention's too, and x1 takes sublayer's place in attention.
+    fused = plan_blocks(blocks, 17, 4, fused_after=lambda layer: True)
+    assert fused.depth(Space.PRM) == 32 + 4 * 32 + 17 + 16 + 64
+    assert fused.depth(Space.ACT) == plan.depth(Space.ACT)
     assert config_for(blocks, 17, 4) == AcceleratorConfig(
-        array=4, act_depth=2048, wgt_depth=2048, prm_depth=256, lnp_depth=64, k_max=64)
+        array=4, act_depth=2048, wgt_depth=2048, prm_depth=512, lnp_depth=64, k_max=64)
 
 
 def test_a_program_is_complete_when_built():

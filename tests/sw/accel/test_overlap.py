@@ -48,8 +48,9 @@ def side_pairs(program):
 def attention_order(program, block):
     """The instructions of ``block``'s heads, one letter each: K (copy of K^T), G (GEMM),
     Q (GEMM reading K in ACT: ``Q K^T`` with no copy), S (softmax), s (softmax beside the
-    GEMM), V (transpose of V), and L for the load after the last head (proj's weights, to
-    run beside its P V GEMM)."""
+    GEMM), V (transpose of V), and L for a load: after the last head (proj's weights, to
+    run beside its P V GEMM) and, where proj adds the residual, LN2's parameters after head
+    0's first Q K^T, which hosts no softmax."""
     letters = {Opcode.COPY_TO_WGT: "K", Opcode.GEMM: "G", Opcode.TRANSPOSE_TO_WGT: "V",
                Opcode.LOAD: "L"}
     order = "".join("s" if fields.get("beside") else
@@ -93,18 +94,18 @@ def test_each_softmax_runs_beside_the_hosts_between_its_scores_and_its_use(seed)
         assert host.opcode in ROW_HOSTS and side.opcode == Opcode.SOFTMAX
         assert beside_refusal(host, side, array, config.act_bank_start) is None
     # Q K^T of head 0 (reading K in ACT: no copy), maybe in two GEMMs with the first piece
-    # of its softmax beside the second; then the hosts of each head's softmax, each maybe
+    # of its softmax beside the second, LN2's parameters loaded after the first; then the hosts of each head's softmax, each maybe
     # with a piece of it: head 1's Q K^T (and before it, in the early schedule, head 0's V
     # transpose); per head h > 0 head h + 1's Q K^T and head h - 1's V transpose and P V;
     # for the last head the transpose and P V of the head before it and its own transpose;
     # the last P V and proj's load.
     heads = blocks[0].heads
     letters = {"scores": "Q", "values": "V", "product": "G"}
-    patterns = ["Q(Qs)?" + "".join(f"{letters[kind]}s?" for steps in schedule
+    patterns = ["QL?(Qs)?" + "".join(f"{letters[kind]}s?" for steps in schedule
                                    for kind, _ in steps) + "GL"
                 for schedule in (Lowering.attention_schedule(heads, early)
                                  for early in (False, True)[:heads - 1])]
-    assert patterns[0] == "Q(Qs)?Qs?" + "Qs?Vs?Gs?" * (heads - 2) + "Vs?Gs?Vs?GL"
+    assert patterns[0] == "QL?(Qs)?Qs?" + "Qs?Vs?Gs?" * (heads - 2) + "Vs?Gs?Vs?GL"
     for index, tokens in enumerate(block_tokens):
         order = attention_order(program, index)
         assert any(re.fullmatch(pattern, order) for pattern in patterns), (order, patterns)
@@ -143,19 +144,20 @@ def test_a_deit_head_0_s_softmax_hides_behind_its_values_where_that_loses_less(m
     no K^T copies (Q K^T reads K in ACT), so head 0's softmax has only head 1's Q K^T
     after its own; the early schedule moves head 0's V transpose before it (one tile
     beside it), which loses fewer cycles than the other schedule, and the result is the
-    golden blocks'."""
+    golden blocks'. Proj adds the residual, so LN2's parameters load after the first piece
+    of head 0's Q K^T."""
     rng = np.random.default_rng(1)
     x, blocks, _ = random_blocks(rng, tokens=197, dim=192, heads=3, hidden=16, count=1)
     config = replace(config_for(blocks, len(x), 40), macs_per_dsp=2, k_per_cycle=2)
     program = compile_blocks(config, blocks, x)
-    assert attention_order(program, 0) == "QQsVsQsQsGsVsGsVsGL"
+    assert attention_order(program, 0) == "QLQsVsQsQsGsVsGsVsGL"
     assert beside_tiles(program, 0) == [1, 1, 3, 2, 3, 1, 3, 1]
     np.testing.assert_array_equal(run(program)[0], encoder_blocks(x, blocks))
     late = Lowering.attention_schedule
     monkeypatch.setattr(Lowering, "attention_schedule",
                         staticmethod(lambda heads, early=False: late(heads)))
     other = compile_blocks(config, blocks, x)
-    assert attention_order(other, 0) == "QQsQsQsVsGsVsGsVsGL"
+    assert attention_order(other, 0) == "QLQsQsQsVsGsVsGsVsGL"
     assert predict(program).cycles < predict(other).cycles
 
 
@@ -269,9 +271,9 @@ CONFIG = AcceleratorConfig(array=4, act_depth=4096, wgt_depth=2048, prm_depth=51
     (2, dict(act_depth=2112), "the banked plan does not fit: activation region scores needs "
                               "ACT words 2048..2217, beyond act_depth=2112"),
     # Bank 0 holds words 0..1023: qkv (480 words), two buffers of probabilities (170), x and
-    # normalized (160 each) leave too few for sublayer, which attention needs too; it goes
-    # after context (bank 1 from 1024) and ends beyond ACT.
-    (2, dict(act_depth=1500), "the banked plan does not fit: activation region sublayer needs "
+    # normalized (160 each) leave too few for x1, which proj writes in attention (its
+    # residual sum); it goes after context (bank 1 from 1024) and ends beyond ACT.
+    (2, dict(act_depth=1500), "the banked plan does not fit: activation region x1 needs "
                               "ACT words 1354..1513, beyond act_depth=1500"),
     (1, {}, "every block has one head"),
 ])
@@ -281,7 +283,8 @@ def test_heads_run_in_turn_where_they_cannot_overlap(heads, changes, reason):
     assert (program.overlap, program.sequential_reason) == (False, reason)
     assert program.plan.bank_start is None and not side_pairs(program)
     for index in range(len(blocks)):
-        assert attention_order(program, index) == "QSVG" * heads + "L"
+        # Proj adds the residual: LN2's parameters load after head 0's Q K^T.
+        assert attention_order(program, index) == "QLSVG" + "QSVG" * (heads - 1) + "L"
     np.testing.assert_array_equal(run(program)[0], encoder_blocks(x, blocks))
 
 

@@ -47,15 +47,20 @@ def test_chunks_cover_the_layer_and_hide_their_loads(seed):
             assert all(later * load >= earlier * gemm for earlier, later in pairs[:-1]), case
 
 
-def test_every_load_of_a_gemm_bound_block_runs_beside_a_host_and_hides():
+@pytest.mark.parametrize("act_read_ports", [1, 2])
+def test_every_load_of_a_gemm_bound_block_runs_beside_a_host_and_hides(act_read_ports):
     """Five token tiles on an 8-lane array: a column tile's GEMM takes five times its load.
     Every weight, parameter and LayerNorm parameter load after the first computing
     instruction runs beside the instruction before it (a GEMM, a LayerNorm or the residual
-    ADD) and ends before it; the program still equals the reference."""
+    ADD) and ends before it; the program still equals the reference. With two read ports
+    there is no ADD (proj and FC2 add the residuals): each block's LN1 parameters load
+    alone after its QKV's first weights, LN2's after head 0's Q K^T (which hosts no
+    softmax), and FC1's parameters with attention's."""
     x, blocks, _ = random_blocks(np.random.default_rng(11), tokens=40, dim=64, heads=2,
                                  hidden=256, count=2)
     config = AcceleratorConfig(array=8, act_depth=4096, wgt_depth=4096, prm_depth=1024,
-                               lnp_depth=256, k_max=512, macs_per_dsp=2, k_per_cycle=2)
+                               lnp_depth=256, k_max=512, macs_per_dsp=2, k_per_cycle=2,
+                               act_read_ports=act_read_ports)
     program = compile_blocks(config, blocks, x)
     machine = Machine(config, program.image)
     run_program(machine, program.program_addr)
@@ -65,16 +70,26 @@ def test_every_load_of_a_gemm_bound_block_runs_beside_a_host_and_hides():
     start = next(index for index, item in enumerate(instructions) if item.opcode != Opcode.LOAD)
     loads = [index for index, item in enumerate(instructions[start:], start)
              if item.opcode == Opcode.LOAD and item.space in (Space.WGT, Space.PRM, Space.LNP)]
-    hosts = set()
+    hosts, alone = set(), []
     for index in loads:
         host, load = instructions[index - 1], instructions[index]
+        if act_read_ports == 2 and load.space == Space.LNP:
+            alone.append((host.opcode, host.space if host.opcode == Opcode.LOAD
+                           else host.b_act))
+            continue
         assert _may_run_beside(config, host, load), (index, host, load)
         assert SIDE_START_DELAY + unit_cycles(config, load) <= unit_cycles(config, host), \
             (index, host, load)
         hosts.add((host.opcode, load.space))
-    # LNP beside the residual ADD before LN1, FC1's PRM beside the one before LN2.
-    assert {(Opcode.ADD, Space.LNP), (Opcode.ADD, Space.PRM), (Opcode.LAYERNORM, Space.PRM),
-            (Opcode.LAYERNORM, Space.WGT), (Opcode.GEMM, Space.WGT)} <= hosts
+    always = {(Opcode.LAYERNORM, Space.PRM), (Opcode.LAYERNORM, Space.WGT),
+              (Opcode.GEMM, Space.WGT)}
+    if act_read_ports == 1:
+        # LNP beside the residual ADD before LN1, FC1's PRM beside the one before LN2.
+        assert always | {(Opcode.ADD, Space.LNP), (Opcode.ADD, Space.PRM)} <= hosts
+    else:
+        assert always <= hosts and Opcode.ADD not in {opcode for opcode, _ in hosts}
+        ln1, ln2 = (Opcode.LOAD, Space.WGT), (Opcode.GEMM, 1)
+        assert alone == [ln2] + [ln1, ln2] * (len(blocks) - 1)
 
 
 def _head_loads(program, config):
