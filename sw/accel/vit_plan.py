@@ -93,6 +93,7 @@ def _head_padding(block, lanes):
 
 
 def _unfused(layer):
+    """The default ``fused_after``: every residual ADD is an instruction of its own."""
     return False
 
 
