@@ -399,7 +399,8 @@ class Lowering:
         above two halves of at least ``least_half`` words (the plan's
         ``least_weight_words``: layers then load in chunks no wider than a half holds,
         :meth:`load_layer`): column tiles beside the GEMMs that host no load (each QKV's
-        and proj's last, the last FC2's), as many as each hides, into words reserved for
+        last, proj's last where a residual ADD follows it rather than FC2's parameters, the
+        last FC2's), as many as each hides, into words reserved for
         them; the rest before the head's GEMM (:meth:`head`). Otherwise the head loads as
         every layer does (its whole weights stream after the final LayerNorm, with no GEMM
         to hide them). Dense heads only."""
