@@ -178,22 +178,23 @@ def _gemm(machine, index, inst):
         _check(read.space != Space.ACT or c.end <= read.first or read.end <= c.first, index,
                inst, f"result words {c.first}..{c.end - 1} overlap operand {name}'s words "
                      f"{read.first}..{read.end - 1}")
+    # The ACT word of each result, by tile and column.
+    result_words = (inst.c_addr + inst.c_stride * np.arange(inst.m_tiles))[:, None] \
+        + np.arange(inst.n)[None, :]
     residual = inst.fields.get("residual", 0)
     if residual:
         _check_residual(config, index, inst, c)
-        rows = inst.c_stride * np.arange(inst.m_tiles)[:, None] + np.arange(inst.n)[None, :]
-        residuals = machine.act[inst.r_addr + rows]
+        residuals = machine.act[result_words + (inst.r_addr - inst.c_addr)]
     execute_gemm(_Images(config.gemm, machine.act, machine.act if b_act else machine.wgt,
                          machine.act, machine.bias, machine.multiplier, machine.shift,
                          machine.idx), descriptor)
     if inst.gelu:
-        written = np.unique((inst.c_addr + inst.c_stride * np.arange(inst.m_tiles))[:, None]
-                            + np.arange(inst.n)[None, :])
+        written = np.unique(result_words)
         machine.act[written] = machine.table[machine.act[written].view(np.uint8)]
     if residual:
-        written = inst.c_addr + rows
-        machine.act[written] = residual_add(residuals, machine.act[written], inst.r_multiplier,
-                                            inst.c_multiplier, inst.r_shift)
+        machine.act[result_words] = residual_add(residuals, machine.act[result_words],
+                                                 inst.r_multiplier, inst.c_multiplier,
+                                                 inst.r_shift)
 
 
 def _check_residual(config, index, inst, c):
