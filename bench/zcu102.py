@@ -13,7 +13,8 @@ Side by side in one run:
    synthesis (goal: within 5 % on LUT, FF, DSP, BRAM).
 3. Each change's cycles for DeiT-T and DeiT-S from the cycle model (exact:
    item 5 checks it against the simulated counters), per class and beside a
-   GEMM, with FPS at 250 MHz and at the clock the evidence supports.
+   GEMM, with FPS at 250 MHz and at the clock the evidence supports; and for the
+   ``zcu102`` preset what bounds its PE utilization (:func:`bounds`).
 4. AXI overhead: the embedded digits model on the ``small`` preset, cycles
    with the ideal one-cycle memory against the AXI shell with cocotbext-axi's
    ``AxiRam`` (and with random back-pressure on every channel).
@@ -31,10 +32,12 @@ device) and ``zcu102_changes.png`` (each change's cycles by class); ``--replot``
 plots again from that JSON without measuring.
 
 ``--cycles-only`` runs item 3 alone (minutes) into ``zcu102_cycles.json`` and draws it as
-``zcu102_cycles.png``.
+``zcu102_cycles.png``. ``--bounds`` (seconds) writes ``zcu102_bounds.json`` and
+``zcu102_bounds.png``: what bounds the ``zcu102`` preset's PE utilization, per kind of phase
+the DMA's work against the engine's, and the ceilings that follow (:func:`bounds`).
 
     python bench/zcu102.py [--skip-deit] [--skip-flat] [--coverify-final-only] [--replot]
-                           [--cycles-only]
+                           [--cycles-only] [--bounds]
 """
 
 import argparse
@@ -234,6 +237,74 @@ def modelled_cycles():
     return rows
 
 
+#: The utilization ceilings :func:`bounds` reports: each phase as long as the larger of its
+#: DMA's and its engine's work, the engine's counted as named, the weight loads at 1x or 2x.
+CEILINGS = {
+    "as scheduled (LayerNorm and moves on the engine's path)": (("layernorm", "move"), 1),
+    "LayerNorm and moves hidden": ((), 1),
+    "a weight path twice as wide": (("layernorm", "move"), 2),
+    "both": ((), 2),
+}
+
+
+def _phase_kind(section):
+    """``section`` without its block number: ``block 3 mlp`` -> ``mlp``."""
+    words = section.split()
+    return " ".join(words[2:]) if words[0] == "block" else section
+
+
+def bounds(preset=_FINAL):
+    """What bounds DeiT-T's and DeiT-S's PE utilization on ``preset``, from the cycle model.
+
+    Per kind of phase (the compiler's sections: ``attention`` is LN1, QKV, the heads and
+    proj; ``mlp`` LN2, FC1 and FC2) the cycles it takes, and the work of the DMA (every
+    LOAD's and STORE's own cycles, the weights' apart), of the GEMM unit, of LayerNorm and
+    of the moves. Each ceiling of :data:`CEILINGS` gives every phase the larger of its DMA's
+    work and its engine's (the GEMMs plus what the ceiling leaves on the engine's path), as
+    if each overlapped the other perfectly: a utilization no scheduling of the same work
+    within the same phases can beat.
+    """
+    from vitforge.hw.accel.isa import ISA, Instruction, Opcode, Space
+    from vitforge.sw.accel.cycles import predict, unit_cycles
+
+    config, rows = preset.accelerator, {}
+    for name, program in _deit_programs(config):
+        predicted = predict(program)
+        phases = {}
+        work = ("cycles", "dma", "weights", "gemm", "layernorm", "move")
+        for section, cycles in predicted.section_cycles(program).items():
+            phase = phases.setdefault(_phase_kind(section), dict.fromkeys(work, 0))
+            phase["cycles"] += cycles
+        for (opcode, fields), section in zip(program.instructions, program.sections):
+            instruction = Instruction(Opcode(opcode), dict(fields))
+            phase, cycles = phases[_phase_kind(section)], unit_cycles(config, instruction)
+            unit = ISA[instruction.opcode].unit
+            if unit == "dma":
+                phase["dma"] += cycles
+                if instruction.opcode == Opcode.LOAD and instruction.space == Space.WGT:
+                    phase["weights"] += cycles
+            elif unit in ("gemm", "layernorm"):
+                phase[unit] += cycles
+            elif unit == "moves":
+                phase["move"] += cycles
+        useful = program.macs / config.gemm.macs_per_cycle
+        ceilings = {}
+        for ceiling, (engine, widening) in CEILINGS.items():
+            floor = sum(max(phase["dma"] - phase["weights"] + phase["weights"] // widening,
+                            phase["gemm"] + sum(phase[part] for part in engine))
+                        for phase in phases.values())
+            ceilings[ceiling] = {"cycles": floor, "utilization": round(useful / floor, 4)}
+        rows[name] = {"cycles": predicted.cycles,
+                      "utilization": round(useful / predicted.cycles, 4),
+                      "gemm_only_utilization": round(
+                          useful / sum(phase["gemm"] for phase in phases.values()), 4),
+                      "phases": phases, "ceilings": ceilings}
+        print(f"{name}: {predicted.cycles} cycles, {rows[name]['utilization']:.1%} of the PEs; "
+              + "; ".join(f"{ceiling}: {value['utilization']:.1%}"
+                          for ceiling, value in ceilings.items()), flush=True)
+    return rows
+
+
 def deit(preset):
     """One image of DeiT-T and DeiT-S compiled for the preset's own scratchpads, co-verified."""
     from vitforge.sim.accel.cosim import coverify
@@ -312,10 +383,48 @@ def plot_changes(modelled, path):
     plt.close(figure)
 
 
+def plot_bounds(rows, path):
+    """Per kind of phase of DeiT-T and DeiT-S: the cycles it takes beside its engine's work
+    (GEMM, LayerNorm, moves) and its DMA's (weights, the rest), with the ceilings."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    parts = {"taken": (("cycles", "tab:gray"),),
+             "engine": (("gemm", "tab:blue"), ("layernorm", "tab:orange"), ("move", "tab:green")),
+             "DMA": (("weights", "tab:red"), ("other loads", "tab:pink"))}
+    for axis, (model, row) in zip(axes, rows.items()):
+        phases = list(row["phases"])
+        for offset, (bar, pieces) in zip((-0.27, 0, 0.27), parts.items()):
+            left = [0] * len(phases)
+            for part, colour in pieces:
+                widths = [(phase["dma"] - phase["weights"] if part == "other loads" else
+                           phase[part]) / 1e3 for phase in map(row["phases"].get, phases)]
+                axis.barh([index + offset for index in range(len(phases))], widths, 0.25,
+                          left=left, color=colour, label=f"{bar}: {part}")
+                left = [start + width for start, width in zip(left, widths)]
+        axis.set_yticks(range(len(phases)), phases)
+        axis.invert_yaxis()
+        axis.set_xlabel("thousand cycles (all blocks)")
+        ceilings = "\n".join(f"{name}: {value['utilization']:.1%}"
+                             for name, value in row["ceilings"].items())
+        axis.set_title(f"{model}: {row['utilization']:.1%} of the PEs; ceilings\n{ceilings}",
+                       fontsize=8)
+    figure.legend(*axes[1].get_legend_handles_labels(), loc="lower center", ncol=6, fontsize=8)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def draw(results, out):
     plot_resources(results["resources"]["zcu102"], out / "zcu102_resources.png")
     plot_changes(results["modelled_cycles"], out / "zcu102_changes.png")
-    print(f"wrote {out / 'zcu102_resources.png'} and zcu102_changes.png")
+    drawn = "zcu102_changes.png"
+    if "bounds" in results:     # runs before 2026-12-05 have none
+        plot_bounds(results["bounds"], out / "zcu102_bounds.png")
+        drawn += " and zcu102_bounds.png"
+    print(f"wrote {out / 'zcu102_resources.png'}, {drawn}")
 
 
 def main(argv=None):
@@ -329,17 +438,23 @@ def main(argv=None):
                         help="draw the plots from the JSON of an earlier run, measuring nothing")
     parser.add_argument("--cycles-only", action="store_true",
                         help="only every change's cycles from the cycle model")
+    parser.add_argument("--bounds", action="store_true",
+                        help="only what bounds the zcu102 preset's PE utilization (seconds)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     if args.replot:
         draw(json.loads((args.out / "zcu102.json").read_text()), args.out)
         return
-    if args.cycles_only:
-        path, modelled = args.out / "zcu102_cycles.json", modelled_cycles()
-        path.write_text(json.dumps({"modelled_cycles": modelled}, indent=2) + "\n")
-        plot_changes(modelled, args.out / "zcu102_cycles.png")
-        print(f"wrote {path} and zcu102_cycles.png")
-        return
+    for alone, stem, key, measure, plot in (
+            (args.bounds, "zcu102_bounds", "bounds", bounds, plot_bounds),
+            (args.cycles_only, "zcu102_cycles", "modelled_cycles", modelled_cycles,
+             plot_changes)):
+        if alone:
+            path, measured = args.out / f"{stem}.json", measure()
+            path.write_text(json.dumps({key: measured}, indent=2) + "\n")
+            plot(measured, args.out / f"{stem}.png")
+            print(f"wrote {path} and {stem}.png")
+            return
 
     results = {"goals": {"generate_seconds": GOAL_GENERATE_SECONDS,
                          "estimate_seconds": GOAL_ESTIMATE_SECONDS,
@@ -356,6 +471,7 @@ def main(argv=None):
         partial.write_text(json.dumps(results, indent=2) + "\n")
 
     keep("modelled_cycles", modelled_cycles())
+    keep("bounds", bounds())
     with tempfile.TemporaryDirectory(prefix="vitforge-bench-") as scratch:
         keep("generate", generation(scratch))
     keep("resources", estimates(args.skip_flat))
