@@ -81,7 +81,8 @@ PRESETS = {
         array=4, act_depth=4096, wgt_depth=2048, prm_depth=512, lnp_depth=64, k_max=128)),
     # 40x40 output tile, two steps of K per cycle on DSP48E2 cascades (3,200 int8 MACs per
     # cycle on 1,600 DSPs), with scratchpads for DeiT-T and DeiT-S, dense or token-pruned
-    # (pruned DeiT-S's plan needs 23,056 ACT words), the ACT sized by liveness in two banks
+    # (sized when pruned DeiT-S's plan needed 23,056 ACT words; now 20,274, as dense: its
+    # selectors' layers have regions of their own), the ACT sized by liveness in two banks
     # (words 0..16,383 and 16,384..24,575) so that each head's softmax runs beside the next
     # head's GEMM; two activation read ports (the scratchpad twice in block RAM), so that ADD
     # reads a word of each operand per cycle and a softmax finds a tile's maxima during the

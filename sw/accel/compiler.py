@@ -5,7 +5,8 @@ scratchpads; :func:`config_for` sizes an accelerator from the same plan. With
 two ACT banks the compiler plans for overlapped heads (each softmax beside the
 GEMMs of its neighbours, :meth:`~.lowering.Lowering.attention`) and falls back to
 heads in turn, on the unbanked plan, when that plan does not fit the
-accelerator or the token counts are live (selector stages). The
+accelerator or the token counts are live (``threshold`` selector stages; ``topk``
+ones leave counts the compiler knows). The
 lowering (:mod:`.lowering`) emits the instructions at the plan's addresses
 through an emitter (:mod:`.emitter`) that lays out the image, and the result
 is one complete :class:`~.program.CompiledProgram`. A model is compiled once;
@@ -43,8 +44,8 @@ def _sequential_reason(config, blocks, stages):
     whatever the plan, or ``None``."""
     if config.act_banks == 1:
         return "act_banks=1"
-    if stages:
-        return "selector stages make the token counts live"
+    if any(stage.mode != "topk" for stage in stages):
+        return "threshold selector stages make the token counts live"
     if all(block.heads == 1 for block in blocks):
         return "every block has one head"
     return None

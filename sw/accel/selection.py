@@ -48,7 +48,8 @@ class SelectStage:
     tokens, alive : int
         The most tokens and alive patches it can see (its fields' values).
     live : bool
-        Whether it runs on the live count of an earlier stage.
+        Whether it runs on the live count of an earlier stage (a ``threshold`` one's:
+        ``topk`` stages leave counts the compiler knows and writes into the fields).
     """
 
     index: int
@@ -87,7 +88,7 @@ def select_stages(selectors, shape):
                                                          selectors.stages)):
         keep = keep_count(ratio, shape.patches) if config.mode == "topk" else 0
         stage = SelectStage(index, block, selector, config.mode, keep, tokens, alive,
-                            live=index > 0)
+                            live=index > 0 and config.mode != "topk")
         stages.append(stage)
         tokens, alive = _output_tokens(stage), min(alive, keep) if keep else alive
     return tuple(stages), block_counts([stage.block for stage in stages],
@@ -139,29 +140,32 @@ def _head_layout(selector, align):
 
 
 def select_regions(stages, lanes, align):
-    """The ACT regions ``(name, words)`` only selector ``stages`` use: ``select scores``,
-    each token's score per head, and ``select heads``, one tile of the head predictor's
-    input (the head means), hidden layer and output (the head weights), each starting on
-    a multiple of ``align``."""
+    """The ACT regions ``(name, words)`` only selector ``stages`` use: ``select fc1`` and
+    ``select fc2``, the token predictor's hidden layers (``dim / 2`` and ``dim / 4``
+    channels of every head together); ``select scores``, each token's score per head; and
+    ``select heads``, one tile of the head predictor's input (the head means), hidden
+    layer and output (the head weights), each starting on a multiple of ``align``."""
     if not stages:
         return []
     selectors = [stage.selector for stage in stages]
-    return [("select scores", tiles(stages[0].tokens, lanes)
-             * max(selector.heads for selector in selectors)),
+    token_tiles = tiles(stages[0].tokens, lanes)
+    dim = selectors[0].heads * selectors[0].head_dim
+    return [("select fc1", token_tiles * (dim // 2)), ("select fc2", token_tiles * (dim // 4)),
+            ("select scores", token_tiles * max(selector.heads for selector in selectors)),
             ("select heads", max(_head_layout(selector, align)[2] for selector in selectors))]
 
 
 def plan_select(builder, stage, dim, source, result):
     """The phase of ``stage``: its loads, operands (every predictor weight in one half of
-    WGT) and reductions. Its predictor's layers run in ``normalized``, ``qkv``, ``mlp``,
-    ``context`` and the :func:`select_regions`."""
+    WGT) and reductions. Its predictor's layers run in ``normalized``, ``qkv`` and the
+    :func:`select_regions`."""
     name, selector = stage.name, stage.selector
     if selector.head_dim % (4 * builder.align):
         raise ConfigError(f"the head dim must be a multiple of {4 * builder.align} for a token "
                           f"selector on k_per_cycle={builder.align} (its GEMMs read aligned "
                           f"groups of words), not {selector.head_dim}")
-    phase = builder.phase(name, stage.tokens, source, result, "normalized", "qkv", "mlp",
-                          "context", "select scores", "select heads")
+    phase = builder.phase(name, stage.tokens, source, result, "normalized", "qkv",
+                          "select fc1", "select fc2", "select scores", "select heads")
     layers = _layers(selector)
     builder.load(Space.PRM, phase, phase,
                  [(f"{name} {label}", layer.weight.shape[1]) for label, layer in layers])
@@ -188,8 +192,8 @@ def lower_select(lowering, stage, source, result):
     prm = lowering.load_params({f"{stage.name} {label}": layer
                                 for label, layer in _layers(selector)})
     lnp = lowering.load_layernorms({f"{stage.name} ln": selector.ln})[f"{stage.name} ln"]
-    normalized, z, f1, f2 = (lowering.act(name) for name in ("normalized", "qkv", "mlp",
-                                                              "context"))
+    normalized, z, f1, f2 = (lowering.act(name) for name in ("normalized", "qkv", "select fc1",
+                                                              "select fc2"))
     scores, small = lowering.act("select scores"), lowering.act("select heads")
 
     align = lowering.config.k_per_cycle
@@ -241,4 +245,5 @@ def lower_select(lowering, stage, source, result):
          tokens=stage.tokens, alive=stage.alive, keep=stage.keep,
          mode=SELECT_MODES.index(stage.mode),
          live=lowering.live_bits(Opcode.TOKEN_SELECT, "tokens", "alive"))
-    lowering.live = True
+    # Top-k leaves the counts the plan's phases hold (select_stages); a threshold, any.
+    lowering.live = stage.mode != "topk"
