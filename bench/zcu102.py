@@ -35,9 +35,11 @@ plots again from that JSON without measuring.
 ``zcu102_cycles.png``. ``--bounds`` (seconds) writes ``zcu102_bounds.json`` and
 ``zcu102_bounds.png``: what bounds the ``zcu102`` preset's PE utilization, per kind of phase
 the DMA's work against the engine's, and the ceilings that follow (:func:`bounds`).
+``--pruned`` (about 15 minutes) writes ``zcu102_pruned.json`` and ``zcu102_pruned.png``: DeiT-T
+and DeiT-S dense, token-pruned (top-k), HP-sparse and both on the preset (:func:`pruned`).
 
     python bench/zcu102.py [--skip-deit] [--skip-flat] [--coverify-final-only] [--replot]
-                           [--cycles-only] [--bounds]
+                           [--cycles-only] [--bounds] [--pruned]
 """
 
 import argparse
@@ -305,6 +307,71 @@ def bounds(preset=_FINAL):
     return rows
 
 
+#: Token pruning and HP sparsity on the ``zcu102`` preset: random selectors at the default
+#: top-k stages, weights HP-pruned to 50% for groups of the array's 40 columns.
+PRUNED_SETTINGS = ("dense", "top-k", "HP 50%", "HP 50% + top-k")
+
+
+def _pruned_programs(config, name):
+    """DeiT ``name`` compiled for ``config`` in each of :data:`PRUNED_SETTINGS`, with the
+    golden logits each must give."""
+    import numpy as np
+    from vitforge.sim.model_run import load_model
+    from vitforge.sw.accel.compiler import compile_model
+    from vitforge.sw.golden.encoder import pruned_vit_logits, vit_logits
+    from vitforge.sw.model.hp_prune import prune_vit
+    from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
+    from vitforge.sw.model.quantized_selector import quantize_selectors
+    from vitforge.sw.model.selector import default_stages, random_selectors
+    from vitforge.sw.model.vit import patchify
+
+    vit, calibration, images, _ = load_model(name)
+    stages = default_stages(vit.shape.depth, "topk")
+    selectors = random_selectors(vit.shape, stages, np.random.default_rng(1), scale=0.5)
+    for weights, variant in (("", vit), ("HP 50%", prune_vit(vit, 0.5, cols=config.array))):
+        model = quantize_vit(variant, calibration)
+        patches = quantize_tensor(patchify(images[:1], vit.shape)[0], model.input_scale)
+        quantized = quantize_selectors(variant, selectors, stages, calibration, model)
+        for chosen in (None, quantized):
+            setting = " + ".join(part for part in (weights, chosen and "top-k") if part)
+            expected = vit_logits(model, patches) if chosen is None else \
+                pruned_vit_logits(model, patches, chosen)[0]
+            yield setting or "dense", compile_model(config, model, patches, selectors=chosen), \
+                expected
+
+
+def pruned(preset=_FINAL, coverify_settings=("top-k", "HP 50% + top-k")):
+    """DeiT-T and DeiT-S in each of :data:`PRUNED_SETTINGS` on ``preset``: cycles from the
+    cycle model, and for ``coverify_settings`` co-verified in Verilator (bit for bit, the
+    logits the golden model's, every counter the model's)."""
+    import numpy as np
+    from vitforge.sim.accel.cosim import coverify
+    from vitforge.sw.accel.cycles import predict
+
+    config, rows = preset.accelerator, {}
+    for name in ("deit-tiny", "deit-small"):
+        rows[name] = {}
+        for setting, program, expected in _pruned_programs(config, name):
+            cycles = predict(program).cycles
+            row = rows[name][setting] = {
+                "cycles": cycles, "fps": round(preset.clock_mhz * 1e6 / cycles, 1),
+                "heads_overlap": program.overlap,
+                "sparse_layers_dense": len(program.dense_fallback)}
+            if setting in coverify_settings:
+                started = time.monotonic()
+                report = coverify(program)
+                row.update(coverified_cycles=report.cycles,
+                           bit_exact=report.match and np.array_equal(report.rtl_output,
+                                                                     expected),
+                           cycle_model_exact=not report.prediction_mismatch(),
+                           coverify_seconds=round(time.monotonic() - started, 1))
+            print(f"{name} {setting}: {row}", flush=True)
+        dense = rows[name]["dense"]["cycles"]
+        for row in rows[name].values():
+            row["speedup"] = round(dense / row["cycles"], 3)
+    return rows
+
+
 def deit(preset):
     """One image of DeiT-T and DeiT-S compiled for the preset's own scratchpads, co-verified."""
     from vitforge.sim.accel.cosim import coverify
@@ -417,6 +484,28 @@ def plot_bounds(rows, path):
     plt.close(figure)
 
 
+def plot_pruned(rows, path):
+    """FPS of DeiT-T and DeiT-S in each of :data:`PRUNED_SETTINGS` on the ``zcu102`` preset."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for axis, (model, settings) in zip(axes, rows.items()):
+        fps = [settings[setting]["fps"] for setting in PRUNED_SETTINGS]
+        axis.barh(PRUNED_SETTINGS, fps, color="tab:blue")
+        for row, setting in enumerate(PRUNED_SETTINGS):
+            axis.text(fps[row], row, f" {fps[row]:g} ({settings[setting]['speedup']:g}x)",
+                      va="center", fontsize=8)
+        axis.invert_yaxis()
+        axis.set_xlim(0, max(fps) * 1.3)
+        axis.set_xlabel("FPS at the preset's clock")
+        axis.set_title(f"{model}, zcu102 preset", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def draw(results, out):
     plot_resources(results["resources"]["zcu102"], out / "zcu102_resources.png")
     plot_changes(results["modelled_cycles"], out / "zcu102_changes.png")
@@ -438,6 +527,9 @@ def main(argv=None):
                         help="draw the plots from the JSON of an earlier run, measuring nothing")
     parser.add_argument("--cycles-only", action="store_true",
                         help="only every change's cycles from the cycle model")
+    parser.add_argument("--pruned", action="store_true",
+                        help="only token pruning and HP sparsity on the zcu102 preset "
+                             "(co-verifies the pruned settings, about 15 minutes)")
     parser.add_argument("--bounds", action="store_true",
                         help="only what bounds the zcu102 preset's PE utilization (seconds)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -447,6 +539,7 @@ def main(argv=None):
         return
     for alone, stem, key, measure, plot in (
             (args.bounds, "zcu102_bounds", "bounds", bounds, plot_bounds),
+            (args.pruned, "zcu102_pruned", "pruned", pruned, plot_pruned),
             (args.cycles_only, "zcu102_cycles", "modelled_cycles", modelled_cycles,
              plot_changes)):
         if alone:

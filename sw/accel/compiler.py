@@ -198,7 +198,7 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
                            input=slot, logits=True)
 
 
-def _fused(layer):
+def _fused(layer, tokens):
     """Every residual ADD in its GEMMs' write-back: the plan of two read ports and dense
     weights, whose PRM holds FC1's parameters from attention on."""
     return True

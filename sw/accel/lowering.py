@@ -2,9 +2,10 @@
 
 Each phase runs on the token count of its stage (:class:`~.plan.Phase`):
 GEMM ``m_tiles``, softmax length, score widths, LayerNorm tiles and
-element-wise counts all follow it. After a selector stage
+element-wise counts all follow it. After a ``threshold`` selector stage
 (:mod:`.selection`) that count is the most the stage may leave, and those
-fields are flagged to take the live count at run time (:attr:`Lowering.live`).
+fields are flagged to take the live count at run time (:attr:`Lowering.live`);
+a ``topk`` stage leaves exactly its count.
 Each weight load is emitted right after the GEMM or row instruction before it
 (its host), into the other half of WGT, where the hardware runs it during that
 host; a block's parameters load beside its first LayerNorm, its LayerNorm
@@ -22,9 +23,11 @@ each softmax runs beside the GEMMs of its neighbours.
 
 A layer with HP-pruned weights (``QuantizedLinear.sparse``, ``docs/sparsity.md``)
 runs as ``LOAD_SPARSE`` and ``GEMM_SPARSE`` on its pattern re-cut into groups of
-``array`` columns, when ``array`` divides the columns of the pattern's groups;
-otherwise it runs dense on its decoded weights (correct, no speedup), and its
-name is listed in :attr:`Lowering.dense_fallback`.
+``array`` columns, when ``array`` divides the columns of the pattern's groups and
+that takes fewer cycles on the phase's tokens (:func:`sparse_weights`: fewer GEMM
+steps, or fewer weight words where the weight stream is the bound); otherwise it
+runs dense on its decoded weights, and its name is listed in
+:attr:`Lowering.dense_fallback`.
 """
 
 from typing import NamedTuple
@@ -34,6 +37,7 @@ import numpy as np
 from vitforge.hw.accel.isa import ISA, Instruction, Opcode, Space
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.accel.config import TABLE_WORDS
+from vitforge.hw.accel.eltwise import eltwise_cycles
 from vitforge.sw.gemm.layout import aligned, tiles
 from vitforge.sw.gemm.plan import command_cycles
 from vitforge.sw.model.quantized import QuantizedLinear
@@ -67,27 +71,55 @@ class LoadedLayer(NamedTuple):
     sparse: object = None
 
 
-def sparse_weights(layer, config):
+def tile_cycles(config, layer, sparse, m_tiles):
+    """``(load, gemm)``: cycles to load one column tile of ``layer``'s weights (external
+    words, and a sparse tile's used record bytes, one per cycle) and of its GEMM on
+    ``m_tiles`` token tiles (a dense one takes ``k_per_cycle`` entries per cycle, a sparse
+    one one), its sparse weights ``sparse`` or ``None`` for dense ones."""
+    if sparse is None:
+        entries = layer.weight.shape[0]
+        load = config.weight_words(entries)
+    else:
+        p = sparse.pattern
+        entries = p.length
+        load = p.kept_blocks * (1 + p.kept_rows) + config.weight_words(entries)
+    issues = config.gemm.tile_issues(entries, sparse is not None)
+    return load, m_tiles * max(issues, config.array)
+
+
+def sparse_weights(layer, config, m_tiles, residual=False):
     """``layer``'s sparse weights on groups of ``config.array`` columns (a fully pruned
     layer's as one zero entry per group), or ``None`` where it runs dense: it has none, or
-    ``array`` does not divide its groups' columns, or its GEMM would take as many steps as
-    the dense one, which takes ``k_per_cycle`` rows of K per step where GEMM_SPARSE takes
-    one entry."""
+    ``array`` does not divide its groups' columns, or it would take no fewer cycles on
+    ``m_tiles`` token tiles, or as many with a longer load. A column tile takes its GEMM's
+    cycles or its weights' load's, whichever is longer (each chunk's GEMM hides the next
+    chunk's load, :meth:`Lowering.load_layer`): GEMM_SPARSE takes one entry per step where
+    GEMM takes ``k_per_cycle`` rows of K, and loads only the kept rows, so where the weight
+    stream is the bound (few token tiles, or ``k_per_cycle`` 2) half the rows kept halves
+    the layer, and where it is not the shorter load leaves the weight stream time for
+    others. With ``residual`` (a residual ADD follows the layer) on two ACT read ports the
+    sparse layer pays for that ADD, which only a dense GEMM's write-back absorbs
+    (:func:`fuses_residual`)."""
     if layer.sparse is None or layer.sparse.pattern.cols % config.array:
         return None
     sparse = layer.sparse.for_cols(config.array).nonempty()
-    gemm = config.gemm
-    if gemm.tile_issues(sparse.pattern.length, sparse=True) < gemm.tile_issues(
-            layer.weight.shape[0]):
-        return sparse
-    return None
+    unfused = 0
+    if residual and config.act_read_ports == 2:
+        unfused = eltwise_cycles(config, Opcode.ADD, m_tiles * layer.weight.shape[1])
+    column_tiles = tiles(layer.weight.shape[1], config.array)
+    dense_load, dense_gemm = tile_cycles(config, layer, None, m_tiles)
+    sparse_load, sparse_gemm = tile_cycles(config, layer, sparse, m_tiles)
+    dense_cycles = column_tiles * max(dense_load, dense_gemm)
+    sparse_cycles = column_tiles * max(sparse_load, sparse_gemm) + unfused
+    return sparse if (sparse_cycles, sparse_load) < (dense_cycles, dense_load) else None
 
 
-def fuses_residual(layer, config):
-    """Whether the residual ADD after ``layer`` is its GEMMs' write-back (GEMM ``residual``,
-    ``docs/isa.md``): with two ACT read ports, where the layer runs dense (GEMM_SPARSE has
-    no residual)."""
-    return config.act_read_ports == 2 and sparse_weights(layer, config) is None
+def fuses_residual(layer, tokens, config):
+    """Whether the residual ADD after ``layer``, run on ``tokens`` tokens, is its GEMMs'
+    write-back (GEMM ``residual``, ``docs/isa.md``): with two ACT read ports, where the
+    layer runs dense (GEMM_SPARSE has no residual)."""
+    return config.act_read_ports == 2 and sparse_weights(
+        layer, config, tiles(tokens, config.array), residual=True) is None
 
 
 class Residual(NamedTuple):
@@ -315,30 +347,14 @@ class Lowering:
         self.last_host = (len(self.emit.instructions) - 1,
                           command_cycles(self.config.gemm, descriptor))
 
-    def sparse_weight(self, layer, name):
-        """``layer``'s sparse weights on groups of ``array`` columns (a fully pruned layer's
-        as one zero entry per group), or ``None`` to run it dense: it has none; or ``array``
-        does not divide its groups' columns, or its GEMM would take as many steps as the
-        dense one, which takes ``k_per_cycle`` rows of K per step where GEMM_SPARSE takes
-        one entry (then ``name`` joins :attr:`dense_fallback`)."""
-        sparse = sparse_weights(layer, self.config)
+    def sparse_weight(self, layer, name, m_tiles, residual=False):
+        """:func:`sparse_weights` of ``layer`` on ``m_tiles`` token tiles (a residual ADD
+        after it if ``residual``); where it has sparse weights that run dense, ``name``
+        joins :attr:`dense_fallback`."""
+        sparse = sparse_weights(layer, self.config, m_tiles, residual)
         if sparse is None and layer.sparse is not None:
             self.dense_fallback.append(name)
         return sparse
-
-    def _tile_cycles(self, layer, sparse, m_tiles):
-        """``(load, gemm)``: cycles to load one column tile of ``layer``'s weights (external
-        words, and a sparse tile's used record bytes, one per cycle) and of its GEMM (a dense
-        one takes ``k_per_cycle`` entries per cycle, a sparse one one)."""
-        if sparse is None:
-            entries = layer.weight.shape[0]
-            load = self.config.weight_words(entries)
-        else:
-            p = sparse.pattern
-            entries = p.length
-            load = p.kept_blocks * (1 + p.kept_rows) + self.config.weight_words(entries)
-        issues = self.config.gemm.tile_issues(entries, sparse is not None)
-        return load, (m_tiles or self.token_tiles) * max(issues, self.lanes)
 
     def _load_columns(self, layer, sparse, start, end):
         """LOAD columns ``start..end`` of ``layer``'s weights (sparse ones if ``sparse``) into
@@ -347,10 +363,11 @@ class Lowering:
             return self.emit.load_weights(layer.weight[:, start:end])
         return self.emit.load_sparse_weights(sparse.columns(start, end))
 
-    def load_layer(self, layer, name, m_tiles=None, then=None):
+    def load_layer(self, layer, name, m_tiles=None, then=None, residual=False):
         """LOAD ``layer``'s weights, or the first of its column chunks, into the next half of
         WGT; returns the :class:`LoadedLayer` that :meth:`linear` runs. ``name`` is what
-        :attr:`dense_fallback` calls the layer (sparse weights that run dense).
+        :attr:`dense_fallback` calls the layer (sparse weights that run dense); ``residual``
+        says that a residual ADD follows it (:func:`sparse_weights`).
 
         Right after a GEMM, LayerNorm or ADD (a host) the load runs beside it. Where a
         tile's GEMM takes at least as long as its load (GEMM-bound), the first chunk is as
@@ -372,15 +389,16 @@ class Lowering:
         """
         n = layer.weight.shape[1]
         lanes = self.lanes
-        sparse = self.sparse_weight(layer, name)
-        load_per_tile, gemm_per_tile = self._tile_cycles(layer, sparse, m_tiles)
+        m_tiles = m_tiles or self.token_tiles
+        sparse = self.sparse_weight(layer, name, m_tiles, residual)
+        load_per_tile, gemm_per_tile = tile_cycles(self.config, layer, sparse, m_tiles)
         index, cycles = self.last_host
         beside = index is not None and index == len(self.emit.instructions) - 1
         count, host = tiles(n, lanes), cycles if beside else None
         sizes = _chunk_tiles(count, host, load_per_tile, gemm_per_tile)
         if then is not None and sparse is None:
             timing = _DenseChunks(self.config, layer.weight.shape[0],
-                                  m_tiles or self.token_tiles, host,
+                                  m_tiles, host,
                                   _weight_load_cycles(self.config, then.weight.shape[0]))
             wider = _chunk_tiles(count, host, load_per_tile, gemm_per_tile,
                                  timing.hiding_tiles(count))
@@ -748,7 +766,7 @@ class Lowering:
         source, result = (self.act(buffer) for buffer in token_buffers(index, flips))
         normalized, x1 = self.act("normalized"), self.act("x1")
         self.enter(f"{name} attention")
-        proj_fused = fuses_residual(block.proj, self.config)
+        proj_fused = fuses_residual(block.proj, self.tokens, self.config)
         ln2 = {f"{name} ln2": block.ln2}
         lnp = self.load_layernorms({f"{name} ln1": block.ln1, **({} if proj_fused else ln2)})
         if proj_fused:
@@ -766,7 +784,7 @@ class Lowering:
         self.prefetch_beside()
         self.attention(block, prm[f"{name} score"], prm[f"{name} context"])
         self.load_pending()
-        proj = self.load_layer(block.proj, f"{name} proj")
+        proj = self.load_layer(block.proj, f"{name} proj", residual=True)
         if proj_fused:
             self.linear(proj, self.act("context"), dim, x1, prm[f"{name} proj"],
                         residual=Residual.of(source, block.residual1))
@@ -783,8 +801,8 @@ class Lowering:
         fc1 = self.load_layer(block.fc1, f"{name} fc1", then=block.fc2)
         mlp = self.act("mlp")
         self.linear(fc1, normalized, dim, mlp, prm[f"{name} fc1"], gelu=True)
-        fc2 = self.load_layer(block.fc2, f"{name} fc2")
-        fc2_fused = fuses_residual(block.fc2, self.config)
+        fc2 = self.load_layer(block.fc2, f"{name} fc2", residual=True)
+        fc2_fused = fuses_residual(block.fc2, self.tokens, self.config)
         if fc2_fused:
             self.linear(fc2, mlp, block.hidden, result, prm[f"{name} fc2"],
                         residual=Residual.of(x1, block.residual2))
@@ -817,9 +835,9 @@ class Lowering:
         block 0's QKV layer, loaded beside the GEMM."""
         self.enter("patch embedding")
         prm = self.load_params({"patch embedding": model.patch})
-        patch = self.load_layer(model.patch, "patch embedding")
+        patch = self.load_layer(model.patch, "patch embedding", residual=True)
         embed = model.embed
-        if fuses_residual(model.patch, self.config):
+        if fuses_residual(model.patch, self.tokens, self.config):
             # The position table (x1) is the sum's y, the patch GEMM's result its x.
             self.linear(patch, self.act("patches"), model.shape.patch_features, self.act("x"),
                         prm["patch embedding"],

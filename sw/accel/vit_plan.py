@@ -92,7 +92,7 @@ def _head_padding(block, lanes):
     return tiles(block.head_dim, lanes) * lanes - block.head_dim
 
 
-def _unfused(layer):
+def _unfused(layer, tokens):
     """The default ``fused_after``: every residual ADD is an instruction of its own."""
     return False
 
@@ -102,7 +102,7 @@ def _plan_block(builder, index, block, tokens, following, flips, fused_after):
     residual ADDs in the GEMMs' write-back where ``fused_after``."""
     lanes, name = builder.lanes, f"block {index}"
     source, result = token_buffers(index, flips)
-    fused = [fused_after(layer) for layer in (block.proj, block.fc2)]
+    fused = [fused_after(layer, tokens) for layer in (block.proj, block.fc2)]
     attention = builder.phase(f"{name} attention", tokens, source, "normalized", "qkv",
                               "scores", "probabilities", "context",
                               "x1" if fused[0] else "sublayer")
@@ -186,9 +186,10 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=
         ``k_per_cycle`` of the accelerator: GEMM operands in ACT are aligned
         to groups of that many words.
     fused_after : callable
-        Whether the residual ADD after a layer is its GEMMs' write-back (GEMM
-        ``residual``, :func:`~.lowering.fuses_residual`): the layer then writes the
-        sum, and ``sublayer`` does not hold its result; never by default.
+        ``fused_after(layer, tokens)``: whether the residual ADD after a layer run on
+        ``tokens`` tokens is its GEMMs' write-back (GEMM ``residual``,
+        :func:`~.lowering.fuses_residual`): the layer then writes the sum, and
+        ``sublayer`` does not hold its result; never by default.
 
     Raises
     ------
@@ -221,7 +222,7 @@ def plan_model(model, lanes, block_tokens=None, stages=(), bank_start=None, alig
     counts = block_token_counts(block_tokens, blocks, shape.tokens)
     builder = PlanBuilder(lanes, align)
     builder.phase("input", shape.tokens, "patches", "x1")
-    embedded = () if fused_after(model.patch) else ("sublayer",)
+    embedded = () if fused_after(model.patch, shape.tokens) else ("sublayer",)
     embedding = builder.phase("patch embedding", shape.tokens, "patches", *embedded, "x1", "x")
     builder.load(Space.PRM, embedding, embedding, [("patch embedding", shape.dim)])
     _layer_operand(builder, embedding, "patch embedding", model.patch)

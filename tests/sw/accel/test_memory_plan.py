@@ -118,7 +118,7 @@ def test_config_for_takes_its_sizes_from_the_plan():
     assert (plan.weight_words, plan.reduction_depth) == (96 // 4 * 32, 64)
     # With two read ports (the residual ADDs in proj's and FC2's write-back) FC1's are
     # loaded with attention's too, and x1 takes sublayer's place in attention.
-    fused = plan_blocks(blocks, 17, 4, fused_after=lambda layer: True)
+    fused = plan_blocks(blocks, 17, 4, fused_after=lambda layer, tokens: True)
     assert fused.depth(Space.PRM) == 32 + 4 * 32 + 17 + 16 + 64
     assert fused.depth(Space.ACT) == plan.depth(Space.ACT)
     assert config_for(blocks, 17, 4) == AcceleratorConfig(

@@ -94,9 +94,10 @@ def test_each_softmax_runs_beside_the_hosts_between_its_scores_and_its_use(seed)
         assert host.opcode in ROW_HOSTS and side.opcode == Opcode.SOFTMAX
         assert beside_refusal(host, side, array, config.act_bank_start) is None
     # Q K^T of head 0 (reading K in ACT: no copy), maybe in two GEMMs with the first piece
-    # of its softmax beside the second, LN2's parameters loaded after the first; then the hosts of each head's softmax, each maybe
-    # with a piece of it: head 1's Q K^T (and before it, in the early schedule, head 0's V
-    # transpose); per head h > 0 head h + 1's Q K^T and head h - 1's V transpose and P V;
+    # of its softmax beside the second, LN2's parameters loaded after the first; then the
+    # hosts of each head's softmax, each maybe with a piece of it: head 1's Q K^T (and
+    # before it, in the early schedule, head 0's V transpose); per head h > 0 head h + 1's
+    # Q K^T and head h - 1's V transpose and P V;
     # for the last head the transpose and P V of the head before it and its own transpose;
     # the last P V and proj's load.
     heads = blocks[0].heads

@@ -41,7 +41,8 @@ def test_two_read_ports_add_every_residual_in_a_gemm_and_equal_the_golden_model(
     the logits are the golden model's bit for bit."""
     model, image = _model_and_image(7)
     config = config_for_model(model, 4)
-    assert config.act_read_ports == 2 and fuses_residual(model.blocks[0].proj, config)
+    assert config.act_read_ports == 2
+    assert fuses_residual(model.blocks[0].proj, model.shape.tokens, config)
     program = compile_model(config, model, image)
     opcodes = [opcode for opcode, _ in program.instructions]
     assert Opcode.ADD not in opcodes

@@ -14,11 +14,13 @@ from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.isa import (Instruction, Opcode, Space, encode,
                                    load_may_run_beside)
 from vitforge.sw.accel.compiler import compile_blocks, compile_model, config_for_model
+from vitforge.sw.accel.lowering import fuses_residual, sparse_weights, tile_cycles
 from vitforge.sw.accel.memory import pack_entries, pack_sparse
 from vitforge.sw.gemm.sparse import HPSparseWeight
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sw.golden.encoder import encoder_block, linear, pruned_vit_logits, vit_logits
 from vitforge.sw.gemm.sparse_problems import random_pattern
+from vitforge.sw.model.quantized import QuantizedLinear
 from vitforge.sw.model.quantized_selector import random_pruned_vit
 from vitforge.sw.model.random_block import random_blocks, sparsify, sparsify_block
 from vitforge.sw.model.selector import SelectorConfig
@@ -114,6 +116,37 @@ def test_on_the_cascade_array_a_layer_runs_sparse_only_where_it_saves_steps():
     assert program.dense_fallback == ("block 0 fc1",)
     assert opcodes(program).count(Opcode.GEMM_SPARSE) >= 1
     np.testing.assert_array_equal(run(program), reference(x, [block]), err_msg="seed 6")
+
+
+def _half_kept_layer(seed):
+    """A 256 x 40 layer keeping 16 rows of each of its 8 blocks of 32 (half its rows)."""
+    rng = np.random.default_rng(seed)
+    dense = QuantizedLinear(rng.integers(-128, 128, (256, 40), dtype=np.int8),
+                            np.zeros(40, np.int64), np.full(40, 1 << 14), np.full(40, 20))
+    return sparsify(rng, dense, cols=40, block_rows=32, kept_blocks=8, kept_rows=16)
+
+
+@pytest.mark.parametrize("m_tiles, residual, runs_sparse", [
+    (1, False, True), (1, True, True),      # weight-bound: half the words to load
+    (4, False, True), (4, True, False),     # the ADD it cannot fuse outweighs the saving
+    (6, False, True), (6, True, False)])    # GEMM-bound: as many cycles, a shorter load
+def test_on_the_cascade_array_half_the_rows_kept_runs_sparse_where_the_weights_bind(
+        m_tiles, residual, runs_sparse):
+    layer = _half_kept_layer(8)
+    config = AcceleratorConfig(array=40, act_depth=4096, wgt_depth=4096, prm_depth=1024,
+                               lnp_depth=256, k_max=512, macs_per_dsp=2, k_per_cycle=2,
+                               act_read_ports=2)
+    dense_load, dense_gemm = tile_cycles(config, layer, None, m_tiles)
+    sparse = layer.sparse.for_cols(40).nonempty()
+    sparse_load, sparse_gemm = tile_cycles(config, layer, sparse, m_tiles)
+    # Two steps of K per cycle: the sparse GEMM takes as many steps; its load fewer words
+    # (record bytes 8 x 17, then 128 entries of 40 bytes against 256).
+    assert (dense_gemm, sparse_gemm) == (m_tiles * 128, m_tiles * 128)
+    assert (dense_load, sparse_load) == (640, 8 * 17 + 320)
+    chosen = sparse_weights(layer, config, m_tiles, residual)
+    assert (chosen is not None) == runs_sparse, (m_tiles, residual)
+    if residual:        # the plan and the lowering ask the same question
+        assert fuses_residual(layer, 40 * m_tiles, config) == (not runs_sparse)
 
 
 def test_a_fully_pruned_layer_gives_its_bias_path():
