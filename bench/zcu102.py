@@ -195,17 +195,23 @@ def axi_overhead():
     return rows
 
 
+def _quantized(vit, calibration, images):
+    """``vit`` quantized on ``calibration``, and the first of ``images`` as its patches."""
+    from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
+    from vitforge.sw.model.vit import patchify
+
+    model = quantize_vit(vit, calibration)
+    return model, quantize_tensor(patchify(images[:1], vit.shape)[0], model.input_scale)
+
+
 @cache
 def _deit(name):
     """DeiT ``name`` (random weights) quantized, and one image's patches: the same for every
     accelerator, so made once."""
     from vitforge.sim.model_run import load_model
-    from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
-    from vitforge.sw.model.vit import patchify
 
     vit, calibration, test_images, _ = load_model(name)
-    model = quantize_vit(vit, calibration)
-    return model, quantize_tensor(patchify(test_images[:1], vit.shape)[0], model.input_scale)
+    return _quantized(vit, calibration, test_images)
 
 
 def _deit_programs(config):
@@ -320,17 +326,14 @@ def _pruned_programs(config, name):
     from vitforge.sw.accel.compiler import compile_model
     from vitforge.sw.golden.encoder import pruned_vit_logits, vit_logits
     from vitforge.sw.model.hp_prune import prune_vit
-    from vitforge.sw.model.quantize import quantize_tensor, quantize_vit
     from vitforge.sw.model.quantized_selector import quantize_selectors
     from vitforge.sw.model.selector import default_stages, random_selectors
-    from vitforge.sw.model.vit import patchify
 
     vit, calibration, images, _ = load_model(name)
     stages = default_stages(vit.shape.depth, "topk")
     selectors = random_selectors(vit.shape, stages, np.random.default_rng(1), scale=0.5)
     for weights, variant in (("", vit), ("HP 50%", prune_vit(vit, 0.5, cols=config.array))):
-        model = quantize_vit(variant, calibration)
-        patches = quantize_tensor(patchify(images[:1], vit.shape)[0], model.input_scale)
+        model, patches = _quantized(variant, calibration, images)
         quantized = quantize_selectors(variant, selectors, stages, calibration, model)
         for chosen in (None, quantized):
             setting = " + ".join(part for part in (weights, chosen and "top-k") if part)

@@ -44,7 +44,7 @@ def _sequential_reason(config, blocks, stages):
     whatever the plan, or ``None``."""
     if config.act_banks == 1:
         return "act_banks=1"
-    if any(stage.mode != "topk" for stage in stages):
+    if not all(stage.exact for stage in stages):
         return "threshold selector stages make the token counts live"
     if all(block.heads == 1 for block in blocks):
         return "every block has one head"

@@ -65,6 +65,12 @@ class SelectStage:
     def name(self):
         return f"select {self.index}"
 
+    @property
+    def exact(self):
+        """Whether it leaves the count the plan gives it (``topk``), which the compiler
+        writes into the fields after it; a ``threshold`` stage's count is live."""
+        return self.mode == "topk"
+
 
 def select_stages(selectors, shape):
     """The :class:`SelectStage` of each stage of ``selectors``, and each block's most tokens.
@@ -88,7 +94,7 @@ def select_stages(selectors, shape):
                                                          selectors.stages)):
         keep = keep_count(ratio, shape.patches) if config.mode == "topk" else 0
         stage = SelectStage(index, block, selector, config.mode, keep, tokens, alive,
-                            live=index > 0 and config.mode != "topk")
+                            live=bool(stages) and not stages[-1].exact)
         stages.append(stage)
         tokens, alive = _output_tokens(stage), min(alive, keep) if keep else alive
     return tuple(stages), block_counts([stage.block for stage in stages],
@@ -245,5 +251,4 @@ def lower_select(lowering, stage, source, result):
          tokens=stage.tokens, alive=stage.alive, keep=stage.keep,
          mode=SELECT_MODES.index(stage.mode),
          live=lowering.live_bits(Opcode.TOKEN_SELECT, "tokens", "alive"))
-    # Top-k leaves the counts the plan's phases hold (select_stages); a threshold, any.
-    lowering.live = stage.mode != "topk"
+    lowering.live = not stage.exact
