@@ -17,8 +17,10 @@ ADD) is its source or anywhere, partial overlaps included. A quarter of the
 draws are pairs that overlap on the hardware: a GEMM, GEMM_SPARSE or move and a
 SOFTMAX, LAYERNORM, GELU or ADD that asks to run beside it, their ACT regions
 in the banks that let it (``docs/isa.md``, Ordering), or two pieces of one SOFTMAX,
-the second resuming from the first. A LOAD or LOAD_SPARSE right after a GEMM or a row
-instruction runs beside it when the hardware's rule allows.
+the second resuming from the first; half of the pairs are followed by a LOAD, which runs
+beside a GEMM and the GELU, SOFTMAX or ADD beside it as well (the far slot) when the
+hardware's rule allows. A LOAD or LOAD_SPARSE right after a GEMM or a row instruction runs
+beside it when the hardware's rule allows.
 """
 
 from dataclasses import dataclass, replace
@@ -29,8 +31,9 @@ import numpy as np
 from vitforge.errors import ProgramError
 from vitforge.hw.accel.config import (DRAM_WORD_BYTES, SIGMOID_ENTRIES_PER_WORD,
                                       TABLE_ENTRIES_PER_WORD, AcceleratorConfig)
-from vitforge.hw.accel.isa import (INSTRUCTION_WORDS, ISA, ROW_HOSTS, SIDE_ROWS, Instruction,
-                                   Opcode, Space, beside_refusal, encode, space_depth)
+from vitforge.hw.accel.isa import (FAR_HOSTS, FAR_ROWS, INSTRUCTION_WORDS, ISA, ROW_HOSTS,
+                                   SIDE_LOADS, SIDE_ROWS, Instruction, Opcode, Space,
+                                   beside_refusal, encode, space_depth)
 from vitforge.hw.numerics import (EXP_AT_ZERO_MIN_BITS, EXP_BITS, EXP_POLYNOMIAL_SHIFT,
                                   MAX_SELECTOR_HEADS, PHI_BITS)
 from vitforge.sw.accel.memory import load_words, sparse_tile_words
@@ -485,6 +488,8 @@ def programs(draw, config=FUZZ_CONFIG):
         if draw(st.integers(0, 3)) == 3:          # shrinks towards single instructions
             pair = _softmax_pieces if draw(st.integers(0, 3)) == 3 else _beside_pair
             drawn = pair(draw, config) or []
+            if pair is _beside_pair and drawn and draw(st.booleans()):
+                drawn.append((Opcode.LOAD, _load(draw, config)))
         else:
             opcode = draw(st.sampled_from(_OPCODES))
             fields = _DRAWERS[opcode](draw, window if draw(st.booleans()) else config)
@@ -548,7 +553,11 @@ def fuzz_golden(count, *, replay_folder, config=FUZZ_CONFIG):
 
     def check(program):
         allowed = np.zeros(len(program.image), bool)
-        for opcode, fields in program.instructions[PROLOGUE:]:
+        body = program.instructions[PROLOGUE:]
+        for index, (opcode, fields) in enumerate(body):
+            host, side = body[index - 2:index] if index >= 2 else ((None, {}),) * 2
+            seen["far"] += (opcode in SIDE_LOADS and host[0] in FAR_HOSTS
+                            and side[0] in FAR_ROWS and bool(side[1].get("beside")))
             if opcode == Opcode.STORE:
                 first = fields["dram_addr"] * DRAM_WORD_BYTES
                 allowed[first:first + fields["count"] * config.act_entry_words

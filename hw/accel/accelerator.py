@@ -37,6 +37,8 @@ UNITS = {
 
 #: The units that run an instruction beside a host.
 _SIDE_UNITS = {ISA[opcode].unit for opcode in (*SIDE_LOADS, *SIDE_ROWS)}
+#: The unit that runs the far instruction (a load beside a GEMM and a row instruction).
+_FAR_UNIT, = {ISA[opcode].unit for opcode in SIDE_LOADS}
 
 
 class Accelerator(wiring.Component):
@@ -44,7 +46,8 @@ class Accelerator(wiring.Component):
 
     Instructions execute one after another, each on the unit :data:`ISA`
     names for it (:data:`UNITS`), except that a weight load, or a row
-    instruction that asks to, may run beside a GEMM on its own unit (see
+    instruction that asks to, may run beside a GEMM on its own unit, and a
+    load beside a GEMM and the row instruction beside it (see
     :class:`Controller`); fetching an instruction takes two external
     reads, and issuing it (filling in its live fields) two cycles. ``done``
     rises when the program ends and stays high until the next ``start``;
@@ -104,7 +107,9 @@ class Accelerator(wiring.Component):
                      live.clear.eq(self.start & ~self.busy),
                      controller.live_exceeds.eq(exceeds),
                      decoder.instruction.eq(issued),
-                     decoder.next_instruction.eq(fetch.next_instruction)]
+                     decoder.next_instruction.eq(fetch.next_instruction),
+                     decoder.far_instruction.eq(fetch.far_instruction),
+                     decoder.far_check.eq(controller.far_active)]
         self._dispatch(m, units, issued, fetch, decoder, controller)
         self._connect_ports(m, units, fetch, live)
         return m
@@ -121,7 +126,8 @@ class Accelerator(wiring.Component):
         :data:`~.decoder.SIDE_CHECK_LATENCY` cycles before the side start, the instruction
         fetched ahead holds while it is high, and after it falls no unit starts for three
         cycles (RESOLVE, ISSUE, DECODE). So the decode of the opcode is not on every path
-        from the instruction into the side units."""
+        from the instruction into the side units. The DMA reads the far instruction the
+        same way, a cycle after ``far_active``, and starts on ``start_far``."""
         done = side_busy = 0
         for index, (name, unit) in enumerate(units.items()):
             chosen = decoder.unit[index]
@@ -135,6 +141,12 @@ class Accelerator(wiring.Component):
                 m.d.sync += reads_ahead.eq(controller.side_active & beside)
                 instruction = Mux(reads_ahead, fetch.next_instruction, instruction)
                 side_busy = side_busy | (beside & unit.busy)
+            if name == _FAR_UNIT:
+                start = start | controller.start_far
+                reads_far = Signal(name=f"{name}_reads_far")
+                m.d.sync += reads_far.eq(controller.far_active)
+                instruction = Mux(reads_far, fetch.far_instruction, instruction)
+                m.d.comb += controller.far_busy.eq(unit.busy)
             m.d.comb += [unit.start.eq(start), unit.instruction.eq(instruction)]
             done = done | (chosen & unit.done)
         m.d.comb += [controller.unit_done.eq(done), controller.side_busy.eq(side_busy)]

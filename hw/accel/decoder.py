@@ -1,19 +1,19 @@
 """The hardware instruction decoder: the ISA table's rules as logic."""
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import (COUNTER_CLASSES, INSTRUCTION_BITS, ISA, LOAD_HOSTS, OPCODE_BITS, ROW_HOSTS,
-                  SIDE_CLASSES, SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS, Opcode, load_may_run_beside,
-                  row_starts_beside)
+from .isa import (COUNTER_CLASSES, FAR_HOSTS, FAR_ROWS, INSTRUCTION_BITS, ISA, LOAD_HOSTS,
+                  OPCODE_BITS, ROW_HOSTS, SIDE_CLASSES, SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS, Opcode,
+                  load_may_run_beside, row_starts_beside)
 from .ports import registering
 
 __all__ = ["InstructionDecoder", "DECODED", "DECODE_LATENCY", "NO_CLASS", "SIDE_CHECK_LATENCY"]
 
-#: Cycles from ``instruction`` and ``next_instruction`` to ``decoded.side``: the load rule's
-#: three stages (:func:`~.isa.load_may_run_beside`), each (host, load) pair's answer, and
-#: their OR.
+#: Cycles from ``instruction`` and ``next_instruction`` (``far_instruction`` with
+#: ``far_check``) to ``decoded.side`` (``decoded.far_side``): the load rule's three stages
+#: (:func:`~.isa.load_may_run_beside`), each (host, load) pair's answer, and their OR.
 SIDE_CHECK_LATENCY = 5
 
 #: Cycles from ``instruction`` to ``decoded`` (but ``side`` and ``side_class``) and ``unit``.
@@ -31,6 +31,9 @@ DECODED = wiring.Signature({
     "side_capable": Out(1),   # another may run beside it (SIDE_HOSTS)
     "side": Out(1),           # the next instruction runs beside it
                               # (SIDE_CHECK_LATENCY cycles after the instructions)
+    "far_capable": Out(1),    # a FAR_HOSTS GEMM and a FAR_ROWS instruction after it
+    "far_side": Out(1),       # the far instruction (a load) may run beside the GEMM
+                              # (SIDE_CHECK_LATENCY cycles after it, with far_check)
     "counter": Out(range(NO_CLASS + 1), init=NO_CLASS),   # COUNTER_CLASSES index
     "side_class": Out(range(len(SIDE_CLASSES))),  # the next one's SIDE_CLASSES index, if any
 })
@@ -63,10 +66,17 @@ class InstructionDecoder(wiring.Component):
       program's promise (:func:`~vitforge.hw.accel.isa.beside_refusal`,
       which the golden interpreter checks), not checked here.
 
+    ``decoded.far_capable`` (registered) is high for a :data:`FAR_HOSTS` GEMM
+    followed by a :data:`FAR_ROWS` instruction, and with ``far_check`` high the
+    load check takes ``far_instruction`` (the instruction after that row
+    instruction) instead of ``next_instruction``: ``decoded.far_side`` says
+    whether it is a load that may run beside the GEMM too (a row of
+    :data:`FAR_ROWS` reads no scratchpad a load fills).
+
     The load check multiplies fields, so it is cut by registers (see
-    :func:`load_may_run_beside`), and ``decoded.side`` is valid
-    :data:`SIDE_CHECK_LATENCY` cycles after the two instructions, which must
-    be held meanwhile.
+    :func:`load_may_run_beside`), and ``decoded.side`` (``decoded.far_side``) is
+    valid :data:`SIDE_CHECK_LATENCY` cycles after the instructions (and
+    ``far_check``), which must be held meanwhile.
 
     Parameters
     ----------
@@ -76,7 +86,8 @@ class InstructionDecoder(wiring.Component):
 
     Attributes
     ----------
-    instruction, next_instruction : ``In(256)``
+    instruction, next_instruction, far_instruction : ``In(256)``
+    far_check : ``In(1)``
     decoded : ``Out(DECODED)``
     unit, next_unit : ``Out(len(units))``
     """
@@ -91,6 +102,8 @@ class InstructionDecoder(wiring.Component):
         super().__init__({
             "instruction": In(INSTRUCTION_BITS),
             "next_instruction": In(INSTRUCTION_BITS),
+            "far_instruction": In(INSTRUCTION_BITS),
+            "far_check": In(1),
             "decoded": Out(DECODED),
             "unit": Out(len(self._units)),
             "next_unit": Out(len(self._units)),
@@ -133,8 +146,13 @@ class InstructionDecoder(wiring.Component):
         # cycle of the check is one OR of registered answers.
         register = registering(m)
         row_host = Cat(opcode == code for code in ROW_HOSTS).any()
-        m.d.sync += decoded.side.eq(self._side_load(m)
-                                    | register(row_host & self._side_row(next_opcode)))
+        far_host = Cat(opcode == code for code in FAR_HOSTS).any()
+        m.d.sync += decoded.far_capable.eq(
+            far_host & Cat(next_opcode == code for code in FAR_ROWS).any())
+        side_load = self._side_load(m)
+        m.d.sync += [decoded.side.eq(side_load
+                                     | register(row_host & self._side_row(next_opcode))),
+                     decoded.far_side.eq(side_load)]
         return m
 
     def _side_load(self, m):
@@ -144,13 +162,16 @@ class InstructionDecoder(wiring.Component):
         was the slowest path of the preset's estimate, 4.55 ns)."""
         register = registering(m)
         opcode = self.instruction[:OPCODE_BITS]
-        next_opcode = self.next_instruction[:OPCODE_BITS]
+        candidate = Signal(INSTRUCTION_BITS)
+        m.d.comb += candidate.eq(Mux(self.far_check, self.far_instruction,
+                                     self.next_instruction))
+        next_opcode = candidate[:OPCODE_BITS]
         side_load = 0
         for host in LOAD_HOSTS:
             for load in SIDE_LOADS:
                 allowed = load_may_run_beside(
                     host, ISA[host].view(self.instruction), load,
-                    ISA[load].view(self.next_instruction), self._config.array, stage=register)
+                    ISA[load].view(candidate), self._config.array, stage=register)
                 side_load = side_load | register(
                     register((opcode == host) & (next_opcode == load)) & allowed)
         return side_load

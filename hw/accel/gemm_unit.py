@@ -146,9 +146,12 @@ class GemmUnit(Unit):
                 m.d.comb += residual_read
         else:
             m.d.comb += residual_read
-        # done and busy wait RESIDUAL_CYCLES more for the sums.
+        # done and busy wait RESIDUAL_CYCLES more for the sums; the done of a GEMM right
+        # before (still in ``later`` when this one starts) must not end this one.
         later = Signal(RESIDUAL_CYCLES)
         m.d.sync += later.eq(Cat(core.done, later[:-1]))
+        with m.If(self.start):
+            m.d.sync += later.eq(0)
         with m.If(fused):
             m.d.sync += self.done.eq(later[-1])
             m.d.comb += self.busy.eq(core.busy | issue | later.any())

@@ -37,7 +37,7 @@ __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "INSTRUCTION_WORDS", "OPCODE
            "written_activations", "load_may_run_beside", "row_starts_beside",
            "beside_refusal",
            "ROW_HOSTS", "LOAD_HOSTS", "SIDE_HOSTS", "LOADED_BESIDE", "SIDE_LOADS", "SIDE_ROWS",
-           "SIDE_CLASSES",
+           "FAR_HOSTS", "FAR_ROWS", "SIDE_CLASSES",
            "resolve", "SELECT_MODES"]
 
 INSTRUCTION_BITS = 256
@@ -384,6 +384,13 @@ LOAD_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE, *SIDE_ROWS)
 SIDE_HOSTS = tuple(dict.fromkeys((*ROW_HOSTS, *LOAD_HOSTS)))
 #: The loads the hardware starts beside a host when :func:`load_may_run_beside`.
 SIDE_LOADS = (Opcode.LOAD, Opcode.LOAD_SPARSE)
+#: The hosts that run a load beside them together with a row instruction (the two
+#: instructions after the host: a row of :data:`FAR_ROWS` beside it, then the load): the
+#: GEMMs, whose side slot an attention head's softmax piece takes while the DMA is idle.
+FAR_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE)
+#: The row instructions beside a :data:`FAR_HOSTS` GEMM that leave room for a load beside
+#: it too: those that read no scratchpad a load beside may fill (LayerNorm reads LNP).
+FAR_ROWS = (Opcode.GELU, Opcode.SOFTMAX, Opcode.ADD)
 #: The scratchpads a load beside a host may fill: those no unit but the DMA writes, and that
 #: have a write port of their own beside the reads (TBL's table sits in the element-wise
 #: unit, which a GEMM's GELU reads).

@@ -134,6 +134,7 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, selectors=None, trac
     if x.shape[1] != dim:
         raise ConfigError(f"input tokens must have {dim} channels, not {x.shape[1]}")
     lowering = Lowering(config, plan, Emitter(config, trace), dim)
+    lowering.reserve_fc2(blocks, plan.least_weight_words)
     slot = InputSlot("input tokens", ExternalMatrix(lowering.emit.next_word, *x.shape), 0)
     _load_input(lowering, slot, x, "x")
     lowering.blocks(blocks, lowering.load_layer(blocks[0].qkv, "block 0 qkv"), stages)
@@ -187,6 +188,7 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
                                 config, model.blocks, stages)
     lowering = Lowering(config, plan, Emitter(config, trace), shape.dim)
     lowering.prefetch_head(model.head, plan.least_weight_words)
+    lowering.reserve_fc2(model.blocks, plan.least_weight_words)
     slot = InputSlot("patches", ExternalMatrix(lowering.emit.next_word, shape.tokens,
                                                shape.patch_features), 1)
     _load_input(lowering, slot, np.zeros(slot.shape, np.int8) if patches is None else patches,

@@ -9,7 +9,10 @@ a move into WGT or a row instruction) fetches the next instruction while it runs
 instruction then skips FETCH, and if it may run beside the host (a load the hardware
 allows beside a GEMM or a row instruction, or a row instruction whose ``beside`` field
 asks) it starts :data:`SIDE_START_DELAY` cycles after the host and costs no
-cycles of its own unless it outlasts the host (``stall``). Those hidden cycles
+cycles of its own unless it outlasts the host (``stall``). A GEMM with a row
+instruction of :data:`~vitforge.hw.accel.isa.FAR_ROWS` beside it fetches the
+instruction after that one too, and runs it beside as well if it is a load allowed
+there (:data:`FAR_START_DELAY` cycles after the GEMM's start). Those hidden cycles
 are :attr:`ProgramCycles.side_cycles`, by the side instruction's class.
 
 :func:`program_cycles` walks a program this way and gives the total, the
@@ -24,14 +27,16 @@ simulation.
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from vitforge.hw.accel.decoder import SIDE_CHECK_LATENCY
 from vitforge.hw.accel.dma import dma_cycles
 from vitforge.hw.accel.eltwise import eltwise_cycles
 from vitforge.hw.accel.gemm_unit import RESIDUAL_CYCLES
-from vitforge.hw.accel.isa import (COUNTER_CLASSES, INSTRUCTION_WORDS, ISA, LOAD_HOSTS,
-                                   ROW_HOSTS, SIDE_CLASSES, SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS,
-                                   Instruction, Opcode, load_may_run_beside, row_starts_beside)
+from vitforge.hw.accel.isa import (COUNTER_CLASSES, FAR_HOSTS, FAR_ROWS, INSTRUCTION_WORDS, ISA,
+                                   LOAD_HOSTS, ROW_HOSTS, SIDE_CLASSES, SIDE_HOSTS, SIDE_LOADS,
+                                   SIDE_ROWS, Instruction, Opcode, load_may_run_beside,
+                                   row_starts_beside)
 from vitforge.hw.accel.moves import move_cycles
 from vitforge.hw.accel.row_layernorm import layernorm_cycles
 from vitforge.hw.accel.row_softmax import softmax_cycles
@@ -40,7 +45,7 @@ from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.sw.gemm.plan import command_cycles
 
 __all__ = ["ProgramCycles", "unit_cycles", "program_cycles", "predict", "FETCH_CYCLES",
-           "ISSUE_CYCLES", "SIDE_START_DELAY"]
+           "ISSUE_CYCLES", "SIDE_START_DELAY", "FAR_START_DELAY"]
 
 #: FETCH: the instruction's external words requested one per cycle, the last one
 #: arriving a cycle after its request.
@@ -50,6 +55,9 @@ ISSUE_CYCLES = 4
 #: From a host's start to the start of the instruction beside it: a cycle in EXECUTE,
 #: LOOK_AHEAD's fetch, SIDE_CHECK and SIDE_START.
 SIDE_START_DELAY = 1 + FETCH_CYCLES + SIDE_CHECK_LATENCY + 1
+#: From a GEMM's start to the start of the load beside it and the row instruction beside
+#: it: the same states once more, after the row instruction's start.
+FAR_START_DELAY = 2 * SIDE_START_DELAY
 #: The GEMM unit's ``done`` follows the cycles the engine is busy (``command_cycles``) and
 #: the C words' register stage (its GELU lookup).
 _GEMM_DONE = 2
@@ -147,36 +155,74 @@ def program_cycles(config, instructions):
         issue = ISSUE_CYCLES + (0 if fetched_ahead else FETCH_CYCLES)
         classes["fetch"] += issue
         now += issue
-        fetched_ahead = False
         if inst.opcode == Opcode.DONE:
             break
         spec = ISA[inst.opcode]
-        busy = unit_cycles(config, inst)
-        following = program[index + 1] if index + 1 < len(program) else None
-        # A host looks the next instruction up before it retires, SIDE_START_DELAY cycles
-        # that count to its class even when it is done sooner (a short move); then it
-        # retires in the cycle after, or when the instruction beside it is done.
-        looks_ahead = inst.opcode in SIDE_HOSTS and following is not None
-        beside = looks_ahead and _may_run_beside(config, inst, following)
-        own = max(busy, SIDE_START_DELAY) if looks_ahead else busy
-        total = max(busy, SIDE_START_DELAY + 1) if looks_ahead else busy
-        if beside:
-            side_busy = unit_cycles(config, following)
-            total = max(busy, SIDE_START_DELAY + side_busy)
-            side_cycles[ISA[following.opcode].counter] += max(
-                0, min(side_busy, busy - SIDE_START_DELAY))
-        classes["stall"] += total - own
+        step = _host_step(config, inst, program[index + 1:index + 3])
+        classes["stall"] += step.total - step.own
         if spec.counter is not None:
-            classes[spec.counter] += own
-        now += total
+            classes[spec.counter] += step.own
+        for side, hidden in step.hidden:
+            side_cycles[ISA[side.opcode].counter] += hidden
+        now += step.total
         retired_at[index] = now
-        if beside:
-            index += 2
-        else:
-            fetched_ahead = inst.opcode in SIDE_HOSTS and following is not None
-            index += 1
+        index += 1 + len(step.hidden)
+        fetched_ahead = step.fetched_ahead
     return ProgramCycles(cycles=now + 1, class_cycles=classes, retired_at=retired_at,
                          side_cycles=side_cycles)
+
+
+class _Step(NamedTuple):
+    """One instruction's run: its ``total`` cycles to retirement, the ``own`` ones that
+    count to its class (the rest to ``stall``), the ``(instruction, cycles hidden)`` of
+    each that ran beside it, and whether the instruction after them was fetched ahead."""
+
+    total: int
+    own: int
+    hidden: tuple
+    fetched_ahead: bool
+
+
+def _within(start, length, *spans):
+    """Cycles of ``start``, ``start + 1``, .. (``length`` of them) inside any of ``spans``
+    (``(first, end)`` pairs, disjoint)."""
+    return sum(max(0, min(start + length, end) - max(start, first)) for first, end in spans)
+
+
+def _host_step(config, inst, following):
+    """The :class:`_Step` of ``inst``, ``following`` the (up to two) instructions after it.
+
+    A host looks the next instruction up before it retires, :data:`SIDE_START_DELAY` cycles
+    that count to its class even when it is done sooner (a short move); then it retires in
+    the cycle after, or when the instruction beside it is done. A GEMM with a row
+    instruction of :data:`FAR_ROWS` beside it looks the one after that up as well, another
+    :data:`SIDE_START_DELAY` cycles after an EXECUTE cycle (counted to its class while its
+    unit is busy, to ``stall`` after), and runs it beside too if it is a load allowed there
+    (:data:`FAR_START_DELAY` cycles after its start)."""
+    busy = unit_cycles(config, inst)
+    if inst.opcode not in SIDE_HOSTS or not following:
+        return _Step(busy, busy, (), False)
+    side = following[0]
+    if not _may_run_beside(config, inst, side):
+        return _Step(max(busy, SIDE_START_DELAY + 1), max(busy, SIDE_START_DELAY), (), True)
+    side_busy = unit_cycles(config, side)
+    if not (inst.opcode in FAR_HOSTS and side.opcode in FAR_ROWS):
+        return _Step(max(busy, SIDE_START_DELAY + side_busy), max(busy, SIDE_START_DELAY),
+                     ((side, _within(SIDE_START_DELAY, side_busy, (0, busy))),), False)
+    far = following[1] if len(following) > 1 else None
+    far_beside = far is not None and far.opcode in SIDE_LOADS and _may_run_beside(
+        config, inst, far)
+    far_busy = unit_cycles(config, far) if far_beside else 1
+    own = FAR_START_DELAY - 1 + (busy > SIDE_START_DELAY) + max(0, busy - FAR_START_DELAY)
+    total = max(busy, SIDE_START_DELAY + side_busy, FAR_START_DELAY + far_busy)
+    # The look-up states count to the host's class, the EXECUTE cycle before them only
+    # while its unit is busy.
+    counted = ((0, max(busy, FAR_START_DELAY)),) if busy > SIDE_START_DELAY else \
+        ((0, busy), (SIDE_START_DELAY + 1, FAR_START_DELAY))
+    hidden = ((side, _within(SIDE_START_DELAY, side_busy, *counted)),)
+    if far_beside:
+        hidden += ((far, _within(FAR_START_DELAY, far_busy, (0, busy))),)
+    return _Step(total, own, hidden, not far_beside)
 
 
 def _may_run_beside(config, host, side):

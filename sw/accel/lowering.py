@@ -38,22 +38,39 @@ from vitforge.hw.accel.isa import ISA, Instruction, Opcode, Space
 from vitforge.hw.gemm.descriptor import GemmDescriptor
 from vitforge.hw.accel.config import TABLE_WORDS
 from vitforge.hw.accel.eltwise import eltwise_cycles
-from vitforge.sw.gemm.layout import aligned, tiles
+from vitforge.sw.gemm.layout import aligned, pack_weights, tiles
 from vitforge.sw.gemm.plan import command_cycles
 from vitforge.sw.model.quantized import QuantizedLinear
 
-from .cycles import ISSUE_CYCLES, SIDE_START_DELAY, unit_cycles
+from .cycles import FAR_START_DELAY, ISSUE_CYCLES, SIDE_START_DELAY, unit_cycles
 from .selection import lower_select
 from .vit_plan import token_buffers
 
 __all__ = ["Lowering", "LoadedLayer", "Residual", "fuses_residual", "sparse_weights"]
 
 
-class _Prefetch:
-    """A layer's weights loading early into WGT from ``base``: ``done`` column tiles so far."""
+class _Preload:
+    """Entries loading early into ``space`` from ``base``, in pieces: ``entries`` as
+    :meth:`~.emitter.Emitter.load` takes them (WGT: words in weight layout,
+    :func:`~vitforge.sw.gemm.layout.pack_weights`; PRM: bias, multiplier and shift arrays),
+    the first ``done`` of them loaded so far."""
 
-    def __init__(self, layer, base):
-        self.layer, self.base, self.done = layer, base, 0
+    def __init__(self, space, entries, base):
+        self.space, self.entries, self.base, self.done = space, entries, base, 0
+
+    def __len__(self):
+        return len(self.entries) if self.space == Space.WGT else len(self.entries[0])
+
+    @property
+    def left(self):
+        """Entries not loaded yet."""
+        return len(self) - self.done
+
+    def piece(self, end):
+        """The entries from ``done`` to ``end``."""
+        if self.space == Space.WGT:
+            return self.entries[self.done:end]
+        return [array[self.done:end] for array in self.entries]
 
 
 class LoadedLayer(NamedTuple):
@@ -259,6 +276,13 @@ class Lowering:
         self.transposed = {}
         #: The classifier head's weights loading early (:meth:`prefetch_head`), or ``None``.
         self.head_weights = None
+        #: The first WGT word reserved for FC2's first column tile (:meth:`reserve_fc2`), or
+        #: ``None``; the block's tile loading early into it, or ``None``.
+        self.fc2_base = self.fc2_weights = None
+        #: The block's FC1 parameters loading early (:meth:`block`), or ``None``.
+        self.fc1_params = None
+        #: The block whose LN1 parameters the block before it loaded, or ``None``.
+        self.early_ln1 = None
         #: A load (a callable that emits it) waiting for the first GEMM of attention that
         #: hosts nothing else (:meth:`load_pending`), or ``None``.
         self.pending_load = None
@@ -294,11 +318,18 @@ class Lowering:
         """LOAD PRM entries of the phase: ``sources`` maps the name of each PRM region to
         load (a run of the phase's, in entry order) to a layer or per-tensor requant.
         Returns each region's first entry by name."""
+        preload, starts = self.preload_params(sources)
+        self.finish_preload(preload)
+        return starts
+
+    def preload_params(self, sources):
+        """The PRM entries :meth:`load_params` loads, as a :class:`_Preload` to load later
+        (in pieces, :meth:`load_early`), and each region's first entry by name."""
         regions = self._loaded_run(Space.PRM, sources)
         entries = [_requant_entries(sources[region.name], region.words) for region in regions]
         merged = [np.concatenate([entry[i] for entry in entries]) for i in range(3)]
-        self.emit.load(Space.PRM, merged, regions[0].start, regions[-1].end - regions[0].start)
-        return {region.name: region.start for region in regions}
+        return (_Preload(Space.PRM, merged, regions[0].start),
+                {region.name: region.start for region in regions})
 
     def load_layernorms(self, sources):
         """LOAD LNP entries of the phase from ``sources`` (region name -> LayerNorm
@@ -403,55 +434,107 @@ class Lowering:
             wider = _chunk_tiles(count, host, load_per_tile, gemm_per_tile,
                                  timing.hiding_tiles(count))
             sizes = min(sizes, wider, key=timing.cycles)
-        # No chunk wider than a WGT half holds (less than the whole layer where words above
-        # the halves are reserved, :meth:`prefetch_head`).
         entries = layer.weight.shape[0] if sparse is None else sparse.pattern.length
-        widest = max(1, self.emit.weight_end // 2 // entries)
-        sizes = [min(widest, size - start) for size in sizes for start in range(0, size, widest)]
-        edges = np.cumsum([0, *sizes]) * lanes
-        chunks = tuple((int(start), min(int(end), n)) for start, end in zip(edges, edges[1:]))
+        chunks = self._column_chunks(sizes, entries, n)
         return LoadedLayer(layer, chunks, self._load_columns(layer, sparse, *chunks[0]), sparse)
 
     def prefetch_head(self, layer, least_half):
         """Load the classifier head's weights (``layer``) early, where WGT has room for them
         above two halves of at least ``least_half`` words (the plan's
         ``least_weight_words``: layers then load in chunks no wider than a half holds,
-        :meth:`load_layer`): column tiles beside the GEMMs that host no load (each QKV's
-        last, proj's last where a residual ADD follows it rather than FC2's parameters, the
-        last FC2's), as many as each hides, into words reserved for
-        them; the rest before the head's GEMM (:meth:`head`). Otherwise the head loads as
-        every layer does (its whole weights stream after the final LayerNorm, with no GEMM
-        to hide them). Dense heads only."""
-        k, n = layer.weight.shape
-        words = tiles(n, self.lanes) * k
-        if layer.sparse is not None or (self.config.wgt_depth - words) // 2 < least_half:
+        :meth:`load_layer`): into words reserved for them, in pieces as long as the GEMMs
+        that host no other load hide (each QKV's last, proj's last where a residual ADD
+        follows it rather than FC2's parameters, the last FC2's) and in the far slot beside
+        attention's GEMMs (:meth:`load_early`, after the loads needed sooner); the rest
+        before the head's GEMM (:meth:`head`). Otherwise the head loads as every layer does
+        (its whole weights stream after the final LayerNorm, with no GEMM to hide them).
+        Dense heads only."""
+        if layer.sparse is not None:
             return
-        self.head_weights = _Prefetch(layer, self.emit.reserve_weights(words))
+        words = pack_weights(layer.weight, self.lanes)
+        if (self.emit.weight_end - len(words)) // 2 >= least_half:
+            self.head_weights = _Preload(Space.WGT, words, self.emit.reserve_weights(len(words)))
 
-    def prefetch_beside(self):
-        """Load the head's next column tiles (:meth:`prefetch_head`) beside the GEMM just
-        emitted, as many as it hides (none if it hides none, or no GEMM was just emitted)."""
+    def reserve_fc2(self, blocks, least_half):
+        """Reserve WGT words for FC2's first column tile above two halves of at least
+        ``least_half`` words, where WGT has room (after the head's, :meth:`prefetch_head`)
+        and every block's FC2 is dense: each block then loads that tile early, beside its
+        attention's GEMMs (:meth:`preload_beside`, :meth:`preload_far`), and FC1's last
+        GEMM need not hide it (at five token tiles on 40 lanes, DeiT-S's FC1 chunk of
+        three column tiles runs 2,929 cycles and FC2's tile loads in 3,842)."""
+        if any(block.fc2.sparse is not None for block in blocks):
+            return
+        depth = max(block.fc2.weight.shape[0] for block in blocks)
+        if (self.emit.weight_end - depth) // 2 >= least_half:
+            self.fc2_base = self.emit.reserve_weights(depth)
+
+    def load_early(self, budget):
+        """LOAD as many entries of the preload needed first (the block's FC2 tile, FC1's
+        parameters, then the head's weights) as take at most ``budget`` cycles."""
+        waiting = [preload for preload in (self.fc2_weights, self.fc1_params, self.head_weights)
+                   if preload is not None and preload.left]
+        if not waiting:
+            return
+        preload = waiting[0]
+        low, high = 0, preload.left         # the most entries that load within the budget
+        while low < high:
+            middle = (low + high + 1) // 2
+            if unit_cycles(self.config, Instruction(Opcode.LOAD, dict(
+                    space=preload.space, dram_addr=0, spad_addr=0, count=middle))) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        self.finish_preload(preload, preload.done + low)
+
+    def finish_preload(self, preload, end=None):
+        """LOAD ``preload``'s entries up to ``end`` (all by default) after those loaded so
+        far."""
+        end = len(preload) if end is None else end
+        if end > preload.done:
+            self.emit.load(preload.space, preload.piece(end), preload.base + preload.done,
+                           end - preload.done)
+            preload.done = end
+
+    def preload_beside(self):
+        """Load early (:meth:`load_early`) beside the GEMM just emitted, which hosts nothing
+        else, as much as it hides (nothing if no GEMM was just emitted)."""
         index, cycles = self.last_host
-        loading = self.head_weights
-        if loading is None or index != len(self.emit.instructions) - 1:
-            return
-        k, n = loading.layer.weight.shape
-        count = tiles(n, self.lanes)
-        end = loading.done
-        while end < count and _weight_load_cycles(
-                self.config, k * (end + 1 - loading.done)) + SIDE_START_DELAY <= cycles:
-            end += 1
-        self.load_head_tiles(end)
+        if index == len(self.emit.instructions) - 1:
+            self.load_early(cycles - SIDE_START_DELAY)
 
-    def load_head_tiles(self, end):
-        """LOAD the head's prefetched column tiles up to ``end`` (exclusive) after those
-        loaded so far."""
-        loading, lanes = self.head_weights, self.lanes
-        if end > loading.done:
-            k = loading.layer.weight.shape[0]
-            self.emit.load_weights(loading.layer.weight[:, loading.done * lanes:end * lanes],
-                                   loading.base + loading.done * k)
-            loading.done = end
+    def preload_far(self):
+        """Load early beside the GEMM before the row instruction just emitted beside it (the
+        hardware's far slot, :data:`~vitforge.hw.accel.isa.FAR_HOSTS`), as much as fits
+        before both retire (nothing if that host is not a GEMM)."""
+        index, cycles = self.last_host
+        instructions = self.emit.instructions
+        if index == len(instructions) - 2:
+            row = Instruction(*instructions[-1])
+            retires = max(cycles, SIDE_START_DELAY + unit_cycles(self.config, row))
+            self.load_early(retires - FAR_START_DELAY)
+
+    def preloaded_layer(self, layer, preload, m_tiles=None):
+        """``layer`` (dense) as a :class:`LoadedLayer` whose first chunk is ``preload``'s
+        column tiles, what is left of them loaded now (beside the GEMM just emitted), the
+        other chunks as :meth:`load_layer` sizes them beside the first's GEMM."""
+        self.finish_preload(preload)
+        k, n = layer.weight.shape
+        m_tiles = m_tiles or self.token_tiles
+        first = len(preload) // k
+        load_per_tile, gemm_per_tile = tile_cycles(self.config, layer, None, m_tiles)
+        host = unit_cycles(self.config, _gemm_shape(k, m_tiles, first * self.lanes))
+        rest = tiles(n, self.lanes) - first
+        sizes = [first, *(_chunk_tiles(rest, host, load_per_tile, gemm_per_tile) if rest else ())]
+        return LoadedLayer(layer, self._column_chunks(sizes, k, n), preload.base)
+
+    def _column_chunks(self, sizes, entries, n):
+        """``(first, end)`` columns of chunks of ``sizes`` column tiles of ``entries`` WGT
+        words each, none wider than a WGT half holds (less than the whole layer where words
+        above the halves are reserved, :meth:`prefetch_head`)."""
+        widest = max(1, self.emit.weight_end // 2 // entries)
+        sizes = [min(widest, size - start) for size in sizes for start in range(0, size, widest)]
+        edges = np.cumsum([0, *sizes]) * self.lanes
+        return tuple((int(start), min(int(end), n)) for start, end in zip(edges, edges[1:]))
 
     def linear(self, loaded, src, src_width, dst, prm, m_tiles=None, rows=None, gelu=False,
                residual=None):
@@ -708,6 +791,7 @@ class Lowering:
         instruction emitted right before it."""
         if side is not None and side[1] is not None:
             self.head_softmax(block, side[0], beside=True, tiles=side[1])
+            self.preload_far()
 
     def resumes(self, first):
         """Whether a softmax piece from token tile ``first`` resumes from the piece before
@@ -755,20 +839,27 @@ class Lowering:
                   live=("k",))
         self.head_softmax_beside(block, side)
 
-    def block(self, index, block, qkv, following=None, flips=0):
+    def block(self, index, block, qkv, following=None, flips=0, selects_next=False):
         """Encoder block ``index`` from its source token buffer to its result buffer
         (:func:`~.vit_plan.token_buffers` after ``flips`` selector stages).
 
         ``qkv`` is its QKV layer, loaded (:meth:`load_layer`); returns
-        ``following``'s, loaded beside this block's last GEMM.
+        ``following``'s, loaded beside this block's last GEMM. Where FC1's last GEMM hosts
+        no load (FC2's first tile loaded early) and no selector stage (``selects_next``)
+        comes before ``following``, it hosts the load of ``following``'s LN1 parameters,
+        which would otherwise have no host.
         """
         name, dim = f"block {index}", self.dim
         source, result = (self.act(buffer) for buffer in token_buffers(index, flips))
         normalized, x1 = self.act("normalized"), self.act("x1")
         self.enter(f"{name} attention")
         proj_fused = fuses_residual(block.proj, self.tokens, self.config)
-        ln2 = {f"{name} ln2": block.ln2}
-        lnp = self.load_layernorms({f"{name} ln1": block.ln1, **({} if proj_fused else ln2)})
+        ln1, ln2 = {f"{name} ln1": block.ln1}, {f"{name} ln2": block.ln2}
+        early_ln1, self.early_ln1 = self.early_ln1, None
+        sources = {**({} if early_ln1 == name else ln1), **({} if proj_fused else ln2)}
+        lnp = self.load_layernorms(sources) if sources else {}
+        if early_ln1 == name:
+            lnp[f"{name} ln1"] = self.plan.region(Space.LNP, f"{name} ln1").start
         if proj_fused:
             # No residual ADD before LN1 hosts the LayerNorm parameters: LN2's load beside
             # a GEMM of attention.
@@ -778,30 +869,47 @@ class Lowering:
         prm = self.load_params({
             **({} if proj_fused else {f"{name} fc2": block.fc2}),
             f"{name} qkv": block.qkv, f"{name} proj": block.proj,
-            f"{name} score": block.score, f"{name} context": block.context,
-            **({f"{name} fc1": block.fc1} if proj_fused else {})})
+            f"{name} score": block.score, f"{name} context": block.context})
+        if proj_fused:
+            # FC1's parameters load with attention's GEMMs (:meth:`load_early`), not beside
+            # LN1, which they would outlast.
+            self.fc1_params, fc1_prm = self.preload_params({f"{name} fc1": block.fc1})
+            prm.update(fc1_prm)
+        if self.fc2_base is not None:
+            self.fc2_weights = _Preload(Space.WGT, pack_weights(
+                block.fc2.weight[:, :self.lanes], self.lanes), self.fc2_base)
         self.linear(qkv, normalized, dim, self.act("qkv"), prm[f"{name} qkv"])
-        self.prefetch_beside()
+        self.preload_beside()
         self.attention(block, prm[f"{name} score"], prm[f"{name} context"])
         self.load_pending()
         proj = self.load_layer(block.proj, f"{name} proj", residual=True)
         if proj_fused:
             self.linear(proj, self.act("context"), dim, x1, prm[f"{name} proj"],
                         residual=Residual.of(source, block.residual1))
+            self.finish_preload(self.fc1_params)
+            self.fc1_params = None
             prm.update(self.load_params({f"{name} fc2": block.fc2}))
             self.enter(f"{name} mlp")
         else:
             self.linear(proj, self.act("context"), dim, self.act("sublayer"),
                         prm[f"{name} proj"])
-            self.prefetch_beside()
+            self.preload_beside()
             self.enter(f"{name} mlp")
             self.add(source, self.act("sublayer"), x1, block.residual1)
             prm.update(self.load_params({f"{name} fc1": block.fc1}))
         self.layernorm(block.ln2, lnp[f"{name} ln2"], x1, normalized)
+        early, self.fc2_weights = self.fc2_weights, None
         fc1 = self.load_layer(block.fc1, f"{name} fc1", then=block.fc2)
         mlp = self.act("mlp")
         self.linear(fc1, normalized, dim, mlp, prm[f"{name} fc1"], gelu=True)
-        fc2 = self.load_layer(block.fc2, f"{name} fc2", residual=True)
+        fc2 = self.load_layer(block.fc2, f"{name} fc2", residual=True) if early is None else \
+            self.preloaded_layer(block.fc2, early)
+        if (following is not None and not selects_next
+                and self.last_host[0] == len(self.emit.instructions) - 1):
+            self.early_ln1 = f"block {index + 1}"
+            region = self.plan.region(Space.LNP, f"{self.early_ln1} ln1")
+            self.emit.load(Space.LNP, (following.ln1.gamma, following.ln1.beta),
+                           region.start, region.words)
         fc2_fused = fuses_residual(block.fc2, self.tokens, self.config)
         if fc2_fused:
             self.linear(fc2, mlp, block.hidden, result, prm[f"{name} fc2"],
@@ -810,7 +918,7 @@ class Lowering:
             self.linear(fc2, mlp, block.hidden, self.act("sublayer"), prm[f"{name} fc2"])
         next_qkv = None
         if following is None:
-            self.prefetch_beside()
+            self.preload_beside()
         else:
             next_qkv = self.load_layer(following.qkv, f"block {index + 1} qkv")
         if not fc2_fused:
@@ -828,7 +936,7 @@ class Lowering:
                 lower_select(self, selected[index], self.act(source), self.act(result))
                 flips += 1
             following = blocks[index + 1] if index + 1 < len(blocks) else None
-            qkv = self.block(index, block, qkv, following, flips)
+            qkv = self.block(index, block, qkv, following, flips, index + 1 in selected)
 
     def patch_embedding(self, model):
         """Patch GEMM plus the position table (already in ``x1``) into ``x``; returns
@@ -861,8 +969,7 @@ class Lowering:
         if loading is None:
             loaded = self.load_layer(model.head, "head", m_tiles=1)
         else:
-            n = model.head.weight.shape[1]
-            self.load_head_tiles(tiles(n, self.lanes))
-            loaded = LoadedLayer(model.head, ((0, n),), loading.base, None)
+            self.finish_preload(loading)
+            loaded = LoadedLayer(model.head, ((0, model.head.weight.shape[1]),), loading.base)
         self.linear(loaded, self.act("normalized"), self.dim, self.act("logits"),
                     prm["head"], m_tiles=1, rows=1)

@@ -26,7 +26,7 @@ def test_random_programs_cover_every_opcode_and_touch_memory_only_through_stores
     every = {opcode.name for opcode in Opcode} - {"DONE"}
     assert every <= set(seen), sorted(every - set(seen))
     assert seen["live"] > 0 and seen["TOKEN_SELECT"] > 10 and seen["resume"] > 0, seen
-    assert seen["b_act"] > 0 and seen["residual"] > 0, seen
+    assert seen["b_act"] > 0 and seen["residual"] > 0 and seen["far"] > 0, seen
     assert list(tmp_path.iterdir()) == []
 
 

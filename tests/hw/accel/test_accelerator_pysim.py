@@ -265,3 +265,67 @@ def test_a_row_host_keeps_its_fields_while_the_next_instruction_is_for_its_unit(
         *loads((Space.ACT, 256), (Space.LNP, 32)),
         Instruction(opcode, first), Instruction(opcode, second)], seed,
         f"seed {seed}: {opcode.name} after {opcode.name}")
+
+
+#: A LOAD of LNP words 8..31 (read by READ_RELOADED's LayerNorm), from other external words.
+FAR_LOAD = Instruction(Opcode.LOAD, dict(space=Space.LNP, spad_addr=8, count=24, dram_addr=100))
+
+
+@pytest.mark.parametrize("row, load, beside", [
+    (Opcode.SOFTMAX, FAR_LOAD, True),
+    (Opcode.GELU, FAR_LOAD, True),
+    (Opcode.ADD, Instruction(Opcode.LOAD, dict(space=Space.PRM, spad_addr=8, count=56,
+                                               dram_addr=100)), True),
+    (Opcode.SOFTMAX, Instruction(Opcode.LOAD, dict(space=Space.WGT, spad_addr=100, count=40,
+                                                   dram_addr=100)), True),
+    # PRM words 4..7, which the GEMM reads.
+    (Opcode.SOFTMAX, Instruction(Opcode.LOAD, dict(space=Space.PRM, spad_addr=4, count=8,
+                                                   dram_addr=100)), False),
+    (Opcode.LAYERNORM, FAR_LOAD, False),             # LayerNorm reads LNP
+])
+@pytest.mark.parametrize("shape", [{}, dict(k=1, m_tiles=1, n=1)])
+def test_a_load_beside_a_gemm_and_the_row_instruction_beside_it(row, load, beside, shape):
+    """A GEMM with a row instruction beside it (of FAR_ROWS) also runs the load after that
+    one beside it when the load may run beside the GEMM: all three retire together, memory
+    byte for byte as the interpreter leaves it (the instructions after read what it loaded),
+    cycles per class and beside as the cycle model predicts, for a GEMM longer than both
+    look-ups and for one done between them (14 cycles: none of the load's hidden by it)."""
+    seed = 10
+    gemm = dict(HOSTS[Opcode.GEMM], **shape, **({"gelu": 1} if row == Opcode.GELU else {}))
+    result = run_against_the_models(SMALL, [
+        *loads((Space.ACT, 256), (Space.WGT, 256), (Space.PRM, 64), (Space.LNP, 32),
+               (Space.TBL, 16)),
+        Instruction(Opcode.GEMM, gemm), Instruction(row, dict(BESIDE[row], beside=1)), load,
+        *READ_RELOADED], seed, f"seed {seed}: {row.name} and {load.space.name} beside a GEMM")
+    assert result.side_cycles[ISA[row].counter] > 0
+    if not shape:
+        assert (result.side_cycles["load_store"] > 0) == beside
+
+
+def test_a_move_hosts_no_load_beside_its_row_instruction():
+    """A move writes WGT, so the load after the softmax beside it runs after both."""
+    seed = 11
+    result = run_against_the_models(SMALL, [
+        *loads((Space.ACT, 256), (Space.LNP, 32), (Space.TBL, 16)),
+        Instruction(Opcode.TRANSPOSE_TO_WGT, HOSTS[Opcode.TRANSPOSE_TO_WGT]),
+        Instruction(Opcode.SOFTMAX, dict(BESIDE[Opcode.SOFTMAX], beside=1)), FAR_LOAD,
+        Instruction(Opcode.LAYERNORM, dict(BESIDE[Opcode.LAYERNORM], lnp_addr=8, dst=80))],
+        seed, f"seed {seed}: a LOAD after a softmax beside a transpose")
+    assert result.side_cycles["softmax"] > 0
+    assert result.side_cycles["load_store"] == 0
+
+
+@pytest.mark.parametrize("gelu", [0, 1])
+def test_a_gemm_adding_a_residual_right_after_another_gemm_waits_for_its_own_sums(gelu):
+    """A GEMM with ``residual`` issued a few cycles after another GEMM's ``done`` (FC2's
+    first GEMM on words loaded early, right after FC1's last): the first GEMM's done must
+    not end the second before its sums are written (it did, while it was still in the
+    residual's delay line). Memory and cycles as the models give them."""
+    gemm = HOSTS[Opcode.GEMM]
+    run_against_the_models(SMALL, [
+        *loads((Space.ACT, 256), (Space.WGT, 256), (Space.PRM, 64), (Space.TBL, 16)),
+        Instruction(Opcode.GEMM, dict(gemm, gelu=gelu)),
+        Instruction(Opcode.GEMM, dict(gemm, a_addr=128, a_stride=8, k=8, c_addr=160,
+                                      residual=1, r_addr=200, r_multiplier=700,
+                                      c_multiplier=900, r_shift=10))],
+        12, f"a residual GEMM after a GEMM with gelu={gelu}")

@@ -9,8 +9,7 @@ import pytest
 from vitforge.errors import ProgramError
 from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.isa import Instruction, Opcode, Space, beside_refusal, encode
-from vitforge.sw.accel.cycles import (FETCH_CYCLES, ISSUE_CYCLES, SIDE_START_DELAY, program_cycles,
-                                     unit_cycles)
+from vitforge.sw.accel.cycles import ISSUE_CYCLES, SIDE_START_DELAY, program_cycles, unit_cycles
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 
 #: ACT of 512 words: bank 0 is words 0..255, bank 1 words 256..511.
@@ -137,8 +136,9 @@ def test_a_flagged_pair_means_what_it_means_in_order_and_hides_the_side_cycles()
     assert together.class_cycles["softmax"] == 0
     assert together.class_cycles["stall"] == stall
     assert apart.class_cycles["softmax"] == side
-    # Apart, the SOFTMAX issues on its own, and as a host it fetches DONE ahead.
-    assert apart.cycles - together.cycles == side - stall + ISSUE_CYCLES - FETCH_CYCLES
+    # Apart, the SOFTMAX issues on its own; DONE is fetched ahead either way (by the
+    # SOFTMAX as a host, or by the GEMM's look-up of a load beside it and the SOFTMAX).
+    assert apart.cycles - together.cycles == side - stall + ISSUE_CYCLES
 
 
 def test_the_documented_start_delay_is_the_model_s():

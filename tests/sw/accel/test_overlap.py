@@ -50,14 +50,19 @@ def attention_order(program, block):
     Q (GEMM reading K in ACT: ``Q K^T`` with no copy), S (softmax), s (softmax beside the
     GEMM), V (transpose of V), and L for a load: after the last head (proj's weights, to
     run beside its P V GEMM) and, where proj adds the residual, LN2's parameters after head
-    0's first Q K^T, which hosts no softmax."""
+    0's first Q K^T, which hosts no softmax (not the loads after a softmax piece beside a
+    GEMM: those run in the far slot, ``tests/sw/accel/test_schedule.py``)."""
     letters = {Opcode.COPY_TO_WGT: "K", Opcode.GEMM: "G", Opcode.TRANSPOSE_TO_WGT: "V",
                Opcode.LOAD: "L"}
+    # Not the loads beside a GEMM and the softmax piece beside it (the far slot).
     order = "".join("s" if fields.get("beside") else
                     "Q" if fields.get("b_act") else letters.get(opcode, "S")
-                    for (opcode, fields), section in zip(program.instructions, program.sections)
+                    for ((opcode, fields), section), (_, before) in zip(
+                        zip(program.instructions, program.sections),
+                        [(None, {}), *program.instructions])
                     if section == f"block {block} attention"
-                    and opcode in (*letters, Opcode.SOFTMAX))
+                    and opcode in (*letters, Opcode.SOFTMAX)
+                    and not (opcode == Opcode.LOAD and before.get("beside")))
     # Not the QKV and proj GEMMs: from head 0's first instruction (its copy or Q K^T) to the
     # load after the last transpose.
     first = min(order.index(letter) for letter in "KQ" if letter in order)
