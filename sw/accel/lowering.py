@@ -457,12 +457,18 @@ class Lowering:
 
     def reserve_fc2(self, blocks, least_half):
         """Reserve WGT words for FC2's first column tile above two halves of at least
-        ``least_half`` words, where WGT has room (after the head's, :meth:`prefetch_head`)
-        and every block's FC2 is dense: each block then loads that tile early, beside its
-        attention's GEMMs (:meth:`preload_beside`, :meth:`preload_far`), and FC1's last
-        GEMM need not hide it (at five token tiles on 40 lanes, DeiT-S's FC1 chunk of
-        three column tiles runs 2,929 cycles and FC2's tile loads in 3,842)."""
-        if any(block.fc2.sparse is not None for block in blocks):
+        ``least_half`` words, where WGT has room (after the head's, :meth:`prefetch_head`),
+        every block's FC2 is dense and the weight stream binds FC1 (on the first block's
+        tokens a column tile's GEMM takes less than one and a half times its load): each
+        block then loads that tile early, beside its attention's GEMMs
+        (:meth:`preload_beside`, :meth:`preload_far`), and FC1's last GEMM need not hide
+        it. Where the stream binds, FC1's chunks stay as narrow as their hosts hide, and the
+        last one hides no deeper tile (at five token tiles on 40 lanes, DeiT-S's FC1 chunk of
+        three column tiles runs 2,929 cycles and FC2's tile loads in 3,842); where the GEMMs
+        bind, it does, and the words are better left to the halves."""
+        tokens = self.plan.phases[self.plan.phase("block 0 mlp")].tokens
+        load, gemm = tile_cycles(self.config, blocks[0].fc1, None, tiles(tokens, self.lanes))
+        if any(block.fc2.sparse is not None for block in blocks) or 2 * gemm >= 3 * load:
             return
         depth = max(block.fc2.weight.shape[0] for block in blocks)
         if (self.emit.weight_end - depth) // 2 >= least_half:

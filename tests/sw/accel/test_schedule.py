@@ -1,5 +1,7 @@
 """Where the compiler puts loads: beside a GEMM or row instruction, in chunks that hide them."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -55,9 +57,10 @@ def test_every_load_of_a_gemm_bound_block_runs_beside_a_host_and_hides(act_read_
     instruction runs beside the instruction before it (a GEMM, a LayerNorm or the residual
     ADD; or the GEMM before a softmax piece beside it, the far slot) and ends before it; the
     program still equals the reference. With two read ports there is no ADD (proj and FC2
-    add the residuals): LN2's LayerNorm parameters load beside head 0's Q K^T (which hosts
-    no softmax), the next block's LN1's beside FC1's last GEMM (FC2's first tile loads
-    early, so it hosts no weights), and FC1's parameters with attention's GEMMs."""
+    add the residuals): each block's LN1 parameters load alone after its QKV's first
+    weights (FC1's last GEMM hosts FC2's first: here the GEMMs bind, and FC2's tile does
+    not load early), LN2's after head 0's Q K^T (which hosts no softmax), and FC1's
+    parameters with attention's GEMMs."""
     x, blocks, _ = random_blocks(np.random.default_rng(11), tokens=40, dim=64, heads=2,
                                  hidden=256, count=2)
     config = AcceleratorConfig(array=8, act_depth=4096, wgt_depth=4096, prm_depth=1024,
@@ -72,11 +75,13 @@ def test_every_load_of_a_gemm_bound_block_runs_beside_a_host_and_hides(act_read_
     start = next(index for index, item in enumerate(instructions) if item.opcode != Opcode.LOAD)
     loads = [index for index, item in enumerate(instructions[start:], start)
              if item.opcode == Opcode.LOAD and item.space in (Space.WGT, Space.PRM, Space.LNP)]
-    hosts, lnp_hosts = set(), []
+    hosts, alone = set(), []
     for index in loads:
         host, load = instructions[index - 1], instructions[index]
-        if load.space == Space.LNP and host.opcode == Opcode.GEMM:
-            lnp_hosts.append(host.b_act)
+        if act_read_ports == 2 and load.space == Space.LNP:
+            alone.append((host.opcode, host.space if host.opcode == Opcode.LOAD
+                           else host.b_act))
+            continue
         delay, retires = SIDE_START_DELAY, unit_cycles(config, host)
         if host.fields.get("beside"):       # the far slot: beside the GEMM before the row
             row, host, delay = host, instructions[index - 2], FAR_START_DELAY
@@ -92,8 +97,8 @@ def test_every_load_of_a_gemm_bound_block_runs_beside_a_host_and_hides(act_read_
         assert always | {(Opcode.ADD, Space.LNP), (Opcode.ADD, Space.PRM)} <= hosts
     else:
         assert always <= hosts and Opcode.ADD not in {opcode for opcode, _ in hosts}
-        # LN2's beside Q K^T (reading K in ACT), the next LN1's beside FC1's last GEMM.
-        assert lnp_hosts == [1] + [0, 1] * (len(blocks) - 1)
+        ln1, ln2 = (Opcode.LOAD, Space.WGT), (Opcode.GEMM, 1)
+        assert alone == [ln2] + [ln1, ln2] * (len(blocks) - 1)
 
 
 def _head_loads(program, config):
@@ -109,29 +114,28 @@ def _head_loads(program, config):
             if load.opcode == Opcode.LOAD and load.space == Space.WGT]
 
 
-def _tiny_vit(seed):
-    """A random quantized ``tiny`` ViT, an image's patches and the smallest 4x4 accelerator
-    for it."""
+def _tiny_vit(seed, array=4):
+    """A random quantized ``tiny`` ViT, an image's patches and the smallest accelerator of
+    ``array`` lanes for it."""
     rng = np.random.default_rng(seed)
     model = quantize_vit(random_vit(PRESETS["tiny"], rng, scale=0.2),
                          rng.uniform(0, 1, (4, 1, 8, 8)))
     image = rng.integers(-128, 128, (model.shape.patches, model.shape.patch_features),
                          dtype=np.int8)
-    return model, image, config_for_model(model, 4)
+    return model, image, config_for_model(model, array)
 
 
 @pytest.mark.parametrize("seed", [5, 6])
 def test_the_head_s_weights_load_early_into_words_above_the_halves(seed, monkeypatch):
     """A random ViT: the head's weights load, in pieces, into the words above two WGT
-    halves (and FC2's first tile's), each beside a GEMM that it hides, so the head
+    halves, each beside a GEMM that it hides, so the head
     phase loads none; every other weight load fits a half (the largest layer no longer
     does: its chunks are capped). The logits are the golden model's, in fewer cycles than
     with the head loading its weights after the final LayerNorm."""
     model, image, config = _tiny_vit(seed)
     k, n = model.head.weight.shape
     reserved = range(config.wgt_depth - -(-n // 4) * k, config.wgt_depth)
-    below = reserved.start - model.blocks[0].fc2.weight.shape[0]     # FC2's first tile's
-    half = below // 2
+    half = reserved.start // 2
     programs = {}
     for early in (True, False):
         if not early:
@@ -148,7 +152,7 @@ def test_the_head_s_weights_load_early_into_words_above_the_halves(seed, monkeyp
     assert sum(len(words) for _, words, _ in prefetched) == len(reserved)
     assert not [load for load in loads if load[0] == "head"]
     assert all(words.stop <= half or half <= words.start and words.stop <= 2 * half
-               for _, words, _ in loads if words.start < below), (half, loads)
+               for _, words, _ in loads if words.start not in reserved), (half, loads)
     fc2 = model.blocks[0].fc2.weight
     assert fc2.shape[0] * -(-fc2.shape[1] // 4) > half, (fc2.shape, half)
     assert [load for load in _head_loads(programs[False], config) if load[0] == "head"]
@@ -156,13 +160,18 @@ def test_the_head_s_weights_load_early_into_words_above_the_halves(seed, monkeyp
 
 
 def test_fc2_s_first_tile_loads_early_beside_attention_s_gemms(monkeypatch):
-    """A random ViT whose heads overlap: each block's FC2 first column tile loads into WGT
-    words reserved for it below the head's, beside attention's GEMMs, and FC2's first GEMM
-    reads it there; early loads take the far slot (after a softmax piece beside a GEMM);
-    the logits are the golden model's, as without the reserved words, in fewer cycles."""
-    model, image, config = _tiny_vit(7)
+    """A random ViT whose heads overlap, on 16 lanes taking two steps of K a cycle, where
+    the weight stream binds FC1 (17 tokens: a column tile's GEMM takes 32 cycles, its load
+    32): each block's FC2 first column tile loads into WGT words reserved for it below the
+    head's, beside attention's GEMMs, and FC2's first GEMM reads it there; early loads take
+    the far slot (after a softmax piece beside a GEMM), and FC1's last GEMM hosts the next
+    block's LN1 parameters; the logits are the golden model's, as without the reserved
+    words, in fewer cycles. On 4 lanes and one step a cycle the GEMMs bind, and no words
+    are reserved."""
+    model, image, config = _tiny_vit(7, 16)
+    config = replace(config, k_per_cycle=2, macs_per_dsp=2)
     k, n = model.head.weight.shape
-    top = config.wgt_depth - -(-n // 4) * k
+    top = config.wgt_depth - -(-n // 16) * k
     hidden = model.blocks[0].fc2.weight.shape[0]
     reserved = range(top - hidden, top)
     programs = {}
@@ -197,6 +206,16 @@ def test_fc2_s_first_tile_loads_early_beside_attention_s_gemms(monkeypatch):
                        and instructions[index].space in (Space.WGT, Space.PRM)
                        for index in far), far
     assert predict(programs[True]).cycles < predict(programs[False]).cycles
+    # FC1's last GEMM, which no longer hosts FC2's tile, hosts block 1's LN1 parameters.
+    ln1 = [index for index, (item, section) in enumerate(zip(instructions, program.sections))
+           if item.opcode == Opcode.LOAD and item.space == Space.LNP
+           and section == "block 0 mlp"]
+    assert len(ln1) == 1 and instructions[ln1[0] - 1].opcode == Opcode.GEMM, ln1
     assert not any(item.opcode == Opcode.LOAD and item.space == Space.WGT
                    and item.spad_addr in reserved for item in
                    (Instruction(*pair) for pair in programs[False].instructions))
+    model, image, config = _tiny_vit(7)
+    top = config.wgt_depth - -(-n // 4) * k
+    fc2 = [Instruction(*pair) for pair in compile_model(config, model, image).instructions
+           if pair[0] == Opcode.GEMM and pair[1]["k"] == hidden]
+    assert fc2 and all(gemm.b_addr < top - hidden for gemm in fc2), (top, fc2)
