@@ -35,8 +35,8 @@ class InstructionFetch(wiring.Component):
     ``control.pc`` is read into :attr:`instruction`; while
     ``control.look_ahead`` is high, instruction ``control.pc + 1`` into
     :attr:`next_instruction`; while ``control.look_far`` is high, instruction
-    ``control.pc + 2`` into :attr:`far_instruction`. Both words are requested as fast as the memory
-    accepts them and stored as they arrive; ``control.arrived`` is high in
+    ``control.pc + 2`` into :attr:`far_instruction`. Both words are requested
+    as fast as the memory accepts them and stored as they arrive; ``control.arrived`` is high in
     the cycle the second word arrives, and the register holds the whole
     instruction from the next cycle on (a fetch takes three cycles from a
     memory that answers one cycle after each request). ``control.advance``
