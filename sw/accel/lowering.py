@@ -217,7 +217,7 @@ class _DenseChunks(NamedTuple):
                                                     size * self.config.array))
 
     def load(self, size):
-        return _weight_load_cycles(self.config, size * self.k)
+        return _load_cycles(self.config, size * self.k)
 
     def cycles(self, sizes):
         """From the host's start to the last GEMM's retirement (fetch and issue of each
@@ -235,10 +235,10 @@ class _DenseChunks(NamedTuple):
                      if self.gemm(size) >= SIDE_START_DELAY + self.following), count)
 
 
-def _weight_load_cycles(config, entries):
-    """Cycles of a LOAD of ``entries`` WGT entries (the DMA's own count)."""
+def _load_cycles(config, entries, space=Space.WGT):
+    """Cycles of a LOAD of ``entries`` entries of ``space`` (the DMA's own count)."""
     return unit_cycles(config, Instruction(Opcode.LOAD, dict(
-        space=Space.WGT, dram_addr=0, spad_addr=0, count=entries)))
+        space=space, dram_addr=0, spad_addr=0, count=entries)))
 
 
 def _gemm_shape(k, m_tiles, n):
@@ -430,7 +430,7 @@ class Lowering:
         if then is not None and sparse is None:
             timing = _DenseChunks(self.config, layer.weight.shape[0],
                                   m_tiles, host,
-                                  _weight_load_cycles(self.config, then.weight.shape[0]))
+                                  _load_cycles(self.config, then.weight.shape[0]))
             wider = _chunk_tiles(count, host, load_per_tile, gemm_per_tile,
                                  timing.hiding_tiles(count))
             sizes = min(sizes, wider, key=timing.cycles)
@@ -452,8 +452,9 @@ class Lowering:
         if layer.sparse is not None:
             return
         words = pack_weights(layer.weight, self.lanes)
-        if (self.emit.weight_end - len(words)) // 2 >= least_half:
-            self.head_weights = _Preload(Space.WGT, words, self.emit.reserve_weights(len(words)))
+        base = self._reserve(len(words), least_half)
+        if base is not None:
+            self.head_weights = _Preload(Space.WGT, words, base)
 
     def reserve_fc2(self, blocks, least_half):
         """Reserve WGT words for FC2's first column tile above two halves of at least
@@ -470,9 +471,15 @@ class Lowering:
         load, gemm = tile_cycles(self.config, blocks[0].fc1, None, tiles(tokens, self.lanes))
         if any(block.fc2.sparse is not None for block in blocks) or 2 * gemm >= 3 * load:
             return
-        depth = max(block.fc2.weight.shape[0] for block in blocks)
-        if (self.emit.weight_end - depth) // 2 >= least_half:
-            self.fc2_base = self.emit.reserve_weights(depth)
+        self.fc2_base = self._reserve(max(block.fc2.weight.shape[0] for block in blocks),
+                                      least_half)
+
+    def _reserve(self, words, least_half):
+        """The first of ``words`` WGT words reserved above the halves, or ``None`` (nothing
+        reserved) where the halves would then hold fewer than ``least_half`` words each."""
+        if (self.emit.weight_end - words) // 2 < least_half:
+            return None
+        return self.emit.reserve_weights(words)
 
     def load_early(self, budget):
         """LOAD as many entries of the preload needed first (the block's FC2 tile, FC1's
@@ -485,8 +492,7 @@ class Lowering:
         low, high = 0, preload.left         # the most entries that load within the budget
         while low < high:
             middle = (low + high + 1) // 2
-            if unit_cycles(self.config, Instruction(Opcode.LOAD, dict(
-                    space=preload.space, dram_addr=0, spad_addr=0, count=middle))) <= budget:
+            if _load_cycles(self.config, middle, preload.space) <= budget:
                 low = middle
             else:
                 high = middle - 1
