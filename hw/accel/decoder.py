@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .isa import (COUNTER_CLASSES, FAR_HOSTS, FAR_ROWS, INSTRUCTION_BITS, ISA, LOAD_HOSTS,
                   OPCODE_BITS, ROW_HOSTS, SIDE_CLASSES, SIDE_HOSTS, SIDE_LOADS, SIDE_ROWS, Opcode,
-                  load_may_run_beside, row_starts_beside)
+                  far_load_fills, load_may_run_beside, row_starts_beside)
 from .ports import registering
 
 __all__ = ["InstructionDecoder", "DECODED", "DECODE_LATENCY", "NO_CLASS", "SIDE_CHECK_LATENCY"]
@@ -70,8 +70,9 @@ class InstructionDecoder(wiring.Component):
     followed by a :data:`FAR_ROWS` instruction, and with ``far_check`` high the
     load check takes ``far_instruction`` (the instruction after that row
     instruction) instead of ``next_instruction``: ``decoded.far_side`` says
-    whether it is a load that may run beside the GEMM too (a row of
-    :data:`FAR_ROWS` reads no scratchpad a load fills).
+    whether it is a load that may run beside the GEMM too and fills only
+    :data:`~.isa.FAR_LOADED` (:func:`~.isa.far_load_fills`), which no row
+    instruction reads.
 
     The load check multiplies fields, so it is cut by registers (see
     :func:`load_may_run_beside`), and ``decoded.side`` (``decoded.far_side``) is
@@ -150,9 +151,14 @@ class InstructionDecoder(wiring.Component):
         m.d.sync += decoded.far_capable.eq(
             far_host & Cat(next_opcode == code for code in FAR_ROWS).any())
         side_load = self._side_load(m)
+        far_fills = 0
+        for load in SIDE_LOADS:
+            far_fills = far_fills | (
+                (self.far_instruction[:OPCODE_BITS] == load)
+                & far_load_fills(load, ISA[load].view(self.far_instruction), self._config.array))
         m.d.sync += [decoded.side.eq(side_load
                                      | register(row_host & self._side_row(next_opcode))),
-                     decoded.far_side.eq(side_load)]
+                     decoded.far_side.eq(side_load & register(far_fills))]
         return m
 
     def _side_load(self, m):

@@ -37,7 +37,7 @@ __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "INSTRUCTION_WORDS", "OPCODE
            "written_activations", "load_may_run_beside", "row_starts_beside",
            "beside_refusal",
            "ROW_HOSTS", "LOAD_HOSTS", "SIDE_HOSTS", "LOADED_BESIDE", "SIDE_LOADS", "SIDE_ROWS",
-           "FAR_HOSTS", "FAR_ROWS", "SIDE_CLASSES",
+           "FAR_HOSTS", "FAR_ROWS", "FAR_LOADED", "far_load_fills", "SIDE_CLASSES",
            "resolve", "SELECT_MODES"]
 
 INSTRUCTION_BITS = 256
@@ -389,12 +389,15 @@ SIDE_LOADS = (Opcode.LOAD, Opcode.LOAD_SPARSE)
 #: GEMMs, whose side slot an attention head's softmax piece takes while the DMA is idle.
 FAR_HOSTS = (Opcode.GEMM, Opcode.GEMM_SPARSE)
 #: The row instructions beside a :data:`FAR_HOSTS` GEMM that leave room for a load beside
-#: it too: those that read no scratchpad a load beside may fill (LayerNorm reads LNP).
-FAR_ROWS = (Opcode.GELU, Opcode.SOFTMAX, Opcode.ADD)
+#: it too: all of them, as the far load fills only :data:`FAR_LOADED`.
+FAR_ROWS = SIDE_ROWS
 #: The scratchpads a load beside a host may fill: those no unit but the DMA writes, and that
 #: have a write port of their own beside the reads (TBL's table sits in the element-wise
 #: unit, which a GEMM's GELU reads).
 LOADED_BESIDE = (Space.WGT, Space.IDX, Space.PRM, Space.LNP)
+#: The scratchpads a far load (beside a GEMM and the row instruction beside it) may fill:
+#: those of :data:`LOADED_BESIDE` that no row instruction reads (LayerNorm reads LNP).
+FAR_LOADED = (Space.WGT, Space.IDX, Space.PRM)
 
 
 #: The instruction set: opcode -> :class:`OpcodeSpec`.
@@ -561,6 +564,20 @@ def load_may_run_beside(host, host_fields, load, load_fields, array, stage=None)
         for span in used:
             allowed = allowed & ((loaded.space != span.space) | (loaded.end <= span.first)
                                  | (loaded.first >= span.end))
+    return allowed
+
+
+def far_load_fills(load, load_fields, array):
+    """Whether ``load`` (of :data:`SIDE_LOADS`) fills only :data:`FAR_LOADED`, as a load in
+    the far slot must (``docs/isa.md``, Ordering). ``load_fields`` are ints or a view of an
+    instruction signal: the result is then a 1-bit Amaranth value."""
+    allowed = 1
+    for written in ISA[load].writes:
+        space = written.span(load_fields, array).space
+        fills = 0
+        for far_space in FAR_LOADED:
+            fills = fills | (space == far_space)
+        allowed = allowed & fills
     return allowed
 
 

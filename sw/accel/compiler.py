@@ -28,7 +28,7 @@ from .emitter import Emitter
 from .lowering import Lowering, fuses_residual
 from .program import CompiledProgram, ExternalMatrix, InputSlot
 from .selection import select_stages
-from .vit_plan import plan_blocks, plan_model, token_buffers
+from .vit_plan import ACT_BANKS, LAYERNORM_BANKS, plan_blocks, plan_model, token_buffers
 
 __all__ = ["compile_blocks", "compile_model", "config_for", "config_for_model"]
 
@@ -52,14 +52,18 @@ def _sequential_reason(config, blocks, stages):
 
 
 def _banked_plan(make_plan, config):
-    """``(plan, None)``: ``make_plan(bank_start=...)`` on ``config``'s ACT banks, if it fits
-    ``config``; else ``(None, why not)``."""
-    try:
-        plan = make_plan(bank_start=config.act_bank_start)
-        plan.check(config)
-    except ConfigError as error:
-        return None, f"the banked plan does not fit: {error}"
-    return plan, None
+    """``(plan, None)``: ``make_plan(bank_start=..., banks=...)`` on ``config``'s ACT banks,
+    pinned to :data:`~.vit_plan.LAYERNORM_BANKS` where that fits ``config``, else to
+    :data:`~.vit_plan.ACT_BANKS`; ``(None, why not)`` if neither fits."""
+    for banks in (LAYERNORM_BANKS, ACT_BANKS):
+        try:
+            plan = make_plan(bank_start=config.act_bank_start, banks=banks)
+            plan.check(config)
+        except ConfigError as error:
+            reason = f"the banked plan does not fit: {error}"
+        else:
+            return plan, None
+    return None, reason
 
 
 def _choose_plan(make_plan, config, blocks, stages):

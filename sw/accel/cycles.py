@@ -35,8 +35,8 @@ from vitforge.hw.accel.eltwise import eltwise_cycles
 from vitforge.hw.accel.gemm_unit import RESIDUAL_CYCLES
 from vitforge.hw.accel.isa import (COUNTER_CLASSES, FAR_HOSTS, FAR_ROWS, INSTRUCTION_WORDS, ISA,
                                    LOAD_HOSTS, ROW_HOSTS, SIDE_CLASSES, SIDE_HOSTS, SIDE_LOADS,
-                                   SIDE_ROWS, Instruction, Opcode, load_may_run_beside,
-                                   row_starts_beside)
+                                   SIDE_ROWS, Instruction, Opcode, far_load_fills,
+                                   load_may_run_beside, row_starts_beside)
 from vitforge.hw.accel.moves import move_cycles
 from vitforge.hw.accel.row_layernorm import layernorm_cycles
 from vitforge.hw.accel.row_softmax import softmax_cycles
@@ -198,7 +198,7 @@ def _host_step(config, inst, following):
     instruction of :data:`FAR_ROWS` beside it looks the one after that up as well, another
     :data:`SIDE_START_DELAY` cycles after an EXECUTE cycle (counted to its class while its
     unit is busy, to ``stall`` after), and runs it beside too if it is a load allowed there
-    (:data:`FAR_START_DELAY` cycles after its start)."""
+    (:data:`FAR_START_DELAY` cycles after its start) filling only :data:`FAR_LOADED`."""
     busy = unit_cycles(config, inst)
     if inst.opcode not in SIDE_HOSTS or not following:
         return _Step(busy, busy, (), False)
@@ -211,7 +211,7 @@ def _host_step(config, inst, following):
                      ((side, _within(SIDE_START_DELAY, side_busy, (0, busy))),), False)
     far = following[1] if len(following) > 1 else None
     far_beside = far is not None and far.opcode in SIDE_LOADS and _may_run_beside(
-        config, inst, far)
+        config, inst, far) and bool(far_load_fills(far.opcode, far, config.array))
     far_busy = unit_cycles(config, far) if far_beside else 1
     own = FAR_START_DELAY - 1 + (busy > SIDE_START_DELAY) + max(0, busy - FAR_START_DELAY)
     total = max(busy, SIDE_START_DELAY + side_busy, FAR_START_DELAY + far_busy)

@@ -44,7 +44,7 @@ from vitforge.sw.model.quantized import QuantizedLinear
 
 from .cycles import FAR_START_DELAY, ISSUE_CYCLES, SIDE_START_DELAY, unit_cycles
 from .selection import lower_select
-from .vit_plan import token_buffers
+from .vit_plan import LAYERNORM_BANKS, token_buffers
 
 __all__ = ["Lowering", "LoadedLayer", "Residual", "fuses_residual", "sparse_weights"]
 
@@ -65,6 +65,10 @@ class _Preload:
     def left(self):
         """Entries not loaded yet."""
         return len(self) - self.done
+
+    def keep(self, count):
+        """Keep only the first ``count`` entries (WGT)."""
+        self.entries = self.entries[:count]
 
     def piece(self, end):
         """The entries from ``done`` to ``end``."""
@@ -283,6 +287,12 @@ class Lowering:
         self.fc1_params = None
         #: The block whose LN1 parameters the block before it loaded, or ``None``.
         self.early_ln1 = None
+        #: The next block's attention parameters and QKV's first chunk loading early, beside
+        #: FC2's last GEMMs and its LN1 (:meth:`fc2_into_layernorm`), or ``None``.
+        self.next_params = self.next_qkv = None
+        #: The block whose LN1 the block before it ran, and where that block loaded its
+        #: attention parameters (PRM region name -> first entry), or ``None``.
+        self.early_block = self.early_prm = None
         #: A load (a callable that emits it) waiting for the first GEMM of attention that
         #: hosts nothing else (:meth:`load_pending`), or ``None``.
         self.pending_load = None
@@ -303,10 +313,11 @@ class Lowering:
         """First word of ACT region ``name``."""
         return self.plan.region(Space.ACT, name).start
 
-    def _loaded_run(self, space, names):
-        """The regions of ``space`` named ``names``: a run of those the phase loads, in
-        entry order (one LOAD fills them)."""
-        regions = [region for region in self.plan.loaded_in(space, self.phase)
+    def _loaded_run(self, space, names, phase=None):
+        """The regions of ``space`` named ``names``: a run of those the phase (or ``phase``)
+        loads, in entry order (one LOAD fills them)."""
+        phase = self.phase if phase is None else phase
+        regions = [region for region in self.plan.loaded_in(space, phase)
                    if region.name in names]
         if [region.name for region in regions] != list(names) or any(
                 earlier.end != later.start for earlier, later in zip(regions, regions[1:])):
@@ -322,10 +333,11 @@ class Lowering:
         self.finish_preload(preload)
         return starts
 
-    def preload_params(self, sources):
-        """The PRM entries :meth:`load_params` loads, as a :class:`_Preload` to load later
-        (in pieces, :meth:`load_early`), and each region's first entry by name."""
-        regions = self._loaded_run(Space.PRM, sources)
+    def preload_params(self, sources, phase=None):
+        """The PRM entries :meth:`load_params` loads (those of ``phase``, by default the
+        current one), as a :class:`_Preload` to load later (in pieces, :meth:`load_early`),
+        and each region's first entry by name."""
+        regions = self._loaded_run(Space.PRM, sources, phase)
         entries = [_requant_entries(sources[region.name], region.words) for region in regions]
         merged = [np.concatenate([entry[i] for entry in entries]) for i in range(3)]
         return (_Preload(Space.PRM, merged, regions[0].start),
@@ -483,20 +495,27 @@ class Lowering:
 
     def load_early(self, budget):
         """LOAD as many entries of the preload needed first (the block's FC2 tile, FC1's
-        parameters, then the head's weights) as take at most ``budget`` cycles."""
-        waiting = [preload for preload in (self.fc2_weights, self.fc1_params, self.head_weights)
+        parameters, the next block's attention parameters and first QKV chunk, then the
+        head's weights) as take at most ``budget`` cycles."""
+        waiting = [preload for preload in (self.fc2_weights, self.fc1_params, self.next_params,
+                                           self.next_qkv, self.head_weights)
                    if preload is not None and preload.left]
         if not waiting:
             return
         preload = waiting[0]
-        low, high = 0, preload.left         # the most entries that load within the budget
+        self.finish_preload(preload, preload.done + self._fitting(preload, budget))
+
+    def _fitting(self, preload, budget):
+        """The most entries of ``preload`` not loaded yet that load within ``budget``
+        cycles."""
+        low, high = 0, preload.left
         while low < high:
             middle = (low + high + 1) // 2
             if _load_cycles(self.config, middle, preload.space) <= budget:
                 low = middle
             else:
                 high = middle - 1
-        self.finish_preload(preload, preload.done + low)
+        return low
 
     def finish_preload(self, preload, end=None):
         """LOAD ``preload``'s entries up to ``end`` (all by default) after those loaded so
@@ -544,35 +563,54 @@ class Lowering:
         words each, none wider than a WGT half holds (less than the whole layer where words
         above the halves are reserved, :meth:`prefetch_head`)."""
         widest = max(1, self.emit.weight_end // 2 // entries)
-        sizes = [min(widest, size - start) for size in sizes for start in range(0, size, widest)]
+        sizes = [size // parts + (part < size % parts) for size in sizes
+                 for parts in [-(-size // widest)] for part in range(parts)]
         edges = np.cumsum([0, *sizes]) * self.lanes
         return tuple((int(start), min(int(end), n)) for start, end in zip(edges, edges[1:]))
 
     def linear(self, loaded, src, src_width, dst, prm, m_tiles=None, rows=None, gelu=False,
-               residual=None):
+               residual=None, between=None):
         """A :class:`LoadedLayer` on ``src`` into ``dst``, parameters from PRM ``prm``: one
         GEMM (GEMM_SPARSE) per chunk, each next chunk's weights loaded beside the one
         before; with ``gelu`` the results go through the GELU table, with ``residual`` (a
-        :class:`Residual` laid out as ``dst``) they are summed with its words."""
+        :class:`Residual` laid out as ``dst``) they are summed with its words. With
+        ``between`` the last chunk runs one GEMM per token tile, each followed by
+        ``between(tile)`` (what runs beside it)."""
         layer, sparse = loaded.layer, loaded.sparse
         k, n = layer.weight.shape
         entries, depth = (k, None) if sparse is None else (sparse.pattern.length, k)
         address = loaded.address
         for index, (start, end) in enumerate(loaded.chunks):
-            self.gemm(src, src_width, address, entries, dst + start, n, prm + start, entries,
-                      end - start, m_tiles, rows, depth=depth, gelu=gelu,
-                      residual=residual and residual.shifted(start))
-            if index + 1 < len(loaded.chunks):
+            last = index + 1 == len(loaded.chunks)
+            pieces = [(0, None)] if between is None or not last else \
+                [(tile, 1) for tile in range(self.token_tiles)]
+            for tile, piece_tiles in pieces:
+                offset = tile * n
+                self.gemm(src + tile * src_width, src_width, address, entries,
+                          dst + offset + start, n, prm + start, entries, end - start,
+                          piece_tiles or m_tiles,
+                          min(self.lanes, self.tokens - tile * self.lanes) if piece_tiles
+                          else rows, depth=depth, gelu=gelu,
+                          residual=residual and residual.shifted(offset + start))
+                if piece_tiles:
+                    between(tile)
+            if not last:
                 address = self._load_columns(layer, sparse, *loaded.chunks[index + 1])
 
-    def layernorm(self, params, lnp_addr, src, dst, channels=None, m_tiles=None):
-        """Row-parallel LayerNorm of the stage's tokens (or of their first ``m_tiles``
-        tiles), over the first ``channels`` (all by default) of each token's ``dim`` words."""
-        self.row_host(Opcode.LAYERNORM, src=src, src_stride=self.dim, dst=dst,
-                      dst_stride=self.dim, m_tiles=m_tiles or self.token_tiles,
-                      channels=channels or self.dim, lnp_addr=lnp_addr, eps=params.eps,
-                      multiplier=params.multiplier, shift=params.shift,
+    def layernorm(self, params, lnp_addr, src, dst, channels=None, m_tiles=None,
+                  beside=False):
+        """Row-parallel LayerNorm of the stage's tokens (or of ``m_tiles`` tiles from
+        ``src``), over the first ``channels`` (all by default) of each token's ``dim``
+        words; ``beside`` the GEMM emitted right before it, or a host itself."""
+        fields = dict(src=src, src_stride=self.dim, dst=dst, dst_stride=self.dim,
+                      m_tiles=m_tiles or self.token_tiles, channels=channels or self.dim,
+                      lnp_addr=lnp_addr, eps=params.eps, multiplier=params.multiplier,
+                      shift=params.shift,
                       live=0 if m_tiles else self.live_bits(Opcode.LAYERNORM, "m_tiles"))
+        if beside:
+            self.emit(Opcode.LAYERNORM, **fields, beside=1)
+        else:
+            self.row_host(Opcode.LAYERNORM, **fields)
 
     def add(self, x, y, dst, residual):
         """Residual ADD of the stage's tokens."""
@@ -868,6 +906,7 @@ class Lowering:
         proj_fused = fuses_residual(block.proj, self.tokens, self.config)
         ln1, ln2 = {f"{name} ln1": block.ln1}, {f"{name} ln2": block.ln2}
         early_ln1, self.early_ln1 = self.early_ln1, None
+        early = self.early_block == name
         sources = {**({} if early_ln1 == name else ln1), **({} if proj_fused else ln2)}
         lnp = self.load_layernorms(sources) if sources else {}
         if early_ln1 == name:
@@ -877,11 +916,11 @@ class Lowering:
             # a GEMM of attention.
             self.pending_load = lambda: lnp.update(self.load_layernorms(ln2))
         self.emit.load(Space.TBL, block.gelu_table, 0, TABLE_WORDS)
-        self.layernorm(block.ln1, lnp[f"{name} ln1"], source, normalized)
-        prm = self.load_params({
-            **({} if proj_fused else {f"{name} fc2": block.fc2}),
-            f"{name} qkv": block.qkv, f"{name} proj": block.proj,
-            f"{name} score": block.score, f"{name} context": block.context})
+        if early:
+            prm = self.early_prm
+        else:
+            self.layernorm(block.ln1, lnp[f"{name} ln1"], source, normalized)
+            prm = self.load_params(self.attention_params(block, name, proj_fused))
         if proj_fused:
             # FC1's parameters load with attention's GEMMs (:meth:`load_early`), not beside
             # LN1, which they would outlast.
@@ -918,10 +957,10 @@ class Lowering:
             self.preloaded_layer(block.fc2, early)
         if (following is not None and not selects_next
                 and self.last_host[0] == len(self.emit.instructions) - 1):
-            self.early_ln1 = f"block {index + 1}"
-            region = self.plan.region(Space.LNP, f"{self.early_ln1} ln1")
-            self.emit.load(Space.LNP, (following.ln1.gamma, following.ln1.beta),
-                           region.start, region.words)
+            self.load_ln1(following, f"block {index + 1}")
+        if self.pipelines_layernorm(index, block, following, selects_next):
+            return self.fc2_into_layernorm(fc2, index, block, following, prm[f"{name} fc2"],
+                                           result)
         fc2_fused = fuses_residual(block.fc2, self.tokens, self.config)
         if fc2_fused:
             self.linear(fc2, mlp, block.hidden, result, prm[f"{name} fc2"],
@@ -936,6 +975,108 @@ class Lowering:
         if not fc2_fused:
             self.add(x1, self.act("sublayer"), result, block.residual2)
         return next_qkv
+
+    def load_ln1(self, block, name):
+        """LOAD the LN1 parameters of ``block`` (called ``name``) before its phase
+        (:attr:`early_ln1`)."""
+        self.early_ln1 = name
+        region = self.plan.region(Space.LNP, f"{name} ln1")
+        self.emit.load(Space.LNP, (block.ln1.gamma, block.ln1.beta), region.start, region.words)
+
+    @staticmethod
+    def attention_params(block, name, proj_fused):
+        """The sources of the PRM load beside block ``name``'s LN1: its attention's (and
+        FC2's where proj's residual ADD is an instruction)."""
+        return {**({} if proj_fused else {f"{name} fc2": block.fc2}),
+                f"{name} qkv": block.qkv, f"{name} proj": block.proj,
+                f"{name} score": block.score, f"{name} context": block.context}
+
+    def pipelines_layernorm(self, index, block, following, selects_next):
+        """Whether the next block's LN1 runs beside block ``index``'s FC2
+        (:meth:`fc2_into_layernorm`): there is a next block and no selector stage before
+        it, the heads overlap (:meth:`overlaps`), the plan pins its regions to
+        :data:`~.vit_plan.LAYERNORM_BANKS`, the residual ADDs after this block's proj and
+        FC2 and the next one's proj are GEMMs' write-back, there is more than one token
+        tile, and the next block's attention and LN1 parameters may load now: none of
+        their entries is one the plan keeps live through this phase."""
+        if following is None or selects_next or not self.overlaps(block) \
+                or self.token_tiles < 2:
+            return False
+        if not all(fuses_residual(layer, self.tokens, self.config)
+                   for layer in (block.proj, block.fc2, following.proj)):
+            return False
+        if any(self.plan.region(Space.ACT, name).bank != bank
+               for name, bank in LAYERNORM_BANKS.items()):
+            return False
+        name = f"block {index + 1}"
+        early = [self.plan.region(Space.PRM, region) for region in
+                 self.attention_params(following, name, True)]
+        early.append(self.plan.region(Space.LNP, f"{name} ln1"))
+        return not any(region.space == other.space and self.phase in other.phases
+                       and region.start < other.end and other.start < region.end
+                       for region in early for other in self.plan.regions)
+
+    def fc2_into_layernorm(self, loaded, index, block, following, prm, result):
+        """FC2 (``loaded``) into block ``index``'s ``result``, its residual ADD in the
+        write-back, with the next block's LN1 beside its last chunk, which runs one GEMM per
+        token tile: tile ``t``'s LayerNorm beside the GEMM of tile ``t + 1`` (the next
+        block's tokens in bank 1, ``normalized`` in bank 0, FC2's ``mlp`` and ``x1`` in
+        bank 0), the last tile's on its own after them (where the next block runs on as
+        many token tiles; it runs LN1 on its own tiles only). Tile 0's GEMM hosts the load of
+        the LN1 parameters (where FC1's last GEMM did not) or loads early; the far slot of
+        the others (:data:`~vitforge.hw.accel.isa.FAR_ROWS`) and the last LayerNorm load
+        the next block's attention parameters, then as many of its QKV's column tiles as
+        they hide (:meth:`load_early`). Returns the next QKV, loaded; the next block skips
+        its LN1 and its parameters' load (:attr:`early_block`)."""
+        name, dim, lanes = f"block {index + 1}", self.dim, self.lanes
+        normalized = self.act("normalized")
+        upcoming = self.plan.phase(f"{name} attention")
+        norms = tiles(self.plan.phases[upcoming].tokens, lanes)
+        self.next_params, self.early_prm = self.preload_params(
+            self.attention_params(following, name, True), upcoming)
+        lnp = self.plan.region(Space.LNP, f"{name} ln1").start
+
+        def piece(tile, beside):
+            self.layernorm(following.ln1, lnp, result + tile * dim, normalized + tile * dim,
+                           m_tiles=1, beside=beside)
+
+        k = following.qkv.weight.shape[0]
+
+        def between(tile):
+            if tile == 0:
+                if following.qkv.sparse is None:
+                    widest = min(tiles(following.qkv.weight.shape[1], lanes),
+                                 self.emit.weight_end // 2 // k)
+                    self.next_qkv = _Preload(Space.WGT, pack_weights(
+                        following.qkv.weight[:, :widest * lanes], lanes),
+                        self.emit.take_weight_half())
+                if self.early_ln1 == name:
+                    self.preload_beside()
+                else:
+                    self.load_ln1(following, name)
+            elif tile <= norms:
+                piece(tile - 1, True)
+                self.preload_far()
+            else:
+                self.preload_beside()
+
+        self.linear(loaded, self.act("mlp"), block.hidden, result, prm,
+                    residual=Residual.of(self.act("x1"), block.residual2), between=between)
+        budget = 0
+        if norms == self.token_tiles:
+            piece(norms - 1, False)
+            budget = self.last_host[1] - SIDE_START_DELAY
+        if self.next_params.left:
+            self.finish_preload(self.next_params)
+            budget = 0
+        qkv, self.next_params, self.next_qkv = self.next_qkv, None, None
+        self.early_block = name
+        if qkv is None:
+            return self.load_layer(following.qkv, f"{name} qkv")
+        # QKV's first chunk: the column tiles loaded so far, and those the last LayerNorm
+        # hides beside it.
+        qkv.keep(max(1, -(-qkv.done // k), (qkv.done + self._fitting(qkv, budget)) // k) * k)
+        return self.preloaded_layer(following.qkv, qkv)
 
     def blocks(self, blocks, first_qkv, stages=()):
         """Every block in turn, each selector stage of ``stages`` (:class:`~.selection.SelectStage`)

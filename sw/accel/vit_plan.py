@@ -27,10 +27,17 @@ from vitforge.sw.golden.encoder import block_token_counts
 from .plan import PlanBuilder
 from .selection import plan_select, select_regions
 
-__all__ = ["plan_blocks", "plan_model", "token_buffers", "ACT_BANKS", "HEAD_BUFFERS"]
+__all__ = ["plan_blocks", "plan_model", "token_buffers", "ACT_BANKS", "LAYERNORM_BANKS",
+           "HEAD_BUFFERS"]
 
 #: The ACT bank of each pinned region of a banked plan.
 ACT_BANKS = {"qkv": 0, "probabilities": 0, "scores": 1, "context": 1}
+#: :data:`ACT_BANKS` with the token buffers in bank 1 and ``x1``, ``normalized`` and ``mlp``
+#: in bank 0, where they fit: the next block's LN1 then runs beside FC2's last GEMMs
+#: (:meth:`~.lowering.Lowering.pipelines_layernorm`), reading the tokens FC2 has written
+#: into bank 1 and writing bank 0, while FC2 reads ``mlp`` and ``x1`` from bank 0 and
+#: writes bank 1.
+LAYERNORM_BANKS = {**ACT_BANKS, "x": 1, "x2": 1, "x1": 0, "normalized": 0, "mlp": 0}
 #: The regions of a banked plan that hold two buffers, alternating between heads.
 HEAD_BUFFERS = ("scores", "probabilities")
 
@@ -79,12 +86,12 @@ def _activation_regions(blocks, tokens, lanes, banked, extra_widths=(), align=1)
             for name, width in widths]
 
 
-def _build(builder, activations, bank_start):
-    """``builder``'s plan of ``activations``, pinned to :data:`ACT_BANKS` if ``bank_start``;
+def _build(builder, activations, bank_start, banks):
+    """``builder``'s plan of ``activations``, pinned to ``banks`` if ``bank_start``;
     ``sublayer`` left out where no phase uses it (every residual ADD a GEMM's write-back)."""
     activations = [(name, words) for name, words in activations
                    if name != "sublayer" or name in builder.uses]
-    return builder.build(activations, bank_start, None if bank_start is None else ACT_BANKS)
+    return builder.build(activations, bank_start, None if bank_start is None else banks)
 
 
 def _head_padding(block, lanes):
@@ -163,7 +170,7 @@ def _plan_encoder(builder, blocks, counts, first, stages, fused_after):
 
 
 def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=None,
-                align=1, fused_after=_unfused):
+                align=1, fused_after=_unfused, banks=ACT_BANKS):
     """The plan of :func:`~vitforge.sw.accel.compiler.compile_blocks`.
 
     Parameters
@@ -182,6 +189,9 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=
     bank_start : int, optional
         The first word of the second ACT bank, for a plan that overlaps heads;
         ``None`` (one bank) by default.
+    banks : dict
+        The bank of each pinned ACT region (with ``bank_start``): :data:`ACT_BANKS` by
+        default, or :data:`LAYERNORM_BANKS`.
     align : int
         ``k_per_cycle`` of the accelerator: GEMM operands in ACT are aligned
         to groups of that many words.
@@ -194,8 +204,8 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=
     Raises
     ------
     vitforge.errors.ConfigError
-        If the blocks are not a valid stack, or the regions of bank 0 do not
-        fit below ``bank_start``.
+        If the blocks are not a valid stack, or the regions pinned to bank 0 do
+        not fit below ``bank_start``.
     """
     _check_blocks(blocks, tokens)
     counts = block_token_counts(block_tokens, blocks, tokens)
@@ -205,17 +215,17 @@ def plan_blocks(blocks, tokens, lanes, block_tokens=None, stages=(), bank_start=
     builder.phase("output", counts[-1], token_buffers(len(blocks), flips)[0])
     return _build(builder, _activation_regions(blocks, tokens, lanes, bank_start is not None,
                                                align=align)
-                  + select_regions(stages, lanes, align), bank_start)
+                  + select_regions(stages, lanes, align), bank_start, banks)
 
 
 def plan_model(model, lanes, block_tokens=None, stages=(), bank_start=None, align=1,
-               fused_after=_unfused):
+               fused_after=_unfused, banks=ACT_BANKS):
     """The plan of :func:`~vitforge.sw.accel.compiler.compile_model` for a :class:`QuantizedVit`.
 
     The patch embedding runs on all tokens, the head on the class token's tile.
     ``stages`` are the selector stages (:func:`~.selection.select_stages`);
     ``block_tokens`` then holds each block's most tokens. ``bank_start``,
-    ``align`` and ``fused_after`` are as for :func:`plan_blocks`.
+    ``align``, ``fused_after`` and ``banks`` are as for :func:`plan_blocks`.
     """
     shape, blocks = model.shape, list(model.blocks)
     _check_blocks(blocks, shape.tokens)
@@ -238,4 +248,4 @@ def plan_model(model, lanes, block_tokens=None, stages=(), bank_start=None, alig
     return _build(builder, _activation_regions(
         blocks, shape.tokens, lanes, bank_start is not None,
         (("patches", shape.patch_features), ("logits", shape.classes)), align)
-        + select_regions(stages, lanes, align), bank_start)
+        + select_regions(stages, lanes, align), bank_start, banks)

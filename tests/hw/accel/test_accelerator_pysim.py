@@ -269,24 +269,28 @@ def test_a_row_host_keeps_its_fields_while_the_next_instruction_is_for_its_unit(
 
 #: A LOAD of LNP words 8..31 (read by READ_RELOADED's LayerNorm), from other external words.
 FAR_LOAD = Instruction(Opcode.LOAD, dict(space=Space.LNP, spad_addr=8, count=24, dram_addr=100))
+#: LOADs of WGT words the GEMM does not read, and of PRM words 8..63 (READ_RELOADED's).
+WGT_LOAD = Instruction(Opcode.LOAD, dict(space=Space.WGT, spad_addr=100, count=40, dram_addr=100))
+PRM_LOAD = Instruction(Opcode.LOAD, dict(space=Space.PRM, spad_addr=8, count=56, dram_addr=100))
 
 
 @pytest.mark.parametrize("row, load, beside", [
-    (Opcode.SOFTMAX, FAR_LOAD, True),
-    (Opcode.GELU, FAR_LOAD, True),
-    (Opcode.ADD, Instruction(Opcode.LOAD, dict(space=Space.PRM, spad_addr=8, count=56,
-                                               dram_addr=100)), True),
-    (Opcode.SOFTMAX, Instruction(Opcode.LOAD, dict(space=Space.WGT, spad_addr=100, count=40,
-                                                   dram_addr=100)), True),
+    (Opcode.SOFTMAX, WGT_LOAD, True),
+    (Opcode.GELU, WGT_LOAD, True),
+    (Opcode.ADD, PRM_LOAD, True),
+    (Opcode.LAYERNORM, WGT_LOAD, True),
+    (Opcode.LAYERNORM, PRM_LOAD, True),
     # PRM words 4..7, which the GEMM reads.
     (Opcode.SOFTMAX, Instruction(Opcode.LOAD, dict(space=Space.PRM, spad_addr=4, count=8,
                                                    dram_addr=100)), False),
-    (Opcode.LAYERNORM, FAR_LOAD, False),             # LayerNorm reads LNP
+    (Opcode.LAYERNORM, FAR_LOAD, False),             # the far slot fills no LNP
+    (Opcode.GELU, FAR_LOAD, False),
 ])
 @pytest.mark.parametrize("shape", [{}, dict(k=1, m_tiles=1, n=1)])
 def test_a_load_beside_a_gemm_and_the_row_instruction_beside_it(row, load, beside, shape):
     """A GEMM with a row instruction beside it (of FAR_ROWS) also runs the load after that
-    one beside it when the load may run beside the GEMM: all three retire together, memory
+    one beside it when the load may run beside the GEMM and fills only WGT, IDX or PRM
+    (FAR_LOADED, which no row instruction reads): all three retire together, memory
     byte for byte as the interpreter leaves it (the instructions after read what it loaded),
     cycles per class and beside as the cycle model predicts, for a GEMM longer than both
     look-ups and for one done between them (14 cycles: none of the load's hidden by it)."""

@@ -96,7 +96,12 @@ def test_each_softmax_runs_beside_the_hosts_between_its_scores_and_its_use(seed)
     program = compile_blocks(config, blocks, x, block_tokens=block_tokens, trace=seed % 3 == 0)
     assert (program.overlap, program.sequential_reason) == (True, None)
     for host, side in side_pairs(program):
-        assert host.opcode in ROW_HOSTS and side.opcode == Opcode.SOFTMAX
+        # A softmax piece beside attention's GEMMs and moves, or a piece of the next
+        # block's LN1 beside a token tile of FC2's last chunk.
+        assert host.opcode in ROW_HOSTS and side.opcode in (Opcode.SOFTMAX, Opcode.LAYERNORM)
+        if side.opcode == Opcode.LAYERNORM:
+            assert (host.opcode, host.m_tiles, host.residual, side.m_tiles) == (
+                Opcode.GEMM, 1, 1, 1)
         assert beside_refusal(host, side, array, config.act_bank_start) is None
     # Q K^T of head 0 (reading K in ACT: no copy), maybe in two GEMMs with the first piece
     # of its softmax beside the second, LN2's parameters loaded after the first; then the

@@ -5,12 +5,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from vitforge.boards.presets import PRESETS as BOARD_PRESETS
 from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.isa import Instruction, Opcode, Space
 from vitforge.sw.accel.compiler import compile_blocks, compile_model, config_for_model
 from vitforge.sw.accel.cycles import (FAR_START_DELAY, SIDE_START_DELAY, _may_run_beside,
                                       predict, program_cycles, unit_cycles)
 from vitforge.sw.accel.lowering import Lowering, _chunk_tiles
+from vitforge.sw.accel.vit_plan import LAYERNORM_BANKS
 from vitforge.sw.golden.accel.interpreter import Machine, run_program
 from vitforge.sw.golden.encoder import encoder_blocks, vit_logits
 from vitforge.sw.model.quantize import quantize_vit
@@ -57,10 +59,11 @@ def test_every_load_of_a_gemm_bound_block_runs_beside_a_host_and_hides(act_read_
     instruction runs beside the instruction before it (a GEMM, a LayerNorm or the residual
     ADD; or the GEMM before a softmax piece beside it, the far slot) and ends before it; the
     program still equals the reference. With two read ports there is no ADD (proj and FC2
-    add the residuals): each block's LN1 parameters load alone after its QKV's first
-    weights (FC1's last GEMM hosts FC2's first: here the GEMMs bind, and FC2's tile does
-    not load early), LN2's after head 0's Q K^T (which hosts no softmax), and FC1's
-    parameters with attention's GEMMs."""
+    add the residuals): each later block's LN1 parameters load beside, and hide behind, the
+    first token tile's GEMM of the last FC2 chunk of the block before (FC1's last GEMM hosts
+    FC2's first weights: here the GEMMs bind, and FC2's tile does not load early; that LN1
+    runs beside FC2's later tiles), LN2's after head 0's Q K^T (which hosts no softmax),
+    and FC1's parameters with attention's GEMMs."""
     x, blocks, _ = random_blocks(np.random.default_rng(11), tokens=40, dim=64, heads=2,
                                  hidden=256, count=2)
     config = AcceleratorConfig(array=8, act_depth=4096, wgt_depth=4096, prm_depth=1024,
@@ -81,7 +84,8 @@ def test_every_load_of_a_gemm_bound_block_runs_beside_a_host_and_hides(act_read_
         if act_read_ports == 2 and load.space == Space.LNP:
             alone.append((host.opcode, host.space if host.opcode == Opcode.LOAD
                            else host.b_act))
-            continue
+            if host.opcode != Opcode.GEMM or host.b_act:
+                continue
         delay, retires = SIDE_START_DELAY, unit_cycles(config, host)
         if host.fields.get("beside"):       # the far slot: beside the GEMM before the row
             row, host, delay = host, instructions[index - 2], FAR_START_DELAY
@@ -97,7 +101,7 @@ def test_every_load_of_a_gemm_bound_block_runs_beside_a_host_and_hides(act_read_
         assert always | {(Opcode.ADD, Space.LNP), (Opcode.ADD, Space.PRM)} <= hosts
     else:
         assert always <= hosts and Opcode.ADD not in {opcode for opcode, _ in hosts}
-        ln1, ln2 = (Opcode.LOAD, Space.WGT), (Opcode.GEMM, 1)
+        ln1, ln2 = (Opcode.GEMM, 0), (Opcode.GEMM, 1)
         assert alone == [ln2] + [ln1, ln2] * (len(blocks) - 1)
 
 
@@ -125,6 +129,22 @@ def _tiny_vit(seed, array=4):
     return model, image, config_for_model(model, array)
 
 
+def _with_and_without(monkeypatch, method, model, image, config):
+    """``model`` compiled for ``config`` on ``image`` with :class:`Lowering`'s ``method``
+    (``True``) and with it doing nothing (``False``); each program's logits checked
+    against the golden model on the interpreter."""
+    programs = {}
+    for used in (True, False):
+        if not used:
+            monkeypatch.setattr(Lowering, method, lambda *args: None)
+        program = programs[used] = compile_model(config, model, image)
+        machine = Machine(config, program.image)
+        run_program(machine, program.program_addr)
+        np.testing.assert_array_equal(program.result(machine.dram), vit_logits(model, image),
+                                      err_msg=f"{method}: {used}")
+    return programs
+
+
 @pytest.mark.parametrize("seed", [5, 6])
 def test_the_head_s_weights_load_early_into_words_above_the_halves(seed, monkeypatch):
     """A random ViT: the head's weights load, in pieces, into the words above two WGT
@@ -136,15 +156,7 @@ def test_the_head_s_weights_load_early_into_words_above_the_halves(seed, monkeyp
     k, n = model.head.weight.shape
     reserved = range(config.wgt_depth - -(-n // 4) * k, config.wgt_depth)
     half = reserved.start // 2
-    programs = {}
-    for early in (True, False):
-        if not early:
-            monkeypatch.setattr(Lowering, "prefetch_head", lambda *args: None)
-        program = programs[early] = compile_model(config, model, image)
-        machine = Machine(config, program.image)
-        run_program(machine, program.program_addr)
-        np.testing.assert_array_equal(program.result(machine.dram), vit_logits(model, image),
-                                      err_msg=f"seed {seed}, head loaded early: {early}")
+    programs = _with_and_without(monkeypatch, "prefetch_head", model, image, config)
     loads = _head_loads(programs[True], config)
     prefetched = [load for load in loads if load[1].start in reserved]
     assert prefetched and all(beside and section != "head"
@@ -166,24 +178,17 @@ def test_fc2_s_first_tile_loads_early_beside_attention_s_gemms(monkeypatch):
     head's, beside attention's GEMMs, and FC2's first GEMM reads it there; early loads take
     the far slot (after a softmax piece beside a GEMM), and FC1's last GEMM hosts the next
     block's LN1 parameters; the logits are the golden model's, as without the reserved
-    words, in fewer cycles. On 4 lanes and one step a cycle the GEMMs bind, and no words
-    are reserved."""
+    words. On two blocks of DeiT-S's shape on the ``zcu102`` preset, where FC1's last chunk
+    does not hide FC2's tile, the reserved words take fewer cycles. On 4 lanes and one step
+    a cycle the GEMMs bind, and no words are reserved."""
     model, image, config = _tiny_vit(7, 16)
     config = replace(config, k_per_cycle=2, macs_per_dsp=2)
     k, n = model.head.weight.shape
     top = config.wgt_depth - -(-n // 16) * k
     hidden = model.blocks[0].fc2.weight.shape[0]
     reserved = range(top - hidden, top)
-    programs = {}
-    for early in (True, False):
-        if not early:
-            monkeypatch.setattr(Lowering, "reserve_fc2", lambda *args: None)
-        program = programs[early] = compile_model(config, model, image)
-        assert program.overlap
-        machine = Machine(config, program.image)
-        run_program(machine, program.program_addr)
-        np.testing.assert_array_equal(program.result(machine.dram), vit_logits(model, image),
-                                      err_msg=f"FC2's tile loaded early: {early}")
+    programs = _with_and_without(monkeypatch, "reserve_fc2", model, image, config)
+    assert programs[True].overlap and programs[False].overlap
     program = programs[True]
     instructions = [Instruction(opcode, fields) for opcode, fields in program.instructions]
     loads = _head_loads(program, config)
@@ -198,14 +203,22 @@ def test_fc2_s_first_tile_loads_early_beside_attention_s_gemms(monkeypatch):
                          and item.k == hidden)
         assert first_fc2.b_addr == reserved.start
     # The far slot: early loads (FC2's tile, FC1's parameters, the head's weights) after a
-    # softmax piece beside a GEMM.
+    # softmax piece beside a GEMM; the next block's attention parameters and QKV weights
+    # after a piece of its LN1 beside a token tile of FC2 (never LNP there).
     far = [index for index, item in enumerate(instructions)
            if item.opcode == Opcode.LOAD and instructions[index - 1].fields.get("beside")]
-    assert far and all(instructions[index - 2].opcode == Opcode.GEMM
-                       and instructions[index - 1].opcode == Opcode.SOFTMAX
-                       and instructions[index].space in (Space.WGT, Space.PRM)
-                       for index in far), far
-    assert predict(programs[True]).cycles < predict(programs[False]).cycles
+    rows = {(instructions[index - 1].opcode, program.sections[index]) for index in far}
+    assert rows == {(Opcode.SOFTMAX, f"block {block} attention") for block in (0, 1)} | {
+        (Opcode.LAYERNORM, "block 0 mlp")}, rows
+    assert all(instructions[index - 2].opcode == Opcode.GEMM
+               and instructions[index].space in (Space.WGT, Space.PRM) for index in far), far
+    x, blocks, _ = random_blocks(np.random.default_rng(3), tokens=197, dim=384, heads=6,
+                                 hidden=1536, count=2)
+    zcu102 = BOARD_PRESETS["zcu102"].accelerator
+    monkeypatch.undo()
+    reserved_cycles = predict(compile_blocks(zcu102, blocks, x)).cycles
+    monkeypatch.setattr(Lowering, "reserve_fc2", lambda *args: None)
+    assert reserved_cycles < predict(compile_blocks(zcu102, blocks, x)).cycles
     # FC1's last GEMM, which no longer hosts FC2's tile, hosts block 1's LN1 parameters.
     ln1 = [index for index, (item, section) in enumerate(zip(instructions, program.sections))
            if item.opcode == Opcode.LOAD and item.space == Space.LNP
@@ -219,3 +232,49 @@ def test_fc2_s_first_tile_loads_early_beside_attention_s_gemms(monkeypatch):
     fc2 = [Instruction(*pair) for pair in compile_model(config, model, image).instructions
            if pair[0] == Opcode.GEMM and pair[1]["k"] == hidden]
     assert fc2 and all(gemm.b_addr < top - hidden for gemm in fc2), (top, fc2)
+
+
+def test_the_next_block_s_ln1_runs_beside_fc2_s_last_token_tiles(monkeypatch):
+    """A random ViT of five token tiles on 4 lanes, its plan pinned to LAYERNORM_BANKS:
+    block 1's LN1 runs in block 0's MLP, one LAYERNORM per token tile, each but the last
+    beside the GEMM of FC2's last chunk for the next tile (and reading the tile FC2 wrote
+    before), the last alone after them; block 1's attention runs no LayerNorm and loads none
+    of its own parameters. The logits are the golden model's, in fewer cycles than with
+    LN1 at the start of its block."""
+    model, image, config = _tiny_vit(5)
+    programs = _with_and_without(monkeypatch, "pipelines_layernorm", model, image, config)
+    program = programs[True]
+    plan = program.plan
+    assert {name: plan.region(Space.ACT, name).bank for name in LAYERNORM_BANKS} == \
+        LAYERNORM_BANKS
+    instructions = [Instruction(opcode, fields) for opcode, fields in program.instructions]
+    sections = program.sections
+    token_tiles = -(-model.shape.tokens // config.array)
+    dim = model.shape.dim
+    pieces = [index for index, (item, section) in enumerate(zip(instructions, sections))
+              if item.opcode == Opcode.LAYERNORM and section == "block 0 mlp"
+              and item.m_tiles == 1]
+    assert len(pieces) == token_tiles, pieces
+    result = plan.region(Space.ACT, "x2").start
+    for tile, index in enumerate(pieces):
+        piece = instructions[index]
+        assert (piece.src, piece.dst) == (result + tile * dim,
+                                          plan.region(Space.ACT, "normalized").start
+                                          + tile * dim)
+        if tile + 1 < token_tiles:
+            host = instructions[index - 1]
+            assert piece.beside and (host.opcode, host.m_tiles, host.residual) == (
+                Opcode.GEMM, 1, 1)
+            assert host.c_addr >= result + (tile + 1) * dim, (host, piece)
+        else:
+            assert not piece.beside
+    block1 = [item for item, section in zip(instructions, sections)
+              if section == "block 1 attention"]
+    assert Opcode.LAYERNORM not in {item.opcode for item in block1}
+    attention_prm = [plan.region(Space.PRM, f"block 1 {name}")
+                     for name in ("qkv", "proj", "score", "context")]
+    assert not [item for item in block1 if item.opcode == Opcode.LOAD
+                and item.space == Space.PRM and any(
+                    region.start < item.spad_addr + item.count and item.spad_addr < region.end
+                    for region in attention_prm)]
+    assert predict(programs[True]).cycles < predict(programs[False]).cycles

@@ -129,13 +129,22 @@ def test_later_stages_on_fewer_tokens_keep_the_class_token(block_tokens):
     program = compile_model(config, model, block_tokens=block_tokens)
     full = compile_model(config, model)
     # The counts are operands: the same instructions, except that fewer token tiles may cut
-    # a layer into more column chunks (GEMMs and their weight loads), and a head's softmax
-    # into other pieces beside other hosts (their cycles change with the count).
+    # a layer into more column chunks (GEMMs and their weight loads), a head's softmax
+    # into other pieces beside other hosts (their cycles change with the count), and the
+    # next block's LN1 into one LayerNorm per token tile of that block, beside FC2's last
+    # chunk split by token tiles where this block has two tiles or more (the parameters
+    # loading in pieces beside them).
     def others(compiled):
         return [opcode for opcode, fields in compiled.instructions
-                if opcode not in (Opcode.GEMM, Opcode.SOFTMAX)
-                and not (opcode == Opcode.LOAD and fields["space"] == Space.WGT)]
+                if opcode not in (Opcode.GEMM, Opcode.SOFTMAX, Opcode.LAYERNORM)
+                and not (opcode == Opcode.LOAD
+                         and fields["space"] in (Space.WGT, Space.PRM, Space.LNP))]
     assert others(program) == others(full)
+    # Each block's two LayerNorms normalize its own token tiles, the final one the class
+    # token's tile.
+    normalized = sum(fields["m_tiles"] for opcode, fields in program.instructions
+                     if opcode == Opcode.LAYERNORM)
+    assert normalized == sum(2 * -(-tokens // 4) for tokens in block_tokens) + 1
     assert program.macs < full.macs
     for index, patches in enumerate(images):
         np.testing.assert_array_equal(run_logits(program.with_input(patches)),
