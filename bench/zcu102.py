@@ -266,8 +266,8 @@ def bounds(preset=_FINAL):
 
     Per kind of phase (the compiler's sections: ``attention`` is LN1, QKV, the heads and
     proj; ``mlp`` LN2, FC1 and FC2) the cycles it takes, and the work of the DMA (every
-    LOAD's and STORE's own cycles, the weights' apart), of the GEMM unit, of LayerNorm and
-    of the moves. Each ceiling of :data:`CEILINGS` gives every phase the larger of its DMA's
+    LOAD's and STORE's own cycles, the weights' apart), of the GEMM unit, of LayerNorm
+    (where it does not run beside a GEMM) and of the moves. Each ceiling of :data:`CEILINGS` gives every phase the larger of its DMA's
     work and its engine's (the GEMMs plus what the ceiling leaves on the engine's path), as
     if each overlapped the other perfectly: a utilization no scheduling of the same work
     within the same phases can beat.
@@ -291,7 +291,7 @@ def bounds(preset=_FINAL):
                 phase["dma"] += cycles
                 if instruction.opcode == Opcode.LOAD and instruction.space == Space.WGT:
                     phase["weights"] += cycles
-            elif unit in ("gemm", "layernorm"):
+            elif unit in ("gemm", "layernorm") and not instruction.fields.get("beside"):
                 phase[unit] += cycles
             elif unit == "moves":
                 phase["move"] += cycles

@@ -198,6 +198,7 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
     _load_input(lowering, slot, np.zeros(slot.shape, np.int8) if patches is None else patches,
                 "patches")
     lowering.emit.load_activations(model.position, lowering.act("x1"))
+    lowering.final = model
     lowering.blocks(list(model.blocks), lowering.patch_embedding(model), stages)
     lowering.head(model, flips=len(stages))
     return CompiledProgram(**_finish(lowering, "logits", 1, shape.classes, reason),

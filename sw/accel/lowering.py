@@ -290,9 +290,13 @@ class Lowering:
         #: The next block's attention parameters and QKV's first chunk loading early, beside
         #: FC2's last GEMMs and its LN1 (:meth:`fc2_into_layernorm`), or ``None``.
         self.next_params = self.next_qkv = None
-        #: The block whose LN1 the block before it ran, and where that block loaded its
-        #: attention parameters (PRM region name -> first entry), or ``None``.
+        #: The block whose LN1 the block before it ran (``"head"``: the final norm), and
+        #: where that block loaded its parameters (PRM region name -> first entry), or
+        #: ``None``.
         self.early_block = self.early_prm = None
+        #: The whole model (:class:`QuantizedVit`) whose final norm and head follow the
+        #: blocks, or ``None`` (blocks alone).
+        self.final = None
         #: A load (a callable that emits it) waiting for the first GEMM of attention that
         #: hosts nothing else (:meth:`load_pending`), or ``None``.
         self.pending_load = None
@@ -958,9 +962,14 @@ class Lowering:
         if (following is not None and not selects_next
                 and self.last_host[0] == len(self.emit.instructions) - 1):
             self.load_ln1(following, f"block {index + 1}")
-        if self.pipelines_layernorm(index, block, following, selects_next):
+        if following is not None and self.pipelines_layernorm(
+                block, following, selects_next, self.early_regions(index + 1, following)):
             return self.fc2_into_layernorm(fc2, index, block, following, prm[f"{name} fc2"],
                                            result)
+        if following is None and self.final is not None and self.pipelines_layernorm(
+                block, None, False, [self.plan.region(Space.PRM, "head"),
+                                     self.plan.region(Space.LNP, "final norm")]):
+            return self.fc2_into_final_norm(fc2, block, prm[f"{name} fc2"], result)
         fc2_fused = fuses_residual(block.fc2, self.tokens, self.config)
         if fc2_fused:
             self.linear(fc2, mlp, block.hidden, result, prm[f"{name} fc2"],
@@ -983,6 +992,14 @@ class Lowering:
         region = self.plan.region(Space.LNP, f"{name} ln1")
         self.emit.load(Space.LNP, (block.ln1.gamma, block.ln1.beta), region.start, region.words)
 
+    def early_regions(self, index, block):
+        """The PRM and LNP regions block ``index`` (``block``) loads before it starts where
+        its LN1 runs in the block before (:meth:`fc2_into_layernorm`)."""
+        name = f"block {index}"
+        return [*(self.plan.region(Space.PRM, region)
+                  for region in self.attention_params(block, name, True)),
+                self.plan.region(Space.LNP, f"{name} ln1")]
+
     @staticmethod
     def attention_params(block, name, proj_fused):
         """The sources of the PRM load beside block ``name``'s LN1: its attention's (and
@@ -991,69 +1008,48 @@ class Lowering:
                 f"{name} qkv": block.qkv, f"{name} proj": block.proj,
                 f"{name} score": block.score, f"{name} context": block.context}
 
-    def pipelines_layernorm(self, index, block, following, selects_next):
-        """Whether the next block's LN1 runs beside block ``index``'s FC2
-        (:meth:`fc2_into_layernorm`): there is a next block and no selector stage before
-        it, the heads overlap (:meth:`overlaps`), the plan pins its regions to
+    def pipelines_layernorm(self, block, following, selects_next, early):
+        """Whether the LayerNorm after this block (the next block's LN1, or with no
+        ``following`` block the final norm) runs beside its FC2 (:meth:`fc2_beside_norm`):
+        a next block has no selector stage before it, the heads overlap
+        (:meth:`overlaps`), the plan pins its regions to
         :data:`~.vit_plan.LAYERNORM_BANKS`, the residual ADDs after this block's proj and
-        FC2 and the next one's proj are GEMMs' write-back, there is more than one token
-        tile, and the next block's attention and LN1 parameters may load now: none of
-        their entries is one the plan keeps live through this phase."""
-        if following is None or selects_next or not self.overlaps(block) \
-                or self.token_tiles < 2:
+        FC2 (and the next one's proj) are GEMMs' write-back, there is more than one token
+        tile, and the parameter regions ``early`` (PRM and LNP) may load now: none of their
+        entries is one the plan keeps live through this phase."""
+        if selects_next or not self.overlaps(block) or self.token_tiles < 2:
             return False
-        if not all(fuses_residual(layer, self.tokens, self.config)
-                   for layer in (block.proj, block.fc2, following.proj)):
+        layers = (block.proj, block.fc2) + (() if following is None else (following.proj,))
+        if not all(fuses_residual(layer, self.tokens, self.config) for layer in layers):
             return False
         if any(self.plan.region(Space.ACT, name).bank != bank
                for name, bank in LAYERNORM_BANKS.items()):
             return False
-        name = f"block {index + 1}"
-        early = [self.plan.region(Space.PRM, region) for region in
-                 self.attention_params(following, name, True)]
-        early.append(self.plan.region(Space.LNP, f"{name} ln1"))
         return not any(region.space == other.space and self.phase in other.phases
                        and region.start < other.end and other.start < region.end
                        for region in early for other in self.plan.regions)
 
-    def fc2_into_layernorm(self, loaded, index, block, following, prm, result):
-        """FC2 (``loaded``) into block ``index``'s ``result``, its residual ADD in the
-        write-back, with the next block's LN1 beside its last chunk, which runs one GEMM per
-        token tile: tile ``t``'s LayerNorm beside the GEMM of tile ``t + 1`` (the next
-        block's tokens in bank 1, ``normalized`` in bank 0, FC2's ``mlp`` and ``x1`` in
-        bank 0), the last tile's on its own after them (where the next block runs on as
-        many token tiles; it runs LN1 on its own tiles only). Tile 0's GEMM hosts the load of
-        the LN1 parameters (where FC1's last GEMM did not) or loads early; the far slot of
-        the others (:data:`~vitforge.hw.accel.isa.FAR_ROWS`) and the last LayerNorm load
-        the next block's attention parameters, then as many of its QKV's column tiles as
-        they hide (:meth:`load_early`). Returns the next QKV, loaded; the next block skips
-        its LN1 and its parameters' load (:attr:`early_block`)."""
-        name, dim, lanes = f"block {index + 1}", self.dim, self.lanes
-        normalized = self.act("normalized")
-        upcoming = self.plan.phase(f"{name} attention")
-        norms = tiles(self.plan.phases[upcoming].tokens, lanes)
-        self.next_params, self.early_prm = self.preload_params(
-            self.attention_params(following, name, True), upcoming)
-        lnp = self.plan.region(Space.LNP, f"{name} ln1").start
+    def fc2_beside_norm(self, loaded, block, prm, result, norm, lnp, norms, first_tile):
+        """FC2 (``loaded``, its parameters from PRM ``prm``) into ``result``, its residual
+        ADD in the write-back, with the LayerNorm ``norm`` (parameters from LNP ``lnp``) of
+        the first ``norms`` token tiles of ``result`` into ``normalized`` beside its last
+        chunk, which runs one GEMM per token tile: tile ``t``'s LayerNorm beside the GEMM
+        of tile ``t + 1`` (it reads the tokens FC2 has written into bank 1 and writes bank
+        0, while FC2 reads ``mlp`` and ``x1`` from bank 0 and writes bank 1), the last
+        tile's on its own after them where ``norms`` is every tile. ``first_tile()`` emits
+        what runs beside tile 0's GEMM; the far slot of the others
+        (:data:`~vitforge.hw.accel.isa.FAR_ROWS`), or their side slot past ``norms``, loads
+        early (:meth:`load_early`). Returns the cycles a load right after may take beside
+        the last LayerNorm (0 where none runs alone)."""
+        dim, normalized = self.dim, self.act("normalized")
 
         def piece(tile, beside):
-            self.layernorm(following.ln1, lnp, result + tile * dim, normalized + tile * dim,
+            self.layernorm(norm, lnp, result + tile * dim, normalized + tile * dim,
                            m_tiles=1, beside=beside)
-
-        k = following.qkv.weight.shape[0]
 
         def between(tile):
             if tile == 0:
-                if following.qkv.sparse is None:
-                    widest = min(tiles(following.qkv.weight.shape[1], lanes),
-                                 self.emit.weight_end // 2 // k)
-                    self.next_qkv = _Preload(Space.WGT, pack_weights(
-                        following.qkv.weight[:, :widest * lanes], lanes),
-                        self.emit.take_weight_half())
-                if self.early_ln1 == name:
-                    self.preload_beside()
-                else:
-                    self.load_ln1(following, name)
+                first_tile()
             elif tile <= norms:
                 piece(tile - 1, True)
                 self.preload_far()
@@ -1062,10 +1058,41 @@ class Lowering:
 
         self.linear(loaded, self.act("mlp"), block.hidden, result, prm,
                     residual=Residual.of(self.act("x1"), block.residual2), between=between)
-        budget = 0
-        if norms == self.token_tiles:
-            piece(norms - 1, False)
-            budget = self.last_host[1] - SIDE_START_DELAY
+        if norms < self.token_tiles:
+            return 0
+        piece(norms - 1, False)
+        return self.last_host[1] - SIDE_START_DELAY
+
+    def fc2_into_layernorm(self, loaded, index, block, following, prm, result):
+        """FC2 (``loaded``) into block ``index``'s ``result`` with the next block's LN1
+        beside its last chunk (:meth:`fc2_beside_norm`), on the next block's token tiles.
+        Tile 0's GEMM hosts the load of the LN1 parameters (where FC1's last GEMM did not)
+        or loads early; the next block's attention parameters, then as many of its QKV's
+        column tiles as the far slots and the last LayerNorm hide, load early. Returns the
+        next QKV, loaded; the next block skips its LN1 and its parameters' load
+        (:attr:`early_block`)."""
+        name, lanes = f"block {index + 1}", self.lanes
+        upcoming = self.plan.phase(f"{name} attention")
+        self.next_params, self.early_prm = self.preload_params(
+            self.attention_params(following, name, True), upcoming)
+        k = following.qkv.weight.shape[0]
+
+        def first_tile():
+            if following.qkv.sparse is None:
+                widest = min(tiles(following.qkv.weight.shape[1], lanes),
+                             self.emit.weight_end // 2 // k)
+                self.next_qkv = _Preload(Space.WGT, pack_weights(
+                    following.qkv.weight[:, :widest * lanes], lanes),
+                    self.emit.take_weight_half())
+            if self.early_ln1 == name:
+                self.preload_beside()
+            else:
+                self.load_ln1(following, name)
+
+        budget = self.fc2_beside_norm(
+            loaded, block, prm, result, following.ln1,
+            self.plan.region(Space.LNP, f"{name} ln1").start,
+            tiles(self.plan.phases[upcoming].tokens, lanes), first_tile)
         if self.next_params.left:
             self.finish_preload(self.next_params)
             budget = 0
@@ -1077,6 +1104,26 @@ class Lowering:
         # hides beside it.
         qkv.keep(max(1, -(-qkv.done // k), (qkv.done + self._fitting(qkv, budget)) // k) * k)
         return self.preloaded_layer(following.qkv, qkv)
+
+    def fc2_into_final_norm(self, loaded, block, prm, result):
+        """The last block's FC2 (``loaded``) into ``result`` with the final norm of the
+        class token's tile beside its last chunk (:meth:`fc2_beside_norm`): tile 0's GEMM
+        hosts the norm's parameters, the far slot of tile 1's the head's, the GEMMs after
+        it the head's weights; the head then runs its GEMM alone (:attr:`early_block`)."""
+        head = self.plan.phase("head")
+        self.next_params, self.early_prm = self.preload_params(
+            {"head": self.final.head}, head)
+        norm = self.plan.region(Space.LNP, "final norm")
+
+        def first_tile():
+            self.emit.load(Space.LNP, (self.final.norm.gamma, self.final.norm.beta),
+                           norm.start, norm.words)
+
+        self.fc2_beside_norm(loaded, block, prm, result, self.final.norm, norm.start, 1,
+                             first_tile)
+        self.finish_preload(self.next_params)
+        self.next_params = None
+        self.early_block = "head"
 
     def blocks(self, blocks, first_qkv, stages=()):
         """Every block in turn, each selector stage of ``stages`` (:class:`~.selection.SelectStage`)
@@ -1114,10 +1161,14 @@ class Lowering:
         """Final LayerNorm and the head GEMM, both on the tile of the class token (row 0);
         the tokens are where the last block left them after ``flips`` selector stages."""
         self.enter("head")
-        final = self.act(token_buffers(len(model.blocks), flips)[0])
-        lnp = self.load_layernorms({"final norm": model.norm})
-        self.layernorm(model.norm, lnp["final norm"], final, self.act("normalized"), m_tiles=1)
-        prm = self.load_params({"head": model.head})
+        if self.early_block == "head":
+            prm = self.early_prm
+        else:
+            final = self.act(token_buffers(len(model.blocks), flips)[0])
+            lnp = self.load_layernorms({"final norm": model.norm})
+            self.layernorm(model.norm, lnp["final norm"], final, self.act("normalized"),
+                           m_tiles=1)
+            prm = self.load_params({"head": model.head})
         loading = self.head_weights
         if loading is None:
             loaded = self.load_layer(model.head, "head", m_tiles=1)

@@ -118,11 +118,11 @@ def _head_loads(program, config):
             if load.opcode == Opcode.LOAD and load.space == Space.WGT]
 
 
-def _tiny_vit(seed, array=4):
-    """A random quantized ``tiny`` ViT, an image's patches and the smallest accelerator of
-    ``array`` lanes for it."""
+def _tiny_vit(seed, array=4, classes=10):
+    """A random quantized ``tiny`` ViT of ``classes`` classes, an image's patches and the
+    smallest accelerator of ``array`` lanes for it."""
     rng = np.random.default_rng(seed)
-    model = quantize_vit(random_vit(PRESETS["tiny"], rng, scale=0.2),
+    model = quantize_vit(random_vit(replace(PRESETS["tiny"], classes=classes), rng, scale=0.2),
                          rng.uniform(0, 1, (4, 1, 8, 8)))
     image = rng.integers(-128, 128, (model.shape.patches, model.shape.patch_features),
                          dtype=np.int8)
@@ -147,12 +147,12 @@ def _with_and_without(monkeypatch, method, model, image, config):
 
 @pytest.mark.parametrize("seed", [5, 6])
 def test_the_head_s_weights_load_early_into_words_above_the_halves(seed, monkeypatch):
-    """A random ViT: the head's weights load, in pieces, into the words above two WGT
-    halves, each beside a GEMM that it hides, so the head
-    phase loads none; every other weight load fits a half (the largest layer no longer
-    does: its chunks are capped). The logits are the golden model's, in fewer cycles than
-    with the head loading its weights after the final LayerNorm."""
-    model, image, config = _tiny_vit(seed)
+    """A random ViT of 200 classes: the head's weights load, in pieces, into the words
+    above two WGT halves, each beside a GEMM that it hides, so the head phase loads none;
+    every other weight load fits a half. The logits are the golden model's, in fewer cycles
+    than with the head loading its weights with the head's GEMM (of 10 classes they would
+    hide beside the last FC2's GEMMs, and the reserved words only narrow the halves)."""
+    model, image, config = _tiny_vit(seed, classes=200)
     k, n = model.head.weight.shape
     reserved = range(config.wgt_depth - -(-n // 4) * k, config.wgt_depth)
     half = reserved.start // 2
@@ -165,10 +165,25 @@ def test_the_head_s_weights_load_early_into_words_above_the_halves(seed, monkeyp
     assert not [load for load in loads if load[0] == "head"]
     assert all(words.stop <= half or half <= words.start and words.stop <= 2 * half
                for _, words, _ in loads if words.start not in reserved), (half, loads)
-    fc2 = model.blocks[0].fc2.weight
-    assert fc2.shape[0] * -(-fc2.shape[1] // 4) > half, (fc2.shape, half)
     assert [load for load in _head_loads(programs[False], config) if load[0] == "head"]
     assert predict(programs[True]).cycles < predict(programs[False]).cycles
+
+
+def test_a_layer_wider_than_a_wgt_half_loads_in_equal_chunks():
+    """The tiny ViT on 4 lanes with the head's weights reserved above the halves: FC2's
+    eight column tiles of 128 words no longer fit a half of 976 words; they run in two
+    chunks of four tiles (not seven and one), the second one token tile at a time, and
+    the logits are the golden model's."""
+    model, image, config = _tiny_vit(5)
+    program = compile_model(config, model, image)
+    machine = Machine(config, program.image)
+    run_program(machine, program.program_addr)
+    np.testing.assert_array_equal(program.result(machine.dram), vit_logits(model, image))
+    hidden = model.blocks[0].fc2.weight.shape[0]
+    chunks = [(fields["n"], fields["m_tiles"])
+              for (opcode, fields), section in zip(program.instructions, program.sections)
+              if opcode == Opcode.GEMM and section == "block 0 mlp" and fields["k"] == hidden]
+    assert chunks == [(16, 5)] + [(16, 1)] * 5, chunks
 
 
 def test_fc2_s_first_tile_loads_early_beside_attention_s_gemms(monkeypatch):
@@ -208,8 +223,9 @@ def test_fc2_s_first_tile_loads_early_beside_attention_s_gemms(monkeypatch):
     far = [index for index, item in enumerate(instructions)
            if item.opcode == Opcode.LOAD and instructions[index - 1].fields.get("beside")]
     rows = {(instructions[index - 1].opcode, program.sections[index]) for index in far}
-    assert rows == {(Opcode.SOFTMAX, f"block {block} attention") for block in (0, 1)} | {
-        (Opcode.LAYERNORM, "block 0 mlp")}, rows
+    assert rows == {(opcode, f"block {block} {phase}") for block in (0, 1)
+                    for opcode, phase in ((Opcode.SOFTMAX, "attention"),
+                                          (Opcode.LAYERNORM, "mlp"))}, rows
     assert all(instructions[index - 2].opcode == Opcode.GEMM
                and instructions[index].space in (Space.WGT, Space.PRM) for index in far), far
     x, blocks, _ = random_blocks(np.random.default_rng(3), tokens=197, dim=384, heads=6,
