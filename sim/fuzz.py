@@ -18,8 +18,8 @@ draws are pairs that overlap on the hardware: a GEMM, GEMM_SPARSE or move and a
 SOFTMAX, LAYERNORM, GELU or ADD that asks to run beside it, their ACT regions
 in the banks that let it (``docs/isa.md``, Ordering), or two pieces of one SOFTMAX,
 the second resuming from the first; half of the pairs are followed by a LOAD, which runs
-beside a GEMM and the GELU, SOFTMAX or ADD beside it as well (the far slot) when the
-hardware's rule allows. A LOAD or LOAD_SPARSE right after a GEMM or a row instruction runs
+beside a GEMM and the row instruction beside it as well (the far slot) when the
+hardware's rule allows (it fills WGT, IDX or PRM, no words the GEMM reads). A LOAD or LOAD_SPARSE right after a GEMM or a row instruction runs
 beside it when the hardware's rule allows.
 """
 

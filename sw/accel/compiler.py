@@ -24,6 +24,7 @@ from vitforge.errors import ConfigError
 from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.isa import Space
 
+from .cycles import predict
 from .emitter import Emitter
 from .lowering import Lowering, fuses_residual
 from .program import CompiledProgram, ExternalMatrix, InputSlot
@@ -79,6 +80,37 @@ def _choose_plan(make_plan, config, blocks, stages):
     return plan, reason
 
 
+def _fastest(lower):
+    """The program of ``lower(beside)`` that the cycle model finds fastest.
+
+    ``beside`` is the set of blocks whose FC2 may run the LayerNorm after it beside its
+    last token tiles (:meth:`~.lowering.Lowering.fc2_beside_norm`), ``None`` for every
+    block where the plan allows. That pays where FC2's tail is long: on few token tiles
+    its far slots leave the next block's parameters and weights less DMA time than the
+    LayerNorm it saves (DeiT-S after a top-k stage: 650 cycles more a block on three
+    tiles). So each block keeps the choice that runs its MLP and the phase after it (the
+    next block's attention, or the head) in fewer cycles, and the program is the fastest
+    of every block's LayerNorm beside, none, and that choice.
+    """
+    every = lower(None)
+    if not every.layernorms_beside:
+        return every
+    alone = lower(frozenset())
+    sections = [predict(program).section_cycles(program) for program in (every, alone)]
+
+    def cycles(section_cycles, block):
+        after = f"block {block + 1} attention"
+        return section_cycles[f"block {block} mlp"] + section_cycles.get(
+            after if after in section_cycles else "head", 0)
+
+    chosen = frozenset(block for block in every.layernorms_beside
+                       if cycles(sections[0], block) < cycles(sections[1], block))
+    programs = [every, alone]
+    if chosen not in (frozenset(every.layernorms_beside), frozenset()):
+        programs.append(lower(chosen))
+    return min(programs, key=lambda program: predict(program).cycles)
+
+
 def _finish(lowering, region, rows, cols, reason):
     """STORE ``rows x cols`` from ACT ``region``, DONE; returns the program's pieces
     (``reason`` why its heads do not overlap, ``None`` if they do)."""
@@ -90,7 +122,8 @@ def _finish(lowering, region, rows, cols, reason):
                 program_addr=program_addr, instructions=tuple(emit.instructions),
                 sections=tuple(emit.sections), trace=tuple(emit.traced), macs=emit.macs,
                 dense_macs=emit.dense_macs, dense_fallback=tuple(lowering.dense_fallback),
-                output=output, overlap=reason is None, sequential_reason=reason)
+                output=output, overlap=reason is None, sequential_reason=reason,
+                layernorms_beside=tuple(lowering.layernorms_beside))
 
 
 def compile_blocks(config, blocks, x, *, block_tokens=None, selectors=None, trace=False):
@@ -137,14 +170,18 @@ def compile_blocks(config, blocks, x, *, block_tokens=None, selectors=None, trac
     dim = blocks[0].dim
     if x.shape[1] != dim:
         raise ConfigError(f"input tokens must have {dim} channels, not {x.shape[1]}")
-    lowering = Lowering(config, plan, Emitter(config, trace), dim)
-    lowering.reserve_fc2(blocks, plan.least_weight_words)
-    slot = InputSlot("input tokens", ExternalMatrix(lowering.emit.next_word, *x.shape), 0)
-    _load_input(lowering, slot, x, "x")
-    lowering.blocks(blocks, lowering.load_layer(blocks[0].qkv, "block 0 qkv"), stages)
-    return CompiledProgram(
-        **_finish(lowering, token_buffers(len(blocks), len(stages))[0],
-                  plan.phases[-1].tokens, dim, reason), input=slot, logits=False)
+
+    def lower(beside):
+        lowering = Lowering(config, plan, Emitter(config, trace), dim, beside)
+        lowering.reserve_fc2(blocks, plan.least_weight_words)
+        slot = InputSlot("input tokens", ExternalMatrix(lowering.emit.next_word, *x.shape), 0)
+        _load_input(lowering, slot, x, "x")
+        lowering.blocks(blocks, lowering.load_layer(blocks[0].qkv, "block 0 qkv"), stages)
+        return CompiledProgram(
+            **_finish(lowering, token_buffers(len(blocks), len(stages))[0],
+                      plan.phases[-1].tokens, dim, reason), input=slot, logits=False)
+
+    return _fastest(lower)
 
 
 def _stages(shape, block_tokens, selectors):
@@ -190,19 +227,23 @@ def compile_model(config, model, patches=None, *, block_tokens=None, selectors=N
                                         align=config.k_per_cycle,
                                         fused_after=partial(fuses_residual, config=config)),
                                 config, model.blocks, stages)
-    lowering = Lowering(config, plan, Emitter(config, trace), shape.dim)
-    lowering.prefetch_head(model.head, plan.least_weight_words)
-    lowering.reserve_fc2(model.blocks, plan.least_weight_words)
-    slot = InputSlot("patches", ExternalMatrix(lowering.emit.next_word, shape.tokens,
-                                               shape.patch_features), 1)
-    _load_input(lowering, slot, np.zeros(slot.shape, np.int8) if patches is None else patches,
-                "patches")
-    lowering.emit.load_activations(model.position, lowering.act("x1"))
-    lowering.final = model
-    lowering.blocks(list(model.blocks), lowering.patch_embedding(model), stages)
-    lowering.head(model, flips=len(stages))
-    return CompiledProgram(**_finish(lowering, "logits", 1, shape.classes, reason),
-                           input=slot, logits=True)
+
+    def lower(beside):
+        lowering = Lowering(config, plan, Emitter(config, trace), shape.dim, beside)
+        lowering.prefetch_head(model.head, plan.least_weight_words)
+        lowering.reserve_fc2(model.blocks, plan.least_weight_words)
+        slot = InputSlot("patches", ExternalMatrix(lowering.emit.next_word, shape.tokens,
+                                                   shape.patch_features), 1)
+        _load_input(lowering, slot,
+                    np.zeros(slot.shape, np.int8) if patches is None else patches, "patches")
+        lowering.emit.load_activations(model.position, lowering.act("x1"))
+        lowering.final = model
+        lowering.blocks(list(model.blocks), lowering.patch_embedding(model), stages)
+        lowering.head(model, flips=len(stages))
+        return CompiledProgram(**_finish(lowering, "logits", 1, shape.classes, reason),
+                               input=slot, logits=True)
+
+    return _fastest(lower)
 
 
 def _fused(layer, tokens):

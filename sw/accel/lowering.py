@@ -261,10 +261,17 @@ class Lowering:
     emit : Emitter
     dim : int
         Channels of the tokens.
+    beside : set of int, optional
+        The blocks whose FC2 may run the LayerNorm after it beside its last token tiles
+        (:meth:`fc2_beside_norm`) where :meth:`pipelines_layernorm` allows; every block by
+        default.
     """
 
-    def __init__(self, config, plan, emit, dim):
+    def __init__(self, config, plan, emit, dim, beside=None):
         self.config, self.plan, self.emit, self.dim = config, plan, emit, dim
+        self.beside = beside
+        #: The blocks whose FC2 runs the LayerNorm after it beside its last token tiles.
+        self.layernorms_beside = []
         self.lanes = config.array
         self.phase = None
         self.tokens = self.token_tiles = None
@@ -963,13 +970,14 @@ class Lowering:
                 and self.last_host[0] == len(self.emit.instructions) - 1):
             self.load_ln1(following, f"block {index + 1}")
         if following is not None and self.pipelines_layernorm(
-                block, following, selects_next, self.early_regions(index + 1, following)):
+                index, block, following, selects_next,
+                self.early_regions(index + 1, following)):
             return self.fc2_into_layernorm(fc2, index, block, following, prm[f"{name} fc2"],
                                            result)
         if following is None and self.final is not None and self.pipelines_layernorm(
-                block, None, False, [self.plan.region(Space.PRM, "head"),
-                                     self.plan.region(Space.LNP, "final norm")]):
-            return self.fc2_into_final_norm(fc2, block, prm[f"{name} fc2"], result)
+                index, block, None, False, [self.plan.region(Space.PRM, "head"),
+                                            self.plan.region(Space.LNP, "final norm")]):
+            return self.fc2_into_final_norm(fc2, index, block, prm[f"{name} fc2"], result)
         fc2_fused = fuses_residual(block.fc2, self.tokens, self.config)
         if fc2_fused:
             self.linear(fc2, mlp, block.hidden, result, prm[f"{name} fc2"],
@@ -1008,15 +1016,18 @@ class Lowering:
                 f"{name} qkv": block.qkv, f"{name} proj": block.proj,
                 f"{name} score": block.score, f"{name} context": block.context}
 
-    def pipelines_layernorm(self, block, following, selects_next, early):
-        """Whether the LayerNorm after this block (the next block's LN1, or with no
+    def pipelines_layernorm(self, index, block, following, selects_next, early):
+        """Whether the LayerNorm after block ``index`` (the next block's LN1, or with no
         ``following`` block the final norm) runs beside its FC2 (:meth:`fc2_beside_norm`):
-        a next block has no selector stage before it, the heads overlap
+        it is one of :attr:`beside`, a next block has no selector stage before it, the
+        heads overlap
         (:meth:`overlaps`), the plan pins its regions to
         :data:`~.vit_plan.LAYERNORM_BANKS`, the residual ADDs after this block's proj and
         FC2 (and the next one's proj) are GEMMs' write-back, there is more than one token
         tile, and the parameter regions ``early`` (PRM and LNP) may load now: none of their
         entries is one the plan keeps live through this phase."""
+        if self.beside is not None and index not in self.beside:
+            return False
         if selects_next or not self.overlaps(block) or self.token_tiles < 2:
             return False
         layers = (block.proj, block.fc2) + (() if following is None else (following.proj,))
@@ -1029,19 +1040,22 @@ class Lowering:
                        and region.start < other.end and other.start < region.end
                        for region in early for other in self.plan.regions)
 
-    def fc2_beside_norm(self, loaded, block, prm, result, norm, lnp, norms, first_tile):
-        """FC2 (``loaded``, its parameters from PRM ``prm``) into ``result``, its residual
-        ADD in the write-back, with the LayerNorm ``norm`` (parameters from LNP ``lnp``) of
-        the first ``norms`` token tiles of ``result`` into ``normalized`` beside its last
-        chunk, which runs one GEMM per token tile: tile ``t``'s LayerNorm beside the GEMM
-        of tile ``t + 1`` (it reads the tokens FC2 has written into bank 1 and writes bank
-        0, while FC2 reads ``mlp`` and ``x1`` from bank 0 and writes bank 1), the last
-        tile's on its own after them where ``norms`` is every tile. ``first_tile()`` emits
+    def fc2_beside_norm(self, loaded, index, block, prm, result, norm, lnp, norms,
+                        first_tile):
+        """Block ``index``'s FC2 (``loaded``, its parameters from PRM ``prm``) into
+        ``result``, its residual ADD in the write-back, with the LayerNorm ``norm``
+        (parameters from LNP ``lnp``) of the first ``norms`` token tiles of ``result`` into
+        ``normalized`` beside its last chunk, which runs one GEMM per token tile: tile
+        ``t``'s LayerNorm beside the GEMM of tile ``t + 1`` (it reads the tokens FC2 has
+        written into bank 1 and writes bank 0, while FC2 reads ``mlp`` and ``x1`` from bank
+        0 and writes bank 1), the last tile's on its own after them where ``norms`` is
+        every tile (:attr:`layernorms_beside` records ``index``). ``first_tile()`` emits
         what runs beside tile 0's GEMM; the far slot of the others
         (:data:`~vitforge.hw.accel.isa.FAR_ROWS`), or their side slot past ``norms``, loads
         early (:meth:`load_early`). Returns the cycles a load right after may take beside
         the last LayerNorm (0 where none runs alone)."""
         dim, normalized = self.dim, self.act("normalized")
+        self.layernorms_beside.append(index)
 
         def piece(tile, beside):
             self.layernorm(norm, lnp, result + tile * dim, normalized + tile * dim,
@@ -1090,7 +1104,7 @@ class Lowering:
                 self.load_ln1(following, name)
 
         budget = self.fc2_beside_norm(
-            loaded, block, prm, result, following.ln1,
+            loaded, index, block, prm, result, following.ln1,
             self.plan.region(Space.LNP, f"{name} ln1").start,
             tiles(self.plan.phases[upcoming].tokens, lanes), first_tile)
         if self.next_params.left:
@@ -1105,8 +1119,9 @@ class Lowering:
         qkv.keep(max(1, -(-qkv.done // k), (qkv.done + self._fitting(qkv, budget)) // k) * k)
         return self.preloaded_layer(following.qkv, qkv)
 
-    def fc2_into_final_norm(self, loaded, block, prm, result):
-        """The last block's FC2 (``loaded``) into ``result`` with the final norm of the
+    def fc2_into_final_norm(self, loaded, index, block, prm, result):
+        """The last block's FC2 (``loaded``, block ``index``) into ``result`` with the final
+        norm of the
         class token's tile beside its last chunk (:meth:`fc2_beside_norm`): tile 0's GEMM
         hosts the norm's parameters, the far slot of tile 1's the head's, the GEMMs after
         it the head's weights; the head then runs its GEMM alone (:attr:`early_block`)."""
@@ -1119,8 +1134,8 @@ class Lowering:
             self.emit.load(Space.LNP, (self.final.norm.gamma, self.final.norm.beta),
                            norm.start, norm.words)
 
-        self.fc2_beside_norm(loaded, block, prm, result, self.final.norm, norm.start, 1,
-                             first_tile)
+        self.fc2_beside_norm(loaded, index, block, prm, result, self.final.norm, norm.start,
+                             1, first_tile)
         self.finish_preload(self.next_params)
         self.next_params = None
         self.early_block = "head"

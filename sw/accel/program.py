@@ -131,6 +131,10 @@ class CompiledProgram:
         has two ACT banks; :meth:`~.lowering.Lowering.attention`).
     sequential_reason : str or None
         Why the heads run one after another instead, ``None`` when they overlap.
+    layernorms_beside : tuple of int
+        The blocks whose FC2 runs the LayerNorm after it (the next block's LN1, the last
+        block's the final norm) beside its last token tiles
+        (:meth:`~.lowering.Lowering.fc2_beside_norm`).
     """
 
     config: object
@@ -148,6 +152,7 @@ class CompiledProgram:
     logits: bool
     overlap: bool
     sequential_reason: str
+    layernorms_beside: tuple = ()
 
     def with_input(self, values):
         """The same program on another input: the image with ``values`` patched in.

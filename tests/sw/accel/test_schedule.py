@@ -8,6 +8,7 @@ import pytest
 from vitforge.boards.presets import PRESETS as BOARD_PRESETS
 from vitforge.hw.accel.config import AcceleratorConfig
 from vitforge.hw.accel.isa import Instruction, Opcode, Space
+from vitforge.sw.accel import compiler
 from vitforge.sw.accel.compiler import compile_blocks, compile_model, config_for_model
 from vitforge.sw.accel.cycles import (FAR_START_DELAY, SIDE_START_DELAY, _may_run_beside,
                                       predict, program_cycles, unit_cycles)
@@ -294,3 +295,24 @@ def test_the_next_block_s_ln1_runs_beside_fc2_s_last_token_tiles(monkeypatch):
                     region.start < item.spad_addr + item.count and item.spad_addr < region.end
                     for region in attention_prm)]
     assert predict(programs[True]).cycles < predict(programs[False]).cycles
+
+
+def test_each_block_runs_the_next_layernorm_beside_fc2_only_where_that_is_faster(
+        monkeypatch):
+    """Four blocks of DeiT-S's shape on the ``zcu102`` preset, the first two on 197 tokens
+    (five token tiles), the last two on 80 (two): block 0's FC2 runs block 1's LN1 beside
+    its last token tiles; blocks 1 and 2 keep the next LN1 alone (on two tiles the far
+    slots of FC2's tail leave the next block's parameters and QKV weights less DMA time
+    than the LayerNorm saves). That program takes fewer cycles than every LayerNorm beside
+    FC2 and than none."""
+    x, blocks, _ = random_blocks(np.random.default_rng(3), tokens=197, dim=384, heads=6,
+                                 hidden=1536, count=4)
+    zcu102, counts = BOARD_PRESETS["zcu102"].accelerator, (197, 197, 80, 80)
+    program = compile_blocks(zcu102, blocks, x, block_tokens=counts)
+    extremes = []
+    for beside in (None, frozenset()):
+        monkeypatch.setattr(compiler, "_fastest", lambda lower: lower(beside))
+        extremes.append(compile_blocks(zcu102, blocks, x, block_tokens=counts))
+    assert [extreme.layernorms_beside for extreme in extremes] == [(0, 1, 2), ()]
+    assert program.layernorms_beside == (0,)
+    assert predict(program).cycles < min(predict(extreme).cycles for extreme in extremes)
