@@ -354,11 +354,11 @@ class Lowering:
         return (_Preload(Space.PRM, merged, regions[0].start),
                 {region.name: region.start for region in regions})
 
-    def load_layernorms(self, sources):
-        """LOAD LNP entries of the phase from ``sources`` (region name -> LayerNorm
-        parameters: a run of the phase's, in entry order); returns each region's first
-        entry by name."""
-        regions = self._loaded_run(Space.LNP, sources)
+    def load_layernorms(self, sources, phase=None):
+        """LOAD LNP entries of the phase (or of a later ``phase``, early) from ``sources``
+        (region name -> LayerNorm parameters: a run of the phase's, in entry order); returns
+        each region's first entry by name."""
+        regions = self._loaded_run(Space.LNP, sources, phase)
         gamma = np.concatenate([sources[region.name].gamma for region in regions])
         beta = np.concatenate([sources[region.name].beta for region in regions])
         self.emit.load(Space.LNP, (gamma, beta), regions[0].start,
@@ -997,8 +997,7 @@ class Lowering:
         """LOAD the LN1 parameters of ``block`` (called ``name``) before its phase
         (:attr:`early_ln1`)."""
         self.early_ln1 = name
-        region = self.plan.region(Space.LNP, f"{name} ln1")
-        self.emit.load(Space.LNP, (block.ln1.gamma, block.ln1.beta), region.start, region.words)
+        self.load_layernorms({f"{name} ln1": block.ln1}, self.plan.phase(f"{name} attention"))
 
     def early_regions(self, index, block):
         """The PRM and LNP regions block ``index`` (``block``) loads before it starts where
@@ -1121,18 +1120,17 @@ class Lowering:
 
     def fc2_into_final_norm(self, loaded, index, block, prm, result):
         """The last block's FC2 (``loaded``, block ``index``) into ``result`` with the final
-        norm of the
-        class token's tile beside its last chunk (:meth:`fc2_beside_norm`): tile 0's GEMM
-        hosts the norm's parameters, the far slot of tile 1's the head's, the GEMMs after
-        it the head's weights; the head then runs its GEMM alone (:attr:`early_block`)."""
+        norm of the class token's tile beside its last chunk (:meth:`fc2_beside_norm`):
+        tile 0's GEMM hosts the norm's parameters, the far slot of tile 1's the head's, the
+        GEMMs after it the head's weights; the head then runs its GEMM alone
+        (:attr:`early_block`)."""
         head = self.plan.phase("head")
         self.next_params, self.early_prm = self.preload_params(
             {"head": self.final.head}, head)
         norm = self.plan.region(Space.LNP, "final norm")
 
         def first_tile():
-            self.emit.load(Space.LNP, (self.final.norm.gamma, self.final.norm.beta),
-                           norm.start, norm.words)
+            self.load_layernorms({"final norm": self.final.norm}, head)
 
         self.fc2_beside_norm(loaded, index, block, prm, result, self.final.norm, norm.start,
                              1, first_tile)
